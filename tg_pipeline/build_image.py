@@ -1,0 +1,65 @@
+"""Step 4: build the job's image with the Docker SDK (classic builder), streaming its log."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from . import engine
+from .errors import BuildError
+from .serialize import write_if_changed
+
+
+def image_tag(package: str, version: str, prefix: str = '') -> str:
+    return f'{prefix}{package}:{version}'
+
+
+def build_image(context_dir: Path, tag: str, target: Path | None = None, labels: dict | None = None,
+                silent: bool = False, client=None) -> str:
+    """Build ``context_dir`` as ``tag``; return the image id and record it in ``target`` (JSON)."""
+    client = client or engine.local()
+    log: list[str] = []
+    image_id = None
+    stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True,
+                              labels=labels or {})
+    for event in stream:
+        if 'error' in event:
+            detail = event.get('errorDetail', {})
+            log.append(event['error'])
+            hint = None
+            if 'no space left on device' in event['error']:
+                hint = 'free disk space on the Docker host (docker system prune) and retry'
+            elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
+                hint = 'the base image cannot be pulled: set [docker] base_image or TG_PIPELINE_BASE_IMAGE ' \
+                       'to an image this engine has (docker images)'
+            raise BuildError(f'building image {tag} failed', command=f'docker build -t {tag} {context_dir}',
+                             exit_code=detail.get('code'), output='\n'.join(log), hint=hint)
+        text = event.get('stream') or (event.get('status') and event['status'] + '\n')
+        if text:
+            log.append(text.rstrip('\n'))
+            if not silent:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        aux = event.get('aux')
+        if isinstance(aux, dict) and aux.get('ID'):
+            image_id = aux['ID']
+    if image_id is None:  # old engines only print "Successfully built <short id>"
+        image_id = client.images.get(tag).id
+    if target is not None:
+        write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
+    return image_id
+
+
+def recorded_image(target: Path) -> dict | None:
+    try:
+        return json.loads(Path(target).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def image_up_to_date(target: Path, client=None) -> bool:
+    """doit uptodate check: the recorded image still exists under its tag."""
+    record = recorded_image(target)
+    if not record:
+        return False
+    return engine.image_exists(client or engine.local(), record['image_id'], record['tag'])

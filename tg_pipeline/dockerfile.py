@@ -1,0 +1,40 @@
+"""Step 3: render the Dockerfile (and requirements.txt) of a job's build context."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cloudpickle
+
+from . import templates
+from .serialize import write_if_changed
+from .sdist import sdist_name
+
+
+def requirements(dependencies: list[str]) -> list[str]:
+    """The image's pip requirements: the job's, plus the cloudpickle that reads the payload.
+
+    cloudpickle is pinned to the local version: payloads pickled by value need
+    the same cloudpickle (and Python minor version) to load.
+    """
+    names = {d.split('=')[0].split('<')[0].split('>')[0].split('[')[0].strip().lower() for d in dependencies}
+    extra = [] if 'cloudpickle' in names else [f'cloudpickle=={cloudpickle.__version__}']
+    return [*extra, *dependencies]
+
+
+def render_values(package: str, version: str, module: str, base_image: str, dependencies: list[str]) -> dict:
+    return dict(package=package, version=version, module=module, base_image=base_image,
+                requirements=requirements(dependencies),
+                sdist_root=sdist_name(package, version),
+                sdist_file=f'{sdist_name(package, version)}.tar.gz',
+                python_version='%d.%d' % sys.version_info[:2])
+
+
+def make_dockerfile(context_dir: Path, extra_templates: tuple[str, ...] = (), **values) -> Path:
+    """Write Dockerfile and requirements.txt into ``context_dir``; untouched files keep their mtimes."""
+    values = render_values(**values)
+    context_dir = Path(context_dir)
+    write_if_changed(context_dir / 'requirements.txt', ''.join(f'{r}\n' for r in values['requirements']).encode())
+    path = context_dir / 'Dockerfile'
+    write_if_changed(path, templates.render('Dockerfile.j2', extra_templates, **values).encode())
+    return path

@@ -1,0 +1,149 @@
+"""Step 1: turn a job into payload bytes (cloudpickle).
+
+Classes and functions from ``__main__`` (scripts, notebooks) are pickled by
+value by cloudpickle. Everything else is pickled by reference, so its module
+must travel in the package (under a source root) or be installed in the image
+(site-packages, standard library). Anything else is refused here, before any
+image is built.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import os
+import sys
+import sysconfig
+import types
+from pathlib import Path
+
+import cloudpickle
+
+from .errors import ConfigError, PackagingError
+
+PROTOCOL = 4  # readable by every Python >= 3.4: the container may differ in patch version
+
+
+class _RecordingPickler(cloudpickle.Pickler):
+    """cloudpickle's pickler that also notes the modules of what it pickles by reference."""
+
+    def __init__(self, file):
+        super().__init__(file, protocol=PROTOCOL)
+        self.modules: dict[str, str] = {}
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            module = getattr(obj, '__module__', None)
+            if isinstance(module, str):
+                self.modules.setdefault(module, getattr(obj, '__qualname__', repr(obj)))
+        return super().reducer_override(obj)
+
+
+def dumps(obj) -> tuple[bytes, dict[str, str]]:
+    """Pickle ``obj``; also return {module: an object's name} for what went by reference."""
+    buffer = io.BytesIO()
+    pickler = _RecordingPickler(buffer)
+    try:
+        pickler.dump(obj)
+    except Exception as e:
+        raise PackagingError(
+            f'the job cannot be pickled: {type(e).__name__}: {e}',
+            hint='jobs must be picklable: replace lambdas, open files, locks and connections in its '
+                 'attributes by plain data and create them inside run()') from e
+    return buffer.getvalue(), pickler.modules
+
+
+def _installed_dirs() -> list[Path]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib') if k in paths}
+    dirs.update(p for p in sys.path if 'site-packages' in p or 'dist-packages' in p)
+    return [Path(d).resolve() for d in dirs if d]
+
+
+def _under(path: Path, roots) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def check_modules(modules: dict[str, str], source_roots: list[Path]) -> None:
+    """Refuse modules that neither travel in the package nor are installed in the image."""
+    roots = [Path(r).resolve() for r in source_roots]
+    installed = _installed_dirs()
+    for name, example in sorted(modules.items()):
+        top = name.split('.')[0]
+        if name == '__main__' or top in sys.builtin_module_names or top in getattr(sys, 'stdlib_module_names', ()):
+            continue
+        module = sys.modules.get(name)
+        file = getattr(module, '__file__', None)
+        if not file:
+            continue  # namespace or built-in module
+        file = Path(file).resolve()
+        if _under(file, roots) or _under(file, installed):
+            continue
+        raise PackagingError(
+            f'the job uses {example} from module {name!r} ({file}), which is neither under the source roots '
+            f'({", ".join(str(r) for r in roots)}) nor installed: it would be missing in the container',
+            hint=f'add its folder {file.parent} (or a parent folder) to source_roots in [package] of '
+                 f'pipeline.toml, or install it as a dependency')
+
+
+def root_packages(source_roots: list[Path]) -> list[str]:
+    """The top-level names a source root provides (``jobs/`` provides ``jobs``)."""
+    return [Path(r).name for r in source_roots]
+
+
+def check_source_roots(source_roots: list[Path], config_file: str | None = None) -> None:
+    for root in source_roots:
+        if not Path(root).is_dir():
+            raise ConfigError(f'source root {root} is not a folder', file=config_file, key='package.source_roots',
+                              hint='list folders that hold your job code, relative to pipeline.toml')
+        if not Path(root).name.isidentifier():
+            raise ConfigError(f'source root {Path(root).name!r} is not a valid Python package name',
+                              file=config_file, key='package.source_roots')
+
+
+def make_job(factory: str, args: list, kwargs: dict, project_root: Path, config_file: str | None = None,
+             key: str | None = None, line: int | None = None):
+    """Import ``module:Name`` and call it with the configured arguments."""
+    module_name, _, attr = factory.partition(':')
+    root = str(project_root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    where = dict(file=config_file, key=key, line=line)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f'factory {factory!r}: cannot import module {module_name!r} ({e})', **where,
+                          hint='give the module path relative to the folder of pipeline.toml, '
+                               'e.g. jobs.example_job:ExampleJob') from None
+    target = module
+    for part in attr.split('.'):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f'factory {factory!r}: module {module_name!r} has no {attr!r}', **where,
+                              hint=f'check the class or function name defined in {module.__file__}') from None
+    try:
+        return target(*args, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f'factory {factory!r} does not accept the configured args/kwargs: {e}', **where,
+                          hint='make args/kwargs match its signature') from None
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomic write that leaves an identical file untouched (keeps mtimes, so caches hold)."""
+    path = Path(path)
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def serialize(job, path: Path, source_roots: list[Path]) -> str:
+    """Pickle ``job`` into ``path``; return the payload's sha256."""
+    data, modules = dumps(job)
+    check_modules(modules, source_roots)
+    write_if_changed(path, data)
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,221 @@
+"""The doit task graph, built from pipeline.toml. dodo.py only calls :func:`dodo_tasks`.
+
+Tasks are per job, as doit sub-tasks ``STEP:JOB`` (``doit run_local:ExampleJob``
+or ``doit run_local job=ExampleJob``)::
+
+    serialize -> sdist -> build_image -> run_local
+    dockerfile ------------^      `---> push -> run_remote
+    serialize -> run_attached
+
+Each action is a thin wrapper over a library function that works without doit.
+Step modules are imported inside the actions, so listing tasks and checking
+that nothing changed stays cheap.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from . import config as config_module
+from .errors import PipelineError, report
+from .sdist import source_files
+
+# (step, one-line doc) in graph order; the docs show in `doit list`
+STEPS = {
+    'serialize': 'pickle the job object (cloudpickle) into its payload file',
+    'sdist': 'package source roots + payload as a reproducible sdist named name__version',
+    'dockerfile': 'render Dockerfile + requirements.txt from templates/*.j2',
+    'build_image': 'build the job image with the Docker SDK (skipped while the image is unchanged)',
+    'run_attached': 'run the job in this process, loaded back from its payload',
+    'run_local': 'run the job image on the local Docker engine, streaming its output',
+}
+TEMPLATE_FILES = ('entry_point.py.j2', 'pyproject.toml.j2')
+
+
+def guarded(function, *args, **kwargs):
+    """A doit python-action: our errors become a TaskFailed with ERROR/TIP text, not a traceback."""
+    def action():
+        try:
+            function(*args, **kwargs)
+        except PipelineError as e:
+            report(e)
+            return TaskFailed(e.message.splitlines()[0])
+    action.__name__ = getattr(function, '__name__', 'action')
+    return action
+
+
+class JobPaths:
+    def __init__(self, build_dir: Path, job: config_module.JobConfig):
+        self.dir = build_dir / job.name
+        self.payload = self.dir / 'payload.pkl'
+        self.context = self.dir / 'context'
+        self.sdist = self.context / f'{job.package}-{job.version}.tar.gz'
+        self.dockerfile = self.context / 'Dockerfile'
+        self.requirements = self.context / 'requirements.txt'
+        self.image = self.dir / 'image.json'
+
+
+class Pipeline:
+    """Task dicts for the jobs of one pipeline.toml."""
+
+    def __init__(self, config: config_module.Config, jobs: list[str] | None = None):
+        self.config = config
+        self.selected = [config.job(j).name for j in jobs] if jobs else sorted(config.jobs)
+        self._sources = None
+
+    # --- helpers -------------------------------------------------------------------------
+    def paths(self, job: str) -> JobPaths:
+        return JobPaths(self.config.build_dir, self.config.job(job))
+
+    @property
+    def sources(self) -> list[str]:
+        if self._sources is None:
+            self._sources = [str(p) for p in source_files(self.config.source_roots)]
+        return self._sources
+
+    def image_tag(self, job: str) -> str:
+        from .build_image import image_tag
+        j = self.config.job(job)
+        return image_tag(j.package, j.version, self.config.docker['image_prefix'])
+
+    def run_spec(self, job: str):
+        from .build_image import recorded_image
+        from .run_local import RunSpec
+        j = self.config.job(job)
+        record = recorded_image(self.paths(job).image) or {}
+        return RunSpec(image=record.get('image_id', self.image_tag(job)), job=j.name, package=j.package,
+                       version=j.version, env_names=j.env, cpu=j.cpu, memory_gb=j.memory_gb)
+
+    # --- actions -------------------------------------------------------------------------
+    def do_serialize(self, job: str, payload_job=None):
+        from .serialize import check_source_roots, make_job, serialize
+        j = self.config.job(job)
+        check_source_roots(self.config.source_roots, str(self.config.path))
+        if payload_job is None:
+            payload_job = make_job(j.factory, j.args, j.kwargs, self.config.root, str(self.config.path),
+                                   f'jobs.{job}.factory', j.line)
+        serialize(payload_job, self.paths(job).payload, self.config.source_roots)
+
+    def do_sdist(self, job: str):
+        from .sdist import make_sdist
+        j, p = self.config.job(job), self.paths(job)
+        make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots,
+                   {'job': p.payload.read_bytes()}, j.dependencies)
+
+    def do_dockerfile(self, job: str):
+        from .dockerfile import make_dockerfile
+        make_dockerfile(self.paths(job).context, **self.dockerfile_values(job))
+
+    def dockerfile_values(self, job: str) -> dict:
+        j = self.config.job(job)
+        return dict(package=j.package, version=j.version, module=j.module, base_image=self.config.base_image,
+                    dependencies=j.dependencies)
+
+    def do_build_image(self, job: str):
+        from .build_image import build_image
+        j = self.config.job(job)
+        build_image(self.paths(job).context, self.image_tag(job), self.paths(job).image,
+                    labels={'tg_pipeline.job': j.name})
+
+    def do_run_attached(self, job: str):
+        from .run_attached import run_attached
+        result = run_attached(self.paths(job).payload, job)
+        if result is not None:
+            print(f'Result: {result!r}')
+
+    def do_run_local(self, job: str):
+        from .run_local import run_local
+        run_local(self.run_spec(job))
+
+    def image_current(self, job: str) -> bool:
+        from .build_image import image_up_to_date
+        return image_up_to_date(self.paths(job).image)
+
+    # --- task dicts ----------------------------------------------------------------------
+    def job_tasks(self, job: str) -> dict[str, dict]:
+        """step -> doit task dict (without basename) for one job."""
+        j, p = self.config.job(job), self.paths(job)
+        from . import templates
+        template_files = [str(f) for f in templates.files() if f.name in TEMPLATE_FILES]
+        dockerfile_template = [str(f) for f in templates.files() if f.name == 'Dockerfile.j2']
+        return {
+            'serialize': dict(
+                actions=[guarded(self.do_serialize, job)], targets=[str(p.payload)],
+                file_dep=self.sources, uptodate=[config_changed(j.fingerprint())]),
+            'sdist': dict(
+                actions=[guarded(self.do_sdist, job)], targets=[str(p.sdist)],
+                file_dep=[str(p.payload), *self.sources, *template_files],
+                uptodate=[config_changed({'module': j.module, 'deps': j.dependencies,
+                                          'roots': self.config.package['source_roots']})]),
+            'dockerfile': dict(
+                actions=[guarded(self.do_dockerfile, job)], targets=[str(p.dockerfile), str(p.requirements)],
+                file_dep=dockerfile_template, uptodate=[config_changed(self.dockerfile_values(job))]),
+            'build_image': dict(
+                actions=[guarded(self.do_build_image, job)], targets=[str(p.image)],
+                file_dep=[str(p.dockerfile), str(p.requirements), str(p.sdist)],
+                uptodate=[lambda: self.image_current(job)], verbosity=2),
+            'run_attached': dict(
+                actions=[guarded(self.do_run_attached, job)], task_dep=[f'serialize:{job}'], verbosity=2),
+            'run_local': dict(
+                actions=[guarded(self.do_run_local, job)], task_dep=[f'build_image:{job}'], verbosity=2),
+        }
+
+    def all_tasks(self) -> dict[str, list[dict]]:
+        """step -> sub-task dicts for every selected job."""
+        steps: dict[str, list[dict]] = {s: [] for s in STEPS}
+        for job in self.selected:
+            for step, task in self.job_tasks(job).items():
+                steps[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]'))
+        return steps
+
+    def doit_tasks(self) -> dict:
+        """``task_*`` functions for a dodo module's globals."""
+        steps = self.all_tasks()
+        functions = {}
+        for step, subtasks in steps.items():
+            def creator(subtasks=subtasks):
+                yield from subtasks
+            creator.__doc__ = STEPS[step]
+            functions[f'task_{step}'] = creator
+
+        def task_graph():
+            """write the task graph as build/graph.dot (and .png where graphviz is installed)"""
+            from .graph import write_graph
+            out = self.config.build_dir / 'graph.dot'
+            return {'actions': [guarded(write_graph, steps, out)], 'verbosity': 2, 'uptodate': [False]}
+        functions['task_graph'] = task_graph
+        return functions
+
+
+def command_line_vars() -> dict[str, str]:
+    """doit's ``name=value`` command-line variables."""
+    from doit import doit_cmd
+    return dict(getattr(doit_cmd, '_CMDLINE_VARS', None) or {})
+
+
+def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
+    """Everything a dodo.py needs: DOIT_CONFIG and the task_* creators.
+
+    A bad pipeline.toml stops here, before doit runs any task, with one ERROR/TIP paragraph.
+    """
+    root = Path(dodo_file).resolve().parent
+    variables = command_line_vars()
+    try:
+        config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
+                                    overrides=variables)
+        pipeline = Pipeline(config, [variables['job']] if variables.get('job') else None)
+        functions = pipeline.doit_tasks()
+    except PipelineError as e:
+        report(e)
+        sys.exit(2)
+    config.build_dir.mkdir(parents=True, exist_ok=True)
+    functions['DOIT_CONFIG'] = {
+        'dep_file': str(config.build_dir / '.doit.db'),
+        'default_tasks': ['build_image'],
+        'verbosity': 1,
+    }
+    return functions
