@@ -127,7 +127,8 @@ def _failure(spec: RunSpec, where: str, code: int, state: dict, output: str) -> 
         return JobFailed(f'job {spec.job} was killed by signal {code - 128} ({where} run)', exit_code=code,
                          output=output)
     trace = _traceback(output)
-    return JobFailed(f'job {spec.job} failed ({where} run)', exit_code=code, output=output,
+    # the output was streamed already: the error repeats only the job's traceback, when there is one
+    return JobFailed(f'job {spec.job} failed ({where} run)', exit_code=code, output=trace or output,
                      remote_traceback=trace)
 
 
