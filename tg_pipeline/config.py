@@ -94,6 +94,7 @@ class JobConfig:
     cpu: float
     memory_gb: float
     line: int | None = None
+    factory_line: int | None = None
 
     def fingerprint(self) -> dict:
         """What the payload depends on, besides the source files."""
@@ -312,7 +313,7 @@ def _job(name: str, table, sections: dict, run_overrides: dict, lines: _Lines, w
         name=name, factory=factory, args=table.get('args', []), kwargs=table.get('kwargs', {}),
         package=package, version=version, module=module_name(package, version),
         dependencies=[*sections['package']['dependencies'], *table.get('dependencies', [])],
-        env=env, line=lines.of(t), **limits)
+        env=env, line=lines.of(t), factory_line=lines.of(t, 'factory'), **limits)
 
 
 def secret_name(name: str) -> bool:

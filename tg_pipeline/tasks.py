@@ -97,7 +97,7 @@ class Pipeline:
         check_source_roots(self.config.source_roots, str(self.config.path))
         if payload_job is None:
             payload_job = make_job(j.factory, j.args, j.kwargs, self.config.root, str(self.config.path),
-                                   f'jobs.{job}.factory', j.line)
+                                   f'jobs.{job}.factory', j.factory_line)
         serialize(payload_job, self.paths(job).payload, self.config.source_roots)
 
     def do_sdist(self, job: str):
@@ -178,7 +178,7 @@ class Pipeline:
         functions = {}
         for step, subtasks in steps.items():
             def creator(subtasks=subtasks):
-                yield from subtasks
+                yield from (dict(t) for t in subtasks)  # doit rewrites 'name' in what it gets
             creator.__doc__ = STEPS[step]
             functions[f'task_{step}'] = creator
 

@@ -1,0 +1,110 @@
+"""Shared fixtures: fixture projects copied to a temp folder, doit run as a user would, a real engine.
+
+Tests marked ``docker``/``remote`` use the real engine and the simulated remote
+host. Outside CI they are skipped, with the reason, when those are missing;
+under CI (CI=true) a missing engine fails them instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECTS = Path(__file__).resolve().parent / 'projects'
+IN_CI = os.environ.get('CI') == 'true'
+
+
+def need(condition_error: str | None, what: str, setup: str):
+    if condition_error is None:
+        return
+    message = f'{what} is not available ({condition_error}); run {setup}'
+    if IN_CI:
+        pytest.fail('CI must run this test for real: ' + message)
+    pytest.skip(message)
+
+
+def engine_error() -> str | None:
+    try:
+        import docker
+        docker.from_env().ping()
+    except Exception as e:  # anything: the reason goes into the skip message
+        return f'{type(e).__name__}: {e}'
+    return None
+
+
+@pytest.fixture(scope='session')
+def docker_client():
+    need(engine_error(), 'a Docker engine', 'scripts/setup_docker.sh')
+    import docker
+    return docker.from_env()
+
+
+class Project:
+    """A fixture project in a temp folder, driven through the doit command line."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def read(self, relative: str) -> str:
+        return self.path(relative).read_text()
+
+    def write(self, relative: str, text: str) -> None:
+        self.path(relative).parent.mkdir(parents=True, exist_ok=True)
+        self.path(relative).write_text(text)
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        text = self.read(relative)
+        assert old in text, f'{old!r} not in {relative}'
+        self.write(relative, text.replace(old, new))
+
+    def env(self, extra: dict | None = None) -> dict:
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
+        env.pop('TG_PIPELINE_CONFIG', None)
+        env.update(extra or {})
+        return env
+
+    def doit(self, *args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
+        result = subprocess.run([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f'doit {" ".join(args)} exited {result.returncode}\n'
+                                 f'--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}')
+        return result
+
+    def popen(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def copy_project(name: str, destination: Path) -> Project:
+    target = destination / name
+    shutil.copytree(PROJECTS / name, target, symlinks=False)
+    return Project(target)
+
+
+@pytest.fixture
+def project_factory(tmp_path):
+    return lambda name='basic': copy_project(name, tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return copy_project('basic', tmp_path)
+
+
+def ran(output: str, task: str) -> bool:
+    """doit marks a task that ran with '.  ' and one that was up to date with '-- '."""
+    lines = output.splitlines()
+    if f'.  {task}' in lines:
+        return True
+    assert f'-- {task}' in lines, f'{task} is neither run nor up to date in:\n{output}'
+    return False

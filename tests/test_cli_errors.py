@@ -1,0 +1,62 @@
+"""Bad input through the doit command line: one ERROR/TIP paragraph, non-zero exit, nothing run or lost."""
+import pytest
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('bad_syntax', 'pipeline.toml:5: not valid TOML'),
+    ('unknown_key', "pipeline.toml:6, key 'run.memroy_gb': unknown key 'memroy_gb' in [run]"),
+    ('wrong_type', "pipeline.toml:5, key 'run.cpu': run.cpu must be a number, not 'two'"),
+])
+def test_bad_file_stops_before_any_task(project_factory, name, expected):
+    project = project_factory(name)
+    before = project.read('pipeline.toml')
+    result = project.doit('run_local', 'job=ExampleJob', check=False)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert result.stdout == ''  # no task started
+    assert project.read('pipeline.toml') == before  # the user's file is left as it was
+    assert not (project.root / 'build' / 'ExampleJob').exists()
+
+
+def test_unknown_job_on_the_command_line(project):
+    result = project.doit('run_local', 'job=ExampleJbo', check=False)
+    assert result.returncode == 2
+    assert "ERROR: " in result.stderr and "unknown job 'ExampleJbo'" in result.stderr
+    assert 'TIP: add a [jobs.ExampleJbo] table to pipeline.toml or pick one of: ExampleJob, FailingJob, SleepJob' \
+        in result.stderr
+
+
+def test_missing_class_names_the_factory_key_and_line(project_factory):
+    project = project_factory('missing_class')
+    result = project.doit('serialize', 'job=ExampleJob', check=False)
+    assert result.returncode != 0
+    assert "pipeline.toml:5, key 'jobs.ExampleJob.factory': factory 'jobs.example_job:NoSuchJob': " \
+           "module 'jobs.example_job' has no 'NoSuchJob'" in result.stderr
+    assert 'TIP: check the class or function name defined in' in result.stderr
+    assert not (project.root / 'build' / 'ExampleJob' / 'payload.pkl').exists()
+
+
+def test_bad_command_line_value(project):
+    result = project.doit('run_local', 'job=ExampleJob', 'memory=lots', check=False)
+    assert result.returncode == 2
+    assert "ERROR: key 'memory': memory must be a number, not 'lots'" in result.stderr
+
+
+def test_list_shows_one_line_docs(project):
+    result = project.doit('list', '--all')
+    lines = result.stdout.splitlines()
+    assert any(l.startswith('run_local') and 'local Docker engine' in l for l in lines)
+    assert any(l.startswith('build_image') and 'Docker SDK' in l for l in lines)
+
+
+def test_graph_writes_dot_with_the_task_edges(project):
+    project.doit('graph')
+    dot = project.read('build/graph.dot')
+    assert '"serialize:ExampleJob" -> "sdist:ExampleJob";' in dot
+    assert '"sdist:ExampleJob" -> "build_image:ExampleJob";' in dot
+    assert '"dockerfile:ExampleJob" -> "build_image:ExampleJob";' in dot
+    assert '"build_image:ExampleJob" -> "run_local:ExampleJob";' in dot
+    import shutil
+    if shutil.which('dot'):
+        assert project.path('build/graph.png').read_bytes()[:4] == b'\x89PNG'

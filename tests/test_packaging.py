@@ -1,0 +1,104 @@
+"""serialize + sdist without Docker: reproducible bytes, real installable sdist, refusals with a fix."""
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+
+import pytest
+
+from tg_pipeline.errors import PackagingError
+from tg_pipeline.sdist import make_sdist
+from tg_pipeline.serialize import dumps, serialize
+
+from conftest import PROJECTS
+
+
+def build(tmp_path, out, payload=b'payload'):
+    roots = [tmp_path / 'src' / 'jobs']
+    return make_sdist(tmp_path / out, 'examplejob', '0.0.0', 'examplejob__0_0_0', roots, {'job': payload},
+                      ['requests==2.31.0'])
+
+
+@pytest.fixture
+def sources(tmp_path):
+    import shutil
+    shutil.copytree(PROJECTS / 'basic' / 'jobs', tmp_path / 'src' / 'jobs')
+    return tmp_path / 'src' / 'jobs'
+
+
+def test_sdist_is_byte_reproducible(tmp_path, sources):
+    first = build(tmp_path, 'a').read_bytes()
+    os.utime(sources / 'example_job.py', (1, 1))  # times do not matter
+    (sources / '__pycache__').mkdir(exist_ok=True)
+    (sources / '__pycache__' / 'x.pyc').write_bytes(b'junk')  # caches are not packaged
+    assert build(tmp_path, 'b').read_bytes() == first
+    assert build(tmp_path, 'c', payload=b'other').read_bytes() != first
+
+
+def test_sdist_layout(tmp_path, sources):
+    with tarfile.open(build(tmp_path, 'a')) as tar:
+        names = tar.getnames()
+        assert {m.mtime for m in tar.getmembers()} == {946684800}
+        pkg_info = tar.extractfile('examplejob-0.0.0/PKG-INFO').read().decode()
+    assert 'examplejob-0.0.0/examplejob__0_0_0/__init__.py' in names
+    assert 'examplejob-0.0.0/examplejob__0_0_0/__main__.py' in names
+    assert 'examplejob-0.0.0/examplejob__0_0_0/resources/job.pkl' in names
+    assert 'examplejob-0.0.0/examplejob__0_0_0/jobs/example_job.py' in names
+    assert 'Requires-Dist: requests==2.31.0' in pkg_info
+    assert not any('__pycache__' in n for n in names)
+
+
+def test_unchanged_sdist_keeps_its_mtime(tmp_path, sources):
+    path = build(tmp_path, 'a')
+    os.utime(path, (1000, 1000))
+    build(tmp_path, 'a')
+    assert path.stat().st_mtime == 1000
+
+
+def test_sdist_installs_with_pip_and_runs_its_entry_point(tmp_path, sources):
+    sys.path.insert(0, str(tmp_path / 'src'))
+    try:
+        from jobs.example_job import ExampleJob
+        payload, _ = dumps(ExampleJob(['HOME']))
+    finally:
+        sys.path.remove(str(tmp_path / 'src'))
+    sdist = build(tmp_path, 'dist', payload)
+    target = tmp_path / 'site'
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+                    '--target', str(target), str(sdist)], check=True)
+    result = subprocess.run([sys.executable, '-m', 'examplejob__0_0_0'], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, 'PYTHONPATH': str(target)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Job of type <class 'examplejob__0_0_0.jobs.example_job.ExampleJob'> is loaded" in out
+    assert 'Variable HOME is found: True' in out
+    assert out.index('Welcome to Training Grounds!') < out.index('SUCCESS') < out.index('DONE.')
+
+
+def test_unpicklable_job_is_refused_with_the_fix(tmp_path):
+    class Holder:
+        def __init__(self):
+            self.lock = threading.Lock()
+    with pytest.raises(PackagingError) as info:
+        dumps(Holder())
+    assert 'cannot be pickled' in info.value.message
+    assert 'lock' in info.value.message
+    assert 'create them inside run()' in info.value.hint
+
+
+def test_class_outside_source_roots_is_refused(tmp_path):
+    outside = tmp_path / 'elsewhere'
+    outside.mkdir()
+    (outside / 'stray_module.py').write_text('class StrayJob:\n    def run(self):\n        return 1\n')
+    sys.path.insert(0, str(outside))
+    try:
+        import stray_module
+        with pytest.raises(PackagingError) as info:
+            serialize(stray_module.StrayJob(), tmp_path / 'payload.pkl', [tmp_path / 'src' / 'jobs'])
+    finally:
+        sys.path.remove(str(outside))
+        sys.modules.pop('stray_module', None)
+    assert "module 'stray_module'" in info.value.message
+    assert 'add its folder' in info.value.hint and 'source_roots' in info.value.hint
+    assert not (tmp_path / 'payload.pkl').exists()
