@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up (idempotent), then run ExampleJob attached, on the local engine, and on the simulated remote host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+bash scripts/setup_docker.sh
+bash scripts/setup_remote.sh
+export EXAMPLE_VARIABLE=TEST
+step() { printf '\n=== %s ===\n' "$*"; }
+step 'attached: in this process';        .venv/bin/doit run_attached job=ExampleJob
+step 'local: on the local Docker engine'; .venv/bin/doit run_local job=ExampleJob
+step 'remote: on the Docker host behind ssh tg-remote'; .venv/bin/doit run_remote job=ExampleJob

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (idempotent), then run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+bash scripts/setup_docker.sh
+bash scripts/setup_remote.sh
+exec .venv/bin/python -m pytest -ra "$@"
