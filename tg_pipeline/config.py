@@ -76,7 +76,7 @@ ALIASES = {
     'transfer': 'remote.transfer',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job'}
+CONTROL_VARS = {'job', 'run_id'}
 
 
 @dataclasses.dataclass

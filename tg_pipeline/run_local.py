@@ -77,8 +77,11 @@ class _Tail:
 
 
 def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'local', silent: bool = False,
-                  out=None, err=None, environ=None) -> dict:
-    """Create, attach, start, wait, remove. Raise :class:`JobFailed` when the job fails."""
+                  out=None, err=None, environ=None, log_dir=None) -> dict:
+    """Create, attach, start, wait, remove. Raise :class:`JobFailed` when the job fails.
+
+    With ``log_dir``, the whole output is also kept as ``log_dir/RUN_ID.log``.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     run_id = new_run_id()
@@ -93,6 +96,7 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
     except docker.errors.APIError as e:
         raise PipelineError(f'cannot create the container on the {where} engine: {e.explanation or e}') from None
     output = _Tail()
+    log = _open_log(log_dir, run_id)
     try:
         # attach before start, with logs=True: not a line is lost
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
@@ -101,6 +105,9 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
             for chunk, target in ((stdout, out), (stderr, err)):
                 if chunk:
                     output.add(chunk)
+                    if log:
+                        log.write(chunk)
+                        log.flush()
                     if not silent:
                         target.write(chunk.decode('utf-8', 'replace'))
                         target.flush()
@@ -110,6 +117,9 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
         print(f'\nInterrupted: stopping container {name}', file=err, flush=True)
         _remove(container, stop=True)
         raise
+    finally:
+        if log:
+            log.close()
     _remove(container)
     code = status.get('StatusCode', state.get('ExitCode'))
     result = {'run_id': run_id, 'container': name, 'exit_code': code, 'output': output.text()}
@@ -139,6 +149,13 @@ def _traceback(output: str) -> str | None:
     lines = output[start:].splitlines()
     end = next((i for i, l in enumerate(lines) if 'DONE. Exiting Training Grounds.' in l), len(lines))
     return '\n'.join(lines[:end])
+
+
+def _open_log(log_dir, run_id: str):
+    if not log_dir:
+        return None
+    os.makedirs(log_dir, exist_ok=True)
+    return open(os.path.join(log_dir, f'{run_id}.log'), 'wb')
 
 
 def _remove(container, stop: bool = False) -> None:

@@ -32,6 +32,10 @@ STEPS = {
     'build_image': 'build the job image with the Docker SDK (skipped while the image is unchanged)',
     'run_attached': 'run the job in this process, loaded back from its payload',
     'run_local': 'run the job image on the local Docker engine, streaming its output',
+    'push': 'tag and push the job image to the [registry] (skipped while it has that digest)',
+    'run_remote': 'run the job image on the [remote] Docker host over SSH, streaming its output',
+    'logs_local': 'print the output of the job\'s last local run (run_id=... for another)',
+    'logs_remote': 'print the output of the job\'s last remote run (run_id=... for another)',
 }
 TEMPLATE_FILES = ('entry_point.py.j2', 'pyproject.toml.j2')
 
@@ -57,13 +61,17 @@ class JobPaths:
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
         self.image = self.dir / 'image.json'
+        self.push = self.dir / 'push.json'
+        self.runs = self.dir / 'runs'
 
 
 class Pipeline:
     """Task dicts for the jobs of one pipeline.toml."""
 
-    def __init__(self, config: config_module.Config, jobs: list[str] | None = None):
+    def __init__(self, config: config_module.Config, jobs: list[str] | None = None,
+                 variables: dict | None = None):
         self.config = config
+        self.variables = variables or {}
         self.selected = [config.job(j).name for j in jobs] if jobs else sorted(config.jobs)
         self._sources = None
 
@@ -129,7 +137,54 @@ class Pipeline:
 
     def do_run_local(self, job: str):
         from .run_local import run_local
-        run_local(self.run_spec(job))
+        run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local')
+
+    def registry_auth(self):
+        from .push import auth_config
+        return auth_config(self.config.registry)
+
+    def remote_reference(self, job: str) -> str:
+        from .push import remote_reference
+        return remote_reference(self.config.registry['address'], self.image_tag(job))
+
+    def do_push(self, job: str):
+        from .build_image import recorded_image
+        from .push import push
+        push(recorded_image(self.paths(job).image)['image_id'], self.remote_reference(job), self.paths(job).push,
+             auth=self.registry_auth())
+
+    def push_current(self, job: str) -> bool:
+        from .push import push_up_to_date
+        return push_up_to_date(self.paths(job).push, self.paths(job).image, auth=self.registry_auth())
+
+    def remote_target(self):
+        from .remote import RemoteTarget
+        return RemoteTarget.from_config(self.config.remote)
+
+    def do_run_remote(self, job: str):
+        from .build_image import recorded_image
+        from .run_remote import run_remote
+        run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
+                   recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
+                   log_dir=self.paths(job).runs / 'remote')
+
+    def do_logs(self, job: str, where: str):
+        from .logs import print_logs
+        run_id = self.variables.get('run_id') or None
+        if where == 'local':
+            from . import engine
+            print_logs(engine.local(), job, self.paths(job).runs / 'local', 'local', run_id)
+            return
+        from .remote import Remote
+        with Remote(self.remote_target()) as remote:
+            print_logs(remote.docker, job, self.paths(job).runs / 'remote', f'remote {remote.name}', run_id)
+
+    def do_check_remote(self):
+        from .check_remote import check_remote
+        failed = check_remote(self.remote_target(), self.config.registry['address'], self.registry_auth())
+        if failed:
+            from .errors import PipelineError
+            raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')
 
     def image_current(self, job: str) -> bool:
         from .build_image import image_up_to_date
@@ -162,6 +217,13 @@ class Pipeline:
                 actions=[guarded(self.do_run_attached, job)], task_dep=[f'serialize:{job}'], verbosity=2),
             'run_local': dict(
                 actions=[guarded(self.do_run_local, job)], task_dep=[f'build_image:{job}'], verbosity=2),
+            'push': dict(
+                actions=[guarded(self.do_push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
+                uptodate=[lambda: self.push_current(job)], verbosity=2),
+            'run_remote': dict(
+                actions=[guarded(self.do_run_remote, job)], task_dep=[f'push:{job}'], verbosity=2),
+            'logs_local': dict(actions=[guarded(self.do_logs, job, 'local')], verbosity=2),
+            'logs_remote': dict(actions=[guarded(self.do_logs, job, 'remote')], verbosity=2),
         }
 
     def all_tasks(self) -> dict[str, list[dict]]:
@@ -188,6 +250,11 @@ class Pipeline:
             out = self.config.build_dir / 'graph.dot'
             return {'actions': [guarded(write_graph, steps, out)], 'verbosity': 2, 'uptodate': [False]}
         functions['task_graph'] = task_graph
+
+        def task_check_remote():
+            """preflight of the remote: SSH login, Docker there, registry push here and pull there"""
+            return {'actions': [guarded(self.do_check_remote)], 'verbosity': 2, 'uptodate': [False]}
+        functions['task_check_remote'] = task_check_remote
         return functions
 
 
@@ -207,7 +274,7 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     try:
         config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
                                     overrides=variables)
-        pipeline = Pipeline(config, [variables['job']] if variables.get('job') else None)
+        pipeline = Pipeline(config, [variables['job']] if variables.get('job') else None, variables)
         functions = pipeline.doit_tasks()
     except PipelineError as e:
         report(e)

@@ -1,0 +1,100 @@
+"""`doit check_remote`: the preflight. One line per check, each failure with its fix.
+
+The checks are exactly what usually goes wrong on the way to a remote run:
+SSH login, Docker permissions of that user on the remote, pushing to the
+registry from here, pulling from it on the remote; plus the remote versions.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+
+from . import engine
+from .errors import PipelineError
+from .push import push, remote_reference
+from .remote import Remote, RemoteTarget, connect, describe
+from .run_remote import pull
+
+PROBE = 'tg-pipeline-probe:1'
+
+
+def _probe_image(client) -> str:
+    """A one-file image FROM scratch: pushing it proves the registry accepts pushes, at ~no cost."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode='w') as tar:
+        for name, data in (('Dockerfile', b'FROM scratch\nCOPY probe.txt /probe.txt\n'),
+                           ('probe.txt', b'tg_pipeline registry probe\n')):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 946684800
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    image, _ = client.images.build(fileobj=context, custom_context=True, tag=PROBE, rm=True)
+    return image.id
+
+
+class Report:
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.failed = 0
+
+    def ok(self, what: str, detail: str):
+        print(f'[ OK ] {what}: {detail}', file=self.out, flush=True)
+
+    def fail(self, what: str, error: BaseException):
+        self.failed += 1
+        message = error.message.splitlines()[0] if isinstance(error, PipelineError) else f'{error}'
+        print(f'[FAIL] {what}: {message}', file=self.out, flush=True)
+        hint = getattr(error, 'hint', None)
+        if hint:
+            print(f'       TIP: {hint}', file=self.out, flush=True)
+
+    def skip(self, what: str, why: str):
+        print(f'[SKIP] {what}: {why}', file=self.out, flush=True)
+
+
+def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> int:
+    """Run every check, print one line each; return the number of failures."""
+    report = Report(out)
+    remote = None
+    try:
+        connection = connect(target)
+        report.ok('ssh login', describe(connection))
+        connection.close()
+    except PipelineError as e:
+        report.fail('ssh login', e)
+    if not report.failed:
+        try:
+            remote = Remote(target)
+            api = remote.docker.version().get('ApiVersion', '?')
+            report.ok('docker on the remote', f'engine {remote.docker_version} (API {api}) usable by '
+                                              f'{remote.connection.user}')
+        except PipelineError as e:
+            report.fail('docker on the remote', e)
+    reference = None
+    if registry:
+        try:
+            client = engine.local()
+            image_id = _probe_image(client)
+            reference = remote_reference(registry, PROBE)
+            push(image_id, reference, auth=auth, silent=True, client=client)
+            report.ok('registry push from here', f'{reference}')
+        except PipelineError as e:
+            report.fail('registry push from here', e)
+            reference = None
+    else:
+        report.skip('registry', 'no [registry] address configured')
+    if remote is not None and reference:
+        try:
+            pull(remote.docker, reference, image_id, auth, silent=True, host=remote.connection.host)
+            report.ok('registry pull on the remote', reference)
+            remote.docker.images.remove(reference, force=True)
+        except PipelineError as e:
+            report.fail('registry pull on the remote', e)
+    if remote is not None:
+        python = remote.connection.run('python3 --version', hide=True, warn=True, in_stream=False)
+        version = (python.stdout or python.stderr).strip() if python.exited == 0 else 'no python3 (not needed)'
+        report.ok('remote versions', f'Docker {remote.docker_version}; {version}')
+        remote.close()
+    print('all checks passed' if not report.failed else f'{report.failed} check(s) failed', file=report.out)
+    return report.failed

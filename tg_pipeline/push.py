@@ -1,0 +1,136 @@
+"""Step 5: tag and push the job image to the registry (the engine sends only missing layers).
+
+The target file records the pushed digest; the task is up to date while the
+registry still serves that digest for the tag and the local image is the same.
+Credentials come from the environment variables that ``[registry]`` names and
+travel as API headers, never on a command line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import docker
+
+from . import engine
+from .errors import ConfigError, RegistryError
+from .serialize import write_if_changed
+
+
+def remote_reference(registry: str, tag: str) -> str:
+    """``registry/name:version`` for a local tag ``name:version``."""
+    if not registry:
+        raise ConfigError('no registry configured', key='registry.address',
+                          hint='set address in [registry] of pipeline.toml (e.g. "registry.example.com:5000"), '
+                               'or registry=... on the command line')
+    return f'{registry.rstrip("/")}/{tag}'
+
+
+def auth_config(registry: dict, environ=None) -> dict | None:
+    environ = os.environ if environ is None else environ
+    user_var, password_var = registry.get('username_env'), registry.get('password_env')
+    if not user_var and not password_var:
+        return None
+    missing = [v for v in (user_var, password_var) if v and v not in environ]
+    if missing:
+        raise ConfigError(f'registry credentials: environment variable {missing[0]} is not set',
+                          key='registry.username_env' if missing[0] == user_var else 'registry.password_env',
+                          hint=f'export {missing[0]}=... before running, or remove it from [registry]')
+    return {'username': environ.get(user_var, ''), 'password': environ.get(password_var, '')}
+
+
+class Progress:
+    """Per-layer status lines and bytes for push/pull streams: one line per change, not per chunk."""
+
+    def __init__(self, verb: str, silent: bool = False, out=None):
+        self.verb, self.silent, self.out = verb, silent, out or sys.stdout
+        self.layers: dict[str, str] = {}
+        self.total: dict[str, int] = {}
+        self.log: list[str] = []
+
+    def event(self, event: dict) -> None:
+        if 'error' in event:
+            return
+        layer, status = event.get('id'), event.get('status', '')
+        detail = event.get('progressDetail') or {}
+        if layer and detail.get('total'):
+            self.total[layer] = detail['total']
+        if layer and self.layers.get(layer) == status:
+            return
+        if layer:
+            self.layers[layer] = status
+        size = self.total.get(layer)
+        line = f'{self.verb}: {layer + " " if layer else ""}{status}' + (f' ({size / 1e6:.1f} MB)' if size else '')
+        self.log.append(line)
+        if not self.silent:
+            print(line, file=self.out, flush=True)
+
+    def summary(self) -> str:
+        moved = sum(self.total.values())
+        return f'{len(self.layers)} layers, {moved / 1e6:.1f} MB transferred'
+
+
+def registry_digest(client: docker.DockerClient, reference: str, auth=None) -> str | None:
+    """The digest the registry serves for ``reference``, or None when it has none (or cannot be asked)."""
+    try:
+        return client.api.inspect_distribution(reference, auth_config=auth)['Descriptor']['digest']
+    except docker.errors.APIError:
+        return None
+
+
+def push(image_id: str, reference: str, target: Path | None = None, auth=None, silent: bool = False,
+         client=None) -> str:
+    """Tag ``image_id`` as ``reference`` and push it; return the digest and record it in ``target``."""
+    client = client or engine.local()
+    repository, _, tag = reference.rpartition(':')
+    client.api.tag(image_id, repository, tag)
+    progress = Progress('push', silent)
+    digest = None
+    try:
+        for event in client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+            if 'error' in event:
+                raise _push_error(reference, event['error'], progress)
+            progress.event(event)
+            aux = event.get('aux')
+            if isinstance(aux, dict) and aux.get('Digest'):
+                digest = aux['Digest']
+    except docker.errors.APIError as e:
+        raise _push_error(reference, str(e.explanation or e), progress) from None
+    if digest is None:
+        raise RegistryError(f'the push of {reference} finished without a digest', output='\n'.join(progress.log))
+    if not silent:
+        print(f'pushed {reference} ({progress.summary()}) digest {digest}', flush=True)
+    if target is not None:
+        write_if_changed(Path(target), json.dumps({'reference': reference, 'digest': digest,
+                                                   'image_id': image_id}, indent=1).encode())
+    return digest
+
+
+def _push_error(reference: str, message: str, progress: Progress) -> RegistryError:
+    registry = reference.split('/')[0]
+    lower = message.lower()
+    if 'unauthorized' in lower or 'authentication required' in lower or 'denied' in lower:
+        hint = (f'the registry {registry} refused the credentials: set username_env/password_env in [registry] '
+                'and export those variables')
+    elif 'connection refused' in lower or 'no such host' in lower or 'timeout' in lower or 'dial tcp' in lower:
+        hint = f'the registry {registry} is unreachable from this Docker engine: check [registry] address'
+    elif 'http response to https client' in lower:
+        hint = f'{registry} speaks plain HTTP: add it to "insecure-registries" of this engine (daemon.json)'
+    else:
+        hint = None
+    return RegistryError(f'pushing {reference} failed: {message}', command=f'docker push {reference}',
+                         output='\n'.join(progress.log + [message]), hint=hint)
+
+
+def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) -> bool:
+    """doit uptodate check: same local image as last push, and the registry still has its digest."""
+    try:
+        record = json.loads(Path(target).read_text())
+        image = json.loads(Path(image_target).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get('image_id') != image.get('image_id'):
+        return False
+    return registry_digest(client or engine.local(), record['reference'], auth) == record['digest']
