@@ -23,7 +23,7 @@ def test_unknown_job_on_the_command_line(project):
     result = project.doit('run_local', 'job=ExampleJbo', check=False)
     assert result.returncode == 2
     assert "ERROR: " in result.stderr and "unknown job 'ExampleJbo'" in result.stderr
-    assert 'TIP: add a [jobs.ExampleJbo] table to pipeline.toml or pick one of: ExampleJob, FailingJob, SleepJob' \
+    assert 'TIP: add a [jobs.ExampleJbo] table to pipeline.toml or pick one of: EnvDump, ExampleJob, FailingJob, SecretSleep, SleepJob' \
         in result.stderr
 
 

@@ -66,7 +66,7 @@ def test_unknown_job_names_the_known_ones():
     with pytest.raises(ConfigError) as info:
         load().job('Nope')
     assert "unknown job 'Nope'" in info.value.message
-    assert 'ExampleJob, FailingJob, SleepJob' in info.value.message
+    assert 'EnvDump, ExampleJob, FailingJob, SecretSleep, SleepJob' in info.value.message
 
 
 @pytest.mark.parametrize('overrides, words', [
