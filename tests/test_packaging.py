@@ -40,11 +40,11 @@ def test_sdist_layout(tmp_path, sources):
     with tarfile.open(build(tmp_path, 'a')) as tar:
         names = tar.getnames()
         assert {m.mtime for m in tar.getmembers()} == {946684800}
-        pkg_info = tar.extractfile('examplejob-0.0.0/PKG-INFO').read().decode()
-    assert 'examplejob-0.0.0/examplejob__0_0_0/__init__.py' in names
-    assert 'examplejob-0.0.0/examplejob__0_0_0/__main__.py' in names
-    assert 'examplejob-0.0.0/examplejob__0_0_0/resources/job.pkl' in names
-    assert 'examplejob-0.0.0/examplejob__0_0_0/jobs/example_job.py' in names
+        pkg_info = tar.extractfile('examplejob__0_0_0-0.0.0/PKG-INFO').read().decode()
+    assert 'examplejob__0_0_0-0.0.0/examplejob__0_0_0/__init__.py' in names
+    assert 'examplejob__0_0_0-0.0.0/examplejob__0_0_0/__main__.py' in names
+    assert 'examplejob__0_0_0-0.0.0/examplejob__0_0_0/resources/job.pkl' in names
+    assert 'examplejob__0_0_0-0.0.0/examplejob__0_0_0/jobs/example_job.py' in names
     assert 'Requires-Dist: requests==2.31.0' in pkg_info
     assert not any('__pycache__' in n for n in names)
 

@@ -25,8 +25,8 @@ def requirements(dependencies: list[str]) -> list[str]:
 def render_values(package: str, version: str, module: str, base_image: str, dependencies: list[str]) -> dict:
     return dict(package=package, version=version, module=module, base_image=base_image,
                 requirements=requirements(dependencies),
-                sdist_root=sdist_name(package, version),
-                sdist_file=f'{sdist_name(package, version)}.tar.gz',
+                sdist_root=sdist_name(module, version),
+                sdist_file=f'{sdist_name(module, version)}.tar.gz',
                 python_version='%d.%d' % sys.version_info[:2])
 
 

@@ -7,9 +7,12 @@ API JSON, never through a shell or a command line.
 from __future__ import annotations
 
 import datetime
+import io
 import os
+import pickle
 import re
 import sys
+import tarfile
 import uuid
 from dataclasses import dataclass
 
@@ -19,6 +22,7 @@ from . import engine
 from .errors import JobFailed, PipelineError, tail
 
 LABEL = 'tg_pipeline'
+RUN_DIR = '/tg_pipeline/run'  # in the container: result.pkl, traceback.txt, output/ (TG_PIPELINE_OUTPUT)
 OUTPUT_TAIL_BYTES = 64 * 1024
 
 
@@ -29,6 +33,7 @@ class RunSpec:
     job: str
     package: str
     version: str
+    module: str
     env_names: list
     cpu: float = 0
     memory_gb: float = 0
@@ -77,32 +82,41 @@ class _Tail:
 
 
 def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'local', silent: bool = False,
-                  out=None, err=None, environ=None, log_dir=None) -> dict:
-    """Create, attach, start, wait, remove. Raise :class:`JobFailed` when the job fails.
+                  out=None, err=None, environ=None, log_dir=None, detach: bool = False) -> dict:
+    """Create, attach, start, wait, collect, remove. Raise :class:`JobFailed` when the job fails.
 
-    With ``log_dir``, the whole output is also kept as ``log_dir/RUN_ID.log``.
+    With ``log_dir``, the run's stdout/stderr are kept as ``log_dir/RUN_ID.out``/``.err`` and its
+    result folder (return value, output folder, traceback) is copied to ``log_dir/RUN_ID/``.
+    With ``detach``, the container is started and left running; its run id is returned at once.
     """
     out = out or sys.stdout
     err = err or sys.stderr
     run_id = new_run_id()
     name = container_name(spec, run_id)
+    environment = {**spec.environment(environ), 'TG_PIPELINE_RUN_DIR': RUN_DIR, 'TG_PIPELINE_RUN_ID': run_id}
     try:
         container = client.containers.create(
-            spec.image, name=name, environment=spec.environment(environ), labels=labels(spec, run_id, where),
+            spec.image, name=name, environment=environment, labels=labels(spec, run_id, where),
             detach=True, **limits(spec.cpu, spec.memory_gb))
     except docker.errors.ImageNotFound:
         raise PipelineError(f'image {spec.image} is not on the {where} Docker engine',
                             hint='run the build (and push) tasks first, e.g. doit build_image') from None
     except docker.errors.APIError as e:
         raise PipelineError(f'cannot create the container on the {where} engine: {e.explanation or e}') from None
+    result = {'run_id': run_id, 'container': name, 'where': where}
+    if detach:
+        container.start()
+        if not silent:
+            print(f'Started run {run_id} ({where}), container {name}', file=out, flush=True)
+        return result
     output = _Tail()
-    log = _open_log(log_dir, run_id)
+    logs = _open_logs(log_dir, run_id)
     try:
         # attach before start, with logs=True: not a line is lost
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         container.start()
-        for stdout, stderr in stream:
-            for chunk, target in ((stdout, out), (stderr, err)):
+        for chunks in stream:
+            for chunk, target, log in zip(chunks, (out, err), logs):
                 if chunk:
                     output.add(chunk)
                     if log:
@@ -113,22 +127,74 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
                         target.flush()
         status = container.wait()
         state = client.api.inspect_container(container.id)['State']
+        run_dir = collect(container, log_dir, run_id)
     except KeyboardInterrupt:
         print(f'\nInterrupted: stopping container {name}', file=err, flush=True)
         _remove(container, stop=True)
         raise
     finally:
-        if log:
-            log.close()
+        for log in logs:
+            if log:
+                log.close()
     _remove(container)
     code = status.get('StatusCode', state.get('ExitCode'))
-    result = {'run_id': run_id, 'container': name, 'exit_code': code, 'output': output.text()}
+    result.update(exit_code=code, output=output.text(), run_dir=run_dir)
     if code != 0:
-        raise _failure(spec, where, code, state, output.text())
+        raise _failure(spec, where, code, state, output.text(), run_dir)
+    result['value'] = load_result(run_dir, spec.module)
     return result
 
 
-def _failure(spec: RunSpec, where: str, code: int, state: dict, output: str) -> JobFailed:
+def collect(container, log_dir, run_id: str) -> str | None:
+    """Copy the container's run folder (result.pkl, traceback.txt, output/) to ``log_dir/RUN_ID``."""
+    if not log_dir:
+        return None
+    try:
+        stream, _ = container.get_archive(RUN_DIR)
+    except docker.errors.NotFound:
+        return None  # the job died before the entry point made it
+    archive = io.BytesIO(b''.join(stream))
+    target = os.path.join(log_dir, run_id)
+    os.makedirs(target, exist_ok=True)
+    with tarfile.open(fileobj=archive) as tar:
+        members = []
+        for member in tar.getmembers():
+            head, _, rest = member.name.partition('/')
+            if not rest or not (member.isfile() or member.isdir()):
+                continue
+            member.name = rest
+            members.append(member)
+        tar.extractall(target, members=members, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+    return target
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Classes of the job package (``name__version.jobs.x``) load as the local ones (``jobs.x``)."""
+
+    def __init__(self, file, module: str):
+        super().__init__(file)
+        self.prefix = module + '.'
+
+    def find_class(self, module, name):
+        if module.startswith(self.prefix):
+            try:
+                return super().find_class(module[len(self.prefix):], name)
+            except ImportError:
+                pass
+        return super().find_class(module, name)
+
+
+def load_result(run_dir: str | None, module: str):
+    """The job's return value kept in ``run_dir``, or None."""
+    path = run_dir and os.path.join(run_dir, 'result.pkl')
+    if not path or not os.path.exists(path):
+        return None
+    import cloudpickle  # noqa: F401  (values pickled by value need it importable)
+    with open(path, 'rb') as file:
+        return _ResultUnpickler(file, module).load()
+
+
+def _failure(spec: RunSpec, where: str, code: int, state: dict, output: str, run_dir) -> JobFailed:
     if state.get('OOMKilled'):
         return JobFailed(f'job {spec.job} was killed for exceeding its memory limit of {spec.memory_gb} GB '
                          f'({where} run)', exit_code=code, output=output,
@@ -136,7 +202,11 @@ def _failure(spec: RunSpec, where: str, code: int, state: dict, output: str) -> 
     if code is not None and code > 128:
         return JobFailed(f'job {spec.job} was killed by signal {code - 128} ({where} run)', exit_code=code,
                          output=output)
-    trace = _traceback(output)
+    trace = None
+    if run_dir and os.path.exists(os.path.join(run_dir, 'traceback.txt')):
+        with open(os.path.join(run_dir, 'traceback.txt'), encoding='utf-8', errors='replace') as file:
+            trace = file.read()
+    trace = trace or _traceback(output)
     # the output was streamed already: the error repeats only the job's traceback, when there is one
     return JobFailed(f'job {spec.job} failed ({where} run)', exit_code=code, output=trace or output,
                      remote_traceback=trace)
@@ -151,11 +221,11 @@ def _traceback(output: str) -> str | None:
     return '\n'.join(lines[:end])
 
 
-def _open_log(log_dir, run_id: str):
+def _open_logs(log_dir, run_id: str) -> tuple:
     if not log_dir:
-        return None
+        return None, None
     os.makedirs(log_dir, exist_ok=True)
-    return open(os.path.join(log_dir, f'{run_id}.log'), 'wb')
+    return tuple(open(os.path.join(log_dir, f'{run_id}.{kind}'), 'wb') for kind in ('out', 'err'))
 
 
 def _remove(container, stop: bool = False) -> None:

@@ -1,15 +1,16 @@
 """Step 2: the source roots + pickled payload as a byte-reproducible sdist.
 
-Layout of ``NAME-VERSION.tar.gz``::
+Layout of ``MODULE-VERSION.tar.gz``::
 
-    NAME-VERSION/PKG-INFO
-    NAME-VERSION/pyproject.toml
-    NAME-VERSION/MODULE/__init__.py        generated entry point (EntryPoint, main)
-    NAME-VERSION/MODULE/__main__.py
-    NAME-VERSION/MODULE/resources/*.pkl    the payload objects
-    NAME-VERSION/MODULE/<root>/...         each source root, copied
+    MODULE-VERSION/PKG-INFO
+    MODULE-VERSION/pyproject.toml
+    MODULE-VERSION/MODULE/__init__.py        generated entry point (EntryPoint, main)
+    MODULE-VERSION/MODULE/__main__.py
+    MODULE-VERSION/MODULE/resources/*.pkl    the payload objects
+    MODULE-VERSION/MODULE/<root>/...         each source root, copied
 
-MODULE is ``name__version``, so versions never clash in one environment. Same
+MODULE is ``name__version``, and so is the distribution's name, so versions
+never clash in one environment, neither as modules nor for pip. Same
 inputs give the same bytes (sorted entries, fixed times, owners and modes, a
 gzip header without time or name), so doit's checksums and Docker's layer
 cache both hold.
@@ -31,8 +32,9 @@ SKIP_DIRS = {'__pycache__', '.git', '.ipynb_checkpoints', '.pytest_cache', '.myp
 SKIP_SUFFIXES = ('.pyc', '.pyo')
 
 
-def sdist_name(package: str, version: str) -> str:
-    return f'{package}-{version}'
+def sdist_name(module: str, version: str) -> str:
+    """The distribution is named after the unique module too, so pip keeps versions side by side."""
+    return f'{module}-{version}'
 
 
 def source_files(source_roots: list[Path]) -> list[Path]:
@@ -56,11 +58,11 @@ def _pkg_info(package: str, version: str, dependencies: list[str]) -> str:
 def build_members(package: str, version: str, module: str, source_roots: list[Path],
                   resources: dict[str, bytes], dependencies: list[str]) -> dict[str, bytes]:
     """Archive path -> content, for every file of the sdist."""
-    top = sdist_name(package, version)
+    top = sdist_name(module, version)
     roots = root_packages(source_roots)
     values = dict(package=package, version=version, module=module, roots=roots, dependencies=dependencies)
     members = {
-        f'{top}/PKG-INFO': _pkg_info(package, version, dependencies).encode(),
+        f'{top}/PKG-INFO': _pkg_info(module, version, dependencies).encode(),
         f'{top}/pyproject.toml': templates.render('pyproject.toml.j2', **values).encode(),
         f'{top}/{module}/__init__.py': templates.render('entry_point.py.j2', **values).encode(),
         f'{top}/{module}/__main__.py': b'import sys\n\nfrom . import main\n\nsys.exit(main())\n',
@@ -109,6 +111,6 @@ def make_sdist(out_dir: Path, package: str, version: str, module: str, source_ro
                resources: dict[str, bytes], dependencies: list[str] = ()) -> Path:
     """Write ``out_dir/NAME-VERSION.tar.gz`` (untouched when identical); return its path."""
     members = build_members(package, version, module, source_roots, resources, list(dependencies))
-    path = Path(out_dir) / f'{sdist_name(package, version)}.tar.gz'
+    path = Path(out_dir) / f'{sdist_name(module, version)}.tar.gz'
     write_if_changed(path, archive(members))
     return path

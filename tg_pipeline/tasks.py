@@ -57,7 +57,7 @@ class JobPaths:
         self.dir = build_dir / job.name
         self.payload = self.dir / 'payload.pkl'
         self.context = self.dir / 'context'
-        self.sdist = self.context / f'{job.package}-{job.version}.tar.gz'
+        self.sdist = self.context / f'{job.module}-{job.version}.tar.gz'
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
         self.image = self.dir / 'image.json'
@@ -72,6 +72,7 @@ class Pipeline:
                  variables: dict | None = None):
         self.config = config
         self.variables = variables or {}
+        self.results: dict[str, dict] = {}
         self.selected = [config.job(j).name for j in jobs] if jobs else sorted(config.jobs)
         self._sources = None
 
@@ -96,7 +97,7 @@ class Pipeline:
         j = self.config.job(job)
         record = recorded_image(self.paths(job).image) or {}
         return RunSpec(image=record.get('image_id', self.image_tag(job)), job=j.name, package=j.package,
-                       version=j.version, env_names=j.env, cpu=j.cpu, memory_gb=j.memory_gb)
+                       version=j.version, module=j.module, env_names=j.env, cpu=j.cpu, memory_gb=j.memory_gb)
 
     # --- actions -------------------------------------------------------------------------
     def do_serialize(self, job: str, payload_job=None):
@@ -111,8 +112,11 @@ class Pipeline:
     def do_sdist(self, job: str):
         from .sdist import make_sdist
         j, p = self.config.job(job), self.paths(job)
-        make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots,
-                   {'job': p.payload.read_bytes()}, j.dependencies)
+        path = make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots,
+                          {'job': p.payload.read_bytes()}, j.dependencies)
+        for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
+            if stale != path:
+                stale.unlink()
 
     def do_dockerfile(self, job: str):
         from .dockerfile import make_dockerfile
@@ -122,6 +126,10 @@ class Pipeline:
         j = self.config.job(job)
         return dict(package=j.package, version=j.version, module=j.module, base_image=self.config.base_image,
                     dependencies=j.dependencies)
+
+    def rendered_values(self, job: str) -> dict:
+        from .dockerfile import render_values
+        return render_values(**self.dockerfile_values(job))
 
     def do_build_image(self, job: str):
         from .build_image import build_image
@@ -137,7 +145,15 @@ class Pipeline:
 
     def do_run_local(self, job: str):
         from .run_local import run_local
-        run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local')
+        self.finished(job, run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local'))
+
+    def finished(self, job: str, result: dict):
+        """Keep a run's result for the Python API; tell the CLI user where it is."""
+        self.results[job] = result
+        if result.get('value') is not None:
+            print(f'Result: {result["value"]!r}')
+        if result.get('run_dir'):
+            print(f'Run {result["run_id"]}: return value, output folder and logs in {result["run_dir"]}')
 
     def registry_auth(self):
         from .push import auth_config
@@ -164,9 +180,9 @@ class Pipeline:
     def do_run_remote(self, job: str):
         from .build_image import recorded_image
         from .run_remote import run_remote
-        run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
-                   recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
-                   log_dir=self.paths(job).runs / 'remote')
+        self.finished(job, run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
+                                      recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
+                                      log_dir=self.paths(job).runs / 'remote'))
 
     def do_logs(self, job: str, where: str):
         from .logs import print_logs
@@ -208,7 +224,7 @@ class Pipeline:
                                           'roots': self.config.package['source_roots']})]),
             'dockerfile': dict(
                 actions=[guarded(self.do_dockerfile, job)], targets=[str(p.dockerfile), str(p.requirements)],
-                file_dep=dockerfile_template, uptodate=[config_changed(self.dockerfile_values(job))]),
+                file_dep=dockerfile_template, uptodate=[config_changed(self.rendered_values(job))]),
             'build_image': dict(
                 actions=[guarded(self.do_build_image, job)], targets=[str(p.image)],
                 file_dep=[str(p.dockerfile), str(p.requirements), str(p.sdist)],
