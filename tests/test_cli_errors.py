@@ -34,7 +34,7 @@ def test_missing_class_names_the_factory_key_and_line(project_factory):
     assert "pipeline.toml:5, key 'jobs.ExampleJob.factory': factory 'jobs.example_job:NoSuchJob': " \
            "module 'jobs.example_job' has no 'NoSuchJob'" in result.stderr
     assert 'TIP: check the class or function name defined in' in result.stderr
-    assert not (project.root / 'build' / 'ExampleJob' / 'payload.pkl').exists()
+    assert not (project.root / 'build' / 'ExampleJob' / 'resources' / 'job.pkl').exists()
 
 
 def test_bad_command_line_value(project):

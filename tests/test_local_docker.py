@@ -72,11 +72,11 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
 
 def test_changed_job_arguments_reserialize(project, docker_client):
     project.doit('run_local', 'job=ExampleJob')
-    payload = project.path('build/ExampleJob/payload.pkl').read_bytes()
+    payload = project.path('build/ExampleJob/resources/job.pkl').read_bytes()
     project.edit('pipeline.toml', 'args = [["EXAMPLE_VARIABLE"]]', 'args = [["EXAMPLE_VARIABLE", "OTHER_VAR"]]')
     result = project.doit('run_local', 'job=ExampleJob')
     assert ran(result.stdout, 'serialize:ExampleJob')
-    assert project.path('build/ExampleJob/payload.pkl').read_bytes() != payload
+    assert project.path('build/ExampleJob/resources/job.pkl').read_bytes() != payload
     assert 'Variable OTHER_VAR is found: False' in result.stdout
 
 

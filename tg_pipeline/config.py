@@ -76,7 +76,7 @@ ALIASES = {
     'transfer': 'remote.transfer',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job', 'run_id'}
+CONTROL_VARS = {'job', 'run_id', 'detach'}
 
 
 @dataclasses.dataclass
@@ -95,6 +95,7 @@ class JobConfig:
     memory_gb: float
     line: int | None = None
     factory_line: int | None = None
+    image: str = ''  # name:tag when not derived from package and version (Python API)
 
     def fingerprint(self) -> dict:
         """What the payload depends on, besides the source files."""

@@ -40,22 +40,10 @@ STEPS = {
 TEMPLATE_FILES = ('entry_point.py.j2', 'pyproject.toml.j2')
 
 
-def guarded(function, *args, **kwargs):
-    """A doit python-action: our errors become a TaskFailed with ERROR/TIP text, not a traceback."""
-    def action():
-        try:
-            function(*args, **kwargs)
-        except PipelineError as e:
-            report(e)
-            return TaskFailed(e.message.splitlines()[0])
-    action.__name__ = getattr(function, '__name__', 'action')
-    return action
-
-
 class JobPaths:
     def __init__(self, build_dir: Path, job: config_module.JobConfig):
         self.dir = build_dir / job.name
-        self.payload = self.dir / 'payload.pkl'
+        self.payload = self.resource('job')
         self.context = self.dir / 'context'
         self.sdist = self.context / f'{job.module}-{job.version}.tar.gz'
         self.dockerfile = self.context / 'Dockerfile'
@@ -64,19 +52,54 @@ class JobPaths:
         self.push = self.dir / 'push.json'
         self.runs = self.dir / 'runs'
 
+    def resource(self, name: str) -> Path:
+        return self.dir / 'resources' / f'{name}.pkl'
+
 
 class Pipeline:
-    """Task dicts for the jobs of one pipeline.toml."""
+    """Task dicts for the jobs of one pipeline.toml (or of one Python API call).
+
+    ``payloads`` (job -> {resource name: pickled bytes}) replaces the ``serialize`` step
+    of those jobs by a write of bytes pickled in memory, keyed by their hash. With
+    ``capture``, errors are kept in ``errors`` for the caller instead of printed.
+    """
 
     def __init__(self, config: config_module.Config, jobs: list[str] | None = None,
-                 variables: dict | None = None):
+                 variables: dict | None = None, payloads: dict | None = None, capture: bool = False):
         self.config = config
         self.variables = variables or {}
+        self.payloads = payloads or {}
+        self.capture = capture
         self.results: dict[str, dict] = {}
+        self.errors: list[BaseException] = []
         self.selected = [config.job(j).name for j in jobs] if jobs else sorted(config.jobs)
         self._sources = None
 
     # --- helpers -------------------------------------------------------------------------
+    def action(self, function, *args):
+        """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback."""
+        def action():
+            try:
+                function(*args)
+            except PipelineError as e:
+                self.errors.append(e)
+                if not self.capture:
+                    report(e)
+                return TaskFailed(e.message.splitlines()[0])
+            except Exception as e:
+                if not self.capture:
+                    raise
+                self.errors.append(e)
+                return TaskFailed(f'{type(e).__name__}: {e}')
+        action.__name__ = getattr(function, '__name__', 'action')
+        return action
+
+    def resource_names(self, job: str) -> list[str]:
+        return sorted(self.payloads[job]) if job in self.payloads else ['job']
+
+    def detach(self) -> bool:
+        return str(self.variables.get('detach', '')).lower() in ('1', 'true', 'yes')
+
     def paths(self, job: str) -> JobPaths:
         return JobPaths(self.config.build_dir, self.config.job(job))
 
@@ -89,7 +112,7 @@ class Pipeline:
     def image_tag(self, job: str) -> str:
         from .build_image import image_tag
         j = self.config.job(job)
-        return image_tag(j.package, j.version, self.config.docker['image_prefix'])
+        return j.image or image_tag(j.package, j.version, self.config.docker['image_prefix'])
 
     def run_spec(self, job: str):
         from .build_image import recorded_image
@@ -100,20 +123,24 @@ class Pipeline:
                        version=j.version, module=j.module, env_names=j.env, cpu=j.cpu, memory_gb=j.memory_gb)
 
     # --- actions -------------------------------------------------------------------------
-    def do_serialize(self, job: str, payload_job=None):
-        from .serialize import check_source_roots, make_job, serialize
+    def do_serialize(self, job: str):
+        from .serialize import check_source_roots, make_job, serialize, write_if_changed
+        if job in self.payloads:
+            for name, data in self.payloads[job].items():
+                write_if_changed(self.paths(job).resource(name), data)
+            return
         j = self.config.job(job)
         check_source_roots(self.config.source_roots, str(self.config.path))
-        if payload_job is None:
-            payload_job = make_job(j.factory, j.args, j.kwargs, self.config.root, str(self.config.path),
-                                   f'jobs.{job}.factory', j.factory_line)
+        payload_job = make_job(j.factory, j.args, j.kwargs, self.config.root, str(self.config.path),
+                               f'jobs.{job}.factory', j.factory_line)
         serialize(payload_job, self.paths(job).payload, self.config.source_roots)
 
     def do_sdist(self, job: str):
         from .sdist import make_sdist
         j, p = self.config.job(job), self.paths(job)
-        path = make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots,
-                          {'job': p.payload.read_bytes()}, j.dependencies)
+        resources = {name: p.resource(name).read_bytes() for name in self.resource_names(job)}
+        path = make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots, resources,
+                          j.dependencies)
         for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
             if stale != path:
                 stale.unlink()
@@ -139,20 +166,19 @@ class Pipeline:
 
     def do_run_attached(self, job: str):
         from .run_attached import run_attached
-        result = run_attached(self.paths(job).payload, job)
-        if result is not None:
-            print(f'Result: {result!r}')
+        self.finished(job, {'value': run_attached(self.paths(job).payload, job)})
 
     def do_run_local(self, job: str):
         from .run_local import run_local
-        self.finished(job, run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local'))
+        self.finished(job, run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local',
+                                     detach=self.detach()))
 
     def finished(self, job: str, result: dict):
         """Keep a run's result for the Python API; tell the CLI user where it is."""
         self.results[job] = result
-        if result.get('value') is not None:
+        if result.get('value') is not None and not self.capture:
             print(f'Result: {result["value"]!r}')
-        if result.get('run_dir'):
+        if result.get('run_dir') and not self.capture:
             print(f'Run {result["run_id"]}: return value, output folder and logs in {result["run_dir"]}')
 
     def registry_auth(self):
@@ -182,7 +208,7 @@ class Pipeline:
         from .run_remote import run_remote
         self.finished(job, run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
                                       recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
-                                      log_dir=self.paths(job).runs / 'remote'))
+                                      log_dir=self.paths(job).runs / 'remote', detach=self.detach()))
 
     def do_logs(self, job: str, where: str):
         from .logs import print_logs
@@ -213,34 +239,44 @@ class Pipeline:
         from . import templates
         template_files = [str(f) for f in templates.files() if f.name in TEMPLATE_FILES]
         dockerfile_template = [str(f) for f in templates.files() if f.name == 'Dockerfile.j2']
+        resources = [str(p.resource(name)) for name in self.resource_names(job)]
         return {
-            'serialize': dict(
-                actions=[guarded(self.do_serialize, job)], targets=[str(p.payload)],
-                file_dep=self.sources, uptodate=[config_changed(j.fingerprint())]),
+            'serialize': self.serialize_task(job),
             'sdist': dict(
-                actions=[guarded(self.do_sdist, job)], targets=[str(p.sdist)],
-                file_dep=[str(p.payload), *self.sources, *template_files],
+                actions=[self.action(self.do_sdist, job)], targets=[str(p.sdist)],
+                file_dep=[*resources, *self.sources, *template_files],
                 uptodate=[config_changed({'module': j.module, 'deps': j.dependencies,
                                           'roots': self.config.package['source_roots']})]),
             'dockerfile': dict(
-                actions=[guarded(self.do_dockerfile, job)], targets=[str(p.dockerfile), str(p.requirements)],
+                actions=[self.action(self.do_dockerfile, job)], targets=[str(p.dockerfile), str(p.requirements)],
                 file_dep=dockerfile_template, uptodate=[config_changed(self.rendered_values(job))]),
             'build_image': dict(
-                actions=[guarded(self.do_build_image, job)], targets=[str(p.image)],
+                actions=[self.action(self.do_build_image, job)], targets=[str(p.image)],
                 file_dep=[str(p.dockerfile), str(p.requirements), str(p.sdist)],
                 uptodate=[lambda: self.image_current(job)], verbosity=2),
             'run_attached': dict(
-                actions=[guarded(self.do_run_attached, job)], task_dep=[f'serialize:{job}'], verbosity=2),
+                actions=[self.action(self.do_run_attached, job)], task_dep=[f'serialize:{job}'], verbosity=2),
             'run_local': dict(
-                actions=[guarded(self.do_run_local, job)], task_dep=[f'build_image:{job}'], verbosity=2),
+                actions=[self.action(self.do_run_local, job)], task_dep=[f'build_image:{job}'], verbosity=2),
             'push': dict(
-                actions=[guarded(self.do_push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
+                actions=[self.action(self.do_push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
                 uptodate=[lambda: self.push_current(job)], verbosity=2),
             'run_remote': dict(
-                actions=[guarded(self.do_run_remote, job)], task_dep=[f'push:{job}'], verbosity=2),
-            'logs_local': dict(actions=[guarded(self.do_logs, job, 'local')], verbosity=2),
-            'logs_remote': dict(actions=[guarded(self.do_logs, job, 'remote')], verbosity=2),
+                actions=[self.action(self.do_run_remote, job)], task_dep=[f'push:{job}'], verbosity=2),
+            'logs_local': dict(actions=[self.action(self.do_logs, job, 'local')], verbosity=2),
+            'logs_remote': dict(actions=[self.action(self.do_logs, job, 'remote')], verbosity=2),
         }
+
+    def serialize_task(self, job: str) -> dict:
+        p = self.paths(job)
+        targets = [str(p.resource(name)) for name in self.resource_names(job)]
+        if job in self.payloads:  # pickled in memory already: up to date while the bytes are the same
+            import hashlib
+            key = {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
+            return dict(actions=[self.action(self.do_serialize, job)], targets=targets,
+                        uptodate=[config_changed(key)])
+        return dict(actions=[self.action(self.do_serialize, job)], targets=targets, file_dep=self.sources,
+                    uptodate=[config_changed(self.config.job(job).fingerprint())])
 
     def all_tasks(self) -> dict[str, list[dict]]:
         """step -> sub-task dicts for every selected job."""
@@ -264,12 +300,12 @@ class Pipeline:
             """write the task graph as build/graph.dot (and .png where graphviz is installed)"""
             from .graph import write_graph
             out = self.config.build_dir / 'graph.dot'
-            return {'actions': [guarded(write_graph, steps, out)], 'verbosity': 2, 'uptodate': [False]}
+            return {'actions': [self.action(write_graph, steps, out)], 'verbosity': 2, 'uptodate': [False]}
         functions['task_graph'] = task_graph
 
         def task_check_remote():
             """preflight of the remote: SSH login, Docker there, registry push here and pull there"""
-            return {'actions': [guarded(self.do_check_remote)], 'verbosity': 2, 'uptodate': [False]}
+            return {'actions': [self.action(self.do_check_remote)], 'verbosity': 2, 'uptodate': [False]}
         functions['task_check_remote'] = task_check_remote
         return functions
 
