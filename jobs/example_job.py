@@ -1,17 +1,4 @@
-"""The example job: reports which environment variables reached it."""
-import datetime
-import os
+"""The example job of pipeline.toml: tg_pipeline's own ExampleJob (logs which variables it sees)."""
+from tg_pipeline.delivery.example_job import ExampleJob
 
-
-def log(message):
-    print(f'{datetime.datetime.now()} INFO: {message}', flush=True)
-
-
-class ExampleJob:
-    def __init__(self, variables):
-        self.variables = list(variables)
-
-    def run(self):
-        for name in self.variables:
-            log(f'Variable {name} is found: {name in os.environ}')
-        log('SUCCESS')
+__all__ = ['ExampleJob']

@@ -22,6 +22,8 @@ import cloudpickle
 from .errors import ConfigError, PackagingError
 
 PROTOCOL = 4  # readable by every Python >= 3.4: the container may differ in patch version
+# Our own self-contained modules that travel by value, so images need no tg_pipeline
+BY_VALUE = ('tg_pipeline.delivery.example_job',)
 
 
 class _RecordingPickler(cloudpickle.Pickler):
@@ -39,8 +41,18 @@ class _RecordingPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
+def _register_by_value():
+    for name in BY_VALUE:
+        module = importlib.import_module(name)
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            pass  # already registered
+
+
 def dumps(obj) -> tuple[bytes, dict[str, str]]:
     """Pickle ``obj``; also return {module: an object's name} for what went by reference."""
+    _register_by_value()
     buffer = io.BytesIO()
     pickler = _RecordingPickler(buffer)
     try:
@@ -70,7 +82,7 @@ def check_modules(modules: dict[str, str], source_roots: list[Path]) -> None:
     installed = _installed_dirs()
     for name, example in sorted(modules.items()):
         top = name.split('.')[0]
-        if name == '__main__' or top in sys.builtin_module_names or top in getattr(sys, 'stdlib_module_names', ()):
+        if name == '__main__' or name in BY_VALUE or top in sys.builtin_module_names or top in getattr(sys, 'stdlib_module_names', ()):
             continue
         module = sys.modules.get(name)
         file = getattr(module, '__file__', None)
