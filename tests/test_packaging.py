@@ -76,15 +76,29 @@ def test_sdist_installs_with_pip_and_runs_its_entry_point(tmp_path, sources):
     assert out.index('Welcome to Training Grounds!') < out.index('SUCCESS') < out.index('DONE.')
 
 
-def test_unpicklable_job_is_refused_with_the_fix(tmp_path):
-    class Holder:
-        def __init__(self):
-            self.lock = threading.Lock()
+class Holder:
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+
+@pytest.mark.parametrize('make, path, kind', [
+    (lambda tmp: Holder(lock=threading.Lock()), 'job.lock', '_thread.lock'),
+    (lambda tmp: Holder(config={'files': [open(tmp / 'f.txt', 'w')]}), "job.config['files'][0]",
+     '_io.TextIOWrapper'),
+    (lambda tmp: Holder(inner=Holder(sock=__import__('socket').socket())), 'job.inner.sock', 'socket.socket'),
+])
+def test_unpicklable_job_names_the_attribute_path(tmp_path, make, path, kind):
+    job = make(tmp_path)
     with pytest.raises(PackagingError) as info:
-        dumps(Holder())
-    assert 'cannot be pickled' in info.value.message
-    assert 'lock' in info.value.message
-    assert 'create them inside run()' in info.value.hint
+        dumps(job)
+    assert f'the job cannot be pickled: {path} is a {kind}' in info.value.message
+    assert 'create open files, locks, connections and clients inside run()' in info.value.hint
+
+
+def test_lambda_attributes_travel_by_value():
+    import pickle
+    data, _ = dumps(Holder(transform=lambda x: x * 3))
+    assert pickle.loads(data).transform(14) == 42
 
 
 def test_class_outside_source_roots_is_refused(tmp_path):

@@ -58,11 +58,39 @@ def dumps(obj) -> tuple[bytes, dict[str, str]]:
     try:
         pickler.dump(obj)
     except Exception as e:
+        found = unpicklable_path(obj)
+        what = f'{found[0]} is a {type(found[1]).__module__}.{type(found[1]).__qualname__}' if found else 'it'
         raise PackagingError(
-            f'the job cannot be pickled: {type(e).__name__}: {e}',
-            hint='jobs must be picklable: replace lambdas, open files, locks and connections in its '
-                 'attributes by plain data and create them inside run()') from e
+            f'the job cannot be pickled: {what} ({type(e).__name__}: {e})',
+            hint='keep only plain data in the job\'s attributes: create open files, locks, connections and '
+                 'clients inside run() (or in __setstate__)') from e
     return buffer.getvalue(), pickler.modules
+
+
+def _children(obj):
+    if isinstance(obj, dict):
+        return [(f'[{k!r}]', v) for k, v in obj.items()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [(f'[{i}]', v) for i, v in enumerate(obj)]
+    attributes = dict(getattr(obj, '__dict__', None) or {})
+    for slot in getattr(type(obj), '__slots__', ()):
+        if hasattr(obj, slot):
+            attributes[slot] = getattr(obj, slot)
+    return [(f'.{k}', v) for k, v in attributes.items()]
+
+
+def unpicklable_path(obj, path: str = 'job', depth: int = 0, seen=None):
+    """(path, object) of the deepest attribute/item that cannot be pickled, e.g. ``job.db.lock``."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 20:
+        return None
+    seen.add(id(obj))
+    for suffix, child in _children(obj):
+        try:
+            cloudpickle.dumps(child, protocol=PROTOCOL)
+        except Exception:
+            return unpicklable_path(child, path + suffix, depth + 1, seen) or (path + suffix, child)
+    return None
 
 
 def _installed_dirs() -> list[Path]:
