@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Idempotent: a simulated remote Docker host and a registry both engines reach.
+#   - network namespace tgremote (veth 10.231.0.1/30 here <-> 10.231.0.2/30 there)
+#   - a second dockerd in it: own data-root, exec-root, socket, so images really travel
+#   - sshd in it: key-only login for tgremote (may use Docker) and tgnodocker (may not);
+#     sessions get DOCKER_HOST through sshd's SetEnv
+#   - Debian's docker-registry on 127.0.0.1:5000, reachable as 127.0.0.1:5000 from the
+#     namespace too (socat both ways), so one image name works on both engines
+#   - client side: key, known_hosts, and a `Host tg-remote` block in ~/.ssh/config
+# Re-running restarts only what died.
+set -euo pipefail
+
+STATE=${TG_PIPELINE_STATE:-/var/lib/tg-pipeline-test}
+NS=tgremote
+HOST_IF=tgr-host; NS_IF=tgr-ns
+HOST_IP=10.231.0.1; NS_IP=10.231.0.2
+RDIR=$STATE/remote; CDIR=$STATE/client; REGDIR=$STATE/registry
+RRUN=/run/tg-remote
+SOCK=$RRUN/docker.sock
+USER_OK=tgremote; USER_NO=tgnodocker; GROUP=tgdocker
+REGISTRY=127.0.0.1:5000
+NSENTER=(nsenter --net=/run/netns/$NS)
+
+log() { printf '[setup_remote] %s\n' "$*" >&2; }
+die() { log "$1"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -20 "$2" >&2; exit 1; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+wait_for() { for _ in $(seq 1 "${2:-60}"); do eval "$1" && return 0; sleep 0.5; done; return 1; }
+start() {  # pidfile logfile command...: start detached, outliving this script
+    local pidfile=$1 logfile=$2; shift 2
+    setsid nohup "$@" >"$logfile" 2>&1 < /dev/null &
+    echo $! >"$pidfile"
+}
+
+missing=()
+for p in docker.io openssh-server openssh-client socat docker-registry iproute2 curl; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+mkdir -p "$RDIR" "$CDIR" "$REGDIR/data" "$RRUN" /run/sshd /etc/tg-remote/authorized_keys
+chmod 755 /etc/tg-remote /etc/tg-remote/authorized_keys
+
+# --- network -------------------------------------------------------------------
+if [ ! -e /run/netns/$NS ]; then
+    log "creating network namespace $NS"
+    ip netns add $NS
+fi
+if ! ip link show $HOST_IF >/dev/null 2>&1; then
+    ip link add $HOST_IF type veth peer name $NS_IF
+    ip link set $NS_IF netns $NS
+    ip addr add $HOST_IP/30 dev $HOST_IF
+    ip link set $HOST_IF up
+    ip -n $NS addr add $NS_IP/30 dev $NS_IF
+    ip -n $NS link set $NS_IF up
+    ip -n $NS link set lo up
+    ip -n $NS route add default via $HOST_IP
+fi
+
+# --- users -----------------------------------------------------------------------
+getent group $GROUP >/dev/null || groupadd --system $GROUP
+for u in $USER_OK $USER_NO; do
+    id -u $u >/dev/null 2>&1 || useradd --create-home --shell /bin/bash $u
+    # '*': no password, yet not "locked" ('!'), which sshd without PAM refuses even for keys
+    [ "$(getent shadow $u | cut -d: -f2)" = '*' ] || usermod -p '*' $u
+done
+id -nG $USER_OK | grep -qw $GROUP || usermod -aG $GROUP $USER_OK
+
+# --- remote engine -----------------------------------------------------------------
+if ! alive $RRUN/docker.pid || ! timeout 5 docker -H unix://$SOCK info >/dev/null 2>&1; then
+    log "starting the remote dockerd (log: $RDIR/dockerd.log)"
+    rm -f $RRUN/docker.pid $SOCK
+    start "$RDIR/dockerd.launcher.pid" "$RDIR/dockerd.log" "${NSENTER[@]}" dockerd \
+        --data-root "$RDIR/docker" --exec-root "$RRUN/exec" -H unix://$SOCK \
+        --pidfile $RRUN/docker.pid --group $GROUP
+    wait_for "timeout 5 docker -H unix://$SOCK info >/dev/null 2>&1" 120 \
+        || die "the remote dockerd did not start" "$RDIR/dockerd.log"
+fi
+
+# --- registry ------------------------------------------------------------------------
+cat >"$REGDIR/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGDIR/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+EOF
+registry_ok() { curl -fsS -m 3 "http://$REGISTRY/v2/" >/dev/null 2>&1; }
+if ! registry_ok; then
+    log "starting the registry on $REGISTRY"
+    start "$REGDIR/registry.pid" "$REGDIR/registry.log" docker-registry serve "$REGDIR/config.yml"
+    wait_for registry_ok 60 || die "the registry did not start" "$REGDIR/registry.log"
+fi
+if ! alive "$REGDIR/socat-host.pid"; then
+    start "$REGDIR/socat-host.pid" "$REGDIR/socat-host.log" \
+        socat TCP-LISTEN:5000,bind=$HOST_IP,fork,reuseaddr TCP:$REGISTRY
+fi
+if ! alive "$REGDIR/socat-ns.pid"; then
+    start "$REGDIR/socat-ns.pid" "$REGDIR/socat-ns.log" "${NSENTER[@]}" \
+        socat TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr TCP:$HOST_IP:5000
+fi
+wait_for "${NSENTER[*]} curl -fsS -m 3 http://$REGISTRY/v2/ >/dev/null 2>&1" 30 \
+    || die "the registry is not reachable from the namespace" "$REGDIR/socat-ns.log"
+
+# --- sshd ----------------------------------------------------------------------------
+[ -f "$RDIR/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$RDIR/ssh_host_ed25519_key"
+[ -f "$CDIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C tg-pipeline-test -f "$CDIR/id_ed25519"
+for u in $USER_OK $USER_NO; do
+    install -m 644 "$CDIR/id_ed25519.pub" /etc/tg-remote/authorized_keys/$u
+done
+cat >"$RDIR/sshd_config" <<EOF
+ListenAddress $NS_IP
+Port 22
+HostKey $RDIR/ssh_host_ed25519_key
+PidFile $RDIR/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+AllowUsers $USER_OK $USER_NO
+AuthorizedKeysFile /etc/tg-remote/authorized_keys/%u
+SetEnv DOCKER_HOST=unix://$SOCK
+MaxStartups 50:30:100
+MaxSessions 50
+Subsystem sftp internal-sftp
+EOF
+sshd_ok() { timeout 3 bash -c "exec 3<>/dev/tcp/$NS_IP/22" 2>/dev/null; }
+if ! alive "$RDIR/sshd.pid" || ! sshd_ok; then
+    log "starting sshd on $NS_IP:22"
+    [ -f "$RDIR/sshd.pid" ] && kill "$(cat "$RDIR/sshd.pid")" 2>/dev/null || true
+    /usr/sbin/sshd -t -f "$RDIR/sshd_config" || die "bad sshd_config"
+    "${NSENTER[@]}" /usr/sbin/sshd -f "$RDIR/sshd_config" -E "$RDIR/sshd.log"
+    wait_for sshd_ok 30 || die "sshd did not start" "$RDIR/sshd.log"
+fi
+
+# --- client side -----------------------------------------------------------------------
+echo "$NS_IP $(cut -d' ' -f1,2 "$RDIR/ssh_host_ed25519_key.pub")" >"$CDIR/known_hosts"
+mkdir -p -m 700 ~/.ssh
+touch ~/.ssh/config ~/.ssh/known_hosts
+chmod 600 ~/.ssh/config
+sed -i '/^# >>> tg-pipeline test remote >>>$/,/^# <<< tg-pipeline test remote <<<$/d' ~/.ssh/config
+cat >>~/.ssh/config <<EOF
+# >>> tg-pipeline test remote >>>
+Host tg-remote
+    HostName $NS_IP
+    User $USER_OK
+    Port 22
+    IdentityFile $CDIR/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $CDIR/known_hosts
+# <<< tg-pipeline test remote <<<
+EOF
+grep -v "^$NS_IP " ~/.ssh/known_hosts >~/.ssh/known_hosts.tmp || true
+cat "$CDIR/known_hosts" >>~/.ssh/known_hosts.tmp
+mv ~/.ssh/known_hosts.tmp ~/.ssh/known_hosts
+
+cat >"$STATE/remote.env" <<EOF
+TG_REMOTE_ALIAS=tg-remote
+TG_REMOTE_HOST=$NS_IP
+TG_REMOTE_PORT=22
+TG_REMOTE_USER=$USER_OK
+TG_REMOTE_NODOCKER_USER=$USER_NO
+TG_REMOTE_KEY=$CDIR/id_ed25519
+TG_REMOTE_KNOWN_HOSTS=$CDIR/known_hosts
+TG_REMOTE_DOCKER_HOST=unix://$SOCK
+TG_REMOTE_NETNS=$NS
+TG_REGISTRY=$REGISTRY
+EOF
+log "remote ready: ssh tg-remote ($USER_OK@$NS_IP), its engine $SOCK, registry $REGISTRY"
