@@ -54,6 +54,8 @@ class Progress:
         if 'error' in event:
             return
         layer, status = event.get('id'), event.get('status', '')
+        if not status:
+            return
         detail = event.get('progressDetail') or {}
         if layer and detail.get('total'):
             self.total[layer] = detail['total']
