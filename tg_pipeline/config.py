@@ -261,6 +261,11 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, str] | None
         if section == 'run':
             job_overrides[key] = value
     _check_limits(sections['run'], where, lines, 'run')
+    if sections['remote']['transfer'] not in ('', 'registry', 'ssh'):
+        raise ConfigError(f'remote.transfer must be "registry" or "ssh", not {sections["remote"]["transfer"]!r}',
+                          key='remote.transfer', line=lines.of('remote', 'transfer'), **where,
+                          hint='"registry": push there, pull on the remote; "ssh": send only the missing layers '
+                               'over SSH (the default when no [registry] address is set)')
 
     jobs_table = data.get('jobs', {})
     if not isinstance(jobs_table, dict):

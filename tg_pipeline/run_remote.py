@@ -56,10 +56,17 @@ def _pull_error(reference: str, message: str, host: str, progress: Progress) -> 
 
 
 def run_remote(spec: RunSpec, target: RemoteTarget, reference: str, image_id: str, auth=None,
-               silent: bool = False, log_dir=None, detach: bool = False) -> dict:
-    """Pull (when needed) and run ``spec`` on the remote host; raise JobFailed when the job fails."""
+               silent: bool = False, log_dir=None, detach: bool = False, transfer: str = 'registry') -> dict:
+    """Bring the image over (registry pull, or ``transfer='ssh'``: only the missing layers, straight
+    over the SSH connection), then run ``spec`` there; raise JobFailed when the job fails."""
     with Remote(target) as remote:
-        pull(remote.docker, reference, image_id, auth, silent, host=remote.connection.host)
+        host = remote.connection.host
+        if transfer == 'ssh':
+            from . import engine
+            from .transfer import transfer as send
+            send(engine.local(), remote.docker, image_id, reference, silent, host=host)
+        else:
+            pull(remote.docker, reference, image_id, auth, silent, host=host)
         remote_spec = dataclasses.replace(spec, image=reference)
         return run_container(remote.docker, remote_spec, where=f'remote {remote.name}', silent=silent,
                              log_dir=log_dir, detach=detach)

@@ -186,8 +186,14 @@ class Pipeline:
         return auth_config(self.config.registry)
 
     def remote_reference(self, job: str) -> str:
+        """The image's name on the remote: in the registry, or as here when sent over SSH."""
+        if self.transfer() == 'ssh':
+            return self.image_tag(job)
         from .push import remote_reference
         return remote_reference(self.config.registry['address'], self.image_tag(job))
+
+    def transfer(self) -> str:
+        return self.config.remote['transfer'] or ('registry' if self.config.registry['address'] else 'ssh')
 
     def do_push(self, job: str):
         from .build_image import recorded_image
@@ -208,7 +214,8 @@ class Pipeline:
         from .run_remote import run_remote
         self.finished(job, run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
                                       recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
-                                      log_dir=self.paths(job).runs / 'remote', detach=self.detach()))
+                                      log_dir=self.paths(job).runs / 'remote', detach=self.detach(),
+                                      transfer=self.transfer()))
 
     def do_logs(self, job: str, where: str):
         from .logs import print_logs
@@ -262,7 +269,8 @@ class Pipeline:
                 actions=[self.action(self.do_push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
                 uptodate=[lambda: self.push_current(job)], verbosity=2),
             'run_remote': dict(
-                actions=[self.action(self.do_run_remote, job)], task_dep=[f'push:{job}'], verbosity=2),
+                actions=[self.action(self.do_run_remote, job)], verbosity=2,
+                task_dep=[f'push:{job}' if self.transfer() == 'registry' else f'build_image:{job}']),
             'logs_local': dict(actions=[self.action(self.do_logs, job, 'local')], verbosity=2),
             'logs_remote': dict(actions=[self.action(self.do_logs, job, 'remote')], verbosity=2),
         }

@@ -1,0 +1,183 @@
+"""Step 5 without a registry: send the image over SSH, only the layers the remote engine lacks.
+
+The local engine's ``docker save`` stream is read once: each ``layer.tar`` is
+hashed on the way (its sha256 is the layer's diff id). Layers the remote
+already has are dropped; the rest, with the image config and manifest, are
+sent as one ``docker load`` archive to the remote engine through the run's SSH
+connection. ``docker load`` takes layers it already has from its own store
+(it looks each layer up by chain id before it reads the file), so the archive
+needs only the missing blobs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+
+import docker
+
+from .errors import RemoteError
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class TransferStats:
+    layers_total: int = 0
+    layers_sent: int = 0
+    bytes_sent: int = 0
+    sent: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f'{self.layers_sent} of {self.layers_total} layers sent, '
+                f'{self.bytes_sent / 1e6:.2f} MB over SSH')
+
+
+def remote_layers(client: docker.DockerClient) -> set[str]:
+    """Diff ids of every layer of every image the engine has."""
+    found = set()
+    for image in client.api.images(quiet=True):
+        try:
+            found.update(client.api.inspect_image(image)['RootFS'].get('Layers', []))
+        except docker.errors.NotFound:
+            pass
+    return found
+
+
+class _StreamReader(io.RawIOBase):
+    """A file object over the chunks of a streamed HTTP body."""
+
+    def __init__(self, chunks):
+        self.chunks, self.buffer = iter(chunks), b''
+
+    def readable(self):
+        return True
+
+    def readinto(self, target):
+        while not self.buffer:
+            try:
+                self.buffer = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self.buffer))
+        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]
+        return n
+
+
+def _cache_path() -> str:
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return os.path.join(base, 'tg_pipeline', 'layer_ids.json')
+
+
+def _load_cache() -> dict:
+    try:
+        with open(_cache_path()) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(cache: dict) -> None:
+    path = _cache_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}'
+    with open(tmp, 'w') as file:
+        json.dump(cache, file)
+    os.replace(tmp, path)
+
+
+def _archive(local: docker.DockerClient, image_id: str, reference: str, have: set[str], stats: TransferStats,
+             progress, cache: dict) -> tempfile.SpooledTemporaryFile:
+    """The filtered ``docker load`` archive, spooled (to disk past 64 MB).
+
+    ``cache`` maps a save's layer folder name (a v1 id: a function of the layer chain, the same in
+    every image that has that chain) to the layer's diff id, so known layers are not hashed again.
+    """
+    out = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    source = tarfile.open(fileobj=io.BufferedReader(_StreamReader(local.api.get_image(image_id)), CHUNK), mode='r|')
+    with tarfile.open(fileobj=out, mode='w|') as target:
+        for member in source:
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == 'manifest.json':
+                manifest = json.load(data)
+                for entry in manifest:
+                    entry['RepoTags'] = [reference]
+                body = json.dumps(manifest).encode()
+                member.size = len(body)
+                target.addfile(member, io.BytesIO(body))
+            elif member.name == 'repositories':
+                continue  # legacy file; the manifest's RepoTags tag the image
+            elif member.name.endswith('/layer.tar'):
+                stats.layers_total += 1
+                v1_id = member.name.split('/')[0]
+                if cache.get(v1_id) in have:
+                    progress(f'transfer: layer {cache[v1_id][7:19]} already on the remote')
+                    continue  # the stream skips its bytes unread
+                spool = tempfile.SpooledTemporaryFile(max_size=512 << 20)
+                digest = hashlib.sha256()
+                while chunk := data.read(CHUNK):
+                    digest.update(chunk)
+                    spool.write(chunk)
+                diff_id = cache[v1_id] = 'sha256:' + digest.hexdigest()
+                if diff_id in have:
+                    progress(f'transfer: layer {diff_id[7:19]} already on the remote')
+                    spool.close()
+                    continue
+                spool.seek(0)
+                target.addfile(member, spool)
+                spool.close()
+                stats.layers_sent += 1
+                stats.sent.append(diff_id)
+                progress(f'transfer: layer {diff_id[7:19]} to send ({member.size / 1e6:.2f} MB)')
+            else:
+                target.addfile(member, data)
+    out.seek(0)
+    return out
+
+
+def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: str, reference: str,
+             silent: bool = False, host: str = 'the remote') -> TransferStats:
+    """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks."""
+    stats = TransferStats()
+
+    def progress(line):
+        if not silent:
+            print(line, flush=True)
+    try:
+        if remote.images.get(image_id).id == image_id:
+            remote.api.tag(image_id, *reference.rsplit(':', 1))
+            stats.layers_total = len(local.api.inspect_image(image_id)['RootFS']['Layers'])
+            progress(f'transfer: {host} has the image already: nothing sent')
+            return stats
+    except docker.errors.ImageNotFound:
+        pass
+    have = remote_layers(remote)
+    cache = _load_cache()
+    archive = _archive(local, image_id, reference, have, stats, progress, cache)
+    _save_cache(cache)
+
+    def chunks():
+        sent = 0
+        while chunk := archive.read(CHUNK):
+            sent += len(chunk)
+            stats.bytes_sent = sent
+            yield chunk
+            if not silent and sent % (16 * CHUNK) < CHUNK:
+                print(f'transfer: {sent / 1e6:.1f} MB sent', flush=True)
+    try:
+        for event in remote.api.load_image(chunks()):
+            if 'error' in event:
+                raise RemoteError(f'{host} could not load the image: {event["error"]}', command='docker load')
+    except docker.errors.APIError as e:
+        raise RemoteError(f'{host} could not load the image: {e.explanation or e}', command='docker load') from None
+    finally:
+        archive.close()
+    loaded = remote.images.get(reference).id
+    if loaded != image_id:
+        raise RemoteError(f'{host} loaded {loaded[:19]} instead of {image_id[:19]}', command='docker load')
+    progress(f'transfer: {stats.summary()}')
+    return stats
