@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version as installed_version
 from pathlib import Path
-
-import cloudpickle
 
 from . import templates
 from .serialize import write_if_changed
@@ -18,7 +17,7 @@ def requirements(dependencies: list[str]) -> list[str]:
     the same cloudpickle (and Python minor version) to load.
     """
     names = {d.split('=')[0].split('<')[0].split('>')[0].split('[')[0].strip().lower() for d in dependencies}
-    extra = [] if 'cloudpickle' in names else [f'cloudpickle=={cloudpickle.__version__}']
+    extra = [] if 'cloudpickle' in names else [f'cloudpickle=={installed_version("cloudpickle")}']
     return [*extra, *dependencies]
 
 

@@ -146,11 +146,13 @@ class _ConnectionAdapter(SSHHTTPAdapter):
 
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     """A DockerClient for the remote engine, over ``connection``."""
-    client = docker.DockerClient(base_url=f'ssh://{connection.host}', use_ssh_client=True,
-                                 version=DOCKER_API_VERSION, timeout=timeout)
+    # A client for a placeholder address (no request is made with it: the version is given),
+    # then every request goes through our adapter, on the open SSH connection.
+    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=DOCKER_API_VERSION, timeout=timeout)
     adapter = _ConnectionAdapter(connection, timeout=timeout)
     client.api._custom_adapter = adapter
     client.api.mount('http+docker://ssh', adapter)
+    client.api.base_url = 'http+docker://ssh'
     try:
         client.ping()
     except Exception as e:
