@@ -1,0 +1,66 @@
+"""Registry-free transfer over SSH: only the layers the remote lacks travel, then the image runs there."""
+import json
+
+import pytest
+
+from tg_pipeline import engine
+from tg_pipeline.remote import Remote, RemoteTarget
+from tg_pipeline.transfer import remote_layers, transfer
+
+from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.remote
+
+
+def drop_images(client, keep_base: str):
+    """Remove every image from the remote engine except ``keep_base``."""
+    for image in client.images.list():
+        if keep_base not in image.tags:
+            client.images.remove(image.id, force=True)
+
+
+def test_ssh_transfer_sends_only_missing_layers(project, remote_docker, docker_client):
+    project.doit('build_image', 'job=ExampleJob')
+    image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
+    base = docker_client.images.get('python:3.11-slim')
+    with Remote(RemoteTarget('tg-remote')) as remote:
+        transfer(engine.local(), remote.docker, base.id, 'python:3.11-slim', silent=True)
+        drop_images(remote_docker, 'python:3.11-slim')
+        before = remote_layers(remote.docker)
+        local_layers = docker_client.api.inspect_image(image_id)['RootFS']['Layers']
+        missing = [layer for layer in local_layers if layer not in before]
+        assert missing and len(missing) < len(local_layers)  # the base is there, the job's layers are not
+
+        stats = transfer(engine.local(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        assert sorted(stats.sent) == sorted(missing)
+        assert stats.layers_sent == len(missing) and stats.layers_total == len(local_layers)
+        base_size = docker_client.api.inspect_image(base.id)['Size']
+        assert stats.bytes_sent < base_size / 2  # the base did not travel again
+        assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
+
+        again = transfer(engine.local(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        assert (again.layers_sent, again.bytes_sent) == (0, 0)
+
+
+def test_run_remote_over_ssh_transfer_without_registry(project, remote_docker):
+    project.edit('jobs/example_job.py', "log('SUCCESS')", "log('SUCCESS over ssh')")
+    result = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'INFO: SUCCESS over ssh' in result.stdout
+    assert 'transfer: ' in result.stdout
+    assert '.  push:ExampleJob' not in result.stdout  # no registry involved
+    image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
+    assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
+    again = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=')
+    assert 'has the image already: nothing sent' in again.stdout
+
+
+def test_transfer_defaults_to_ssh_without_a_registry(project, remote_docker):
+    project.edit('pipeline.toml', 'address = "127.0.0.1:5000"', 'address = ""')
+    result = project.doit('run_remote', 'job=ExampleJob')
+    assert 'transfer: ' in result.stdout and 'SUCCESS' in result.stdout
+
+
+def test_bad_transfer_value_is_a_config_error(project):
+    result = project.doit('run_remote', 'job=ExampleJob', 'transfer=carrier-pigeon', check=False)
+    assert result.returncode == 2
+    assert 'remote.transfer must be "registry" or "ssh"' in result.stderr
