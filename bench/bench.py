@@ -1,0 +1,234 @@
+"""Benchmark: tg_pipeline against the bare `docker run` floor and a naive full rebuild.
+
+Run it with `bash bench/run.sh` (sets up the engine, the simulated remote and the registry first).
+Prints a table of medians over --runs runs and writes bench/results/latest.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
+REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
+VETH = 'tgr-host'
+FLOOR_CMD = ['docker', 'run', '--rm', BASE, 'python', '-c', "print('SUCCESS')"]
+
+
+def timed(command, cwd=None, env=None) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f'benchmark step failed: {" ".join(command)}\n{result.stdout}\n{result.stderr}')
+    return elapsed, result.stdout
+
+
+def tx_bytes() -> int:
+    """Bytes sent from this host into the remote's namespace (host side of the veth)."""
+    return int(Path(f'/sys/class/net/{VETH}/statistics/tx_bytes').read_text())
+
+
+def remote(*args) -> str:
+    return subprocess.run(['docker', '-H', REMOTE_SOCKET, *args], capture_output=True, text=True, check=True).stdout
+
+
+def drop_remote_images(keep: str) -> None:
+    """Leave only ``keep`` (the base image) on the remote engine."""
+    for line in remote('images', '--format', '{{.ID}} {{.Repository}}:{{.Tag}}').splitlines():
+        image_id, name = line.split(' ', 1)
+        if name != keep:
+            subprocess.run(['docker', '-H', REMOTE_SOCKET, 'rmi', '-f', image_id], capture_output=True)
+
+
+def ensure_base_on_remote() -> None:
+    if subprocess.run(['docker', '-H', REMOTE_SOCKET, 'image', 'inspect', BASE], capture_output=True).returncode:
+        save = subprocess.Popen(['docker', 'save', BASE], stdout=subprocess.PIPE)
+        subprocess.run(['docker', '-H', REMOTE_SOCKET, 'load', '-q'], stdin=save.stdout, check=True,
+                       capture_output=True)
+        save.wait()
+
+
+def first_line_delay(output: str) -> float | None:
+    """Seconds from the entry point's first line (Welcome) to the job's first line."""
+    stamps = {}
+    for line in output.splitlines():
+        match = re.match(r'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)', line)
+        if match:
+            key = 'welcome' if 'Welcome to Training Grounds' in match[2] else \
+                'job' if 'first line of the job' in match[2] else None
+            if key and key not in stamps:
+                stamps[key] = datetime.datetime.fromisoformat(match[1])
+    if {'welcome', 'job'} <= stamps.keys():
+        return (stamps['job'] - stamps['welcome']).total_seconds()
+    return None
+
+
+class Bench:
+    def __init__(self, runs: int):
+        self.runs = runs
+        self.work = Path(tempfile.mkdtemp(prefix='tg-bench-'))
+        self.project = self.work / 'project'
+        shutil.copytree(HERE / 'project', self.project)
+        self.env = {**os.environ, 'PYTHONPATH': str(REPO)}
+        self.edits = 0
+        self.rows: dict[str, dict] = {}
+        self.delays: list[float] = []
+
+    def doit(self, *args) -> tuple[float, str]:
+        elapsed, out = timed([sys.executable, '-m', 'doit', *args], cwd=self.project, env=self.env)
+        delay = first_line_delay(out)
+        if delay is not None:
+            self.delays.append(delay)
+        return elapsed, out
+
+    def edit_code(self) -> None:
+        self.edits += 1
+        with open(self.project / 'jobs' / 'helper.py', 'a') as file:
+            file.write(f'# edit {self.edits} {time.time()}\n')
+
+    def measure(self, key: str, label: str, step, before=None, bytes_too: bool = False) -> None:
+        times, sent = [], []
+        for _ in range(self.runs):
+            if before:
+                before()
+            tx = tx_bytes() if bytes_too else 0
+            times.append(step())
+            if bytes_too:
+                sent.append(tx_bytes() - tx)
+        row = {'label': label, 'median_s': statistics.median(times), 'runs_s': times}
+        if bytes_too:
+            row['median_bytes_to_remote'] = statistics.median(sent)
+        self.rows[key] = row
+        print(f'  {label}: {row["median_s"]:.3f} s', file=sys.stderr, flush=True)
+
+    def code_layer_size(self) -> int:
+        """Uncompressed size of the job image's top (package) layer."""
+        from tg_pipeline.build_image import recorded_image
+        image = recorded_image(self.project / 'build' / 'BenchJob' / 'image.json')['image_id']
+        out = subprocess.run(['docker', 'history', '--no-trunc', '--format', '{{json .}}', image],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        for line in out:  # newest first; the first step that made a layer is the package ADD
+            entry = json.loads(line)
+            if 'ADD' in entry.get('CreatedBy', ''):
+                return _size(entry['Size'])
+        return 0
+
+    def naive_setup(self) -> Path:
+        """A deps-only image (built once) for the naive rebuild to start FROM."""
+        from tg_pipeline.dockerfile import requirements
+        context = self.work / 'naive'
+        context.mkdir()
+        (context / 'requirements.txt').write_text('\n'.join(requirements([])) + '\n')
+        (context / 'Dockerfile.deps').write_text(
+            f'FROM {BASE}\nCOPY requirements.txt /tmp/r.txt\nRUN pip install --no-cache-dir -r /tmp/r.txt\n')
+        subprocess.run(['docker', 'build', '-q', '-t', 'bench-naive-deps', '-f', 'Dockerfile.deps', '.'],
+                       cwd=context, check=True, capture_output=True, env={**os.environ, 'DOCKER_BUILDKIT': '0'})
+        return context
+
+    def naive_run(self, context: Path) -> float:
+        """New sdist + `docker build --no-cache` of the package layer + run: what rebuilding every time costs."""
+        from tg_pipeline.sdist import make_sdist
+        from tg_pipeline.serialize import dumps
+        start = time.perf_counter()
+        sys.path.insert(0, str(self.project))
+        try:
+            from jobs.bench_job import BenchJob
+            payload, _ = dumps(BenchJob(3))
+        finally:
+            sys.path.remove(str(self.project))
+        sdist = make_sdist(context, 'benchjob', '0.0.0', 'benchjob__0_0_0', [self.project / 'jobs'], {'job': payload})
+        (context / 'Dockerfile').write_text(
+            'FROM bench-naive-deps\nENV PYTHONPATH=/opt/tg_pipeline/benchjob__0_0_0-0.0.0\n'
+            'CMD ["python", "-m", "benchjob__0_0_0"]\n'
+            f'ADD {sdist.name} /opt/tg_pipeline/\n')
+        subprocess.run(['docker', 'build', '--no-cache', '-q', '-t', 'bench-naive', '.'], cwd=context, check=True,
+                       capture_output=True, env={**os.environ, 'DOCKER_BUILDKIT': '0'})
+        subprocess.run(['docker', 'run', '--rm', 'bench-naive'], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    def run(self) -> dict:
+        print(f'benchmark: {self.runs} runs each, project copy in {self.project}', file=sys.stderr)
+        ensure_base_on_remote()
+        self.measure('a_floor_local', '(a) floor: docker run --rm BASE python -c print, local',
+                     lambda: timed(FLOOR_CMD)[0])
+        self.measure('a_floor_remote', '(a) floor: the same via ssh tg-remote',
+                     lambda: timed(['ssh', '-o', 'BatchMode=yes', 'tg-remote', shlex.join(FLOOR_CMD)])[0])
+        self.doit('run_local', 'job=BenchJob')  # warm up: first build
+        self.measure('b_local_unchanged', '(b) tg_pipeline local, nothing changed',
+                     lambda: self.doit('run_local', 'job=BenchJob')[0])
+        self.measure('c_local_code_edit', '(c) local after a code-only edit',
+                     lambda: self.doit('run_local', 'job=BenchJob')[0], before=self.edit_code)
+        self.doit('run_remote', 'job=BenchJob')  # warm up: registry and remote have the dependency layer
+        self.delays.clear()
+        self.measure('d_remote_code_edit', '(d) remote after a code-only edit (registry)',
+                     lambda: self.doit('run_remote', 'job=BenchJob')[0], before=self.edit_code, bytes_too=True)
+        self.rows['d_remote_code_edit']['code_layer_bytes'] = self.code_layer_size()
+        self.measure('d_remote_code_edit_ssh', '(d) remote after a code-only edit (ssh transfer)',
+                     lambda: self.doit('run_remote', 'job=BenchJob', 'transfer=ssh')[0], before=self.edit_code,
+                     bytes_too=True)
+        self.rows['d_remote_code_edit_ssh']['code_layer_bytes'] = self.code_layer_size()
+        self.measure('e_remote_lacks_job_layers', '(e) remote lacks the job layers, has the base (registry)',
+                     lambda: self.doit('run_remote', 'job=BenchJob')[0], before=lambda: drop_remote_images(BASE),
+                     bytes_too=True)
+        self.measure('e_remote_lacks_job_layers_ssh', '(e) remote lacks the job layers, has the base (ssh)',
+                     lambda: self.doit('run_remote', 'job=BenchJob', 'transfer=ssh')[0],
+                     before=lambda: drop_remote_images(BASE), bytes_too=True)
+        context = self.naive_setup()
+        self.measure('f_naive_full_rebuild', '(f) naive: new sdist + docker build --no-cache + run',
+                     lambda: self.naive_run(context))
+        self.rows['h_start_overhead'] = {'label': '(h) in-container start: entry point -> job first line',
+                                         'median_s': statistics.median(self.delays), 'runs_s': self.delays}
+        return self.rows
+
+
+def _size(text: str) -> int:
+    number, unit = re.match(r'([\d.]+)\s*([kMG]?B)', text).groups()
+    return int(float(number) * {'B': 1, 'kB': 1e3, 'MB': 1e6, 'GB': 1e9}[unit])
+
+
+def table(rows: dict) -> str:
+    floor_local = rows['a_floor_local']['median_s']
+    floor_remote = rows['a_floor_remote']['median_s']
+    naive = rows['f_naive_full_rebuild']['median_s']
+    lines = [f'{"measure":62} {"median":>9} {"x floor":>8} {"x naive":>8}  bytes to remote', '-' * 110]
+    for key, row in rows.items():
+        floor = floor_remote if 'remote' in key else floor_local
+        ratio_floor = '' if key.startswith(('a_', 'h_')) else f'{row["median_s"] / floor:.2f}'
+        ratio_naive = '' if key.startswith(('a_', 'h_')) else f'{row["median_s"] / naive:.2f}'
+        sent = ''
+        if 'median_bytes_to_remote' in row:
+            sent = f'{row["median_bytes_to_remote"] / 1e3:.1f} kB'
+            if 'code_layer_bytes' in row:
+                sent += f' (code layer {row["code_layer_bytes"] / 1e3:.1f} kB)'
+        lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {sent}')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--runs', type=int, default=5)
+    args = parser.parse_args()
+    rows = Bench(args.runs).run()
+    print(table(rows))
+    out = HERE / 'results' / 'latest.json'
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({'runs': args.runs, 'base_image': BASE, 'rows': rows}, indent=1))
+    print(f'\nJSON: {out}')
+
+
+if __name__ == '__main__':
+    main()
