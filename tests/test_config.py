@@ -59,7 +59,7 @@ def test_bad_files_name_file_key_and_line(name, key, line, words):
 def test_unknown_key_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
         load('unknown_key')
-    assert 'TIP: known keys of [run]: env, cpu, memory_gb' in info.value.render()
+    assert 'TIP: known keys of [run]: env, cpu, memory_gb, on_interrupt' in info.value.render()
 
 
 def test_unknown_job_names_the_known_ones():

@@ -91,7 +91,7 @@ def test_run_remote_example_job_end_to_end(project, remote_docker):
     assert 'pull: ' not in again.stdout  # the remote still has that image id
     assert 'Variable EXAMPLE_VARIABLE is found: True' in again.stdout
 
-    logs = project.doit('logs_remote', 'job=ExampleJob')
+    logs = project.doit('logs', 'job=ExampleJob', 'where=remote')
     assert 'Variable EXAMPLE_VARIABLE is found: True' in logs.stdout
     assert '# job ExampleJob, run ' in logs.stdout
 

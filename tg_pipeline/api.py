@@ -253,7 +253,7 @@ class Executor:
 
     def get_logs(self, run_id: str | None = None) -> tuple[str, str]:
         """(stdout, stderr) of the job's last run here (or of ``run_id``)."""
-        from .logs import get_logs
+        from .lifecycle import get_logs
         log_dir = _paths(self.config.packaging).runs / self.where
         with self._client() as client:
             found, _, out, err = get_logs(client, self.config.packaging.name, log_dir, run_id)
@@ -261,6 +261,26 @@ class Executor:
             raise PipelineError(f'no {self.where} run of {self.config.packaging.name} to show logs of',
                                 hint='call execute() first')
         return out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+    def status(self, run_id: str | None = None) -> list[dict]:
+        """The job's runs on that host and collected here: run id, state, version, start time."""
+        from .lifecycle import status
+        return self._lifecycle(status, run_id)
+
+    def stop(self, run_id: str | None = None) -> dict:
+        """Stop a detached run (or the latest running one), collect its output and remove it."""
+        from .lifecycle import stop
+        return self._lifecycle(stop, run_id)
+
+    def result(self, run_id: str | None = None):
+        """The return value of an ended run (or the latest); raises JobFailed with its traceback."""
+        from .lifecycle import result
+        return self._lifecycle(result, run_id).get('value')
+
+    def _lifecycle(self, function, run_id):
+        log_dir = _paths(self.config.packaging).runs / self.where
+        with self._client() as client:
+            return function(client, self.config.packaging.name, log_dir, self.where, run_id)
 
     def _client(self):
         raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')

@@ -10,6 +10,11 @@ from .errors import BuildError
 from .serialize import write_if_changed
 
 
+# lines of pip's output that say why it could not install the requirements
+PIP_FAILURES = ('No matching distribution found', 'ResolutionImpossible', 'Could not find a version',
+                'conflicting dependencies')
+
+
 def image_tag(package: str, version: str, prefix: str = '') -> str:
     return f'{prefix}{package}:{version}'
 
@@ -29,6 +34,13 @@ def build_image(context_dir: Path, tag: str, target: Path | None = None, labels:
             hint = None
             if 'no space left on device' in event['error']:
                 hint = 'free disk space on the Docker host (docker system prune) and retry'
+            elif any(m in line for line in log for m in PIP_FAILURES):
+                problem = next(line for line in log for m in PIP_FAILURES if m in line).strip()
+                raise BuildError(f'pip cannot install the dependencies of {tag}: {problem}',
+                                 command=f'docker build -t {tag} {context_dir}', exit_code=detail.get('code'),
+                                 output='\n'.join(log),
+                                 hint='fix the name or version in dependencies of pipeline.toml '
+                                      '(`pip index versions NAME` lists what exists)')
             elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
                 hint = 'the base image cannot be pulled: set [docker] base_image or TG_PIPELINE_BASE_IMAGE ' \
                        'to an image this engine has (docker images)'

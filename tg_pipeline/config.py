@@ -42,6 +42,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         'env': (STR_LIST, []),
         'cpu': (NUMBER, 0),
         'memory_gb': (NUMBER, 0),
+        'on_interrupt': (str, 'stop'),
     },
     'remote': {
         'host': (str, ''),
@@ -73,10 +74,10 @@ JOB_SCHEMA: dict[str, tuple[Any, Any]] = {
 ALIASES = {
     'memory': 'run.memory_gb', 'cpu': 'run.cpu', 'base_image': 'docker.base_image',
     'version': 'package.version', 'host': 'remote.host', 'registry': 'registry.address',
-    'transfer': 'remote.transfer',
+    'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job', 'run_id', 'detach'}
+CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days'}
 
 
 @dataclasses.dataclass
@@ -261,6 +262,11 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, str] | None
         if section == 'run':
             job_overrides[key] = value
     _check_limits(sections['run'], where, lines, 'run')
+    if sections['run']['on_interrupt'] not in ('stop', 'detach'):
+        raise ConfigError(f'run.on_interrupt must be "stop" or "detach", not {sections["run"]["on_interrupt"]!r}',
+                          key='run.on_interrupt', line=lines.of('run', 'on_interrupt'), **where,
+                          hint='"stop": Ctrl-C stops the container; "detach": it keeps running and you re-attach '
+                               'with doit logs ... follow=1')
     if sections['remote']['transfer'] not in ('', 'registry', 'ssh'):
         raise ConfigError(f'remote.transfer must be "registry" or "ssh", not {sections["remote"]["transfer"]!r}',
                           key='remote.transfer', line=lines.of('remote', 'transfer'), **where,
@@ -331,3 +337,19 @@ def shown_env(names, environ=None) -> dict[str, str]:
     """Env values as they may be printed: secret-looking names masked."""
     environ = os.environ if environ is None else environ
     return {n: ('***' if secret_name(n) else environ.get(n, '<unset>')) for n in names}
+
+
+def describe(config: Config, jobs=None, environ=None) -> str:
+    """The effective configuration as TOML-like text, env values shown with secrets masked."""
+    lines = [f'# {config.path}']
+    for section in SCHEMA:
+        lines.append(f'[{section}]')
+        lines += [f'{key} = {value!r}' for key, value in getattr(config, section).items()]
+    lines.append(f'# base image used: {config.base_image}')
+    for name in jobs or sorted(config.jobs):
+        job = config.job(name)
+        lines.append(f'[jobs.{name}]  # module {job.module}, cpu {job.cpu}, memory_gb {job.memory_gb}')
+        lines.append(f'factory = {job.factory!r}')
+        lines.append(f'dependencies = {job.dependencies!r}')
+        lines += [f'env.{n} = {v!r}' for n, v in shown_env(job.env, environ).items()]
+    return '\n'.join(lines)

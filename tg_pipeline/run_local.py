@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 import os
 import pickle
 import re
+import struct
 import sys
 import tarfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 
 from . import engine
-from .errors import JobFailed, PipelineError, tail
+from .errors import JobFailed, PipelineError, RemoteError, tail
 
 LABEL = 'tg_pipeline'
 RUN_DIR = '/tg_pipeline/run'  # in the container: result.pkl, traceback.txt, output/ (TG_PIPELINE_OUTPUT)
@@ -50,7 +53,19 @@ def new_run_id() -> str:
 def labels(spec: RunSpec, run_id: str, where: str) -> dict[str, str]:
     return {f'{LABEL}.job': spec.job, f'{LABEL}.package': spec.package, f'{LABEL}.version': spec.version,
             f'{LABEL}.run_id': run_id, f'{LABEL}.started': datetime.datetime.now().isoformat(timespec='seconds'),
-            f'{LABEL}.where': where}
+            f'{LABEL}.where': where, f'{LABEL}.module': spec.module}
+
+
+def spec_of(container) -> RunSpec:
+    """The :class:`RunSpec` of a run, read back from its container (labels and limits)."""
+    attrs = container.attrs
+    label = {k[len(LABEL) + 1:]: v for k, v in (attrs['Config'].get('Labels') or {}).items()
+             if k.startswith(LABEL + '.')}
+    host = attrs.get('HostConfig') or {}
+    return RunSpec(image=attrs['Config'].get('Image', ''), job=label.get('job', ''),
+                   package=label.get('package', ''), version=label.get('version', ''),
+                   module=label.get('module', ''), env_names=[], cpu=(host.get('NanoCpus') or 0) / 1e9,
+                   memory_gb=(host.get('Memory') or 0) / 1024 ** 3)
 
 
 def container_name(spec: RunSpec, run_id: str) -> str:
@@ -82,39 +97,84 @@ class _Tail:
 
 
 def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'local', silent: bool = False,
-                  out=None, err=None, environ=None, log_dir=None, detach: bool = False) -> dict:
+                  out=None, err=None, environ=None, log_dir=None, detach: bool = False,
+                  on_interrupt: str = 'stop') -> dict:
     """Create, attach, start, wait, collect, remove. Raise :class:`JobFailed` when the job fails.
 
     With ``log_dir``, the run's stdout/stderr are kept as ``log_dir/RUN_ID.out``/``.err`` and its
     result folder (return value, output folder, traceback) is copied to ``log_dir/RUN_ID/``.
     With ``detach``, the container is started and left running; its run id is returned at once.
+    ``on_interrupt='detach'`` leaves the container running on Ctrl-C instead of stopping it.
     """
     out = out or sys.stdout
-    err = err or sys.stderr
     run_id = new_run_id()
     name = container_name(spec, run_id)
     environment = {**spec.environment(environ), 'TG_PIPELINE_RUN_DIR': RUN_DIR, 'TG_PIPELINE_RUN_ID': run_id}
     try:
         container = client.containers.create(
             spec.image, name=name, environment=environment, labels=labels(spec, run_id, where),
-            detach=True, **limits(spec.cpu, spec.memory_gb))
+            detach=True, init=True, **limits(spec.cpu, spec.memory_gb))
     except docker.errors.ImageNotFound:
         raise PipelineError(f'image {spec.image} is not on the {where} Docker engine',
                             hint='run the build (and push) tasks first, e.g. doit build_image') from None
     except docker.errors.APIError as e:
         raise PipelineError(f'cannot create the container on the {where} engine: {e.explanation or e}') from None
-    result = {'run_id': run_id, 'container': name, 'where': where}
-    if detach:
+    try:
+        if detach:
+            container.start()
+            if not silent:
+                print(f'Started run {run_id} ({where}), container {name}', file=out, flush=True)
+                print(f'  follow it: {commands(spec.job, where, run_id)}', file=out, flush=True)
+            return {'run_id': run_id, 'container': name, 'where': where}
         container.start()
-        if not silent:
-            print(f'Started run {run_id} ({where}), container {name}', file=out, flush=True)
-        return result
+        stream = output_stream(client, container.id)
+    except BaseException:  # Ctrl-C or a failure between create and the stream: leave no container behind
+        _remove(container, stop=True)
+        raise
+    return watch(client, container, stream, spec, where, run_id, silent=silent, out=out, err=err,
+                 log_dir=log_dir, on_interrupt=on_interrupt)
+
+
+def output_stream(client, container_id: str):
+    """(stdout, stderr) chunks of a container's whole output from its start, following it until it ends.
+
+    Read from the container's log rather than an attach: every line from the first one, whenever we
+    start reading (a re-attach shows the whole run), and correct over SSH, where the SDK's attach reads
+    the raw channel past bytes already buffered with the response headers. The frames are read here
+    from the response (the SDK's own log stream merges stdout and stderr).
+    """
+    api = client.api
+    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True,
+                        params={'stdout': 1, 'stderr': 1, 'follow': 1, 'timestamps': 0, 'tail': 'all'})
+    api._raise_for_status(response)
+    api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours
+    try:
+        while True:
+            header = response.raw.read(8)
+            if len(header) < 8:
+                return
+            kind, length = struct.unpack('>BxxxL', header)
+            data = response.raw.read(length) if length else b''
+            yield (data, None) if kind == 1 else (None, data)
+    finally:
+        response.close()
+
+
+def commands(job: str, where: str, run_id: str) -> str:
+    """How a person re-attaches to / stops a run, as doit command lines."""
+    kind = where.split()[0]
+    return (f'doit logs job={job} where={kind} run_id={run_id} follow=1 '
+            f'(stop it: doit stop job={job} where={kind} run_id={run_id})')
+
+
+def watch(client, container, stream, spec: RunSpec, where: str, run_id: str, silent: bool = False,
+          out=None, err=None, log_dir=None, on_interrupt: str = 'stop') -> dict:
+    """Stream a started container's output (``stream``: demuxed attach) until it ends, then
+    :func:`finish` it. A lost connection to a remote engine leaves the job running there."""
+    out, err = out or sys.stdout, err or sys.stderr
     output = _Tail()
     logs = _open_logs(log_dir, run_id)
     try:
-        # attach before start, with logs=True: not a line is lost
-        stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        container.start()
         for chunks in stream:
             for chunk, target, log in zip(chunks, (out, err), logs):
                 if chunk:
@@ -125,22 +185,44 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
                     if not silent:
                         target.write(chunk.decode('utf-8', 'replace'))
                         target.flush()
-        status = container.wait()
-        state = client.api.inspect_container(container.id)['State']
-        run_dir = collect(container, log_dir, run_id)
+        code = container.wait().get('StatusCode')
     except KeyboardInterrupt:
-        print(f'\nInterrupted: stopping container {name}', file=err, flush=True)
-        _remove(container, stop=True)
+        if on_interrupt == 'detach':
+            print(f'\nInterrupted: run {run_id} keeps running in container {container.name} ({where})\n'
+                  f'  re-attach: {commands(spec.job, where, run_id)}', file=err, flush=True)
+        else:
+            print(f'\nInterrupted: stopping container {container.name} ({where})', file=err, flush=True)
+            _remove(container, stop=True)
         raise
+    except Exception as e:
+        if where == 'local' or isinstance(e, PipelineError):
+            raise
+        raise RemoteError(f'the connection to {where} was lost during run {run_id} '
+                          f'({type(e).__name__}: {e}); the job keeps running there and nothing of it is lost',
+                          hint=f're-attach and see its whole output: {commands(spec.job, where, run_id)}') from None
     finally:
         for log in logs:
             if log:
                 log.close()
+    return finish(client, container, spec, where, run_id, code, output.text(), log_dir)
+
+
+def finish(client, container, spec: RunSpec, where: str, run_id: str, code, output: str, log_dir) -> dict:
+    """Collect an ended run (result folder, state as ``RUN_ID.json``), remove its container,
+    return the result or raise :class:`JobFailed`."""
+    state = client.api.inspect_container(container.id)['State']
+    code = state.get('ExitCode') if code is None else code
+    run_dir = collect(container, log_dir, run_id)
+    if log_dir:
+        record = {'run_id': run_id, 'job': spec.job, 'version': spec.version, 'where': where, 'exit_code': code,
+                  'oom_killed': bool(state.get('OOMKilled')), 'finished': state.get('FinishedAt'),
+                  'memory_gb': spec.memory_gb, 'module': spec.module}
+        Path(log_dir, f'{run_id}.json').write_text(json.dumps(record, indent=1))
     _remove(container)
-    code = status.get('StatusCode', state.get('ExitCode'))
-    result.update(exit_code=code, output=output.text(), run_dir=run_dir)
+    result = {'run_id': run_id, 'container': container.name, 'where': where, 'exit_code': code,
+              'output': output, 'run_dir': run_dir}
     if code != 0:
-        raise _failure(spec, where, code, state, output.text(), run_dir)
+        raise _failure(spec, where, code, state, output, run_dir)
     result['value'] = load_result(run_dir, spec.module)
     return result
 

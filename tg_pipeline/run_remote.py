@@ -56,7 +56,8 @@ def _pull_error(reference: str, message: str, host: str, progress: Progress) -> 
 
 
 def run_remote(spec: RunSpec, target: RemoteTarget, reference: str, image_id: str, auth=None,
-               silent: bool = False, log_dir=None, detach: bool = False, transfer: str = 'registry') -> dict:
+               silent: bool = False, log_dir=None, detach: bool = False, transfer: str = 'registry',
+               on_interrupt: str = 'stop') -> dict:
     """Bring the image over (registry pull, or ``transfer='ssh'``: only the missing layers, straight
     over the SSH connection), then run ``spec`` there; raise JobFailed when the job fails."""
     with Remote(target) as remote:
@@ -69,4 +70,4 @@ def run_remote(spec: RunSpec, target: RemoteTarget, reference: str, image_id: st
             pull(remote.docker, reference, image_id, auth, silent, host=host)
         remote_spec = dataclasses.replace(spec, image=reference)
         return run_container(remote.docker, remote_spec, where=f'remote {remote.name}', silent=silent,
-                             log_dir=log_dir, detach=detach)
+                             log_dir=log_dir, detach=detach, on_interrupt=on_interrupt)

@@ -13,6 +13,7 @@ that nothing changed stays cheap.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -34,9 +35,12 @@ STEPS = {
     'run_local': 'run the job image on the local Docker engine, streaming its output',
     'push': 'tag and push the job image to the [registry] (skipped while it has that digest)',
     'run_remote': 'run the job image on the [remote] Docker host over SSH, streaming its output',
-    'logs_local': 'print the output of the job\'s last local run (run_id=... for another)',
-    'logs_remote': 'print the output of the job\'s last remote run (run_id=... for another)',
+    'status': 'list the job\'s runs and their state (where=local|remote, run_id=...)',
+    'logs': 'print a run\'s whole output; follow=1 re-attaches until it ends (where=, run_id=)',
+    'stop': 'stop a running run (the latest, or run_id=...), collect and remove it (where=)',
+    'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
 }
+LIFECYCLE = ('status', 'logs', 'stop', 'result')
 TEMPLATE_FILES = ('entry_point.py.j2', 'pyproject.toml.j2')
 
 
@@ -86,6 +90,9 @@ class Pipeline:
                 if not self.capture:
                     report(e)
                 return TaskFailed(e.message.splitlines()[0])
+            except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
+                self.errors.append(e)
+                return TaskFailed('interrupted (Ctrl-C)')
             except Exception as e:
                 if not self.capture:
                     raise
@@ -136,9 +143,12 @@ class Pipeline:
         serialize(payload_job, self.paths(job).payload, self.config.source_roots)
 
     def do_sdist(self, job: str):
+        from .check_package import check_imports
         from .sdist import make_sdist
         j, p = self.config.job(job), self.paths(job)
-        resources = {name: p.resource(name).read_bytes() for name in self.resource_names(job)}
+        names = self.resource_names(job)
+        check_imports(job, [p.resource(name) for name in names], j.dependencies, self.config.source_roots)
+        resources = {name: p.resource(name).read_bytes() for name in names}
         path = make_sdist(p.context, j.package, j.version, j.module, self.config.source_roots, resources,
                           j.dependencies)
         for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
@@ -159,8 +169,12 @@ class Pipeline:
         return render_values(**self.dockerfile_values(job))
 
     def do_build_image(self, job: str):
+        from . import engine
         from .build_image import build_image
-        j = self.config.job(job)
+        from .check_package import check_python_version
+        j, p = self.config.job(job), self.paths(job)
+        check_python_version(job, [p.resource(name).read_bytes() for name in self.resource_names(job)],
+                             self.config.base_image, engine.local(), self.config.build_dir / 'base_python.json')
         build_image(self.paths(job).context, self.image_tag(job), self.paths(job).image,
                     labels={'tg_pipeline.job': j.name})
 
@@ -171,7 +185,7 @@ class Pipeline:
     def do_run_local(self, job: str):
         from .run_local import run_local
         self.finished(job, run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local',
-                                     detach=self.detach()))
+                                     detach=self.detach(), on_interrupt=self.config.run['on_interrupt']))
 
     def finished(self, job: str, result: dict):
         """Keep a run's result for the Python API; tell the CLI user where it is."""
@@ -215,18 +229,61 @@ class Pipeline:
         self.finished(job, run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
                                       recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
                                       log_dir=self.paths(job).runs / 'remote', detach=self.detach(),
-                                      transfer=self.transfer()))
+                                      transfer=self.transfer(), on_interrupt=self.config.run['on_interrupt']))
 
-    def do_logs(self, job: str, where: str):
-        from .logs import print_logs
-        run_id = self.variables.get('run_id') or None
-        if where == 'local':
+    def where(self) -> str:
+        where = str(self.variables.get('where') or 'local')
+        if where not in ('local', 'remote'):
+            from .errors import ConfigError
+            raise ConfigError(f'where={where} is neither local nor remote', key='where',
+                              hint='where=local (the default) or where=remote')
+        return where
+
+    @contextlib.contextmanager
+    def host(self):
+        """(docker client, description) of the engine ``where=`` names."""
+        if self.where() == 'local':
             from . import engine
-            print_logs(engine.local(), job, self.paths(job).runs / 'local', 'local', run_id)
+            yield engine.local(), 'local'
             return
         from .remote import Remote
         with Remote(self.remote_target()) as remote:
-            print_logs(remote.docker, job, self.paths(job).runs / 'remote', f'remote {remote.name}', run_id)
+            yield remote.docker, f'remote {remote.name}'
+
+    def do_lifecycle(self, job: str, step: str):
+        from . import lifecycle
+        run_id = self.variables.get('run_id') or None
+        log_dir = self.paths(job).runs / self.where()
+        with self.host() as (client, where):
+            if step == 'status':
+                lifecycle.status(client, job, log_dir, where, run_id)
+            elif step == 'logs':
+                follow = str(self.variables.get('follow', '')).lower() in ('1', 'true', 'yes')
+                result = lifecycle.print_logs(client, job, log_dir, where, run_id, follow=follow)
+                if 'exit_code' in result:
+                    self.finished(job, result)
+            elif step == 'stop':
+                lifecycle.stop(client, job, log_dir, where, run_id)
+            else:
+                result = lifecycle.result(client, job, log_dir, where, run_id, module=self.config.job(job).module)
+                self.finished(job, result)
+                if result.get('value') is None and not self.capture:
+                    print(f'Result: None')
+
+    def do_cleanup(self):
+        from . import lifecycle
+        days = self.variables.get('days', '7')
+        try:
+            days = float(days)
+        except ValueError:
+            from .errors import ConfigError
+            raise ConfigError(f'days={days} is not a number', key='days', hint='e.g. days=7 (days=0: all ended runs)')
+        with self.host() as (client, where):
+            lifecycle.cleanup(client, days, lambda job: self.config.build_dir / job / 'runs' / self.where(), where)
+
+    def do_show_config(self):
+        from .config import describe
+        print(describe(self.config, self.selected))
 
     def do_check_remote(self):
         from .check_remote import check_remote
@@ -271,8 +328,8 @@ class Pipeline:
             'run_remote': dict(
                 actions=[self.action(self.do_run_remote, job)], verbosity=2,
                 task_dep=[f'push:{job}' if self.transfer() == 'registry' else f'build_image:{job}']),
-            'logs_local': dict(actions=[self.action(self.do_logs, job, 'local')], verbosity=2),
-            'logs_remote': dict(actions=[self.action(self.do_logs, job, 'remote')], verbosity=2),
+            **{step: dict(actions=[self.action(self.do_lifecycle, job, step)], verbosity=2, uptodate=[False])
+               for step in LIFECYCLE},
         }
 
     def serialize_task(self, job: str) -> dict:
@@ -315,6 +372,16 @@ class Pipeline:
             """preflight of the remote: SSH login, Docker there, registry push here and pull there"""
             return {'actions': [self.action(self.do_check_remote)], 'verbosity': 2, 'uptodate': [False]}
         functions['task_check_remote'] = task_check_remote
+
+        def task_cleanup():
+            """remove ended runs older than days=N (default 7) from the host (where=local|remote)"""
+            return {'actions': [self.action(self.do_cleanup)], 'verbosity': 2, 'uptodate': [False]}
+        functions['task_cleanup'] = task_cleanup
+
+        def task_config():
+            """print the effective configuration (secret-looking env values as ***)"""
+            return {'actions': [self.action(self.do_show_config)], 'verbosity': 2, 'uptodate': [False]}
+        functions['task_config'] = task_config
         return functions
 
 

@@ -1,0 +1,3 @@
+class Hello:
+    def run(self):
+        print('hello', flush=True)

@@ -1,0 +1,179 @@
+"""Run lifecycle on the real local engine and the simulated remote: results back, detach/status/logs/
+stop/result, Ctrl-C, a dropped SSH connection, OOM, cleanup, and no container left behind."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import need  # noqa: F401
+from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+
+JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
+
+
+def ours(client, job):
+    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'})
+
+
+def wait_for(predicate, timeout=60, what='condition'):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f'timed out waiting for {what}')
+
+
+def run_id_of(output):
+    return re.search(r'Started run (\S+)', output).group(1)
+
+
+def engine(where, docker_client, remote_docker):  # noqa: F811
+    return docker_client if where == 'local' else remote_docker
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_return_value_and_output_folder_come_back(project, where, docker_client, remote_docker):  # noqa: F811
+    result = project.doit(f'run_{where}', 'job=ResultJob')
+    assert "Result: {'sum': 45, 'squares': [0, 1, 4, 9]}" in result.stdout
+    run_dir = re.search(r'logs in (\S+)', result.stdout).group(1)
+    assert run_dir.startswith(str(project.path(f'build/ResultJob/runs/{where}/')))
+    numbers = (project.root / run_dir / 'output' / 'numbers.txt').read_text().split('\n')
+    assert numbers == [str(i) for i in range(10)]
+    assert ours(engine(where, docker_client, remote_docker), 'ResultJob') == []
+    status = project.doit('status', 'job=ResultJob', f'where={where}')
+    assert 'collected, exited 0' in status.stdout
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_detach_status_logs_result(project, where, docker_client, remote_docker):  # noqa: F811
+    client = engine(where, docker_client, remote_docker)
+    started = project.doit(f'run_{where}', 'job=Counter', 'detach=1')
+    run_id = run_id_of(started.stdout)
+    assert 'line 0' not in started.stdout  # returned at once, the run goes on there
+    status = project.doit('status', 'job=Counter', f'where={where}')
+    assert re.search(rf'{run_id}\s+running', status.stdout), status.stdout
+    early = project.doit('result', 'job=Counter', f'where={where}', check=False)
+    assert early.returncode != 0
+    assert f'ERROR: run {run_id} of job Counter is still running' in early.stderr
+    assert f'follow=1' in early.stderr
+    followed = project.doit('logs', 'job=Counter', f'where={where}', f'run_id={run_id}', 'follow=1')
+    assert [f'line {i}' for i in range(16)] == re.findall(r'^line \d+$', followed.stdout, re.M)
+    assert 'Result: 16' in followed.stdout
+    assert ours(client, 'Counter') == []  # collected and removed once it ended
+    result = project.doit('result', 'job=Counter', f'where={where}')
+    assert 'Result: 16' in result.stdout
+    status = project.doit('status', 'job=Counter', f'where={where}', f'run_id={run_id}')
+    assert re.search(rf'{run_id}\s+collected, exited 0', status.stdout)
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_stop_a_detached_run(project, where, docker_client, remote_docker):  # noqa: F811
+    client = engine(where, docker_client, remote_docker)
+    run_id = run_id_of(project.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout)
+    wait_for(lambda: [c for c in ours(client, 'Counter') if c.status == 'running'], what='the run to start')
+    stopped = project.doit('stop', 'job=Counter', f'where={where}')
+    assert f'Stopped run {run_id} of job Counter' in stopped.stdout
+    assert ours(client, 'Counter') == []
+    assert 'line 0' in project.path(f'build/Counter/runs/{where}/{run_id}.out').read_text()
+    again = project.doit('stop', 'job=Counter', f'where={where}', check=False)
+    assert 'ERROR: job Counter has no running run' in again.stderr
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_sigint_stops_the_container(project, where, docker_client, remote_docker):  # noqa: F811
+    client = engine(where, docker_client, remote_docker)
+    project.doit('build_image' if where == 'local' else 'push', 'job=Counter')
+    process = project.popen(f'run_{where}', 'job=Counter')
+    wait_for(lambda: [c for c in ours(client, 'Counter') if c.status == 'running'], what='the container')
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert 'Interrupted: stopping container' in stderr
+    assert 'Traceback' not in stderr
+    assert ours(client, 'Counter') == []
+
+
+def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_client):
+    project.doit('build_image', 'job=Counter')
+    process = project.popen('run_local', 'job=Counter', 'on_interrupt=detach')
+    wait_for(lambda: [c for c in ours(docker_client, 'Counter') if c.status == 'running'], what='the container')
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    run_id = re.search(r'Interrupted: run (\S+) keeps running', stderr).group(1)
+    assert f'doit logs job=Counter where=local run_id={run_id} follow=1' in stderr
+    assert [c.status for c in ours(docker_client, 'Counter')] == ['running']
+    followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
+    assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
+    assert ours(docker_client, 'Counter') == []
+
+
+def test_dropped_ssh_connection_leaves_the_job_running(project, remote_docker):  # noqa: F811
+    project.doit('push', 'job=Counter')
+    process = project.popen('run_remote', 'job=Counter')
+    wait_for(lambda: [c for c in ours(remote_docker, 'Counter') if c.status == 'running'], what='the container')
+    time.sleep(1.5)
+    # kill the remote sshd serving this connection: the client's transport dies mid-run
+    subprocess.run(['pkill', '-u', 'tgremote', '-f', 'sshd: tgremote'], check=True)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert 'was lost during run' in stderr and 'the job keeps running there' in stderr
+    assert 'Traceback' not in stderr
+    run_id = re.search(r'was lost during run (\S+)', stderr).group(1)
+    assert [c.status for c in ours(remote_docker, 'Counter')] == ['running']
+    followed = project.doit('logs', 'job=Counter', 'where=remote', f'run_id={run_id}', 'follow=1')
+    assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
+    assert 'Result: 16' in followed.stdout
+    assert ours(remote_docker, 'Counter') == []
+    saved = project.path(f'build/Counter/runs/remote/{run_id}.out').read_text()
+    assert 'line 15' in saved and 'line 0' in saved  # the saved log is whole, not the part before the drop
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_oom_kill_is_reported_with_the_limit(project, where, docker_client, remote_docker):  # noqa: F811
+    result = project.doit(f'run_{where}', 'job=MemoryHog', check=False)
+    assert result.returncode != 0
+    assert 'ERROR: job MemoryHog was killed for exceeding its memory limit of 0.125 GB' in result.stderr
+    assert 'TIP: raise memory_gb' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert ours(engine(where, docker_client, remote_docker), 'MemoryHog') == []
+    status = project.doit('status', 'job=MemoryHog', f'where={where}')
+    assert '(OOM killed)' in status.stdout
+
+
+def test_cleanup_removes_ended_runs_only(project, docker_client):
+    project.doit('run_local', 'job=ResultJob', 'detach=1')
+    ended = wait_for(lambda: [c for c in ours(docker_client, 'ResultJob') if c.status == 'exited'], what='exit')
+    running_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1').stdout)
+    kept = project.doit('cleanup', 'days=1')
+    assert '0 ended run(s) older than 1 day(s) removed' in kept.stdout
+    assert len(ours(docker_client, 'ResultJob')) == 1
+    cleaned = project.doit('cleanup', 'days=0')
+    assert f'removed run {ended[0].labels["tg_pipeline.run_id"]} of job ResultJob' in cleaned.stdout
+    assert ours(docker_client, 'ResultJob') == []
+    assert [c.status for c in ours(docker_client, 'Counter')] == ['running']  # running runs are never touched
+    result = project.doit('result', 'job=ResultJob')  # collected before it was removed
+    assert "Result: {'sum': 45" in result.stdout
+    project.doit('stop', 'job=Counter', f'run_id={running_id}')
+
+
+def test_config_task_masks_secret_looking_values(project):
+    shown = project.doit('config', 'job=SecretSleep', env={'SECRET_TOKEN': 'hunter2-value',
+                                                           'EXAMPLE_VARIABLE': 'visible-value'})
+    assert "env.SECRET_TOKEN = '***'" in shown.stdout
+    assert "env.EXAMPLE_VARIABLE = 'visible-value'" in shown.stdout
+    assert 'hunter2-value' not in shown.stdout + shown.stderr
+
+
+def test_bad_lifecycle_input_is_named(project, docker_client):
+    wrong = project.doit('status', 'job=Counter', 'where=moon', check=False)
+    assert "ERROR: key 'where': where=moon is neither local nor remote" in wrong.stderr
+    unknown = project.doit('logs', 'job=Counter', 'run_id=20990101-000000-abcdef', check=False)
+    assert 'ERROR: no run 20990101-000000-abcdef of job Counter on local' in unknown.stderr
+    days = project.doit('cleanup', 'days=soon', check=False)
+    assert "ERROR: key 'days': days=soon is not a number" in days.stderr

@@ -1,0 +1,164 @@
+"""Checks between packaging and building, so bad input stops before an image is built.
+
+* :func:`check_imports`: load the payload in a clean subprocess where every
+  module that is installed here but not declared as a dependency (nor the
+  standard library, nor a source root) refuses to import. A job that would
+  die in the image with ``ModuleNotFoundError`` fails here, naming the module
+  and the line to add to pipeline.toml.
+* :func:`check_python_version`: code pickled by value (``__main__``, notebook
+  cells) only loads on the Python minor version that pickled it; the base
+  image's Python is compared with this one (asked once per image id, cached).
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import PackagingError
+
+# Runs in the subprocess: argv = [allowed top-level names (JSON), guarded names (JSON), payload paths...]
+_GUARD = r'''
+import importlib.abc, json, pickle, sys
+allowed, guarded = set(json.loads(sys.argv[1])), set(json.loads(sys.argv[2]))
+class Guard(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition('.')[0]
+        if top in guarded and top not in allowed and top not in sys.modules:
+            raise ModuleNotFoundError('TG_PIPELINE_UNDECLARED ' + top, name=top)
+sys.meta_path.insert(0, Guard())
+for path in sys.argv[3:]:
+    with open(path, 'rb') as file:
+        pickle.load(file)
+'''
+
+
+def requirement_name(requirement: str) -> str:
+    """``"tabulate==0.9.0"`` -> ``"tabulate"`` (normalized as pip does)."""
+    name = re.split(r'[\s<>=!~;\[@(]', requirement.strip(), maxsplit=1)[0]
+    return re.sub(r'[-_.]+', '-', name).lower()
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions ``names`` need, transitively, as far as they are installed here."""
+    from importlib import metadata
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [requirement_name(r) for r in requires if 'extra ==' not in r and 'extra==' not in r]
+    return seen
+
+
+def import_rules(dependencies: list[str], source_roots: list[Path]) -> tuple[set[str], dict[str, list[str]]]:
+    """(allowed top-level names, installed top-level name -> its distributions)."""
+    from importlib import metadata
+    installed = {top: sorted({requirement_name(d) for d in dists})
+                 for top, dists in metadata.packages_distributions().items()}
+    declared = _closure({requirement_name(d) for d in dependencies} | {'cloudpickle'})
+    allowed = {top for top, dists in installed.items() if set(dists) & declared}
+    allowed |= {root.name for root in source_roots}
+    return allowed, installed
+
+
+def check_imports(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path]) -> None:
+    """Raise :class:`PackagingError` when loading the job needs an installed but undeclared package."""
+    allowed, installed = import_rules(dependencies, source_roots)
+    guarded = sorted(set(installed) - set(getattr(sys, 'stdlib_module_names', ())))
+    parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
+    command = [sys.executable, '-c', f'import sys; sys.path[:0] = {parents!r}\n' + _GUARD,
+               json.dumps(sorted(allowed)), json.dumps(guarded), *map(str, payloads)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0:
+        return
+    found = re.search(r'TG_PIPELINE_UNDECLARED (\S+)', result.stderr)
+    if not found:
+        raise PackagingError(f'the payload of job {job} does not load in a fresh Python process:\n'
+                             + _last_lines(result.stderr),
+                             hint='it must load without the state of this session; see the error above')
+    top = found.group(1)
+    dists = installed.get(top, [top])
+    where = _importer(result.stderr, source_roots)
+    from importlib import metadata
+    pins = []
+    for dist in dists:
+        try:
+            pins.append(f'"{dist}=={metadata.version(dist)}"')
+        except metadata.PackageNotFoundError:
+            pins.append(f'"{dist}"')
+    raise PackagingError(
+        f'job {job} imports {top!r}{where}, which is installed here ({", ".join(dists)}) but not declared '
+        f'as a dependency, so the image would not have it',
+        hint=f'add {" or ".join(pins)} to dependencies in [package] (or [jobs.{job}]) of pipeline.toml')
+
+
+def _importer(stderr: str, source_roots: list[Path]) -> str:
+    """`` (from FILE:LINE)``: the last frame of the traceback inside a source root, if any."""
+    roots = [str(root.resolve()) for root in source_roots]
+    frames = re.findall(r'File "([^"]+)", line (\d+)', stderr)
+    inside = [f'{path}:{line}' for path, line in frames if any(path.startswith(r) for r in roots)]
+    return f' (in {inside[-1]})' if inside else ''
+
+
+def _last_lines(text: str, count: int = 8) -> str:
+    return '\n'.join('  ' + line for line in text.strip().splitlines()[-count:])
+
+
+def pickled_by_value(data: bytes) -> bool:
+    """Whether a cloudpickle payload holds code by value (it then calls cloudpickle's rebuilders)."""
+    return b'cloudpickle' in data
+
+
+def base_python_version(client, base_image: str, cache_file: Path) -> str | None:
+    """``"X.Y"`` of the base image's ``python``: its PYTHON_VERSION env (official images), else asked
+    once by running it; cached per image id in ``cache_file``. None when the image is not here."""
+    import docker
+    try:
+        image = client.images.get(base_image)
+    except docker.errors.ImageNotFound:
+        return None  # the build pulls it, or says it cannot
+    try:
+        cache = json.loads(Path(cache_file).read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if image.id in cache:
+        return cache[image.id]
+    env = dict(e.split('=', 1) for e in image.attrs.get('Config', {}).get('Env') or [] if '=' in e)
+    version = env.get('PYTHON_VERSION')
+    if version:
+        version = '.'.join(version.split('.')[:2])
+    else:
+        try:
+            output = client.containers.run(image.id, ['python', '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
+                                           remove=True, stdout=True, stderr=True)
+            version = output.decode().strip()
+        except docker.errors.DockerException:
+            return None
+    cache[image.id] = version
+    Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(cache_file).write_text(json.dumps(cache, indent=1))
+    return version
+
+
+def check_python_version(job: str, payloads: list[bytes], base_image: str, client, cache_file: Path) -> None:
+    """Raise when code pickled by value would meet another Python minor version in the image."""
+    if not any(pickled_by_value(data) for data in payloads):
+        return
+    here = '%d.%d' % sys.version_info[:2]
+    there = base_python_version(client, base_image, cache_file)
+    if there is None or there == here:
+        return
+    raise PackagingError(
+        f'job {job} holds code pickled by value (defined in __main__, a notebook, or a by-value module), which '
+        f'loads only on the Python that pickled it: this is Python {here}, base image {base_image} has Python {there}',
+        hint=f'use a base image with Python {here} (e.g. python:{here}-slim, in [docker] base_image or '
+             f'TG_PIPELINE_BASE_IMAGE), or run tg_pipeline under Python {there}, or move the job\'s class into '
+             f'a source root so it is pickled by reference')
