@@ -11,7 +11,7 @@ import pytest
 from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions,
                          SSHLocalExecutor, install_package_and_get_loader)
 from tg_pipeline import build_image as build_image_module
-from tg_pipeline.errors import JobFailed, PackagingError
+from tg_pipeline.errors import JobFailed, PackagingError, PipelineError
 
 from conftest import REPO
 
@@ -187,10 +187,11 @@ def test_two_versions_run_concurrently_on_one_engine(tmp_path, docker_client):
                 return 'rested'
         ''')
     module = __import__(f'{name}.jobs', fromlist=['Napper'])
-    run_ids = []
+    run_ids, executors = [], []
     for version in ('1.0.0', '2.0.0'):
         config = config_for(module.Napper(6), 'napper', tmp_path, version, wait_for_stop=False)
-        run_ids.append(SSHLocalExecutor(config).execute())
+        executors.append(SSHLocalExecutor(config))
+        run_ids.append(executors[-1].execute())
     try:
         running = docker_client.containers.list(filters={'label': 'tg_pipeline.job=napper'})
         by_run = {c.labels['tg_pipeline.run_id']: c for c in running}
@@ -198,8 +199,14 @@ def test_two_versions_run_concurrently_on_one_engine(tmp_path, docker_client):
         versions = {by_run[r].labels['tg_pipeline.version'] for r in run_ids}
         assert versions == {'1.0.0', '2.0.0'}
         assert {by_run[r].image.tags[0] for r in run_ids} == {'tgtest-napper:1.0.0', 'tgtest-napper:2.0.0'}
-        for run_id in run_ids:
-            assert by_run[run_id].wait(timeout=60)['StatusCode'] == 0
+        states = {row['run_id']: row['state'] for row in executors[0].status()}
+        assert [states[r] for r in run_ids] == ['running', 'running']
+        with pytest.raises(PipelineError, match='is still running'):
+            executors[0].result(run_ids[0])
+        for executor, run_id in zip(executors, run_ids):
+            by_run[run_id].wait(timeout=60)
+            assert executor.result(run_id) == 'rested'  # collected: value back, container removed
+        assert docker_client.containers.list(all=True, filters={'label': 'tg_pipeline.job=napper'}) == []
     finally:
         for container in docker_client.containers.list(all=True, filters={'label': 'tg_pipeline.job=napper'}):
             container.remove(force=True)

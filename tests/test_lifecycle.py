@@ -177,3 +177,17 @@ def test_bad_lifecycle_input_is_named(project, docker_client):
     assert 'ERROR: no run 20990101-000000-abcdef of job Counter on local' in unknown.stderr
     days = project.doit('cleanup', 'days=soon', check=False)
     assert "ERROR: key 'days': days=soon is not a number" in days.stderr
+
+
+def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F811
+    from tg_pipeline.errors import PipelineError
+    from tg_pipeline.remote import Remote, RemoteTarget
+    from tg_pipeline.run_local import RunSpec, run_container
+    spec = RunSpec(image='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
+                   module='ghost__0_0_0', env_names=[])
+    with Remote(RemoteTarget('tg-remote')) as remote:
+        with pytest.raises(PipelineError) as info:
+            run_container(remote.docker, spec, where=f'remote {remote.name}')
+        assert ours(remote.docker, 'Ghost') == []
+    assert 'image tgtest-never-built:0.0.0 is not on the remote' in info.value.message
+    assert info.value.hint

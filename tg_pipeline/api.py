@@ -181,7 +181,7 @@ class _Run:
                      'dependencies': [], 'build_dir': str(Path(packaging.build_dir).resolve())},
             docker={'base_image': os.environ.get(config_module.BASE_IMAGE_ENV) or containering.base_image or '',
                     'image_prefix': ''},
-            run={'env': [], 'cpu': 0, 'memory_gb': 0},
+            run={key: default for key, (_, default) in config_module.SCHEMA['run'].items()},
             remote={'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
                     'identity_file': config.identity_file or '',
                     'accept_unknown_host_keys': config.accept_unknown_host_keys, 'connect_timeout': 15,
