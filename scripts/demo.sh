@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/setup_docker.sh
 bash scripts/setup_remote.sh
+bash scripts/setup_swarm.sh
 export EXAMPLE_VARIABLE=TEST
 step() { printf '\n=== %s ===\n' "$*"; }
 step 'attached: in this process';        .venv/bin/doit run_attached job=ExampleJob

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/setup_docker.sh
 bash scripts/setup_remote.sh
+bash scripts/setup_swarm.sh
 exec .venv/bin/python -m pytest -ra "$@"

@@ -53,6 +53,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         'connect_timeout': (NUMBER, 15),
         'transfer': (str, ''),
     },
+    'swarm': {
+        'manager': (str, 'local'),
+        'max_concurrent': (int, 0),
+        'cpu_reservation': (NUMBER, 0),
+        'memory_reservation_gb': (NUMBER, 0),
+        'constraints': (STR_LIST, []),
+        'schedule_timeout': (NUMBER, 30),
+    },
     'registry': {
         'address': (str, ''),
         'username_env': (str, ''),
@@ -69,12 +77,15 @@ JOB_SCHEMA: dict[str, tuple[Any, Any]] = {
     'env': (STR_LIST, []),
     'cpu': (NUMBER, None),
     'memory_gb': (NUMBER, None),
+    'sweep': (dict, {}),
 }
 # short names for command-line overrides
 ALIASES = {
     'memory': 'run.memory_gb', 'cpu': 'run.cpu', 'base_image': 'docker.base_image',
     'version': 'package.version', 'host': 'remote.host', 'registry': 'registry.address',
-    'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt',
+    'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt', 'manager': 'swarm.manager',
+    'max_concurrent': 'swarm.max_concurrent', 'reserve_cpu': 'swarm.cpu_reservation',
+    'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
 }
 # doit variables that are not config overrides
 CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days'}
@@ -97,11 +108,19 @@ class JobConfig:
     line: int | None = None
     factory_line: int | None = None
     image: str = ''  # name:tag when not derived from package and version (Python API)
+    sweep: dict = dataclasses.field(default_factory=dict)
 
     def fingerprint(self) -> dict:
         """What the payload depends on, besides the source files."""
         return {'factory': self.factory, 'args': self.args, 'kwargs': self.kwargs,
-                'module': self.module}
+                'module': self.module, 'sweep': self.sweep}
+
+    def variants(self) -> list[tuple[str, dict]]:
+        """(label, kwargs) of every combination of the sweep's values, in the declared order."""
+        import itertools
+        names = list(self.sweep)
+        return [(','.join(f'{n}={v}' for n, v in zip(names, combo)), {**self.kwargs, **dict(zip(names, combo))})
+                for combo in itertools.product(*(self.sweep[n] for n in names))]
 
 
 @dataclasses.dataclass
@@ -114,6 +133,7 @@ class Config:
     remote: dict
     registry: dict
     jobs: dict[str, JobConfig]
+    swarm: dict = dataclasses.field(default_factory=lambda: {k: d for k, (_, d) in SCHEMA['swarm'].items()})
 
     @property
     def build_dir(self) -> Path:
@@ -267,6 +287,14 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, str] | None
                           key='run.on_interrupt', line=lines.of('run', 'on_interrupt'), **where,
                           hint='"stop": Ctrl-C stops the container; "detach": it keeps running and you re-attach '
                                'with doit logs ... follow=1')
+    if sections['swarm']['manager'] not in ('local', 'remote'):
+        raise ConfigError(f'swarm.manager must be "local" or "remote", not {sections["swarm"]["manager"]!r}',
+                          key='swarm.manager', line=lines.of('swarm', 'manager'), **where,
+                          hint='"local": this machine\'s engine is a swarm manager; "remote": the [remote] host is')
+    for key in ('cpu_reservation', 'memory_reservation_gb', 'max_concurrent', 'schedule_timeout'):
+        if sections['swarm'][key] < 0:
+            raise ConfigError(f'swarm.{key} must be 0 or positive, not {sections["swarm"][key]}',
+                              key=f'swarm.{key}', line=lines.of('swarm', key), **where)
     if sections['remote']['transfer'] not in ('', 'registry', 'ssh'):
         raise ConfigError(f'remote.transfer must be "registry" or "ssh", not {sections["remote"]["transfer"]!r}',
                           key='remote.transfer', line=lines.of('remote', 'transfer'), **where,
@@ -305,6 +333,11 @@ def _job(name: str, table, sections: dict, run_overrides: dict, lines: _Lines, w
         if not _check_type(value, JOB_SCHEMA[key][0]):
             raise ConfigError(f'{t}.{key} must be a {_type_name(JOB_SCHEMA[key][0])}, not {value!r}',
                               key=f'{t}.{key}', line=lines.of(t, key), **where)
+    for key, values in table.get('sweep', {}).items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f'{t}.sweep.{key} must be a non-empty array of values, not {values!r}',
+                              key=f'{t}.sweep.{key}', line=lines.of(f'{t}.sweep', key), **where,
+                              hint=f'e.g. [{t}.sweep] then {key} = [0.1, 0.01]')
     factory = table.get('factory')
     if not factory:
         raise ConfigError(f'[{t}] needs factory = "module.path:ClassOrFunction"', key=f'{t}.factory',
@@ -325,7 +358,7 @@ def _job(name: str, table, sections: dict, run_overrides: dict, lines: _Lines, w
         name=name, factory=factory, args=table.get('args', []), kwargs=table.get('kwargs', {}),
         package=package, version=version, module=module_name(package, version),
         dependencies=[*sections['package']['dependencies'], *table.get('dependencies', [])],
-        env=env, line=lines.of(t), factory_line=lines.of(t, 'factory'), **limits)
+        env=env, line=lines.of(t), factory_line=lines.of(t, 'factory'), sweep=table.get('sweep', {}), **limits)
 
 
 def secret_name(name: str) -> bool:

@@ -25,7 +25,9 @@ def containers(client, job: str | None = None) -> dict:
     """run_id -> container of tg_pipeline runs on that engine (of ``job`` when given), running or not."""
     label = f'{LABEL}.job={job}' if job else f'{LABEL}.run_id'
     found = client.containers.list(all=True, filters={'label': label})
-    return {c.labels.get(f'{LABEL}.run_id', ''): c for c in found if c.labels.get(f'{LABEL}.run_id')}
+    # swarm tasks' containers carry the run labels too: they belong to their service (run_swarm)
+    return {c.labels.get(f'{LABEL}.run_id', ''): c for c in found
+            if c.labels.get(f'{LABEL}.run_id') and 'com.docker.swarm.task.id' not in c.labels}
 
 
 def saved_runs(log_dir) -> dict:

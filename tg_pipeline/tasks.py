@@ -35,7 +35,8 @@ STEPS = {
     'run_local': 'run the job image on the local Docker engine, streaming its output',
     'push': 'tag and push the job image to the [registry] (skipped while it has that digest)',
     'run_remote': 'run the job image on the [remote] Docker host over SSH, streaming its output',
-    'status': 'list the job\'s runs and their state (where=local|remote, run_id=...)',
+    'run_swarm': 'run the image on Docker Swarm as a replicated job: one task per sweep variant',
+    'status': 'list the job\'s runs and their state (where=local|remote|swarm, run_id=...)',
     'logs': 'print a run\'s whole output; follow=1 re-attaches until it ends (where=, run_id=)',
     'stop': 'stop a running run (the latest, or run_id=...), collect and remove it (where=)',
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
@@ -69,10 +70,12 @@ class Pipeline:
     """
 
     def __init__(self, config: config_module.Config, jobs: list[str] | None = None,
-                 variables: dict | None = None, payloads: dict | None = None, capture: bool = False):
+                 variables: dict | None = None, payloads: dict | None = None, capture: bool = False,
+                 sweeps: dict | None = None):
         self.config = config
         self.variables = variables or {}
         self.payloads = payloads or {}
+        self.sweeps = sweeps or {}  # job -> variant labels, for payloads with a 'variants' resource
         self.capture = capture
         self.results: dict[str, dict] = {}
         self.errors: list[BaseException] = []
@@ -102,7 +105,16 @@ class Pipeline:
         return action
 
     def resource_names(self, job: str) -> list[str]:
-        return sorted(self.payloads[job]) if job in self.payloads else ['job']
+        if job in self.payloads:
+            return sorted(self.payloads[job])
+        return ['job', 'variants'] if self.config.job(job).sweep else ['job']
+
+    def variant_labels(self, job: str) -> list[str]:
+        """The labels of the job's variants, one swarm task each (one variant: the job itself)."""
+        if job in self.payloads:
+            return self.sweeps.get(job) or ['job']
+        j = self.config.job(job)
+        return [label for label, _ in j.variants()] if j.sweep else ['job']
 
     def detach(self) -> bool:
         return str(self.variables.get('detach', '')).lower() in ('1', 'true', 'yes')
@@ -138,9 +150,12 @@ class Pipeline:
             return
         j = self.config.job(job)
         check_source_roots(self.config.source_roots, str(self.config.path))
-        payload_job = make_job(j.factory, j.args, j.kwargs, self.config.root, str(self.config.path),
-                               f'jobs.{job}.factory', j.factory_line)
+        where = (self.config.root, str(self.config.path), f'jobs.{job}.factory', j.factory_line)
+        variants = [(label, make_job(j.factory, j.args, kwargs, *where)) for label, kwargs in j.variants()]
+        payload_job = variants[0][1] if variants else make_job(j.factory, j.args, j.kwargs, *where)
         serialize(payload_job, self.paths(job).payload, self.config.source_roots)
+        if variants:  # every variant in the one image; a swarm task picks its own by its slot
+            serialize(variants, self.paths(job).resource('variants'), self.config.source_roots)
 
     def do_sdist(self, job: str):
         from .check_package import check_imports
@@ -233,11 +248,70 @@ class Pipeline:
 
     def where(self) -> str:
         where = str(self.variables.get('where') or 'local')
-        if where not in ('local', 'remote'):
+        if where not in ('local', 'remote', 'swarm'):
             from .errors import ConfigError
-            raise ConfigError(f'where={where} is neither local nor remote', key='where',
-                              hint='where=local (the default) or where=remote')
+            raise ConfigError(f'where={where} is not local, remote or swarm', key='where',
+                              hint='where=local (the default), where=remote or where=swarm')
         return where
+
+    @contextlib.contextmanager
+    def swarm_manager(self):
+        """(docker client, description) of the swarm manager: this engine, or the [remote] one."""
+        from . import engine
+        from .remote import Remote
+        from .run_swarm import reach_nodes
+        if not self.config.remote['host']:
+            yield engine.local(), 'swarm local'
+            return
+        with Remote(self.remote_target()) as remote:  # the manager, or a node whose leftovers we clear
+            if self.config.swarm['manager'] == 'local':
+                manager, where, other = engine.local(), 'swarm local', remote.docker
+            else:
+                manager, where, other = remote.docker, f'swarm {remote.name}', engine.local()
+            reach_nodes(manager, [other])
+            yield manager, where
+
+    def swarm_lifecycle(self, job: str, step: str, run_id, log_dir):
+        from . import run_swarm
+        with self.swarm_manager() as (client, where):
+            if step == 'status':
+                run_swarm.status(client, job, log_dir, where, run_id)
+            elif step == 'logs':
+                follow = str(self.variables.get('follow', '')).lower() in ('1', 'true', 'yes')
+                summary = run_swarm.logs(client, job, log_dir, where, run_id, follow=follow)
+                if 'variants' in summary:
+                    self.swarm_finished(job, summary)
+            elif step == 'stop':
+                run_swarm.stop(client, job, log_dir, where, run_id)
+            else:
+                self.swarm_finished(job, run_swarm.result(client, job, log_dir, where, run_id))
+
+    def swarm_finished(self, job: str, summary: dict):
+        self.results[job] = summary
+        if not self.capture:
+            from .run_swarm import print_results
+            print_results(summary)
+
+    def do_run_swarm(self, job: str):
+        from .run_swarm import SwarmOptions, run_swarm
+        spec = self.run_spec(job)
+        with self.swarm_manager() as (client, where):
+            summary = run_swarm(client, spec, self.swarm_reference(job), self.variant_labels(job),
+                                SwarmOptions.from_config(self.config.swarm), where,
+                                self.paths(job).runs / 'swarm', silent=self.capture, detach=self.detach(),
+                                on_interrupt=self.config.run['on_interrupt'])
+        if 'variants' in summary:
+            self.swarm_finished(job, summary)
+        else:
+            self.results[job] = summary
+
+    def swarm_reference(self, job: str) -> str:
+        from .push import remote_reference
+        if not self.config.registry['address']:
+            from .errors import ConfigError
+            raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
+                              key='registry.address', hint='set address in [registry] of pipeline.toml')
+        return remote_reference(self.config.registry['address'], self.image_tag(job))
 
     @contextlib.contextmanager
     def host(self):
@@ -254,6 +328,8 @@ class Pipeline:
         from . import lifecycle
         run_id = self.variables.get('run_id') or None
         log_dir = self.paths(job).runs / self.where()
+        if self.where() == 'swarm':
+            return self.swarm_lifecycle(job, step, run_id, log_dir)
         with self.host() as (client, where):
             if step == 'status':
                 lifecycle.status(client, job, log_dir, where, run_id)
@@ -322,6 +398,8 @@ class Pipeline:
                 actions=[self.action(self.do_run_attached, job)], task_dep=[f'serialize:{job}'], verbosity=2),
             'run_local': dict(
                 actions=[self.action(self.do_run_local, job)], task_dep=[f'build_image:{job}'], verbosity=2),
+            'run_swarm': dict(
+                actions=[self.action(self.do_run_swarm, job)], task_dep=[f'push:{job}'], verbosity=2),
             'push': dict(
                 actions=[self.action(self.do_push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
                 uptodate=[lambda: self.push_current(job)], verbosity=2),
