@@ -19,6 +19,13 @@ PROJECTS = Path(__file__).resolve().parent / 'projects'
 IN_CI = os.environ.get('CI') == 'true'
 
 
+def job_names(project: str = 'basic') -> str:
+    """The jobs a fixture project declares, as errors list them: sorted, comma-separated."""
+    import tomllib
+    with open(PROJECTS / project / 'pipeline.toml', 'rb') as file:
+        return ', '.join(sorted(tomllib.load(file)['jobs']))
+
+
 def need(condition_error: str | None, what: str, setup: str):
     if condition_error is None:
         return

@@ -8,6 +8,15 @@ test_config.py and test_cli_errors.py.
 import pytest
 
 
+def forget(docker_client, reference):
+    """A test of "nothing was built" starts without that image (an earlier session may have built it)."""
+    import docker
+    try:
+        docker_client.images.remove(reference, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
 def no_image(docker_client, reference):
     import docker
     try:
@@ -19,6 +28,7 @@ def no_image(docker_client, reference):
 
 def test_undeclared_dependency_is_named_before_the_build(project_factory, docker_client):
     project = project_factory('undeclared_dependency')
+    forget(docker_client, 'tgtest-render:0.0.1')
     result = project.doit('run_local', 'job=Render', check=False)
     assert result.returncode != 0
     assert "ERROR: job Render imports 'jinja2' (in " in result.stderr
@@ -35,6 +45,7 @@ def test_undeclared_dependency_is_named_before_the_build(project_factory, docker
 
 def test_unresolvable_requirement_quotes_pip(project_factory, docker_client):
     project = project_factory('unresolvable_dependency')
+    forget(docker_client, 'tgtest-hello:0.0.1')
     result = project.doit('build_image', 'job=Hello', check=False)
     assert result.returncode != 0
     assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1: ' in result.stderr
@@ -61,6 +72,7 @@ def test_by_value_code_on_another_python_is_refused(project_factory, docker_clie
     tag, other = other_python_base
     here = '%d.%d' % sys.version_info[:2]
     project = project_factory('by_value_job')
+    forget(docker_client, 'tgtest-scaled:0.0.1')
     result = project.doit('run_local', 'job=Scaled', env={'TG_PIPELINE_BASE_IMAGE': tag}, check=False)
     assert result.returncode != 0
     assert f'this is Python {here}, base image {tag} has Python {other}' in result.stderr

@@ -172,7 +172,7 @@ def test_config_task_masks_secret_looking_values(project):
 
 def test_bad_lifecycle_input_is_named(project, docker_client):
     wrong = project.doit('status', 'job=Counter', 'where=moon', check=False)
-    assert "ERROR: key 'where': where=moon is neither local nor remote" in wrong.stderr
+    assert "ERROR: key 'where': where=moon is not local, remote or swarm" in wrong.stderr
     unknown = project.doit('logs', 'job=Counter', 'run_id=20990101-000000-abcdef', check=False)
     assert 'ERROR: no run 20990101-000000-abcdef of job Counter on local' in unknown.stderr
     days = project.doit('cleanup', 'days=soon', check=False)

@@ -94,3 +94,24 @@ def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
     stopped = project.doit('stop', 'job=SlowSweep', 'where=swarm', f'run_id={second}')
     assert f'Stopped swarm run {second} of job SlowSweep' in stopped.stdout
     assert left_behind(docker_client, 'SlowSweep') == []
+
+
+def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, swarm):
+    from tg_pipeline import SwarmExecutor
+    from test_api import config_for, job_package
+    name, _ = job_package(tmp_path, '''
+        class Power:
+            def __init__(self, base, exponent):
+                self.base, self.exponent = base, exponent
+            def run(self):
+                print('computing', self.base, '**', self.exponent, flush=True)
+                return self.base ** self.exponent
+        ''')
+    module = __import__(f'{name}.jobs', fromlist=['Power'])
+    variants = {f'2^{e}': module.Power(2, e) for e in range(3)}
+    config = config_for(variants['2^0'], 'power', tmp_path)
+    config.containering.registry = '127.0.0.1:5000'
+    executor = SwarmExecutor(config, variants, max_concurrent=2)
+    assert executor.execute() == {'2^0': 1, '2^1': 2, '2^2': 4}
+    assert executor.result() == {'2^0': 1, '2^1': 2, '2^2': 4}  # the last run, collected here
+    assert left_behind(docker_client, 'power') == []

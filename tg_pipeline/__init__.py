@@ -5,7 +5,7 @@ The Python API is imported on first use, so that ``doit`` loading the tasks stay
 __version__ = '0.1.0'
 
 _API = {'Packaging', 'Containering', 'SSHDockerOptions', 'SSHDockerConfig', 'SSHAttachedExecutor',
-        'SSHLocalExecutor', 'SSHRemoteExecutor', 'AttachedExecutor', 'LocalExecutor', 'RemoteExecutor',
+        'SSHLocalExecutor', 'SSHRemoteExecutor', 'AttachedExecutor', 'LocalExecutor', 'RemoteExecutor', 'SwarmExecutor',
         'Executor', 'install_package_and_get_loader'}
 __all__ = sorted(_API | {'ExampleJob', 'PipelineError'})
 

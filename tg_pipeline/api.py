@@ -154,10 +154,21 @@ def detect_source_roots(modules: dict[str, str]) -> list[Path]:
 class _Run:
     """One doit run of the task graph for one API configuration."""
 
-    def __init__(self, config: SSHDockerConfig):
+    def __init__(self, config: SSHDockerConfig, variants=None, swarm: dict | None = None):
         self.config = config
         packaging, containering, options = config.packaging, config.containering, config.options
         resources, modules = packaging.pickled()
+        self.sweeps = {}
+        if variants is not None:  # one swarm task per variant, all of them in the one image
+            from .serialize import dumps
+            items = list(variants.items()) if isinstance(variants, dict) else \
+                [(str(i), v) for i, v in enumerate(variants)]
+            if not items:
+                raise ConfigError('SwarmExecutor got no variants', key='variants',
+                                  hint='pass a list (or a dict label -> job) of at least one job object')
+            resources['variants'], found = dumps(items)
+            modules.update(found)
+            self.sweeps = {packaging.name: [label for label, _ in items]}
         if packaging.source_roots is None:
             roots = detect_source_roots(modules)
         else:
@@ -187,7 +198,8 @@ class _Run:
                     'accept_unknown_host_keys': config.accept_unknown_host_keys, 'connect_timeout': 15,
                     'transfer': ''},
             registry={'address': containering.registry or '', 'username_env': '', 'password_env': ''},
-            jobs={name: job})
+            jobs={name: job},
+            swarm={**{k: d for k, (_, d) in config_module.SCHEMA['swarm'].items()}, **(swarm or {})})
         self.variables = {} if options.wait_for_stop else {'detach': '1'}
         self.resources = resources
 
@@ -197,7 +209,7 @@ class _Run:
         from doit.doit_cmd import DoitMain
         from .tasks import Pipeline
         pipeline = Pipeline(self.pipeline_config, [self.job], self.variables, {self.job: self.resources},
-                            capture=True)
+                            capture=True, sweeps=self.sweeps)
         functions = pipeline.doit_tasks()
         self.pipeline_config.build_dir.mkdir(parents=True, exist_ok=True)
         functions['DOIT_CONFIG'] = {'dep_file': str(self.pipeline_config.build_dir / '.doit.db'),
@@ -318,6 +330,41 @@ class RemoteExecutor(Executor):
             with remote:
                 yield remote.docker
         return client()
+
+
+class SwarmExecutor(Executor):
+    """On Docker Swarm, one task per variant: ``SwarmExecutor(config, [job_a, job_b, ...])`` (or a dict
+    label -> job; without variants, the payload's job once). ``execute()`` returns {label: return value}.
+    ``swarm`` holds [swarm] settings: manager ('local' or 'remote': config.host), max_concurrent,
+    cpu_reservation, memory_reservation_gb, constraints, schedule_timeout."""
+    step = 'run_swarm'
+    where = 'swarm'
+
+    def __init__(self, config: SSHDockerConfig, variants=None, **swarm):
+        super().__init__(config)
+        self.variants, self.swarm = variants, swarm
+
+    def execute(self):
+        self.last = _Run(self.config, self.variants, self.swarm).tasks(self.step)
+        return self.last.get('values', self.last.get('run_id'))
+
+    def _swarm(self, name: str, run_id):
+        from . import run_swarm
+        from .tasks import Pipeline
+        run = _Run(self.config, self.variants, self.swarm)
+        with Pipeline(run.pipeline_config, [run.job]).swarm_manager() as (client, where):
+            return getattr(run_swarm, name)(client, self.config.packaging.name,
+                                            _paths(self.config.packaging).runs / 'swarm', where, run_id)
+
+    def status(self, run_id: str | None = None) -> list[dict]:
+        return self._swarm('status', run_id)
+
+    def stop(self, run_id: str | None = None) -> dict:
+        return self._swarm('stop', run_id)
+
+    def result(self, run_id: str | None = None) -> dict:
+        """{label: return value} of an ended swarm run; JobFailed naming the variants that failed."""
+        return self._swarm('result', run_id).get('values')
 
 
 SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor = AttachedExecutor, LocalExecutor, RemoteExecutor
