@@ -42,6 +42,7 @@ def test_sweep_of_four_variants_brings_every_result_back(project, docker_client,
         folder = project.path(f'build/Sweep/runs/swarm/{run_id}/variant_{index}')
         assert (folder / 'output' / 'score.txt').read_text() == str(rate * width)
         assert f'[variant {index}] training {rate} {width}' in result.stdout  # streamed live, by variant
+    assert re.search(r'Started swarm run \S+ \(swarm local\): 4 task\(s\), at most 4 at a time', result.stdout)
     nodes = {v['node'] for v in record(project, 'Sweep', run_id)['variants']}
     assert len(nodes) == 2  # spread over the manager and the worker
     assert left_behind(docker_client, 'Sweep') == [] and left_behind(remote_docker, 'Sweep') == []
@@ -82,6 +83,10 @@ def test_unsatisfiable_constraint_times_out_with_a_clear_error(project, docker_c
 def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
     started = project.doit('run_swarm', 'job=SlowSweep', 'detach=1')
     run_id = re.search(r'Started swarm run (\S+)', started.stdout).group(1)
+    service, = docker_client.services.list(filters={'label': f'tg_pipeline.run_id={run_id}'})
+    assert service.attrs['Spec']['Labels']['team'] == 'tests'  # [swarm] labels, on the service
+    assert service.attrs['Spec']['TaskTemplate']['ContainerSpec']['Labels']['team'] == 'tests'  # and its containers
+    assert service.attrs['Spec']['Mode'] == {'ReplicatedJob': {'MaxConcurrent': 2, 'TotalCompletions': 2}}
     status = project.doit('status', 'job=SlowSweep', 'where=swarm')
     assert re.search(rf'{run_id}  \d+ (running|starting|preparing|assigned|pending)', status.stdout), status.stdout
     followed = project.doit('logs', 'job=SlowSweep', 'where=swarm', f'run_id={run_id}', 'follow=1')

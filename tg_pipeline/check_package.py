@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -19,14 +20,24 @@ from pathlib import Path
 
 from .errors import PackagingError
 
-# Runs in the subprocess: argv = [allowed top-level names (JSON), guarded names (JSON), payload paths...]
+# Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), payload paths...].
+# Only an import that is neither the standard library nor a source root costs a look at the installed
+# distributions (once): a job that imports only those starts and ends in the time Python takes to start.
 _GUARD = r'''
-import importlib.abc, json, pickle, sys
-allowed, guarded = set(json.loads(sys.argv[1])), set(json.loads(sys.argv[2]))
+import importlib.abc, json, pickle, re, sys
+HELPERS
+roots, declared = set(json.loads(sys.argv[1])), json.loads(sys.argv[2])
+stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+rules = []
 class Guard(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.partition('.')[0]
-        if top in guarded and top not in allowed and top not in sys.modules:
+        if top in stdlib or top in roots or top in sys.modules:
+            return None
+        if not rules:
+            rules.append(import_rules(declared))
+        allowed, installed = rules[0]
+        if top in installed and top not in allowed:
             raise ModuleNotFoundError('TG_PIPELINE_UNDECLARED ' + top, name=top)
 sys.meta_path.insert(0, Guard())
 for path in sys.argv[3:]:
@@ -58,24 +69,22 @@ def _closure(names: set[str]) -> set[str]:
     return seen
 
 
-def import_rules(dependencies: list[str], source_roots: list[Path]) -> tuple[set[str], dict[str, list[str]]]:
-    """(allowed top-level names, installed top-level name -> its distributions)."""
+def import_rules(dependencies: list[str]) -> tuple[set[str], dict[str, list[str]]]:
+    """(top-level names the declared dependencies provide, installed top-level name -> distributions)."""
     from importlib import metadata
     installed = {top: sorted({requirement_name(d) for d in dists})
                  for top, dists in metadata.packages_distributions().items()}
     declared = _closure({requirement_name(d) for d in dependencies} | {'cloudpickle'})
-    allowed = {top for top, dists in installed.items() if set(dists) & declared}
-    allowed |= {root.name for root in source_roots}
-    return allowed, installed
+    return {top for top, dists in installed.items() if set(dists) & declared}, installed
 
 
 def check_imports(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path]) -> None:
     """Raise :class:`PackagingError` when loading the job needs an installed but undeclared package."""
-    allowed, installed = import_rules(dependencies, source_roots)
-    guarded = sorted(set(installed) - set(getattr(sys, 'stdlib_module_names', ())))
     parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
-    command = [sys.executable, '-c', f'import sys; sys.path[:0] = {parents!r}\n' + _GUARD,
-               json.dumps(sorted(allowed)), json.dumps(guarded), *map(str, payloads)]
+    helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
+    command = [sys.executable, '-c', f'import sys; sys.path[:0] = {parents!r}\n' + _GUARD.replace('HELPERS', helpers),
+               json.dumps(sorted(root.name for root in source_roots)), json.dumps(list(dependencies)),
+               *map(str, payloads)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode == 0:
         return
@@ -85,7 +94,7 @@ def check_imports(job: str, payloads: list[Path], dependencies: list[str], sourc
                              + _last_lines(result.stderr),
                              hint='it must load without the state of this session; see the error above')
     top = found.group(1)
-    dists = installed.get(top, [top])
+    dists = import_rules(dependencies)[1].get(top, [top])
     where = _importer(result.stderr, source_roots)
     from importlib import metadata
     pins = []

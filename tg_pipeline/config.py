@@ -60,6 +60,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         'memory_reservation_gb': (NUMBER, 0),
         'constraints': (STR_LIST, []),
         'schedule_timeout': (NUMBER, 30),
+        'labels': (dict, {}),
     },
     'registry': {
         'address': (str, ''),

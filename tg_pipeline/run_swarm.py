@@ -47,11 +47,12 @@ class SwarmOptions:
     memory_reservation_gb: float = 0
     constraints: list = field(default_factory=list)
     schedule_timeout: float = 30
+    labels: dict = field(default_factory=dict)  # the user's own, on the service and its containers
 
     @classmethod
     def from_config(cls, swarm: dict) -> 'SwarmOptions':
         return cls(**{k: swarm[k] for k in ('max_concurrent', 'cpu_reservation', 'memory_reservation_gb',
-                                             'constraints', 'schedule_timeout')})
+                                             'constraints', 'schedule_timeout', 'labels')})
 
 
 def check_capacity(client, options: SwarmOptions, where: str) -> None:
@@ -91,7 +92,8 @@ def start(client, spec: RunSpec, reference: str, variants: list[str], options: S
     run_id = new_run_id()
     env = {**spec.environment(environ), 'TG_PIPELINE_RUN_DIR': RUN_DIR, 'TG_PIPELINE_RUN_ID': run_id,
            'TG_PIPELINE_SEND_BACK': '1', 'TG_PIPELINE_SLOT': '{{.Task.Slot}}'}
-    tags = {**labels(spec, run_id, where), f'{LABEL}.variants': json.dumps(variants)}
+    tags = {**{str(k): str(v) for k, v in options.labels.items()}, **labels(spec, run_id, where),
+            f'{LABEL}.variants': json.dumps(variants)}
     count = len(variants)
     resources = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
                           cpu_reservation=int(options.cpu_reservation * 1e9) or None,
@@ -238,7 +240,7 @@ def finish(client, service_id: str, run_id: str, spec: RunSpec, variants: list[s
 def variant_failure(job: str, run_id: str, where: str, failed: list[dict]) -> JobFailed:
     names = ', '.join(f'variant {f["variant"]} ({f["label"]}): {f["state"]}'
                       + (f' exit {f["exit_code"]}' if f['exit_code'] is not None else '')
-                      + (f' {f["error"]}' if f['error'] and f['error'] != 'task: non-zero exit (1)' else '')
+                      + (f' ({f["error"]})' if f['error'] and not f['error'].startswith('task: non-zero exit') else '')
                       for f in failed)
     first = failed[0]
     return JobFailed(f'{len(failed)} variant(s) of job {job} failed in swarm run {run_id} ({where}): {names}',
