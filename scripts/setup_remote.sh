@@ -19,6 +19,7 @@ RRUN=/run/tg-remote
 SOCK=$RRUN/docker.sock
 USER_OK=tgremote; USER_NO=tgnodocker; GROUP=tgdocker
 REGISTRY=127.0.0.1:5000
+REGISTRY_AUTH=127.0.0.1:5001
 NSENTER=(nsenter --net=/run/netns/$NS)
 
 log() { printf '[setup_remote] %s\n' "$*" >&2; }
@@ -97,6 +98,33 @@ if ! registry_ok; then
     log "starting the registry on $REGISTRY"
     start "$REGDIR/registry.pid" "$REGDIR/registry.log" docker-registry serve "$REGDIR/config.yml"
     wait_for registry_ok 60 || die "the registry did not start" "$REGDIR/registry.log"
+fi
+# a second registry that wants a login (user tguser, password in $REGDIR/auth/password): push refusals
+mkdir -p "$REGDIR/auth"
+if [ ! -s "$REGDIR/auth/htpasswd" ]; then
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$REGDIR/auth/password"
+    python3 -W ignore -c 'import crypt, sys; print("tguser:" + crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
+        "$(cat "$REGDIR/auth/password")" >"$REGDIR/auth/htpasswd"
+fi
+cat >"$REGDIR/config-auth.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGDIR/data-auth
+http:
+  addr: $REGISTRY_AUTH
+auth:
+  htpasswd:
+    realm: tg-pipeline-test
+    path: $REGDIR/auth/htpasswd
+EOF
+registry_auth_up() { [ "$(curl -s -o /dev/null -w '%{http_code}' -m 3 "http://$REGISTRY_AUTH/v2/")" = 401 ]; }
+if ! registry_auth_up; then
+    log "starting the registry with a login on $REGISTRY_AUTH"
+    start "$REGDIR/registry-auth.pid" "$REGDIR/registry-auth.log" docker-registry serve "$REGDIR/config-auth.yml"
+    wait_for registry_auth_up 60 || die "the registry with a login did not start" "$REGDIR/registry-auth.log"
 fi
 if ! alive "$REGDIR/socat-host.pid"; then
     start "$REGDIR/socat-host.pid" "$REGDIR/socat-host.log" \

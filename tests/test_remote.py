@@ -214,3 +214,22 @@ def test_check_remote_reports_each_check(project, remote_env, remote_docker):
     assert bad.returncode != 0
     assert '[FAIL] docker on the remote: user tgnodocker may not use Docker' in bad.stdout
     assert 'TIP: on 10.231.0.2, add tgnodocker to the group' in bad.stdout
+
+
+def test_registry_refusing_the_push_says_so(project, remote_env, docker_client):
+    password = (STATE / 'registry' / 'auth' / 'password').read_text().strip()
+    refused = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001', check=False)
+    assert refused.returncode != 0
+    assert 'ERROR: pushing 127.0.0.1:5001/tgtest-examplejob:0.0.0 failed' in refused.stderr
+    assert 'TIP: the registry 127.0.0.1:5001 wants a login: set username_env/password_env' in refused.stderr
+    assert 'Traceback' not in refused.stderr
+    project.edit('pipeline.toml', 'address = "127.0.0.1:5000"',
+                 'address = "127.0.0.1:5000"\nusername_env = "TG_REG_USER"\npassword_env = "TG_REG_PASSWORD"')
+    wrong = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
+                         env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': 'not-the-password'}, check=False)
+    assert wrong.returncode != 0 and 'refused the credentials' in wrong.stderr
+    assert 'not-the-password' not in wrong.stdout + wrong.stderr
+    pushed = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
+                          env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': password})
+    assert 'pushed 127.0.0.1:5001/tgtest-examplejob:0.0.0' in pushed.stdout
+    assert password not in pushed.stdout + pushed.stderr

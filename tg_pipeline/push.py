@@ -113,9 +113,12 @@ def push(image_id: str, reference: str, target: Path | None = None, auth=None, s
 def _push_error(reference: str, message: str, progress: Progress) -> RegistryError:
     registry = reference.split('/')[0]
     lower = message.lower()
-    if 'unauthorized' in lower or 'authentication required' in lower or 'denied' in lower:
-        hint = (f'the registry {registry} refused the credentials: set username_env/password_env in [registry] '
-                'and export those variables')
+    if 'no basic auth credentials' in lower:
+        hint = (f'the registry {registry} wants a login: set username_env/password_env in [registry] '
+                '(the names of the env variables holding them) and export those variables')
+    elif 'unauthorized' in lower or 'authentication required' in lower or 'denied' in lower:
+        hint = (f'the registry {registry} refused the credentials: check the values of the variables that '
+                'username_env/password_env in [registry] name')
     elif 'connection refused' in lower or 'no such host' in lower or 'timeout' in lower or 'dial tcp' in lower:
         hint = f'the registry {registry} is unreachable from this Docker engine: check [registry] address'
     elif 'http response to https client' in lower:
