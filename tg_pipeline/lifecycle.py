@@ -172,7 +172,7 @@ def stop(client, job: str, log_dir, where: str, run_id: str | None = None, timeo
     return result
 
 
-def result(client, job: str, log_dir, where: str, run_id: str | None = None, module: str = '') -> dict:
+def result(client, job: str, log_dir, where: str, run_id: str | None = None) -> dict:
     """The result of an ended run (the given one or the latest): its return value, or JobFailed with
     its traceback. A run still going raises an error saying how to follow it."""
     on_host = containers(client, job)
@@ -199,7 +199,7 @@ def result(client, job: str, log_dir, where: str, run_id: str | None = None, mod
         output = saved_out.read_text(errors='replace') if saved_out.exists() else ''
         raise _failure(spec, where, code, {'OOMKilled': record.get('oom_killed')}, output, run_dir)
     return {'run_id': found, 'exit_code': 0, 'run_dir': run_dir,
-            'value': load_result(run_dir, record.get('module') or module)}
+            'value': load_result(run_dir, record.get('module', ''))}
 
 
 class _Recorded:

@@ -391,7 +391,8 @@ def status(client, job: str, log_dir, where: str, run_id: str | None = None, out
     return rows
 
 
-def logs(client, job: str, log_dir, where: str, run_id: str | None = None, follow: bool = False, out=None):
+def print_logs(client, job: str, log_dir, where: str, run_id: str | None = None, follow: bool = False,
+               out=None) -> dict:
     out = out or sys.stdout
     found, service = _pick(client, job, log_dir, where, run_id)
     if service is None:

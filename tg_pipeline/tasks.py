@@ -116,8 +116,12 @@ class Pipeline:
         j = self.config.job(job)
         return [label for label, _ in j.variants()] if j.sweep else ['job']
 
+    def flag(self, name: str) -> bool:
+        """A yes/no command-line variable: detach=1, follow=true ..."""
+        return str(self.variables.get(name, '')).lower() in ('1', 'true', 'yes')
+
     def detach(self) -> bool:
-        return str(self.variables.get('detach', '')).lower() in ('1', 'true', 'yes')
+        return self.flag('detach')
 
     def paths(self, job: str) -> JobPaths:
         return JobPaths(self.config.build_dir, self.config.job(job))
@@ -271,21 +275,6 @@ class Pipeline:
             reach_nodes(manager, [other])
             yield manager, where
 
-    def swarm_lifecycle(self, job: str, step: str, run_id, log_dir):
-        from . import run_swarm
-        with self.swarm_manager() as (client, where):
-            if step == 'status':
-                run_swarm.status(client, job, log_dir, where, run_id)
-            elif step == 'logs':
-                follow = str(self.variables.get('follow', '')).lower() in ('1', 'true', 'yes')
-                summary = run_swarm.logs(client, job, log_dir, where, run_id, follow=follow)
-                if 'variants' in summary:
-                    self.swarm_finished(job, summary)
-            elif step == 'stop':
-                run_swarm.stop(client, job, log_dir, where, run_id)
-            else:
-                self.swarm_finished(job, run_swarm.result(client, job, log_dir, where, run_id))
-
     def swarm_finished(self, job: str, summary: dict):
         self.results[job] = summary
         if not self.capture:
@@ -315,7 +304,11 @@ class Pipeline:
 
     @contextlib.contextmanager
     def host(self):
-        """(docker client, description) of the engine ``where=`` names."""
+        """(docker client, description) of the engine ``where=`` names (for swarm: its manager)."""
+        if self.where() == 'swarm':
+            with self.swarm_manager() as manager:
+                yield manager
+            return
         if self.where() == 'local':
             from . import engine
             yield engine.local(), 'local'
@@ -325,26 +318,26 @@ class Pipeline:
             yield remote.docker, f'remote {remote.name}'
 
     def do_lifecycle(self, job: str, step: str):
-        from . import lifecycle
+        """status / logs / stop / result of a run, from the module that knows that kind of run."""
+        from . import lifecycle, run_swarm
+        swarm = self.where() == 'swarm'
+        kind, finished = (run_swarm, self.swarm_finished) if swarm else (lifecycle, self.finished)
         run_id = self.variables.get('run_id') or None
         log_dir = self.paths(job).runs / self.where()
-        if self.where() == 'swarm':
-            return self.swarm_lifecycle(job, step, run_id, log_dir)
         with self.host() as (client, where):
             if step == 'status':
-                lifecycle.status(client, job, log_dir, where, run_id)
-            elif step == 'logs':
-                follow = str(self.variables.get('follow', '')).lower() in ('1', 'true', 'yes')
-                result = lifecycle.print_logs(client, job, log_dir, where, run_id, follow=follow)
-                if 'exit_code' in result:
-                    self.finished(job, result)
+                kind.status(client, job, log_dir, where, run_id)
             elif step == 'stop':
-                lifecycle.stop(client, job, log_dir, where, run_id)
+                kind.stop(client, job, log_dir, where, run_id)
+            elif step == 'logs':
+                result = kind.print_logs(client, job, log_dir, where, run_id, follow=self.flag('follow'))
+                if 'run_dir' in result:  # followed to its end: collected like an attached run
+                    finished(job, result)
             else:
-                result = lifecycle.result(client, job, log_dir, where, run_id, module=self.config.job(job).module)
-                self.finished(job, result)
-                if result.get('value') is None and not self.capture:
-                    print(f'Result: None')
+                result = kind.result(client, job, log_dir, where, run_id)
+                finished(job, result)
+                if not swarm and result.get('value') is None and not self.capture:
+                    print('Result: None')
 
     def do_cleanup(self):
         from . import lifecycle
