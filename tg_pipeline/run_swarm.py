@@ -123,13 +123,14 @@ def _slot(task: dict) -> int:
 def chosen_tasks(tasks: list[dict]) -> dict[int, dict]:
     """slot -> the task that stands for its variant: one that completed, else its first ended one, else
     the latest. (The engine may start a failed slot again; its first failure decides.)"""
+    def rank(task):
+        state = task['Status']['State']
+        return 2 if state == 'complete' else 1 if state in TERMINAL else 0
     chosen: dict[int, dict] = {}
     for task in sorted(tasks, key=lambda t: t['CreatedAt']):
-        slot, state = _slot(task), task['Status']['State']
-        current = chosen.get(slot)
-        if current is None or state == 'complete' or current['Status']['State'] not in TERMINAL:
-            if current is None or current['Status']['State'] != 'complete':
-                chosen[slot] = task
+        current = chosen.get(_slot(task))
+        if current is None or rank(task) > rank(current) or rank(task) == rank(current) == 0:
+            chosen[_slot(task)] = task
     return chosen
 
 
