@@ -19,14 +19,12 @@ def image_tag(package: str, version: str, prefix: str = '') -> str:
     return f'{prefix}{package}:{version}'
 
 
-def build_image(context_dir: Path, tag: str, target: Path | None = None, labels: dict | None = None,
-                silent: bool = False, client=None) -> str:
+def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None) -> str:
     """Build ``context_dir`` as ``tag``; return the image id and record it in ``target`` (JSON)."""
     client = client or engine.local()
     log: list[str] = []
     image_id = None
-    stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True,
-                              labels=labels or {})
+    stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
             detail = event.get('errorDetail', {})

@@ -66,11 +66,14 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
     if not report.failed:
         try:
             remote = Remote(target)
-            api = remote.docker.version().get('ApiVersion', '?')
-            report.ok('docker on the remote', f'engine {remote.docker_version} (API {api}) usable by '
-                                              f'{remote.connection.user}')
+            version = remote.docker.version()
+            report.ok('docker on the remote', f"engine {version.get('Version', '?')} "
+                                              f"(API {version.get('ApiVersion', '?')}) usable by {remote.connection.user}")
         except PipelineError as e:
             report.fail('docker on the remote', e)
+            if remote is not None:
+                remote.close()
+                remote = None
     reference = None
     if registry:
         try:

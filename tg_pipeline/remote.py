@@ -156,6 +156,7 @@ def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     try:
         client.ping()
     except Exception as e:
+        remote_docker_version(connection)  # names the usual causes: no docker, no permission, engine down
         raise RemoteError(f'the Docker API of {connection.host} does not answer over SSH: {e}',
                           command='docker system dial-stdio',
                           hint='the remote needs a docker CLI that has `docker system dial-stdio` (Docker 18.09+)') \
@@ -169,14 +170,18 @@ class Remote:
     def __init__(self, target: RemoteTarget):
         self.target = target
         self.connection = connect(target)
-        self.docker_version = remote_docker_version(self.connection)
         self._docker = None
 
     @property
     def docker(self) -> docker.DockerClient:
+        """The remote engine's API over this connection; checks on first use that the login user may use it."""
         if self._docker is None:
             self._docker = docker_client(self.connection)
         return self._docker
+
+    @property
+    def docker_version(self) -> str:
+        return self.docker.version().get('Version', '?')
 
     @property
     def name(self) -> str:

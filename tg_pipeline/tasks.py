@@ -180,7 +180,7 @@ class Pipeline:
 
     def dockerfile_values(self, job: str) -> dict:
         j = self.config.job(job)
-        return dict(package=j.package, version=j.version, module=j.module, base_image=self.config.base_image,
+        return dict(job=j.name, package=j.package, version=j.version, module=j.module, base_image=self.config.base_image,
                     dependencies=j.dependencies)
 
     def rendered_values(self, job: str) -> dict:
@@ -191,11 +191,10 @@ class Pipeline:
         from . import engine
         from .build_image import build_image
         from .check_package import check_python_version
-        j, p = self.config.job(job), self.paths(job)
+        p = self.paths(job)
         check_python_version(job, [p.resource(name).read_bytes() for name in self.resource_names(job)],
                              self.config.base_image, engine.local(), self.config.build_dir / 'base_python.json')
-        build_image(self.paths(job).context, self.image_tag(job), self.paths(job).image,
-                    labels={'tg_pipeline.job': j.name})
+        build_image(p.context, self.image_tag(job), p.image)
 
     def do_run_attached(self, job: str):
         from .run_attached import run_attached
