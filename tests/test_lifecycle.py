@@ -113,6 +113,40 @@ def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_clien
     assert ours(docker_client, 'Counter') == []
 
 
+@pytest.mark.parametrize('on_interrupt, left', [('detach', ['running']), ('stop', [])])
+def test_ctrl_c_while_the_engine_starts_the_job(project, docker_client, monkeypatch, on_interrupt, left):
+    """Ctrl-C can land after the engine started the container but before start() returned."""
+    import io
+    import json
+
+    from docker.models.containers import Container
+
+    from tg_pipeline.run_local import LABEL, RunSpec, run_container
+
+    project.doit('build_image', 'job=Counter')
+    tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
+    image = docker_client.images.get(tag).labels
+    spec = RunSpec(image=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
+                   version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[])
+    real_start = Container.start
+
+    def start_then_interrupt(self, **kwargs):
+        real_start(self, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Container, 'start', start_then_interrupt)
+    err = io.StringIO()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_container(docker_client, spec, silent=True, err=err, on_interrupt=on_interrupt)
+        assert [c.status for c in ours(docker_client, 'Counter')] == left
+        expected = 'keeps running in container' if left else 'Interrupted: stopping container'
+        assert expected in err.getvalue()
+    finally:
+        for container in ours(docker_client, 'Counter'):
+            container.remove(force=True)
+
+
 def test_dropped_ssh_connection_leaves_the_job_running(project, remote_docker):  # noqa: F811
     project.doit('push', 'job=Counter')
     process = project.popen('run_remote', 'job=Counter')

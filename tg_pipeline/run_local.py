@@ -128,7 +128,10 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
             return {'run_id': run_id, 'container': name, 'where': where}
         container.start()
         stream = output_stream(client, container.id)
-    except BaseException:  # Ctrl-C or a failure between create and the stream: leave no container behind
+    except KeyboardInterrupt:  # Ctrl-C may land while the engine has already started the job
+        interrupted(container, spec, where, run_id, on_interrupt, err or sys.stderr)
+        raise
+    except BaseException:  # a failure between create and the stream: leave no container behind
         _remove(container, stop=True)
         raise
     return watch(client, container, stream, spec, where, run_id, silent=silent, out=out, err=err,
@@ -187,12 +190,7 @@ def watch(client, container, stream, spec: RunSpec, where: str, run_id: str, sil
                         target.flush()
         code = container.wait().get('StatusCode')
     except KeyboardInterrupt:
-        if on_interrupt == 'detach':
-            print(f'\nInterrupted: run {run_id} keeps running in container {container.name} ({where})\n'
-                  f'  re-attach: {commands(spec.job, where, run_id)}', file=err, flush=True)
-        else:
-            print(f'\nInterrupted: stopping container {container.name} ({where})', file=err, flush=True)
-            _remove(container, stop=True)
+        interrupted(container, spec, where, run_id, on_interrupt, err)
         raise
     except Exception as e:
         if where == 'local' or isinstance(e, PipelineError):
@@ -205,6 +203,24 @@ def watch(client, container, stream, spec: RunSpec, where: str, run_id: str, sil
             if log:
                 log.close()
     return finish(client, container, spec, where, run_id, code, output.text(), log_dir)
+
+
+def interrupted(container, spec: RunSpec, where: str, run_id: str, on_interrupt: str, err) -> None:
+    """Ctrl-C: leave a started run to itself (``on_interrupt='detach'``) or stop and remove it."""
+    if on_interrupt == 'detach' and _started(container):
+        print(f'\nInterrupted: run {run_id} keeps running in container {container.name} ({where})\n'
+              f'  re-attach: {commands(spec.job, where, run_id)}', file=err, flush=True)
+    else:
+        print(f'\nInterrupted: stopping container {container.name} ({where})', file=err, flush=True)
+        _remove(container, stop=True)
+
+
+def _started(container) -> bool:
+    try:
+        container.reload()
+    except Exception:  # noqa: BLE001 - engine unreachable: keep what may be running, as asked
+        return True
+    return container.status != 'created'
 
 
 def finish(client, container, spec: RunSpec, where: str, run_id: str, code, output: str, log_dir) -> dict:
