@@ -104,8 +104,10 @@ def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_clien
     process = project.popen('run_local', 'job=Counter', 'on_interrupt=detach')
     wait_for(lambda: [c for c in ours(docker_client, 'Counter') if c.status == 'running'], what='the container')
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    run_id = re.search(r'Interrupted: run (\S+) keeps running', stderr).group(1)
+    stdout, stderr = process.communicate(timeout=60)
+    run_id = re.search(r"Interrupted: run (\S+) keeps running", stderr)
+    assert run_id, (process.returncode, stdout, stderr)
+    run_id = run_id.group(1)
     assert f'doit logs job=Counter where=local run_id={run_id} follow=1' in stderr
     assert [c.status for c in ours(docker_client, 'Counter')] == ['running']
     followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
@@ -113,13 +115,15 @@ def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_clien
     assert ours(docker_client, 'Counter') == []
 
 
-@pytest.mark.parametrize('on_interrupt, left', [('detach', ['running']), ('stop', [])])
-def test_ctrl_c_while_the_engine_starts_the_job(project, docker_client, monkeypatch, on_interrupt, left):
-    """Ctrl-C can land after the engine started the container but before start() returned."""
+@pytest.mark.parametrize('step, on_interrupt, left', [('start', 'detach', ['running']), ('start', 'stop', []),
+                                                       ('create', 'detach', [])])
+def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client, monkeypatch, step, on_interrupt,
+                                                         left):
+    """Ctrl-C can land after the engine made or started the container, before the SDK call returned."""
     import io
     import json
 
-    from docker.models.containers import Container
+    from docker.models.containers import Container, ContainerCollection
 
     from tg_pipeline.run_local import LABEL, RunSpec, run_container
 
@@ -128,20 +132,22 @@ def test_ctrl_c_while_the_engine_starts_the_job(project, docker_client, monkeypa
     image = docker_client.images.get(tag).labels
     spec = RunSpec(image=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
                    version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[])
-    real_start = Container.start
+    owner = Container if step == 'start' else ContainerCollection
+    real = getattr(owner, step)
 
-    def start_then_interrupt(self, **kwargs):
-        real_start(self, **kwargs)
+    def then_interrupt(self, *args, **kwargs):
+        real(self, *args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Container, 'start', start_then_interrupt)
+    monkeypatch.setattr(owner, step, then_interrupt)
     err = io.StringIO()
     try:
         with pytest.raises(KeyboardInterrupt):
             run_container(docker_client, spec, silent=True, err=err, on_interrupt=on_interrupt)
         assert [c.status for c in ours(docker_client, 'Counter')] == left
-        expected = 'keeps running in container' if left else 'Interrupted: stopping container'
-        assert expected in err.getvalue()
+        if step == 'start':
+            expected = 'keeps running in container' if left else 'Interrupted: stopping container'
+            assert expected in err.getvalue()
     finally:
         for container in ours(docker_client, 'Counter'):
             container.remove(force=True)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .errors import JobFailed, PipelineError
-from .run_local import LABEL, _failure, commands, finish, load_result, output_stream, spec_of, watch
+from .run_local import LABEL, _failure, commands, finish, interrupted, load_result, spec_of, watch
 
 
 def containers(client, job: str | None = None) -> dict:
@@ -134,7 +134,11 @@ def print_logs(client, job: str, log_dir, where: str, run_id: str | None = None,
         print(f'# job {job}, run {found}, {where}: container {container.name} ({container.status}), following',
               file=out, flush=True)
         if container.status == 'running':
-            return watch(client, container, output_stream(client, container.id), spec, where, found, out=out, log_dir=log_dir)
+            try:
+                return watch(client, container, spec, where, found, out=out, log_dir=log_dir)
+            except KeyboardInterrupt:  # as in an attached run: Ctrl-C stops it
+                interrupted(container, spec, where, found, 'stop', sys.stderr)
+                raise
         stdout, stderr = save_logs(container, log_dir, found)
         _write(out, stdout, stderr)
         return finish(client, container, spec, where, found, None, (stdout + stderr).decode('utf-8', 'replace'),

@@ -119,23 +119,24 @@ def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'loca
                             hint='run the build (and push) tasks first, e.g. doit build_image') from None
     except docker.errors.APIError as e:
         raise PipelineError(f'cannot create the container on the {where} engine: {e.explanation or e}') from None
-    try:
-        if detach:
+    except KeyboardInterrupt:  # the engine may have made it already
+        _remove_named(client, name)
+        raise
+    try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
+        try:
             container.start()
+        except Exception:
+            _remove(container, stop=True)
+            raise
+        if detach:
             if not silent:
                 print(f'Started run {run_id} ({where}), container {name}', file=out, flush=True)
                 print(f'  follow it: {commands(spec.job, where, run_id)}', file=out, flush=True)
             return {'run_id': run_id, 'container': name, 'where': where}
-        container.start()
-        stream = output_stream(client, container.id)
-    except KeyboardInterrupt:  # Ctrl-C may land while the engine has already started the job
+        return watch(client, container, spec, where, run_id, silent=silent, out=out, err=err, log_dir=log_dir)
+    except KeyboardInterrupt:
         interrupted(container, spec, where, run_id, on_interrupt, err or sys.stderr)
         raise
-    except BaseException:  # a failure between create and the stream: leave no container behind
-        _remove(container, stop=True)
-        raise
-    return watch(client, container, stream, spec, where, run_id, silent=silent, out=out, err=err,
-                 log_dir=log_dir, on_interrupt=on_interrupt)
 
 
 def output_stream(client, container_id: str):
@@ -170,15 +171,16 @@ def commands(job: str, where: str, run_id: str) -> str:
             f'(stop it: doit stop job={job} where={kind} run_id={run_id})')
 
 
-def watch(client, container, stream, spec: RunSpec, where: str, run_id: str, silent: bool = False,
-          out=None, err=None, log_dir=None, on_interrupt: str = 'stop') -> dict:
-    """Stream a started container's output (``stream``: demuxed attach) until it ends, then
-    :func:`finish` it. A lost connection to a remote engine leaves the job running there."""
+def watch(client, container, spec: RunSpec, where: str, run_id: str, silent: bool = False,
+          out=None, err=None, log_dir=None) -> dict:
+    """Stream a started container's output until it ends, then :func:`finish` it. A lost connection
+    to a remote engine leaves the job running there. Ctrl-C is the caller's to handle (:func:`interrupted`)."""
     out, err = out or sys.stdout, err or sys.stderr
     output = _Tail()
-    logs = _open_logs(log_dir, run_id)
+    logs = (None, None)
     try:
-        for chunks in stream:
+        logs = _open_logs(log_dir, run_id)
+        for chunks in output_stream(client, container.id):
             for chunk, target, log in zip(chunks, (out, err), logs):
                 if chunk:
                     output.add(chunk)
@@ -189,9 +191,6 @@ def watch(client, container, stream, spec: RunSpec, where: str, run_id: str, sil
                         target.write(chunk.decode('utf-8', 'replace'))
                         target.flush()
         code = container.wait().get('StatusCode')
-    except KeyboardInterrupt:
-        interrupted(container, spec, where, run_id, on_interrupt, err)
-        raise
     except Exception as e:
         if where == 'local' or isinstance(e, PipelineError):
             raise
@@ -324,6 +323,13 @@ def _open_logs(log_dir, run_id: str) -> tuple:
         return None, None
     os.makedirs(log_dir, exist_ok=True)
     return tuple(open(os.path.join(log_dir, f'{run_id}.{kind}'), 'wb') for kind in ('out', 'err'))
+
+
+def _remove_named(client, name: str) -> None:
+    try:
+        _remove(client.containers.get(name))
+    except docker.errors.NotFound:
+        pass
 
 
 def _remove(container, stop: bool = False) -> None:
