@@ -37,9 +37,37 @@ def timed(command, cwd=None, env=None) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
-def tx_bytes() -> int:
-    """Bytes sent from this host into the remote's namespace (host side of the veth)."""
-    return int(Path(f'/sys/class/net/{VETH}/statistics/tx_bytes').read_text())
+COUNTER_CHAIN = 'TG_BENCH'
+# what a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls;
+# not the swarm's own heartbeats and gossip, which cross the same veth all the time
+COUNTED = (['-p', 'tcp', '--dport', '22'], ['-p', 'tcp', '--sport', '5000'])
+
+
+def iptables(*args, check=True) -> subprocess.CompletedProcess:
+    return subprocess.run(['iptables', '-w', *args], capture_output=True, text=True, check=check)
+
+
+def start_counting() -> None:
+    """Count the IP bytes of SSH and registry traffic into the remote's namespace (iptables counters)."""
+    if iptables('-N', COUNTER_CHAIN, check=False).returncode:
+        iptables('-F', COUNTER_CHAIN)
+    for match in COUNTED:
+        iptables('-A', COUNTER_CHAIN, '-o', VETH, *match, '-j', 'RETURN')
+    if iptables('-C', 'OUTPUT', '-j', COUNTER_CHAIN, check=False).returncode:
+        iptables('-I', 'OUTPUT', '-j', COUNTER_CHAIN)
+
+
+def stop_counting() -> None:
+    iptables('-D', 'OUTPUT', '-j', COUNTER_CHAIN, check=False)
+    iptables('-F', COUNTER_CHAIN, check=False)
+    iptables('-X', COUNTER_CHAIN, check=False)
+
+
+def tx_bytes() -> tuple[int, int]:
+    """Bytes (IP packets) sent so far from this host to the remote: (over SSH, from the registry)."""
+    listing = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n').stdout.splitlines()[2:]
+    ssh, registry = (int(line.split()[1]) for line in listing if line.strip())
+    return ssh, registry
 
 
 def remote(*args) -> str:
@@ -47,7 +75,11 @@ def remote(*args) -> str:
 
 
 def drop_remote_images(keep: str) -> None:
-    """Leave only ``keep`` (the base image) on the remote engine."""
+    """Leave only ``keep`` (the base image) on the remote engine: ended tg_pipeline containers
+    (e.g. swarm tasks of earlier runs) would keep their images' layers there."""
+    ended = remote('ps', '-aq', '--filter', 'label=tg_pipeline.run_id', '--filter', 'status=exited').split()
+    if ended:
+        remote('rm', *ended)
     for line in remote('images', '--format', '{{.ID}} {{.Repository}}:{{.Tag}}').splitlines():
         image_id, name = line.split(' ', 1)
         if name != keep:
@@ -105,13 +137,16 @@ class Bench:
         for _ in range(self.runs):
             if before:
                 before()
-            tx = tx_bytes() if bytes_too else 0
+            before_ssh, before_registry = tx_bytes() if bytes_too else (0, 0)
             times.append(step())
             if bytes_too:
-                sent.append(tx_bytes() - tx)
+                ssh, registry = tx_bytes()
+                sent.append((ssh - before_ssh, registry - before_registry))
         row = {'label': label, 'median_s': statistics.median(times), 'runs_s': times}
         if bytes_too:
-            row['median_bytes_to_remote'] = statistics.median(sent)
+            row['median_bytes_to_remote'] = statistics.median(s + r for s, r in sent)
+            row['median_bytes_ssh'] = statistics.median(s for s, _ in sent)
+            row['median_bytes_registry'] = statistics.median(r for _, r in sent)
         self.rows[key] = row
         print(f'  {label}: {row["median_s"]:.3f} s', file=sys.stderr, flush=True)
 
@@ -219,7 +254,8 @@ def table(rows: dict) -> str:
         ratio_naive = '' if key.startswith(('a_', 'h_', 'i_')) else f'{row["median_s"] / naive:.2f}'
         sent = row.get('note', '')
         if 'median_bytes_to_remote' in row:
-            sent = f'{row["median_bytes_to_remote"] / 1e3:.1f} kB'
+            sent = f'{row["median_bytes_to_remote"] / 1e3:.1f} kB = ssh {row["median_bytes_ssh"] / 1e3:.1f} ' \
+                   f'+ registry {row["median_bytes_registry"] / 1e3:.1f}'
             if 'code_layer_bytes' in row:
                 sent += f' (code layer {row["code_layer_bytes"] / 1e3:.1f} kB)'
         lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {sent}')
@@ -230,7 +266,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--runs', type=int, default=5)
     args = parser.parse_args()
-    rows = Bench(args.runs).run()
+    start_counting()
+    try:
+        rows = Bench(args.runs).run()
+    finally:
+        stop_counting()
     print(table(rows))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)

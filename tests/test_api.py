@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions,
-                         SSHLocalExecutor, install_package_and_get_loader)
+                         SSHLocalExecutor, SSHRemoteExecutor, install_package_and_get_loader)
 from tg_pipeline import build_image as build_image_module
 from tg_pipeline.errors import JobFailed, PackagingError, PipelineError
 
 from conftest import REPO
+from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 SEED_EXAMPLE = '''
 from tg_pipeline.ssh_docker import (SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor,
@@ -132,6 +133,28 @@ def test_failure_raises_with_the_remote_traceback(tmp_path, docker_client):
     with pytest.raises(JobFailed) as info:
         SSHAttachedExecutor(config).execute()
     assert 'exploded in the container' in info.value.remote_traceback
+
+
+@pytest.mark.parametrize('registry', ['', '127.0.0.1:5000'])
+def test_remote_executor_runs_on_the_remote_host(tmp_path, remote_docker, monkeypatch, registry):
+    name, _ = job_package(tmp_path, '''
+        import os
+        class Greeter:
+            def run(self):
+                print('greeting:', os.environ['GREETING'], flush=True)
+                return os.environ['GREETING']
+        ''')
+    module = __import__(f'{name}.jobs', fromlist=['Greeter'])
+    value = 'it\'s "$(id -un)" ; `x` $HOME\nand ü'
+    monkeypatch.setenv('GREETING', value)
+    config = config_for(module.Greeter(), 'greeter', tmp_path, env_variables_to_propagate=['GREETING'])
+    config.host = 'tg-remote'  # the alias of the test remote in ~/.ssh/config (scripts/setup_remote.sh)
+    config.containering.registry = registry  # none: the image goes over SSH, only the missing layers
+    assert SSHRemoteExecutor(config).execute() == value
+    assert remote_docker.images.get(f'{registry}/tgtest-greeter:0.0.0' if registry else 'tgtest-greeter:0.0.0')
+    stdout, _ = SSHRemoteExecutor(config).get_logs()
+    assert f'greeting: {value}' in stdout
+    assert remote_docker.containers.list(all=True, filters={'label': 'tg_pipeline.package=greeter'}) == []
 
 
 def test_class_outside_the_source_roots_is_refused_before_any_build(tmp_path):

@@ -101,7 +101,7 @@ def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
     assert left_behind(docker_client, 'SlowSweep') == []
 
 
-def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, swarm):
+def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remote_docker, swarm):  # noqa: F811
     from tg_pipeline import SwarmExecutor
     from test_api import config_for, job_package
     name, _ = job_package(tmp_path, '''
@@ -116,10 +116,12 @@ def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, swar
     variants = {f'2^{e}': module.Power(2, e) for e in range(3)}
     config = config_for(variants['2^0'], 'power', tmp_path)
     config.containering.registry = '127.0.0.1:5000'
+    config.host = 'tg-remote'  # the worker node: its exited task containers are cleared too (moby#44312)
     executor = SwarmExecutor(config, variants, max_concurrent=2)
     assert executor.execute() == {'2^0': 1, '2^1': 2, '2^2': 4}
     assert executor.result() == {'2^0': 1, '2^1': 2, '2^2': 4}  # the last run, collected here
     assert left_behind(docker_client, 'power') == []
+    assert left_behind(remote_docker, 'power') == []
 
 
 def test_each_variant_is_judged_by_its_first_ended_task():
