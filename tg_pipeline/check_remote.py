@@ -66,9 +66,10 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
     if not report.failed:
         try:
             remote = Remote(target)
-            version = remote.docker.version()
-            report.ok('docker on the remote', f"engine {version.get('Version', '?')} "
-                                              f"(API {version.get('ApiVersion', '?')}) usable by {remote.connection.user}")
+            engine_version = remote.docker.version()
+            docker_version = engine_version.get('Version', '?')
+            report.ok('docker on the remote', f"engine {docker_version} (API {engine_version.get('ApiVersion', '?')}) "
+                                              f"usable by {remote.connection.user}")
         except PipelineError as e:
             report.fail('docker on the remote', e)
             if remote is not None:
@@ -97,7 +98,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
     if remote is not None:
         python = remote.connection.run('python3 --version', hide=True, warn=True, in_stream=False)
         version = (python.stdout or python.stderr).strip() if python.exited == 0 else 'no python3 (not needed)'
-        report.ok('remote versions', f'Docker {remote.docker_version}; {version}')
+        report.ok('remote versions', f'Docker {docker_version}; {version}')
         remote.close()
     print('all checks passed' if not report.failed else f'{report.failed} check(s) failed', file=report.out)
     return report.failed

@@ -180,10 +180,6 @@ class Remote:
         return self._docker
 
     @property
-    def docker_version(self) -> str:
-        return self.docker.version().get('Version', '?')
-
-    @property
     def name(self) -> str:
         return describe(self.connection)
 

@@ -180,8 +180,8 @@ class Pipeline:
 
     def dockerfile_values(self, job: str) -> dict:
         j = self.config.job(job)
-        return dict(job=j.name, package=j.package, version=j.version, module=j.module, base_image=self.config.base_image,
-                    dependencies=j.dependencies)
+        return dict(job=j.name, package=j.package, version=j.version, module=j.module,
+                    base_image=self.config.base_image, dependencies=j.dependencies)
 
     def rendered_values(self, job: str) -> dict:
         from .dockerfile import render_values
