@@ -152,7 +152,7 @@ class Bench:
 
     def code_layer_size(self) -> int:
         """Uncompressed size of the job image's top (package) layer."""
-        from tg_pipeline.build_image import recorded_image
+        from tg_pipeline.image.build import recorded_image
         image = recorded_image(self.project / 'build' / 'BenchJob' / 'image.json')['image_id']
         out = subprocess.run(['docker', 'history', '--no-trunc', '--format', '{{json .}}', image],
                              capture_output=True, text=True, check=True).stdout.splitlines()
@@ -164,7 +164,7 @@ class Bench:
 
     def naive_setup(self) -> Path:
         """A deps-only image (built once) for the naive rebuild to start FROM."""
-        from tg_pipeline.dockerfile import requirements
+        from tg_pipeline.package.dockerfile import requirements
         context = self.work / 'naive'
         context.mkdir()
         (context / 'requirements.txt').write_text('\n'.join(requirements([])) + '\n')
@@ -176,8 +176,8 @@ class Bench:
 
     def naive_run(self, context: Path) -> float:
         """New sdist + `docker build --no-cache` of the package layer + run: what rebuilding every time costs."""
-        from tg_pipeline.sdist import make_sdist
-        from tg_pipeline.serialize import dumps
+        from tg_pipeline.package.sdist import make_sdist
+        from tg_pipeline.job.pickling import dumps
         start = time.perf_counter()
         sys.path.insert(0, str(self.project))
         try:

@@ -10,7 +10,7 @@ import pytest
 
 from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions,
                          SSHLocalExecutor, SSHRemoteExecutor, install_package_and_get_loader)
-from tg_pipeline import build_image as build_image_module
+from tg_pipeline.image import build as build_image_module
 from tg_pipeline.errors import JobFailed, PackagingError, PipelineError
 
 from conftest import REPO

@@ -90,7 +90,7 @@ def test_by_reference_job_may_use_another_python(project_factory, docker_client,
     project.edit('pipeline.toml', 'version = "0.0.1"', 'version = "0.0.1"\ndependencies = ["jinja2"]')
     result = project.doit('dockerfile', 'job=Render', env={'TG_PIPELINE_BASE_IMAGE': tag})
     assert f'FROM {tag}' in project.read('build/Render/context/Dockerfile')
-    from tg_pipeline.check_package import check_python_version, pickled_by_value
+    from tg_pipeline.job.checks import check_python_version, pickled_by_value
     payload = project.path('build/Render/resources/job.pkl')
     project.doit('serialize', 'job=Render')
     assert not pickled_by_value(payload.read_bytes())

@@ -125,7 +125,7 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
 
     from docker.models.containers import Container, ContainerCollection
 
-    from tg_pipeline.run_local import LABEL, RunSpec, run_container
+    from tg_pipeline.runs.container import LABEL, RunSpec, run_container
 
     project.doit('build_image', 'job=Counter')
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
@@ -221,8 +221,8 @@ def test_bad_lifecycle_input_is_named(project, docker_client):
 
 def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F811
     from tg_pipeline.errors import PipelineError
-    from tg_pipeline.remote import Remote, RemoteTarget
-    from tg_pipeline.run_local import RunSpec, run_container
+    from tg_pipeline.ssh import Remote, RemoteTarget
+    from tg_pipeline.runs.container import RunSpec, run_container
     spec = RunSpec(image='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
                    module='ghost__0_0_0', env_names=[])
     with Remote(RemoteTarget('tg-remote')) as remote:

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from tg_pipeline.errors import PackagingError
-from tg_pipeline.sdist import make_sdist
-from tg_pipeline.serialize import dumps, serialize
+from tg_pipeline.package.sdist import make_sdist
+from tg_pipeline.job.pickling import dumps, serialize
 
 from conftest import PROJECTS
 

@@ -9,9 +9,9 @@ import pytest
 
 from tg_pipeline import config as config_module
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.remote import Remote, RemoteTarget
-from tg_pipeline.run_local import run_container
-from tg_pipeline.run_remote import pull
+from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.runs.container import run_container
+from tg_pipeline.runs.remote import pull
 from tg_pipeline.tasks import Pipeline
 
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)

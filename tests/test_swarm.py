@@ -126,7 +126,7 @@ def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remo
 
 def test_each_variant_is_judged_by_its_first_ended_task():
     """The engine may start a failed slot again: a completed task wins, else the first that ended."""
-    from tg_pipeline.run_swarm import chosen_tasks
+    from tg_pipeline.runs.swarm import chosen_tasks
 
     def task(slot, state, created):
         return {'ID': f'{slot}-{created}', 'Slot': slot, 'CreatedAt': created, 'Status': {'State': state}}

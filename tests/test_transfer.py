@@ -4,8 +4,8 @@ import json
 import pytest
 
 from tg_pipeline import engine
-from tg_pipeline.remote import Remote, RemoteTarget
-from tg_pipeline.transfer import remote_layers, transfer
+from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.image.transfer import remote_layers, transfer
 
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 

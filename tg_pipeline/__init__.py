@@ -12,12 +12,12 @@ __all__ = sorted(_API | {'ExampleJob', 'PipelineError'})
 
 def __getattr__(name):
     if name in _API:
-        from . import api
+        from tg_pipeline import api
         return getattr(api, name)
     if name == 'ExampleJob':
-        from .delivery.example_job import ExampleJob
+        from tg_pipeline.delivery.example_job import ExampleJob
         return ExampleJob
     if name == 'PipelineError':
-        from .errors import PipelineError
+        from tg_pipeline.errors import PipelineError
         return PipelineError
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -14,8 +14,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from . import config as config_module
-from .errors import ConfigError, PackagingError, PipelineError
+from tg_pipeline import config as config_module
+from tg_pipeline.errors import ConfigError, PackagingError, PipelineError
 
 
 class Packaging:
@@ -49,7 +49,7 @@ class Packaging:
 
     def pickled(self) -> tuple[dict[str, bytes], dict[str, str]]:
         """{resource: bytes} and {module: example} of what was pickled by reference."""
-        from .serialize import dumps
+        from tg_pipeline.job.pickling import dumps
         resources, modules = {}, {}
         for key, value in self.payload.items():
             resources[key], found = dumps(value)
@@ -84,14 +84,14 @@ class Containering:
         return f'{self.image_name}:{self.image_tag}'
 
     def get_remote_name(self) -> str:
-        from .push import remote_reference
+        from tg_pipeline.image.registry import remote_reference
         return remote_reference(self.registry or '', self.image)
 
     def make_container(self, packaging: Packaging) -> str:
         """Build the image (through the doit task graph); return its id."""
         run = _Run(SSHDockerConfig(packaging, self, SSHDockerOptions([])))
         run.tasks('build_image')
-        from .build_image import recorded_image
+        from tg_pipeline.image.build import recorded_image
         self.image_id = recorded_image(_paths(packaging).image)['image_id']
         return self.image_id
 
@@ -119,7 +119,7 @@ class SSHDockerConfig:
 
 
 def _paths(packaging: Packaging):
-    from .tasks import JobPaths
+    from tg_pipeline.tasks import JobPaths
     job = config_module.JobConfig(name=packaging.name, factory='', args=[], kwargs={}, package=packaging.name,
                                   version=packaging.version, module=packaging.module, dependencies=[], env=[],
                                   cpu=0, memory_gb=0)
@@ -128,7 +128,7 @@ def _paths(packaging: Packaging):
 
 def detect_source_roots(modules: dict[str, str]) -> list[Path]:
     """The folders of the top-level packages that the payload's by-reference code comes from."""
-    from .serialize import BY_VALUE, _installed_dirs, _under
+    from tg_pipeline.job.pickling import BY_VALUE, _installed_dirs, _under
     installed = _installed_dirs()
     roots = []
     for name in sorted(modules):
@@ -160,7 +160,7 @@ class _Run:
         resources, modules = packaging.pickled()
         self.sweeps = {}
         if variants is not None:  # one swarm task per variant, all of them in the one image
-            from .serialize import dumps
+            from tg_pipeline.job.pickling import dumps
             items = list(variants.items()) if isinstance(variants, dict) else \
                 [(str(i), v) for i, v in enumerate(variants)]
             if not items:
@@ -173,7 +173,7 @@ class _Run:
             roots = detect_source_roots(modules)
         else:
             roots = [Path(r).resolve() for r in packaging.source_roots]
-            from .serialize import check_modules, check_source_roots
+            from tg_pipeline.job.pickling import check_modules, check_source_roots
             check_source_roots(roots)
             check_modules(modules, roots)
         if 'job' not in resources:
@@ -207,7 +207,7 @@ class _Run:
         """Run ``step`` for the job (and what it depends on); raise the first error."""
         from doit.cmd_base import ModuleTaskLoader
         from doit.doit_cmd import DoitMain
-        from .tasks import Pipeline
+        from tg_pipeline.tasks import Pipeline
         pipeline = Pipeline(self.pipeline_config, [self.job], self.variables, {self.job: self.resources},
                             capture=True, sweeps=self.sweeps)
         functions = pipeline.doit_tasks()
@@ -265,7 +265,7 @@ class Executor:
 
     def get_logs(self, run_id: str | None = None) -> tuple[str, str]:
         """(stdout, stderr) of the job's last run here (or of ``run_id``)."""
-        from .lifecycle import get_logs
+        from tg_pipeline.runs.lifecycle import get_logs
         log_dir = _paths(self.config.packaging).runs / self.where
         with self._client() as client:
             found, _, out, err = get_logs(client, self.config.packaging.name, log_dir, run_id)
@@ -276,17 +276,17 @@ class Executor:
 
     def status(self, run_id: str | None = None) -> list[dict]:
         """The job's runs on that host and collected here: run id, state, version, start time."""
-        from .lifecycle import status
+        from tg_pipeline.runs.lifecycle import status
         return self._lifecycle(status, run_id)
 
     def stop(self, run_id: str | None = None) -> dict:
         """Stop a detached run (or the latest running one), collect its output and remove it."""
-        from .lifecycle import stop
+        from tg_pipeline.runs.lifecycle import stop
         return self._lifecycle(stop, run_id)
 
     def result(self, run_id: str | None = None):
         """The return value of an ended run (or the latest); raises JobFailed with its traceback."""
-        from .lifecycle import result
+        from tg_pipeline.runs.lifecycle import result
         return self._lifecycle(result, run_id).get('value')
 
     def _lifecycle(self, function, run_id):
@@ -311,7 +311,7 @@ class LocalExecutor(Executor):
 
     def _client(self):
         import contextlib
-        from . import engine
+        from tg_pipeline import engine
         return contextlib.nullcontext(engine.local())
 
 
@@ -322,7 +322,7 @@ class RemoteExecutor(Executor):
 
     def _client(self):
         import contextlib
-        from .remote import Remote, RemoteTarget
+        from tg_pipeline.ssh import Remote, RemoteTarget
         remote = Remote(RemoteTarget.from_config(_Run(self.config).pipeline_config.remote))
 
         @contextlib.contextmanager
@@ -349,8 +349,8 @@ class SwarmExecutor(Executor):
         return self.last.get('values', self.last.get('run_id'))
 
     def _swarm(self, name: str, run_id):
-        from . import run_swarm
-        from .tasks import Pipeline
+        from tg_pipeline import run_swarm
+        from tg_pipeline.tasks import Pipeline
         run = _Run(self.config, self.variants, self.swarm)
         with Pipeline(run.pipeline_config, [run.job]).swarm_manager() as (client, where):
             return getattr(run_swarm, name)(client, self.config.packaging.name,
@@ -386,7 +386,7 @@ def install_package_and_get_loader(path, silent: bool = False, target: str | Non
         command.append('-q')
     result = subprocess.run(command, capture_output=silent, text=True)
     if result.returncode != 0:
-        from .errors import CommandError
+        from tg_pipeline.errors import CommandError
         raise CommandError(f'pip could not install {path.name}', command=' '.join(command),
                            exit_code=result.returncode, output=(result.stdout or '') + (result.stderr or ''))
     if target and str(target) not in sys.path:

@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import templates
-from .config import default_base_image
-from .errors import PipelineError, report
+from tg_pipeline import templates
+from tg_pipeline.config import default_base_image
+from tg_pipeline.errors import PipelineError, report
 
 INIT_FILES = {
     'dodo.py': 'init/dodo.py.j2',

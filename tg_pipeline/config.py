@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import ConfigError
+from tg_pipeline.errors import ConfigError
 
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'

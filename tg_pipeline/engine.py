@@ -25,7 +25,7 @@ _import_docker_sdk()
 import docker  # noqa: E402
 from docker.errors import DockerException  # noqa: E402
 
-from .errors import DockerUnavailable
+from tg_pipeline.errors import DockerUnavailable
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,9 +21,9 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from . import config as config_module
-from .errors import PipelineError, report
-from .sdist import source_files
+from tg_pipeline import config as config_module
+from tg_pipeline.errors import PipelineError, report
+from tg_pipeline.package.sdist import source_files
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
 STEPS = {
@@ -133,13 +133,13 @@ class Pipeline:
         return self._sources
 
     def image_tag(self, job: str) -> str:
-        from .build_image import image_tag
+        from tg_pipeline.image.build import image_tag
         j = self.config.job(job)
         return j.image or image_tag(j.package, j.version, self.config.docker['image_prefix'])
 
     def run_spec(self, job: str):
-        from .build_image import recorded_image
-        from .run_local import RunSpec
+        from tg_pipeline.image.build import recorded_image
+        from tg_pipeline.runs.container import RunSpec
         j = self.config.job(job)
         record = recorded_image(self.paths(job).image) or {}
         return RunSpec(image=record.get('image_id', self.image_tag(job)), job=j.name, package=j.package,
@@ -147,7 +147,7 @@ class Pipeline:
 
     # --- actions -------------------------------------------------------------------------
     def do_serialize(self, job: str):
-        from .serialize import check_source_roots, make_job, serialize, write_if_changed
+        from tg_pipeline.job.pickling import check_source_roots, make_job, serialize, write_if_changed
         if job in self.payloads:
             for name, data in self.payloads[job].items():
                 write_if_changed(self.paths(job).resource(name), data)
@@ -162,8 +162,8 @@ class Pipeline:
             serialize(variants, self.paths(job).resource('variants'), self.config.source_roots)
 
     def do_sdist(self, job: str):
-        from .check_package import check_imports
-        from .sdist import make_sdist
+        from tg_pipeline.job.checks import check_imports
+        from tg_pipeline.package.sdist import make_sdist
         j, p = self.config.job(job), self.paths(job)
         names = self.resource_names(job)
         check_imports(job, [p.resource(name) for name in names], j.dependencies, self.config.source_roots)
@@ -175,7 +175,7 @@ class Pipeline:
                 stale.unlink()
 
     def do_dockerfile(self, job: str):
-        from .dockerfile import make_dockerfile
+        from tg_pipeline.package.dockerfile import make_dockerfile
         make_dockerfile(self.paths(job).context, **self.dockerfile_values(job))
 
     def dockerfile_values(self, job: str) -> dict:
@@ -184,24 +184,24 @@ class Pipeline:
                     base_image=self.config.base_image, dependencies=j.dependencies)
 
     def rendered_values(self, job: str) -> dict:
-        from .dockerfile import render_values
+        from tg_pipeline.package.dockerfile import render_values
         return render_values(**self.dockerfile_values(job))
 
     def do_build_image(self, job: str):
-        from . import engine
-        from .build_image import build_image
-        from .check_package import check_python_version
+        from tg_pipeline import engine
+        from tg_pipeline.image.build import build_image
+        from tg_pipeline.job.checks import check_python_version
         p = self.paths(job)
         check_python_version(job, [p.resource(name).read_bytes() for name in self.resource_names(job)],
                              self.config.base_image, engine.local(), self.config.build_dir / 'base_python.json')
         build_image(p.context, self.image_tag(job), p.image)
 
     def do_run_attached(self, job: str):
-        from .run_attached import run_attached
+        from tg_pipeline.runs.attached import run_attached
         self.finished(job, {'value': run_attached(self.paths(job).payload, job)})
 
     def do_run_local(self, job: str):
-        from .run_local import run_local
+        from tg_pipeline.runs.container import run_local
         self.finished(job, run_local(self.run_spec(job), log_dir=self.paths(job).runs / 'local',
                                      detach=self.detach(), on_interrupt=self.config.run['on_interrupt']))
 
@@ -214,36 +214,36 @@ class Pipeline:
             print(f'Run {result["run_id"]}: return value, output folder and logs in {result["run_dir"]}')
 
     def registry_auth(self):
-        from .push import auth_config
+        from tg_pipeline.image.registry import auth_config
         return auth_config(self.config.registry)
 
     def remote_reference(self, job: str) -> str:
         """The image's name on the remote: in the registry, or as here when sent over SSH."""
         if self.transfer() == 'ssh':
             return self.image_tag(job)
-        from .push import remote_reference
+        from tg_pipeline.image.registry import remote_reference
         return remote_reference(self.config.registry['address'], self.image_tag(job))
 
     def transfer(self) -> str:
         return self.config.remote['transfer'] or ('registry' if self.config.registry['address'] else 'ssh')
 
     def do_push(self, job: str):
-        from .build_image import recorded_image
-        from .push import push
+        from tg_pipeline.image.build import recorded_image
+        from tg_pipeline.image.registry import push
         push(recorded_image(self.paths(job).image)['image_id'], self.remote_reference(job), self.paths(job).push,
              auth=self.registry_auth())
 
     def push_current(self, job: str) -> bool:
-        from .push import push_up_to_date
+        from tg_pipeline.image.registry import push_up_to_date
         return push_up_to_date(self.paths(job).push, self.paths(job).image, auth=self.registry_auth())
 
     def remote_target(self):
-        from .remote import RemoteTarget
+        from tg_pipeline.ssh import RemoteTarget
         return RemoteTarget.from_config(self.config.remote)
 
     def do_run_remote(self, job: str):
-        from .build_image import recorded_image
-        from .run_remote import run_remote
+        from tg_pipeline.image.build import recorded_image
+        from tg_pipeline.runs.remote import run_remote
         self.finished(job, run_remote(self.run_spec(job), self.remote_target(), self.remote_reference(job),
                                       recorded_image(self.paths(job).image)['image_id'], auth=self.registry_auth(),
                                       log_dir=self.paths(job).runs / 'remote', detach=self.detach(),
@@ -252,7 +252,7 @@ class Pipeline:
     def where(self) -> str:
         where = str(self.variables.get('where') or 'local')
         if where not in ('local', 'remote', 'swarm'):
-            from .errors import ConfigError
+            from tg_pipeline.errors import ConfigError
             raise ConfigError(f'where={where} is not local, remote or swarm', key='where',
                               hint='where=local (the default), where=remote or where=swarm')
         return where
@@ -260,9 +260,9 @@ class Pipeline:
     @contextlib.contextmanager
     def swarm_manager(self):
         """(docker client, description) of the swarm manager: this engine, or the [remote] one."""
-        from . import engine
-        from .remote import Remote
-        from .run_swarm import reach_nodes
+        from tg_pipeline import engine
+        from tg_pipeline.ssh import Remote
+        from tg_pipeline.runs.swarm import reach_nodes
         if not self.config.remote['host']:
             yield engine.local(), 'swarm local'
             return
@@ -277,11 +277,11 @@ class Pipeline:
     def swarm_finished(self, job: str, summary: dict):
         self.results[job] = summary
         if not self.capture:
-            from .run_swarm import print_results
+            from tg_pipeline.runs.swarm import print_results
             print_results(summary)
 
     def do_run_swarm(self, job: str):
-        from .run_swarm import SwarmOptions, run_swarm
+        from tg_pipeline.runs.swarm import SwarmOptions, run_swarm
         spec = self.run_spec(job)
         with self.swarm_manager() as (client, where):
             summary = run_swarm(client, spec, self.swarm_reference(job), self.variant_labels(job),
@@ -294,9 +294,9 @@ class Pipeline:
             self.results[job] = summary
 
     def swarm_reference(self, job: str) -> str:
-        from .push import remote_reference
+        from tg_pipeline.image.registry import remote_reference
         if not self.config.registry['address']:
-            from .errors import ConfigError
+            from tg_pipeline.errors import ConfigError
             raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
                               key='registry.address', hint='set address in [registry] of pipeline.toml')
         return remote_reference(self.config.registry['address'], self.image_tag(job))
@@ -309,16 +309,16 @@ class Pipeline:
                 yield manager
             return
         if self.where() == 'local':
-            from . import engine
+            from tg_pipeline import engine
             yield engine.local(), 'local'
             return
-        from .remote import Remote
+        from tg_pipeline.ssh import Remote
         with Remote(self.remote_target()) as remote:
             yield remote.docker, f'remote {remote.name}'
 
     def do_lifecycle(self, job: str, step: str):
         """status / logs / stop / result of a run, from the module that knows that kind of run."""
-        from . import lifecycle, run_swarm
+        from tg_pipeline import lifecycle, run_swarm
         swarm = self.where() == 'swarm'
         kind, finished = (run_swarm, self.swarm_finished) if swarm else (lifecycle, self.finished)
         run_id = self.variables.get('run_id') or None
@@ -339,36 +339,36 @@ class Pipeline:
                     print('Result: None')
 
     def do_cleanup(self):
-        from . import lifecycle
+        from tg_pipeline import lifecycle
         days = self.variables.get('days', '7')
         try:
             days = float(days)
         except ValueError:
-            from .errors import ConfigError
+            from tg_pipeline.errors import ConfigError
             raise ConfigError(f'days={days} is not a number', key='days', hint='e.g. days=7 (days=0: all ended runs)')
         with self.host() as (client, where):
             lifecycle.cleanup(client, days, lambda job: self.config.build_dir / job / 'runs' / self.where(), where)
 
     def do_show_config(self):
-        from .config import describe
+        from tg_pipeline.config import describe
         print(describe(self.config, self.selected))
 
     def do_check_remote(self):
-        from .check_remote import check_remote
+        from tg_pipeline.preflight import check_remote
         failed = check_remote(self.remote_target(), self.config.registry['address'], self.registry_auth())
         if failed:
-            from .errors import PipelineError
+            from tg_pipeline.errors import PipelineError
             raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')
 
     def image_current(self, job: str) -> bool:
-        from .build_image import image_up_to_date
+        from tg_pipeline.image.build import image_up_to_date
         return image_up_to_date(self.paths(job).image)
 
     # --- task dicts ----------------------------------------------------------------------
     def job_tasks(self, job: str) -> dict[str, dict]:
         """step -> doit task dict (without basename) for one job."""
         j, p = self.config.job(job), self.paths(job)
-        from . import templates
+        from tg_pipeline import templates
         template_files = [str(f) for f in templates.files() if f.name in TEMPLATE_FILES]
         dockerfile_template = [str(f) for f in templates.files() if f.name == 'Dockerfile.j2']
         resources = [str(p.resource(name)) for name in self.resource_names(job)]
@@ -433,7 +433,7 @@ class Pipeline:
 
         def task_graph():
             """write the task graph as build/graph.dot (and .png where graphviz is installed)"""
-            from .graph import write_graph
+            from tg_pipeline.graph import write_graph
             out = self.config.build_dir / 'graph.dot'
             return {'actions': [self.action(write_graph, steps, out)], 'verbosity': 2, 'uptodate': [False]}
         functions['task_graph'] = task_graph

@@ -19,7 +19,7 @@ import docker
 import paramiko
 from docker.transport.sshconn import SSHHTTPAdapter
 
-from .errors import HostKeyError, RemoteError, SSHError
+from tg_pipeline.errors import HostKeyError, RemoteError, SSHError
 
 DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
 
@@ -36,7 +36,7 @@ class RemoteTarget:
 
     @classmethod
     def from_config(cls, remote: dict) -> 'RemoteTarget':
-        from .errors import ConfigError
+        from tg_pipeline.errors import ConfigError
         if not remote.get('host'):
             raise ConfigError('no remote host configured', key='remote.host',
                               hint='set host in [remote] of pipeline.toml (a name, an address or a Host alias '

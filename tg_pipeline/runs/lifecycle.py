@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import JobFailed, PipelineError
-from .run_local import LABEL, _failure, commands, finish, interrupted, load_result, spec_of, watch
+from tg_pipeline.errors import JobFailed, PipelineError
+from tg_pipeline.runs.container import LABEL, _failure, commands, finish, interrupted, load_result, spec_of, watch
 
 
 def containers(client, job: str | None = None) -> dict:

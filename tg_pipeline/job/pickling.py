@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cloudpickle
 
-from .errors import ConfigError, PackagingError
+from tg_pipeline.errors import ConfigError, PackagingError
 
 PROTOCOL = 4  # readable by every Python >= 3.4: the container may differ in patch version
 # Our own self-contained modules that travel by value, so images need no tg_pipeline

@@ -10,10 +10,10 @@ import dataclasses
 
 import docker
 
-from .errors import RegistryError
-from .push import Progress
-from .remote import Remote, RemoteTarget
-from .run_local import RunSpec, run_container
+from tg_pipeline.errors import RegistryError
+from tg_pipeline.image.registry import Progress
+from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.runs.container import RunSpec, run_container
 
 
 def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, silent: bool = False,
@@ -63,8 +63,8 @@ def run_remote(spec: RunSpec, target: RemoteTarget, reference: str, image_id: st
     with Remote(target) as remote:
         host = remote.connection.host
         if transfer == 'ssh':
-            from . import engine
-            from .transfer import transfer as send
+            from tg_pipeline import engine
+            from tg_pipeline.image.transfer import transfer as send
             send(engine.local(), remote.docker, image_id, reference, silent, host=host)
         else:
             pull(remote.docker, reference, image_id, auth, silent, host=host)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import docker
 
-from .errors import RemoteError
+from tg_pipeline.errors import RemoteError
 
 CHUNK = 1 << 20
 

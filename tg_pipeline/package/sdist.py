@@ -23,8 +23,8 @@ import os
 import tarfile
 from pathlib import Path
 
-from . import templates
-from .serialize import root_packages, write_if_changed
+from tg_pipeline import templates
+from tg_pipeline.job.pickling import root_packages, write_if_changed
 
 # 2000-01-01: fixed, and after 1980 so that wheels (ZIP) built from the sdist accept it
 FIXED_MTIME = int(os.environ.get('SOURCE_DATE_EPOCH', 946684800))

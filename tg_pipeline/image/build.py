@@ -5,9 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import engine
-from .errors import BuildError
-from .serialize import write_if_changed
+from tg_pipeline import engine
+from tg_pipeline.errors import BuildError
+from tg_pipeline.job.pickling import write_if_changed
 
 
 # lines of pip's output that say why it could not install the requirements

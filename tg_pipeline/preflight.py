@@ -10,11 +10,11 @@ import io
 import sys
 import tarfile
 
-from . import engine
-from .errors import PipelineError
-from .push import push, remote_reference
-from .remote import Remote, RemoteTarget, connect, describe
-from .run_remote import pull
+from tg_pipeline import engine
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.image.registry import push, remote_reference
+from tg_pipeline.ssh import Remote, RemoteTarget, connect, describe
+from tg_pipeline.runs.remote import pull
 
 PROBE = 'tg-pipeline-probe:1'
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import docker
 
-from . import engine
-from .errors import JobFailed, PipelineError, RemoteError, tail
+from tg_pipeline import engine
+from tg_pipeline.errors import JobFailed, PipelineError, RemoteError, tail
 
 LABEL = 'tg_pipeline'
 RUN_DIR = '/tg_pipeline/run'  # in the container: result.pkl, traceback.txt, output/ (TG_PIPELINE_OUTPUT)

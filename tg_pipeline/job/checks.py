@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import PackagingError
+from tg_pipeline.errors import PackagingError
 
 # Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), payload paths...].
 # Only an import that is neither the standard library nor a source root costs a look at the installed

@@ -28,8 +28,8 @@ from pathlib import Path
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
-from .errors import JobFailed, PipelineError, RemoteError
-from .run_local import LABEL, RUN_DIR, RunSpec, labels, load_result, new_run_id
+from tg_pipeline.errors import JobFailed, PipelineError, RemoteError
+from tg_pipeline.runs.container import LABEL, RUN_DIR, RunSpec, labels, load_result, new_run_id
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
 UNSCHEDULABLE = ('no suitable node', 'insufficient resources')

@@ -9,7 +9,7 @@ import pickle
 import traceback
 from pathlib import Path
 
-from .errors import JobFailed
+from tg_pipeline.errors import JobFailed
 
 
 def run_job(job):

@@ -5,9 +5,9 @@ import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
-from . import templates
-from .serialize import write_if_changed
-from .sdist import sdist_name
+from tg_pipeline import templates
+from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.package.sdist import sdist_name
 
 
 def requirements(dependencies: list[str]) -> list[str]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import docker
 
-from . import engine
-from .errors import ConfigError, RegistryError
-from .serialize import write_if_changed
+from tg_pipeline import engine
+from tg_pipeline.errors import ConfigError, RegistryError
+from tg_pipeline.job.pickling import write_if_changed
 
 
 def remote_reference(registry: str, tag: str) -> str:
