@@ -15,7 +15,7 @@ JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
 
 
 def ours(client, job):
-    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'})
+    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'}, ignore_removed=True)
 
 
 def wait_for(predicate, timeout=60, what='condition'):
@@ -123,16 +123,17 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
     import io
     import json
 
-    from docker.models.containers import Container, ContainerCollection
+    from docker import APIClient
 
-    from tg_pipeline.runs.container import LABEL, RunSpec, run_container
+    from tg_pipeline.runs.base import LABEL, RunSpec
+    from tg_pipeline.runs.container import run_container
 
     project.doit('build_image', 'job=Counter')
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
     image = docker_client.images.get(tag).labels
-    spec = RunSpec(image=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
+    spec = RunSpec(image_id=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
                    version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[])
-    owner = Container if step == 'start' else ContainerCollection
+    owner, step = APIClient, 'start' if step == 'start' else 'create_container'
     real = getattr(owner, step)
 
     def then_interrupt(self, *args, **kwargs):
@@ -222,8 +223,9 @@ def test_bad_lifecycle_input_is_named(project, docker_client):
 def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F811
     from tg_pipeline.errors import PipelineError
     from tg_pipeline.ssh import Remote, RemoteTarget
-    from tg_pipeline.runs.container import RunSpec, run_container
-    spec = RunSpec(image='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
+    from tg_pipeline.runs.base import RunSpec
+    from tg_pipeline.runs.container import run_container
+    spec = RunSpec(image_id='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
                    module='ghost__0_0_0', env_names=[])
     with Remote(RemoteTarget('tg-remote')) as remote:
         with pytest.raises(PipelineError) as info:

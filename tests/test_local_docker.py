@@ -19,7 +19,7 @@ def layers(client, image_id):
 
 
 def leftovers(client, job):
-    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'})
+    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'}, ignore_removed=True)
 
 
 def test_run_local_prints_the_container_lines(project, docker_client):

@@ -8,11 +8,12 @@ import threading
 import pytest
 
 from tg_pipeline import config as config_module
+from tg_pipeline import steps
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.image.registry import pull
+from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs.container import run_container
-from tg_pipeline.runs.remote import pull
-from tg_pipeline.tasks import Pipeline
+from tg_pipeline.ssh import Remote, RemoteTarget
 
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
@@ -36,28 +37,28 @@ def interrupted(call, after=1.5):
 def test_fifty_mixed_runs_leave_no_orphans(project, docker_client, remote_docker, tmp_path):  # noqa: F811
     for job in KINDS:
         project.doit('push', f'job={job}')
-    pipeline = Pipeline(config_module.load(project.path('pipeline.toml')))
-    local_specs = {job: pipeline.run_spec(job) for job in KINDS}
+    ctx = steps.Context(config_module.load(project.path('pipeline.toml')))
+    local_specs = {job: steps.run_spec(ctx, job) for job in KINDS}
     outcomes = {'local': [], 'remote': []}
-    with Remote(RemoteTarget.from_config(pipeline.config.remote)) as remote:
+    with Remote(RemoteTarget.from_config(ctx.config.remote)) as remote:
         remote_specs = {}
         for job, spec in local_specs.items():
-            reference = pipeline.remote_reference(job)
-            pull(remote.docker, reference, spec.image, silent=True)
-            remote_specs[job] = dataclasses.replace(spec, image=reference)
+            reference = steps.registry_reference(ctx, job)
+            pull(remote.docker, reference, spec.image_id, silent=True)
+            remote_specs[job] = dataclasses.replace(spec, reference=reference)
         engines = {'local': (docker_client, local_specs), 'remote': (remote.docker, remote_specs)}
         for i in range(RUNS):
             where = 'local' if i % 2 == 0 else 'remote'
             job = list(KINDS)[(i // 2) % len(KINDS)]
             client, specs = engines[where]
             run = lambda: run_container(client, specs[job], where=where, silent=True,  # noqa: E731
-                                        log_dir=tmp_path / where, err=open(os.devnull, 'w'))
+                                        paths=RunPaths(tmp_path / where), err=open(os.devnull, 'w'))
             if KINDS[job] == 'ctrl-c':
                 outcomes[where].append(('ctrl-c', interrupted(run)))
                 continue
             try:
                 result = run()
-                outcomes[where].append((KINDS[job], result['exit_code'] == 0 and result['value'] is not None))
+                outcomes[where].append((KINDS[job], result.exit_code == 0 and result.value is not None))
             except JobFailed as e:
                 expected = 'exceeding its memory limit' in e.message if KINDS[job] == 'oom' \
                     else 'boom from the fixture' in (e.remote_traceback or '')

@@ -119,11 +119,8 @@ class SSHDockerConfig:
 
 
 def _paths(packaging: Packaging):
-    from tg_pipeline.tasks import JobPaths
-    job = config_module.JobConfig(name=packaging.name, factory='', args=[], kwargs={}, package=packaging.name,
-                                  version=packaging.version, module=packaging.module, dependencies=[], env=[],
-                                  cpu=0, memory_gb=0)
-    return JobPaths(Path(packaging.build_dir).resolve(), job)
+    from tg_pipeline.paths import JobPaths
+    return JobPaths(Path(packaging.build_dir).resolve(), packaging.name, packaging.module, packaging.version)
 
 
 def detect_source_roots(modules: dict[str, str]) -> list[Path]:
@@ -156,7 +153,7 @@ class _Run:
 
     def __init__(self, config: SSHDockerConfig, variants=None, swarm: dict | None = None):
         self.config = config
-        packaging, containering, options = config.packaging, config.containering, config.options
+        packaging = config.packaging
         resources, modules = packaging.pickled()
         self.sweeps = {}
         if variants is not None:  # one swarm task per variant, all of them in the one image
@@ -169,59 +166,61 @@ class _Run:
             resources['variants'], found = dumps(items)
             modules.update(found)
             self.sweeps = {packaging.name: [label for label, _ in items]}
-        if packaging.source_roots is None:
-            roots = detect_source_roots(modules)
-        else:
-            roots = [Path(r).resolve() for r in packaging.source_roots]
-            from tg_pipeline.job.pickling import check_modules, check_source_roots
-            check_source_roots(roots)
-            check_modules(modules, roots)
         if 'job' not in resources:
             raise ConfigError("the payload has no 'job' entry", key='payload',
                               hint="create Packaging(name, version, dict(job=your_job))")
-        name = packaging.name
-        job = config_module.JobConfig(
-            name=name, factory='', args=[], kwargs={}, package=name, version=packaging.version,
-            module=packaging.module, dependencies=packaging.requirements(),
-            env=list(options.env_variables_to_propagate), cpu=float(options.cpu_limit or 0),
-            memory_gb=float(options.memory_limit_in_gygabytes or 0), image=containering.image)
-        self.job = name
-        self.pipeline_config = config_module.Config(
-            path=Path.cwd() / '<python api>', root=Path.cwd(),
-            package={'version': packaging.version, 'source_roots': [str(r) for r in roots],
-                     'dependencies': [], 'build_dir': str(Path(packaging.build_dir).resolve())},
-            docker={'base_image': os.environ.get(config_module.BASE_IMAGE_ENV) or containering.base_image or '',
-                    'image_prefix': ''},
-            run={key: default for key, (_, default) in config_module.SCHEMA['run'].items()},
-            remote={'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
-                    'identity_file': config.identity_file or '',
-                    'accept_unknown_host_keys': config.accept_unknown_host_keys, 'connect_timeout': 15,
-                    'transfer': ''},
-            registry={'address': containering.registry or '', 'username_env': '', 'password_env': ''},
-            jobs={name: job},
-            swarm={**{k: d for k, (_, d) in config_module.SCHEMA['swarm'].items()}, **(swarm or {})})
-        self.variables = {} if options.wait_for_stop else {'detach': '1'}
-        self.resources = resources
+        self.job, self.resources = packaging.name, resources
+        self.pipeline_config = pipeline_config(config, _source_roots(packaging, modules), swarm)
+        self.variables = {} if config.options.wait_for_stop else {'detach': '1'}
 
     def tasks(self, step: str):
         """Run ``step`` for the job (and what it depends on); raise the first error."""
         from doit.cmd_base import ModuleTaskLoader
         from doit.doit_cmd import DoitMain
-        from tg_pipeline.tasks import Pipeline
-        pipeline = Pipeline(self.pipeline_config, [self.job], self.variables, {self.job: self.resources},
-                            capture=True, sweeps=self.sweeps)
-        functions = pipeline.doit_tasks()
+        from tg_pipeline.steps import Context
+        from tg_pipeline.tasks import doit_config, doit_functions
+        ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True)
+        functions = doit_functions(ctx, [self.job])
         self.pipeline_config.build_dir.mkdir(parents=True, exist_ok=True)
-        functions['DOIT_CONFIG'] = {'dep_file': str(self.pipeline_config.build_dir / '.doit.db'),
-                                    'reporter': 'zero', 'verbosity': 2}
+        functions['DOIT_CONFIG'] = doit_config(self.pipeline_config.build_dir, reporter='zero', verbosity=2)
         if self.config.containering.silent:
             functions = _silence_build(functions)
         code = DoitMain(ModuleTaskLoader(functions)).run([f'{step}:{self.job}'])
-        if pipeline.errors:
-            raise pipeline.errors[0]
+        if ctx.errors:
+            raise ctx.errors[0]
         if code != 0:
             raise PipelineError(f'the task {step}:{self.job} failed (doit exit code {code})')
-        return pipeline.results.get(self.job, {})
+        return ctx.results.get(self.job)
+
+
+def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
+    if packaging.source_roots is None:
+        return detect_source_roots(modules)
+    from tg_pipeline.job.pickling import check_modules, check_source_roots
+    roots = [Path(r).resolve() for r in packaging.source_roots]
+    check_source_roots(roots)
+    check_modules(modules, roots)
+    return roots
+
+
+def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | None = None):
+    """The same validated configuration pipeline.toml gives, from the API's objects (one from_mapping)."""
+    import dataclasses
+    packaging, containering, options = config.packaging, config.containering, config.options
+    job = {'factory': 'tg_pipeline.api:payload', 'package': packaging.name, 'version': packaging.version,
+           'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
+           'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0)}
+    remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
+              'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
+    data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
+                        'build_dir': str(Path(packaging.build_dir).resolve())},
+            'docker': {'base_image': containering.base_image or ''}, 'remote': remote,
+            'registry': {'address': containering.registry or ''}, 'swarm': dict(swarm or {}),
+            'jobs': {packaging.name: job}}
+    built = config_module.from_mapping(data, path=Path.cwd() / '<python api>', root=Path.cwd(),
+                                       origin='Python API')
+    jobs = {packaging.name: dataclasses.replace(built.jobs[packaging.name], image=containering.image)}
+    return dataclasses.replace(built, jobs=jobs)
 
 
 def _silence_build(functions: dict) -> dict:
@@ -247,7 +246,7 @@ def _silence_build(functions: dict) -> dict:
 
 
 class Executor:
-    """Runs the configured job somewhere: subclasses only name their final doit task."""
+    """Runs the configured job somewhere: subclasses only name their final doit task and their host."""
 
     step = None
     where = None
@@ -256,46 +255,57 @@ class Executor:
         self.config = config
         self.last = None
 
+    def _run(self) -> '_Run':
+        return _Run(self.config)
+
     def execute(self):
         """Run the job; return its return value (or, not waiting for the stop, the run id)."""
-        self.last = _Run(self.config).tasks(self.step)
-        if not self.config.options.wait_for_stop and 'run_id' in self.last and 'value' not in self.last:
-            return self.last['run_id']
-        return self.last.get('value')
+        self.last = self._run().tasks(self.step)
+        if hasattr(self.last, 'exit_code'):  # a RunResult
+            return self.last.value
+        if hasattr(self.last, 'run_id'):  # a detached run's handle
+            return self.last.run_id
+        return self.last  # an attached run's value
 
     def get_logs(self, run_id: str | None = None) -> tuple[str, str]:
         """(stdout, stderr) of the job's last run here (or of ``run_id``)."""
-        from tg_pipeline.runs.lifecycle import get_logs
-        log_dir = _paths(self.config.packaging).runs / self.where
-        with self._client() as client:
-            found, _, out, err = get_logs(client, self.config.packaging.name, log_dir, run_id)
-        if not found:
-            raise PipelineError(f'no {self.where} run of {self.config.packaging.name} to show logs of',
-                                hint='call execute() first')
+        from tg_pipeline.runs import lifecycle
+
+        def logs(backend, scope, paths):
+            found, handle = lifecycle.pick(backend, scope, paths, run_id)
+            return backend.logs(handle) if handle else lifecycle.saved_logs(paths, found)
+        try:
+            out, err = self._lifecycle(logs)
+        except PipelineError as e:
+            raise PipelineError(f'no {self.where} run of {self.config.packaging.name} to show logs of: {e.message}',
+                                hint='call execute() first') from None
         return out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
 
     def status(self, run_id: str | None = None) -> list[dict]:
         """The job's runs on that host and collected here: run id, state, version, start time."""
-        from tg_pipeline.runs.lifecycle import status
-        return self._lifecycle(status, run_id)
+        from tg_pipeline.runs import lifecycle
+        return self._lifecycle(lambda b, s, p: lifecycle.status(b, s, p, run_id))
 
-    def stop(self, run_id: str | None = None) -> dict:
+    def stop(self, run_id: str | None = None):
         """Stop a detached run (or the latest running one), collect its output and remove it."""
-        from tg_pipeline.runs.lifecycle import stop
-        return self._lifecycle(stop, run_id)
+        from tg_pipeline.runs import lifecycle
+        return self._lifecycle(lambda b, s, p: lifecycle.stop(b, s, p, run_id))
 
     def result(self, run_id: str | None = None):
         """The return value of an ended run (or the latest); raises JobFailed with its traceback."""
-        from tg_pipeline.runs.lifecycle import result
-        return self._lifecycle(result, run_id).get('value')
+        from tg_pipeline.runs import lifecycle
+        return self._lifecycle(lambda b, s, p: lifecycle.result(b, s, p, run_id)).value
 
-    def _lifecycle(self, function, run_id):
-        log_dir = _paths(self.config.packaging).runs / self.where
-        with self._client() as client:
-            return function(client, self.config.packaging.name, log_dir, self.where, run_id)
-
-    def _client(self):
-        raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')
+    def _lifecycle(self, function):
+        from tg_pipeline.hosts import backend, open_host
+        from tg_pipeline.runs.lifecycle import Scope
+        if self.where == 'attached':
+            raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')
+        run = self._run()
+        config, job = run.pipeline_config, run.job
+        with open_host(config, self.where) as host:
+            return function(backend(host, config), Scope(job, config.project), _paths(self.config.packaging).runs(
+                self.where))
 
 
 class AttachedExecutor(Executor):
@@ -309,27 +319,11 @@ class LocalExecutor(Executor):
     step = 'run_local'
     where = 'local'
 
-    def _client(self):
-        import contextlib
-        from tg_pipeline import engine
-        return contextlib.nullcontext(engine.local())
-
 
 class RemoteExecutor(Executor):
     """In the Docker engine of ``config.host``, over SSH."""
     step = 'run_remote'
     where = 'remote'
-
-    def _client(self):
-        import contextlib
-        from tg_pipeline.ssh import Remote, RemoteTarget
-        remote = Remote(RemoteTarget.from_config(_Run(self.config).pipeline_config.remote))
-
-        @contextlib.contextmanager
-        def client():
-            with remote:
-                yield remote.docker
-        return client()
 
 
 class SwarmExecutor(Executor):
@@ -344,27 +338,8 @@ class SwarmExecutor(Executor):
         super().__init__(config)
         self.variants, self.swarm = variants, swarm
 
-    def execute(self):
-        self.last = _Run(self.config, self.variants, self.swarm).tasks(self.step)
-        return self.last.get('values', self.last.get('run_id'))
-
-    def _swarm(self, name: str, run_id):
-        from tg_pipeline import run_swarm
-        from tg_pipeline.tasks import Pipeline
-        run = _Run(self.config, self.variants, self.swarm)
-        with Pipeline(run.pipeline_config, [run.job]).swarm_manager() as (client, where):
-            return getattr(run_swarm, name)(client, self.config.packaging.name,
-                                            _paths(self.config.packaging).runs / 'swarm', where, run_id)
-
-    def status(self, run_id: str | None = None) -> list[dict]:
-        return self._swarm('status', run_id)
-
-    def stop(self, run_id: str | None = None) -> dict:
-        return self._swarm('stop', run_id)
-
-    def result(self, run_id: str | None = None) -> dict:
-        """{label: return value} of an ended swarm run; JobFailed naming the variants that failed."""
-        return self._swarm('result', run_id).get('values')
+    def _run(self) -> '_Run':
+        return _Run(self.config, self.variants, self.swarm)
 
 
 SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor = AttachedExecutor, LocalExecutor, RemoteExecutor

@@ -10,11 +10,10 @@ import io
 import sys
 import tarfile
 
-from tg_pipeline import engine
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.image.registry import push, remote_reference
+from tg_pipeline.hosts import local_engine
+from tg_pipeline.image.registry import pull, push, remote_reference
 from tg_pipeline.ssh import Remote, RemoteTarget, connect, describe
-from tg_pipeline.runs.remote import pull
 
 PROBE = 'tg-pipeline-probe:1'
 
@@ -78,7 +77,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
     reference = None
     if registry:
         try:
-            client = engine.local()
+            client = local_engine()
             image_id = _probe_image(client)
             reference = remote_reference(registry, PROBE)
             push(image_id, reference, auth=auth, silent=True, client=client)

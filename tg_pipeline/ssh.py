@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import docker
 import paramiko
-from docker.transport.sshconn import SSHHTTPAdapter
 
+from tg_pipeline import compat
 from tg_pipeline.errors import HostKeyError, RemoteError, SSHError
 
 DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
@@ -35,16 +35,15 @@ class RemoteTarget:
     connect_timeout: float = 15
 
     @classmethod
-    def from_config(cls, remote: dict) -> 'RemoteTarget':
+    def from_config(cls, remote) -> 'RemoteTarget':
+        """From [remote] (RemoteSettings)."""
         from tg_pipeline.errors import ConfigError
-        if not remote.get('host'):
+        if not remote.host:
             raise ConfigError('no remote host configured', key='remote.host',
                               hint='set host in [remote] of pipeline.toml (a name, an address or a Host alias '
                                    'from ~/.ssh/config), or pass host=... on the command line')
-        return cls(host=remote['host'], user=remote.get('user', ''), port=remote.get('port', 0),
-                   identity_file=remote.get('identity_file', ''),
-                   accept_unknown_host_keys=remote.get('accept_unknown_host_keys', False),
-                   connect_timeout=remote.get('connect_timeout', 15))
+        return cls(host=remote.host, user=remote.user, port=remote.port, identity_file=remote.identity_file,
+                   accept_unknown_host_keys=remote.accept_unknown_host_keys, connect_timeout=remote.connect_timeout)
 
 
 def _fabric_connection(target: RemoteTarget):
@@ -130,7 +129,7 @@ def remote_docker_version(connection) -> str:
                       hint=f'start the Docker engine on {host} (or set DOCKER_HOST for {user} there)')
 
 
-class _ConnectionAdapter(SSHHTTPAdapter):
+class _ConnectionAdapter(compat.ssh_adapter_base()):
     """The Docker SDK's SSH adapter, riding on an already-open fabric connection."""
 
     def __init__(self, connection, timeout=60):
@@ -149,10 +148,7 @@ def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     # A client for a placeholder address (no request is made with it: the version is given),
     # then every request goes through our adapter, on the open SSH connection.
     client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=DOCKER_API_VERSION, timeout=timeout)
-    adapter = _ConnectionAdapter(connection, timeout=timeout)
-    client.api._custom_adapter = adapter
-    client.api.mount('http+docker://ssh', adapter)
-    client.api.base_url = 'http+docker://ssh'
+    compat.mount_adapter(client, _ConnectionAdapter(connection, timeout=timeout))
     try:
         client.ping()
     except Exception as e:

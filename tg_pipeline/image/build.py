@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from tg_pipeline import engine
+from tg_pipeline.hosts import image_exists, local_engine
 from tg_pipeline.errors import BuildError
 from tg_pipeline.job.pickling import write_if_changed
 
@@ -21,7 +21,7 @@ def image_tag(package: str, version: str, prefix: str = '') -> str:
 
 def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None) -> str:
     """Build ``context_dir`` as ``tag``; return the image id and record it in ``target`` (JSON)."""
-    client = client or engine.local()
+    client = client or local_engine()
     log: list[str] = []
     image_id = None
     stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
@@ -68,8 +68,8 @@ def recorded_image(target: Path) -> dict | None:
 
 
 def image_up_to_date(target: Path, client=None) -> bool:
-    """doit uptodate check: the recorded image still exists under its tag."""
+    """doit uptodate check: the image the last build produced still exists (by id: tags are for people)."""
     record = recorded_image(target)
     if not record:
         return False
-    return engine.image_exists(client or engine.local(), record['image_id'], record['tag'])
+    return image_exists(client or local_engine(), record['image_id'])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 
-from tg_pipeline import engine
+from tg_pipeline.hosts import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
 from tg_pipeline.job.pickling import write_if_changed
 
@@ -28,9 +28,10 @@ def remote_reference(registry: str, tag: str) -> str:
     return f'{registry.rstrip("/")}/{tag}'
 
 
-def auth_config(registry: dict, environ=None) -> dict | None:
+def auth_config(registry, environ=None) -> dict | None:
+    """Credentials from the env variables that [registry] names (``registry``: RegistrySettings)."""
     environ = os.environ if environ is None else environ
-    user_var, password_var = registry.get('username_env'), registry.get('password_env')
+    user_var, password_var = registry.username_env, registry.password_env
     if not user_var and not password_var:
         return None
     missing = [v for v in (user_var, password_var) if v and v not in environ]
@@ -85,7 +86,7 @@ def registry_digest(client: docker.DockerClient, reference: str, auth=None) -> s
 def push(image_id: str, reference: str, target: Path | None = None, auth=None, silent: bool = False,
          client=None) -> str:
     """Tag ``image_id`` as ``reference`` and push it; return the digest and record it in ``target``."""
-    client = client or engine.local()
+    client = client or local_engine()
     repository, _, tag = reference.rpartition(':')
     client.api.tag(image_id, repository, tag)
     progress = Progress('push', silent)
@@ -129,6 +130,15 @@ def _push_error(reference: str, message: str, progress: Progress) -> RegistryErr
                          output='\n'.join(progress.log + [message]), hint=hint)
 
 
+def recorded_push(target: Path, image_id: str) -> str | None:
+    """The digest our last push of ``image_id`` recorded (None when that image was not pushed)."""
+    try:
+        record = json.loads(Path(target).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get('digest') if record.get('image_id') == image_id else None
+
+
 def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) -> bool:
     """doit uptodate check: same local image as last push, and the registry still has its digest."""
     try:
@@ -138,4 +148,50 @@ def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) ->
         return False
     if record.get('image_id') != image.get('image_id'):
         return False
-    return registry_digest(client or engine.local(), record['reference'], auth) == record['digest']
+    return registry_digest(client or local_engine(), record['reference'], auth) == record['digest']
+
+
+def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, silent: bool = False,
+         host: str = 'the remote', digest: str | None = None) -> bool:
+    """Make the image built here as ``image_id`` present on ``client``'s engine; False when it was.
+
+    With ``digest`` (what our push recorded) it is pulled as ``repository@digest``: exactly the manifest we
+    pushed, even when someone has re-pointed the tag since. The run then uses the image id, never the tag."""
+    try:
+        client.api.inspect_image(image_id)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    repository, _, tag = reference.rpartition(':')
+    if digest:
+        tag = digest
+    progress = Progress('pull', silent)
+    try:
+        for event in client.api.pull(repository, tag, stream=True, decode=True, auth_config=auth):
+            if 'error' in event:
+                raise _pull_error(reference, event['error'], host, progress)
+            progress.event(event)
+    except docker.errors.APIError as e:
+        raise _pull_error(reference, str(e.explanation or e), host, progress) from None
+    pulled = client.images.get(f'{repository}@{digest}' if digest else reference).id
+    if pulled != image_id:
+        raise RegistryError(
+            f'the registry serves {pulled[:19]} for {reference}, not the image built here ({image_id[:19]})',
+            hint='someone pushed the same name:version: give this job its own version (or image_prefix)')
+    if digest:  # a name for people on the remote, as a registry pull by tag would have left
+        client.api.tag(image_id, repository, reference.rpartition(':')[2])
+    return True
+
+
+def _pull_error(reference: str, message: str, host: str, progress: Progress) -> RegistryError:
+    registry = reference.split('/')[0]
+    lower = message.lower()
+    if 'unauthorized' in lower or 'denied' in lower or 'authentication required' in lower:
+        hint = f'{host} was refused by {registry}: configure username_env/password_env in [registry]'
+    elif 'http response to https client' in lower:
+        hint = f'{registry} speaks plain HTTP: add it to "insecure-registries" of the Docker engine on {host}'
+    else:
+        hint = f'{host} cannot pull from {registry}: check that the registry address resolves and is reachable ' \
+               f'from there (doit check_remote)'
+    return RegistryError(f'pulling {reference} on {host} failed: {message}', command=f'docker pull {reference}',
+                         output='\n'.join(progress.log + [message]), hint=hint)

@@ -21,9 +21,9 @@ def requirements(dependencies: list[str]) -> list[str]:
     return [*extra, *dependencies]
 
 
-def render_values(job: str, package: str, version: str, module: str, base_image: str,
+def render_values(job: str, package: str, version: str, module: str, base_image: str, project: str,
                   dependencies: list[str]) -> dict:
-    return dict(job=job, package=package, version=version, module=module, base_image=base_image,
+    return dict(job=job, package=package, version=version, module=module, base_image=base_image, project=project,
                 requirements=requirements(dependencies),
                 sdist_root=sdist_name(module, version),
                 sdist_file=f'{sdist_name(module, version)}.tar.gz',

@@ -1,71 +1,26 @@
-"""Step 6b: run the job's image in a Docker engine, streaming its output live.
+"""Container runs: the job's image run by one Docker engine (local, or a remote one over SSH).
 
-:func:`run_container` works with any Docker client: the local engine here,
-a remote one (over SSH) in :mod:`run_remote`. Environment values travel as
-API JSON, never through a shell or a command line.
+The container is created from the image id the build produced (never from a tag another build may have
+re-pointed), with env values as Docker API JSON (never a shell or a command line), limits, and labels
+that carry the run's identity (:meth:`RunSpec.labels`). Its output is read from the container log from
+the first byte; its run folder (return value, traceback, output/) is copied back when it ends.
 """
 from __future__ import annotations
 
-import datetime
-import io
-import json
-import os
-import pickle
+import dataclasses
 import re
-import struct
-import sys
 import tarfile
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
+import tempfile
 
 import docker
 
-from tg_pipeline import engine
-from tg_pipeline.errors import JobFailed, PipelineError, RemoteError, tail
+from tg_pipeline import compat
+from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
+from tg_pipeline.runs.records import exit_status, read_text
+from tg_pipeline.runtime import protocol
 
-LABEL = 'tg_pipeline'
-RUN_DIR = '/tg_pipeline/run'  # in the container: result.pkl, traceback.txt, output/ (TG_PIPELINE_OUTPUT)
-OUTPUT_TAIL_BYTES = 64 * 1024
-
-
-@dataclass
-class RunSpec:
-    """What to run: the image, its identity (labels) and limits."""
-    image: str
-    job: str
-    package: str
-    version: str
-    module: str
-    env_names: list
-    cpu: float = 0
-    memory_gb: float = 0
-
-    def environment(self, environ=None) -> dict[str, str]:
-        environ = os.environ if environ is None else environ
-        return {n: environ[n] for n in self.env_names if n in environ}
-
-
-def new_run_id() -> str:
-    return datetime.datetime.now().strftime('%Y%m%d-%H%M%S-') + uuid.uuid4().hex[:6]
-
-
-def labels(spec: RunSpec, run_id: str, where: str) -> dict[str, str]:
-    return {f'{LABEL}.job': spec.job, f'{LABEL}.package': spec.package, f'{LABEL}.version': spec.version,
-            f'{LABEL}.run_id': run_id, f'{LABEL}.started': datetime.datetime.now().isoformat(timespec='seconds'),
-            f'{LABEL}.where': where, f'{LABEL}.module': spec.module}
-
-
-def spec_of(container) -> RunSpec:
-    """The :class:`RunSpec` of a run, read back from its container (labels and limits)."""
-    attrs = container.attrs
-    label = {k[len(LABEL) + 1:]: v for k, v in (attrs['Config'].get('Labels') or {}).items()
-             if k.startswith(LABEL + '.')}
-    host = attrs.get('HostConfig') or {}
-    return RunSpec(image=attrs['Config'].get('Image', ''), job=label.get('job', ''),
-                   package=label.get('package', ''), version=label.get('version', ''),
-                   module=label.get('module', ''), env_names=[], cpu=(host.get('NanoCpus') or 0) / 1e9,
-                   memory_gb=(host.get('Memory') or 0) / 1024 ** 3)
+SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
 
 
 def container_name(spec: RunSpec, run_id: str) -> str:
@@ -82,267 +37,188 @@ def limits(cpu: float, memory_gb: float) -> dict:
     return kwargs
 
 
-class _Tail:
-    """Keeps the last bytes of a stream for error messages."""
-
-    def __init__(self):
-        self.data = bytearray()
-
-    def add(self, chunk: bytes):
-        self.data += chunk
-        del self.data[:-OUTPUT_TAIL_BYTES]
-
-    def text(self) -> str:
-        return self.data.decode('utf-8', 'replace')
+def state_text(attrs: dict) -> tuple[str, bool]:
+    state = attrs.get('State') or {}
+    if isinstance(state, str):  # a sparse listing
+        return state, state == 'running'
+    if state.get('Status') in ('running', 'restarting', 'paused'):
+        return 'running', True
+    if state.get('Status') == 'created':
+        return 'created', False
+    text = f'exited {state.get("ExitCode")}'
+    return (text + ' (OOM killed)' if state.get('OOMKilled') else text), False
 
 
-def run_container(client: docker.DockerClient, spec: RunSpec, where: str = 'local', silent: bool = False,
-                  out=None, err=None, environ=None, log_dir=None, detach: bool = False,
-                  on_interrupt: str = 'stop') -> dict:
-    """Create, attach, start, wait, collect, remove. Raise :class:`JobFailed` when the job fails.
+class ContainerBackend:
+    """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.Host`."""
+    kind, noun, streams_to_files = 'container', 'run', True
 
-    With ``log_dir``, the run's stdout/stderr are kept as ``log_dir/RUN_ID.out``/``.err`` and its
-    result folder (return value, output folder, traceback) is copied to ``log_dir/RUN_ID/``.
-    With ``detach``, the container is started and left running; its run id is returned at once.
-    ``on_interrupt='detach'`` leaves the container running on Ctrl-C instead of stopping it.
-    """
-    out = out or sys.stdout
-    run_id = new_run_id()
-    name = container_name(spec, run_id)
-    environment = {**spec.environment(environ), 'TG_PIPELINE_RUN_DIR': RUN_DIR, 'TG_PIPELINE_RUN_ID': run_id}
-    try:
-        container = client.containers.create(
-            spec.image, name=name, environment=environment, labels=labels(spec, run_id, where),
-            detach=True, init=True, **limits(spec.cpu, spec.memory_gb))
-    except docker.errors.ImageNotFound:
-        raise PipelineError(f'image {spec.image} is not on the {where} Docker engine',
-                            hint='run the build (and push) tasks first, e.g. doit build_image') from None
-    except docker.errors.APIError as e:
-        raise PipelineError(f'cannot create the container on the {where} engine: {e.explanation or e}') from None
-    except KeyboardInterrupt:  # the engine may have made it already
-        _remove_named(client, name)
-        raise
-    try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
+    def __init__(self, host):
+        self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
+
+    # --- start --------------------------------------------------------------------------------------
+    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+        """Create the container (not started yet)."""
+        run_id = new_run_id()
+        name = container_name(spec, run_id)
+        labels = spec.labels(run_id, self.where)
         try:
-            container.start()
-        except Exception:
-            _remove(container, stop=True)
+            container = self.client.api.create_container(
+                spec.image_id, name=name, environment=spec.run_environment(run_id, environ), labels=labels,
+                detach=True, host_config=self.client.api.create_host_config(
+                    init=True, **limits(spec.cpu, spec.memory_gb)))
+        except docker.errors.ImageNotFound:
+            raise PipelineError(f'image {spec.reference or spec.image_id} is not on the {self.host} Docker engine',
+                                hint='run the build (and push) tasks first, e.g. doit build_image') from None
+        except docker.errors.APIError as e:
+            raise PipelineError(f'cannot create the container on the {self.host} engine: {e.explanation or e}') \
+                from None
+        except KeyboardInterrupt:  # the engine may have made it already
+            self._remove_named(name)
             raise
-        if detach:
-            if not silent:
-                print(f'Started run {run_id} ({where}), container {name}', file=out, flush=True)
-                print(f'  follow it: {commands(spec.job, where, run_id)}', file=out, flush=True)
-            return {'run_id': run_id, 'container': name, 'where': where}
-        return watch(client, container, spec, where, run_id, silent=silent, out=out, err=err, log_dir=log_dir)
-    except KeyboardInterrupt:
-        interrupted(container, spec, where, run_id, on_interrupt, err or sys.stderr)
-        raise
+        return self._handle(container['Id'], name, labels, 'created', False)
 
+    def start(self, handle: RunHandle) -> RunHandle:
+        self.client.api.start(handle.ref)
+        return dataclasses.replace(handle, state="running", running=True)
 
-def output_stream(client, container_id: str):
-    """(stdout, stderr) chunks of a container's whole output from its start, following it until it ends.
-
-    Read from the container's log rather than an attach: every line from the first one, whenever we
-    start reading (a re-attach shows the whole run), and correct over SSH, where the SDK's attach reads
-    the raw channel past bytes already buffered with the response headers. The frames are read here
-    from the response (the SDK's own log stream merges stdout and stderr).
-    """
-    api = client.api
-    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True,
-                        params={'stdout': 1, 'stderr': 1, 'follow': 1, 'timestamps': 0, 'tail': 'all'})
-    api._raise_for_status(response)
-    api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours
-    try:
-        while True:
-            header = response.raw.read(8)
-            if len(header) < 8:
-                return
-            kind, length = struct.unpack('>BxxxL', header)
-            data = response.raw.read(length) if length else b''
-            yield (data, None) if kind == 1 else (None, data)
-    finally:
-        response.close()
-
-
-def commands(job: str, where: str, run_id: str) -> str:
-    """How a person re-attaches to / stops a run, as doit command lines."""
-    kind = where.split()[0]
-    return (f'doit logs job={job} where={kind} run_id={run_id} follow=1 '
-            f'(stop it: doit stop job={job} where={kind} run_id={run_id})')
-
-
-def watch(client, container, spec: RunSpec, where: str, run_id: str, silent: bool = False,
-          out=None, err=None, log_dir=None) -> dict:
-    """Stream a started container's output until it ends, then :func:`finish` it. A lost connection
-    to a remote engine leaves the job running there. Ctrl-C is the caller's to handle (:func:`interrupted`)."""
-    out, err = out or sys.stdout, err or sys.stderr
-    output = _Tail()
-    logs = (None, None)
-    try:
-        logs = _open_logs(log_dir, run_id)
-        for chunks in output_stream(client, container.id):
-            for chunk, target, log in zip(chunks, (out, err), logs):
-                if chunk:
-                    output.add(chunk)
-                    if log:
-                        log.write(chunk)
-                        log.flush()
-                    if not silent:
-                        target.write(chunk.decode('utf-8', 'replace'))
-                        target.flush()
-        code = container.wait().get('StatusCode')
-    except Exception as e:
-        if where == 'local' or isinstance(e, PipelineError):
+    # --- watch --------------------------------------------------------------------------------------
+    def watch(self, handle: RunHandle, sink) -> None:
+        """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
+        raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
+        try:
+            for stream, data in compat.log_frames(self.client, handle.ref):
+                sink.write(stream, data)
+            self.client.api.wait(handle.ref)
+        except PipelineError:
             raise
-        raise RemoteError(f'the connection to {where} was lost during run {run_id} '
-                          f'({type(e).__name__}: {e}); the job keeps running there and nothing of it is lost',
-                          hint=f're-attach and see its whole output: {commands(spec.job, where, run_id)}') from None
-    finally:
-        for log in logs:
-            if log:
-                log.close()
-    return finish(client, container, spec, where, run_id, code, output.text(), log_dir)
+        except Exception as e:
+            if not self.remote:
+                raise
+            raise RemoteError(f'the connection to {self.host} was lost during run {handle.run_id} '
+                              f'({type(e).__name__}: {e}); the job keeps running there and nothing of it is lost',
+                              hint=f're-attach and see its whole output: {handle.commands()}') from None
+
+    # --- find ---------------------------------------------------------------------------------------
+    def find(self, job: str | None = None, project: str | None = None) -> dict[str, RunHandle]:
+        filters = [f'{LABEL}.run_id']
+        if job:
+            filters.append(f'{LABEL}.job={job}')
+        if project:
+            filters.append(f'{LABEL}.project={project}')
+        found = {}
+        for item in self.client.api.containers(all=True, filters={'label': filters}):
+            labels = item.get('Labels') or {}
+            if SWARM_TASK_LABEL in labels:
+                continue  # a swarm task's container belongs to its service
+            state, running = state_text({'State': item.get('State')})
+            name = (item.get('Names') or ['/?'])[0].lstrip('/')
+            handle = self._handle(item['Id'], name, labels, state, running)
+            if not running:
+                handle = self.refresh(handle)
+            found[handle.run_id] = handle
+        return found
+
+    def refresh(self, handle: RunHandle) -> RunHandle:
+        try:
+            attrs = self.client.api.inspect_container(handle.ref)
+        except docker.errors.NotFound:
+            return handle
+        state, running = state_text(attrs)
+        return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running)
+
+    def _handle(self, ref, name, labels, state, running) -> RunHandle:
+        stripped = strip_labels(labels)
+        return RunHandle(run_id=stripped.get('run_id', ''), where=self.where, host=self.host, ref=ref, name=name,
+                         labels=stripped, state=state, running=running)
+
+    # --- logs, stop, collect, discard -----------------------------------------------------------------
+    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
+        out, err = [], []
+        for stream, data in compat.log_frames(self.client, handle.ref, follow=False):
+            (out if stream == 1 else err).append(data)
+        return b''.join(out), b''.join(err)
+
+    def stop(self, handle: RunHandle, timeout: int = 10) -> None:
+        try:
+            self.client.api.stop(handle.ref, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+    def ended_at(self, handle: RunHandle):
+        from tg_pipeline.runs.lifecycle import parse_time
+        return parse_time(self.client.api.inspect_container(handle.ref)['State'].get('FinishedAt'))
+
+    def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
+        """Copy the run folder to ``paths.run_dir(RUN_ID)`` (and, unless ``logs_saved``, its whole output to
+        ``RUN_ID.out``/``.err``), write the record, remove the container."""
+        if paths is not None and not logs_saved:
+            stdout, stderr = self.logs(handle)
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            paths.out(handle.run_id).write_bytes(stdout)
+            paths.err(handle.run_id).write_bytes(stderr)
+        attrs = self.client.api.inspect_container(handle.ref)
+        state = attrs['State']
+        run_dir = self._copy_run_dir(handle, paths)
+        code, signal = exit_status(state.get('ExitCode'), run_dir)
+        result = RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
+                           module=handle.module, exit_code=code, run_dir=run_dir,
+                           oom_killed=bool(state.get('OOMKilled')), signal=signal,
+                           memory_gb=float(handle.labels.get('memory_gb') or 0),
+                           traceback=read_text(run_dir, protocol.TRACEBACK_FILE))
+        if paths is not None:
+            paths.write_record(handle.run_id, {
+                'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
+                'exit_code': code, 'signal': signal, 'oom_killed': result.oom_killed,
+                'finished': state.get('FinishedAt'), 'memory_gb': result.memory_gb, 'module': handle.module,
+                'project': handle.project, 'owner': handle.owner, 'image': handle.image,
+                'started': handle.started})
+        self.discard(handle)
+        return result
+
+    def _copy_run_dir(self, handle: RunHandle, paths):
+        if paths is None:
+            return None
+        try:
+            stream, _ = self.client.api.get_archive(handle.ref, protocol.RUN_DIR)
+        except docker.errors.NotFound:
+            return None  # the job died before the entry point made it
+        target = paths.run_dir(handle.run_id)
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as spool:  # never the whole folder in memory
+            for chunk in stream:
+                spool.write(chunk)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool) as tar:
+                members = []
+                for member in tar:
+                    head, _, rest = member.name.partition('/')
+                    if rest and (member.isfile() or member.isdir()):
+                        member.name = rest
+                        members.append(member)
+                extra = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+                tar.extractall(target, members=members, **extra)
+        return target
+
+    def discard(self, handle: RunHandle, stop: bool = False) -> None:
+        try:
+            if stop:
+                self.client.api.stop(handle.ref, timeout=5)
+            self.client.api.remove_container(handle.ref, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _remove_named(self, name: str) -> None:
+        try:
+            self.client.api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
 
 
-def interrupted(container, spec: RunSpec, where: str, run_id: str, on_interrupt: str, err) -> None:
-    """Ctrl-C: leave a started run to itself (``on_interrupt='detach'``) or stop and remove it."""
-    if on_interrupt == 'detach' and _started(container):
-        print(f'\nInterrupted: run {run_id} keeps running in container {container.name} ({where})\n'
-              f'  re-attach: {commands(spec.job, where, run_id)}', file=err, flush=True)
-    else:
-        print(f'\nInterrupted: stopping container {container.name} ({where})', file=err, flush=True)
-        _remove(container, stop=True)
-
-
-def _started(container) -> bool:
-    try:
-        container.reload()
-    except Exception:  # noqa: BLE001 - engine unreachable: keep what may be running, as asked
-        return True
-    return container.status != 'created'
-
-
-def finish(client, container, spec: RunSpec, where: str, run_id: str, code, output: str, log_dir) -> dict:
-    """Collect an ended run (result folder, state as ``RUN_ID.json``), remove its container,
-    return the result or raise :class:`JobFailed`."""
-    state = client.api.inspect_container(container.id)['State']
-    code = state.get('ExitCode') if code is None else code
-    run_dir = collect(container, log_dir, run_id)
-    if log_dir:
-        record = {'run_id': run_id, 'job': spec.job, 'version': spec.version, 'where': where, 'exit_code': code,
-                  'oom_killed': bool(state.get('OOMKilled')), 'finished': state.get('FinishedAt'),
-                  'memory_gb': spec.memory_gb, 'module': spec.module}
-        Path(log_dir, f'{run_id}.json').write_text(json.dumps(record, indent=1))
-    _remove(container)
-    result = {'run_id': run_id, 'container': container.name, 'where': where, 'exit_code': code,
-              'output': output, 'run_dir': run_dir}
-    if code != 0:
-        raise _failure(spec, where, code, state, output, run_dir)
-    result['value'] = load_result(run_dir, spec.module)
-    return result
-
-
-def collect(container, log_dir, run_id: str) -> str | None:
-    """Copy the container's run folder (result.pkl, traceback.txt, output/) to ``log_dir/RUN_ID``."""
-    if not log_dir:
-        return None
-    try:
-        stream, _ = container.get_archive(RUN_DIR)
-    except docker.errors.NotFound:
-        return None  # the job died before the entry point made it
-    archive = io.BytesIO(b''.join(stream))
-    target = os.path.join(log_dir, run_id)
-    os.makedirs(target, exist_ok=True)
-    with tarfile.open(fileobj=archive) as tar:
-        members = []
-        for member in tar.getmembers():
-            head, _, rest = member.name.partition('/')
-            if not rest or not (member.isfile() or member.isdir()):
-                continue
-            member.name = rest
-            members.append(member)
-        tar.extractall(target, members=members, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
-    return target
-
-
-class _ResultUnpickler(pickle.Unpickler):
-    """Classes of the job package (``name__version.jobs.x``) load as the local ones (``jobs.x``)."""
-
-    def __init__(self, file, module: str):
-        super().__init__(file)
-        self.prefix = module + '.'
-
-    def find_class(self, module, name):
-        if module.startswith(self.prefix):
-            try:
-                return super().find_class(module[len(self.prefix):], name)
-            except ImportError:
-                pass
-        return super().find_class(module, name)
-
-
-def load_result(run_dir: str | None, module: str):
-    """The job's return value kept in ``run_dir``, or None."""
-    path = run_dir and os.path.join(run_dir, 'result.pkl')
-    if not path or not os.path.exists(path):
-        return None
-    import cloudpickle  # noqa: F401  (values pickled by value need it importable)
-    with open(path, 'rb') as file:
-        return _ResultUnpickler(file, module).load()
-
-
-def _failure(spec: RunSpec, where: str, code: int, state: dict, output: str, run_dir) -> JobFailed:
-    if state.get('OOMKilled'):
-        return JobFailed(f'job {spec.job} was killed for exceeding its memory limit of {spec.memory_gb} GB '
-                         f'({where} run)', exit_code=code, output=output,
-                         hint='raise memory_gb in [run] or [jobs.%s] (or memory=... on the command line)' % spec.job)
-    if code is not None and code > 128:
-        return JobFailed(f'job {spec.job} was killed by signal {code - 128} ({where} run)', exit_code=code,
-                         output=output)
-    trace = None
-    if run_dir and os.path.exists(os.path.join(run_dir, 'traceback.txt')):
-        with open(os.path.join(run_dir, 'traceback.txt'), encoding='utf-8', errors='replace') as file:
-            trace = file.read()
-    trace = trace or _traceback(output)
-    # the output was streamed already: the error repeats only the job's traceback, when there is one
-    return JobFailed(f'job {spec.job} failed ({where} run)', exit_code=code, output=trace or output,
-                     remote_traceback=trace)
-
-
-def _traceback(output: str) -> str | None:
-    start = output.rfind('Traceback (most recent call last):')
-    if start < 0:
-        return None
-    lines = output[start:].splitlines()
-    end = next((i for i, l in enumerate(lines) if 'DONE. Exiting Training Grounds.' in l), len(lines))
-    return '\n'.join(lines[:end])
-
-
-def _open_logs(log_dir, run_id: str) -> tuple:
-    if not log_dir:
-        return None, None
-    os.makedirs(log_dir, exist_ok=True)
-    return tuple(open(os.path.join(log_dir, f'{run_id}.{kind}'), 'wb') for kind in ('out', 'err'))
-
-
-def _remove_named(client, name: str) -> None:
-    try:
-        _remove(client.containers.get(name))
-    except docker.errors.NotFound:
-        pass
-
-
-def _remove(container, stop: bool = False) -> None:
-    try:
-        if stop:
-            container.stop(timeout=5)
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
-
-
-def run_local(spec: RunSpec, silent: bool = False, client=None, **kwargs) -> dict:
-    return run_container(client or engine.local(), spec, where='local', silent=silent, **kwargs)
-
-
-__all__ = ['RunSpec', 'run_container', 'run_local', 'tail']
+def run_container(client, spec: RunSpec, where: str = 'local', paths=None, **kwargs):
+    """Run ``spec`` on the engine ``client`` talks to, attached or detached (see :func:`lifecycle.run`):
+    the plain-function way in, without a configuration or doit. ``where``: 'local', or 'remote NAME'."""
+    from tg_pipeline.hosts import Host
+    from tg_pipeline.runs import lifecycle
+    host = Host(where.split()[0], where, client, remote=where != 'local')
+    return lifecycle.run(ContainerBackend(host), spec, paths, **kwargs)

@@ -1,152 +1,193 @@
-"""Step 7: a run's life after it started: status, logs (follow = re-attach), stop, result, cleanup.
+"""A run's life, written once for every backend (container runs, swarm runs): run (attached or detached,
+Ctrl-C), status, logs (follow = re-attach), stop, result, cleanup.
 
-The state lives on the Docker host, as labels of the run's container (job,
-version, run id, start time; see :func:`run_local.labels`), so any machine
-with the config can ask: there is no server. Runs that ended and were
-collected (attached runs, or detached ones after ``result``/``stop``/``logs
-follow=1``) are kept in ``build/JOB/runs/WHERE/``: ``RUN_ID.out``/``.err``
-(output), ``RUN_ID.json`` (exit code, OOM) and ``RUN_ID/`` (return value,
-output folder, traceback). Run ids sort by start time: the newest is the
-latest run.
+The state lives on the host, as labels of the run's container or service (see :class:`RunSpec.labels`);
+ended runs are collected into ``build/JOB/runs/WHERE/`` (see :mod:`tg_pipeline.paths`). A project sees and
+acts on its own runs only (label ``tg_pipeline.project``); another project's run is reached only by its
+explicit ``run_id``, is named with its owner, and is never collected here.
 """
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import sys
-from pathlib import Path
 
-from tg_pipeline.errors import JobFailed, PipelineError
-from tg_pipeline.runs.container import LABEL, _failure, commands, finish, interrupted, load_result, spec_of, watch
-
-
-def containers(client, job: str | None = None) -> dict:
-    """run_id -> container of tg_pipeline runs on that engine (of ``job`` when given), running or not."""
-    label = f'{LABEL}.job={job}' if job else f'{LABEL}.run_id'
-    found = client.containers.list(all=True, filters={'label': label})
-    # swarm tasks' containers carry the run labels too: they belong to their service (run_swarm)
-    return {c.labels.get(f'{LABEL}.run_id', ''): c for c in found
-            if c.labels.get(f'{LABEL}.run_id') and 'com.docker.swarm.task.id' not in c.labels}
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
+from tg_pipeline.runs.output import OutputSink
+from tg_pipeline.runs.records import failure, saved_result, state_of_record
 
 
-def saved_runs(log_dir) -> dict:
-    """run_id -> (stdout path, stderr path) of the runs whose output was saved here."""
-    log_dir = Path(log_dir)
-    if not log_dir.is_dir():
-        return {}
-    return {p.stem: (p, p.with_suffix('.err')) for p in log_dir.glob('*.out')}
+class Scope:
+    """Which runs a command sees: this project's (default) or everyone's (``all_projects``), of one job."""
+
+    def __init__(self, job: str, project: str, all_projects: bool = False):
+        self.job, self.project, self.all_projects = job, project, all_projects
+
+    def mine(self, handle: RunHandle) -> bool:
+        return handle.project == self.project
 
 
-def saved_record(log_dir, run_id: str) -> dict:
+def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False, out=None, err=None,
+        environ=None):
+    """Start a run; unless ``detach``, stream it to its end and collect it. Returns the RunHandle
+    (detached) or the RunResult; raises JobFailed when the job failed."""
+    out, err = out or sys.stdout, err or sys.stderr
+    handle = backend.prepare(spec, environ)
+    try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
+        handle = backend.start(handle)
+        if detach:
+            if not silent:
+                print(f'Started {backend.noun} {handle.run_id} ({handle.host}), {backend.kind} {handle.name}',
+                      file=out, flush=True)
+                print(f'  follow it: {handle.commands()}', file=out, flush=True)
+            return handle
+        return watch_and_collect(backend, handle, paths, silent=silent, out=out, err=err)
+    except KeyboardInterrupt:
+        interrupted(backend, handle, paths, on_interrupt, err)
+        raise
+
+
+def watch_and_collect(backend, handle, paths, silent=False, out=None, err=None) -> RunResult:
+    with OutputSink(paths if backend.streams_to_files else None, handle.run_id, silent, out, err) as sink:
+        backend.watch(handle, sink)
+    result = backend.collect(handle, paths, logs_saved=True)
+    result.output = sink.text()
+    return judged(result)
+
+
+def judged(result: RunResult) -> RunResult:
+    problem = failure(result)
+    if problem is not None:
+        problem.result = result
+        raise problem
+    return result
+
+
+def interrupted(backend, handle, paths, on_interrupt: str, err) -> None:
+    """Ctrl-C: leave a started run to itself (``on_interrupt='detach'``), or stop it and collect what it
+    left (output folder, logs, state: as ``doit stop`` does), then remove it."""
     try:
-        return json.loads(Path(log_dir, f'{run_id}.json').read_text())
-    except (OSError, ValueError):
-        return {}
+        handle = backend.refresh(handle)
+        started = handle.state != 'created'
+    except Exception:  # noqa: BLE001 - the host is unreachable: keep what may be running, as asked
+        started = True
+    if on_interrupt == 'detach' and started:
+        print(f'\nInterrupted: run {handle.run_id} keeps running in {backend.kind} {handle.name} ({handle.host})\n'
+              f'  re-attach: {handle.commands()}', file=err, flush=True)
+        return
+    print(f'\nInterrupted: stopping {backend.kind} {handle.name} ({handle.host})', file=err, flush=True)
+    try:
+        backend.stop(handle)
+        if started and paths is not None:
+            backend.collect(handle, paths, logs_saved=False)
+            print(f'  what it left is in {paths.run_dir(handle.run_id)}', file=err, flush=True)
+        else:
+            backend.discard(handle)
+    except Exception as e:  # noqa: BLE001 - the interrupt stays what the user sees; say what is left
+        backend_error = f'{type(e).__name__}: {e}'
+        print(f'  could not stop and collect it ({backend_error}); see: {handle.commands()}', file=err, flush=True)
 
 
-def _pick(on_host: dict, saved: dict, job: str, where: str, run_id: str | None, running_only=False) -> str:
-    """The run asked for, or the job's latest one; a clear error when there is none."""
-    ids = sorted(r for r, c in on_host.items() if not running_only or c.status == 'running')
+# --- finding runs --------------------------------------------------------------------------------------
+def pick(backend, scope: Scope, paths, run_id: str | None, running_only=False) -> tuple[str, RunHandle | None]:
+    """(run id, its handle on the host or None when only collected here): ``run_id``, or the job's latest."""
+    mine = backend.find(scope.job, scope.project)
+    ids = sorted(r for r, h in mine.items() if h.running or not running_only)
     if not running_only:
-        ids = sorted({*ids, *saved})
+        ids = sorted({*ids, *paths.saved_ids()})
     if run_id:
         if run_id in ids:
-            return run_id
+            return run_id, mine.get(run_id)
+        other = backend.find(None, None).get(run_id)
+        if other is not None and (other.running or not running_only):
+            return run_id, other
         known = ', '.join(ids[-5:]) or 'none'
-        raise PipelineError(f'no {"running " if running_only else ""}run {run_id} of job {job} on {where}',
+        raise PipelineError(f'no {"running " if running_only else ""}run {run_id} of job {scope.job} on '
+                            f'{backend.host}',
                             hint=f'known runs (latest last): {known}; see them all with: '
-                                 f'doit status job={job} where={where.split()[0]}')
+                                 f'doit status job={scope.job} where={backend.where}')
     if not ids:
-        kind = where.split()[0]
-        raise PipelineError(f'job {job} has no {"running " if running_only else ""}run on {where}',
-                            hint=f'start one: doit run_{kind} job={job}' + (' detach=1' if running_only else ''))
-    return ids[-1]
+        raise PipelineError(f'job {scope.job} has no {"running " if running_only else ""}run on {backend.host}',
+                            hint=f'start one: doit run_{backend.where} job={scope.job}'
+                                 + (' detach=1' if running_only else ''))
+    return ids[-1], mine.get(ids[-1])
 
 
-def state_text(container) -> str:
-    state = container.attrs.get('State', {})
-    if container.status == 'running':
-        return 'running'
-    text = f'exited {state.get("ExitCode")}'
-    return text + ' (OOM killed)' if state.get('OOMKilled') else text
+def whose(handle: RunHandle) -> str:
+    return f'project {handle.project or "?"} of {handle.owner or "?"}'
 
 
-def status(client, job: str, log_dir, where: str, run_id: str | None = None, out=None) -> list[dict]:
-    """Print (and return) the job's runs: on the host, and those collected here."""
+def status(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> list[dict]:
+    """Print (and return) the runs: on the host, and those collected here, as a table."""
     out = out or sys.stdout
-    on_host, saved = containers(client, job), saved_runs(log_dir)
-    ids = [_pick(on_host, saved, job, where, run_id)] if run_id else sorted({*on_host, *saved})
+    on_host = backend.find(scope.job, None if scope.all_projects else scope.project)
+    saved = paths.saved_ids()
+    if run_id:
+        found, handle = pick(backend, scope, paths, run_id)
+        on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
     rows = []
-    for rid in ids:
+    for rid in sorted({*on_host, *saved}):
         if rid in on_host:
-            c = on_host[rid]
-            rows.append({'run_id': rid, 'state': state_text(c), 'version': c.labels.get(f'{LABEL}.version', ''),
-                         'started': c.labels.get(f'{LABEL}.started', ''), 'container': c.name})
+            h = on_host[rid]
+            rows.append({'run_id': rid, 'state': h.state, 'started': h.started, 'version': h.version,
+                         'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'})
         else:
-            record = saved_record(log_dir, rid)
-            code = record.get('exit_code', '?')
-            oom = ' (OOM killed)' if record.get('oom_killed') else ''
-            rows.append({'run_id': rid, 'state': f'collected, exited {code}{oom}',
-                         'version': record.get('version', ''), 'started': '', 'container': str(Path(log_dir, rid))})
-    print(f'# job {job} on {where}: {len(rows)} run(s)', file=out)
+            record = paths.read_record(rid)
+            rows.append({'run_id': rid, 'state': state_of_record(record), 'started': record.get('started', ''),
+                         'version': record.get('version', ''), 'host': f'{backend.host} (collected here)',
+                         'owner': record.get('owner', '')})
+    print(f'# job {scope.job} on {backend.host}: {len(rows)} run(s)', file=out)
+    columns = ('run_id', 'state', 'started', 'version', 'owner', 'host')
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip(), file=out)
     for row in rows:
-        print(f'{row["run_id"]}  {row["state"]:<28} {row["version"]:<10} {row["started"]:<19}  {row["container"]}',
-              file=out)
+        print('  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
     out.flush()
     return rows
 
 
-def save_logs(container, log_dir, run_id: str) -> tuple[bytes, bytes]:
-    stdout, stderr = container.logs(stdout=True, stderr=False), container.logs(stdout=False, stderr=True)
-    if log_dir:
-        os.makedirs(log_dir, exist_ok=True)
-        Path(log_dir, f'{run_id}.out').write_bytes(stdout)
-        Path(log_dir, f'{run_id}.err').write_bytes(stderr)
-    return stdout, stderr
-
-
-def get_logs(client, job: str, log_dir, run_id: str | None = None) -> tuple[str, str, bytes, bytes]:
-    """(run_id, source, stdout, stderr) of ``run_id`` or of the newest run; run_id '' when there is none."""
-    on_host, saved = containers(client, job), saved_runs(log_dir)
-    ids = sorted({*on_host, *saved})
-    run_id = run_id or (ids[-1] if ids else '')
-    if run_id in on_host:
-        c = on_host[run_id]
-        return (run_id, f'container {c.name} ({c.status})', c.logs(stdout=True, stderr=False),
-                c.logs(stdout=False, stderr=True))
-    if run_id in saved:
-        out, err = saved[run_id]
-        return run_id, f'saved in {out.parent}', out.read_bytes(), err.read_bytes() if err.exists() else b''
-    return '', '', b'', b''
-
-
-def print_logs(client, job: str, log_dir, where: str, run_id: str | None = None, follow: bool = False,
-               out=None) -> dict:
-    """Print a run's whole output. With ``follow``, a running run is re-attached: its output streams
-    until it ends, then it is collected like an attached run (result back, container removed)."""
-    out = out or sys.stdout
-    on_host = containers(client, job)
-    found = _pick(on_host, saved_runs(log_dir), job, where, run_id)
-    if follow and found in on_host:
-        container = on_host[found]
-        spec = spec_of(container)
-        print(f'# job {job}, run {found}, {where}: container {container.name} ({container.status}), following',
-              file=out, flush=True)
-        if container.status == 'running':
-            try:
-                return watch(client, container, spec, where, found, out=out, log_dir=log_dir)
-            except KeyboardInterrupt:  # as in an attached run: Ctrl-C stops it
-                interrupted(container, spec, where, found, 'stop', sys.stderr)
-                raise
-        stdout, stderr = save_logs(container, log_dir, found)
+def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
+         err=None) -> RunResult | None:
+    """Print a run's whole output. With ``follow``, a running run is re-attached: its output streams from
+    the first line until it ends, then (this project's run) it is collected like an attached run. Ctrl-C
+    while following only detaches: the run goes on."""
+    out, err = out or sys.stdout, err or sys.stderr
+    found, handle = pick(backend, scope, paths, run_id)
+    if handle is None:
+        stdout, stderr = saved_logs(paths, found)
+        print(f'# job {scope.job}, run {found}, {backend.host}: saved in {paths.dir}', file=out, flush=True)
         _write(out, stdout, stderr)
-        return finish(client, container, spec, where, found, None, (stdout + stderr).decode('utf-8', 'replace'),
-                      log_dir)
-    _, source, stdout, stderr = get_logs(client, job, log_dir, found)
-    print(f'# job {job}, run {found}, {where}: {source}', file=out, flush=True)
-    _write(out, stdout, stderr)
-    return {'run_id': found}
+        return None
+    foreign = '' if scope.mine(handle) else f' ({whose(handle)}: read only)'
+    if not follow:
+        stdout, stderr = backend.logs(handle)
+        print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state})'
+              f'{foreign}', file=out, flush=True)
+        _write(out, stdout, stderr)
+        return None
+    print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state}), '
+          f'following{foreign}', file=out, flush=True)
+    try:
+        if foreign:
+            with OutputSink(None, found, out=out, err=err) as sink:
+                backend.watch(handle, sink)
+            return None
+        return watch_and_collect(backend, handle, paths, out=out, err=err)
+    except KeyboardInterrupt:
+        print(f'\nInterrupted: stopped following; run {found} keeps running ({handle.host})\n'
+              f'  re-attach: {handle.commands()}', file=err, flush=True)
+        raise
+
+
+def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
+    """(stdout, stderr) collected here: a container run's files, or a swarm run's logs by variant."""
+    if paths.out(run_id).exists():
+        err = paths.err(run_id)
+        return paths.out(run_id).read_bytes(), err.read_bytes() if err.exists() else b''
+    parts = []
+    for path in sorted(paths.run_dir(run_id).glob('variant_*.out'), key=lambda p: int(p.stem.split('_')[1])):
+        parts.append(f'# {path.stem}\n'.encode() + path.read_bytes())
+    return b''.join(parts), b''
 
 
 def _write(out, stdout: bytes, stderr: bytes) -> None:
@@ -157,92 +198,83 @@ def _write(out, stdout: bytes, stderr: bytes) -> None:
     out.flush()
 
 
-def stop(client, job: str, log_dir, where: str, run_id: str | None = None, timeout: int = 10, out=None) -> dict:
-    """Stop a running run (the given one or the job's latest running one), then collect and remove it."""
+def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> RunResult | None:
+    """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
     out = out or sys.stdout
-    on_host = containers(client, job)
-    found = _pick(on_host, {}, job, where, run_id, running_only=True)
-    container = on_host[found]
-    container.stop(timeout=timeout)
-    container.reload()
-    stdout, stderr = save_logs(container, log_dir, found)
-    try:
-        result = finish(client, container, spec_of(container), where, found, None,
-                        (stdout + stderr).decode('utf-8', 'replace'), log_dir)
-    except JobFailed as e:
-        result = {'run_id': found, 'exit_code': e.exit_code}
-    print(f'Stopped run {found} of job {job} on {where} (exit code {result["exit_code"]}); '
-          f'its output and results are in {log_dir}', file=out, flush=True)
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    backend.stop(handle)
+    if not scope.mine(handle):
+        print(f'Stopped {backend.noun} {found} of job {handle.job} on {backend.host}; it belongs to '
+              f'{whose(handle)}, who collects it', file=out, flush=True)
+        return None
+    result = backend.collect(handle, paths, logs_saved=False)
+    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} (exit code {result.exit_code}); '
+          f'its output and results are in {paths.dir}', file=out, flush=True)
     return result
 
 
-def result(client, job: str, log_dir, where: str, run_id: str | None = None) -> dict:
-    """The result of an ended run (the given one or the latest): its return value, or JobFailed with
-    its traceback. A run still going raises an error saying how to follow it."""
-    on_host = containers(client, job)
-    found = _pick(on_host, saved_runs(log_dir), job, where, run_id)
-    if found in on_host:
-        container = on_host[found]
-        if container.status == 'running':
-            raise PipelineError(f'run {found} of job {job} is still running on {where}',
-                                hint=f'wait for it and get its result: {commands(job, where, found)}')
-        stdout, stderr = save_logs(container, log_dir, found)
-        return finish(client, container, spec_of(container), where, found, None,
-                      (stdout + stderr).decode('utf-8', 'replace'), log_dir)
-    record = saved_record(log_dir, found)
-    run_dir = Path(log_dir, found)
-    run_dir = str(run_dir) if run_dir.is_dir() else None
-    code = record.get('exit_code')
-    if code is None:
-        raise PipelineError(f'run {found} of job {job} left no exit code in {log_dir}',
+def result(backend, scope: Scope, paths, run_id: str | None = None) -> RunResult:
+    """The result of an ended run (``run_id`` or the latest), collecting it when it is this project's;
+    raises JobFailed for a failed one, and an error saying how to follow one still running."""
+    found, handle = pick(backend, scope, paths, run_id)
+    if handle is not None:
+        if handle.running:
+            raise PipelineError(f'run {found} of job {scope.job} is still running on {backend.host}',
+                                hint=f'wait for it and get its result: {handle.commands()}')
+        if not scope.mine(handle):
+            raise PipelineError(f'run {found} belongs to {whose(handle)}: only that project collects its result',
+                                hint=f'read its output: doit logs job={handle.job} where={backend.where} '
+                                     f'run_id={found}')
+        return judged(backend.collect(handle, paths, logs_saved=False))
+    saved = saved_result(paths, found, backend.where, backend.host)
+    if saved is None:
+        raise PipelineError(f'run {found} of job {scope.job} left no record in {paths.dir}',
                             hint='its container was removed before it was collected; see its output with '
-                                 f'doit logs job={job} where={where.split()[0]} run_id={found}')
-    if code != 0:
-        spec = _Recorded(job, record.get('memory_gb') or 0)
-        saved_out = Path(log_dir, f'{found}.out')
-        output = saved_out.read_text(errors='replace') if saved_out.exists() else ''
-        raise _failure(spec, where, code, {'OOMKilled': record.get('oom_killed')}, output, run_dir)
-    return {'run_id': found, 'exit_code': 0, 'run_dir': run_dir,
-            'value': load_result(run_dir, record.get('module', ''))}
+                                 f'doit logs job={scope.job} where={backend.where} run_id={found}')
+    return judged(saved)
 
 
-class _Recorded:
-    """The two fields of a RunSpec that a failure message needs, from a run's saved record."""
-
-    def __init__(self, job: str, memory_gb: float):
-        self.job, self.memory_gb = job, memory_gb
-
-
-def cleanup(client, days: float, log_dir_of, where: str, out=None) -> list[str]:
-    """Remove ended runs older than ``days`` from the host, after collecting their output and results
-    (into ``log_dir_of(job)``, when it gives a folder). Running containers are never touched."""
+def cleanup(backend, project: str, days: float, paths_of, out=None) -> list[str]:
+    """Remove this project's ended runs older than ``days`` from the host, after collecting them into
+    ``paths_of(job)``. Running runs, and other projects' runs, are never touched."""
     out = out or sys.stdout
     limit = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
     removed = []
-    for run_id, container in sorted(containers(client).items()):
-        if container.status == 'running':
+    for run_id, handle in sorted(backend.find(None, project).items()):
+        if handle.running:
             continue
-        finished = _parse_time(container.attrs.get('State', {}).get('FinishedAt'))
-        if finished and finished > limit:
+        ended = backend.ended_at(handle)
+        if ended and ended > limit:
             continue
-        spec = spec_of(container)
-        log_dir = log_dir_of(spec.job)
-        stdout, stderr = save_logs(container, log_dir, run_id)
-        try:
-            finish(client, container, spec, where, run_id, None, (stdout + stderr).decode('utf-8', 'replace'),
-                   log_dir)
-        except JobFailed:
-            pass  # its failure is recorded with it; cleanup only clears the host
+        backend.collect(handle, paths_of(handle.job), logs_saved=False)
         removed.append(run_id)
-        print(f'removed run {run_id} of job {spec.job} ({container.name})', file=out, flush=True)
-    print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {where}', file=out, flush=True)
+        print(f'removed run {run_id} of job {handle.job} ({handle.name})', file=out, flush=True)
+    print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}', file=out, flush=True)
     return removed
 
 
-def _parse_time(text: str | None):
+def report(result, out=None) -> None:
+    """What a person reads at the end of a run: the return value and where everything is kept."""
+    out = out or sys.stdout
+    if result.variants:
+        print(f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})', file=out)
+        for v in result.variants:
+            print(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
+                  f'result {v.get("value")!r}', file=out)
+    else:
+        print(f'Result: {result.value!r}', file=out)
+        if result.run_dir:
+            print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
+    out.flush()
+
+
+def parse_time(text: str | None):
+    """A Docker timestamp (nanoseconds, Z) as an aware datetime; None for the zero time."""
     if not text or text.startswith('0001-'):
         return None
-    text = text.rstrip('Z')
-    head, _, fraction = text.partition('.')
+    head, _, fraction = text.rstrip('Z').partition('.')
     return datetime.datetime.fromisoformat(head + ('.' + fraction[:6] if fraction else '')).replace(
         tzinfo=datetime.timezone.utc)
+
+
+__all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'reattach_commands']

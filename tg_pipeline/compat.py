@@ -1,0 +1,113 @@
+"""Every use of a private name of a dependency, in one place, behind the version ranges they were checked on.
+
+* docker-py (``docker>=7,<8``):
+  - :func:`log_frames` reads a container's log as the engine sends it (8-byte frame headers, stdout and
+    stderr apart, bytes exact) through ``APIClient._get/_url/_raise_for_status/_get_raw_response_socket/
+    _disable_socket_timeout``: the public ``logs(stream=True)`` merges the two streams, and ``attach``
+    over SSH loses the bytes buffered with the response headers.
+  - :func:`mount_adapter` puts our SSH adapter under a client (``APIClient._custom_adapter``, ``base_url``)
+    and :class:`SSHAdapterBase` is docker-py's ``SSHHTTPAdapter``, whose ``_create_paramiko_client``,
+    ``_connect`` and ``ssh_client`` we override so that the Docker API rides on our open fabric connection.
+  - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
+    a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
+* doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
+  variables; the public ``get_var`` answers one name at a time).
+
+``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
+"""
+from __future__ import annotations
+
+import struct
+import sys
+
+DOCKER_RANGE = ((7, 0), (8, 0))
+DOIT_RANGE = ((0, 36), (0, 38))
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = (text.split('.') + ['0'])[:2]
+    return int(major), int(''.join(c for c in minor if c.isdigit()) or 0)
+
+
+def problems() -> list[str]:
+    """What is off with the installed dependencies, for the private names used here (empty: all good)."""
+    import docker
+    import doit
+    from doit import doit_cmd
+    found = []
+    for name, version, (low, high) in (('docker', docker.__version__, DOCKER_RANGE),
+                                       ('doit', '.'.join(map(str, doit.__version__)) if isinstance(
+                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE)):
+        if not low <= _version(version) < high:
+            found.append(f'{name} {version} is outside {low}..{high}')
+    api = docker.APIClient
+    for attr in ('_get', '_url', '_raise_for_status', '_get_raw_response_socket', '_disable_socket_timeout'):
+        if not hasattr(api, attr):
+            found.append(f'docker.APIClient.{attr} is gone')
+    from docker.transport.sshconn import SSHHTTPAdapter
+    for attr in ('_create_paramiko_client', '_connect'):
+        if not hasattr(SSHHTTPAdapter, attr):
+            found.append(f'SSHHTTPAdapter.{attr} is gone')
+    if not hasattr(doit_cmd, '_CMDLINE_VARS'):
+        found.append('doit.doit_cmd._CMDLINE_VARS is gone')
+    return found
+
+
+def import_docker_without_paramiko() -> None:
+    if 'docker' in sys.modules or 'paramiko' in sys.modules:
+        return
+    sys.modules['paramiko'] = None  # makes `import paramiko` raise ImportError, just this once
+    try:
+        import docker  # noqa: F401
+    finally:
+        del sys.modules['paramiko']
+
+
+def log_frames(client, container_id: str, follow: bool = True):
+    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr."""
+    api = client.api
+    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True,
+                        params={'stdout': 1, 'stderr': 1, 'follow': int(follow), 'timestamps': 0, 'tail': 'all'})
+    api._raise_for_status(response)
+    try:
+        api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours
+    except (AttributeError, TypeError):
+        pass  # not a real socket (a fake engine in the unit tests)
+    try:
+        while True:
+            header = response.raw.read(8)
+            if len(header) < 8:
+                return
+            kind, length = struct.unpack('>BxxxL', header)
+            yield kind, (_read_exactly(response.raw, length) if length else b'')
+    finally:
+        response.close()
+
+
+def _read_exactly(raw, length: int) -> bytes:
+    chunks, left = [], length
+    while left:
+        chunk = raw.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b''.join(chunks)
+
+
+def ssh_adapter_base():
+    from docker.transport.sshconn import SSHHTTPAdapter
+    return SSHHTTPAdapter
+
+
+def mount_adapter(client, adapter) -> None:
+    """Send every request of ``client`` through ``adapter``."""
+    client.api._custom_adapter = adapter
+    client.api.mount('http+docker://ssh', adapter)
+    client.api.base_url = 'http+docker://ssh'
+
+
+def command_line_vars() -> dict[str, str]:
+    """doit's ``name=value`` command-line variables."""
+    from doit import doit_cmd
+    return dict(getattr(doit_cmd, '_CMDLINE_VARS', None) or {})

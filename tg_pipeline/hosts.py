@@ -1,0 +1,123 @@
+"""Where runs happen: a :class:`Host` (the local engine, an engine over SSH, or a swarm manager), chosen in
+ONE place (:func:`open_host`) from the configuration and ``where=``; and the run backend for it.
+
+A Host owns its Docker client and its SSH connection (closed together) and knows its kind and its name
+for people (``local``, ``remote user@host:22``, ``swarm local``).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+
+from tg_pipeline import compat
+from tg_pipeline.errors import ConfigError, DockerUnavailable
+
+compat.import_docker_without_paramiko()
+
+import docker  # noqa: E402
+from docker.errors import DockerException  # noqa: E402
+
+WHERE = ('local', 'remote', 'swarm')
+
+
+@functools.lru_cache(maxsize=None)
+def local_engine() -> docker.DockerClient:
+    """The engine that DOCKER_HOST (or the default socket) names; one client per process."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as e:
+        raise DockerUnavailable(
+            f'no Docker engine answers here ({e})',
+            hint='start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it') from None
+    return client
+
+
+def image_exists(client, image_id: str) -> bool:
+    try:
+        client.api.inspect_image(image_id)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+@dataclass
+class Host:
+    where: str  # local | remote | swarm: also the folder under build/JOB/runs/
+    name: str
+    docker: object
+    remote: bool = False  # the engine is reached over SSH
+    connection: object = None
+    nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
+    _closers: list = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return 'swarm' if self.where == 'swarm' else 'ssh' if self.remote else 'local'
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+        self._closers.clear()
+
+
+def check_where(where: str) -> str:
+    if where not in WHERE:
+        raise ConfigError(f'where={where} is not local, remote or swarm', key='where',
+                          hint='where=local (the default), where=remote or where=swarm')
+    return where
+
+
+@contextlib.contextmanager
+def open_host(config, where: str = 'local'):
+    """The Host ``where`` names, for this configuration; closed on exit."""
+    check_where(where)
+    host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+def _local_host() -> Host:
+    return Host('local', 'local', local_engine())
+
+
+def _ssh_host(config) -> Host:
+    from tg_pipeline.ssh import Remote, RemoteTarget
+    remote = Remote(RemoteTarget.from_config(config.remote))
+    host = Host('remote', f'remote {remote.name}', None, remote=True, connection=remote.connection)
+    host._closers.append(remote.close)
+    try:
+        host.docker = remote.docker
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+def _swarm_host(config) -> Host:
+    """The swarm manager: this engine, or the [remote] one. The other engine, when we reach it and it is a
+    node of that swarm, is kept in ``nodes`` (Docker 20.10 leaves task containers there: moby#44312)."""
+    if not config.remote.host:
+        return Host('swarm', 'swarm local', local_engine())
+    ssh = _ssh_host(config)
+    if config.swarm.manager == 'local':
+        host = Host('swarm', 'swarm local', local_engine(), nodes=[ssh.docker])
+    else:
+        host = Host('swarm', f'swarm {ssh.name.split(" ", 1)[1]}', ssh.docker, remote=True,
+                    connection=ssh.connection, nodes=[local_engine()])
+    host._closers.append(ssh.close)
+    manager_nodes = {n.id for n in host.docker.nodes.list()}
+    host.nodes = [e for e in host.nodes if e.info().get('Swarm', {}).get('NodeID') in manager_nodes]
+    return host
+
+
+def backend(host: Host, config=None):
+    """The run backend for this host: swarm runs on a swarm manager, container runs on any other engine."""
+    if host.where == 'swarm':
+        from tg_pipeline.runs.swarm import SwarmBackend
+        return SwarmBackend(host, config.swarm if config is not None else None)
+    from tg_pipeline.runs.container import ContainerBackend
+    return ContainerBackend(host)

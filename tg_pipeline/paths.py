@@ -1,0 +1,76 @@
+"""Every file the pipeline writes for a job, in one place.
+
+    build/JOB/resources/NAME.pkl        payload objects (serialize)
+    build/JOB/context/                  build context: sdist, Dockerfile, requirements.txt
+    build/JOB/image.json                the image id the last build produced (and its tag, for people)
+    build/JOB/push.json                 what was pushed: reference, digest, image id
+    build/JOB/.lock                     held while a step of this job runs (one process at a time)
+    build/JOB/runs/WHERE/RUN_ID.out     a run's stdout, byte for byte (.err: stderr)
+    build/JOB/runs/WHERE/RUN_ID.json    how it ended (exit code, OOM, variants ...)
+    build/JOB/runs/WHERE/RUN_ID/        its run folder: result.pkl, traceback.txt, output/
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class RunPaths:
+    """The runs of one job on one kind of host (``where``: local, remote, swarm), collected here."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(folder)
+
+    def out(self, run_id: str) -> Path:
+        return self.dir / f'{run_id}.out'
+
+    def err(self, run_id: str) -> Path:
+        return self.dir / f'{run_id}.err'
+
+    def record(self, run_id: str) -> Path:
+        return self.dir / f'{run_id}.json'
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.dir / run_id
+
+    def saved_ids(self) -> set[str]:
+        """Run ids with anything saved here (output or record)."""
+        if not self.dir.is_dir():
+            return set()
+        return {p.stem for p in self.dir.iterdir() if p.suffix in ('.out', '.json')}
+
+    def read_record(self, run_id: str) -> dict:
+        try:
+            return json.loads(self.record(run_id).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_record(self, run_id: str, record: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.record(run_id).write_text(json.dumps(record, indent=1, default=str))
+
+
+class JobPaths:
+    def __init__(self, build_dir: Path, job: str, module: str = '', version: str = ''):
+        self.dir = Path(build_dir) / job
+        self.resources = self.dir / 'resources'
+        self.payload = self.resource('job')
+        self.context = self.dir / 'context'
+        self.sdist = self.context / f'{module}-{version}.tar.gz'
+        self.dockerfile = self.context / 'Dockerfile'
+        self.requirements = self.context / 'requirements.txt'
+        self.image = self.dir / 'image.json'
+        self.push = self.dir / 'push.json'
+        self.lock = self.dir / '.lock'
+        self.runs_root = self.dir / 'runs'
+
+    def resource(self, name: str) -> Path:
+        return self.resources / f'{name}.pkl'
+
+    def runs(self, where: str) -> RunPaths:
+        return RunPaths(self.runs_root / where)
+
+    @classmethod
+    def of(cls, config, job: str) -> 'JobPaths':
+        j = config.job(job)
+        return cls(config.build_dir, j.name, j.module, j.version)

@@ -1,0 +1,96 @@
+"""How an ended run is judged and remembered: its exit status, its failure, and its saved record."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tg_pipeline.errors import JobFailed
+from tg_pipeline.runs.base import RunResult
+from tg_pipeline.runtime import protocol
+
+
+def read_text(run_dir, name: str) -> str | None:
+    path = run_dir and Path(run_dir, name)
+    if not path or not path.exists():
+        return None
+    return path.read_text(encoding='utf-8', errors='replace')
+
+
+def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
+    """(the job's exit code, the signal that killed it or None). The entry point records the job's own
+    status in its run folder; without it (killed, or the job died before the entry point ran) the
+    container's exit code stands, and a code above 128 means a signal."""
+    recorded = read_text(run_dir, protocol.EXIT_FILE)
+    if recorded:
+        try:
+            code = json.loads(recorded).get('exit_code')
+            if isinstance(code, int):
+                return code, None
+        except ValueError:
+            pass
+    if isinstance(container_code, int) and container_code > 128:
+        return container_code, container_code - 128
+    return container_code, None
+
+
+def failure(result: RunResult) -> JobFailed | None:
+    """The :class:`JobFailed` a failed run raises (None when it succeeded)."""
+    if result.ok:
+        return None
+    if result.variants:
+        return variant_failure(result)
+    if result.oom_killed:
+        return JobFailed(f'job {result.job} was killed for exceeding its memory limit of {result.memory_gb:g} GB '
+                         f'({result.host} run)', exit_code=result.exit_code, output=result.output,
+                         hint=f'raise memory_gb in [run] or [jobs.{result.job}] (or memory=... on the command line)')
+    if result.signal:
+        return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
+                         exit_code=result.exit_code, output=result.output)
+    trace = result.traceback
+    # the output was streamed already: the error repeats only the job's traceback, when there is one
+    return JobFailed(f'job {result.job} failed with exit code {result.exit_code} ({result.host} run)',
+                     exit_code=result.exit_code, output=trace or result.output, remote_traceback=trace)
+
+
+def variant_failure(result: RunResult) -> JobFailed:
+    failed = [v for v in result.variants if not v.get('ok')]
+    names = ', '.join(f'variant {f["variant"]} ({f["label"]}): {f["state"]}'
+                      + (f' exit {f["exit_code"]}' if f['exit_code'] is not None else '')
+                      + (f' ({f["error"]})' if f['error'] and not f['error'].startswith('task: non-zero exit') else '')
+                      for f in failed)
+    first = failed[0]
+    return JobFailed(f'{len(failed)} variant(s) of job {result.job} failed in swarm run {result.run_id} '
+                     f'({result.host}): {names}', exit_code=first['exit_code'], output=first.get('traceback'),
+                     remote_traceback=first.get('traceback'),
+                     hint=f'every variant\'s log and results: doit status job={result.job} where=swarm '
+                          f'run_id={result.run_id}')
+
+
+def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
+    """The :class:`RunResult` of a run collected earlier into ``paths`` (None without a record)."""
+    record = paths.read_record(run_id)
+    if not record:
+        return None
+    run_dir = paths.run_dir(run_id)
+    result = RunResult(run_id=run_id, where=where, host=host, job=record.get('job', ''),
+                       module=record.get('module', ''), exit_code=record.get('exit_code'),
+                       run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
+                       memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
+                       variants=[dict(v) for v in record.get('variants', [])])
+    result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
+    saved_out = paths.out(run_id)
+    if saved_out.exists():
+        with open(saved_out, 'rb') as file:
+            file.seek(max(0, saved_out.stat().st_size - 65536))
+            result.output = file.read().decode('utf-8', 'replace')
+    for variant in result.variants:
+        variant['traceback'] = read_text(variant.get('run_dir'), protocol.TRACEBACK_FILE)
+    return result
+
+
+def state_of_record(record: dict) -> str:
+    if record.get('variants'):
+        ok = sum(1 for v in record['variants'] if v.get('ok', v.get('state') == 'complete' and v.get('exit_code') == 0))
+        return f'collected, {ok}/{len(record["variants"])} variants succeeded'
+    oom = ' (OOM killed)' if record.get('oom_killed') else ''
+    return f'collected, exited {record.get("exit_code", "?")}{oom}'

@@ -1,0 +1,268 @@
+"""The actions behind the doit tasks: one small function per step, over a :class:`Context`.
+
+Each takes the context and a job name, calls the library function of its step (``job/``, ``package/``,
+``image/``, ``runs/``) and keeps what the caller needs in ``ctx.results``. Heavy modules are imported inside
+the functions, so that listing tasks and deciding that nothing changed stays cheap.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from tg_pipeline.errors import ConfigError, PipelineError
+from tg_pipeline.paths import JobPaths
+
+
+@dataclass
+class Context:
+    """One doit run over one configuration (from pipeline.toml, or built by the Python API).
+
+    ``payloads`` (job -> {resource: pickled bytes}) replace the serialize step of those jobs; ``sweeps``
+    (job -> variant labels) go with payloads that hold a ``variants`` resource. With ``capture``, errors
+    are kept in ``errors`` for the caller instead of printed."""
+    config: object
+    variables: dict = field(default_factory=dict)
+    payloads: dict = field(default_factory=dict)
+    sweeps: dict = field(default_factory=dict)
+    capture: bool = False
+    results: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+
+    def flag(self, name: str) -> bool:
+        """A yes/no command-line variable: detach=1, follow=true ..."""
+        return str(self.variables.get(name, '')).lower() in ('1', 'true', 'yes')
+
+    def where(self) -> str:
+        from tg_pipeline.hosts import check_where
+        return check_where(str(self.variables.get('where') or 'local'))
+
+    def paths(self, job: str) -> JobPaths:
+        return JobPaths.of(self.config, job)
+
+    def resource_names(self, job: str) -> list[str]:
+        if job in self.payloads:
+            return sorted(self.payloads[job])
+        return ['job', 'variants'] if self.config.job(job).sweep else ['job']
+
+    def variant_labels(self, job: str) -> list[str]:
+        if job in self.payloads:
+            return self.sweeps.get(job) or ['job']
+        j = self.config.job(job)
+        return [label for label, _ in j.variants()] if j.sweep else ['job']
+
+    def image_tag(self, job: str) -> str:
+        j = self.config.job(job)
+        return j.image or f'{self.config.docker.image_prefix}{j.package}:{j.version}'
+
+    def transfer(self) -> str:
+        return self.config.remote.transfer or ('registry' if self.config.registry.address else 'ssh')
+
+    def registry_auth(self):
+        from tg_pipeline.image.registry import auth_config
+        return auth_config(self.config.registry)
+
+    def payload_key(self, job: str) -> dict:
+        return {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
+
+    def say(self, result) -> None:
+        """Keep a run's result for the Python API; tell the command-line user the value and where it is."""
+        self.results[result.job if hasattr(result, 'job') else '?'] = result
+        if not self.capture and hasattr(result, 'exit_code'):
+            from tg_pipeline.runs.lifecycle import report
+            report(result)
+
+
+# --- build steps -------------------------------------------------------------------------------------
+def serialize(ctx: Context, job: str) -> None:
+    from tg_pipeline.job.pickling import check_source_roots, make_job, serialize as dump, write_if_changed
+    p = ctx.paths(job)
+    if job in ctx.payloads:
+        for name, data in ctx.payloads[job].items():
+            write_if_changed(p.resource(name), data)
+        return
+    config, j = ctx.config, ctx.config.job(job)
+    check_source_roots(config.source_roots, str(config.path))
+    where = (config.root, str(config.path), f'jobs.{job}.factory', j.factory_line)
+    variants = [(label, make_job(j.factory, list(j.args), dict(kwargs), *where)) for label, kwargs in j.variants()]
+    payload_job = variants[0][1] if variants else make_job(j.factory, list(j.args), dict(j.kwargs), *where)
+    dump(payload_job, p.payload, config.source_roots)
+    if variants:  # every variant in the one image; a swarm task picks its own by its slot
+        dump(variants, p.resource('variants'), config.source_roots)
+
+
+def sdist(ctx: Context, job: str) -> None:
+    from tg_pipeline.job.checks import check_imports
+    from tg_pipeline.package.sdist import make_sdist
+    config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
+    names = ctx.resource_names(job)
+    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots)
+    resources = {n: p.resource(n).read_bytes() for n in names}
+    path = make_sdist(p.context, j.package, j.version, j.module, config.source_roots, resources, list(j.dependencies))
+    for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
+        if stale != path:
+            stale.unlink()
+
+
+def dockerfile_values(ctx: Context, job: str) -> dict:
+    j = ctx.config.job(job)
+    return dict(job=j.name, package=j.package, version=j.version, module=j.module, project=ctx.config.project,
+                base_image=ctx.config.base_image, dependencies=list(j.dependencies))
+
+
+def dockerfile(ctx: Context, job: str) -> None:
+    from tg_pipeline.package.dockerfile import make_dockerfile
+    make_dockerfile(ctx.paths(job).context, **dockerfile_values(ctx, job))
+
+
+def build_image(ctx: Context, job: str) -> None:
+    from tg_pipeline.hosts import local_engine
+    from tg_pipeline.image.build import build_image as build
+    from tg_pipeline.job.checks import check_python_version
+    p = ctx.paths(job)
+    check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
+                         ctx.config.base_image, local_engine(), ctx.config.build_dir / 'base_python.json')
+    build(p.context, ctx.image_tag(job), p.image)
+
+
+def registry_reference(ctx: Context, job: str) -> str:
+    from tg_pipeline.image.registry import remote_reference
+    return remote_reference(ctx.config.registry.address, ctx.image_tag(job))
+
+
+def push(ctx: Context, job: str) -> None:
+    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.registry import push as send
+    p = ctx.paths(job)
+    send(recorded_image(p.image)['image_id'], registry_reference(ctx, job), p.push, auth=ctx.registry_auth())
+
+
+def push_current(ctx: Context, job: str) -> bool:
+    from tg_pipeline.image.registry import push_up_to_date
+    p = ctx.paths(job)
+    return push_up_to_date(p.push, p.image, auth=ctx.registry_auth())
+
+
+def image_current(ctx: Context, job: str) -> bool:
+    from tg_pipeline.image.build import image_up_to_date
+    return image_up_to_date(ctx.paths(job).image)
+
+
+# --- run steps -----------------------------------------------------------------------------------------
+def run_spec(ctx: Context, job: str, reference: str = ''):
+    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.runs.base import RunSpec
+    j = ctx.config.job(job)
+    record = recorded_image(ctx.paths(job).image) or {}
+    return RunSpec(image_id=record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
+                   version=j.version, module=j.module, env_names=tuple(j.env), cpu=j.cpu, memory_gb=j.memory_gb,
+                   project=ctx.config.project, owner=ctx.config.owner, reference=reference or ctx.image_tag(job),
+                   variants=tuple(ctx.variant_labels(job)))
+
+
+def _run(ctx: Context, job: str, host, spec) -> None:
+    from tg_pipeline.hosts import backend
+    from tg_pipeline.runs import lifecycle
+    outcome = lifecycle.run(backend(host, ctx.config), spec, ctx.paths(job).runs(host.where),
+                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=ctx.capture)
+    if hasattr(outcome, 'exit_code'):
+        ctx.say(outcome)
+    else:
+        ctx.results[job] = outcome  # a detached run's handle
+
+
+def run_attached(ctx: Context, job: str) -> None:
+    from tg_pipeline.runs.attached import run_attached as run_here
+    value = run_here(ctx.paths(job).payload, job)
+    ctx.results[job] = value
+    if not ctx.capture and value is not None:
+        print(f'Result: {value!r}')
+
+
+def run_local(ctx: Context, job: str) -> None:
+    from tg_pipeline.hosts import open_host
+    with open_host(ctx.config, 'local') as host:
+        _run(ctx, job, host, run_spec(ctx, job))
+
+
+def run_remote(ctx: Context, job: str) -> None:
+    from tg_pipeline.hosts import local_engine, open_host
+    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.registry import pull, recorded_push
+    image_id = recorded_image(ctx.paths(job).image)['image_id']
+    with open_host(ctx.config, 'remote') as host:
+        if ctx.transfer() == 'ssh':
+            from tg_pipeline.image.transfer import transfer
+            reference = ctx.image_tag(job)
+            transfer(local_engine(), host.docker, image_id, reference, ctx.capture, host=host.connection.host)
+        else:
+            reference = registry_reference(ctx, job)
+            pull(host.docker, reference, image_id, ctx.registry_auth(), ctx.capture, host=host.connection.host,
+                 digest=recorded_push(ctx.paths(job).push, image_id))
+        _run(ctx, job, host, run_spec(ctx, job, reference))
+
+
+def run_swarm(ctx: Context, job: str) -> None:
+    from tg_pipeline.hosts import open_host
+    from tg_pipeline.image.registry import recorded_push
+    if not ctx.config.registry.address:
+        raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
+                          key='registry.address', hint='set address in [registry] of pipeline.toml')
+    reference = registry_reference(ctx, job)
+    digest = recorded_push(ctx.paths(job).push, run_spec(ctx, job).image_id)
+    if digest:  # every node runs exactly the pushed manifest, whatever the tag points at by then
+        reference = f'{reference.rpartition(":")[0]}@{digest}'
+    with open_host(ctx.config, 'swarm') as host:
+        _run(ctx, job, host, run_spec(ctx, job, reference))
+
+
+def lifecycle_step(ctx: Context, job: str, step: str) -> None:
+    """status / logs / stop / result of a run, on the host ``where=`` names, for every kind of run."""
+    from tg_pipeline.hosts import backend, open_host
+    from tg_pipeline.runs import lifecycle
+    where, run_id = ctx.where(), ctx.variables.get('run_id') or None
+    scope = lifecycle.Scope(job, ctx.config.project, ctx.flag('all_projects'))
+    paths = ctx.paths(job).runs(where)
+    with open_host(ctx.config, where) as host:
+        kind = backend(host, ctx.config)
+        if step == 'status':
+            ctx.results[job] = lifecycle.status(kind, scope, paths, run_id)
+        elif step == 'stop':
+            lifecycle.stop(kind, scope, paths, run_id)
+        elif step == 'logs':
+            result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'))
+            if result is not None:  # followed to its end: collected like an attached run
+                ctx.say(result)
+        else:
+            ctx.say(lifecycle.result(kind, scope, paths, run_id))
+
+
+def cleanup(ctx: Context) -> None:
+    from tg_pipeline.hosts import backend, open_host
+    from tg_pipeline.runs import lifecycle
+    days = ctx.variables.get('days', '7')
+    try:
+        days = float(days)
+    except ValueError:
+        raise ConfigError(f'days={days} is not a number', key='days', hint='e.g. days=7 (days=0: all ended runs)') \
+            from None
+    where = ctx.where()
+    with open_host(ctx.config, where) as host:
+        lifecycle.cleanup(backend(host, ctx.config), ctx.config.project, days,
+                          lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
+
+
+def show_config(ctx: Context, jobs: list[str]) -> None:
+    from tg_pipeline.config import describe
+    print(describe(ctx.config, jobs))
+
+
+def check_remote(ctx: Context) -> None:
+    from tg_pipeline.preflight import check_remote as preflight
+    from tg_pipeline.ssh import RemoteTarget
+    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth())
+    if failed:
+        raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')
+
+
+__all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
+           'run_remote', 'run_swarm', 'lifecycle_step', 'cleanup', 'show_config', 'check_remote']
