@@ -23,7 +23,7 @@ from doit.tools import config_changed
 
 from tg_pipeline import config as config_module
 from tg_pipeline.errors import PipelineError, report
-from tg_pipeline.package.sdist import source_files
+from tg_pipeline.package.sdist import runtime_files, source_files
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
 STEPS = {
@@ -42,7 +42,7 @@ STEPS = {
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
-TEMPLATE_FILES = ('entry_point.py.j2', 'pyproject.toml.j2')
+TEMPLATE_FILES = ('pyproject.toml.j2',)
 
 
 class JobPaths:
@@ -376,7 +376,7 @@ class Pipeline:
             'serialize': self.serialize_task(job),
             'sdist': dict(
                 actions=[self.action(self.do_sdist, job)], targets=[str(p.sdist)],
-                file_dep=[*resources, *self.sources, *template_files],
+                file_dep=[*resources, *self.sources, *template_files, *map(str, runtime_files())],
                 uptodate=[config_changed({'module': j.module, 'deps': j.dependencies,
                                           'roots': self.config.package['source_roots']})]),
             'dockerfile': dict(
