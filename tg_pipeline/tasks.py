@@ -74,7 +74,7 @@ def package_inputs() -> list[str]:
     from tg_pipeline import templates
     from tg_pipeline.package import sdist
     files = [f for f in templates.files() if f.name == 'pyproject.toml.j2']
-    return [str(f) for f in [*files, *getattr(sdist, 'runtime_files', lambda: [])()]]
+    return [str(f) for f in [*files, *sdist.runtime_files()]]
 
 
 def build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, dict]:

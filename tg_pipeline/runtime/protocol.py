@@ -1,32 +1,86 @@
-"""Names shared by the host side and the in-container entry point (placeholder until the runtime lands)."""
-LABEL = 'tg_pipeline'
-RUN_DIR = '/tg_pipeline/run'
-ENV_RUN_DIR = 'TG_PIPELINE_RUN_DIR'
-ENV_RUN_ID = 'TG_PIPELINE_RUN_ID'
-ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'
-ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'
-ENV_SLOT = 'TG_PIPELINE_SLOT'
+"""The protocol between tg_pipeline (the host) and the entry point in the container.
+
+Every name both sides use lives here: the environment variables the host sets, the run folder and
+the files the entry point leaves in it, and the marker lines that carry a run folder through the
+log where it cannot be copied back (swarm tasks, on any node). Standard library only: this module
+is copied into each job package (``MODULE._tg_runtime.protocol``) and imported by the host
+(``tg_pipeline.runtime.protocol``).
+
+Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
+
+    result.pkl      the job's return value (pickle, or cloudpickle when plain pickle fails)
+    traceback.txt   the traceback, when the job raised
+    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit"}, always
+    output/         where the job may write (``ENV_OUTPUT`` tells it the path)
+
+Marker line: ``TG_PIPELINE_FILE <index> <name> <part>/<parts> <base64 chunk>``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+LABEL = 'tg_pipeline'  # prefix of the labels on images, containers and services (tg_pipeline.job, ...)
+RUN_DIR = '/tg_pipeline/run'  # the run folder in tg_pipeline's containers
+
+ENV_RUN_DIR = 'TG_PIPELINE_RUN_DIR'  # where the entry point keeps the run's files
+ENV_RUN_ID = 'TG_PIPELINE_RUN_ID'  # the host's id of this run
+ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'  # the job's output folder (default: RUN_DIR/output)
+ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as marker lines at the end
+ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
+
 RESULT_FILE = 'result.pkl'
 TRACEBACK_FILE = 'traceback.txt'
 OUTPUT_DIR = 'output'
 EXIT_FILE = 'exit.json'
-META_FILE = '_tg_meta.json'
-RUNTIME_PACKAGE = '_tg_runtime'
-RESOURCES_DIR = 'resources'
+
+# reasons in EXIT_FILE
+REASON_OK = 'ok'  # run() returned (or the job called sys.exit(0) / sys.exit(None))
+REASON_EXCEPTION = 'exception'  # the job raised (KeyboardInterrupt too: exit code 130)
+REASON_SYS_EXIT = 'sys.exit'  # the job called sys.exit with a failing status
+
+# in the job package MODULE/
+META_FILE = '_tg_meta.json'  # {"module", "package", "roots", "version"}
+RUNTIME_PACKAGE = '_tg_runtime'  # this folder's copy
+RESOURCES_DIR = 'resources'  # the pickled payload objects: NAME.pkl
+
 FILE_MARKER = 'TG_PIPELINE_FILE'
+SEND_BACK_FILE = 'run.tar.gz'  # the name the run folder travels under in marker lines
+MARKER_SIZE = 8000  # base64 characters per marker line
 
-import base64 as _base64
-import re as _re
-
-_MARKER = _re.compile(r'^TG_PIPELINE_FILE (\d+) (\S+) (\d+)/(\d+) (\S*)$')
+_MARKER = re.compile(r'^' + FILE_MARKER + r' (\d+) (\S+) (\d+)/(\d+) ([A-Za-z0-9+/=]*)$')
 
 
-def parse_marker(line):
-    found = _MARKER.match(line)
+def marker_lines(index: int, name: str, data: bytes, size: int = MARKER_SIZE) -> list[str]:
+    """``data`` as marker lines of at most ``size`` base64 characters each (one line for no data)."""
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f'a marker file name must be non-empty without spaces: {name!r}')
+    if index < 0 or size < 1:
+        raise ValueError(f'index must be >= 0 and size >= 1 (index={index}, size={size})')
+    encoded = base64.b64encode(bytes(data)).decode('ascii')
+    parts = max(1, -(-len(encoded) // size))
+    return [f'{FILE_MARKER} {index} {name} {part + 1}/{parts} {encoded[part * size:(part + 1) * size]}'
+            for part in range(parts)]
+
+
+def parse_marker(line: str) -> tuple[int, str, int, int, str] | None:
+    """(index, name, part, parts, chunk) of a marker line (line end ignored), or None for any other line."""
+    found = _MARKER.match(line.rstrip('\r\n'))
     if not found:
         return None
-    return int(found.group(1)), found.group(2), int(found.group(3)), int(found.group(4)), found.group(5)
+    index, name, part, parts, chunk = found.groups()
+    if not 1 <= int(part) <= int(parts):
+        return None
+    return int(index), name, int(part), int(parts), chunk
 
 
-def join_markers(parts, total):
-    return _base64.b64decode(''.join(parts[i] for i in range(1, total + 1)))
+def join_markers(parts: dict[int, str], total: int) -> bytes:
+    """The bytes of one file from its chunks by part number (1 to ``total``); ValueError when incomplete."""
+    missing = [part for part in range(1, total + 1) if part not in parts]
+    if total < 1 or missing:
+        raise ValueError(f'marker parts missing: {missing or "all"} of {total}')
+    try:
+        return base64.b64decode(''.join(parts[part] for part in range(1, total + 1)), validate=True)
+    except binascii.Error as e:
+        raise ValueError(f'marker data is not valid base64: {e}') from None

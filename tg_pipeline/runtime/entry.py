@@ -1,0 +1,210 @@
+"""The job package's entry point: ``python -m MODULE`` loads the job from its resources and runs it.
+
+Standard library only, so the container starts fast. In a job package this is
+``MODULE._tg_runtime.entry`` and the package is the folder above ``_tg_runtime``; its metadata
+(package, version, module, source roots) is in ``MODULE/_tg_meta.json``. The names shared with the
+host (environment, run folder, files, marker lines) are in :mod:`.protocol`.
+
+The job's exit status is the process's: 0 when ``run()`` returns (or the job calls ``sys.exit(0)``),
+the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pickle
+import sys
+import traceback
+
+from . import protocol
+
+
+def log(message):
+    print(f'{datetime.datetime.now()} INFO: {message}', flush=True)
+
+
+def _own_package() -> str:
+    """The job package this module was copied into: the folder above ``_tg_runtime``."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Unpickler(pickle.Unpickler):
+    """Classes of the source roots (``jobs.x``) load from the job package (``MODULE.jobs.x``)."""
+
+    def __init__(self, file, module: str, roots):
+        super().__init__(file)
+        self._module, self._roots = module, set(roots)
+
+    def find_class(self, module, name):
+        if module.split('.')[0] in self._roots:
+            module = self._module + '.' + module
+        return super().find_class(module, name)
+
+
+class EntryPoint:
+    """The payload objects of a job package (``resources/NAME.pkl``) and its metadata."""
+
+    def __init__(self, package_dir=None):
+        self.package_dir = os.path.abspath(package_dir or _own_package())
+        path = os.path.join(self.package_dir, protocol.META_FILE)
+        try:
+            with open(path, encoding='utf-8') as file:
+                meta = json.load(file)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'{path} is missing: {self.package_dir} is no job package built by '
+                                    'tg_pipeline (pass package_dir)') from None
+        self.package, self.version = meta['package'], meta['version']
+        self.module, self.roots = meta['module'], list(meta['roots'])
+        self.resources_dir = os.path.join(self.package_dir, protocol.RESOURCES_DIR)
+
+    def resources(self) -> list:
+        if not os.path.isdir(self.resources_dir):
+            return []
+        return sorted(f[:-4] for f in os.listdir(self.resources_dir) if f.endswith('.pkl'))
+
+    def load_resource(self, name: str):
+        with open(os.path.join(self.resources_dir, name + '.pkl'), 'rb') as file:
+            return _Unpickler(file, self.module, self.roots).load()
+
+
+def run(job):
+    if hasattr(job, 'run'):
+        log('Job has `run` attribute')
+        return job.run()
+    if callable(job):
+        log('Job is callable, calling directly')
+        return job()
+    raise TypeError(f'{type(job)} has no run() method and is not callable')
+
+
+def variant_index(environ=None):
+    """The sweep variant this task runs: its swarm task slot (``ENV_SLOT``, from ``{{.Task.Slot}}``), or None.
+    Replicated-job slots count from 0, and the engine renders slot 0 as the node id: not a number."""
+    slot = (os.environ if environ is None else environ).get(protocol.ENV_SLOT)
+    if slot is None:
+        return None
+    return int(slot) if slot.isdigit() else 0
+
+
+def load_job(entry: EntryPoint, environ=None):
+    """(variant index or None, job): the slot's variant when the package has variants, else the job."""
+    index = variant_index(environ)
+    if index is None or 'variants' not in entry.resources():
+        return None, entry.load_resource('job')
+    variants = entry.load_resource('variants')
+    label, job = variants[index]
+    log(f'Variant {index} of {len(variants)}: {label}')
+    return index, job
+
+
+class _Run:
+    """The run folder (when the host gave one): what the entry point keeps there."""
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.dir = environ.get(protocol.ENV_RUN_DIR) or None
+        self.send_back = bool(self.dir and environ.get(protocol.ENV_SEND_BACK))
+
+    def prepare(self):
+        """Make the run folder and the job's output folder; tell the job where that is (``ENV_OUTPUT``)."""
+        if not self.dir:
+            return
+        output = self.environ.get(protocol.ENV_OUTPUT) or os.path.join(self.dir, protocol.OUTPUT_DIR)
+        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(output, exist_ok=True)
+        self.environ[protocol.ENV_OUTPUT] = output
+        os.environ[protocol.ENV_OUTPUT] = output  # the job reads the process environment
+
+    def keep(self, name: str, data: bytes):
+        if self.dir:
+            with open(os.path.join(self.dir, name), 'wb') as file:
+                file.write(data)
+
+    def keep_result(self, result):
+        try:
+            data = pickle.dumps(result, protocol=4)
+        except Exception:
+            try:
+                import cloudpickle  # only now: the start stays fast
+                data = cloudpickle.dumps(result, protocol=4)
+            except Exception as e:
+                log(f'The return value could not be pickled and is not kept: {type(e).__name__}: {e}')
+                return
+        self.keep(protocol.RESULT_FILE, data)
+
+    def keep_exit(self, code: int, reason: str):
+        self.keep(protocol.EXIT_FILE, json.dumps({'exit_code': code, 'reason': reason}, sort_keys=True).encode())
+
+    def send(self, index):
+        """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
+        if not self.send_back:
+            return
+        import io
+        import tarfile
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
+            tar.add(self.dir, arcname='.')
+        for line in protocol.marker_lines(index or 0, protocol.SEND_BACK_FILE, buffer.getvalue()):
+            print(line)
+        sys.stdout.flush()
+
+
+def exit_status(code) -> int:
+    """The exit status for ``sys.exit(code)``: Python's for None (0), 0-255, and a message (to stderr, 1).
+    A number outside 0-255, which the system would wrap (256 into 0), is a failure: 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        if 0 <= code <= 255:
+            return code
+        print(f'exit status {code} is out of the range 0-255: exiting with 1', file=sys.stderr, flush=True)
+        return 1
+    print(code, file=sys.stderr, flush=True)
+    return 1
+
+
+def _attempt(entry_dir, environ):
+    """Load and run the job: (variant index, exit status, reason, result, traceback text or None)."""
+    index = None
+    try:
+        log('Loading job')
+        index, job = load_job(EntryPoint(entry_dir), environ)
+        log(f'Job of type {type(job)} is loaded')
+        result = run(job)
+    except SystemExit as stop:
+        code = exit_status(stop.code)
+        return index, code, protocol.REASON_OK if code == 0 else protocol.REASON_SYS_EXIT, None, None
+    except BaseException as error:
+        code = 130 if isinstance(error, KeyboardInterrupt) else 1
+        return index, code, protocol.REASON_EXCEPTION, None, traceback.format_exc()
+    return index, 0, protocol.REASON_OK, result, None
+
+
+def main(package_dir=None, environ=None) -> int:
+    """Run the package's job (its variant for this task slot); return the exit status.
+
+    ``environ`` (default ``os.environ``) holds the settings the host gave (:mod:`.protocol` ``ENV_*``).
+    With a run folder, the output folder is set as ``ENV_OUTPUT`` in it and in ``os.environ`` (the job's).
+    """
+    environ = os.environ if environ is None else environ
+    log('Welcome to Training Grounds!')
+    folder = _Run(environ)
+    folder.prepare()
+    index, code, reason, result, trace = _attempt(package_dir, environ)
+    if code == 0:
+        folder.keep_result(result)
+        folder.keep_exit(code, reason)
+        folder.send(index)
+        log('Job has exited successfully')
+    else:
+        log('Job has NOT exited successfully')
+        sys.stdout.flush()
+        if trace is not None:
+            sys.stderr.write(trace)
+            sys.stderr.flush()
+            folder.keep(protocol.TRACEBACK_FILE, trace.encode())
+        folder.keep_exit(code, reason)
+        folder.send(index)
+    log('DONE. Exiting Training Grounds.')
+    return code
