@@ -176,7 +176,13 @@ class _Builder:
                 item = _text_value('str' if spec.kind == 'strtable' else 'any', o.raw)
                 value = {**(values.get(o.key) or {}), o.sub: item}
             values[o.key] = _checked(spec, value, o.raw_key, _COMMAND_LINE, o.raw_key)
-            self.note(f'{prefix}.{o.key}' + (f'.{o.sub}' if o.sub else ''), _COMMAND_LINE)
+            whole = f'{prefix}.{o.key}'
+            if o.sub is None:
+                self.note(whole, _COMMAND_LINE)
+                continue
+            self.note(f'{whole}.{o.sub}', _COMMAND_LINE)  # and the table as a whole: partly from here
+            before = [part for part in self.origins.get(whole, DEFAULT).split(' + ') if part != DEFAULT]
+            self.origins[whole] = ' + '.join(dict.fromkeys([*before, COMMAND_LINE]))
 
     def section(self, name: str, table: Mapping) -> dict:
         specs = _specs(SECTIONS[name])

@@ -181,9 +181,10 @@ def test_job_settings_from_the_command_line(tmp_path):
     assert job.args == (1, 2)
     assert job.env == ('PLAIN', 'API_TOKEN', 'EXTRA', 'MORE')
     assert job.cpu == 4  # the command line's [run] wins over the job's table ...
-    assert load(tmp_path, overrides={'cpu': '4', 'jobs.Train.cpu': '3'}).job('Train').cpu == 3  # ... and loses to its own
+    own = load(tmp_path, overrides={'cpu': '4', 'jobs.Train.cpu': '3'})
+    assert own.job('Train').cpu == 3  # ... and loses to the job's own on the command line
     assert c.origins['jobs.Train.kwargs.lr'] == 'command line'
-    assert c.origins['jobs.Train.kwargs'] == f'{c.path}:13'
+    assert c.origins['jobs.Train.kwargs'] == f'{c.path}:13 + command line'
     assert job.fingerprint()['kwargs'] == {'lr': 0.01, 'name': 'base', 'note': 'fast run'}
     with pytest.raises(ConfigError, match="unknown job 'Tain'"):
         load(tmp_path, overrides={'jobs.Tain.cpu': '1'})
@@ -275,3 +276,11 @@ def test_a_config_made_by_hand_is_frozen_too(tmp_path):
     with pytest.raises(TypeError):
         c.jobs['K'] = c.jobs['J']
     assert c.job('J').args == () and c.job('J').env == () and c.run.on_interrupt == 'stop'
+
+
+def test_a_table_set_only_on_the_command_line_comes_from_there(tmp_path):
+    c = load(tmp_path, PIPELINE.replace('kwargs = { lr = 0.1, name = "base" }\n', ''),
+             overrides={'jobs.Train.kwargs.lr': '0.5', 'swarm.labels.owner': 'me'})
+    assert dict(c.job('Train').kwargs) == {'lr': 0.5}
+    assert c.origins['jobs.Train.kwargs'] == 'command line'
+    assert c.origins['swarm.labels'] == f'{c.path}:16 + command line'
