@@ -17,12 +17,12 @@ def test_basic_project_is_merged_with_defaults():
     c = load(environ={})
     job = c.job('ExampleJob')
     assert job.module == 'examplejob__0_0_0'
-    assert job.args == [['EXAMPLE_VARIABLE']]
+    assert list(job.args) == [['EXAMPLE_VARIABLE']]
     assert (job.cpu, job.memory_gb) == (1.0, 0.5)
     sleep = c.job('SleepJob')
     assert (sleep.cpu, sleep.memory_gb) == (0.5, 0.25)  # the job's own table wins over [run]
     assert c.base_image == 'python:%d.%d-slim' % sys.version_info[:2]
-    assert c.package['source_roots'] == ['jobs']
+    assert list(c.package.source_roots) == ['jobs']
 
 
 def test_environment_then_command_line_override_the_file():

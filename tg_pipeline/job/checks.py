@@ -18,13 +18,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from tg_pipeline.errors import PackagingError
+from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (public here too)
 
 # Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), payload paths...].
 # Only an import that is neither the standard library nor a source root costs a look at the installed
 # distributions (once): a job that imports only those starts and ends in the time Python takes to start.
+# packaging parses the requirements (helpers below); it leaves sys.modules again, so that the job's own
+# ``import packaging`` is judged like any other import.
 _GUARD = r'''
-import importlib.abc, json, pickle, re, sys
+import importlib.abc, json, pickle, sys
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+for loaded in [m for m in sys.modules if m.partition('.')[0] == 'packaging']:
+    del sys.modules[loaded]
 HELPERS
 roots, declared = set(json.loads(sys.argv[1])), json.loads(sys.argv[2])
 stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
@@ -46,12 +55,6 @@ for path in sys.argv[3:]:
 '''
 
 
-def requirement_name(requirement: str) -> str:
-    """``"tabulate==0.9.0"`` -> ``"tabulate"`` (normalized as pip does)."""
-    name = re.split(r'[\s<>=!~;\[@(]', requirement.strip(), maxsplit=1)[0]
-    return re.sub(r'[-_.]+', '-', name).lower()
-
-
 def _closure(names: set[str]) -> set[str]:
     """The distributions ``names`` need, transitively, as far as they are installed here."""
     from importlib import metadata
@@ -65,14 +68,20 @@ def _closure(names: set[str]) -> set[str]:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
             continue
-        todo += [requirement_name(r) for r in requires if 'extra ==' not in r and 'extra==' not in r]
+        for requirement in requires:
+            if 'extra ==' in requirement or 'extra==' in requirement:
+                continue
+            try:
+                todo.append(requirement_name(requirement))
+            except ValueError:  # a malformed Requires-Dist of some installed distribution: not ours to judge
+                continue
     return seen
 
 
 def import_rules(dependencies: list[str]) -> tuple[set[str], dict[str, list[str]]]:
     """(top-level names the declared dependencies provide, installed top-level name -> distributions)."""
     from importlib import metadata
-    installed = {top: sorted({requirement_name(d) for d in dists})
+    installed = {top: sorted({canonicalize_name(d) for d in dists})
                  for top, dists in metadata.packages_distributions().items()}
     declared = _closure({requirement_name(d) for d in dependencies} | {'cloudpickle'})
     return {top for top, dists in installed.items() if set(dists) & declared}, installed

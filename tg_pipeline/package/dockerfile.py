@@ -7,18 +7,17 @@ from pathlib import Path
 
 from tg_pipeline import templates
 from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.package.requirements import image_requirements
 from tg_pipeline.package.sdist import sdist_name
 
 
 def requirements(dependencies: list[str]) -> list[str]:
     """The image's pip requirements: the job's, plus the cloudpickle that reads the payload.
 
-    cloudpickle is pinned to the local version: payloads pickled by value need
-    the same cloudpickle (and Python minor version) to load.
+    cloudpickle is pinned to the local version (unless the job declares its own cloudpickle
+    requirement): payloads pickled by value need the same cloudpickle (and Python minor version) to load.
     """
-    names = {d.split('=')[0].split('<')[0].split('>')[0].split('[')[0].strip().lower() for d in dependencies}
-    extra = [] if 'cloudpickle' in names else [f'cloudpickle=={installed_version("cloudpickle")}']
-    return [*extra, *dependencies]
+    return image_requirements(dependencies, installed_version('cloudpickle'))
 
 
 def render_values(job: str, package: str, version: str, module: str, base_image: str, project: str,

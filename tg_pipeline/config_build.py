@@ -1,0 +1,286 @@
+"""How :func:`tg_pipeline.config.from_mapping` builds a Config: each value checked against its field.
+
+A value's type hint is its check (see :mod:`tg_pipeline.config`); the field's metadata adds
+bounds. Each value remembers its source (default, a file and line, the environment, the
+command line, the Python API), for ``Config.origins`` and so that an error names that source.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import types
+from pathlib import Path
+from typing import Mapping, NamedTuple, Optional
+
+from tg_pipeline.config import (ALIASES, API_ORIGIN, BASE_IMAGE_ENV, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY,
+                                JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
+                                parse_override_value)
+from tg_pipeline.config_text import LineIndex
+from tg_pipeline.errors import ConfigError
+from tg_pipeline.package.requirements import check_requirements
+
+TYPE_NAMES = {'str': 'string', 'int': 'integer', 'float': 'number', 'bool': 'boolean (true/false)',
+              'strs': 'list of strings', 'array': 'array', 'table': 'table', 'strtable': 'table of strings'}
+
+
+def _choices(choices: tuple) -> str:
+    shown = [f'"{c}"' for c in choices]
+    return shown[0] if len(shown) == 1 else ', '.join(shown[:-1]) + ' or ' + shown[-1]
+
+
+def _convert(spec: _Spec, value):
+    """``value`` as the field stores it, or ``_convert`` itself when it does not fit the field."""
+    kind, number = spec.kind, isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == 'any' or (kind == 'str' and isinstance(value, str)) or (kind == 'bool' and isinstance(value, bool)):
+        return value
+    if kind == 'int' and number and isinstance(value, int):
+        return value
+    if kind == 'float' and number and math.isfinite(value):
+        return float(value)
+    if kind == 'choice' and isinstance(value, str) and value in spec.choices:
+        return value
+    if kind in ('strs', 'array') and isinstance(value, (list, tuple)):
+        if kind == 'array' or all(isinstance(v, str) for v in value):
+            return tuple(copy.deepcopy(list(value)))
+    if kind in ('table', 'strtable') and isinstance(value, Mapping):
+        if kind == 'table' or all(isinstance(v, str) for v in value.values()):
+            return types.MappingProxyType(copy.deepcopy({str(k): v for k, v in value.items()}))
+    return _convert
+
+
+class _Source(NamedTuple):
+    """Where values come from: a label for origins (with a line when known) and for errors."""
+    label: str
+    lines: Optional[LineIndex] = None
+
+    def line(self, table: str, key: str | None = None) -> int | None:
+        return self.lines.of(table, key) if self.lines is not None else None
+
+    def origin(self, table: str, key: str | None = None) -> str:
+        line = self.line(table, key)
+        return f'{self.label}:{line}' if line else self.label
+
+    def error(self, problem: str, key: str, table: str = '', field: str | None = None,
+              hint: str | None = None) -> ConfigError:
+        if self.label != COMMAND_LINE:
+            return ConfigError(problem, file=self.label, key=key, line=self.line(table, field), hint=hint)
+        error = ConfigError(f'{problem} (given on the command line)', key=key, hint=hint)
+        error.file = COMMAND_LINE  # rendered without a file: "key 'memory': memory must be ..."
+        return error
+
+
+class _At(NamedTuple):
+    """The source of one value and its place there."""
+    source: _Source
+    table: str
+    field: Optional[str]
+
+    def error(self, problem: str, key: str, hint: str | None = None) -> ConfigError:
+        return self.source.error(problem, key, self.table, self.field, hint)
+
+
+_COMMAND_LINE = _At(_Source(COMMAND_LINE), '', None)
+_DEFAULT = _At(_Source(DEFAULT), '', None)
+
+
+def build(data: Mapping, path: Path, root: Path | None, lines: LineIndex | None,
+          overrides: Mapping[str, str] | None, environ: Mapping | None, origin: str) -> Config:
+    """:func:`tg_pipeline.config.from_mapping`."""
+    builder = _Builder(_Source(origin, lines), overrides or {}, os.environ if environ is None else environ)
+    if not isinstance(data, Mapping):
+        raise builder.source.error(f'the configuration must be a table, not {type(data).__name__}', '')
+    for name, value in data.items():
+        if name != 'jobs' and name not in SECTIONS:
+            raise builder.source.error(f'unknown section [{name}]', name, name,
+                                       hint='known sections: ' + ', '.join(sorted([*SECTIONS, 'jobs'])))
+        if value is not None and not isinstance(value, Mapping):
+            shape = 'tables like [jobs.MyJob]' if name == 'jobs' else f'a table [{name}]'
+            raise builder.source.error(f'{name} must be {shape}', name, '', name)
+    sections = {name: cls(**builder.section(name, data.get(name) or {})) for name, cls in SECTIONS.items()}
+    jobs = builder.jobs(data.get('jobs') or {}, sections)
+    return Config(path=path, root=Path(root) if root is not None else path.parent, jobs=types.MappingProxyType(jobs),
+                  origins=types.MappingProxyType(builder.origins), **sections)
+
+
+class _Override(NamedTuple):
+    raw_key: str  # as typed: 'memory', 'jobs.Train.kwargs.lr'
+    raw: str
+    prefix: str  # 'run', 'jobs.Train'
+    key: str  # 'memory_gb', 'kwargs'
+    sub: Optional[str]  # 'lr'
+
+
+def _parse_overrides(overrides: Mapping[str, str]) -> list[_Override]:
+    parsed = []
+    for raw_key, raw in overrides.items():
+        if raw_key in CONTROL_VARS:
+            continue
+        parts = ALIASES.get(raw_key, raw_key).split('.')
+        head = 2 if parts[0] == 'jobs' else 1
+        cls = JobConfig if head == 2 else SECTIONS.get(parts[0])
+        known = JOB_KEYS if head == 2 else _specs(cls) if cls else ()
+        key, sub = (parts + ['', ''])[head], parts[head + 1:]
+        if key not in known or (sub and (len(sub) > 1 or _specs(cls)[key].kind not in ('table', 'strtable'))):
+            error = ConfigError(
+                f'unknown command-line setting {raw_key}={raw}', key=raw_key,
+                hint='use section.key (e.g. run.memory_gb=0.5), jobs.NAME.key (e.g. jobs.Train.kwargs.lr=0.01) '
+                     'or one of: ' + ', '.join(sorted(ALIASES)))
+            error.file = COMMAND_LINE
+            raise error
+        parsed.append(_Override(raw_key, str(raw), '.'.join(parts[:head]), key, sub[0] if sub else None))
+    return parsed
+
+
+def _text_value(kind: str, raw: str):
+    """A command-line value for a field of ``kind``: TOML when it is TOML (strings stay as typed)."""
+    value = parse_override_value(raw)
+    if kind in ('str', 'choice') and not isinstance(value, str):
+        return raw
+    if kind == 'strs' and isinstance(value, str):
+        return [v for v in value.split(',') if v]
+    return value
+
+
+class _Builder:
+    def __init__(self, source: _Source, overrides: Mapping[str, str], environ: Mapping):
+        self.source, self.environ = source, environ
+        self.overrides = _parse_overrides(overrides)
+        self.at: dict[str, _At] = {}
+        self.origins: dict[str, str] = {}
+
+    def note(self, dotted: str, at: _At) -> None:
+        self.at[dotted], self.origins[dotted] = at, at.source.origin(at.table, at.field)
+
+    def given(self, prefix: str, table: Mapping, specs: dict, what: str) -> dict:
+        """The values ``table`` sets, checked and converted."""
+        values = {}
+        for key, value in table.items():
+            if key not in specs:
+                raise self.source.error(f'unknown key {key!r} in [{prefix}]', f'{prefix}.{key}', prefix, key,
+                                        hint=f'known keys of {what}: ' + ', '.join(specs))
+            if value is not None:
+                at = _At(self.source, prefix, key)
+                values[key] = _checked(specs[key], value, f'{prefix}.{key}', at, f'{prefix}.{key}')
+                self.note(f'{prefix}.{key}', at)
+        return values
+
+    def apply(self, prefix: str, specs: dict, values: dict) -> None:
+        """The command line's settings for ``prefix`` ('run', 'jobs.Train'), over ``values``."""
+        for o in (o for o in self.overrides if o.prefix == prefix):
+            spec = specs[o.key]
+            if o.sub is None:
+                value = _text_value(spec.kind, o.raw)
+            else:
+                item = _text_value('str' if spec.kind == 'strtable' else 'any', o.raw)
+                value = {**(values.get(o.key) or {}), o.sub: item}
+            values[o.key] = _checked(spec, value, o.raw_key, _COMMAND_LINE, o.raw_key)
+            whole = f'{prefix}.{o.key}'
+            if o.sub is None:
+                self.note(whole, _COMMAND_LINE)
+                continue
+            self.note(f'{whole}.{o.sub}', _COMMAND_LINE)  # and the table as a whole: partly from here
+            before = [part for part in self.origins.get(whole, DEFAULT).split(' + ') if part != DEFAULT]
+            self.origins[whole] = ' + '.join(dict.fromkeys([*before, COMMAND_LINE]))
+
+    def section(self, name: str, table: Mapping) -> dict:
+        specs = _specs(SECTIONS[name])
+        values = self.given(name, table, specs, f'[{name}]')
+        for key, spec in specs.items():
+            if key not in values:
+                values[key] = spec.default
+                self.note(f'{name}.{key}', _DEFAULT)
+        if name == 'docker' and self.environ.get(BASE_IMAGE_ENV):
+            values['base_image'] = self.environ[BASE_IMAGE_ENV]
+            self.note('docker.base_image', _At(_Source(f'environment {BASE_IMAGE_ENV}'), '', None))
+        self.apply(name, specs, values)
+        self.check(name, specs, values)
+        return values
+
+    def check(self, prefix: str, specs: dict, values: dict) -> None:
+        """Bounds and requirements of the values set under ``prefix``."""
+        for key, value in values.items():
+            meta, dotted = specs[key].meta, f'{prefix}.{key}'
+            at = self.at.get(dotted, _DEFAULT)
+            if 'minimum' in meta and value < 0:
+                raise at.error(f'{dotted} must be {meta["minimum"]} or positive, not {value}', dotted)
+            if meta.get('memory') and value and value * 1024 < 6:
+                raise at.error(f'{dotted} = {value} is below the 6 MiB Docker accepts', dotted,
+                               hint='give the limit in gigabytes, e.g. 0.5')
+            if meta.get('requirements'):
+                try:
+                    check_requirements(value, key=dotted)
+                except ConfigError as e:
+                    raise at.error(e.problem, dotted, e.hint) from None
+            if meta.get('sweep'):
+                for name, choices in value.items():
+                    if not isinstance(choices, (list, tuple)) or not choices:
+                        where = self.at.get(f'{dotted}.{name}') or _At(at.source, dotted, name)
+                        raise where.error(f'{dotted}.{name} must be a non-empty array of values, not {choices!r}',
+                                          f'{dotted}.{name}', hint=f'e.g. [{dotted}] then {name} = [0.1, 0.01]')
+
+    def jobs(self, table: Mapping, sections: dict) -> dict[str, JobConfig]:
+        for o in self.overrides:
+            if o.prefix.startswith('jobs.') and o.prefix[5:] not in table:
+                known = ', '.join(sorted(table)) or '(none)'
+                raise _COMMAND_LINE.error(f'unknown job {o.prefix[5:]!r} in {o.raw_key}={o.raw}', o.raw_key,
+                                          hint=f'the jobs defined are: {known}')
+        return {name: self.job(name, job, sections) for name, job in table.items()}
+
+    def job(self, name: str, table, sections: dict) -> JobConfig:
+        t, specs = f'jobs.{name}', {k: v for k, v in _specs(JobConfig).items() if k in JOB_KEYS}
+        if not isinstance(table, Mapping):
+            raise self.source.error(f'[{t}] must be a table', t, 'jobs', name)
+        values = self.given(t, table, specs, 'a job')
+        self.apply(t, specs, values)
+        factory = values.get('factory', '')
+        if not factory and self.source.label != API_ORIGIN:
+            raise self.source.error(f'[{t}] needs factory = "module.path:ClassOrFunction"', f'{t}.factory', t,
+                                    hint='e.g. factory = "jobs.example_job:ExampleJob"')
+        if factory and not re.fullmatch(r'[A-Za-z_][\w.]*:[A-Za-z_][\w.]*', factory):
+            raise self.at[f'{t}.factory'].error(f'{t}.factory = {factory!r} is not "module.path:Name"',
+                                               f'{t}.factory', hint='e.g. factory = "jobs.example_job:ExampleJob"')
+        if not re.fullmatch(r'[A-Za-z_][\w\-]*', name):
+            raise self.source.error(f'job name {name!r} must be letters, digits, _ or -', t, t)
+        self.inherit(t, values, sections)
+        self.check(t, specs, values)
+        package = values['package'].lower()
+        return JobConfig(name=name, module=module_name(package, values['version']), **{**values, 'package': package},
+                         line=self.source.line(t), factory_line=self.source.line(t, 'factory'))
+
+    def inherit(self, t: str, values: dict, sections: dict) -> None:
+        """What the job does not set itself, from [package] and [run]; lists are joined."""
+        package, run = sections['package'], sections['run']
+        for key in ('cpu', 'memory_gb'):  # a command-line [run] setting beats the job's table
+            own = self.at.get(f'{t}.{key}') if key in values else None
+            if own is None or (own is not _COMMAND_LINE and self.at[f'run.{key}'] is _COMMAND_LINE):
+                values[key] = getattr(run, key)
+                self.note(f'{t}.{key}', self.at[f'run.{key}'])
+        for key, section in (('env', 'run'), ('dependencies', 'package')):
+            inherited, ours = getattr(sections[section], key), key in values
+            values[key] = tuple(dict.fromkeys([*inherited, *values.get(key, ())]))
+            froms = [self.origins[f'{section}.{key}']] if inherited or not ours else []
+            froms += [self.origins[f'{t}.{key}']] if ours else []
+            self.origins[f'{t}.{key}'] = ' + '.join(dict.fromkeys(froms))
+        if not values.get('version'):
+            values['version'] = package.version
+            self.origins[f'{t}.version'] = self.origins['package.version']
+        values.setdefault('package', t[5:])
+        for key in JOB_KEYS:
+            if key not in values:
+                default = _specs(JobConfig)[key].default
+                values[key] = {'factory': '', 'args': (), 'kwargs': EMPTY}.get(key, default)
+            self.origins.setdefault(f'{t}.{key}', DEFAULT)
+
+
+def _checked(spec: _Spec, value, name: str, at: _At, key: str):
+    converted = _convert(spec, value)
+    if converted is not _convert:
+        return converted
+    if spec.kind == 'choice':
+        help_text = spec.meta.get('help')
+        raise at.error(f'{name} must be {_choices(spec.choices)}, not {value!r}', key,
+                       hint=f'choose {_choices(spec.choices)}' + (f' ({help_text})' if help_text else ''))
+    kind = TYPE_NAMES[spec.kind]
+    raise at.error(f'{name} must be {"an" if kind[0] in "aeiou" else "a"} {kind}, not {value!r}', key)

@@ -1,0 +1,52 @@
+"""pip requirements (PEP 508), parsed in this one place with ``packaging``.
+
+pipeline.toml's ``dependencies`` are checked here when the configuration is
+read, the image's requirements.txt is made here, and the import check asks
+here for the distribution a requirement names.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from tg_pipeline.errors import ConfigError
+
+
+def requirement_name(text):
+    """``"Tabulate[widechars]==0.9.0"`` -> ``"tabulate"``: the canonical distribution name (as pip compares them).
+
+    Raises ``InvalidRequirement`` (a ``ValueError``) when ``text`` is not a PEP 508 requirement.
+    Self-contained on purpose: the import check runs its source in a fresh interpreter.
+    """
+    return canonicalize_name(Requirement(text).name)
+
+
+def check_requirements(dependencies: Iterable[str], *, key: str, file: str | None = None,
+                       line: int | None = None) -> None:
+    """Raise :class:`ConfigError` naming ``key`` (and file/line) at the first requirement pip would refuse."""
+    for text in dependencies:
+        try:
+            Requirement(text)
+        except InvalidRequirement as e:
+            raise ConfigError(f'{text!r} in {key} is not a valid requirement: {_first_line(e)}', file=file,
+                              key=key, line=line,
+                              hint='write each one as pip does, e.g. "numpy", "numpy>=1.24", "torch==2.1.0" '
+                                   'or "name @ https://host/name.whl"') from None
+
+
+def image_requirements(dependencies: Iterable[str], cloudpickle_version: str) -> list[str]:
+    """The image's requirements: the declared ones, after ``cloudpickle==<local version>`` unless they name it.
+
+    Payloads pickled by value need the cloudpickle that wrote them; a declared cloudpickle
+    requirement (of any form, e.g. ``cloudpickle~=3.0``) is the user's choice and stays the only one.
+    """
+    dependencies = list(dependencies)
+    if any(requirement_name(d) == 'cloudpickle' for d in dependencies):
+        return dependencies
+    return [f'cloudpickle=={cloudpickle_version}', *dependencies]
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
