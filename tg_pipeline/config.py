@@ -76,15 +76,7 @@ class _Frozen:
 
 
 class _Section(_Frozen):
-    """Also readable by key, ``config.run['cpu']``, for callers still written against dict sections."""
-
-    def __getitem__(self, key: str):
-        if key not in _specs(type(self)):
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default=None):
-        return getattr(self, key) if key in _specs(type(self)) else default
+    """A table of pipeline.toml."""
 
 
 @dataclasses.dataclass(frozen=True)
