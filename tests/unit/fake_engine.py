@@ -39,7 +39,12 @@ Private docker-py names the fake had to satisfy (our ``runs.container.output_str
 - ``settimeout`` / ``gettimeout`` on that object (and a missing ``_sock``): ``_disable_socket_timeout``.
 - ``response.raw._fp.chunked`` and ``response.raw._fp.chunk_left``: ``_stream_helper`` (build, push,
   pull streams); real ``http.client`` attributes, since streamed replies are sent chunked.
+- ``api._version``: :meth:`FakeEngine.client` sets it itself (after ``_retrieve_server_version`` for
+  ``version='auto'``), since an APIClient asks a real engine its version before any adapter can be mounted.
 - ``attach`` is not served: docker-py reads it with ``select.poll`` on the socket's file descriptor.
+
+docker-py still reads the user's ``~/.docker/config.json`` (or ``$DOCKER_CONFIG``) for registry
+logins, as it does with a real engine; the fake only records the X-Registry-Auth header it gets.
 """
 from __future__ import annotations
 

@@ -59,6 +59,17 @@ def key_values(arguments: str) -> dict:
     return {tokens[0]: ' '.join(tokens[1:])} if tokens else {}
 
 
+def failing_step(steps: list, failure: BuildFailure | None) -> int | None:
+    """Index of the step a programmed failure stops at: the first whose line holds ``failure.step``,
+    else the first RUN, else the last step."""
+    if failure is None:
+        return None
+    for index, (instruction, _, line) in enumerate(steps):
+        if (failure.step in line) if failure.step else instruction == 'RUN':
+            return index
+    return len(steps) - 1
+
+
 def decode_auth(header: str | None) -> dict | None:
     """The X-Registry-Auth header docker-py sends: URL-safe base64 of JSON."""
     if not header:
@@ -167,10 +178,7 @@ class ImageRoutes:
 
     def _build_events(self, record: BuildRecord, failure: BuildFailure | None):
         steps = dockerfile_steps(record.dockerfile)
-        failing = None
-        if failure:
-            marks = [i for i, s in enumerate(steps) if (failure.step or 'RUN') in (s[2] if failure.step else s[0])]
-            failing = marks[0] if marks else len(steps) - 1
+        failing = failing_step(steps, failure)
         base = self.find_image(steps[0][1].split()[0]) if steps and steps[0][0] == 'FROM' else None
         labels, env = dict(base.labels) if base else {}, list(base.env) if base else []
         layers, cmd = list(base.layers) if base else ['sha256:' + digest('base', steps[0][1])], None
