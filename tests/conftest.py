@@ -3,6 +3,10 @@
 Tests marked ``docker``/``remote`` use the real engine and the simulated remote
 host. Outside CI they are skipped, with the reason, when those are missing;
 under CI (CI=true) a missing engine fails them instead.
+
+``pytest -m "not docker"`` is the fast tier (tests/unit over the fake engine, config, packaging,
+command-line errors): :func:`pytest_collection_modifyitems` marks ``docker`` every test that needs
+a real engine, the SSH host or the registry.
 """
 from __future__ import annotations
 
@@ -42,6 +46,20 @@ def engine_error() -> str | None:
     except Exception as e:  # anything: the reason goes into the skip message
         return f'{type(e).__name__}: {e}'
     return None
+
+
+# fixtures that reach a real engine, the SSH host or the registry (test_remote.py defines the remote ones)
+ENGINE_FIXTURES = frozenset({'docker_client', 'remote_docker', 'remote_env'})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``docker`` each test that uses an engine fixture (directly or through another fixture) or
+    carries ``remote``. Every test that drives Docker through doit (run_local, build_image, push, ...)
+    asks for one of those fixtures; the doit tests without one stop before any task touches an engine
+    (bad config, list, graph, config) or run no engine task (serialize, sdist)."""
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, 'fixturenames', ())) or item.get_closest_marker('remote'):
+            item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(scope='session')
