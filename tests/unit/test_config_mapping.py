@@ -262,13 +262,6 @@ def test_fingerprint_is_json_and_variants_as_before(tmp_path):
                               ('lr=0.2,width=8', {'lr': 0.2, 'name': 'base', 'width': 8})]
 
 
-def test_sections_still_read_by_key_for_older_callers(tmp_path):
-    c = load(tmp_path)
-    assert c.run['cpu'] == 1.0 and c.registry.get('address') == '' and c.remote.get('nope', 7) == 7
-    with pytest.raises(KeyError):
-        c.run['nope']
-
-
 def test_a_config_made_by_hand_is_frozen_too(tmp_path):
     c = config.Config(path=tmp_path / 'x', root=tmp_path, jobs={'J': config.JobConfig(
         name='J', factory='', args=[], kwargs={}, package='j', version='1', module='j__1', dependencies=[],
