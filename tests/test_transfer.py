@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tg_pipeline import engine
+from tg_pipeline.hosts import local_engine
 from tg_pipeline.ssh import Remote, RemoteTarget
 from tg_pipeline.image.transfer import remote_layers, transfer
 
@@ -24,21 +24,21 @@ def test_ssh_transfer_sends_only_missing_layers(project, remote_docker, docker_c
     image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     base = docker_client.images.get('python:3.11-slim')
     with Remote(RemoteTarget('tg-remote')) as remote:
-        transfer(engine.local(), remote.docker, base.id, 'python:3.11-slim', silent=True)
+        transfer(local_engine(), remote.docker, base.id, 'python:3.11-slim', silent=True)
         drop_images(remote_docker, 'python:3.11-slim')
         before = remote_layers(remote.docker)
         local_layers = docker_client.api.inspect_image(image_id)['RootFS']['Layers']
         missing = [layer for layer in local_layers if layer not in before]
         assert missing and len(missing) < len(local_layers)  # the base is there, the job's layers are not
 
-        stats = transfer(engine.local(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        stats = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
         assert sorted(stats.sent) == sorted(missing)
         assert stats.layers_sent == len(missing) and stats.layers_total == len(local_layers)
         base_size = docker_client.api.inspect_image(base.id)['Size']
         assert stats.bytes_sent < base_size / 2  # the base did not travel again
         assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
 
-        again = transfer(engine.local(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        again = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
         assert (again.layers_sent, again.bytes_sent) == (0, 0)
 
 

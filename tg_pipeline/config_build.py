@@ -26,7 +26,8 @@ TYPE_NAMES = {'str': 'string', 'int': 'integer', 'float': 'number', 'bool': 'boo
 
 
 def _choices(choices: tuple) -> str:
-    shown = [f'"{c}"' for c in choices]
+    """The choices a person may give ('' stands for "not set", the default, and is not offered)."""
+    shown = [f'"{c}"' for c in choices if c != '']
     return shown[0] if len(shown) == 1 else ', '.join(shown[:-1]) + ' or ' + shown[-1]
 
 
@@ -175,7 +176,8 @@ class _Builder:
             else:
                 item = _text_value('str' if spec.kind == 'strtable' else 'any', o.raw)
                 value = {**(values.get(o.key) or {}), o.sub: item}
-            values[o.key] = _checked(spec, value, o.raw_key, _COMMAND_LINE, o.raw_key)
+            name = f'{prefix}.{o.key}' if spec.kind == 'choice' else o.raw_key  # choices: name the setting
+            values[o.key] = _checked(spec, value, name, _COMMAND_LINE, o.raw_key)
             whole = f'{prefix}.{o.key}'
             if o.sub is None:
                 self.note(whole, _COMMAND_LINE)

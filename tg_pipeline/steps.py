@@ -162,8 +162,9 @@ def run_spec(ctx: Context, job: str, reference: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.hosts import backend
     from tg_pipeline.runs import lifecycle
+    silent = ctx.capture and host.where == 'swarm'  # a job's own output always shows, but for sweeps in the API
     outcome = lifecycle.run(backend(host, ctx.config), spec, ctx.paths(job).runs(host.where),
-                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=ctx.capture)
+                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=silent)
     if hasattr(outcome, 'exit_code'):
         ctx.say(outcome)
     else:

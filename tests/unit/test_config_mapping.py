@@ -88,7 +88,7 @@ def test_a_file_job_needs_a_factory_an_api_job_does_not(tmp_path):
 
 @pytest.mark.parametrize('data, key, words', [
     ({'run': {'on_interrupt': 'pause'}}, 'run.on_interrupt', 'run.on_interrupt must be "stop" or "detach"'),
-    ({'remote': {'transfer': 'ftp'}}, 'remote.transfer', 'remote.transfer must be "", "registry" or "ssh"'),
+    ({'remote': {'transfer': 'ftp'}}, 'remote.transfer', 'remote.transfer must be "registry" or "ssh"'),
     ({'swarm': {'manager': 'cloud'}}, 'swarm.manager', 'swarm.manager must be "local" or "remote"'),
 ])
 def test_a_literal_refuses_other_values_and_lists_the_choices(tmp_path, data, key, words):
