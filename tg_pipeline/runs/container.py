@@ -51,7 +51,7 @@ def state_text(attrs: dict) -> tuple[str, bool]:
 
 class ContainerBackend:
     """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.Host`."""
-    kind, noun, streams_to_files = 'container', 'run', True
+    kind, noun, streams_to_files, announce_attached = 'container', 'run', True, False
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
@@ -81,6 +81,9 @@ class ContainerBackend:
     def start(self, handle: RunHandle) -> RunHandle:
         self.client.api.start(handle.ref)
         return dataclasses.replace(handle, state="running", running=True)
+
+    def start_line(self, handle: RunHandle) -> str:
+        return f'Started run {handle.run_id} ({self.host}), container {handle.name}'
 
     # --- watch --------------------------------------------------------------------------------------
     def watch(self, handle: RunHandle, sink) -> None:

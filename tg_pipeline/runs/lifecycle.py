@@ -35,10 +35,10 @@ def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False
     handle = backend.prepare(spec, environ)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         handle = backend.start(handle)
+        if not silent and (detach or backend.announce_attached):
+            print(backend.start_line(handle), file=out, flush=True)
         if detach:
             if not silent:
-                print(f'Started {backend.noun} {handle.run_id} ({handle.host}), {backend.kind} {handle.name}',
-                      file=out, flush=True)
                 print(f'  follow it: {handle.commands()}', file=out, flush=True)
             return handle
         return watch_and_collect(backend, handle, paths, silent=silent, out=out, err=err)

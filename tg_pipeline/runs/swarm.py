@@ -86,7 +86,7 @@ def check_capacity(client, options, host: str) -> None:
 
 class SwarmBackend:
     """Runs on a swarm manager; ``host`` is a :class:`~tg_pipeline.hosts.Host` (``options``: [swarm])."""
-    kind, noun, streams_to_files, where = 'swarm service', 'swarm run', False, 'swarm'
+    kind, noun, streams_to_files, announce_attached, where = 'swarm service', 'swarm run', False, True, 'swarm'
 
     def __init__(self, host, options=None):
         from tg_pipeline.config import SwarmSettings
@@ -122,6 +122,11 @@ class SwarmBackend:
                              hint='check [swarm] constraints and that the manager can reach the registry') from None
         return RunHandle(handle.run_id, self.where, self.host, service.id, handle.name, handle.labels,
                          'pending', True)
+
+    def start_line(self, handle: RunHandle) -> str:
+        count = len(self.variant_labels(handle))
+        return (f'Started swarm run {handle.run_id} ({self.host}): {count} task(s), '
+                f'at most {self.options.max_concurrent or count} at a time')
 
     # --- watch --------------------------------------------------------------------------------------
     def watch(self, handle: RunHandle, sink) -> None:
