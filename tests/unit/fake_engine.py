@@ -15,6 +15,8 @@ Programming it::
                    files={'result.pkl': pickle.dumps(42)}, oom=False, run_until_stopped=False)
     engine.fail_build(tag='job:2', output=['ERROR: No matching distribution found for x'])
     engine.registry('localhost:5000', credentials=('user', 'pw'))   # or unreachable=True, error=...
+    engine.swarm(nodes=2, cpus=2, memory_gb=4)   # a swarm manager: nodes, services, tasks, service logs
+    engine.program_tasks('reg/job@sha256:...', [Program(stdout=b'slot 0\n'), Program(exit_code=1)])
 
 A container runs the program of its image (by the reference it was created with, its image id,
 or any tag of its image): ``start`` makes it running with its whole output already printed; it
@@ -27,7 +29,8 @@ Asserting: ``engine.calls`` holds every request as a :class:`fake_wire.Call` (me
 the version prefix, params, body as decoded JSON); ``engine.last('POST', '/containers/create')``
 and ``engine.find('POST', '/containers/*/stop')`` pick them. State: ``engine.images``,
 ``engine.containers`` (id -> FakeContainer, with the create body verbatim), ``engine.removed``,
-``engine.builds``, ``engine.registries``.
+``engine.builds``, ``engine.registries``, ``engine.services`` (id -> :class:`fake_swarm.FakeService`,
+with its tasks), ``engine.removed_services``. A service's tasks have run as soon as it is created.
 
 Private docker-py names the fake had to satisfy (our ``runs.container.output_stream`` calls
 ``api._get``, ``api._url``, ``api._raise_for_status``, ``api._get_raw_response_socket`` and
@@ -56,6 +59,7 @@ import docker
 
 from fake_containers import Abort, ContainerRoutes
 from fake_images import BuildFailure, ImageRoutes
+from fake_swarm import FakeService, SwarmRoutes, node
 from fake_state import (FakeContainer, FakeEngineBlocked, FakeEngineError, FakeImage, FakeRegistry, Program,
                         digest, normalize, split_reference)
 from fake_wire import API_VERSION, Call, FakeAdapter, Reply
@@ -79,10 +83,14 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ('GET', r'/containers/([^/]+)/logs', 'container_logs'),
     ('GET', r'/containers/([^/]+)/archive', 'container_archive'),
     ('DELETE', r'/containers/([^/]+)', 'container_remove'),
+    ('GET', r'/nodes', 'node_list'), ('POST', r'/services/create', 'service_create'),
+    ('GET', r'/services', 'service_list'), ('GET', r'/services/([^/]+)/logs', 'service_logs'),
+    ('GET', r'/services/([^/]+)', 'service_inspect'), ('DELETE', r'/services/([^/]+)', 'service_remove'),
+    ('GET', r'/tasks', 'task_list'),
 ]]
 
 
-class FakeEngine(ContainerRoutes, ImageRoutes):
+class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes):
     """An in-memory engine; see the module docstring for programming it and asserting on it."""
 
     def __init__(self, clock=None):
@@ -97,6 +105,10 @@ class FakeEngine(ContainerRoutes, ImageRoutes):
         self.builds: list = []
         self.calls: list[Call] = []
         self.counter = 0
+        self.nodes: list[dict] | None = None  # a swarm manager's nodes (see swarm())
+        self.services: dict[str, FakeService] = {}
+        self.removed_services: list[FakeService] = []
+        self.task_programs: dict[str, list[Program]] = {}
 
     # -- the client -------------------------------------------------------------------------------
 
@@ -199,6 +211,16 @@ class FakeEngine(ContainerRoutes, ImageRoutes):
         registry.manifests[f'{path}:{tag}'] = (manifest, image)
         registry.blobs.update(image.layers)
         return manifest
+
+    def swarm(self, nodes: int = 1, cpus: float = 2, memory_gb: float = 24) -> list[dict]:
+        """Make this engine a swarm manager of ``nodes`` ready nodes of that size (see :mod:`fake_swarm`)."""
+        self.nodes = [node(index, cpus, memory_gb) for index in range(nodes)]
+        return self.nodes
+
+    def program_tasks(self, image_ref: str, programs: list[Program]) -> None:
+        """What the tasks of services created from ``image_ref`` (verbatim) do: slot N runs
+        ``programs[N % len(programs)]``."""
+        self.task_programs[image_ref] = list(programs)
 
     def finish(self, ref: str | None = None) -> None:
         """Let time pass: the running container ``ref`` (or every one that does not run until stopped)

@@ -1,0 +1,118 @@
+"""How an ended run is judged and remembered (``runs/records.py``): the exit status from the run folder's
+exit.json or the container's code, the JobFailed a failure raises, and the record saved in RunPaths."""
+import json
+
+import pytest
+
+from tg_pipeline.errors import JobFailed
+from tg_pipeline.paths import RunPaths
+from tg_pipeline.runs.base import RunResult
+from tg_pipeline.runs.records import exit_status, failure, saved_result, state_of_record
+
+TRACE = 'Traceback (most recent call last):\n  File "jobs.py", line 9, in run\nValueError: bad input\n'
+
+
+def run_dir_with(tmp_path, **files):
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name.replace('_', '.')).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize('recorded, container, expected', [
+    (0, 0, (0, None)),
+    (3, 1, (3, None)),  # sys.exit(3): the job's own code
+    (1, 137, (1, None)),  # killed while it sent its folder back: the job had ended already
+    (130, 130, (130, None)),  # KeyboardInterrupt in the job: an exit code, not a signal
+])
+def test_the_jobs_own_exit_code_wins_over_the_containers(tmp_path, recorded, container, expected):
+    folder = run_dir_with(tmp_path, exit_json=json.dumps({'exit_code': recorded, 'reason': 'x'}))
+    assert exit_status(container, folder) == expected
+
+
+@pytest.mark.parametrize('container, expected', [
+    (137, (137, 9)), (143, (143, 15)), (129, (129, 1)), (128, (128, None)), (2, (2, None)), (0, (0, None)),
+    (None, (None, None)),
+])
+def test_without_exit_json_a_code_above_128_means_a_signal(tmp_path, container, expected):
+    assert exit_status(container, tmp_path) == expected  # a run folder without exit.json
+    assert exit_status(container, None) == expected  # no run folder at all
+
+
+@pytest.mark.parametrize('text', ['not json', '{"exit_code": "3"}', '{"reason": "ok"}', ''])
+def test_an_unreadable_exit_json_leaves_the_containers_code(tmp_path, text):
+    assert exit_status(137, run_dir_with(tmp_path, exit_json=text)) == (137, 9)
+
+
+def result(**changes) -> RunResult:
+    values = dict(run_id='r1', where='local', host='remote u@h:22', job='Greeter', exit_code=1,
+                  output='first line\nlast words\n')
+    return RunResult(**{**values, **changes})
+
+
+def test_a_successful_run_is_no_failure():
+    assert failure(result(exit_code=0)) is None
+
+
+def test_oom_failure_names_the_limit_and_how_to_raise_it():
+    problem = failure(result(exit_code=137, oom_killed=True, signal=9, memory_gb=0.5))
+    assert isinstance(problem, JobFailed) and problem.exit_code == 137
+    assert problem.message.startswith('job Greeter was killed for exceeding its memory limit of 0.5 GB '
+                                      '(remote u@h:22 run)')
+    assert 'memory_gb in [run] or [jobs.Greeter]' in problem.hint
+    assert problem.output_tail == 'first line\nlast words'
+
+
+def test_signal_failure_names_the_signal():
+    problem = failure(result(exit_code=143, signal=15))
+    assert problem.message.startswith('job Greeter was killed by signal 15 (remote u@h:22 run)')
+    assert problem.exit_code == 143 and problem.remote_traceback is None
+
+
+def test_plain_failure_repeats_the_jobs_traceback_only():
+    problem = failure(result(exit_code=1, traceback=TRACE))
+    assert problem.message.startswith('job Greeter failed (remote u@h:22 run) with exit code 1')
+    assert problem.remote_traceback == TRACE and problem.output_tail == TRACE.rstrip('\n')
+    assert 'first line' not in problem.message  # the output was streamed already
+
+
+def test_plain_failure_without_traceback_quotes_the_end_of_the_output():
+    problem = failure(result(exit_code=2))
+    assert problem.remote_traceback is None and problem.output_tail == 'first line\nlast words'
+
+
+def test_variant_failures_are_named_one_by_one():
+    variants = [{'variant': 0, 'label': 'lr=0.1', 'state': 'complete', 'exit_code': 0, 'error': '', 'ok': True},
+                {'variant': 1, 'label': 'lr=1', 'state': 'failed', 'exit_code': 1, 'ok': False,
+                 'error': 'task: non-zero exit (1)', 'traceback': TRACE},
+                {'variant': 2, 'label': 'lr=9', 'state': 'rejected', 'exit_code': None, 'ok': False,
+                 'error': 'no suitable node'}]
+    problem = failure(result(exit_code=None, variants=variants))
+    assert problem.message.startswith('2 variant(s) of job Greeter failed in swarm run r1 (remote u@h:22): '
+                                      'variant 1 (lr=1): failed exit 1, variant 2 (lr=9): rejected (no suitable '
+                                      'node)')
+    assert problem.exit_code == 1 and problem.remote_traceback == TRACE
+    assert 'doit status job=Greeter where=swarm run_id=r1' in problem.hint
+
+
+def test_saved_result_reads_the_record_the_run_folder_and_the_output_tail(tmp_path):
+    paths = RunPaths(tmp_path / 'local')
+    paths.write_record('r1', {'run_id': 'r1', 'job': 'Greeter', 'module': 'greeter__0_0_1', 'exit_code': 1,
+                              'oom_killed': False, 'memory_gb': 2, 'signal': None})
+    paths.run_dir('r1').mkdir()
+    (paths.run_dir('r1') / 'traceback.txt').write_text(TRACE)
+    paths.out('r1').write_bytes(b'x' * 70000 + b'\n\xff the end\n')
+    saved = saved_result(paths, 'r1', 'local', 'local')
+    assert (saved.job, saved.module, saved.exit_code, saved.memory_gb) == ('Greeter', 'greeter__0_0_1', 1, 2)
+    assert saved.traceback == TRACE and saved.run_dir == paths.run_dir('r1') and not saved.ok
+    assert len(saved.output.encode()) < 65536 + 8 and saved.output.endswith('\n\ufffd the end\n')
+    assert saved_result(paths, 'r2', 'local', 'local') is None
+
+
+def test_state_of_a_record():
+    assert state_of_record({'exit_code': 0}) == 'collected, exited 0'
+    assert state_of_record({'exit_code': 137, 'oom_killed': True}) == 'collected, exited 137 (OOM killed)'
+    assert state_of_record({}) == 'collected, exited ?'
+    variants = [{'state': 'complete', 'exit_code': 0}, {'ok': False}, {'ok': True}]
+    assert state_of_record({'variants': variants}) == 'collected, 2/3 variants succeeded'
