@@ -71,8 +71,6 @@ def test_the_tail_is_bounded_whatever_was_written(tmp_path):
     assert paths.out('r1').stat().st_size == 25 * 6000 + 3 * TAIL_BYTES + 13  # the file keeps everything
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: OutputSink.close never flushes its incremental decoders, so an '
-                                       'incomplete character at the very end never reaches the terminal')
 def test_an_incomplete_character_at_the_end_shows_as_a_replacement(tmp_path):
     writer, paths, out, _ = sink(tmp_path)
     with writer:

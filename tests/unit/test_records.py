@@ -72,7 +72,7 @@ def test_signal_failure_names_the_signal():
 
 def test_plain_failure_repeats_the_jobs_traceback_only():
     problem = failure(result(exit_code=1, traceback=TRACE))
-    assert problem.message.startswith('job Greeter failed (remote u@h:22 run) with exit code 1')
+    assert problem.message.startswith('job Greeter failed (remote u@h:22 run)\n  exit code: 1')
     assert problem.remote_traceback == TRACE and problem.output_tail == TRACE.rstrip('\n')
     assert 'first line' not in problem.message  # the output was streamed already
 

@@ -26,7 +26,9 @@ LABEL = protocol.LABEL
 
 
 def new_run_id() -> str:
-    return datetime.datetime.now().strftime('%Y%m%d-%H%M%S-') + uuid.uuid4().hex[:6]
+    """Sortable by start time (to the microsecond), unique: ``20261129-145624-123456-98ee49``; the latest run
+    of a job is the one with the greatest id."""
+    return datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f-') + uuid.uuid4().hex[:6]
 
 
 def strip_labels(labels: Mapping[str, str] | None) -> dict[str, str]:

@@ -16,6 +16,7 @@ import docker
 
 from tg_pipeline import compat
 from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
 from tg_pipeline.runs.records import exit_status, read_text
 from tg_pipeline.runtime import protocol
@@ -35,6 +36,19 @@ def limits(cpu: float, memory_gb: float) -> dict:
         kwargs['mem_limit'] = int(memory_gb * 1024 ** 3)
         kwargs['memswap_limit'] = kwargs['mem_limit']  # no swap: the limit is the limit
     return kwargs
+
+
+def saved_tail(paths, handle: RunHandle) -> str:
+    """The end of what the run printed (stdout, then stderr), as saved here: for error messages."""
+    if paths is None:
+        return ''
+    parts = []
+    for path in (paths.out(handle.run_id), paths.err(handle.run_id)):
+        if path.exists():
+            with open(path, 'rb') as file:
+                file.seek(max(0, path.stat().st_size - TAIL_BYTES))
+                parts.append(file.read())
+    return b''.join(parts).decode('utf-8', 'replace')
 
 
 def state_text(attrs: dict) -> tuple[str, bool]:
@@ -150,7 +164,8 @@ class ContainerBackend:
 
     def ended_at(self, handle: RunHandle):
         from tg_pipeline.runs.lifecycle import parse_time
-        return parse_time(self.client.api.inspect_container(handle.ref)['State'].get('FinishedAt'))
+        attrs = self.client.api.inspect_container(handle.ref)
+        return parse_time(attrs['State'].get('FinishedAt')) or parse_time(attrs.get('Created'))
 
     def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
         """Copy the run folder to ``paths.run_dir(RUN_ID)`` (and, unless ``logs_saved``, its whole output to
@@ -165,7 +180,7 @@ class ContainerBackend:
         run_dir = self._copy_run_dir(handle, paths)
         code, signal = exit_status(state.get('ExitCode'), run_dir)
         result = RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
-                           module=handle.module, exit_code=code, run_dir=run_dir,
+                           module=handle.module, exit_code=code, run_dir=run_dir, output=saved_tail(paths, handle),
                            oom_killed=bool(state.get('OOMKilled')), signal=signal,
                            memory_gb=float(handle.labels.get('memory_gb') or 0),
                            traceback=read_text(run_dir, protocol.TRACEBACK_FILE))

@@ -34,7 +34,11 @@ def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False
     out, err = out or sys.stdout, err or sys.stderr
     handle = backend.prepare(spec, environ)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
-        handle = backend.start(handle)
+        try:
+            handle = backend.start(handle)
+        except Exception:  # the engine refused to start it: nothing of it may stay behind
+            backend.discard(handle)
+            raise
         if not silent and (detach or backend.announce_attached):
             print(backend.start_line(handle), file=out, flush=True)
         if detach:
@@ -238,12 +242,14 @@ def cleanup(backend, project: str, days: float, paths_of, out=None) -> list[str]
     """Remove this project's ended runs older than ``days`` from the host, after collecting them into
     ``paths_of(job)``. Running runs, and other projects' runs, are never touched."""
     out = out or sys.stdout
+    if not project:
+        raise PipelineError('cleanup needs the project whose runs it removes', hint='run it through doit cleanup')
     limit = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
     removed = []
     for run_id, handle in sorted(backend.find(None, project).items()):
         if handle.running:
             continue
-        ended = backend.ended_at(handle)
+        ended = backend.ended_at(handle)  # a container never started: the time it was made
         if ended and ended > limit:
             continue
         backend.collect(handle, paths_of(handle.job), logs_saved=False)

@@ -40,6 +40,11 @@ class OutputSink:
         return self.tail.decode('utf-8', 'replace')
 
     def close(self) -> None:
+        for index, decoder in enumerate(self.decoders):  # a character cut short at the end shows as U+FFFD
+            text = decoder.decode(b'', final=True)
+            if text and not self.silent:
+                self.targets[index].write(text)
+                self.targets[index].flush()
         for file in self.files:
             if file:
                 file.close()

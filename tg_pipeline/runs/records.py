@@ -48,7 +48,7 @@ def failure(result: RunResult) -> JobFailed | None:
                          exit_code=result.exit_code, output=result.output)
     trace = result.traceback
     # the output was streamed already: the error repeats only the job's traceback, when there is one
-    return JobFailed(f'job {result.job} failed ({result.host} run) with exit code {result.exit_code}',
+    return JobFailed(f'job {result.job} failed ({result.host} run)',
                      exit_code=result.exit_code, output=trace or result.output, remote_traceback=trace)
 
 
