@@ -83,13 +83,34 @@ def registry_digest(client: docker.DockerClient, reference: str, auth=None) -> s
         return None
 
 
+def exact_tag(tag: str, image_id: str) -> str:
+    """The registry tag of exactly this build: ``VERSION-IMAGEID12``. Two builds of one name:version (two
+    clones, two branches) never push to the same exact tag, whatever order their pushes land in."""
+    return f'{tag}-{image_id.split(":")[-1][:12]}'
+
+
 def push(image_id: str, reference: str, target: Path | None = None, auth=None, silent: bool = False,
          client=None) -> str:
-    """Tag ``image_id`` as ``reference`` and push it; return the digest and record it in ``target``."""
+    """Push ``image_id`` as ``reference``'s repository with its exact tag (see :func:`exact_tag`), then as
+    ``reference`` itself (the name for people, which another build may re-point at any time); return the
+    exact tag's digest and record it in ``target``. Runs pull that digest, never the name for people."""
     client = client or local_engine()
     repository, _, tag = reference.rpartition(':')
-    client.api.tag(image_id, repository, tag)
     progress = Progress('push', silent)
+    digest = _push_tag(client, image_id, repository, exact_tag(tag, image_id), auth, progress, reference)
+    _push_tag(client, image_id, repository, tag, auth, progress, reference)
+    if not silent:
+        print(f'pushed {reference} ({progress.summary()}) digest {digest}', flush=True)
+    if target is not None:
+        write_if_changed(Path(target), json.dumps({'reference': reference, 'digest': digest, 'image_id': image_id,
+                                                   'exact': f'{repository}:{exact_tag(tag, image_id)}'},
+                                                  indent=1).encode())
+    return digest
+
+
+def _push_tag(client, image_id: str, repository: str, tag: str, auth, progress, reference: str) -> str:
+    """Push one tag; errors name ``reference``, the name the user knows."""
+    client.api.tag(image_id, repository, tag)
     digest = None
     try:
         for event in client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
@@ -103,11 +124,6 @@ def push(image_id: str, reference: str, target: Path | None = None, auth=None, s
         raise _push_error(reference, str(e.explanation or e), progress) from None
     if digest is None:
         raise RegistryError(f'the push of {reference} finished without a digest', output='\n'.join(progress.log))
-    if not silent:
-        print(f'pushed {reference} ({progress.summary()}) digest {digest}', flush=True)
-    if target is not None:
-        write_if_changed(Path(target), json.dumps({'reference': reference, 'digest': digest,
-                                                   'image_id': image_id}, indent=1).encode())
     return digest
 
 
@@ -148,7 +164,8 @@ def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) ->
         return False
     if record.get('image_id') != image.get('image_id'):
         return False
-    return registry_digest(client or local_engine(), record['reference'], auth) == record['digest']
+    exact = record.get('exact') or record['reference']
+    return registry_digest(client or local_engine(), exact, auth) == record['digest']
 
 
 def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, silent: bool = False,

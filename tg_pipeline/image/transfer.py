@@ -176,8 +176,10 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
         raise RemoteError(f'{host} could not load the image: {e.explanation or e}', command='docker load') from None
     finally:
         archive.close()
-    loaded = remote.images.get(reference).id
-    if loaded != image_id:
-        raise RemoteError(f'{host} loaded {loaded[:19]} instead of {image_id[:19]}', command='docker load')
+    try:  # by id: another process may have re-pointed the tag since (tags are for people)
+        remote.api.inspect_image(image_id)
+    except docker.errors.ImageNotFound:
+        raise RemoteError(f'{host} did not keep image {image_id[:19]} after loading it', command='docker load') \
+            from None
     progress(f'transfer: {stats.summary()}')
     return stats
