@@ -83,3 +83,23 @@ def test_one_project_never_acts_on_another_projects_runs(tmp_path, docker_client
     assert "Result: {'sum': 45" in b.doit('result', 'job=ResultJob').stdout  # B collects its own
     b.doit('result', 'job=Counter', f'run_id={b_running}', check=False)
     assert b_containers() == {}
+
+
+def test_cleanup_keeps_the_remote_image_count_bounded_over_many_edits(tmp_path, remote_docker):  # noqa: F811
+    from tg_pipeline import config
+    project, other = two_copies(tmp_path)
+    other.write('jobs/marker.py', MARKER_JOB.format(who='other'))
+    other.doit('run_remote', 'job=Marker')  # another project's image on the same host: never touched
+    mine = config.load(project.path('pipeline.toml')).project
+    theirs = config.load(other.path('pipeline.toml')).project
+
+    def images(project_id):
+        return remote_docker.images.list(filters={'label': f'tg_pipeline.project={project_id}'})
+    for round_ in range(20):
+        project.write('jobs/marker.py', MARKER_JOB.format(who=f'edit-{round_}'))
+        assert f"Result: 'edit-{round_}'" in project.doit('run_remote', 'job=Marker').stdout
+        if round_ % 5 == 4:
+            project.doit('cleanup', 'where=remote', 'keep=2')
+            assert len(images(mine)) <= 2
+    assert len(images(theirs)) == 1
+    assert f"Result: 'edit-19'" in project.doit('run_remote', 'job=Marker').stdout  # the newest still runs as is

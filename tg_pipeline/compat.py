@@ -11,7 +11,9 @@
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
 * doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
-  variables; the public ``get_var`` answers one name at a time).
+  variables; the public ``get_var`` answers one name at a time); :func:`share_doit_state` sets the sqlite3
+  backend's connection (``SqliteDB._conn``) to autocommit with a busy timeout, so that a failed task's
+  pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`).
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
@@ -105,6 +107,23 @@ def mount_adapter(client, adapter) -> None:
     client.api._custom_adapter = adapter
     client.api.mount('http+docker://ssh', adapter)
     client.api.base_url = 'http+docker://ssh'
+
+
+DOIT_BUSY_TIMEOUT_MS = 60_000
+
+
+def share_doit_state(dep_manager) -> None:
+    """Autocommit + a long busy timeout on doit's sqlite3 connection (other backends: nothing)."""
+    import sqlite3
+    conn = getattr(getattr(dep_manager, 'backend', None), '_conn', None)
+    if not isinstance(conn, sqlite3.Connection):
+        return
+    try:
+        if conn.isolation_level is not None:
+            conn.isolation_level = None  # commits what is pending; each later statement commits itself
+            conn.execute(f'PRAGMA busy_timeout = {DOIT_BUSY_TIMEOUT_MS}')
+    except sqlite3.ProgrammingError:  # already closed: the run is over
+        pass
 
 
 def command_line_vars() -> dict[str, str]:

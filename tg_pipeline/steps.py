@@ -237,19 +237,31 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
             ctx.say(lifecycle.result(kind, scope, paths, run_id))
 
 
-def cleanup(ctx: Context) -> None:
-    from tg_pipeline.hosts import backend, open_host
-    from tg_pipeline.runs import lifecycle
-    days = ctx.variables.get('days', '7')
+def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):
+    text = ctx.variables.get(name, default)
     try:
-        days = float(days)
+        value = kind(text)
     except ValueError:
-        raise ConfigError(f'days={days} is not a number', key='days', hint='e.g. days=7 (days=0: all ended runs)') \
-            from None
+        value = -1
+    if value < 0:
+        raise ConfigError(f'{name}={text} is not a number', key=name, hint=hint)
+    return value
+
+
+def cleanup(ctx: Context) -> None:
+    """This project's ended runs older than days=N (collected first), then its job images that no run
+    uses, keeping the newest keep=N per job (default 2), on the host where= names."""
+    from tg_pipeline.hosts import backend, open_host
+    from tg_pipeline.image.housekeeping import prune_job_images
+    from tg_pipeline.runs import lifecycle
+    days = number(ctx, 'days', '7', hint='e.g. days=7 (days=0: all ended runs)')
+    keep = number(ctx, 'keep', '2', int, hint='e.g. keep=2: the newest images per job that stay')
     where = ctx.where()
     with open_host(ctx.config, where) as host:
         lifecycle.cleanup(backend(host, ctx.config), ctx.config.project, days,
                           lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
+        if where != 'swarm':
+            prune_job_images(host.docker, ctx.config.project, keep=keep)
 
 
 def show_config(ctx: Context, jobs: list[str]) -> None:

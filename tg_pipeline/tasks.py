@@ -39,7 +39,6 @@ STEPS = {
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
-BUILD_STEPS = ('serialize', 'sdist', 'dockerfile', 'build_image', 'push')
 
 
 def action(ctx: steps.Context, function, *args):
@@ -78,6 +77,15 @@ def package_inputs() -> list[str]:
 
 
 def build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, dict]:
+    """The build steps of one job, each run under the job's lock (one doit process at a time builds a job;
+    a step another process just did from the same inputs is not done again)."""
+    from tg_pipeline.locks import JobLock
+    tasks = _build_tasks(ctx, job, sources)
+    lock = JobLock(ctx.paths(job).lock, job)
+    return {step: lock.guard(step, task) for step, task in tasks.items()}
+
+
+def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, dict]:
     from tg_pipeline import templates
     j, p = ctx.config.job(job), ctx.paths(job)
     resources = [str(p.resource(name)) for name in ctx.resource_names(job)]
@@ -160,7 +168,9 @@ def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
 
 
 def doit_config(build_dir: Path, **extra) -> dict:
-    return {'dep_file': str(build_dir / '.doit.db'), **extra}
+    """DOIT_CONFIG: doit's state in a file any number of doit processes share (see tg_pipeline.locks)."""
+    from tg_pipeline import locks
+    return {**locks.doit_config(build_dir), **extra}
 
 
 def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:

@@ -1,0 +1,211 @@
+"""Many doit processes in one project folder at once: the state survives, no step runs twice at once.
+
+The first tests drive small dodo files of their own (no Docker); the last one runs
+three pipelines at once on the basic fixture project, round after round.
+"""
+import json
+import secrets
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import Project, ran
+
+GROUPS, TASKS_PER_GROUP = 3, 40
+
+SHARED_STATE_DODO = f'''
+import os, time
+from tg_pipeline.locks import doit_config
+DOIT_CONFIG = {{**doit_config('build'), 'verbosity': 0}}
+
+def copy(src, dst):
+    time.sleep(0.003)
+    data = open(src).read()
+    with open(dst + '.tmp' + str(os.getpid()), 'w') as file:
+        file.write(data)
+    os.replace(dst + '.tmp' + str(os.getpid()), dst)
+
+def task_step():
+    for name in (f'{{g}}-{{i}}' for g in range({GROUPS}) for i in range({TASKS_PER_GROUP})):
+        yield dict(name=name, actions=[(copy, [f'in/{{name}}', f'out/{{name}}'])], file_dep=[f'in/{{name}}'],
+                   targets=[f'out/{{name}}'])
+'''
+
+GUARDED_DODO = '''
+import os, time
+from doit.tools import config_changed
+from tg_pipeline.locks import JobLock, doit_config
+DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
+LOCK = JobLock('build/J/.lock', 'J')
+
+def slow_copy():
+    with open('executions', 'a') as file:
+        file.write(f'start {os.getpid()}\\n')
+    time.sleep(0.5)
+    data = open('in.txt').read()
+    with open('out.txt', 'w') as file:
+        file.write(data)
+    with open('executions', 'a') as file:
+        file.write(f'end {os.getpid()}\\n')
+
+def fail():
+    open('failed', 'w').close()
+    return False
+
+def task_copy():
+    return LOCK.guard('copy', dict(actions=[slow_copy], file_dep=['in.txt'], targets=['out.txt'],
+                                   uptodate=[config_changed({'mode': 'copy'})]))
+
+def task_fail():
+    return LOCK.guard('fail', dict(actions=[fail], uptodate=[False]))
+
+def task_long():
+    return dict(actions=[lambda: time.sleep(6)], uptodate=[False])
+
+def task_ok():
+    return dict(actions=[lambda: None], uptodate=[False])
+'''
+
+
+def dodo_project(tmp_path, text: str) -> Project:
+    project = Project(tmp_path)
+    project.write('dodo.py', textwrap.dedent(text))
+    return project
+
+
+def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
+    lock_path = tmp_path / 'build' / 'J' / '.lock'
+    worker = textwrap.dedent(f'''
+        import os, sys, time
+        from tg_pipeline.locks import JobLock
+        for _ in range(5):
+            with JobLock({str(lock_path)!r}, 'J'):
+                with open({str(tmp_path / 'log')!r}, 'a') as file:
+                    file.write(f'in {{os.getpid()}}\\n')
+                time.sleep(0.02)
+                with open({str(tmp_path / 'log')!r}, 'a') as file:
+                    file.write(f'out {{os.getpid()}}\\n')
+    ''')
+    env = Project(tmp_path).env()
+    from tg_pipeline.locks import JobLock
+    with JobLock(lock_path, 'J'):  # every worker starts by waiting for this process
+        workers = [subprocess.Popen([sys.executable, '-c', worker], env=env, stderr=subprocess.PIPE, text=True)
+                   for _ in range(4)]
+        time.sleep(1)
+    errors = [w.communicate(timeout=60)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0] * 4, errors
+    import os
+    assert all(f'waiting for another doit process building J (pid {os.getpid()})' in e for e in errors), errors
+    lines = (tmp_path / 'log').read_text().splitlines()
+    assert len(lines) == 40
+    for i in range(0, 40, 2):  # in/out pairs of one process, never interleaved
+        assert lines[i].split()[0] == 'in' and lines[i + 1] == 'out ' + lines[i].split()[1], lines[i:i + 2]
+
+
+def test_state_survives_doit_processes_at_once(tmp_path):
+    project = dodo_project(tmp_path, SHARED_STATE_DODO)
+    (tmp_path / 'out').mkdir()
+    names = [f'{g}-{i}' for g in range(GROUPS) for i in range(TASKS_PER_GROUP)]
+    for round_ in range(4):
+        for name in names:
+            project.write(f'in/{name}', f'{name} round {round_}')
+        processes = [project.popen(f'step:{p % GROUPS}-*') for p in range(6)]
+        results = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+        assert [code for code, _, _ in results] == [0] * 6, results
+    again = project.doit('step')
+    assert [ran(again.stdout, f'step:{name}') for name in names] == [False] * len(names)  # nothing lost
+
+
+def test_guarded_step_runs_once_across_processes_at_once(tmp_path):
+    project = dodo_project(tmp_path, GUARDED_DODO)
+    project.write('in.txt', 'one')
+    processes = [project.popen('copy') for _ in range(3)]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in results] == [0] * 3, results
+    assert project.read('executions').splitlines()[0].startswith('start')
+    assert len(project.read('executions').splitlines()) == 2  # one start, one end
+    skipped = [err for _, _, err in results if 'copy:J: done meanwhile by another doit process' in err]
+    assert len(skipped) == 2 and all('waiting for another doit process building J (pid ' in e for e in skipped)
+    assert project.read('out.txt') == 'one'
+    assert not ran(project.doit('copy').stdout, 'copy')  # the state holds for a later run
+
+    project.doit('forget', 'copy')  # a forced run still runs: the stamp is not news to a later process
+    assert ran(project.doit('copy').stdout, 'copy')
+    project.doit('run', '-a', 'copy')
+    assert len(project.read('executions').splitlines()) == 6
+
+    project.write('in.txt', 'two')  # a changed input runs again, once
+    processes = [project.popen('copy') for _ in range(3)]
+    assert [p.wait(timeout=60) for p in processes] == [0] * 3
+    assert len(project.read('executions').splitlines()) == 8 and project.read('out.txt') == 'two'
+
+
+def test_a_failed_step_does_not_keep_other_processes_from_saving(tmp_path):
+    project = dodo_project(tmp_path, GUARDED_DODO)
+    failing = project.popen('--continue', 'fail', 'long')  # fails, then runs 6 s more
+    deadline = time.time() + 30
+    while not project.path('failed').exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # doit has removed the failed task's record
+    started = time.time()
+    other = project.doit('ok', check=False, timeout=60)
+    assert other.returncode == 0, other.stderr  # before: "database is locked" after 5 s
+    assert time.time() - started < 4
+    assert failing.wait(timeout=60) == 1
+
+
+# --- three pipelines at once on the real engine ------------------------------------------------------------
+ROUNDS = 10
+COMMANDS = (('run_local', 'job=ExampleJob'), ('run_local', 'job=ResultJob'), ('build_image', 'job=ExampleJob'))
+JOBS = ('ExampleJob', 'ResultJob')
+BUILD_STEPS = ('serialize', 'sdist', 'dockerfile', 'build_image')
+
+
+def executions(results, task: str) -> int:
+    """How often a step really ran: doit started it ('.  task') less the times the lock found it done."""
+    started = sum(f'.  {task}' in out.splitlines() for _, out, _ in results)
+    skipped = sum(f'{task}: done meanwhile by another doit process' in err for _, _, err in results)
+    return started - skipped
+
+
+def remove_made(client, project, image_ids: set, prefix: str):
+    for container in client.containers.list(all=True, sparse=True):
+        if container.attrs.get('ImageID') in image_ids:
+            container.remove(force=True)
+    for tag in [t for image in client.images.list() for t in image.tags if t.startswith(prefix)]:
+        client.images.remove(tag, noprune=True)
+    for image_id in image_ids:  # our images only: their shared (cached) parents stay
+        try:
+            client.images.remove(image_id, noprune=True, force=True)
+        except Exception:
+            pass
+
+
+@pytest.mark.docker
+def test_three_doit_processes_at_once_build_each_step_once(project_factory, docker_client):
+    project = project_factory('basic')
+    prefix = f'tgtest-locks-{secrets.token_hex(3)}-'
+    project.edit('pipeline.toml', 'image_prefix = "tgtest-"', f'image_prefix = "{prefix}"')
+    image_ids = set()
+    try:
+        for round_ in range(ROUNDS):
+            project.write('jobs/example_job.py', project.read('jobs/example_job.py') + f'# round {round_}\n')
+            processes = [project.popen(*command) for command in COMMANDS]  # started together
+            results = [(p.wait(timeout=300), *p.communicate()) for p in processes]
+            assert [code for code, _, _ in results] == [0, 0, 0], results
+            for job in JOBS:
+                image_ids.add(json.loads(project.read(f'build/{job}/image.json'))['image_id'])
+                for step in BUILD_STEPS:
+                    expected = 0 if step == 'dockerfile' and round_ else 1
+                    assert executions(results, f'{step}:{job}') == expected, (round_, step, job, results)
+        assert len(image_ids) == 2 * ROUNDS  # a new image per job per round: the steps really rebuilt
+        project.doit('list', '--all')  # the state file still loads
+        project.doit('info', 'build_image:ExampleJob')
+        for job in JOBS:
+            again = project.doit('build_image', f'job={job}')
+            assert [ran(again.stdout, f'{step}:{job}') for step in BUILD_STEPS] == [False] * 4
+    finally:
+        remove_made(docker_client, project, image_ids, prefix)
