@@ -78,6 +78,16 @@ class Project:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    @property
+    def id(self) -> str:
+        """The project id its runs are labelled with (tg_pipeline.project): a shared engine holds others' too."""
+        from tg_pipeline import config
+        return config.load(self.path('pipeline.toml'), environ={}).project
+
+    def labels(self, job: str) -> list[str]:
+        """Label filters for this project's containers/services of ``job``."""
+        return [f'tg_pipeline.job={job}', f'tg_pipeline.project={self.id}']
+
     def read(self, relative: str) -> str:
         return self.path(relative).read_text()
 

@@ -14,8 +14,10 @@ from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
 
 
-def ours(client, job):
-    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'}, ignore_removed=True)
+def ours(client, job, project=None):
+    """The job's containers on that engine (of the test's project, when given: the engine is shared)."""
+    labels = project.labels(job) if project else [f'tg_pipeline.job={job}']
+    return client.containers.list(all=True, filters={'label': labels}, ignore_removed=True)
 
 
 def wait_for(predicate, timeout=60, what='condition'):
@@ -44,7 +46,7 @@ def test_return_value_and_output_folder_come_back(project, where, docker_client,
     assert run_dir.startswith(str(project.path(f'build/ResultJob/runs/{where}/')))
     numbers = (project.root / run_dir / 'output' / 'numbers.txt').read_text().split('\n')
     assert numbers == [str(i) for i in range(10)]
-    assert ours(engine(where, docker_client, remote_docker), 'ResultJob') == []
+    assert ours(engine(where, docker_client, remote_docker), 'ResultJob', project) == []
     status = project.doit('status', 'job=ResultJob', f'where={where}')
     assert 'collected, exited 0' in status.stdout
 
@@ -64,7 +66,7 @@ def test_detach_status_logs_result(project, where, docker_client, remote_docker)
     followed = project.doit('logs', 'job=Counter', f'where={where}', f'run_id={run_id}', 'follow=1')
     assert [f'line {i}' for i in range(16)] == re.findall(r'^line \d+$', followed.stdout, re.M)
     assert 'Result: 16' in followed.stdout
-    assert ours(client, 'Counter') == []  # collected and removed once it ended
+    assert ours(client, 'Counter', project) == []  # collected and removed once it ended
     result = project.doit('result', 'job=Counter', f'where={where}')
     assert 'Result: 16' in result.stdout
     status = project.doit('status', 'job=Counter', f'where={where}', f'run_id={run_id}')
@@ -75,10 +77,10 @@ def test_detach_status_logs_result(project, where, docker_client, remote_docker)
 def test_stop_a_detached_run(project, where, docker_client, remote_docker):  # noqa: F811
     client = engine(where, docker_client, remote_docker)
     run_id = run_id_of(project.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout)
-    wait_for(lambda: [c for c in ours(client, 'Counter') if c.status == 'running'], what='the run to start')
+    wait_for(lambda: [c for c in ours(client, 'Counter', project) if c.status == 'running'], what='the run to start')
     stopped = project.doit('stop', 'job=Counter', f'where={where}')
     assert f'Stopped run {run_id} of job Counter' in stopped.stdout
-    assert ours(client, 'Counter') == []
+    assert ours(client, 'Counter', project) == []
     assert 'line 0' in project.path(f'build/Counter/runs/{where}/{run_id}.out').read_text()
     again = project.doit('stop', 'job=Counter', f'where={where}', check=False)
     assert 'ERROR: job Counter has no running run' in again.stderr
@@ -89,30 +91,30 @@ def test_sigint_stops_the_container(project, where, docker_client, remote_docker
     client = engine(where, docker_client, remote_docker)
     project.doit('build_image' if where == 'local' else 'push', 'job=Counter')
     process = project.popen(f'run_{where}', 'job=Counter')
-    wait_for(lambda: [c for c in ours(client, 'Counter') if c.status == 'running'], what='the container')
+    wait_for(lambda: [c for c in ours(client, 'Counter', project) if c.status == 'running'], what='the container')
     time.sleep(1)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
     assert 'Interrupted: stopping container' in stderr
     assert 'Traceback' not in stderr
-    assert ours(client, 'Counter') == []
+    assert ours(client, 'Counter', project) == []
 
 
 def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_client):
     project.doit('build_image', 'job=Counter')
     process = project.popen('run_local', 'job=Counter', 'on_interrupt=detach')
-    wait_for(lambda: [c for c in ours(docker_client, 'Counter') if c.status == 'running'], what='the container')
+    wait_for(lambda: [c for c in ours(docker_client, 'Counter', project) if c.status == 'running'], what='the container')
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     run_id = re.search(r"Interrupted: run (\S+) keeps running", stderr)
     assert run_id, (process.returncode, stdout, stderr)
     run_id = run_id.group(1)
     assert f'doit logs job=Counter where=local run_id={run_id} follow=1' in stderr
-    assert [c.status for c in ours(docker_client, 'Counter')] == ['running']
+    assert [c.status for c in ours(docker_client, 'Counter', project)] == ['running']
     followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
-    assert ours(docker_client, 'Counter') == []
+    assert ours(docker_client, 'Counter', project) == []
 
 
 @pytest.mark.parametrize('step, on_interrupt, left', [('start', 'detach', ['running']), ('start', 'stop', []),
@@ -132,7 +134,8 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
     image = docker_client.images.get(tag).labels
     spec = RunSpec(image_id=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
-                   version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[])
+                   version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[],
+                   project=project.id)
     owner, step = APIClient, 'start' if step == 'start' else 'create_container'
     real = getattr(owner, step)
 
@@ -145,19 +148,19 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
     try:
         with pytest.raises(KeyboardInterrupt):
             run_container(docker_client, spec, silent=True, err=err, on_interrupt=on_interrupt)
-        assert [c.status for c in ours(docker_client, 'Counter')] == left
+        assert [c.status for c in ours(docker_client, 'Counter', project)] == left
         if step == 'start':
             expected = 'keeps running in container' if left else 'Interrupted: stopping container'
             assert expected in err.getvalue()
     finally:
-        for container in ours(docker_client, 'Counter'):
+        for container in ours(docker_client, 'Counter', project):
             container.remove(force=True)
 
 
 def test_dropped_ssh_connection_leaves_the_job_running(project, remote_docker):  # noqa: F811
     project.doit('push', 'job=Counter')
     process = project.popen('run_remote', 'job=Counter')
-    wait_for(lambda: [c for c in ours(remote_docker, 'Counter') if c.status == 'running'], what='the container')
+    wait_for(lambda: [c for c in ours(remote_docker, 'Counter', project) if c.status == 'running'], what='the container')
     time.sleep(1.5)
     # kill the remote sshd serving this connection: the client's transport dies mid-run
     subprocess.run(['pkill', '-u', 'tgremote', '-f', 'sshd: tgremote'], check=True)
@@ -166,11 +169,11 @@ def test_dropped_ssh_connection_leaves_the_job_running(project, remote_docker): 
     assert 'was lost during run' in stderr and 'the job keeps running there' in stderr
     assert 'Traceback' not in stderr
     run_id = re.search(r'was lost during run (\S+)', stderr).group(1)
-    assert [c.status for c in ours(remote_docker, 'Counter')] == ['running']
+    assert [c.status for c in ours(remote_docker, 'Counter', project)] == ['running']
     followed = project.doit('logs', 'job=Counter', 'where=remote', f'run_id={run_id}', 'follow=1')
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
     assert 'Result: 16' in followed.stdout
-    assert ours(remote_docker, 'Counter') == []
+    assert ours(remote_docker, 'Counter', project) == []
     saved = project.path(f'build/Counter/runs/remote/{run_id}.out').read_text()
     assert 'line 15' in saved and 'line 0' in saved  # the saved log is whole, not the part before the drop
 
@@ -182,22 +185,22 @@ def test_oom_kill_is_reported_with_the_limit(project, where, docker_client, remo
     assert 'ERROR: job MemoryHog was killed for exceeding its memory limit of 0.125 GB' in result.stderr
     assert 'TIP: raise memory_gb' in result.stderr
     assert 'Traceback' not in result.stderr
-    assert ours(engine(where, docker_client, remote_docker), 'MemoryHog') == []
+    assert ours(engine(where, docker_client, remote_docker), 'MemoryHog', project) == []
     status = project.doit('status', 'job=MemoryHog', f'where={where}')
     assert '(OOM killed)' in status.stdout
 
 
 def test_cleanup_removes_ended_runs_only(project, docker_client):
     project.doit('run_local', 'job=ResultJob', 'detach=1')
-    ended = wait_for(lambda: [c for c in ours(docker_client, 'ResultJob') if c.status == 'exited'], what='exit')
+    ended = wait_for(lambda: [c for c in ours(docker_client, 'ResultJob', project) if c.status == 'exited'], what='exit')
     running_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1').stdout)
     kept = project.doit('cleanup', 'days=1')
     assert '0 ended run(s) older than 1 day(s) removed' in kept.stdout
-    assert len(ours(docker_client, 'ResultJob')) == 1
+    assert len(ours(docker_client, 'ResultJob', project)) == 1
     cleaned = project.doit('cleanup', 'days=0')
     assert f'removed run {ended[0].labels["tg_pipeline.run_id"]} of job ResultJob' in cleaned.stdout
-    assert ours(docker_client, 'ResultJob') == []
-    assert [c.status for c in ours(docker_client, 'Counter')] == ['running']  # running runs are never touched
+    assert ours(docker_client, 'ResultJob', project) == []
+    assert [c.status for c in ours(docker_client, 'Counter', project)] == ['running']  # running runs are never touched
     result = project.doit('result', 'job=ResultJob')  # collected before it was removed
     assert "Result: {'sum': 45" in result.stdout
     project.doit('stop', 'job=Counter', f'run_id={running_id}')

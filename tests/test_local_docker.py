@@ -18,8 +18,8 @@ def layers(client, image_id):
     return client.images.get(image_id).attrs['RootFS']['Layers']
 
 
-def leftovers(client, job):
-    return client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'}, ignore_removed=True)
+def leftovers(client, job, project):
+    return client.containers.list(all=True, filters={'label': project.labels(job)}, ignore_removed=True)
 
 
 def test_run_local_prints_the_container_lines(project, docker_client):
@@ -31,7 +31,7 @@ def test_run_local_prints_the_container_lines(project, docker_client):
                 'Job has exited successfully', 'DONE. Exiting Training Grounds.']
     positions = [out.index(' INFO: ' + line) for line in expected]
     assert positions == sorted(positions)
-    assert leftovers(docker_client, 'ExampleJob') == []  # the finished container is removed
+    assert leftovers(docker_client, 'ExampleJob', project) == []  # the finished container is removed
 
 
 def test_variable_absent_here_is_absent_there(project, docker_client):
@@ -108,7 +108,7 @@ def test_failing_job_fails_the_task_with_its_traceback(project, docker_client):
     assert 'ERROR: job FailingJob failed (local run)' in result.stderr
     assert 'exit code: 1' in result.stderr
     assert 'jobs/failing_job.py' in result.stderr  # the job's own frame, from inside the container
-    assert leftovers(docker_client, 'FailingJob') == []
+    assert leftovers(docker_client, 'FailingJob', project) == []
 
 
 def test_cpu_and_memory_limits_are_applied(project, docker_client):
@@ -117,7 +117,7 @@ def test_cpu_and_memory_limits_are_applied(project, docker_client):
         deadline = time.time() + 120
         found = []
         while not found and time.time() < deadline and process.poll() is None:
-            found = docker_client.containers.list(filters={'label': 'tg_pipeline.job=SleepJob'})
+            found = docker_client.containers.list(filters={'label': project.labels('SleepJob')})
             time.sleep(0.1)
         assert found, process.communicate()
         host = found[0].attrs['HostConfig']
@@ -130,7 +130,7 @@ def test_cpu_and_memory_limits_are_applied(project, docker_client):
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert 'slept' in out
-    assert leftovers(docker_client, 'SleepJob') == []
+    assert leftovers(docker_client, 'SleepJob', project) == []
 
 
 def test_memory_override_on_the_command_line(project, docker_client):
@@ -139,7 +139,7 @@ def test_memory_override_on_the_command_line(project, docker_client):
     try:
         found, deadline = [], time.time() + 60
         while not found and time.time() < deadline and process.poll() is None:
-            found = docker_client.containers.list(filters={'label': 'tg_pipeline.job=SleepJob'})
+            found = docker_client.containers.list(filters={'label': project.labels('SleepJob')})
             time.sleep(0.1)
         assert found, process.communicate()
         host = found[0].attrs['HostConfig']

@@ -83,7 +83,7 @@ def test_run_remote_example_job_end_to_end(project, remote_docker):
     assert 'pull: ' in out  # the image really travelled into the remote engine
     local_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     assert remote_docker.images.get('127.0.0.1:5000/tgtest-examplejob:0.0.0').id == local_id
-    assert remote_docker.containers.list(all=True, filters={'label': 'tg_pipeline.job=ExampleJob'}) == []
+    assert remote_docker.containers.list(all=True, filters={'label': project.labels('ExampleJob')}) == []
 
     again = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
     assert not ran(again.stdout, 'build_image:ExampleJob')
@@ -130,7 +130,7 @@ def test_env_values_never_on_a_command_line_nor_in_the_image(project, remote_doc
     try:
         deadline = time.time() + 180
         while time.time() < deadline and process.poll() is None:
-            running = remote_docker.containers.list(filters={'label': 'tg_pipeline.job=SecretSleep'})
+            running = remote_docker.containers.list(filters={'label': project.labels('SecretSleep')})
             if running:
                 seen_running = True
                 assert not [c for c in process_command_lines() if secret.encode() in c]

@@ -69,5 +69,5 @@ def test_fifty_mixed_runs_leave_no_orphans(project, docker_client, remote_docker
     assert len(outcomes['local']) + len(outcomes['remote']) == RUNS
     for client in (docker_client, remote_docker):
         left = [c.name for job in KINDS for c in client.containers.list(
-            all=True, filters={'label': f'tg_pipeline.job={job}'})]
+            all=True, filters={'label': project.labels(job)})]
         assert left == []

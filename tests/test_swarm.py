@@ -21,11 +21,13 @@ def swarm(docker_client, remote_docker):  # noqa: F811
     return nodes
 
 
-def left_behind(client, job):
-    """The job's services (asked of a manager) and containers (of any engine) still there."""
+def left_behind(client, job, project=None):
+    """The job's services (asked of a manager) and containers (of any engine) still there (of the test's
+    project, when given: the engines are shared)."""
+    labels = project.labels(job) if project else [f'tg_pipeline.job={job}']
     manager = client.info()['Swarm'].get('ControlAvailable')
-    services = client.services.list(filters={'label': f'tg_pipeline.job={job}'}) if manager else []
-    containers = client.containers.list(all=True, filters={'label': f'tg_pipeline.job={job}'})
+    services = client.services.list(filters={'label': labels}) if manager else []
+    containers = client.containers.list(all=True, filters={'label': labels})
     return services + containers
 
 
@@ -45,7 +47,7 @@ def test_sweep_of_four_variants_brings_every_result_back(project, docker_client,
     assert re.search(r'Started swarm run \S+ \(swarm local\): 4 task\(s\), at most 4 at a time', result.stdout)
     nodes = {v['node'] for v in record(project, 'Sweep', run_id)['variants']}
     assert len(nodes) == 2  # spread over the manager and the worker
-    assert left_behind(docker_client, 'Sweep') == [] and left_behind(remote_docker, 'Sweep') == []
+    assert left_behind(docker_client, 'Sweep', project) == [] and left_behind(remote_docker, 'Sweep', project) == []
     again = project.doit('result', 'job=Sweep', 'where=swarm')
     assert "variant 3 (rate=2,width=20): complete, exit 0, result {'rate': 2, 'width': 20, 'score': 40}" \
         in again.stdout
@@ -57,7 +59,7 @@ def test_a_failing_variant_fails_the_run_and_is_named(project, docker_client, sw
     assert 'ERROR: 1 variant(s) of job SweepFail failed in swarm run' in result.stderr
     assert 'variant 2 (rate=2,width=10): failed exit 1' in result.stderr
     assert 'ValueError: diverged at rate=2 width=10' in result.stderr
-    assert left_behind(docker_client, 'SweepFail') == []
+    assert left_behind(docker_client, 'SweepFail', project) == []
     run_id = re.search(r'Started swarm run (\S+)', result.stdout).group(1)
     states = [(v['variant'], v['state']) for v in record(project, 'SweepFail', run_id)['variants']]
     assert states == [(0, 'complete'), (1, 'complete'), (2, 'failed'), (3, 'complete')]
@@ -68,7 +70,7 @@ def test_reservation_larger_than_any_node_is_refused_at_once(project, docker_cli
     assert result.returncode != 0
     assert 'ERROR: the tasks cannot be scheduled: each reserves 0 CPU and 10000 GB' in result.stderr
     assert 'TIP: lower cpu_reservation / memory_reservation_gb' in result.stderr
-    assert left_behind(docker_client, 'Sweep') == []
+    assert left_behind(docker_client, 'Sweep', project) == []
 
 
 def test_unsatisfiable_constraint_times_out_with_a_clear_error(project, docker_client, swarm):
@@ -77,7 +79,7 @@ def test_unsatisfiable_constraint_times_out_with_a_clear_error(project, docker_c
     assert result.returncode != 0
     assert 'cannot be scheduled on swarm local: no suitable node' in result.stderr
     assert '(waited 5 s); the service was removed' in result.stderr
-    assert left_behind(docker_client, 'Sweep') == []
+    assert left_behind(docker_client, 'Sweep', project) == []
 
 
 def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
@@ -98,7 +100,7 @@ def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
                        project.doit('run_swarm', 'job=SlowSweep', 'detach=1').stdout).group(1)
     stopped = project.doit('stop', 'job=SlowSweep', 'where=swarm', f'run_id={second}')
     assert f'Stopped swarm run {second} of job SlowSweep' in stopped.stdout
-    assert left_behind(docker_client, 'SlowSweep') == []
+    assert left_behind(docker_client, 'SlowSweep', project) == []
 
 
 def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remote_docker, swarm):  # noqa: F811

@@ -5,9 +5,9 @@
     stderr apart, bytes exact) through ``APIClient._get/_url/_raise_for_status/_get_raw_response_socket/
     _disable_socket_timeout``: the public ``logs(stream=True)`` merges the two streams, and ``attach``
     over SSH loses the bytes buffered with the response headers.
-  - :func:`mount_adapter` puts our SSH adapter under a client (``APIClient._custom_adapter``, ``base_url``)
-    and :class:`SSHAdapterBase` is docker-py's ``SSHHTTPAdapter``, whose ``_create_paramiko_client``,
-    ``_connect`` and ``ssh_client`` we override so that the Docker API rides on our open fabric connection.
+  - :func:`docker_over_fabric` subclasses docker-py's ``SSHHTTPAdapter`` (overriding ``_create_paramiko_client``,
+    ``_connect``, ``ssh_client``) and mounts it under a client (``APIClient._custom_adapter``, ``base_url``), so
+    that the Docker API rides on our open fabric connection.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
 * doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
@@ -97,16 +97,32 @@ def _read_exactly(raw, length: int) -> bytes:
     return b''.join(chunks)
 
 
-def ssh_adapter_base():
+def docker_over_fabric(connection, version: str, timeout: int = 60):
+    """A DockerClient whose every request rides on ``connection`` (an open fabric Connection): docker-py's SSH
+    adapter with its paramiko client swapped for the connection's (same login, same host-key policy), each
+    HTTP connection a ``docker system dial-stdio`` channel of it."""
+    import docker
     from docker.transport.sshconn import SSHHTTPAdapter
-    return SSHHTTPAdapter
 
+    class FabricAdapter(SSHHTTPAdapter):
+        def __init__(self):
+            self._fabric = connection
+            super().__init__(f'ssh://{connection.host}', timeout=timeout, shell_out=False)
 
-def mount_adapter(client, adapter) -> None:
-    """Send every request of ``client`` through ``adapter``."""
+        def _create_paramiko_client(self, base_url):
+            self.ssh_client = self._fabric.client
+
+        def _connect(self):
+            self._fabric.open()  # reconnects with the same settings and host-key policy
+
+    # a client for a placeholder address (no request is made with it: the version is given), then every
+    # request goes through the adapter
+    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
+    adapter = FabricAdapter()
     client.api._custom_adapter = adapter
     client.api.mount('http+docker://ssh', adapter)
     client.api.base_url = 'http+docker://ssh'
+    return client
 
 
 DOIT_BUSY_TIMEOUT_MS = 60_000

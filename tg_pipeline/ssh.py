@@ -129,26 +129,9 @@ def remote_docker_version(connection) -> str:
                       hint=f'start the Docker engine on {host} (or set DOCKER_HOST for {user} there)')
 
 
-class _ConnectionAdapter(compat.ssh_adapter_base()):
-    """The Docker SDK's SSH adapter, riding on an already-open fabric connection."""
-
-    def __init__(self, connection, timeout=60):
-        self._fabric = connection
-        super().__init__(f'ssh://{connection.host}', timeout=timeout, shell_out=False)
-
-    def _create_paramiko_client(self, base_url):
-        self.ssh_client = self._fabric.client
-
-    def _connect(self):
-        self._fabric.open()  # reconnects with the same settings and host-key policy
-
-
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     """A DockerClient for the remote engine, over ``connection``."""
-    # A client for a placeholder address (no request is made with it: the version is given),
-    # then every request goes through our adapter, on the open SSH connection.
-    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=DOCKER_API_VERSION, timeout=timeout)
-    compat.mount_adapter(client, _ConnectionAdapter(connection, timeout=timeout))
+    client = compat.docker_over_fabric(connection, DOCKER_API_VERSION, timeout)
     try:
         client.ping()
     except Exception as e:

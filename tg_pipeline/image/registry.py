@@ -1,4 +1,4 @@
-"""Step 5: tag and push the job image to the registry (the engine sends only missing layers).
+"""Step 5: push the job image to the registry (its exact tag and its name for people), and pull it by digest.
 
 The target file records the pushed digest; the task is up to date while the
 registry still serves that digest for the tag and the local image is the same.

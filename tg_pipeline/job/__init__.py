@@ -1,0 +1,1 @@
+"""Step 1: the job as payload bytes (pickling) and the checks that stop bad input before a build."""
