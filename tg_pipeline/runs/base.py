@@ -60,7 +60,7 @@ class RunSpec:
         values = {'job': self.job, 'package': self.package, 'version': self.version, 'module': self.module,
                   'run_id': run_id, 'where': where, 'project': self.project, 'owner': self.owner,
                   'image': self.image_id, 'memory_gb': f'{self.memory_gb:g}',
-                  'started': datetime.datetime.now().isoformat(timespec='seconds')}
+                  'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
@@ -77,6 +77,8 @@ class RunHandle:
     labels: Mapping[str, str] = field(default_factory=dict)  # without the tg_pipeline. prefix
     state: str = ''  # 'running', 'exited 0', '2 running, 1 complete' ...
     running: bool = False
+    start_time: Optional[datetime.datetime] = None  # as the host tells it (None: see the 'started' label)
+    end_time: Optional[datetime.datetime] = None  # when it ended, as the host tells it (None: still running)
 
     def __getattr__(self, key):  # job, project, owner, module, version, started ...
         if key in ('job', 'project', 'owner', 'module', 'version', 'package', 'started', 'image'):

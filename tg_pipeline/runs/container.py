@@ -18,7 +18,7 @@ from tg_pipeline import compat
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
-from tg_pipeline.runs.records import exit_status, read_text
+from tg_pipeline.runs.records import exit_status, parse_time, read_text
 from tg_pipeline.runtime import protocol
 
 SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
@@ -142,12 +142,14 @@ class ContainerBackend:
         except docker.errors.NotFound:
             return handle
         state, running = state_text(attrs)
-        return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running)
+        times = attrs.get('State') or {}
+        return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running,
+                            parse_time(times.get('StartedAt')), None if running else parse_time(times.get('FinishedAt')))
 
-    def _handle(self, ref, name, labels, state, running) -> RunHandle:
+    def _handle(self, ref, name, labels, state, running, start_time=None, end_time=None) -> RunHandle:
         stripped = strip_labels(labels)
         return RunHandle(run_id=stripped.get('run_id', ''), where=self.where, host=self.host, ref=ref, name=name,
-                         labels=stripped, state=state, running=running)
+                         labels=stripped, state=state, running=running, start_time=start_time, end_time=end_time)
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
     def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
@@ -163,7 +165,6 @@ class ContainerBackend:
             pass
 
     def ended_at(self, handle: RunHandle):
-        from tg_pipeline.runs.lifecycle import parse_time
         attrs = self.client.api.inspect_container(handle.ref)
         return parse_time(attrs['State'].get('FinishedAt')) or parse_time(attrs.get('Created'))
 
@@ -188,7 +189,7 @@ class ContainerBackend:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
                 'exit_code': code, 'signal': signal, 'oom_killed': result.oom_killed,
-                'finished': state.get('FinishedAt'), 'memory_gb': result.memory_gb, 'module': handle.module,
+                'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'), 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started})
         self.discard(handle)

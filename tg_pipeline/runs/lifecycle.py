@@ -14,7 +14,8 @@ import sys
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
-from tg_pipeline.runs.records import failure, saved_result, state_of_record
+from tg_pipeline.runs.records import (duration, failure, parse_started, parse_time, record_times,  # noqa: F401
+                                      saved_result, shown_time, state_of_record)
 
 
 class Scope:
@@ -121,33 +122,43 @@ def whose(handle: RunHandle) -> str:
     return f'project {handle.project or "?"} of {handle.owner or "?"}'
 
 
-def status(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> list[dict]:
-    """Print (and return) the runs: on the host, and those collected here, as a table."""
+STATUS_COLUMNS = ('run_id', 'state', 'started', 'duration', 'version', 'owner', 'host')
+
+
+def status(backend, scope: Scope, paths, run_id: str | None = None, out=None, now=None) -> list[dict]:
+    """Print (and return) the runs: on the host, and those collected here, as a table. DURATION is the time
+    since the start for a running run, from start to end for an ended one (``now``: the time it is now)."""
     out = out or sys.stdout
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     on_host = backend.find(scope.job, None if scope.all_projects else scope.project)
     saved = paths.saved_ids()
     if run_id:
         found, handle = pick(backend, scope, paths, run_id)
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
-    rows = []
-    for rid in sorted({*on_host, *saved}):
-        if rid in on_host:
-            h = on_host[rid]
-            rows.append({'run_id': rid, 'state': h.state, 'started': h.started, 'version': h.version,
-                         'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'})
-        else:
-            record = paths.read_record(rid)
-            rows.append({'run_id': rid, 'state': state_of_record(record), 'started': record.get('started', ''),
-                         'version': record.get('version', ''), 'host': f'{backend.host} (collected here)',
-                         'owner': record.get('owner', '')})
+    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
+            for rid in sorted({*on_host, *saved})]
     print(f'# job {scope.job} on {backend.host}: {len(rows)} run(s)', file=out)
-    columns = ('run_id', 'state', 'started', 'version', 'owner', 'host')
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip(), file=out)
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in STATUS_COLUMNS}
+    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
     for row in rows:
-        print('  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
+        print('  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
     out.flush()
     return rows
+
+
+def host_row(h: RunHandle, scope: Scope, now) -> dict:
+    start = h.start_time or parse_started(h.started)
+    end = now if h.running else h.end_time
+    return {'run_id': h.run_id, 'state': h.state, 'started': shown_time(start) or h.started,
+            'duration': duration(start, end) if h.state != 'created' else '-', 'version': h.version,
+            'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'}
+
+
+def saved_row(run_id: str, record: dict, backend) -> dict:
+    start, end = record_times(record)
+    return {'run_id': run_id, 'state': state_of_record(record), 'started': shown_time(start),
+            'duration': duration(start, end), 'version': record.get('version', ''),
+            'host': f'{backend.host} (collected here)', 'owner': record.get('owner', '')}
 
 
 def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
@@ -272,15 +283,6 @@ def report(result, out=None) -> None:
         if result.run_dir:
             print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
     out.flush()
-
-
-def parse_time(text: str | None):
-    """A Docker timestamp (nanoseconds, Z) as an aware datetime; None for the zero time."""
-    if not text or text.startswith('0001-'):
-        return None
-    head, _, fraction = text.rstrip('Z').partition('.')
-    return datetime.datetime.fromisoformat(head + ('.' + fraction[:6] if fraction else '')).replace(
-        tzinfo=datetime.timezone.utc)
 
 
 __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'reattach_commands']

@@ -1,6 +1,7 @@
-"""How an ended run is judged and remembered: its exit status, its failure, and its saved record."""
+"""How an ended run is judged and remembered: its exit status, its failure, its saved record, and its times."""
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -97,3 +98,48 @@ def state_of_record(record: dict) -> str:
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
+
+
+# --- times ------------------------------------------------------------------------------------------------
+def parse_time(text: str | None):
+    """A Docker timestamp (nanoseconds, Z) as an aware datetime; None for the zero time."""
+    if not text or text.startswith('0001-'):
+        return None
+    head, _, fraction = text.rstrip('Z').partition('.')
+    return datetime.datetime.fromisoformat(head + ('.' + fraction[:6] if fraction else '')).replace(
+        tzinfo=datetime.timezone.utc)
+
+
+def parse_started(text: str | None):
+    """A run's ``started`` label as an aware datetime: with its UTC offset, or (older runs) in local time."""
+    try:
+        moment = datetime.datetime.fromisoformat(text or '')
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def duration(start, end) -> str:
+    """``end - start`` for people: ``42s``, ``12m 05s``, ``3h 07m``, ``2d 04h``; ``-`` when either is unknown."""
+    if start is None or end is None:
+        return '-'
+    seconds = max(0, int((end - start).total_seconds()))  # clocks of two machines may differ a little
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f'{days}d {hours:02d}h'
+    if hours:
+        return f'{hours}h {minutes:02d}m'
+    return f'{minutes}m {seconds:02d}s' if minutes else f'{seconds}s'
+
+
+def shown_time(moment) -> str:
+    """A time as people read it here: local, to the second."""
+    return moment.astimezone().strftime('%Y-%m-%d %H:%M:%S') if moment else ''
+
+
+def record_times(record: dict) -> tuple:
+    """(start, end) of a collected run: the host's own times when recorded, else the ``started`` label."""
+    start = parse_time(record.get('started_at')) or parse_started(record.get('started'))
+    return start, parse_time(record.get('finished'))

@@ -11,6 +11,7 @@ point prints its run folder as marker lines (:mod:`tg_pipeline.runtime.protocol`
 """
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import re
@@ -23,7 +24,7 @@ from docker.types import Resources, RestartPolicy, ServiceMode
 
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, load_result, new_run_id, strip_labels
-from tg_pipeline.runs.records import exit_status
+from tg_pipeline.runs.records import exit_status, parse_time
 from tg_pipeline.runtime import protocol
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
@@ -61,6 +62,17 @@ def chosen_tasks(tasks: list[dict]) -> dict[int, dict]:
 def _task_of(frame: bytes) -> tuple[str | None, str]:
     details, _, text = frame.decode('utf-8', 'replace').partition(' ')
     return dict(kv.split('=', 1) for kv in details.split(',') if '=' in kv).get('com.docker.swarm.task.id'), text
+
+
+def task_times(tasks: dict) -> tuple:
+    """(when the first task was made, when the last one changed state) by the manager's clock."""
+    made = [parse_time(t.get('CreatedAt')) for t in tasks.values()]
+    changed = [parse_time(t.get('Status', {}).get('Timestamp')) for t in tasks.values()]
+    return min([t for t in made if t], default=None), max([t for t in changed if t], default=None)
+
+
+def docker_time(moment) -> str | None:
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
 def check_capacity(client, options, host: str) -> None:
@@ -193,11 +205,14 @@ class SwarmBackend:
     def refresh(self, handle: RunHandle) -> RunHandle:
         if not handle.ref:
             return handle
-        states = [t['Status']['State'] for t in self._tasks(handle).values()]
+        tasks = self._tasks(handle)
+        states = [t['Status']['State'] for t in tasks.values()]
         counts = {s: states.count(s) for s in sorted(set(states))}
         text = ', '.join(f'{n} {s}' for s, n in counts.items()) or 'no task yet'
         running = len(states) < len(self.variant_labels(handle)) or not set(states) <= TERMINAL
-        return RunHandle(handle.run_id, self.where, self.host, handle.ref, handle.name, handle.labels, text, running)
+        start, end = task_times(tasks)
+        return RunHandle(handle.run_id, self.where, self.host, handle.ref, handle.name, handle.labels, text, running,
+                         start_time=start, end_time=None if running else end)
 
     def _tasks(self, handle: RunHandle) -> dict[int, dict]:
         return chosen_tasks(self.client.api.tasks(filters={'service': handle.ref}))
@@ -207,9 +222,7 @@ class SwarmBackend:
         return json.loads(handle.labels.get('variants') or '["0"]')
 
     def ended_at(self, handle: RunHandle):
-        from tg_pipeline.runs.lifecycle import parse_time
-        times = [parse_time(t['Status'].get('Timestamp')) for t in self._tasks(handle).values()]
-        return max([t for t in times if t], default=None)
+        return task_times(self._tasks(handle))[1]
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
     def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
@@ -227,9 +240,11 @@ class SwarmBackend:
         variants = [self._variant(index, label, tasks.get(index, {}), logs.get(index, ''), files.get(index),
                                   run_root, handle.module)
                     for index, label in enumerate(self.variant_labels(handle))]
+        start, end = task_times(tasks)
         paths.write_record(handle.run_id, {
             'run_id': handle.run_id, 'job': handle.job, 'where': self.where, 'module': handle.module,
             'version': handle.version, 'project': handle.project, 'owner': handle.owner, 'started': handle.started,
+            'started_at': docker_time(start), 'finished': docker_time(end),
             'variants': [{k: v for k, v in r.items() if k not in ('value', 'traceback')} for r in variants]})
         self.discard(handle, settle=3 if not all(v['ok'] for v in variants) else 0)
         return RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
