@@ -110,3 +110,19 @@ def test_the_wheel_installs_and_runs_a_new_project_everywhere(installed, tmp_pat
     finally:  # this project's images, here and there (scoped by its project label)
         in_venv(installed, project, 'doit', 'cleanup', 'days=0', 'keep=0')
         in_venv(installed, project, 'doit', 'cleanup', 'days=0', 'keep=0', 'where=remote', *remote)
+
+
+# --- the result shows at doit -v 0 ----------------------------------------------------------------------
+def test_the_result_shows_at_verbosity_0_and_the_output_does_not(project):
+    quiet = project.doit('-v', '0', 'run_attached', 'job=Counter', 'jobs.Counter.args=[3, 0]')
+    assert 'Result: 3' in quiet.stdout.splitlines()
+    assert 'line 0' not in quiet.stdout + quiet.stderr  # the task's own output stays captured
+    loud = project.doit('run_attached', 'job=Counter', 'jobs.Counter.args=[3, 0]')
+    assert loud.stdout.splitlines()[-4:] == ['line 0', 'line 1', 'line 2', 'Result: 3']
+
+
+def test_a_container_run_result_shows_at_verbosity_0(project, docker_client):
+    quiet = project.doit('-v', '0', 'run_local', 'job=ResultJob')
+    assert "Result: {'sum': 45, 'squares': [0, 1, 4, 9]}" in quiet.stdout.splitlines()
+    assert 'wrote 10 numbers' not in quiet.stdout + quiet.stderr
+    project.doit('cleanup', 'days=0', 'keep=0')  # this project's image

@@ -13,7 +13,9 @@
 * doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
   variables; the public ``get_var`` answers one name at a time); :func:`share_doit_state` sets the sqlite3
   backend's connection (``SqliteDB._conn``) to autocommit with a busy timeout, so that a failed task's
-  pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`).
+  pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`);
+  :func:`outcome_stream` tells doit's capture of a python-action's stdout (``doit.action.Writer`` without
+  ``orig_stream``, at ``-v 0``/``-v 1``) from a stdout that reaches the terminal.
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
@@ -52,6 +54,9 @@ def problems() -> list[str]:
             found.append(f'SSHHTTPAdapter.{attr} is gone')
     if not hasattr(doit_cmd, '_CMDLINE_VARS'):
         found.append('doit.doit_cmd._CMDLINE_VARS is gone')
+    from doit.action import Writer
+    if not hasattr(Writer(), 'orig_stream'):
+        found.append('doit.action.Writer.orig_stream is gone')
     return found
 
 
@@ -146,3 +151,17 @@ def command_line_vars() -> dict[str, str]:
     """doit's ``name=value`` command-line variables."""
     from doit import doit_cmd
     return dict(getattr(doit_cmd, '_CMDLINE_VARS', None) or {})
+
+
+def outcome_stream():
+    """Where the outcome of a task goes (``Result: ...``): its stdout, unless doit captures that stdout without
+    showing it (``doit -v 0``, ``-v 1``: only a failure shows it), then the process's own stdout."""
+    out = sys.stdout
+    try:
+        from doit.action import Writer
+    except ImportError:  # pragma: no cover - doit is a dependency
+        return out
+    if isinstance(out, Writer) and getattr(out, 'orig_stream', None) is None and sys.__stdout__ is not None:
+        out.flush()
+        return sys.__stdout__
+    return out

@@ -65,11 +65,13 @@ class Context:
         return {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
 
     def say(self, result) -> None:
-        """Keep a run's result for the Python API; tell the command-line user the value and where it is."""
+        """Keep a run's result for the Python API; tell the command-line user the value and where it is
+        (also at ``doit -v 0``, which hides the rest of a task's output)."""
         self.results[result.job if hasattr(result, 'job') else '?'] = result
         if not self.capture and hasattr(result, 'exit_code'):
+            from tg_pipeline.compat import outcome_stream
             from tg_pipeline.runs.lifecycle import report
-            report(result)
+            report(result, out=outcome_stream())
 
 
 # --- build steps -------------------------------------------------------------------------------------
@@ -176,7 +178,8 @@ def run_attached(ctx: Context, job: str) -> None:
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
     if not ctx.capture and value is not None:
-        print(f'Result: {value!r}')
+        from tg_pipeline.compat import outcome_stream
+        print(f'Result: {value!r}', file=outcome_stream(), flush=True)
 
 
 def run_local(ctx: Context, job: str) -> None:
