@@ -3,16 +3,18 @@ is listed by `doit help TASK` and works on the command line, `doit clean`, `doit
 the result at `doit -v 0`, and `doit graph`."""
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, ran
 from test_remote import STATE, remote_env  # noqa: F401  (fixture)
 
 WHEELS = STATE / 'wheels'  # dependency wheels, built once from the versions this environment runs
@@ -126,3 +128,68 @@ def test_a_container_run_result_shows_at_verbosity_0(project, docker_client):
     assert "Result: {'sum': 45, 'squares': [0, 1, 4, 9]}" in quiet.stdout.splitlines()
     assert 'wrote 10 numbers' not in quiet.stdout + quiet.stderr
     project.doit('cleanup', 'days=0', 'keep=0')  # this project's image
+
+
+# --- every setting on the command line, listed by doit help ---------------------------------------------
+def test_doit_help_lists_the_settings_of_a_task_with_their_values_now(project):
+    text = project.doit('help', 'run_local').stdout
+    for option in ('--job=NAME', '--detach', '--memory=GB', '--cpu=CORES', '--host=TEXT', '--registry=TEXT',
+                   '--run.memory_gb=N', '--docker.image_prefix=TEXT', '--swarm.labels={...}', '--jobs.NAME.KEY=VALUE'):
+        assert f'\n  {option} ' in text, option
+    assert 'memory limit in GB, 0 = none (as run.memory_gb); now 0.5 (pipeline.toml:11)' in text
+    assert 'image_prefix=TEXT  put before every image name, e.g. team-; now "tgtest-" (pipeline.toml:6)' in text
+    one_job = project.doit('help', 'run_local:ResultJob').stdout
+    assert '--jobs.ResultJob.args=[...]  positional arguments of the factory; now [10] (pipeline.toml:45)' in one_job
+    for task, options in (('status', ['--where=VALUE', '--run_id=VALUE', '--all_projects']),
+                          ('logs', ['--where=VALUE', '--run_id=VALUE', '--follow']),
+                          ('cleanup', ['--where=VALUE', '--days=VALUE', '--keep=VALUE']),
+                          ('graph', ['--job=NAME', '--all', '--files'])):
+        text = project.doit('help', task).stdout
+        assert all(f'\n  {o} ' in text for o in options), (task, text)
+
+
+def test_a_setting_given_doits_way_makes_the_same_configuration(project):
+    plain = project.doit('config', 'memory=2', 'run.env=A,B').stdout
+    assert project.doit('config', '--memory=2', '--run.env', 'A,B').stdout == plain
+    assert tomllib.loads(plain)['run']['memory_gb'] == 2.0
+    counted = project.doit('run_attached:Counter', '--jobs.Counter.args', '[2, 0]')
+    assert counted.stdout.splitlines()[-3:] == ['line 0', 'line 1', 'Result: 2']
+    twice = project.doit('config', 'memory=1', '--memory=2', check=False)
+    assert twice.returncode == 2 and twice.stdout == ''
+    assert "ERROR: key 'memory': memory is given twice: memory=1 and --memory=2\n" \
+           'TIP: give it once, e.g. memory=2' in twice.stderr
+
+
+def test_doit_config_prints_valid_toml_with_each_value_s_origin(project):
+    out = project.doit('config', 'cpu=3').stdout
+    settings = tomllib.loads(out)
+    assert (settings['run']['memory_gb'], settings['run']['cpu']) == (0.5, 3.0)
+    assert settings['jobs']['ResultJob']['args'] == [10]
+    lines = out.splitlines()
+    assert 'memory_gb = 0.5  # pipeline.toml:11' in lines and 'cpu = 3.0  # command line' in lines
+
+
+# --- doit clean, and what re-runs build_image -------------------------------------------------------------
+def test_clean_removes_a_steps_targets_never_the_image(project, docker_client):
+    project.doit('run_local', 'job=ResultJob')
+    image_id = json.loads(project.read('build/ResultJob/image.json'))['image_id']
+    runs = project.path('build/ResultJob/runs/local')
+    assert runs.is_dir()
+    cleaned = project.doit('clean', 'build_image:ResultJob', 'run_local:ResultJob')
+    assert f"build_image:ResultJob - removing file '{project.path('build/ResultJob/image.json')}'" in cleaned.stdout
+    assert not project.path('build/ResultJob/image.json').exists() and not runs.exists()
+    assert project.path('build/ResultJob/context/Dockerfile').exists()  # another step's target
+    assert docker_client.images.get(image_id).id == image_id  # never an image on the engine
+    again = project.doit('run_local', 'job=ResultJob')
+    assert ran(again.stdout, 'build_image:ResultJob') and not ran(again.stdout, 'sdist:ResultJob')
+    project.doit('cleanup', 'days=0', 'keep=0')  # this project's image
+
+
+def test_a_changed_image_prefix_builds_the_image_again(project, docker_client):
+    project.doit('build_image', 'job=ResultJob')
+    assert not ran(project.doit('build_image', 'job=ResultJob').stdout, 'build_image:ResultJob')
+    renamed = project.doit('build_image', 'job=ResultJob', 'docker.image_prefix=tgux-')
+    assert ran(renamed.stdout, 'build_image:ResultJob')
+    assert json.loads(project.read('build/ResultJob/image.json'))['tag'] == 'tgux-resultjob:0.0.0'
+    assert docker_client.images.get('tgux-resultjob:0.0.0').labels['tg_pipeline.project'] == project.id
+    project.doit('cleanup', 'days=0', 'keep=0')  # this project's images, under both names

@@ -233,6 +233,9 @@ def _silence_build(functions: dict) -> dict:
 
         def creator(original=original):
             for task in original():
+                if not task.get('actions'):  # the group task
+                    yield task
+                    continue
                 actions = []
                 for action in task['actions']:
                     def quiet(action=action):

@@ -15,7 +15,9 @@
   backend's connection (``SqliteDB._conn``) to autocommit with a busy timeout, so that a failed task's
   pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`);
   :func:`outcome_stream` tells doit's capture of a python-action's stdout (``doit.action.Writer`` without
-  ``orig_stream``, at ``-v 0``/``-v 1``) from a stdout that reaches the terminal.
+  ``orig_stream``, at ``-v 0``/``-v 1``) from a stdout that reaches the terminal; :func:`console_reporter`
+  is doit's ``ConsoleReporter`` (``execute_task``) without the ``.  TASK`` line of a task whose output is a
+  document (``meta={'document': True}``: ``doit config`` prints TOML and nothing else).
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
@@ -165,3 +167,15 @@ def outcome_stream():
         out.flush()
         return sys.__stdout__
     return out
+
+
+def console_reporter():
+    """doit's console reporter, except that a task printing a document (``meta={'document': True}``) is not
+    announced: its output is the document alone (``doit config > settings.toml``)."""
+    from doit.reporter import ConsoleReporter
+
+    class Reporter(ConsoleReporter):
+        def execute_task(self, task):
+            if not (getattr(task, 'meta', None) or {}).get('document'):
+                super().execute_task(task)
+    return Reporter

@@ -50,7 +50,8 @@ ALIASES = {
     'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'verbose'}
+CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all',
+                'verbose'}
 NO_LIMIT = '0 (no limit)'
 
 

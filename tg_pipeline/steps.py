@@ -240,6 +240,16 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
             ctx.say(lifecycle.result(kind, scope, paths, run_id))
 
 
+def clean_runs(ctx: Context, job: str, where: str, dryrun: bool) -> None:
+    """``doit clean run_WHERE:JOB``: the runs of the job collected here from that host (never a run on a host)."""
+    import shutil
+    paths = ctx.paths(job).runs(where)
+    if paths.dir.is_dir():
+        print(f'run_{where}:{job} - removing {len(paths.saved_ids())} collected run(s) in {paths.dir}')
+        if not dryrun:
+            shutil.rmtree(paths.dir)
+
+
 def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):
     text = ctx.variables.get(name, default)
     try:
@@ -281,4 +291,4 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'cleanup', 'show_config', 'check_remote']
+           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'show_config', 'check_remote']
