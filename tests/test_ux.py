@@ -193,3 +193,46 @@ def test_a_changed_image_prefix_builds_the_image_again(project, docker_client):
     assert json.loads(project.read('build/ResultJob/image.json'))['tag'] == 'tgux-resultjob:0.0.0'
     assert docker_client.images.get('tgux-resultjob:0.0.0').labels['tg_pipeline.project'] == project.id
     project.doit('cleanup', 'days=0', 'keep=0')  # this project's images, under both names
+
+
+# --- doit graph ---------------------------------------------------------------------------------------------
+def graph_now(project, *args) -> dict:
+    """step -> what `doit graph` says doit would do with it now; and the DOT file it wrote."""
+    out = project.doit('graph', *args).stdout
+    assert f'Task graph written to {project.path("build/graph.dot")}' in out
+    if shutil.which('dot'):
+        assert project.path('build/graph.png').read_bytes()[:4] == b'\x89PNG'
+    lines = [line.split(None, 1) for line in out.splitlines() if line and line[0] != '.' and ':' in line.split()[0]]
+    return {name: now for name, now in lines}
+
+
+def test_graph_draws_the_chosen_job_and_marks_what_would_run_now(project):
+    fresh = graph_now(project, 'job=ResultJob')
+    assert list(fresh) == [f'{step}:ResultJob' for step in ('serialize', 'sdist', 'dockerfile', 'build_image',
+                                                             'run_attached', 'run_local', 'push', 'run_remote',
+                                                             'run_swarm')]  # no lifecycle step, no other job
+    assert fresh['serialize:ResultJob'].startswith('runs now')
+    assert fresh['run_local:ResultJob'] == 'runs whenever asked'
+    dot = project.read('build/graph.dot')
+    assert '"sdist:ResultJob" -> "build_image:ResultJob";' in dot and 'ExampleJob' not in dot
+    assert '"serialize:ResultJob" [label="serialize:ResultJob\\nruns now: ' in dot
+    project.doit('sdist', 'dockerfile', 'job=ResultJob')
+    built = graph_now(project, 'job=ResultJob')
+    assert [built[f'{s}:ResultJob'] for s in ('serialize', 'sdist', 'dockerfile')] == ['up to date'] * 3
+    assert built['build_image:ResultJob'] == 'runs now (a target is missing)'
+    new_args = graph_now(project, 'job=ResultJob', 'jobs.ResultJob.args=[5]')  # the job's settings changed
+    assert new_args['serialize:ResultJob'].startswith('runs now')
+    assert new_args['sdist:ResultJob'] == 'runs if a step before it changes its files (after serialize:ResultJob)'
+    assert new_args['dockerfile:ResultJob'] == 'up to date'
+    rerun = project.doit('sdist', 'job=ResultJob', 'jobs.ResultJob.args=[5]').stdout  # doit agrees
+    assert ran(rerun, 'serialize:ResultJob') and ran(rerun, 'sdist:ResultJob')
+
+
+def test_graph_shows_the_lifecycle_steps_and_the_files_when_asked(project):
+    everything = graph_now(project, 'job=ResultJob', 'all=1', 'files=1')
+    assert {'status:ResultJob', 'logs:ResultJob', 'stop:ResultJob', 'result:ResultJob'} <= set(everything)
+    dot = project.read('build/graph.dot')
+    assert '"jobs/result_job.py" -> "serialize:ResultJob" [style=dashed' in dot
+    assert '"sdist:ResultJob" -> "build/ResultJob/context/resultjob__0_0_0-0.0.0.tar.gz" [style=dashed' in dot
+    assert '"build/ResultJob/image.json" -> "push:ResultJob" [style=dashed' in dot
+    assert '"sdist:ResultJob" -> "build_image:ResultJob";' in dot  # the steps' own edges stay

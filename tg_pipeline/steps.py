@@ -277,6 +277,14 @@ def cleanup(ctx: Context) -> None:
             prune_job_images(host.docker, ctx.config.project, keep=keep)
 
 
+def draw_graph(ctx: Context, tasks: dict, probe) -> None:
+    """``doit graph``: the chosen jobs' steps (``tasks``: step -> sub-task dicts), marked by ``probe`` (doit's
+    own up-to-date answers), as build/graph.dot and .png."""
+    from tg_pipeline.graph import write_graph
+    write_graph(tasks, ctx.config.build_dir / 'graph.dot', probe, everything=ctx.flag('all'),
+                files=ctx.flag('files'), root=ctx.config.root)
+
+
 def show_config(ctx: Context, jobs: list[str]) -> None:
     from tg_pipeline.config import describe
     print(describe(ctx.config, jobs))
@@ -291,4 +299,4 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'show_config', 'check_remote']
+           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'draw_graph', 'show_config', 'check_remote']

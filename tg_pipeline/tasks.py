@@ -39,15 +39,15 @@ STEPS = {
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
-JOBS = object()  # stands for the selected jobs in SINGLE_TASKS
-# the tasks of the whole project: name -> (doc, action, *its arguments after the context)
+# the tasks of the whole project: name -> (doc, action)
 SINGLE_TASKS = {
-    'graph': ('write the task graph as build/graph.dot (and .png where graphviz is installed)', None),
+    'graph': ('draw the delivery steps of the jobs (all=1: every step, files=1: their files) and what would run '
+              'now, as build/graph.dot (and .png where graphviz is installed)', steps.draw_graph),
     'check_remote': ('preflight of the remote: SSH login, Docker there, registry push here and pull there',
                      steps.check_remote),
     'cleanup': ('remove this project\'s ended runs older than days=N (default 7) from the host '
                 '(where=local|remote|swarm)', steps.cleanup),
-    'config': ('print the effective configuration (secret-looking env values as ***)', steps.show_config, JOBS),
+    'config': ('print the effective configuration (secret-looking env values as ***)', steps.show_config),
 }
 
 
@@ -167,14 +167,13 @@ def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
         creator.__doc__ = STEPS[step]
         functions[f'task_{step}'] = creator
 
-    def write_graph(_ctx):
-        from tg_pipeline.graph import write_graph as write
-        write(tasks, ctx.config.build_dir / 'graph.dot')
-
-    for name, (doc, function, *args) in SINGLE_TASKS.items():
-        task = {'actions': [action(ctx, function or write_graph, *[jobs if a is JOBS else a for a in args])],
-                'verbosity': 2, 'uptodate': [False], 'params': params.for_task(name, settings, jobs),
-                'meta': {'document': name == 'config'}}  # `doit config`: TOML alone
+    from tg_pipeline.graph import Probe
+    probe = Probe()  # doit hands it its dependency manager: `doit graph` asks it what is up to date
+    arguments = {'graph': (tasks, probe), 'config': (jobs,)}
+    for name, (doc, function) in SINGLE_TASKS.items():
+        task = {'actions': [action(ctx, function, *arguments.get(name, ()))], 'verbosity': 2,
+                'uptodate': [probe if name == 'graph' else False], 'params': params.for_task(name, settings, jobs),
+                'meta': {'document': name == 'config'}}  # `doit config`: the TOML alone
         functions[f'task_{name}'] = lambda task=task: dict(task)
         functions[f'task_{name}'].__doc__ = doc
     return functions
