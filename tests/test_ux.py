@@ -92,8 +92,8 @@ def in_venv(venv: Path, cwd: Path, *command: str):
     return result
 
 
-def test_the_wheel_installs_and_runs_a_new_project_everywhere(installed, tmp_path, docker_client,
-                                                             remote_env):  # noqa: F811
+def test_the_wheel_installs_and_runs_a_new_project_everywhere(docker_client, remote_env, installed,  # noqa: F811
+                                                             tmp_path):
     project = tmp_path / 'first_project'
     project.mkdir()
     where = in_venv(installed, project, 'python', '-c', 'import tg_pipeline, sys; print(tg_pipeline.__file__)')
@@ -123,11 +123,20 @@ def test_the_result_shows_at_verbosity_0_and_the_output_does_not(project):
     assert loud.stdout.splitlines()[-4:] == ['line 0', 'line 1', 'line 2', 'Result: 3']
 
 
+@contextlib.contextmanager
+def images_removed(project):
+    """Afterwards, this project's job images go (``doit cleanup``: scoped by the project's label)."""
+    try:
+        yield
+    finally:
+        project.doit('cleanup', 'days=0', 'keep=0')
+
+
 def test_a_container_run_result_shows_at_verbosity_0(project, docker_client):
-    quiet = project.doit('-v', '0', 'run_local', 'job=ResultJob')
+    with images_removed(project):
+        quiet = project.doit('-v', '0', 'run_local', 'job=ResultJob')
     assert "Result: {'sum': 45, 'squares': [0, 1, 4, 9]}" in quiet.stdout.splitlines()
     assert 'wrote 10 numbers' not in quiet.stdout + quiet.stderr
-    project.doit('cleanup', 'days=0', 'keep=0')  # this project's image
 
 
 # --- every setting on the command line, listed by doit help ---------------------------------------------
@@ -157,7 +166,7 @@ def test_a_setting_given_doits_way_makes_the_same_configuration(project):
     twice = project.doit('config', 'memory=1', '--memory=2', check=False)
     assert twice.returncode == 2 and twice.stdout == ''
     assert "ERROR: key 'memory': memory is given twice: memory=1 and --memory=2\n" \
-           'TIP: give it once, e.g. memory=2' in twice.stderr
+           'TIP: give it once: doit config memory=2' in twice.stderr
 
 
 def test_doit_config_prints_valid_toml_with_each_value_s_origin(project):
@@ -171,6 +180,11 @@ def test_doit_config_prints_valid_toml_with_each_value_s_origin(project):
 
 # --- doit clean, and what re-runs build_image -------------------------------------------------------------
 def test_clean_removes_a_steps_targets_never_the_image(project, docker_client):
+    with images_removed(project):
+        clean_and_build_again(project, docker_client)
+
+
+def clean_and_build_again(project, docker_client):
     project.doit('run_local', 'job=ResultJob')
     image_id = json.loads(project.read('build/ResultJob/image.json'))['image_id']
     runs = project.path('build/ResultJob/runs/local')
@@ -182,17 +196,16 @@ def test_clean_removes_a_steps_targets_never_the_image(project, docker_client):
     assert docker_client.images.get(image_id).id == image_id  # never an image on the engine
     again = project.doit('run_local', 'job=ResultJob')
     assert ran(again.stdout, 'build_image:ResultJob') and not ran(again.stdout, 'sdist:ResultJob')
-    project.doit('cleanup', 'days=0', 'keep=0')  # this project's image
 
 
 def test_a_changed_image_prefix_builds_the_image_again(project, docker_client):
-    project.doit('build_image', 'job=ResultJob')
-    assert not ran(project.doit('build_image', 'job=ResultJob').stdout, 'build_image:ResultJob')
-    renamed = project.doit('build_image', 'job=ResultJob', 'docker.image_prefix=tgux-')
-    assert ran(renamed.stdout, 'build_image:ResultJob')
-    assert json.loads(project.read('build/ResultJob/image.json'))['tag'] == 'tgux-resultjob:0.0.0'
-    assert docker_client.images.get('tgux-resultjob:0.0.0').labels['tg_pipeline.project'] == project.id
-    project.doit('cleanup', 'days=0', 'keep=0')  # this project's images, under both names
+    with images_removed(project):  # under both names
+        project.doit('build_image', 'job=ResultJob')
+        assert not ran(project.doit('build_image', 'job=ResultJob').stdout, 'build_image:ResultJob')
+        renamed = project.doit('build_image', 'job=ResultJob', 'docker.image_prefix=tgux-')
+        assert ran(renamed.stdout, 'build_image:ResultJob')
+        assert json.loads(project.read('build/ResultJob/image.json'))['tag'] == 'tgux-resultjob:0.0.0'
+        assert docker_client.images.get('tgux-resultjob:0.0.0').labels['tg_pipeline.project'] == project.id
 
 
 # --- doit graph ---------------------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ def command_line(variables: Mapping[str, str], argv: list[str]) -> dict[str, str
     found, index = dict(variables), 0
     while index < len(argv):
         name, equals, value = argv[index][2:].partition('=')
+        used = [index]
         if argv[index].startswith('--') and is_setting(name):
             if not equals and CONTROLS.get(name, ('', False))[1]:
                 value = '1'
@@ -104,14 +105,21 @@ def command_line(variables: Mapping[str, str], argv: list[str]) -> dict[str, str
                     index += 1
                     continue  # doit says what is missing
                 value, index = following, index + 1
+                used.append(index)
             if name in found and found[name] != value:
-                error = ConfigError(f'{name} is given twice: {name}={found[name]} and --{name}={value}', key=name,
-                                    hint=f'give it once, e.g. {name}={value}')
-                error.file = COMMAND_LINE
-                raise error
+                raise _twice(name, found[name], value, [a for i, a in enumerate(argv) if i not in used])
             found[name] = value
         index += 1
     return found
+
+
+def _twice(name: str, first: str, second: str, rest: list[str]) -> ConfigError:
+    import shlex
+    once = [a for a in rest if a != f'{name}={first}'] + [f'{name}={second}']
+    error = ConfigError(f'{name} is given twice: {name}={first} and --{name}={second}', key=name,
+                        hint=f'give it once: doit {shlex.join(once)}')
+    error.file = COMMAND_LINE
+    return error
 
 
 def _shown(value) -> str:

@@ -46,4 +46,7 @@ def test_a_setting_given_both_ways_differently_is_refused():
     with pytest.raises(ConfigError) as info:
         params.command_line({'memory': '1'}, ['run_local', '--memory', '2'])
     assert info.value.render() == ("ERROR: key 'memory': memory is given twice: memory=1 and --memory=2\n"
-                                   'TIP: give it once, e.g. memory=2')
+                                   'TIP: give it once: doit run_local memory=2')
+    with pytest.raises(ConfigError) as info:
+        params.command_line({'run.cpu': '1'}, ['-v', '0', 'run_local', '--run.cpu=3', 'run.cpu=1', 'run.env=A,B'])
+    assert info.value.hint == "give it once: doit -v 0 run_local run.env=A,B run.cpu=3"
