@@ -12,6 +12,7 @@ host can find, follow, stop and collect it; ``project`` and ``owner`` scope what
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pickle
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Protocol
 
+from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runtime import protocol
 
 LABEL = protocol.LABEL
@@ -85,6 +87,22 @@ class RunHandle:
 
     def commands(self) -> str:
         return reattach_commands(self.job, self.where, self.run_id)
+
+
+@contextlib.contextmanager
+def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str):
+    """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
+    RemoteError saying the run goes on there and how to re-attach."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as e:
+        if not remote:
+            raise
+        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} '
+                          f'({type(e).__name__}: {e}); {going_on}',
+                          hint=f're-attach and see its whole output: {handle.commands()}') from None
 
 
 def reattach_commands(job: str, where: str, run_id: str) -> str:

@@ -21,8 +21,9 @@ import time
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
-from tg_pipeline.errors import PipelineError, RemoteError
-from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, load_result, new_run_id, strip_labels
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_result, lost_connection_means_detached,
+                                   new_run_id, strip_labels)
 from tg_pipeline.runs.records import exit_status
 from tg_pipeline.runtime import protocol
 
@@ -135,15 +136,9 @@ class SwarmBackend:
         stop = threading.Event()
         threading.Thread(target=self._follow, args=(handle.ref, slots, sink, stop), daemon=True).start()
         try:
-            self._wait(handle, slots)
-        except PipelineError:
-            raise
-        except Exception as e:
-            if not self.remote:
-                raise
-            raise RemoteError(f'the connection to the swarm manager ({self.host}) was lost during run '
-                              f'{handle.run_id} ({type(e).__name__}: {e}); the tasks go on there',
-                              hint=f're-attach: {handle.commands()}') from None
+            with lost_connection_means_detached(self.remote, f'the swarm manager ({self.host})', handle,
+                                                'the tasks go on there'):
+                self._wait(handle, slots)
         finally:
             stop.set()
 
