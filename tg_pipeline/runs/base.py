@@ -80,10 +80,16 @@ class RunHandle:
     state: str = ''  # 'running', 'exited 0', '2 running, 1 complete' ...
     running: bool = False
 
-    def __getattr__(self, key):  # job, project, owner, module, version, started ...
-        if key in ('job', 'project', 'owner', 'module', 'version', 'package', 'started', 'image'):
-            return self.labels.get(key, '')
-        raise AttributeError(key)
+    def label(self, key: str) -> str:
+        return self.labels.get(key, '')
+
+    job = property(lambda self: self.label('job'))
+    project = property(lambda self: self.label('project'))
+    owner = property(lambda self: self.label('owner'))
+    module = property(lambda self: self.label('module'))
+    version = property(lambda self: self.label('version'))
+    started = property(lambda self: self.label('started'))
+    image = property(lambda self: self.label('image'))
 
     def commands(self) -> str:
         return reattach_commands(self.job, self.where, self.run_id)
@@ -170,7 +176,14 @@ class Backend(Protocol):
     where: str
     host: str
 
-    def start(self, spec: RunSpec) -> RunHandle: ...
+    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+        """Everything before the run exists on the host starts (container: created, not started)."""
+
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
+
+    def refresh(self, handle: RunHandle) -> RunHandle: ...
+
+    def ended_at(self, handle: RunHandle): ...
 
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""

@@ -93,7 +93,8 @@ class ContainerBackend:
             raise
         return self._handle(container['Id'], name, labels, 'created', False)
 
-    def start(self, handle: RunHandle) -> RunHandle:
+    def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
+        """Start the prepared container (``spec`` and ``environ`` went into it already)."""
         self.client.api.start(handle.ref)
         return dataclasses.replace(handle, state="running", running=True)
 
