@@ -299,4 +299,5 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'draw_graph', 'show_config', 'check_remote']
+           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'draw_graph', 'show_config',
+           'check_remote']

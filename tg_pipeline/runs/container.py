@@ -138,8 +138,9 @@ class ContainerBackend:
             return handle
         state, running = state_text(attrs)
         times = attrs.get('State') or {}
+        end = None if running else parse_time(times.get('FinishedAt'))
         return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running,
-                            parse_time(times.get('StartedAt')), None if running else parse_time(times.get('FinishedAt')))
+                            parse_time(times.get('StartedAt')), end)
 
     def _handle(self, ref, name, labels, state, running, start_time=None, end_time=None) -> RunHandle:
         stripped = strip_labels(labels)
@@ -184,7 +185,8 @@ class ContainerBackend:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
                 'exit_code': code, 'signal': signal, 'oom_killed': result.oom_killed,
-                'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'), 'memory_gb': result.memory_gb, 'module': handle.module,
+                'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'),
+                'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started})
         self.discard(handle)
