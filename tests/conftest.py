@@ -143,3 +143,20 @@ def ran(output: str, task: str) -> bool:
         return True
     assert f'-- {task}' in lines, f'{task} is neither run nor up to date in:\n{output}'
     return False
+
+
+# --- the fast tier (tests/unit): a fake Docker engine under the real docker-py client ----------------------
+@pytest.fixture
+def engine():
+    """A fresh fake engine; a test module overrides this fixture to program it."""
+    unit = str(Path(__file__).resolve().parent / 'unit')
+    if unit not in sys.path:
+        sys.path.insert(0, unit)
+    from fake_engine import FakeEngine
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(engine):
+    """A real docker.DockerClient talking to ``engine``."""
+    return engine.client()
