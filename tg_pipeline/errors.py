@@ -54,6 +54,14 @@ class ConfigError(PipelineError):
         self.file, self.key, self.line, self.problem = file, key, line, problem
 
 
+class InvalidName(ConfigError):
+    """A name or version that Docker, pip or the build folder cannot take; ``proposal`` is a valid one."""
+
+    def __init__(self, problem: str, *, setting: str, value: str, reason: str, proposal: str, **where):
+        super().__init__(problem, **where)
+        self.setting, self.value, self.reason, self.proposal = setting, value, reason, proposal
+
+
 class PackagingError(PipelineError):
     """The job cannot be serialized or packaged as it is."""
 
