@@ -148,6 +148,34 @@ def image_current(ctx: Context, job: str) -> bool:
 
 
 # --- run steps -----------------------------------------------------------------------------------------
+def check_env(ctx: Context, job: str, environ=None) -> None:
+    """Before a run starts: every variable the job's ``env`` names is set here, unless its env_missing is
+    "ignore" (then a missing one is missing in the container too)."""
+    import os
+    import shlex
+    j = ctx.config.job(job)
+    environ = os.environ if environ is None else environ
+    missing = [name for name in j.env if name not in environ]
+    if not missing or j.env_missing == 'ignore':
+        return
+    origin = ctx.config.origins.get(f'jobs.{job}.env', '')
+    exports = ' '.join(f'{shlex.quote(name)}=...' for name in missing)
+    if config_origin_is_api(origin):
+        allow = "SSHDockerOptions(..., env_missing='ignore')"
+    else:
+        allow = (f'env_missing = "ignore" in [run] (or in [jobs.{job}]) of {ctx.config.path.name}, or '
+                 f'env_missing=ignore on the command line')
+    raise ConfigError(f'job {job} passes {", ".join(missing)} from this environment (env, set at {origin}), but '
+                      f'{"it is" if len(missing) == 1 else "they are"} not set here', key=f'jobs.{job}.env',
+                      hint=f'set {"it" if len(missing) == 1 else "them"} first: export {exports}; or, to run '
+                           f'without, {allow}')
+
+
+def config_origin_is_api(origin: str) -> bool:
+    from tg_pipeline.config import API_ORIGIN
+    return API_ORIGIN in origin
+
+
 def run_spec(ctx: Context, job: str, reference: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.base import RunSpec
@@ -181,6 +209,7 @@ def run_attached(ctx: Context, job: str) -> None:
 
 def run_local(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
+    check_env(ctx, job)
     with open_host(ctx.config, 'local') as host:
         _run(ctx, job, host, run_spec(ctx, job))
 
@@ -189,6 +218,7 @@ def run_remote(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import local_engine, open_host
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import pull, recorded_push
+    check_env(ctx, job)
     image_id = recorded_image(ctx.paths(job).image)['image_id']
     with open_host(ctx.config, 'remote') as host:
         if ctx.transfer() == 'ssh':
@@ -205,6 +235,7 @@ def run_remote(ctx: Context, job: str) -> None:
 def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
     from tg_pipeline.image.registry import recorded_push
+    check_env(ctx, job)
     if not ctx.config.registry.address:
         raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
                           key='registry.address', hint='set address in [registry] of pipeline.toml')
