@@ -1,10 +1,12 @@
 """Bad input stops before anything is built, with an error that names the problem and the fix.
 
 One fixture project per failure mode in tests/projects/ (undeclared_dependency,
-unresolvable_dependency, by_value_job); the unpicklable-attribute and
+unresolvable_dependency, by_value_job, raising_init, not_a_job); the unpicklable-attribute and
 outside-the-source-roots cases are in test_packaging.py, the config ones in
 test_config.py and test_cli_errors.py.
 """
+import re
+
 import pytest
 
 
@@ -96,3 +98,50 @@ def test_by_reference_job_may_use_another_python(project_factory, docker_client,
     assert not pickled_by_value(payload.read_bytes())
     check_python_version('Render', [payload.read_bytes()], tag, docker_client, project.path('build/bp.json'))
     assert result.returncode == 0
+
+
+def user_error(project, job):
+    """The failed serialize of ``job``: our one ERROR/TIP paragraph, and the frames it shows."""
+    result = project.doit('serialize', f'job={job}', check=False)
+    assert result.returncode == 1
+    paragraph = result.stderr[result.stderr.index('ERROR: '):]
+    assert result.stderr.count('ERROR: ') == 1 and paragraph.count('\nTIP: ') == 1, result.stderr
+    for forbidden in ('Traceback', 'tg_pipeline', 'TaskError', 'site-packages', '<frozen'):
+        assert forbidden not in result.stderr, result.stderr
+    files = re.findall(r'File "([^"]+)"', paragraph)
+    assert files and all(f.startswith(str(project.root) + '/jobs/') for f in files), paragraph
+    assert not project.path(f'build/{job}/resources/job.pkl').exists()
+    return paragraph
+
+
+def test_an_init_that_raises_shows_only_the_users_frames(project_factory):
+    project = project_factory('raising_init')
+    paragraph = user_error(project, 'Raising')
+    assert paragraph.startswith(f"ERROR: {project.path('pipeline.toml')}:9, key 'jobs.Raising.factory': factory "
+                                "'jobs.raising:Trainer' raised ValueError: rate must be positive, not -1\n")
+    assert f'File "{project.path("jobs/raising.py")}", line 12, in __init__' in paragraph
+    assert f'File "{project.path("jobs/raising.py")}", line 6, in checked_rate' in paragraph
+    assert f'TIP: fix it in your code at {project.path("jobs/raising.py")}:6: ' in paragraph
+    project.edit('pipeline.toml', 'rate = -1', 'rate = 0.5')  # the fix: serialize works
+    project.doit('serialize', 'job=Raising')
+    assert project.path('build/Raising/resources/job.pkl').exists()
+
+
+def test_a_module_that_fails_to_import_shows_only_the_users_frames(project_factory):
+    project = project_factory('raising_init')
+    paragraph = user_error(project, 'BrokenImport')
+    assert "importing jobs.broken_import (factory 'jobs.broken_import:Job') raised KeyError: 'epoch'" in paragraph
+    assert f'File "{project.path("jobs/broken_import.py")}", line 3, in <module>' in paragraph
+
+
+def test_a_factory_that_returns_no_job_is_refused(project_factory):
+    project = project_factory('not_a_job')
+    result = project.doit('serialize', 'job=Settings', check=False)
+    assert result.returncode == 1
+    assert f"ERROR: {project.path('pipeline.toml')}:9, key 'jobs.Settings.factory': factory 'jobs.settings:make' " \
+           "returned a dict ({'epochs': 3, 'rate': 0.1}), which is no job: it has no run() method and is not " \
+           "callable" in result.stderr
+    assert f'TIP: make {project.path("jobs/settings.py")}:4 return the job: an object with a run() method' \
+        in result.stderr
+    assert result.stderr.count('ERROR: ') == 1 and 'Traceback' not in result.stderr
+    assert not project.path('build/Settings/resources/job.pkl').exists()

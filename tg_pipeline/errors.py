@@ -44,14 +44,19 @@ class ConfigError(PipelineError):
 
     def __init__(self, problem: str, *, file: str | None = None, key: str | None = None,
                  line: int | None = None, hint: str | None = None):
-        where = []
-        if file:
-            where.append(str(file) + (f':{line}' if line else ''))
-        if key:
-            where.append(f'key {key!r}')
-        prefix = ', '.join(where)
+        prefix = where(file, key, line)
         super().__init__(f'{prefix}: {problem}' if prefix else problem, hint)
         self.file, self.key, self.line, self.problem = file, key, line, problem
+
+
+def where(file: str | None, key: str | None, line: int | None = None) -> str:
+    """``FILE:LINE, key 'KEY'`` (what is known of it), or ''."""
+    parts = []
+    if file:
+        parts.append(str(file) + (f':{line}' if line else ''))
+    if key:
+        parts.append(f'key {key!r}')
+    return ', '.join(parts)
 
 
 class InvalidName(ConfigError):
@@ -64,6 +69,17 @@ class InvalidName(ConfigError):
 
 class PackagingError(PipelineError):
     """The job cannot be serialized or packaged as it is."""
+
+
+class JobCodeError(PackagingError):
+    """The user's own code failed while the job was built here (its module's import, its factory), or the
+    factory built no job. The message carries the user's frames only."""
+
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None,
+                 line: int | None = None, hint: str | None = None):
+        prefix = where(file, key, line)
+        super().__init__(f'{prefix}: {problem}' if prefix else problem, hint)
+        self.file, self.key, self.line, self.problem = file, key, line, problem
 
 
 class CommandError(PipelineError):

@@ -141,34 +141,6 @@ def check_source_roots(source_roots: list[Path], config_file: str | None = None)
                               file=config_file, key='package.source_roots')
 
 
-def make_job(factory: str, args: list, kwargs: dict, project_root: Path, config_file: str | None = None,
-             key: str | None = None, line: int | None = None):
-    """Import ``module:Name`` and call it with the configured arguments."""
-    module_name, _, attr = factory.partition(':')
-    root = str(project_root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    where = dict(file=config_file, key=key, line=line)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f'factory {factory!r}: cannot import module {module_name!r} ({e})', **where,
-                          hint='give the module path relative to the folder of pipeline.toml, '
-                               'e.g. jobs.example_job:ExampleJob') from None
-    target = module
-    for part in attr.split('.'):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f'factory {factory!r}: module {module_name!r} has no {attr!r}', **where,
-                              hint=f'check the class or function name defined in {module.__file__}') from None
-    try:
-        return target(*args, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f'factory {factory!r} does not accept the configured args/kwargs: {e}', **where,
-                          hint='make args/kwargs match its signature') from None
-
-
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Atomic write that leaves an identical file untouched (keeps mtimes, so caches hold)."""
     path = Path(path)
