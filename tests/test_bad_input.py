@@ -1,7 +1,7 @@
 """Bad input stops before anything is built, with an error that names the problem and the fix.
 
 One fixture project per failure mode in tests/projects/ (undeclared_dependency,
-unresolvable_dependency, by_value_job, raising_init, not_a_job); the unpicklable-attribute and
+unresolvable_dependency, by_value_job, raising_init, not_a_job, outside_roots); the unpicklable-attribute and
 outside-the-source-roots cases are in test_packaging.py, the config ones in
 test_config.py and test_cli_errors.py.
 """
@@ -145,3 +145,35 @@ def test_a_factory_that_returns_no_job_is_refused(project_factory):
         in result.stderr
     assert result.stderr.count('ERROR: ') == 1 and 'Traceback' not in result.stderr
     assert not project.path('build/Settings/resources/job.pkl').exists()
+
+
+def test_a_module_next_to_the_source_roots_is_refused_before_the_build(project_factory):
+    """helpers.py in the project root imports fine here (the project folder is on sys.path) but is not in the
+    sdist: the import check names it, its file and the fix, and the fix works."""
+    project = project_factory('outside_roots')
+    result = project.doit('sdist', 'job=UsesHelpers', check=False)
+    assert result.returncode == 1
+    assert (f"ERROR: job UsesHelpers imports 'helpers' (in {project.path('jobs/uses_helpers.py')}:2) from "
+            f"{project.path('helpers.py')}, which is in the project folder but outside the source roots (jobs): the "
+            "image would not have it") in result.stderr
+    assert ('TIP: move helpers.py into a folder of its own, helpers/__init__.py, and add that folder to source_roots '
+            'in [package] of pipeline.toml: source_roots = ["jobs", "helpers"]') in result.stderr
+    assert result.stderr.count('ERROR: ') == 1 and 'Traceback' not in result.stderr
+    assert not project.path('build/UsesHelpers/context').exists()
+    project.path('helpers').mkdir()
+    project.path('helpers.py').rename(project.path('helpers/__init__.py'))
+    project.edit('pipeline.toml', 'source_roots = ["jobs"]', 'source_roots = ["jobs", "helpers"]')
+    project.doit('sdist', 'job=UsesHelpers')
+
+
+def test_a_package_next_to_the_source_roots_is_refused_before_the_build(project_factory):
+    project = project_factory('outside_roots')
+    result = project.doit('sdist', 'job=UsesLib', check=False)
+    assert result.returncode == 1
+    assert (f"ERROR: job UsesLib imports 'lib' (in {project.path('jobs/uses_lib.py')}:2) from "
+            f"{project.path('lib/__init__.py')}, which is in the project folder but outside") in result.stderr
+    assert 'TIP: add its folder to source_roots in [package] of pipeline.toml: source_roots = ["jobs", "lib"]' \
+        in result.stderr
+    project.edit('pipeline.toml', 'source_roots = ["jobs"]', 'source_roots = ["jobs", "lib"]')  # the TIP
+    project.doit('sdist', 'job=UsesLib')
+    assert project.path('build/UsesLib/context/useslib__0_0_1-0.0.1.tar.gz').exists()

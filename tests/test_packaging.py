@@ -116,3 +116,21 @@ def test_class_outside_source_roots_is_refused(tmp_path):
     assert "module 'stray_module'" in info.value.message
     assert 'add its folder' in info.value.hint and 'source_roots' in info.value.hint
     assert not (tmp_path / 'payload.pkl').exists()
+
+
+def test_a_class_of_a_package_outside_the_roots_names_the_packages_folder(tmp_path):
+    """The fix names the top-level package's folder (what a source root is), not the module's own folder."""
+    (tmp_path / 'lib' / 'sub').mkdir(parents=True)
+    (tmp_path / 'lib' / '__init__.py').write_text('')
+    (tmp_path / 'lib' / 'sub' / '__init__.py').write_text('')
+    (tmp_path / 'lib' / 'sub' / 'deep.py').write_text('class DeepJob:\n    def run(self):\n        return 1\n')
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from lib.sub.deep import DeepJob
+        with pytest.raises(PackagingError) as info:
+            serialize(DeepJob(), tmp_path / 'payload.pkl', [tmp_path / 'jobs'])
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ('lib', 'lib.sub', 'lib.sub.deep'):
+            sys.modules.pop(name, None)
+    assert info.value.hint.startswith(f'add its folder {tmp_path / "lib"} to source_roots in [package]')

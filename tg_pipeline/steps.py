@@ -96,7 +96,9 @@ def sdist(ctx: Context, job: str) -> None:
     from tg_pipeline.package.sdist import make_sdist
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
     names = ctx.resource_names(job)
-    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots)
+    setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
+        else f'source_roots in [package] of {config.path.name}'
+    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots, config.root, setting)
     resources = {n: p.resource(n).read_bytes() for n in names}
     path = make_sdist(p.context, j.package, j.version, j.module, config.source_roots, resources, list(j.dependencies))
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context

@@ -122,8 +122,18 @@ def check_modules(modules: dict[str, str], source_roots: list[Path]) -> None:
         raise PackagingError(
             f'the job uses {example} from module {name!r} ({file}), which is neither under the source roots '
             f'({", ".join(str(r) for r in roots)}) nor installed: it would be missing in the container',
-            hint=f'add its folder {file.parent} (or a parent folder) to source_roots in [package] of '
-                 f'pipeline.toml, or install it as a dependency')
+            hint=_outside_hint(name, file))
+
+
+def _outside_hint(name: str, file: Path) -> str:
+    """How module ``name`` (at ``file``) travels: its top-level package's folder as a source root; a lone
+    module first needs a folder of its own (a source root is a folder)."""
+    depth = len(name.split('.')) - (1 if file.name == '__init__.py' else 2)
+    if depth < 0:
+        return (f'move {file.name} into a folder of its own ({file.parent / name}/__init__.py) and add its folder '
+                f'to source_roots in [package] of pipeline.toml, or install it as a dependency')
+    return (f'add its folder {file.parents[depth]} to source_roots in [package] of pipeline.toml, or install it '
+            f'as a dependency')
 
 
 def root_packages(source_roots: list[Path]) -> list[str]:
