@@ -177,3 +177,12 @@ def test_a_package_next_to_the_source_roots_is_refused_before_the_build(project_
     project.edit('pipeline.toml', 'source_roots = ["jobs"]', 'source_roots = ["jobs", "lib"]')  # the TIP
     project.doit('sdist', 'job=UsesLib')
     assert project.path('build/UsesLib/context/useslib__0_0_1-0.0.1.tar.gz').exists()
+
+
+def test_the_tip_for_a_package_next_to_the_roots_runs_in_the_image(project_factory, docker_client):
+    """With the source_roots line of the TIP, lib/ travels and the job's `from lib.text import title` works in
+    the container as here."""
+    project = project_factory('outside_roots')
+    project.edit('pipeline.toml', 'source_roots = ["jobs"]', 'source_roots = ["jobs", "lib"]')
+    result = project.doit('run_local', 'job=UsesLib')
+    assert "Result: 'Hello From Lib'" in result.stdout
