@@ -13,7 +13,6 @@ the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
 """
 from __future__ import annotations
 
-import ast
 import datetime
 import importlib
 import importlib.abc
@@ -104,6 +103,7 @@ def _aliases() -> list:
 def absolute_import(folder: str, names) -> tuple[str, int, str] | None:
     """(file, line, imported name) of the first import statement under ``folder`` that imports one of
     ``names`` (top-level names) by its absolute name, or None."""
+    import ast  # only here: a container (one job package) never needs it, and starts without it
     for parent, dirs, files in os.walk(folder):
         dirs.sort()
         for file in sorted(f for f in files if f.endswith('.py')):
