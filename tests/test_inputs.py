@@ -160,3 +160,58 @@ def test_absolute_imports_run_on_the_remote_engine(project_factory, remote_docke
     assert 'loud: HELLO! hello... == HELLO! ==' in result.stdout
     assert "'same_objects': True, 'util': 'loud__0_0_1.jobs.util'}" in result.stdout
     assert remote_docker.containers.list(all=True, filters={'label': project.labels('Loud')}) == []
+
+
+# --- return values this Python cannot load -------------------------------------------------------------
+
+def test_tabulate_is_in_the_image_only():
+    """The premise of the tests below: tabulate (a dependency of the foreign_result job) is not installed here."""
+    import importlib.util
+    assert importlib.util.find_spec('tabulate') is None
+
+
+def test_a_value_of_a_package_missing_here_still_succeeds_with_a_summary(project_factory, docker_client):
+    project = project_factory('foreign_result')
+    result = project.doit('run_local', 'job=Table')  # exit 0: the run went well
+    lines = result.stdout.splitlines()
+    summary = next(line for line in lines if line.startswith('Result: '))
+    assert summary.startswith("Result: the value holds a tabulate.Line that cannot be loaded here "
+                              "(ModuleNotFoundError: No module named 'tabulate'): ")
+    size, path = summary.split('): ', 1)[1].split(' bytes in ')
+    assert Path(path).name == 'result.pkl' and Path(path).stat().st_size == int(size)
+    assert Path(path).parent.parent == project.path('build/Table/runs/local')
+    assert lines[lines.index(summary) + 1] == ("TIP: pip install tabulate (the package that provides the module "
+                                               "'tabulate') here to load it; the image has it")
+    assert 'Traceback' not in result.stderr and 'ERROR' not in result.stderr
+    again = project.doit('result', 'job=Table')  # the same from the collected run
+    assert summary in again.stdout and 'TIP: pip install tabulate ' in again.stdout
+
+
+def test_the_python_api_raises_result_not_loadable(tmp_path, docker_client):
+    import uuid
+    from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, SSHLocalExecutor
+    from tg_pipeline.errors import PipelineError, ResultNotLoadable
+    name = f'foreignres_{uuid.uuid4().hex[:8]}'
+    (tmp_path / 'src' / name).mkdir(parents=True)
+    (tmp_path / 'src' / name / '__init__.py').write_text('')
+    (tmp_path / 'src' / name / 'jobs.py').write_text(
+        (REPO / 'tests/projects/foreign_result/jobs/table.py').read_text())
+    sys.path.insert(0, str(tmp_path / 'src'))
+    try:
+        job = __import__(f'{name}.jobs', fromlist=['Table']).Table()
+    finally:
+        sys.path.remove(str(tmp_path / 'src'))
+    packaging = Packaging('foreignresult', '0.0.1', dict(job=job))
+    packaging.build_dir, packaging.dependencies = str(tmp_path / 'build'), ['tabulate==0.9.0']
+    containering = Containering.from_packaging(packaging)
+    containering.silent, containering.image_name = True, 'tgtest-foreignresult'
+    executor = SSHLocalExecutor(SSHDockerConfig(packaging, containering, SSHDockerOptions()))
+    with pytest.raises(ResultNotLoadable) as info:
+        executor.execute()
+    error = info.value
+    assert isinstance(error, PipelineError)
+    assert (error.module, error.needs) == ('tabulate', 'tabulate.Line')
+    assert error.path.is_file() and error.path.parent.parent == tmp_path / 'build' / 'foreignresult' / 'runs' / 'local'
+    assert 'pip install tabulate' in error.hint
+    with pytest.raises(ResultNotLoadable):
+        executor.result()  # the collected run: the same

@@ -127,6 +127,16 @@ class HostKeyError(SSHError):
     """The remote host's key is unknown (or changed) and we refuse to guess."""
 
 
+class ResultNotLoadable(PipelineError):
+    """A run ended well and kept its return value (``path``, result.pkl), but this Python cannot load it: it
+    needs ``module`` (``needs``: the class), which is not installed here or differs from the image's. The run
+    itself succeeded; ``summary`` is the one line that says so, ``hint`` how to load the value here."""
+
+    def __init__(self, summary: str, *, path, size: int, module: str, needs: str, hint: str):
+        super().__init__(f'the return value {summary}', hint)
+        self.summary, self.path, self.size, self.module, self.needs = summary, path, size, module, needs
+
+
 class RegistryError(CommandError):
     """Pushing to or pulling from the image registry failed."""
 
