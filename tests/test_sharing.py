@@ -54,34 +54,39 @@ def test_two_clones_at_once_each_run_their_own_code(tmp_path, remote_docker, ste
     assert wrong == []
 
 
-def test_one_project_never_acts_on_another_projects_runs(tmp_path, docker_client):
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_one_project_never_acts_on_another_projects_runs(tmp_path, docker_client, remote_docker, where):  # noqa: F811
+    client = docker_client if where == 'local' else remote_docker
     a, b = two_copies(tmp_path)
-    b_running = re.search(r'Started run (\S+)', b.doit('run_local', 'job=Counter', 'detach=1').stdout).group(1)
-    b_ended = re.search(r'Started run (\S+)', b.doit('run_local', 'job=ResultJob', 'detach=1').stdout).group(1)
+    at = f'where={where}'
+    b_running = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout).group(1)
+    b_ended = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=ResultJob', 'detach=1').stdout).group(1)
 
     def b_containers():
-        return {c.labels['tg_pipeline.run_id']: c.status for c in docker_client.containers.list(
+        return {c.labels['tg_pipeline.run_id']: c.status for c in client.containers.list(
             all=True, filters={'label': 'tg_pipeline.run_id'}, ignore_removed=True)
             if c.labels['tg_pipeline.run_id'] in (b_running, b_ended)}
     for _ in range(100):
         if b_containers().get(b_ended) == 'exited':
             break
         subprocess.run(['sleep', '0.2'])
-    assert b_running not in a.doit('status', 'job=Counter').stdout
-    assert 'has no running run' in a.doit('stop', 'job=Counter', check=False).stderr
-    assert 'has no run' in a.doit('result', 'job=ResultJob', check=False).stderr
-    a.doit('cleanup', 'days=0')
+    assert b_running not in a.doit('status', 'job=Counter', at).stdout
+    assert 'has no running run' in a.doit('stop', 'job=Counter', at, check=False).stderr
+    assert 'has no run' in a.doit('result', 'job=ResultJob', at, check=False).stderr
+    assert 'has no run' in a.doit('logs', 'job=ResultJob', at, 'follow=1', check=False).stderr
+    a.doit('cleanup', at, 'days=0')
     assert b_containers() == {b_running: 'running', b_ended: 'exited'}  # nothing of B's touched
-    everyone = a.doit('status', 'job=Counter', 'all_projects=1').stdout
+    everyone = a.doit('status', 'job=Counter', at, 'all_projects=1').stdout
     assert b_running in everyone
-    refused = a.doit('result', 'job=ResultJob', f'run_id={b_ended}', check=False)
+    refused = a.doit('result', 'job=ResultJob', at, f'run_id={b_ended}', check=False)
     assert refused.returncode != 0 and 'only that project collects its result' in refused.stderr
-    assert not a.path(f'build/ResultJob/runs/local/{b_ended}').exists()
-    stopped = a.doit('stop', 'job=Counter', f'run_id={b_running}')
+    assert 'wrote 10 numbers' in a.doit('logs', 'job=ResultJob', at, f'run_id={b_ended}').stdout  # read only
+    assert not a.path(f'build/ResultJob/runs/{where}/{b_ended}').exists()
+    stopped = a.doit('stop', 'job=Counter', at, f'run_id={b_running}')
     assert 'it belongs to project' in stopped.stdout and 'who collects it' in stopped.stdout
-    assert not a.path(f'build/Counter/runs/local/{b_running}.json').exists()
-    assert "Result: {'sum': 45" in b.doit('result', 'job=ResultJob').stdout  # B collects its own
-    b.doit('result', 'job=Counter', f'run_id={b_running}', check=False)
+    assert not a.path(f'build/Counter/runs/{where}/{b_running}.json').exists()
+    assert "Result: {'sum': 45" in b.doit('result', 'job=ResultJob', at).stdout  # B collects its own
+    b.doit('result', 'job=Counter', at, f'run_id={b_running}', check=False)
     assert b_containers() == {}
 
 

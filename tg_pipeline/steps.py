@@ -64,10 +64,10 @@ class Context:
     def payload_key(self, job: str) -> dict:
         return {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
 
-    def say(self, result) -> None:
+    def say(self, job: str, result) -> None:
         """Keep a run's result for the Python API; tell the command-line user the value and where it is."""
-        self.results[result.job if hasattr(result, 'job') else '?'] = result
-        if not self.capture and hasattr(result, 'exit_code'):
+        self.results[job] = result
+        if not self.capture:
             from tg_pipeline.runs.lifecycle import report
             report(result)
 
@@ -197,7 +197,7 @@ def _run(ctx: Context, job: str, host, spec) -> None:
     outcome = lifecycle.run(backend(host, ctx.config), spec, ctx.paths(job).runs(host.where),
                             detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=silent)
     if hasattr(outcome, 'exit_code'):
-        ctx.say(outcome)
+        ctx.say(job, outcome)
     else:
         ctx.results[job] = outcome  # a detached run's handle
 
@@ -266,9 +266,9 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
         elif step == 'logs':
             result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'))
             if result is not None:  # followed to its end: collected like an attached run
-                ctx.say(result)
+                ctx.say(job, result)
         else:
-            ctx.say(lifecycle.result(kind, scope, paths, run_id))
+            ctx.say(job, lifecycle.result(kind, scope, paths, run_id))
 
 
 def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):

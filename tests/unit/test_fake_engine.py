@@ -14,16 +14,6 @@ from docker.utils.socket import consume_socket_output, demux_adaptor, frames_ite
 from fake_engine import FakeEngine, FakeEngineBlocked, FakeEngineError
 
 
-@pytest.fixture
-def engine():
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(engine):
-    return engine.client()
-
-
 def started(client, image='job:1', **kwargs):
     container = client.containers.create(image, **kwargs)
     container.start()

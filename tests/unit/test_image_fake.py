@@ -35,11 +35,6 @@ def engine():
 
 
 @pytest.fixture
-def client(engine):
-    return engine.client()
-
-
-@pytest.fixture
 def context(tmp_path):
     folder = tmp_path / 'context'
     folder.mkdir()

@@ -28,11 +28,6 @@ def engine():
 
 
 @pytest.fixture
-def client(engine):
-    return engine.client()
-
-
-@pytest.fixture
 def backend(client):
     return local_backend(client)
 

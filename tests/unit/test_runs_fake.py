@@ -20,16 +20,6 @@ from tg_pipeline.runs.lifecycle import Scope
 
 
 @pytest.fixture
-def engine():
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(engine):
-    return engine.client()
-
-
-@pytest.fixture
 def paths(tmp_path):
     return RunPaths(tmp_path / 'local')
 

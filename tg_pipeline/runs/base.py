@@ -12,6 +12,7 @@ host can find, follow, stop and collect it; ``project`` and ``owner`` scope what
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pickle
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Protocol
 
+from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runtime import protocol
 
 LABEL = protocol.LABEL
@@ -78,13 +80,35 @@ class RunHandle:
     state: str = ''  # 'running', 'exited 0', '2 running, 1 complete' ...
     running: bool = False
 
-    def __getattr__(self, key):  # job, project, owner, module, version, started ...
-        if key in ('job', 'project', 'owner', 'module', 'version', 'package', 'started', 'image'):
-            return self.labels.get(key, '')
-        raise AttributeError(key)
+    def label(self, key: str) -> str:
+        return self.labels.get(key, '')
+
+    job = property(lambda self: self.label('job'))
+    project = property(lambda self: self.label('project'))
+    owner = property(lambda self: self.label('owner'))
+    module = property(lambda self: self.label('module'))
+    version = property(lambda self: self.label('version'))
+    started = property(lambda self: self.label('started'))
+    image = property(lambda self: self.label('image'))
 
     def commands(self) -> str:
         return reattach_commands(self.job, self.where, self.run_id)
+
+
+@contextlib.contextmanager
+def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str):
+    """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
+    RemoteError saying the run goes on there and how to re-attach."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as e:
+        if not remote:
+            raise
+        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} '
+                          f'({type(e).__name__}: {e}); {going_on}',
+                          hint=f're-attach and see its whole output: {handle.commands()}') from None
 
 
 def reattach_commands(job: str, where: str, run_id: str) -> str:
@@ -202,7 +226,14 @@ class Backend(Protocol):
     where: str
     host: str
 
-    def start(self, spec: RunSpec) -> RunHandle: ...
+    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+        """Everything before the run exists on the host starts (container: created, not started)."""
+
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
+
+    def refresh(self, handle: RunHandle) -> RunHandle: ...
+
+    def ended_at(self, handle: RunHandle): ...
 
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""

@@ -15,9 +15,10 @@ import tempfile
 import docker
 
 from tg_pipeline import compat
-from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, lost_connection_means_detached, new_run_id,
+                                   strip_labels)
 from tg_pipeline.runs.output import TAIL_BYTES
-from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
 from tg_pipeline.runs.records import exit_status, read_text
 from tg_pipeline.runtime import protocol
 
@@ -92,7 +93,8 @@ class ContainerBackend:
             raise
         return self._handle(container['Id'], name, labels, 'created', False)
 
-    def start(self, handle: RunHandle) -> RunHandle:
+    def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
+        """Start the prepared container (``spec`` and ``environ`` went into it already)."""
         self.client.api.start(handle.ref)
         return dataclasses.replace(handle, state="running", running=True)
 
@@ -103,18 +105,11 @@ class ContainerBackend:
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
         raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
-        try:
+        with lost_connection_means_detached(self.remote, self.host, handle,
+                                            'the job keeps running there and nothing of it is lost'):
             for stream, data in compat.log_frames(self.client, handle.ref):
                 sink.write(stream, data)
             self.client.api.wait(handle.ref)
-        except PipelineError:
-            raise
-        except Exception as e:
-            if not self.remote:
-                raise
-            raise RemoteError(f'the connection to {self.host} was lost during run {handle.run_id} '
-                              f'({type(e).__name__}: {e}); the job keeps running there and nothing of it is lost',
-                              hint=f're-attach and see its whole output: {handle.commands()}') from None
 
     # --- find ---------------------------------------------------------------------------------------
     def find(self, job: str | None = None, project: str | None = None) -> dict[str, RunHandle]:

@@ -35,7 +35,7 @@ def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False
     handle = backend.prepare(spec, environ)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         try:
-            handle = backend.start(handle)
+            handle = backend.start(handle, spec, environ)
         except Exception:  # the engine refused to start it: nothing of it may stay behind
             backend.discard(handle)
             raise

@@ -21,8 +21,9 @@ import time
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
-from tg_pipeline.errors import PipelineError, RemoteError
-from tg_pipeline.runs.base import LABEL, RunHandle, RunResult, RunSpec, load_variant_value, new_run_id, strip_labels
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_variant_value,
+                                   lost_connection_means_detached, new_run_id, strip_labels)
 from tg_pipeline.runs.records import exit_status
 from tg_pipeline.runtime import protocol
 
@@ -97,15 +98,15 @@ class SwarmBackend:
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
         run_id = new_run_id()
-        labels = {**{str(k): str(v) for k, v in self.options.labels.items()}, **spec.labels(run_id, self.where),
-                  f'{LABEL}.variants': json.dumps(list(spec.variants))}
-        self._pending = (spec, environ, labels)
+        labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
                          'created', False)
 
-    def start(self, handle: RunHandle) -> RunHandle:
-        spec, environ, labels = self._pending
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle:
+        """Create the service: its tasks start as the swarm places them."""
         count, o = len(spec.variants), self.options
+        labels = {**{str(k): str(v) for k, v in o.labels.items()},
+                  **{f'{LABEL}.{k}': v for k, v in handle.labels.items()}}
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
         resources = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
@@ -135,15 +136,9 @@ class SwarmBackend:
         stop = threading.Event()
         threading.Thread(target=self._follow, args=(handle.ref, slots, sink, stop), daemon=True).start()
         try:
-            self._wait(handle, slots)
-        except PipelineError:
-            raise
-        except Exception as e:
-            if not self.remote:
-                raise
-            raise RemoteError(f'the connection to the swarm manager ({self.host}) was lost during run '
-                              f'{handle.run_id} ({type(e).__name__}: {e}); the tasks go on there',
-                              hint=f're-attach: {handle.commands()}') from None
+            with lost_connection_means_detached(self.remote, f'the swarm manager ({self.host})', handle,
+                                                'the tasks go on there'):
+                self._wait(handle, slots)
         finally:
             stop.set()
 
