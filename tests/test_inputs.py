@@ -4,7 +4,6 @@ and beside another version in one process), and return values whose type cannot 
 The packaging tests need no engine: the sdist is unpacked and run as the image runs it
 (``python -m MODULE`` with the sdist's folder on PYTHONPATH); the others run it on the engines.
 """
-import json
 import os
 import pickle
 import subprocess
