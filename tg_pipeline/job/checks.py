@@ -148,7 +148,9 @@ def outside_roots(job: str, top: str, origin: Path, source_roots: list[Path], wh
         except ValueError:
             return str(path.resolve())
     roots = [shown(root) for root in source_roots]
-    fix = f'source_roots = [{", ".join(json.dumps(r) for r in [*roots, shown(folder)])}]'
+    listed = ", ".join(json.dumps(r) for r in [*roots, shown(folder)])
+    fix = f'packaging.source_roots = [{listed}]' if roots_setting.startswith('packaging.') else \
+        f'source_roots = [{listed}]'
     if package:
         hint = f'add its folder to {roots_setting}: {fix}'
     else:  # a source root is a folder: the module needs one of its own (or a place in an existing root)
