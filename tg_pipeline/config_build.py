@@ -19,8 +19,8 @@ from tg_pipeline.config import (ALIASES, API_ORIGIN, BASE_IMAGE_ENV, COMMAND_LIN
                                 JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
                                 parse_override_value)
 from tg_pipeline.config_names import (component, component_problem, prefix_problem, proposed_job_name,
-                                      proposed_prefix, proposed_version, reference_problem, repository_problem,
-                                      valid_job_name, version_problem)
+                                      proposed_prefix, proposed_reference, proposed_version, reference_problem,
+                                      repository_problem, valid_job_name, version_problem)
 from tg_pipeline.config_text import LineIndex, toml_string
 from tg_pipeline.errors import ConfigError, InvalidName
 from tg_pipeline.package.requirements import check_requirements
@@ -85,11 +85,12 @@ class _At(NamedTuple):
     def error(self, problem: str, key: str, hint: str | None = None, cls=ConfigError, **extra) -> ConfigError:
         return self.source.error(problem, key, self.table, self.field, hint, cls, **extra)
 
-    def invalid(self, what: str, dotted: str, value: str, reason: str, proposal: str) -> InvalidName:
+    def invalid(self, what: str, dotted: str, value: str, reason: str, proposal: str,
+                hint: str | None = None) -> InvalidName:
         """An invalid name or version, with a TIP that sets a valid one where the bad one came from."""
         prefix, _, key = dotted.rpartition('.')
-        if not proposal:
-            hint = None
+        if hint or not proposal:
+            pass
         elif self.source.label == COMMAND_LINE:
             hint = f'e.g. {shlex.quote(f"{dotted}={proposal}")} on the command line'
         else:
@@ -247,7 +248,7 @@ class _Builder:
         if meta.get('image_prefix') and (problem := prefix_problem(value)):
             raise at.invalid('image prefix', dotted, value, problem, proposed_prefix(value))
         if meta.get('reference') and value and (problem := reference_problem(value)):
-            raise at.invalid('image name:tag', dotted, value, problem, '')
+            raise at.invalid('image name:tag', dotted, value, problem, proposed_reference(value))
 
     def names(self, t: str, name: str, values: dict, docker) -> None:
         """The job's package is one part of a Docker image name, also after [docker] image_prefix."""
@@ -264,7 +265,8 @@ class _Builder:
         if problem:
             at = self.at.get('docker.image_prefix', _DEFAULT)
             raise at.invalid('image prefix', 'docker.image_prefix', docker.image_prefix,
-                             f'with package {package!r}, {problem}', '')
+                             f'with package {package!r}, {problem}', '',
+                             hint=f'shorten image_prefix in [docker] or package in [{t}]')
 
     def jobs(self, table: Mapping, sections: dict) -> dict[str, JobConfig]:
         for o in self.overrides:

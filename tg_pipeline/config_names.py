@@ -141,3 +141,17 @@ def reference_problem(reference: str) -> str | None:
             return f'its tag {tag!r} holds more than letters, digits, "_", "." and "-" (or is empty)'
     problem = repository_problem(name)
     return f'its name {name!r}: {problem}' if problem else None
+
+
+def proposed_reference(reference: str) -> str:
+    """A valid image reference close to ``reference`` (``Team/X:1+2`` -> ``team/x:1``)."""
+    last = reference.rsplit('/', 1)[-1]
+    name, tag = reference, ''
+    if ':' in last:
+        name, tag = reference[:len(reference) - len(last)] + last.split(':', 1)[0], last.split(':', 1)[1]
+    parts = name.split('/')
+    head = [parts.pop(0)] if len(parts) > 1 and _is_domain(parts[0]) and _DOMAIN.fullmatch(parts[0]) else []
+    fixed = '/'.join(head + [component(p) for p in parts if p] or ['job'])
+    if tag and not _TAG.fullmatch(tag):
+        tag = proposed_version(tag)
+    return f'{fixed}:{tag}' if tag else fixed

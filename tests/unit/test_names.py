@@ -112,8 +112,10 @@ def test_a_bad_package_names_its_key(tmp_path, package):
 
 
 def test_an_own_image_reference_is_checked(tmp_path):
-    with pytest.raises(InvalidName, match=r"jobs.Train.image = 'Team/x:1' is not a valid image name:tag"):
-        load(tmp_path, PIPELINE + 'image = "Team/x:1"\n')
+    with pytest.raises(InvalidName, match=r"jobs.Train.image = 'Team/x:1\+2' is not a valid image name:tag") as info:
+        load(tmp_path, PIPELINE + 'image = "Team/x:1+2"\n')
+    assert info.value.line == 9 and 'TIP: e.g. image = "team/x:1" in [jobs.Train]' in info.value.render()
+    assert load(tmp_path, PIPELINE + 'image = "team/x:1"\n').job('Train').image == 'team/x:1'
     assert load(tmp_path, PIPELINE + 'image = "host:5000/team/x:1.0"\n').job('Train').image == 'host:5000/team/x:1.0'
 
 
@@ -142,6 +144,13 @@ def test_the_python_api_names_its_own_settings(tmp_path, name, version, image, w
     assert info.value.render().startswith(f'ERROR: Python API: {words}: ')
     assert info.value.hint == tip
     assert not (tmp_path / 'build').exists()
+
+
+def test_a_prefix_and_package_too_long_together_say_what_to_shorten(tmp_path):
+    with pytest.raises(InvalidName) as info:
+        load(tmp_path, PIPELINE.replace('"team-"', f'"{"t" * 200}-"') + f'package = "{"p" * 60}"\n')
+    assert 'longer than the 255 characters Docker allows' in info.value.message
+    assert info.value.hint == 'shorten image_prefix in [docker] or package in [jobs.Train]'
 
 
 def test_job_paths_refuse_to_leave_the_build_folder(tmp_path):
