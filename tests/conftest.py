@@ -101,8 +101,12 @@ class Project:
         self.write(relative, text.replace(old, new))
 
     def env(self, extra: dict | None = None) -> dict:
+        """The environment of doit: this one, with the worktree on PYTHONPATH, and EXAMPLE_VARIABLE set as
+        scripts/demo.sh sets it (the basic project's [run] env names it, and a run stops when it is unset;
+        a test of its absence removes it)."""
         env = dict(os.environ)
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
+        env.setdefault('EXAMPLE_VARIABLE', 'TEST')
         env.pop('TG_PIPELINE_CONFIG', None)
         env.update(extra or {})
         return env

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from tg_pipeline import config as config_module
-from tg_pipeline.errors import ConfigError, PackagingError, PipelineError
+from tg_pipeline.errors import ConfigError, InvalidName, PackagingError, PipelineError
 
 
 class Packaging:
@@ -101,12 +101,17 @@ class Containering:
 
 
 class SSHDockerOptions:
+    """How the job runs. ``env_missing``: "error" (the default, as [run] env_missing in pipeline.toml) stops a
+    run before it starts when a variable of ``env_variables_to_propagate`` is not set in this process;
+    "ignore" runs without it."""
+
     def __init__(self, env_variables_to_propagate=(), wait_for_stop: bool = True, cpu_limit=None,
-                 memory_limit_in_gygabytes=None):
+                 memory_limit_in_gygabytes=None, env_missing: str | None = None):
         self.env_variables_to_propagate = list(env_variables_to_propagate)
         self.wait_for_stop = wait_for_stop
         self.cpu_limit = cpu_limit
         self.memory_limit_in_gygabytes = memory_limit_in_gygabytes
+        self.env_missing = env_missing
 
 
 class SSHDockerConfig:
@@ -205,11 +210,11 @@ def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
 
 def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | None = None):
     """The same validated configuration pipeline.toml gives, from the API's objects (one from_mapping)."""
-    import dataclasses
     packaging, containering, options = config.packaging, config.containering, config.options
     job = {'factory': 'tg_pipeline.api:payload', 'package': packaging.name, 'version': packaging.version,
            'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
-           'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0)}
+           'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0),
+           'image': containering.image, 'env_missing': getattr(options, 'env_missing', None)}
     remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
     data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
@@ -217,10 +222,31 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
             'docker': {'base_image': containering.base_image or ''}, 'remote': remote,
             'registry': {'address': containering.registry or ''}, 'swarm': dict(swarm or {}),
             'jobs': {packaging.name: job}}
-    built = config_module.from_mapping(data, path=Path.cwd() / '<python api>', root=Path.cwd(),
-                                       origin='Python API')
-    jobs = {packaging.name: dataclasses.replace(built.jobs[packaging.name], image=containering.image)}
-    return dataclasses.replace(built, jobs=jobs)
+    try:
+        return config_module.from_mapping(data, path=Path.cwd() / '<python api>', root=Path.cwd(),
+                                          origin='Python API')
+    except InvalidName as e:
+        raise _api_name_error(e, config) from None
+
+
+def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
+    """A bad name or version, said in the Python API's terms (Packaging name/version, Containering image)."""
+    from tg_pipeline.config_names import component, proposed_version, reference_problem, valid_job_name
+    packaging, containering = config.packaging, config.containering
+    reason = error.reason or 'a job name is ASCII letters, digits, "_" or "-", starting with a letter or "_"'
+    if error.setting.endswith('.version'):
+        setting, hint = 'Packaging.version', f'e.g. Packaging({packaging.name!r}, {error.proposal!r}, payload)'
+    elif error.setting.endswith('.image'):
+        name, tag = containering.image_name, containering.image_tag
+        name = name if not reference_problem(f'{name}:latest') else component(name)
+        tag = tag if not reference_problem(f'x:{tag}') else proposed_version(tag)
+        setting, hint = 'Containering image (image_name:image_tag)', f'e.g. Containering({name!r}, {tag!r})'
+    else:  # the job's name, which is its package's name too
+        proposal = component(packaging.name)
+        proposal = proposal if valid_job_name(proposal) else error.proposal
+        setting, hint = 'Packaging.name', f'e.g. Packaging({proposal!r}, {packaging.version!r}, payload)'
+    return InvalidName(f'{setting} {error.value!r} is not valid: {reason}', file=config_module.API_ORIGIN,
+                       hint=hint, setting=setting, value=error.value, reason=reason, proposal=error.proposal)
 
 
 def _silence_build(functions: dict) -> dict:

@@ -48,16 +48,20 @@ ALIASES = {
     'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt', 'manager': 'swarm.manager',
     'max_concurrent': 'swarm.max_concurrent', 'reserve_cpu': 'swarm.cpu_reservation',
     'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
+    'env_missing': 'run.env_missing',
 }
 # doit variables that are not config overrides
 CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all',
                 'verbose'}
 NO_LIMIT = '0 (no limit)'
+ENV_MISSING_HELP = ('"error": a run stops before it starts when a variable named in env is not set here; '
+                    '"ignore": it runs without that variable')
 
 
 def _field(default=dataclasses.MISSING, **metadata):
     """A field with metadata: ``minimum`` (text of the lowest value), ``memory`` (>= 6 MiB unless 0),
-    ``requirements`` (pip requirements), ``help`` (what the choices mean), ``sweep``."""
+    ``requirements`` (pip requirements), ``help`` (what the choices mean), ``sweep``, ``version`` (a PEP 440
+    version that is a Docker tag too), ``image_prefix``, ``reference`` (an image name:tag); see config_names."""
     if isinstance(default, Mapping):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -83,7 +87,7 @@ class _Section(_Frozen):
 @dataclasses.dataclass(frozen=True)
 class PackageSettings(_Section):
     name: str = ''  # project name; '' = the folder's name
-    version: str = '0.0.0'
+    version: str = _field('0.0.0', version=True)
     source_roots: tuple[str, ...] = ('jobs',)
     dependencies: tuple[str, ...] = _field((), requirements=True)
     build_dir: str = 'build'
@@ -92,7 +96,7 @@ class PackageSettings(_Section):
 @dataclasses.dataclass(frozen=True)
 class DockerSettings(_Section):
     base_image: str = ''
-    image_prefix: str = ''
+    image_prefix: str = _field('', image_prefix=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +107,7 @@ class RunSettings(_Section):
     on_interrupt: Literal['stop', 'detach'] = _field(
         'stop', help='"stop": Ctrl-C stops the container; "detach": it keeps running and you re-attach '
                      'with doit logs ... follow=1')
+    env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +154,15 @@ class JobConfig(_Frozen):
     args: tuple
     kwargs: Mapping
     package: str
-    version: str
+    version: str = _field(version=True)
     module: str
     dependencies: tuple[str, ...] = _field(requirements=True)
     env: tuple[str, ...] = _field()
     cpu: float = _field(minimum=NO_LIMIT)
     memory_gb: float = _field(minimum=NO_LIMIT, memory=True)
     sweep: Mapping = _field(EMPTY, sweep=True)
-    image: str = ''  # name:tag when not derived from package and version
+    image: str = _field('', reference=True)  # name:tag when not derived from package and version
+    env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
     line: Optional[int] = None
     factory_line: Optional[int] = None
 
@@ -175,7 +181,7 @@ class JobConfig(_Frozen):
 
 # the keys of a [jobs.NAME] table (the other fields of JobConfig are derived)
 JOB_KEYS = ('factory', 'args', 'kwargs', 'package', 'version', 'dependencies', 'env', 'cpu', 'memory_gb',
-            'sweep', 'image')
+            'sweep', 'image', 'env_missing')
 
 
 @dataclasses.dataclass(frozen=True)

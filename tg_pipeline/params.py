@@ -29,6 +29,7 @@ SETTINGS = {
     'run.cpu': 'CPU limit in cores, 0 = none',
     'run.memory_gb': 'memory limit in GB, 0 = none',
     'run.on_interrupt': 'what Ctrl-C does to an attached run: stop, or detach (it keeps running)',
+    'run.env_missing': 'a variable named in env but unset here: error (the default), or ignore (it arrives unset)',
     'remote.host': 'the remote Docker host: an address, or a Host alias of ~/.ssh/config',
     'remote.user': 'SSH login name (default: from ~/.ssh/config)',
     'remote.port': 'SSH port, 0 = from ~/.ssh/config',

@@ -76,7 +76,8 @@ class Context:
 
 # --- build steps -------------------------------------------------------------------------------------
 def serialize(ctx: Context, job: str) -> None:
-    from tg_pipeline.job.pickling import check_source_roots, make_job, serialize as dump, write_if_changed
+    from tg_pipeline.job.factory import make_job
+    from tg_pipeline.job.pickling import check_source_roots, serialize as dump, write_if_changed
     p = ctx.paths(job)
     if job in ctx.payloads:
         for name, data in ctx.payloads[job].items():
@@ -97,7 +98,9 @@ def sdist(ctx: Context, job: str) -> None:
     from tg_pipeline.package.sdist import make_sdist
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
     names = ctx.resource_names(job)
-    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots)
+    setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
+        else f'source_roots in [package] of {config.path.name}'
+    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots, config.root, setting)
     resources = {n: p.resource(n).read_bytes() for n in names}
     path = make_sdist(p.context, j.package, j.version, j.module, config.source_roots, resources, list(j.dependencies))
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
@@ -150,6 +153,34 @@ def image_current(ctx: Context, job: str) -> bool:
 
 
 # --- run steps -----------------------------------------------------------------------------------------
+def check_env(ctx: Context, job: str, environ=None) -> None:
+    """Before a run starts: every variable the job's ``env`` names is set here, unless its env_missing is
+    "ignore" (then a missing one is missing in the container too)."""
+    import os
+    import shlex
+    j = ctx.config.job(job)
+    environ = os.environ if environ is None else environ
+    missing = [name for name in j.env if name not in environ]
+    if not missing or j.env_missing == 'ignore':
+        return
+    origin = ctx.config.origins.get(f'jobs.{job}.env', '')
+    exports = ' '.join(f'{shlex.quote(name)}=...' for name in missing)
+    if config_origin_is_api(origin):
+        allow = "SSHDockerOptions(..., env_missing='ignore')"
+    else:
+        allow = (f'env_missing = "ignore" in [run] (or in [jobs.{job}]) of {ctx.config.path.name}, or '
+                 f'env_missing=ignore on the command line')
+    raise ConfigError(f'job {job} passes {", ".join(missing)} from this environment (env, set at {origin}), but '
+                      f'{"it is" if len(missing) == 1 else "they are"} not set here', key=f'jobs.{job}.env',
+                      hint=f'set {"it" if len(missing) == 1 else "them"} first: export {exports}; or, to run '
+                           f'without, {allow}')
+
+
+def config_origin_is_api(origin: str) -> bool:
+    from tg_pipeline.config import API_ORIGIN
+    return API_ORIGIN in origin
+
+
 def run_spec(ctx: Context, job: str, reference: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.base import RunSpec
@@ -184,6 +215,7 @@ def run_attached(ctx: Context, job: str) -> None:
 
 def run_local(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
+    check_env(ctx, job)
     with open_host(ctx.config, 'local') as host:
         _run(ctx, job, host, run_spec(ctx, job))
 
@@ -192,6 +224,7 @@ def run_remote(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import local_engine, open_host
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import pull, recorded_push
+    check_env(ctx, job)
     image_id = recorded_image(ctx.paths(job).image)['image_id']
     with open_host(ctx.config, 'remote') as host:
         if ctx.transfer() == 'ssh':
@@ -208,6 +241,7 @@ def run_remote(ctx: Context, job: str) -> None:
 def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
     from tg_pipeline.image.registry import recorded_push
+    check_env(ctx, job)
     if not ctx.config.registry.address:
         raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
                           key='registry.address', hint='set address in [registry] of pipeline.toml')

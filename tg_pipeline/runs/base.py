@@ -142,9 +142,22 @@ class RunResult:
 
     @property
     def value(self):
+        """The job's return value; :class:`~tg_pipeline.errors.ResultNotLoadable` when it needs a module this
+        Python lacks (the value stays in result.pkl)."""
         if self.variants:
+            for variant in self.variants:
+                if variant.get('value_error'):
+                    raise variant['value_error']
             return {v['label']: v.get('value') for v in self.variants}
         return load_result(self.run_dir, self.module)
+
+
+class _Missing(Exception):
+    """A class the pickle names that cannot be had here."""
+
+    def __init__(self, module: str, name: str, cause: Exception):
+        super().__init__(f'{module}.{name}')
+        self.module, self.name, self.cause = module, name, cause
 
 
 class _ResultUnpickler(pickle.Unpickler):
@@ -160,17 +173,54 @@ class _ResultUnpickler(pickle.Unpickler):
                 return super().find_class(module[len(self.prefix):], name)
             except ImportError:
                 pass
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as e:
+            raise _Missing(module, name, e) from None
 
 
 def load_result(run_dir, module: str):
-    """The job's return value kept in ``run_dir``, or None."""
+    """The job's return value kept in ``run_dir``, or None; ResultNotLoadable when this Python lacks what it
+    needs."""
     path = run_dir and Path(run_dir, protocol.RESULT_FILE)
     if not path or not path.exists():
         return None
     import cloudpickle  # noqa: F401  (values pickled by value need it importable)
     with open(path, 'rb') as file:
-        return _ResultUnpickler(file, module).load()
+        try:
+            return _ResultUnpickler(file, module).load()
+        except _Missing as missing:
+            raise not_loadable(path, module, missing) from None
+
+
+def not_loadable(path: Path, job_module: str, missing: _Missing):
+    """What a person needs to know about a return value this Python cannot load, and how to load it."""
+    from tg_pipeline.errors import ResultNotLoadable
+    own = job_module and missing.module.startswith(job_module + '.')
+    module = missing.module[len(job_module) + 1:] if own else missing.module
+    top = module.partition('.')[0]
+    needs = f'{module}.{missing.name}'
+    cause = f'{type(missing.cause).__name__}: {missing.cause}'
+    if own:
+        hint = (f'{needs} is a class of your source roots: load the value where {top!r} imports, e.g. in the '
+                f'project folder')
+    elif isinstance(missing.cause, ModuleNotFoundError):
+        hint = f'pip install {top} (the package that provides the module {top!r}) here to load it; the image has it'
+    else:
+        hint = f'install here the version of {top} that the image has ({needs} differs here)'
+    size = path.stat().st_size
+    return ResultNotLoadable(f'holds a {needs} that cannot be loaded here ({cause}): {size} bytes in {path}',
+                             path=path, size=size, module=top, needs=needs, hint=hint)
+
+
+def load_variant_value(variant: dict, module: str) -> None:
+    """A swarm variant's return value into ``variant['value']``, or (not loadable here) its error into
+    ``variant['value_error']``."""
+    from tg_pipeline.errors import ResultNotLoadable
+    try:
+        variant['value'] = load_result(variant.get('run_dir'), module)
+    except ResultNotLoadable as e:
+        variant['value'], variant['value_error'] = None, e
 
 
 class Backend(Protocol):

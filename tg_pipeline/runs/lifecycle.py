@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import sys
 
-from tg_pipeline.errors import PipelineError
+from tg_pipeline.errors import PipelineError, ResultNotLoadable
 from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
 from tg_pipeline.runs.records import (duration, failure, parse_started, parse_time, record_times,  # noqa: F401
@@ -276,10 +276,16 @@ def report(result, out=None) -> None:
     if result.variants:
         print(f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})', file=out)
         for v in result.variants:
+            value = f'the value {v["value_error"].summary}' if v.get('value_error') else repr(v.get('value'))
             print(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
-                  f'result {v.get("value")!r}', file=out)
+                  f'result {value}', file=out)
+        for hint in dict.fromkeys(v['value_error'].hint for v in result.variants if v.get('value_error')):
+            print(f'TIP: {hint}', file=out)
     else:
-        print(f'Result: {result.value!r}', file=out)
+        try:
+            print(f'Result: {result.value!r}', file=out)
+        except ResultNotLoadable as e:  # the run went well: say what came back, and how to load it here
+            print(f'Result: the value {e.summary}\nTIP: {e.hint}', file=out)
         if result.run_dir:
             print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
     out.flush()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.runs.base import RunResult, load_result
+from tg_pipeline.runs.base import RunResult, load_variant_value
 from tg_pipeline.runtime import protocol
 
 
@@ -86,7 +86,7 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
             result.output = file.read().decode('utf-8', 'replace')
     for variant in result.variants:
         if variant.get('ok'):
-            variant['value'] = load_result(variant.get('run_dir'), result.module)
+            load_variant_value(variant, result.module)
         else:
             variant['traceback'] = read_text(variant.get('run_dir'), protocol.TRACEBACK_FILE)
     return result

@@ -23,8 +23,8 @@ import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_result, lost_connection_means_detached,
-                                   new_run_id, strip_labels)
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_variant_value,
+                                   lost_connection_means_detached, new_run_id, strip_labels)
 from tg_pipeline.runs.records import exit_status, parse_time
 from tg_pipeline.runtime import protocol
 
@@ -240,7 +240,8 @@ class SwarmBackend:
             'run_id': handle.run_id, 'job': handle.job, 'where': self.where, 'module': handle.module,
             'version': handle.version, 'project': handle.project, 'owner': handle.owner, 'started': handle.started,
             'started_at': docker_time(start), 'finished': docker_time(end),
-            'variants': [{k: v for k, v in r.items() if k not in ('value', 'traceback')} for r in variants]})
+            'variants': [{k: v for k, v in r.items() if k not in ('value', 'value_error', 'traceback')}
+                         for r in variants]})
         self.discard(handle, settle=3 if not all(v['ok'] for v in variants) else 0)
         return RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
                          module=handle.module, run_dir=run_root, variants=variants)
@@ -259,7 +260,7 @@ class SwarmBackend:
                  'error': status.get('Err', ''), 'node': task.get('NodeID', ''), 'run_dir': str(run_dir)}
         entry['ok'] = entry['state'] == 'complete' and code == 0
         if entry['ok']:
-            entry['value'] = load_result(run_dir, module)
+            load_variant_value(entry, module)
         else:
             trace = run_dir / protocol.TRACEBACK_FILE
             entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else log
