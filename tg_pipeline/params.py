@@ -58,6 +58,7 @@ JOB_SETTINGS = {
     'env': 'more variables copied into this job\'s container',
     'cpu': 'this job\'s CPU limit in cores (default: run.cpu)',
     'memory_gb': 'this job\'s memory limit in GB (default: run.memory_gb)',
+    'env_missing': 'this job\'s answer to an unset env variable: error or ignore (default: run.env_missing)',
     'sweep': 'one variant per combination of these values (run_swarm)',
     'image': 'name:tag of the image, instead of package:version',
 }
