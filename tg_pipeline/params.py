@@ -86,6 +86,11 @@ METAVARS = {'float': 'N', 'int': 'N', 'bool': 'true|false', 'strs': 'A,B', 'arra
 ALIAS_METAVARS = {'memory': 'GB', 'cpu': 'CORES', 'reserve_memory': 'GB', 'reserve_cpu': 'CORES'}
 
 
+def metavar_of(spec) -> str:
+    """What a value of this setting looks like: its choices, or its kind."""
+    return '|'.join(c for c in spec.choices if c) if spec.kind == 'choice' else METAVARS[spec.kind]
+
+
 def is_setting(name: str) -> bool:
     """A name that may be given on the command line (as ``name=value`` or as ``--name=value``)."""
     return name in CONTROLS or name in ALIASES or name.split('.')[0] in (*SECTIONS, 'jobs')
@@ -143,8 +148,7 @@ def _param(name: str, help_text: str, metavar: str = 'VALUE', flag: bool = False
 def _setting(config, dotted: str, name: str | None = None, value=None) -> dict:
     section, key = dotted.split('.', 1)
     spec = _specs(SECTIONS[section])[key]
-    metavar = ALIAS_METAVARS.get(name) or ('|'.join(c for c in spec.choices if c) if spec.kind == 'choice'
-                                           else METAVARS[spec.kind])
+    metavar = ALIAS_METAVARS.get(name) or metavar_of(spec)
     value = getattr(getattr(config, section), key) if value is None else value
     origin = config.origins.get(dotted, 'default').replace(str(config.path), config.path.name)
     entry = f' (one entry: {dotted}.NAME=VALUE)' if spec.kind in ('table', 'strtable') else ''
@@ -164,7 +168,7 @@ def _job_settings(config, job: str | None) -> list[dict]:
         origin = config.origins.get(dotted, 'default').replace(str(config.path), config.path.name)
         entry = f' (one entry: {dotted}.NAME=VALUE)' if key in ('kwargs', 'sweep') else ''
         found.append(_param(dotted, f'{JOB_SETTINGS[key]}{entry}; now {_shown(value)} ({origin})',
-                            METAVARS[_specs(JobConfig)[key].kind]))
+                            metavar_of(_specs(JobConfig)[key])))
     return found
 
 
