@@ -1,0 +1,67 @@
+"""Faults that lose data or mislead, on the real local engine and the simulated remote: Ctrl-C keeps what a
+run left, the job's exit status is the run's, logs are saved byte for byte, and the doit process stays small
+whatever the job prints, writes or returns."""
+import re
+import signal
+
+import pytest
+
+from test_lifecycle import engine, ours, run_id_of, wait_for
+from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+
+WHERE = ['local', 'remote']
+
+
+def build(project, where, job):
+    project.doit('build_image' if where == 'local' else 'push', f'job={job}')
+
+
+def runs_dir(project, job, where):
+    return project.path(f'build/{job}/runs/{where}')
+
+
+def wait_until_exited(client, job, project):
+    wait_for(lambda: [c for c in ours(client, job, project) if c.status == 'exited'], what=f'{job} to exit')
+
+
+# --- 1. Ctrl-C --------------------------------------------------------------------------------------------
+def test_ctrl_c_while_following_only_detaches(project, docker_client):
+    run_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1').stdout)
+    follower = project.popen('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
+    saved = runs_dir(project, 'Counter', 'local') / f'{run_id}.out'
+    wait_for(lambda: saved.exists() and 'line 1\n' in saved.read_text(), what='the follower to show line 1')
+    follower.send_signal(signal.SIGINT)
+    stdout, stderr = follower.communicate(timeout=60)
+    assert follower.returncode != 0
+    assert f'Interrupted: stopped following; run {run_id} keeps running' in stderr, stderr
+    assert 'Traceback' not in stderr
+    assert [c.status for c in ours(docker_client, 'Counter', project)] == ['running']
+    assert re.search(rf'{run_id}\s+running', project.doit('status', 'job=Counter').stdout)
+    followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
+    assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
+    assert 'Result: 16' in followed.stdout
+    assert ours(docker_client, 'Counter', project) == []
+    assert re.search(rf'{run_id}\s+collected, exited 0', project.doit('status', 'job=Counter').stdout)
+
+
+@pytest.mark.parametrize('where', WHERE)
+def test_ctrl_c_of_an_attached_run_keeps_its_checkpoint(project, where, docker_client, remote_docker):  # noqa: F811
+    client = engine(where, docker_client, remote_docker)
+    build(project, where, 'Checkpoint')
+    process = project.popen(f'run_{where}', 'job=Checkpoint')
+    running = wait_for(lambda: [c for c in ours(client, 'Checkpoint', project) if c.status == 'running'],
+                       what='the container')
+    wait_for(lambda: b'checkpoint written' in running[0].logs(), what='the checkpoint')
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert 'Interrupted: stopping container' in stderr
+    assert 'Traceback' not in stderr
+    run_id = running[0].labels['tg_pipeline.run_id']
+    folder = runs_dir(project, 'Checkpoint', where)
+    assert f'what it left is in {folder / run_id}' in stderr
+    assert (folder / run_id / 'output' / 'checkpoint.txt').read_text() == 'epoch 1 done\n'
+    assert 'checkpoint written' in (folder / f'{run_id}.out').read_text()
+    assert ours(client, 'Checkpoint', project) == []
+    status = project.doit('status', 'job=Checkpoint', f'where={where}', f'run_id={run_id}')
+    assert re.search(rf'{run_id}\s+collected, exited \d+', status.stdout), status.stdout
