@@ -1,6 +1,7 @@
 """Faults that lose data or mislead, on the real local engine and the simulated remote: Ctrl-C keeps what a
 run left, the job's exit status is the run's, logs are saved byte for byte, and the doit process stays small
 whatever the job prints, writes or returns."""
+import json
 import re
 import signal
 
@@ -65,3 +66,44 @@ def test_ctrl_c_of_an_attached_run_keeps_its_checkpoint(project, where, docker_c
     assert ours(client, 'Checkpoint', project) == []
     status = project.doit('status', 'job=Checkpoint', f'where={where}', f'run_id={run_id}')
     assert re.search(rf'{run_id}\s+collected, exited \d+', status.stdout), status.stdout
+
+
+# --- 2. exit status ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize('where', WHERE)
+def test_the_jobs_exit_status_is_the_runs(project, where, docker_client, remote_docker):  # noqa: F811
+    build(project, where, 'ExitWith')
+    for how, code in (('3', 3), ('7', 7), ('0', 0), ('none', 0)):
+        run = project.doit(f'run_{where}', 'job=ExitWith', env={'EXIT_WITH': how}, check=False)
+        run_id = run_id_of_record(project, 'ExitWith', where)
+        record = json.loads((runs_dir(project, 'ExitWith', where) / f'{run_id}.json').read_text())
+        assert record['exit_code'] == code, (how, record)
+        result = project.doit('result', 'job=ExitWith', f'where={where}', check=False)
+        for outcome in (run, result):
+            if code:
+                assert outcome.returncode != 0, how
+                assert f'ERROR: job ExitWith exited with status {code}: it called sys.exit' in outcome.stderr
+                assert f'exit code: {code}' in outcome.stderr
+                assert 'Traceback' not in outcome.stderr
+            else:
+                assert outcome.returncode == 0, outcome.stderr
+                assert 'Result: None' in outcome.stdout
+
+
+def run_id_of_record(project, job, where):
+    return max(p.stem for p in runs_dir(project, job, where).glob('*.json'))
+
+
+def test_the_jobs_exit_status_is_the_attached_runs(project):
+    for how, code in (('7', 7), ('0', 0), ('none', 0)):
+        # a second task after it: a job's sys.exit must not end doit itself
+        run = project.doit('run_attached:ExitWith', 'serialize:ExampleJob', env={'EXIT_WITH': how}, check=False)
+        assert f'exiting with {how}' in run.stdout
+        if code:
+            assert run.returncode != 0
+            assert f'ERROR: job ExitWith exited with status {code}: it called sys.exit' in run.stderr
+            assert f'exit code: {code}' in run.stderr
+            assert 'Traceback' not in run.stderr
+        else:
+            assert run.returncode == 0, run.stderr
+            assert 'Result: None' in run.stdout
+            assert 'serialize:ExampleJob' in run.stdout  # doit went on to the next task

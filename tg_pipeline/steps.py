@@ -175,7 +175,7 @@ def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
-    if not ctx.capture and value is not None:
+    if not ctx.capture:
         print(f'Result: {value!r}')
 
 

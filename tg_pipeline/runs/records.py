@@ -16,18 +16,28 @@ def read_text(run_dir, name: str) -> str | None:
     return path.read_text(encoding='utf-8', errors='replace')
 
 
+def recorded_exit(run_dir) -> dict:
+    """What the entry point recorded about the job's end (``exit.json``): exit code, reason; {} without it."""
+    recorded = read_text(run_dir, protocol.EXIT_FILE)
+    try:
+        found = json.loads(recorded) if recorded else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def sys_exit_message(job: str, code: int, where: str) -> str:
+    """The error of a job that ended itself with ``sys.exit(N)``, N not 0."""
+    return f'job {job} exited with status {code}: it called sys.exit ({where} run)'
+
+
 def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
     """(the job's exit code, the signal that killed it or None). The entry point records the job's own
     status in its run folder; without it (killed, or the job died before the entry point ran) the
     container's exit code stands, and a code above 128 means a signal."""
-    recorded = read_text(run_dir, protocol.EXIT_FILE)
-    if recorded:
-        try:
-            code = json.loads(recorded).get('exit_code')
-            if isinstance(code, int):
-                return code, None
-        except ValueError:
-            pass
+    code = recorded_exit(run_dir).get('exit_code')
+    if isinstance(code, int):
+        return code, None
     if isinstance(container_code, int) and container_code > 128:
         return container_code, container_code - 128
     return container_code, None
@@ -46,6 +56,9 @@ def failure(result: RunResult) -> JobFailed | None:
     if result.signal:
         return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
                          exit_code=result.exit_code, output=result.output)
+    if recorded_exit(result.run_dir).get('reason') == protocol.REASON_SYS_EXIT:
+        return JobFailed(sys_exit_message(result.job, result.exit_code, result.host), exit_code=result.exit_code,
+                         output=result.output)
     trace = result.traceback
     # the output was streamed already: the error repeats only the job's traceback, when there is one
     return JobFailed(f'job {result.job} failed ({result.host} run)',
