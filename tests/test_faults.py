@@ -4,6 +4,8 @@ whatever the job prints, writes or returns."""
 import json
 import re
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +109,86 @@ def test_the_jobs_exit_status_is_the_attached_runs(project):
             assert run.returncode == 0, run.stderr
             assert 'Result: None' in run.stdout
             assert 'serialize:ExampleJob' in run.stdout  # doit went on to the next task
+
+
+# --- 4. memory of the doit process ------------------------------------------------------------------------
+RSS_LIMIT_MB = 150
+MEASURE = '''
+import resource, subprocess, sys
+with open(sys.argv[1], 'wb') as out, open(sys.argv[2], 'wb') as err:
+    code = subprocess.call(sys.argv[3:], stdout=out, stderr=err)
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+'''
+
+
+def measured(project, tmp_path, *args):
+    """(exit code, stdout, stderr, peak resident MB) of ``doit ARGS``, its output spooled to files."""
+    out, err = tmp_path / 'doit.out', tmp_path / 'doit.err'
+    done = subprocess.run([sys.executable, '-c', MEASURE, str(out), str(err), sys.executable, '-m', 'doit', *args],
+                          cwd=project.root, env=project.env(), capture_output=True, text=True, timeout=600)
+    code, kilobytes = map(int, done.stdout.split())
+    with open(out, 'rb') as file:  # the start and the end: what a person reads
+        head = file.read(4096)
+        file.seek(max(len(head), out.stat().st_size - 4096))
+        text = (head + b'\n' + file.read()).decode('utf-8', 'replace')
+    print(f'doit {" ".join(args)}: peak RSS {kilobytes / 1024:.1f} MB')
+    return code, text, err.read_text(errors='replace'), kilobytes / 1024
+
+
+def job_bytes(path, line):
+    """How many bytes of ``path`` are in lines equal to ``line`` (the entry point's own lines aside)."""
+    count, rest = 0, b''
+    with open(path, 'rb') as file:
+        for chunk in iter(lambda: file.read(1 << 23), b''):
+            lines = (rest + chunk).split(b'\n')
+            rest = lines.pop()
+            count += sum(1 for item in lines if item + b'\n' == line)
+    return count * len(line)
+
+
+def test_memory_stays_bounded_whatever_the_job_prints(project, docker_client, tmp_path):
+    build(project, 'local', 'Prints')
+    line, expected = b'x' * 999 + b'\n', 200 * 1048 * 1000
+    folder = runs_dir(project, 'Prints', 'local')
+    code, text, err, peak = measured(project, tmp_path, 'run_local', 'job=Prints')
+    assert code == 0, err
+    run_id = run_id_of_record(project, 'Prints', 'local')
+    assert job_bytes(folder / f'{run_id}.out', line) == expected
+    assert peak <= RSS_LIMIT_MB, f'run_local (attached): {peak:.0f} MB'
+    code, text, err, peak = measured(project, tmp_path, 'logs', 'job=Prints', f'run_id={run_id}')
+    assert code == 0 and peak <= RSS_LIMIT_MB, f'logs of a collected run: {peak:.0f} MB'
+
+    run_id = run_id_of(project.doit('run_local', 'job=Prints', 'detach=1').stdout)
+    wait_until_exited(docker_client, 'Prints', project)
+    code, text, err, peak = measured(project, tmp_path, 'logs', 'job=Prints', f'run_id={run_id}')
+    assert code == 0 and peak <= RSS_LIMIT_MB, f'logs of an ended run on the engine: {peak:.0f} MB'
+    code, text, err, peak = measured(project, tmp_path, 'result', 'job=Prints', f'run_id={run_id}')
+    assert code == 0, err
+    assert f'Result: {expected}' in text
+    assert job_bytes(folder / f'{run_id}.out', line) == expected
+    assert peak <= RSS_LIMIT_MB, f'result (collected without streaming): {peak:.0f} MB'
+
+
+def test_memory_stays_bounded_whatever_the_job_writes(project, docker_client, tmp_path):
+    build(project, 'local', 'WritesOutput')
+    code, text, err, peak = measured(project, tmp_path, 'run_local', 'job=WritesOutput')
+    assert code == 0, err
+    output = runs_dir(project, 'WritesOutput', 'local') / run_id_of_record(project, 'WritesOutput', 'local') / 'output'
+    assert sorted(p.stat().st_size for p in output.iterdir()) == [38 << 20] * 8
+    assert peak <= RSS_LIMIT_MB, f'run_local of a 304 MB output folder: {peak:.0f} MB'
+
+
+def test_memory_stays_bounded_whatever_the_job_returns(project, docker_client, tmp_path):
+    build(project, 'local', 'ReturnsBig')
+    code, text, err, peak = measured(project, tmp_path, 'run_local', 'job=ReturnsBig')
+    assert code == 0, err
+    run_id = run_id_of_record(project, 'ReturnsBig', 'local')
+    saved = runs_dir(project, 'ReturnsBig', 'local') / run_id / 'result.pkl'
+    assert saved.stat().st_size > 100 << 20
+    summary = f'Result: <list, {saved.stat().st_size / (1 << 20):.1f} MB pickled, in {saved}>'
+    assert summary in text, text[-2000:]
+    assert peak <= RSS_LIMIT_MB, f'run_local returning 100 MB: {peak:.0f} MB'
+    code, text, err, peak = measured(project, tmp_path, 'result', 'job=ReturnsBig')
+    assert code == 0, err
+    assert summary in text
+    assert peak <= RSS_LIMIT_MB, f'result of a 100 MB value: {peak:.0f} MB'

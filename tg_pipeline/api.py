@@ -273,7 +273,9 @@ class Executor:
 
         def logs(backend, scope, paths):
             found, handle = lifecycle.pick(backend, scope, paths, run_id)
-            return backend.logs(handle) if handle else lifecycle.saved_logs(paths, found)
+            if handle is None:
+                return lifecycle.saved_logs(paths, found)
+            return tuple(b''.join(backend.log_chunks(handle, stream)) for stream in (1, 2))
         try:
             out, err = self._lifecycle(logs)
         except PipelineError as e:

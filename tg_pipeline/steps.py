@@ -176,7 +176,8 @@ def run_attached(ctx: Context, job: str) -> None:
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
     if not ctx.capture:
-        print(f'Result: {value!r}')
+        from tg_pipeline.runs.records import shown_object
+        print(f'Result: {shown_object(value)}')
 
 
 def run_local(ctx: Context, job: str) -> None:

@@ -114,9 +114,13 @@ def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, 
     }
 
 
+# a run's output goes to its log files and the terminal as it comes: doit must not keep a copy in memory
+STREAMED = {'capture': False}
+
+
 def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
     remote_needs = f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'
-    return {
+    tasks = {
         'run_attached': dict(actions=[action(ctx, steps.run_attached, job)], task_dep=[f'serialize:{job}']),
         'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}']),
         'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=[remote_needs]),
@@ -124,6 +128,7 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
     }
+    return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 
 
 def all_tasks(ctx: steps.Context, jobs: list[str]) -> dict[str, list[dict]]:
@@ -149,7 +154,7 @@ def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
 
     def single(doc, function, *args):
         def creator():
-            return {'actions': [action(ctx, function, *args)], 'verbosity': 2, 'uptodate': [False]}
+            return {'actions': [action(ctx, function, *args)], 'verbosity': 2, 'uptodate': [False], 'io': STREAMED}
         creator.__doc__ = doc
         return creator
 

@@ -117,8 +117,22 @@ class RunResult:
     @property
     def value(self):
         if self.variants:
-            return {v['label']: v.get('value') for v in self.variants}
+            return {v['label']: v['value'] if v.get('ok') else None for v in self.variants}
         return load_result(self.run_dir, self.module)
+
+
+class Variant(dict):
+    """One swarm variant's outcome (variant, label, state, exit_code, ok, run_dir, ...); its return value,
+    ``['value']``, is loaded from its run folder when asked for, not kept."""
+
+    def __init__(self, entry: Mapping, module: str = ''):
+        super().__init__(entry)
+        self.module = module
+
+    def __missing__(self, key):
+        if key == 'value' and self.get('ok'):
+            return load_result(self.get('run_dir'), self.module)
+        raise KeyError(key)
 
 
 class _ResultUnpickler(pickle.Unpickler):

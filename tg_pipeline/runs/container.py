@@ -150,11 +150,10 @@ class ContainerBackend:
                          labels=stripped, state=state, running=running)
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
-        out, err = [], []
-        for stream, data in compat.log_frames(self.client, handle.ref, follow=False):
-            (out if stream == 1 else err).append(data)
-        return b''.join(out), b''.join(err)
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
+        for _, data in compat.log_frames(self.client, handle.ref, follow=False, streams=(stream,)):
+            yield data
 
     def stop(self, handle: RunHandle, timeout: int = 10) -> None:
         try:
@@ -171,10 +170,11 @@ class ContainerBackend:
         """Copy the run folder to ``paths.run_dir(RUN_ID)`` (and, unless ``logs_saved``, its whole output to
         ``RUN_ID.out``/``.err``), write the record, remove the container."""
         if paths is not None and not logs_saved:
-            stdout, stderr = self.logs(handle)
             paths.dir.mkdir(parents=True, exist_ok=True)
-            paths.out(handle.run_id).write_bytes(stdout)
-            paths.err(handle.run_id).write_bytes(stderr)
+            for stream, path in ((1, paths.out(handle.run_id)), (2, paths.err(handle.run_id))):
+                with open(path, 'wb') as file:  # chunk by chunk: a log may be larger than this machine's memory
+                    for chunk in self.log_chunks(handle, stream):
+                        file.write(chunk)
         attrs = self.client.api.inspect_container(handle.ref)
         state = attrs['State']
         run_dir = self._copy_run_dir(handle, paths)

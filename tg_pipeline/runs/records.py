@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.runs.base import RunResult, load_result
+from tg_pipeline.runs.base import RunResult, Variant, load_result
 from tg_pipeline.runtime import protocol
 
 
@@ -89,7 +89,7 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        module=record.get('module', ''), exit_code=record.get('exit_code'),
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
-                       variants=[dict(v) for v in record.get('variants', [])])
+                       variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])])
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -97,11 +97,74 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
             file.seek(max(0, saved_out.stat().st_size - 65536))
             result.output = file.read().decode('utf-8', 'replace')
     for variant in result.variants:
-        if variant.get('ok'):
-            variant['value'] = load_result(variant.get('run_dir'), result.module)
-        else:
+        if not variant.get('ok'):
             variant['traceback'] = read_text(variant.get('run_dir'), protocol.TRACEBACK_FILE)
     return result
+
+
+# --- return values as people read them ---------------------------------------------------------------------
+SHOWN_PICKLE_BYTES = 64 * 1024  # a larger return value is summed up, never loaded to be shown
+SHOWN_REPR_CHARS = 2000
+
+
+def human_size(size: int) -> str:
+    for unit, scale in (('GB', 1 << 30), ('MB', 1 << 20), ('KB', 1 << 10)):
+        if size >= scale:
+            return f'{size / scale:.1f} {unit}'
+    return f'{size} bytes'
+
+
+def shown_value(run_dir, module: str) -> str:
+    """The return value kept in ``run_dir`` as a person reads it: its repr, or, when that would be large (a
+    pickle over 64 KiB, or a repr over 2000 characters), ``<TYPE, SIZE pickled, in PATH>``; a large value
+    is not even loaded (the entry point kept its type in ``result.json``)."""
+    path = run_dir and Path(run_dir, protocol.RESULT_FILE)
+    if not path or not path.exists():
+        return 'None'
+    size = path.stat().st_size
+    if size <= SHOWN_PICKLE_BYTES:
+        value = load_result(run_dir, module)
+        text = repr(value)
+        if len(text) <= SHOWN_REPR_CHARS:
+            return text
+        kind = type(value).__name__
+    else:
+        kind = _recorded_type(run_dir)
+    return f'<{kind}, {human_size(size)} pickled, in {path}>'
+
+
+def _recorded_type(run_dir) -> str:
+    try:
+        return str(json.loads(read_text(run_dir, protocol.RESULT_INFO_FILE) or '{}').get('type') or 'value')
+    except (ValueError, AttributeError):
+        return 'value'
+
+
+class _Counter:
+    """A file that only counts what is written to it."""
+
+    def __init__(self):
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def shown_object(value) -> str:
+    """A value in memory (an attached run's) as :func:`shown_value` shows a kept one: a large one as
+    ``<TYPE, SIZE pickled>`` (pickled into a counter, never into memory)."""
+    counter = _Counter()
+    try:
+        import cloudpickle
+        cloudpickle.dump(value, counter, protocol=4)
+    except Exception:  # noqa: BLE001 - not picklable: its repr it is
+        counter.size = 0
+    if counter.size <= SHOWN_PICKLE_BYTES:
+        text = repr(value)
+        if len(text) <= SHOWN_REPR_CHARS:
+            return text
+    return f'<{type(value).__name__}, {human_size(counter.size)} pickled>'
 
 
 def state_of_record(record: dict) -> str:

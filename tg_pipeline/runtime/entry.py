@@ -132,6 +132,7 @@ class _Run:
                 log(f'The return value could not be pickled and is not kept: {type(e).__name__}: {e}')
                 return
         self.keep(protocol.RESULT_FILE, data)
+        self.keep(protocol.RESULT_INFO_FILE, json.dumps({'type': type(result).__name__}).encode())
 
     def keep_exit(self, code: int, reason: str):
         self.keep(protocol.EXIT_FILE, json.dumps({'exit_code': code, 'reason': reason}, sort_keys=True).encode())
@@ -140,13 +141,15 @@ class _Run:
         """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
         if not self.send_back:
             return
-        import io
         import tarfile
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
-            tar.add(self.dir, arcname='.')
-        for line in protocol.marker_lines(index or 0, protocol.SEND_BACK_FILE, buffer.getvalue()):
-            print(line)
+        import tempfile
+        with tempfile.TemporaryFile() as spool:  # part by part: a large output folder never sits in memory
+            with tarfile.open(fileobj=spool, mode='w:gz') as tar:
+                tar.add(self.dir, arcname='.')
+            raw, parts = protocol.marker_parts(spool.tell())
+            spool.seek(0)
+            for part in range(1, parts + 1):
+                print(protocol.marker_line(index or 0, protocol.SEND_BACK_FILE, part, parts, spool.read(raw)))
         sys.stdout.flush()
 
 
