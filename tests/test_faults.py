@@ -1,6 +1,7 @@
 """Faults that lose data or mislead, on the real local engine and the simulated remote: Ctrl-C keeps what a
 run left, the job's exit status is the run's, logs are saved byte for byte, and the doit process stays small
 whatever the job prints, writes or returns."""
+import importlib.util
 import json
 import re
 import signal
@@ -9,10 +10,19 @@ import sys
 
 import pytest
 
+from conftest import PROJECTS
 from test_lifecycle import engine, ours, run_id_of, wait_for
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 WHERE = ['local', 'remote']
+
+
+def fixture_jobs():
+    """The fixture project's jobs/faults.py, imported here for the bytes its jobs write."""
+    spec = importlib.util.spec_from_file_location('basic_faults', PROJECTS / 'basic' / 'jobs' / 'faults.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build(project, where, job):
@@ -109,6 +119,31 @@ def test_the_jobs_exit_status_is_the_attached_runs(project):
             assert run.returncode == 0, run.stderr
             assert 'Result: None' in run.stdout
             assert 'serialize:ExampleJob' in run.stdout  # doit went on to the next task
+
+
+# --- 3. logs byte for byte --------------------------------------------------------------------------------
+@pytest.mark.parametrize('how', ['attached', 'follow', 'result'])
+@pytest.mark.parametrize('where', WHERE)
+def test_logs_are_saved_byte_for_byte(project, where, how, docker_client, remote_docker):  # noqa: F811
+    client = engine(where, docker_client, remote_docker)
+    if how == 'attached':
+        project.doit(f'run_{where}', 'job=RawBytes')
+        run_id = run_id_of_record(project, 'RawBytes', where)
+    else:
+        run_id = run_id_of(project.doit(f'run_{where}', 'job=RawBytes', 'detach=1').stdout)
+        wait_until_exited(client, 'RawBytes', project)
+        if how == 'follow':
+            project.doit('logs', 'job=RawBytes', f'where={where}', f'run_id={run_id}', 'follow=1')
+        else:
+            assert "Result: 'raw'" in project.doit('result', 'job=RawBytes', f'where={where}').stdout
+    assert ours(client, 'RawBytes', project) == []
+    jobs, folder = fixture_jobs(), runs_dir(project, 'RawBytes', where)
+    assert (folder / f'{run_id}.err').read_bytes() == jobs.raw_payload('stderr')
+    out = (folder / f'{run_id}.out').read_bytes()
+    assert jobs.raw_payload('stdout') in out
+    shown = project.doit('logs', 'job=RawBytes', f'where={where}', f'run_id={run_id}')  # as saved, decoded
+    expected = jobs.raw_payload('stderr').decode('utf-8', 'replace')
+    assert expected.replace('\r\n', '\n').replace('\r', '\n') in shown.stdout  # read with universal newlines
 
 
 # --- 4. memory of the doit process ------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 loaded); logs are printed and saved chunk by chunk, bytes as they are; a swarm service's log is read into
 files as it comes (lines the engine cut into frames joined, run folders decoded part by part)."""
 import base64
+import hashlib
 import io
 import json
 import os
 import pickle
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,7 @@ from tg_pipeline.runs.lifecycle import Scope
 from tg_pipeline.runs.service_logs import LINE_LIMIT, ServiceLog
 from tg_pipeline.runtime import protocol
 
+REPO = Path(__file__).resolve().parents[2]
 RAW = b'bad \xff\xfe utf-8\r\nnul \x00\n\xe2\x82'
 
 
@@ -162,3 +167,111 @@ def test_marker_parts_sent_one_by_one_are_the_marker_lines():
              for part in range(1, parts + 1)]
     assert lines == protocol.marker_lines(2, 'run.tar.gz', data)
     assert base64.b64decode(''.join(protocol.parse_marker(line)[4] for line in lines)) == data
+
+
+# --- the entry point's exact copies of stdout and stderr ----------------------------------------------------
+TEED = '''
+import os, signal, sys, time
+from tg_pipeline.runtime.entry import run_teed
+
+def job():
+    os.write(1, {out!r} + bytes(range(256)) * {repeat})
+    sys.stdout.buffer.write(b'via sys.stdout\\n')
+    sys.stdout.flush()
+    os.write(2, {err!r})
+    if {sleep}:
+        print('sleeping', flush=True)
+        time.sleep({sleep})
+    return {code}
+
+sys.exit(run_teed(sys.argv[1], job))
+'''
+
+
+def teed(tmp_path, out=b'', err=b'', code=0, sleep=0, repeat=0):
+    script = TEED.format(out=out, err=err, code=code, sleep=sleep, repeat=repeat)
+    return subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'logs')], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, 'PYTHONPATH': str(REPO)})
+
+
+def copies(tmp_path):
+    folder = tmp_path / 'logs'
+    return ((folder / 'stdout').read_bytes(), (folder / 'stderr').read_bytes(),
+            json.loads((folder / protocol.LOG_DIGEST).read_text()))
+
+
+def test_the_job_output_is_copied_byte_for_byte_and_passed_on(tmp_path):
+    long = bytes(range(256)) * 300  # more than a pipe holds
+    process = teed(tmp_path, out=RAW, repeat=300, err=RAW, code=5)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 5
+    saved_out, saved_err, digest = copies(tmp_path)
+    assert saved_out == stdout == RAW + long + b'via sys.stdout\n'
+    assert saved_err == stderr == RAW
+    assert digest == {'stdout': {'size': len(saved_out), 'sha256': hashlib.sha256(saved_out).hexdigest()},
+                      'stderr': {'size': len(RAW), 'sha256': hashlib.sha256(RAW).hexdigest()}}
+
+
+def test_a_signal_reaches_the_job_and_its_status_is_the_containers(tmp_path):
+    process = teed(tmp_path, out=b'before\n', sleep=60)
+    assert process.stdout.readline() == b'before\n'
+    assert process.stdout.readline() == b'via sys.stdout\n'
+    assert process.stdout.readline() == b'sleeping\n'
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    saved_out, _, digest = copies(tmp_path)
+    assert saved_out == b'before\nvia sys.stdout\nsleeping\n' and digest['stdout']['size'] == len(saved_out)
+
+
+def keeps(stdout: bytes, stderr: bytes, *, digest=True) -> dict:
+    """The files the entry point leaves in LOG_DIR for that output (with its digest unless told not)."""
+    files = {f'{protocol.LOG_DIR}/stdout': stdout, f'{protocol.LOG_DIR}/stderr': stderr}
+    if digest:
+        files[f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}'] = json.dumps(
+            {name: {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+             for name, data in (('stdout', stdout), ('stderr', stderr))}).encode()
+    return files
+
+
+def fetched(engine) -> list[str]:
+    return [call.params.get('path') for call in engine.find('GET', '/containers/*/archive')]
+
+
+@pytest.mark.parametrize('digest', [True, False], ids=['digest', 'killed-before-its-digest'])
+def test_a_log_the_engine_changed_is_replaced_by_the_exact_copy(engine, paths, digest):
+    exact = b'bad \xff\xfe\n' + b'L' * 20000 + b'\nend'
+    mangled = b'bad \xef\xbf\xbd\xef\xbf\xbd\n' + b'L' * 20000 + b'end'  # as json-file and local drivers keep it
+    engine.program(IMAGE, stdout=mangled, stderr=b'warn\n', files={**keeps(exact, b'warn\n', digest=digest),
+                                                                    'result.pkl': pickle.dumps(1)})
+    result, out, _ = run(engine.client(), make_spec(engine), paths)
+    assert paths.out(result.run_id).read_bytes() == exact and paths.err(result.run_id).read_bytes() == b'warn\n'
+    travelled = fetched(engine)
+    assert f'{protocol.LOG_DIR}/stdout' in travelled
+    assert (f'{protocol.LOG_DIR}/stderr' in travelled) == (not digest)  # with a digest, only what differs travels
+
+
+def test_a_log_saved_exactly_while_streaming_is_not_fetched_again(engine, paths):
+    engine.program(IMAGE, stdout=b'fine\n', stderr=b'', files={**keeps(b'fine\n', b''), 'result.pkl': pickle.dumps(1)})
+    result, _, _ = run(engine.client(), make_spec(engine), paths)
+    assert paths.out(result.run_id).read_bytes() == b'fine\n'
+    digest_only = [f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}']
+    assert [p for p in fetched(engine) if p.startswith(protocol.LOG_DIR)] == digest_only
+
+
+def test_a_run_collected_without_streaming_takes_the_copies_not_the_engines_log(engine, paths):
+    engine.program(IMAGE, stdout=b'mangled\n', stderr=b'x', files={**keeps(b'exact \xff\n', b'e\x00'),
+                                                                   'result.pkl': pickle.dumps(1)})
+    handle = run(engine.client(), make_spec(engine), paths, detach=True)[0]
+    engine.finish()
+    lifecycle.result(local_backend(engine.client()), Scope('Greeter', 'proj-a'), paths)
+    assert paths.out(handle.run_id).read_bytes() == b'exact \xff\n'
+    assert paths.err(handle.run_id).read_bytes() == b'e\x00'
+    assert engine.find('GET', '/containers/*/logs') == []
+
+
+def test_only_a_container_run_of_tg_pipeline_keeps_copies():
+    from tg_pipeline.runtime.entry import keeps_log_copies
+    assert keeps_log_copies({protocol.ENV_RUN_DIR: protocol.RUN_DIR})
+    assert not keeps_log_copies({protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_SEND_BACK: '1'})  # swarm
+    assert not keeps_log_copies({protocol.ENV_RUN_DIR: '/tmp/somewhere'}) and not keeps_log_copies({})

@@ -7,6 +7,9 @@ host (environment, run folder, files, marker lines) are in :mod:`.protocol`.
 
 The job's exit status is the process's: 0 when ``run()`` returns (or the job calls ``sys.exit(0)``),
 the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
+
+In tg_pipeline's container runs, :func:`run_teed` keeps exact copies of the job's stdout and stderr beside the
+engine's log (``protocol.LOG_DIR``).
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import datetime
 import json
 import os
 import pickle
+import select
+import signal
 import sys
 import traceback
 
@@ -189,8 +194,22 @@ def main(package_dir=None, environ=None) -> int:
 
     ``environ`` (default ``os.environ``) holds the settings the host gave (:mod:`.protocol` ``ENV_*``).
     With a run folder, the output folder is set as ``ENV_OUTPUT`` in it and in ``os.environ`` (the job's).
+    In a tg_pipeline container run (the run folder at ``protocol.RUN_DIR``, nothing to send back), the job runs
+    in a child process whose stdout and stderr are copied into ``protocol.LOG_DIR`` (:func:`run_teed`).
     """
     environ = os.environ if environ is None else environ
+    if keeps_log_copies(environ):
+        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ))
+    return _main(package_dir, environ)
+
+
+def keeps_log_copies(environ) -> bool:
+    """Whether this is a container run of tg_pipeline's, whose host fetches the copies of the job's output."""
+    return (environ.get(protocol.ENV_RUN_DIR) == protocol.RUN_DIR and not environ.get(protocol.ENV_SEND_BACK)
+            and hasattr(os, 'fork'))
+
+
+def _main(package_dir, environ) -> int:
     log('Welcome to Training Grounds!')
     folder = _Run(environ)
     folder.prepare()
@@ -211,3 +230,144 @@ def main(package_dir=None, environ=None) -> int:
         folder.send(index)
     log('DONE. Exiting Training Grounds.')
     return code
+
+
+# --- exact copies of the job's stdout and stderr (LOG_DIR) -------------------------------------------------
+# An engine's log is no byte-exact copy of what a job printed: Docker 20.10's json-file driver replaces bytes
+# that are not UTF-8, its local driver drops the line end after a line longer than its 16 KiB frames, a log
+# followed while the container ends may miss its last piece, and a rotating (or write-only) log driver keeps
+# part of it or nothing. So, in tg_pipeline's container runs, the job runs in a child process whose stdout and
+# stderr are pipes read here: every byte goes on to this process's own stdout/stderr (the engine's log, which
+# the host streams live) and into LOG_DIR/stdout and LOG_DIR/stderr; when the job has ended, LOG_DIR/digest.json
+# holds the size and sha256 of each, so that the host fetches a copy only when what it saved differs.
+#
+# This process passes the signals a container gets (docker stop's SIGTERM, SIGINT, ...) on to the job and exits
+# with the job's status (128 + N when signal N ended it). When the job's process has ended, what is left in the
+# pipes is copied and the copies end, even if a process the job started still holds them open (as the
+# container would end then).
+FORWARDED = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2')
+CHUNK = 1 << 16
+LEFT_CHUNKS = 256  # at most 16 MiB read after the job ended (a pipe holds 64 KiB unless the job enlarged it)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Copy:
+    """One stream: read from the job's pipe, written into its file, then on to ``target``."""
+
+    def __init__(self, source: int, target: int, path: str):
+        import hashlib  # only here: a run without copies starts without it
+        self.source, self.target = source, target
+        self.file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def pump(self) -> str:
+        """Move one chunk: 'data', 'empty' (nothing there now, non-blocking) or 'end'."""
+        try:
+            data = os.read(self.source, CHUNK)
+        except BlockingIOError:
+            return 'empty'
+        if not data:
+            return 'end'
+        _write_all(self.file, data)
+        self.digest.update(data)
+        self.size += len(data)
+        if self.target is not None:
+            try:
+                _write_all(self.target, data)
+            except OSError:  # nobody reads the container's own output any more: the copy goes on
+                self.target = None
+        return 'data'
+
+    def close(self) -> dict:
+        os.close(self.file)
+        os.close(self.source)
+        return {'size': self.size, 'sha256': self.digest.hexdigest()}
+
+
+def _status(pid: int, flags: int = 0):
+    """The exit status of the job's process once it ended (128 + N for signal N), else None."""
+    found, status = os.waitpid(pid, flags)
+    if found == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _forward(pid: int):
+    def handler(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    return handler
+
+
+def _pump(copies: list, pid: int) -> int:
+    """Copy until the job's process ended (then what is left in the pipes) or both streams ended; its status."""
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through the wakeup fd
+    for name in FORWARDED:
+        signal.signal(getattr(signal, name), _forward(pid))
+    streams, status = {c.source: c for c in copies}, None
+    while streams and status is None:
+        status = _status(pid, os.WNOHANG)
+        if status is not None:
+            break
+        ready, _, _ = select.select([*streams, wake_read], [], [])
+        for fd in ready:
+            if fd == wake_read:
+                while _drained(wake_read):
+                    pass
+            elif streams[fd].pump() == 'end':
+                del streams[fd]
+    for copy in streams.values():  # the job ended: what it left in the pipes (bounded: a process it started
+        os.set_blocking(copy.source, False)  # may still be writing), without waiting for more
+        for _ in range(LEFT_CHUNKS):
+            if copy.pump() != 'data':
+                break
+    return status if status is not None else _status(pid)
+
+
+def _drained(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 512))
+    except BlockingIOError:
+        return False
+
+
+def run_teed(log_dir: str, job) -> int:
+    """Run ``job()`` (which returns an exit status) with its stdout and stderr copied into ``log_dir``.
+
+    In the job's process this returns what ``job()`` returned, and that process goes on as before (its exit,
+    atexit handlers and threads are the job's own); in this one, the job's exit status once it ended."""
+    os.makedirs(log_dir, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pipes = [os.pipe(), os.pipe()]
+    pid = os.fork()
+    if pid == 0:
+        for (read, write), fd in zip(pipes, (1, 2)):
+            os.dup2(write, fd)
+            os.close(read)
+            os.close(write)
+        return job()
+    for _, write in pipes:
+        os.close(write)
+    copies = [_Copy(read, fd, os.path.join(log_dir, name))
+              for (read, _), fd, name in zip(pipes, (1, 2), protocol.LOG_STREAMS)]
+    status = _pump(copies, pid)
+    digest = {name: copy.close() for name, copy in zip(protocol.LOG_STREAMS, copies)}
+    temporary = os.path.join(log_dir, protocol.LOG_DIGEST + '.part')
+    with open(temporary, 'w', encoding='utf-8') as file:
+        json.dump(digest, file, sort_keys=True)
+    os.replace(temporary, os.path.join(log_dir, protocol.LOG_DIGEST))
+    return status

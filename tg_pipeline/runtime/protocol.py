@@ -14,6 +14,10 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
     exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit"}, always
     output/         where the job may write (``ENV_OUTPUT`` tells it the path)
 
+Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
+their folder back): ``stdout`` and ``stderr`` byte for byte as the job wrote them, and ``digest.json`` with
+their sizes and sha256 once the job ended (see :func:`.entry.run_teed`).
+
 Marker line: ``TG_PIPELINE_FILE <index> <name> <part>/<parts> <base64 chunk>``.
 """
 from __future__ import annotations
@@ -30,6 +34,10 @@ ENV_RUN_ID = 'TG_PIPELINE_RUN_ID'  # the host's id of this run
 ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'  # the job's output folder (default: RUN_DIR/output)
 ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as marker lines at the end
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
+
+LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)
+LOG_STREAMS = ('stdout', 'stderr')  # their file names in LOG_DIR
+LOG_DIGEST = 'digest.json'  # {"stdout": {"size": N, "sha256": HEX}, "stderr": {...}}, once the job ended
 
 RESULT_FILE = 'result.pkl'
 RESULT_INFO_FILE = 'result.json'
