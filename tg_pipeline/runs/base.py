@@ -4,7 +4,7 @@
   owner), env names, limits.
 * :class:`RunHandle`: one run on one host, found by its labels: run id, where, host, container/service id.
 * :class:`RunResult`: how a run ended: exit code, run folder here (return value, traceback, output/), logs.
-* :class:`Backend`: start / watch / find / logs / stop / collect / discard, implemented by container runs
+* :class:`Backend`: start / watch / find / log_chunks / stop / collect / discard, implemented by container runs
   (:mod:`.container`) and swarm runs (:mod:`.swarm`); :mod:`.lifecycle` is written once over it.
 
 A run's labels (``tg_pipeline.*``) carry everything the lifecycle needs, so any process that reaches the
@@ -174,7 +174,8 @@ class Backend(Protocol):
     def find(self, job: str | None, project: str | None) -> dict[str, RunHandle]:
         """run_id -> handle of the runs on this host (of ``job`` / ``project`` when given)."""
 
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]: ...
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
 
     def stop(self, handle: RunHandle) -> None: ...
 
