@@ -171,8 +171,12 @@ def test_marker_parts_sent_one_by_one_are_the_marker_lines():
 
 # --- the entry point's exact copies of stdout and stderr ----------------------------------------------------
 TEED = '''
-import os, signal, sys, time
+import os, resource, signal, sys, time
 from tg_pipeline.runtime.entry import run_teed
+
+if {limit}:  # files this process writes may not grow larger (as on a full disk)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 
 def job():
     os.write(1, {out!r} + bytes(range(256)) * {repeat})
@@ -188,8 +192,8 @@ sys.exit(run_teed(sys.argv[1], job))
 '''
 
 
-def teed(tmp_path, out=b'', err=b'', code=0, sleep=0, repeat=0):
-    script = TEED.format(out=out, err=err, code=code, sleep=sleep, repeat=repeat)
+def teed(tmp_path, out=b'', err=b'', code=0, sleep=0, repeat=0, limit=0):
+    script = TEED.format(out=out, err=err, code=code, sleep=sleep, repeat=repeat, limit=limit)
     return subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'logs')], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, 'PYTHONPATH': str(REPO)})
 
@@ -222,6 +226,16 @@ def test_a_signal_reaches_the_job_and_its_status_is_the_containers(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     saved_out, _, digest = copies(tmp_path)
     assert saved_out == b'before\nvia sys.stdout\nsleeping\n' and digest['stdout']['size'] == len(saved_out)
+
+
+def test_a_copy_that_cannot_be_written_is_dropped_and_the_output_goes_on(tmp_path):
+    process = teed(tmp_path, out=b'fits', repeat=40, err=b'small\n', limit=4096)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stdout == b'fits' + bytes(range(256)) * 40 + b'via sys.stdout\n' and stderr == b'small\n'
+    folder = tmp_path / 'logs'
+    assert not (folder / 'stdout').exists() and (folder / 'stderr').read_bytes() == b'small\n'
+    assert set(json.loads((folder / protocol.LOG_DIGEST).read_text())) == {'stderr'}
 
 
 def keeps(stdout: bytes, stderr: bytes, *, digest=True) -> dict:

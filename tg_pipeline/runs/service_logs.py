@@ -36,14 +36,12 @@ class Lines:
         self.pending, self.mid_line = b'', False
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
-        self.pending += data
+        *lines, rest = (self.pending + data).split(b'\n')
         found = []
-        while True:
-            end = self.pending.find(b'\n')
-            if end < 0:
-                break
-            found.append((self.pending[:end + 1], not self.mid_line))
-            self.pending, self.mid_line = self.pending[end + 1:], False
+        for line in lines:
+            found.append((line + b'\n', not self.mid_line))
+            self.mid_line = False
+        self.pending = rest
         if len(self.pending) > LINE_LIMIT:
             found.append((self.pending, not self.mid_line))
             self.pending, self.mid_line = b'', True
@@ -103,15 +101,17 @@ class ServiceLog:
         return self.folder / f'variant_{slot}.out'
 
     def read(self, frames) -> None:
-        for frame in frames:
-            task, data = split_frame(frame)
-            slot = self.slot_of.get(task)
-            if slot is not None:
-                self._lines(slot, self.lines.setdefault(slot, Lines()).feed(data))
-        for slot, lines in self.lines.items():
-            self._lines(slot, lines.end())
-        for file in [*self.logs.values(), *self.spools.values()]:
-            file.close()
+        try:
+            for frame in frames:
+                task, data = split_frame(frame)
+                slot = self.slot_of.get(task)
+                if slot is not None:
+                    self._lines(slot, self.lines.setdefault(slot, Lines()).feed(data))
+            for slot, lines in self.lines.items():
+                self._lines(slot, lines.end())
+        finally:
+            for file in [*self.logs.values(), *self.spools.values()]:
+                file.close()
 
     def _lines(self, slot: int, lines) -> None:
         for line, starts in lines:

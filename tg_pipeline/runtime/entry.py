@@ -233,18 +233,12 @@ def _main(package_dir, environ) -> int:
 
 
 # --- exact copies of the job's stdout and stderr (LOG_DIR) -------------------------------------------------
-# An engine's log is no byte-exact copy of what a job printed: Docker 20.10's json-file driver replaces bytes
-# that are not UTF-8, its local driver drops the line end after a line longer than its 16 KiB frames, a log
-# followed while the container ends may miss its last piece, and a rotating (or write-only) log driver keeps
-# part of it or nothing. So, in tg_pipeline's container runs, the job runs in a child process whose stdout and
-# stderr are pipes read here: every byte goes on to this process's own stdout/stderr (the engine's log, which
-# the host streams live) and into LOG_DIR/stdout and LOG_DIR/stderr; when the job has ended, LOG_DIR/digest.json
-# holds the size and sha256 of each, so that the host fetches a copy only when what it saved differs.
-#
-# This process passes the signals a container gets (docker stop's SIGTERM, SIGINT, ...) on to the job and exits
-# with the job's status (128 + N when signal N ended it). When the job's process has ended, what is left in the
-# pipes is copied and the copies end, even if a process the job started still holds them open (as the
-# container would end then).
+# An engine's log is no byte-exact copy (json-file replaces bytes that are not UTF-8, the local driver drops
+# the line end after a line over 16 KiB, a followed log may miss its end, a rotating driver keeps a part). So
+# the job runs in a child process whose stdout and stderr are pipes read here: every byte goes on to this
+# process's own stdout/stderr (the engine's log, streamed live) and into LOG_DIR/stdout and stderr; then
+# LOG_DIR/digest.json holds their sizes and sha256, and the host fetches a copy only where its own differs.
+# Signals this process gets go on to the job; its exit status is the job's (128 + N for signal N).
 FORWARDED = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2')
 CHUNK = 1 << 16
 LEFT_CHUNKS = 256  # at most 16 MiB read after the job ended (a pipe holds 64 KiB unless the job enlarged it)
@@ -257,12 +251,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Copy:
-    """One stream: read from the job's pipe, written into its file, then on to ``target``."""
+    """One stream: read from the job's pipe, written into its file ``path``, then on to ``target``. A copy that
+    cannot be written (a full disk) is removed, and the bytes still go on: the engine's log is all there is."""
 
-    def __init__(self, source: int, target: int, path: str):
+    def __init__(self, source: int, target: int, file: int, path: str):
         import hashlib  # only here: a run without copies starts without it
-        self.source, self.target = source, target
-        self.file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.source, self.target, self.file, self.path = source, target, file, path
         self.digest, self.size = hashlib.sha256(), 0
 
     def pump(self) -> str:
@@ -273,7 +267,11 @@ class _Copy:
             return 'empty'
         if not data:
             return 'end'
-        _write_all(self.file, data)
+        if self.file is not None:
+            try:
+                _write_all(self.file, data)
+            except OSError:
+                self._drop()
         self.digest.update(data)
         self.size += len(data)
         if self.target is not None:
@@ -283,9 +281,20 @@ class _Copy:
                 self.target = None
         return 'data'
 
-    def close(self) -> dict:
+    def _drop(self) -> None:
         os.close(self.file)
+        self.file = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def close(self) -> dict | None:
+        """Its size and sha256; None when there is no copy."""
         os.close(self.source)
+        if self.file is None:
+            return None
+        os.close(self.file)
         return {'size': self.size, 'sha256': self.digest.hexdigest()}
 
 
@@ -348,26 +357,34 @@ def run_teed(log_dir: str, job) -> int:
     """Run ``job()`` (which returns an exit status) with its stdout and stderr copied into ``log_dir``.
 
     In the job's process this returns what ``job()`` returned, and that process goes on as before (its exit,
-    atexit handlers and threads are the job's own); in this one, the job's exit status once it ended."""
-    os.makedirs(log_dir, exist_ok=True)
+    atexit handlers and threads are the job's own); in this one, the job's exit status once it ended. Where
+    ``log_dir`` cannot be written, the job just runs, without copies."""
+    paths = [os.path.join(log_dir, name) for name in protocol.LOG_STREAMS]
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+        files = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for path in paths]
+    except OSError:
+        return job()
     sys.stdout.flush()
     sys.stderr.flush()
     pipes = [os.pipe(), os.pipe()]
     pid = os.fork()
     if pid == 0:
-        for (read, write), fd in zip(pipes, (1, 2)):
+        for (read, write), fd, file in zip(pipes, (1, 2), files):
             os.dup2(write, fd)
-            os.close(read)
-            os.close(write)
+            for unused in (read, write, file):
+                os.close(unused)
         return job()
     for _, write in pipes:
         os.close(write)
-    copies = [_Copy(read, fd, os.path.join(log_dir, name))
-              for (read, _), fd, name in zip(pipes, (1, 2), protocol.LOG_STREAMS)]
+    copies = [_Copy(read, fd, file, path) for (read, _), fd, file, path in zip(pipes, (1, 2), files, paths)]
     status = _pump(copies, pid)
     digest = {name: copy.close() for name, copy in zip(protocol.LOG_STREAMS, copies)}
     temporary = os.path.join(log_dir, protocol.LOG_DIGEST + '.part')
-    with open(temporary, 'w', encoding='utf-8') as file:
-        json.dump(digest, file, sort_keys=True)
-    os.replace(temporary, os.path.join(log_dir, protocol.LOG_DIGEST))
+    try:
+        with open(temporary, 'w', encoding='utf-8') as file:
+            json.dump({name: found for name, found in digest.items() if found}, file, sort_keys=True)
+        os.replace(temporary, os.path.join(log_dir, protocol.LOG_DIGEST))
+    except OSError:  # no digest: the host takes the copies as they are
+        pass
     return status
