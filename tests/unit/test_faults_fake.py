@@ -68,6 +68,14 @@ def test_a_value_with_a_long_repr_is_summed_up(tmp_path):
     assert records.shown_object(bytes(1 << 20)) == '<bytes, 1.0 MB pickled>'
 
 
+def test_a_value_that_cannot_be_loaded_here_is_named_not_raised(tmp_path):
+    folder = keep(tmp_path / 'run', 1, kind='Model')
+    (folder / protocol.RESULT_FILE).write_bytes(b'cnowhere\nModel\n.')  # a class of a module not here
+    shown = records.shown_value(folder, '')
+    assert shown == (f'<Model, 16 bytes pickled, in {folder / protocol.RESULT_FILE}; '
+                     "not loadable here: ModuleNotFoundError: No module named 'nowhere'>")
+
+
 def test_the_report_sums_up_a_large_value(tmp_path):
     folder = keep(tmp_path / 'run', bytes(100 << 10))
     result = base.RunResult(run_id='r1', where='local', host='local', job='Big', exit_code=0, run_dir=folder)

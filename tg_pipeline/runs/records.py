@@ -121,15 +121,16 @@ def shown_value(run_dir, module: str) -> str:
     path = run_dir and Path(run_dir, protocol.RESULT_FILE)
     if not path or not path.exists():
         return 'None'
-    size = path.stat().st_size
+    size, kind = path.stat().st_size, _recorded_type(run_dir)
     if size <= SHOWN_PICKLE_BYTES:
-        value = load_result(run_dir, module)
+        try:
+            value = load_result(run_dir, module)
+        except Exception as e:  # noqa: BLE001 - e.g. its class is not importable here: say so, do not fail
+            return f'<{kind}, {human_size(size)} pickled, in {path}; not loadable here: {type(e).__name__}: {e}>'
         text = repr(value)
         if len(text) <= SHOWN_REPR_CHARS:
             return text
         kind = type(value).__name__
-    else:
-        kind = _recorded_type(run_dir)
     return f'<{kind}, {human_size(size)} pickled, in {path}>'
 
 
