@@ -128,31 +128,6 @@ def _paths(packaging: Packaging):
     return JobPaths(Path(packaging.build_dir).resolve(), packaging.name, packaging.module, packaging.version)
 
 
-def detect_source_roots(modules: dict[str, str]) -> list[Path]:
-    """The folders of the top-level packages that the payload's by-reference code comes from."""
-    from tg_pipeline.job.pickling import BY_VALUE, _installed_dirs, _under
-    installed = _installed_dirs()
-    roots = []
-    for name in sorted(modules):
-        top = name.split('.')[0]
-        if name == '__main__' or name in BY_VALUE or top in sys.builtin_module_names \
-                or top in getattr(sys, 'stdlib_module_names', ()):
-            continue
-        module = sys.modules.get(top)
-        file = getattr(module, '__file__', None)
-        if not file or _under(Path(file).resolve(), installed):
-            continue
-        if not file.endswith('__init__.py'):
-            raise PackagingError(
-                f'the job uses {modules[name]} from module {name!r} ({file}), a single file outside any package: '
-                f'it cannot travel as a source root',
-                hint=f'move it into a package folder (with __init__.py) and set packaging.source_roots to that folder')
-        root = Path(file).resolve().parent
-        if root not in roots:
-            roots.append(root)
-    return roots
-
-
 class _Run:
     """One doit run of the task graph for one API configuration."""
 
@@ -200,6 +175,7 @@ class _Run:
 
 def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
     if packaging.source_roots is None:
+        from tg_pipeline.job.pickling import detect_source_roots
         return detect_source_roots(modules)
     from tg_pipeline.job.pickling import check_modules, check_source_roots
     roots = [Path(r).resolve() for r in packaging.source_roots]
@@ -302,7 +278,9 @@ class Executor:
 
         def logs(backend, scope, paths):
             found, handle = lifecycle.pick(backend, scope, paths, run_id)
-            return backend.logs(handle) if handle else lifecycle.saved_logs(paths, found)
+            if handle is None:
+                return lifecycle.saved_logs(paths, found)
+            return tuple(b''.join(backend.log_chunks(handle, stream)) for stream in (1, 2))
         try:
             out, err = self._lifecycle(logs)
         except PipelineError as e:

@@ -72,11 +72,13 @@ def import_docker_without_paramiko() -> None:
         del sys.modules['paramiko']
 
 
-def log_frames(client, container_id: str, follow: bool = True):
-    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr."""
+def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
+    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr
+    (of ``streams`` only), one frame at a time (the engine's frames are at most 16 KiB)."""
     api = client.api
-    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True,
-                        params={'stdout': 1, 'stderr': 1, 'follow': int(follow), 'timestamps': 0, 'tail': 'all'})
+    params = {'stdout': int(1 in streams), 'stderr': int(2 in streams), 'follow': int(follow), 'timestamps': 0,
+              'tail': 'all'}
+    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True, params=params)
     api._raise_for_status(response)
     try:
         api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours

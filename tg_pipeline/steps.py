@@ -208,9 +208,10 @@ def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
-    if not ctx.capture and value is not None:
+    if not ctx.capture:
         from tg_pipeline.compat import outcome_stream
-        print(f'Result: {value!r}', file=outcome_stream(), flush=True)
+        from tg_pipeline.runs.records import shown_object
+        print(f'Result: {shown_object(value)}', file=outcome_stream(), flush=True)
 
 
 def run_local(ctx: Context, job: str) -> None:

@@ -125,9 +125,13 @@ def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, 
     }
 
 
+# a run's output goes to its log files and the terminal as it comes: doit must not keep a copy in memory
+STREAMED = {'capture': False}
+
+
 def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
     remote_needs = f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'
-    return {
+    tasks = {
         'run_attached': dict(actions=[action(ctx, steps.run_attached, job)], task_dep=[f'serialize:{job}']),
         'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}'],
                           clean=[(steps.clean_runs, [ctx, job, 'local'])]),
@@ -138,6 +142,7 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
     }
+    return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 
 
 def all_tasks(ctx: steps.Context, jobs: list[str]) -> dict[str, list[dict]]:
@@ -173,7 +178,7 @@ def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
     for name, (doc, function) in SINGLE_TASKS.items():
         task = {'actions': [action(ctx, function, *arguments.get(name, ()))], 'verbosity': 2,
                 'uptodate': [probe if name == 'graph' else False], 'params': params.for_task(name, settings, jobs),
-                'meta': {'document': name == 'config'}}  # `doit config`: the TOML alone
+                'meta': {'document': name == 'config'}, 'io': STREAMED}  # `doit config`: the TOML alone
         functions[f'task_{name}'] = lambda task=task: dict(task)
         functions[f'task_{name}'].__doc__ = doc
     return functions

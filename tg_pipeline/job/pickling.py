@@ -169,3 +169,27 @@ def serialize(job, path: Path, source_roots: list[Path]) -> str:
     check_modules(modules, source_roots)
     write_if_changed(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def detect_source_roots(modules: dict[str, str]) -> list[Path]:
+    """The folders of the top-level packages that the payload's by-reference code comes from."""
+    installed = _installed_dirs()
+    roots = []
+    for name in sorted(modules):
+        top = name.split('.')[0]
+        if name == '__main__' or name in BY_VALUE or top in sys.builtin_module_names \
+                or top in getattr(sys, 'stdlib_module_names', ()):
+            continue
+        module = sys.modules.get(top)
+        file = getattr(module, '__file__', None)
+        if not file or _under(Path(file).resolve(), installed):
+            continue
+        if not file.endswith('__init__.py'):
+            raise PackagingError(
+                f'the job uses {modules[name]} from module {name!r} ({file}), a single file outside any package: '
+                f'it cannot travel as a source root',
+                hint=f'move it into a package folder (with __init__.py) and set packaging.source_roots to that folder')
+        root = Path(file).resolve().parent
+        if root not in roots:
+            roots.append(root)
+    return roots

@@ -4,7 +4,7 @@
   owner), env names, limits.
 * :class:`RunHandle`: one run on one host, found by its labels: run id, where, host, container/service id.
 * :class:`RunResult`: how a run ended: exit code, run folder here (return value, traceback, output/), logs.
-* :class:`Backend`: start / watch / find / logs / stop / collect / discard, implemented by container runs
+* :class:`Backend`: start / watch / find / log_chunks / stop / collect / discard, implemented by container runs
   (:mod:`.container`) and swarm runs (:mod:`.swarm`); :mod:`.lifecycle` is written once over it.
 
 A run's labels (``tg_pipeline.*``) carry everything the lifecycle needs, so any process that reaches the
@@ -145,10 +145,7 @@ class RunResult:
         """The job's return value; :class:`~tg_pipeline.errors.ResultNotLoadable` when it needs a module this
         Python lacks (the value stays in result.pkl)."""
         if self.variants:
-            for variant in self.variants:
-                if variant.get('value_error'):
-                    raise variant['value_error']
-            return {v['label']: v.get('value') for v in self.variants}
+            return {v['label']: v['value'] if v.get('ok') else None for v in self.variants}
         return load_result(self.run_dir, self.module)
 
 
@@ -158,6 +155,20 @@ class _Missing(Exception):
     def __init__(self, module: str, name: str, cause: Exception):
         super().__init__(f'{module}.{name}')
         self.module, self.name, self.cause = module, name, cause
+
+
+class Variant(dict):
+    """One swarm variant's outcome (variant, label, state, exit_code, ok, run_dir, ...); its return value,
+    ``['value']``, is loaded from its run folder when asked for, not kept."""
+
+    def __init__(self, entry: Mapping, module: str = ''):
+        super().__init__(entry)
+        self.module = module
+
+    def __missing__(self, key):
+        if key == 'value' and self.get('ok'):
+            return load_result(self.get('run_dir'), self.module)
+        raise KeyError(key)
 
 
 class _ResultUnpickler(pickle.Unpickler):
@@ -213,16 +224,6 @@ def not_loadable(path: Path, job_module: str, missing: _Missing):
                              path=path, size=size, module=top, needs=needs, hint=hint)
 
 
-def load_variant_value(variant: dict, module: str) -> None:
-    """A swarm variant's return value into ``variant['value']``, or (not loadable here) its error into
-    ``variant['value_error']``."""
-    from tg_pipeline.errors import ResultNotLoadable
-    try:
-        variant['value'] = load_result(variant.get('run_dir'), module)
-    except ResultNotLoadable as e:
-        variant['value'], variant['value_error'] = None, e
-
-
 class Backend(Protocol):
     """One kind of run on one host. ``where`` names the kind for people and for ``build/JOB/runs/WHERE``."""
     where: str
@@ -243,7 +244,8 @@ class Backend(Protocol):
     def find(self, job: str | None, project: str | None) -> dict[str, RunHandle]:
         """run_id -> handle of the runs on this host (of ``job`` / ``project`` when given)."""
 
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]: ...
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
 
     def stop(self, handle: RunHandle) -> None: ...
 

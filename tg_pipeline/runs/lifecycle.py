@@ -8,6 +8,7 @@ explicit ``run_id``, is named with its owner, and is never collected here.
 """
 from __future__ import annotations
 
+import codecs
 import datetime
 import sys
 
@@ -15,7 +16,7 @@ from tg_pipeline.errors import PipelineError, ResultNotLoadable
 from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
 from tg_pipeline.runs.records import (duration, failure, parse_started, parse_time, record_times,  # noqa: F401
-                                      saved_result, shown_time, state_of_record)
+                                      saved_result, shown_time, shown_value, state_of_record)
 
 
 class Scope:
@@ -169,16 +170,14 @@ def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool =
     out, err = out or sys.stdout, err or sys.stderr
     found, handle = pick(backend, scope, paths, run_id)
     if handle is None:
-        stdout, stderr = saved_logs(paths, found)
         print(f'# job {scope.job}, run {found}, {backend.host}: saved in {paths.dir}', file=out, flush=True)
-        _write(out, stdout, stderr)
+        _write(out, lambda stream: saved_chunks(paths, found, stream))
         return None
     foreign = '' if scope.mine(handle) else f' ({whose(handle)}: read only)'
     if not follow:
-        stdout, stderr = backend.logs(handle)
         print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state})'
               f'{foreign}', file=out, flush=True)
-        _write(out, stdout, stderr)
+        _write(out, lambda stream: backend.log_chunks(handle, stream))
         return None
     print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state}), '
           f'following{foreign}', file=out, flush=True)
@@ -194,22 +193,43 @@ def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool =
         raise
 
 
-def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
-    """(stdout, stderr) collected here: a container run's files, or a swarm run's logs by variant."""
+CHUNK = 1 << 20
+
+
+def saved_chunks(paths, run_id: str, stream: int):
+    """The bytes of ``stream`` (1 stdout, 2 stderr) collected here, in chunks: a container run's file, or a
+    swarm run's logs by variant (all on stdout)."""
     if paths.out(run_id).exists():
-        err = paths.err(run_id)
-        return paths.out(run_id).read_bytes(), err.read_bytes() if err.exists() else b''
-    parts = []
+        yield from _file_chunks(paths.out(run_id) if stream == 1 else paths.err(run_id))
+        return
+    if stream != 1:
+        return
     for path in sorted(paths.run_dir(run_id).glob('variant_*.out'), key=lambda p: int(p.stem.split('_')[1])):
-        parts.append(f'# {path.stem}\n'.encode() + path.read_bytes())
-    return b''.join(parts), b''
+        yield f'# {path.stem}\n'.encode()
+        yield from _file_chunks(path)
 
 
-def _write(out, stdout: bytes, stderr: bytes) -> None:
-    out.write(stdout.decode('utf-8', 'replace'))
-    if stderr:
-        print('# stderr', file=out)
-        out.write(stderr.decode('utf-8', 'replace'))
+def _file_chunks(path):
+    if path.exists():
+        with open(path, 'rb') as file:
+            yield from iter(lambda: file.read(CHUNK), b'')
+
+
+def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
+    """(stdout, stderr) collected here, whole (for the Python API, which returns them)."""
+    return b''.join(saved_chunks(paths, run_id, 1)), b''.join(saved_chunks(paths, run_id, 2))
+
+
+def _write(out, chunks_of) -> None:
+    """stdout, then (when it has any) ``# stderr`` and stderr, chunk by chunk, decoded for people."""
+    for stream in (1, 2):
+        decoder, started = codecs.getincrementaldecoder('utf-8')('replace'), False
+        for chunk in chunks_of(stream):
+            if stream == 2 and chunk and not started:
+                print('# stderr', file=out)
+            started = started or bool(chunk)
+            out.write(decoder.decode(chunk))
+        out.write(decoder.decode(b'', final=True))
     out.flush()
 
 
@@ -275,17 +295,18 @@ def report(result, out=None) -> None:
     out = out or sys.stdout
     if result.variants:
         print(f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})', file=out)
+        hints = []
         for v in result.variants:
-            value = f'the value {v["value_error"].summary}' if v.get('value_error') else repr(v.get('value'))
+            value = shown_value(v.get('run_dir'), result.module, hints) if v.get('ok') else 'None'
             print(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
                   f'result {value}', file=out)
-        for hint in dict.fromkeys(v['value_error'].hint for v in result.variants if v.get('value_error')):
+        for hint in dict.fromkeys(hints):
             print(f'TIP: {hint}', file=out)
     else:
-        try:
-            print(f'Result: {result.value!r}', file=out)
-        except ResultNotLoadable as e:  # the run went well: say what came back, and how to load it here
-            print(f'Result: the value {e.summary}\nTIP: {e.hint}', file=out)
+        hints = []
+        print(f'Result: {shown_value(result.run_dir, result.module, hints)}', file=out)
+        for hint in hints:
+            print(f'TIP: {hint}', file=out)
         if result.run_dir:
             print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
     out.flush()

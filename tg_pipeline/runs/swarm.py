@@ -12,20 +12,22 @@ point prints its run folder as marker lines (:mod:`tg_pipeline.runtime.protocol`
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import re
 import tarfile
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_variant_value,
-                                   lost_connection_means_detached, new_run_id, strip_labels)
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, Variant, lost_connection_means_detached,
+                                   new_run_id, strip_labels)
 from tg_pipeline.runs.records import exit_status, parse_time
+from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
@@ -58,11 +60,6 @@ def chosen_tasks(tasks: list[dict]) -> dict[int, dict]:
         if current is None or rank(task) > rank(current) or rank(task) == rank(current) == 0:
             chosen[_slot(task)] = task
     return chosen
-
-
-def _task_of(frame: bytes) -> tuple[str | None, str]:
-    details, _, text = frame.decode('utf-8', 'replace').partition(' ')
-    return dict(kv.split('=', 1) for kv in details.split(',') if '=' in kv).get('com.docker.swarm.task.id'), text
 
 
 def task_times(tasks: dict) -> tuple:
@@ -173,15 +170,16 @@ class SwarmBackend:
             time.sleep(0.5)
 
     def _follow(self, service_id: str, slots: dict, sink, stop: threading.Event) -> None:
+        lines: dict = {}
         try:
             for frame in self.client.api.service_logs(service_id, stdout=True, stderr=True, follow=True,
                                                       details=True):
                 if stop.is_set():
                     return
-                task, text = _task_of(frame)
-                lines = [f'[variant {slots.get(task, "?")}] {line}\n' for line in text.splitlines()
-                         if not line.startswith(protocol.FILE_MARKER + ' ')]
-                sink.write(1, ''.join(lines).encode())
+                task, data = split_frame(frame)
+                for line, starts in lines.setdefault(task, Lines()).feed(data):
+                    if not (starts and line.startswith(MARKER)):
+                        sink.write(1, (f'[variant {slots.get(task, "?")}] '.encode() if starts else b'') + line)
         except Exception:  # the service was removed (the stream ends with it), or the connection went
             return
 
@@ -220,9 +218,16 @@ class SwarmBackend:
         return task_times(self._tasks(handle))[1]
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
-        texts, _ = self.read_logs(handle, self._tasks(handle), wait=0)
-        return b''.join(f'# variant_{i}\n{texts[i]}'.encode() for i in sorted(texts)), b''
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """Every variant's log so far (stdout and stderr: the service log mixes them), headed by its name."""
+        if stream != 1:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            found = self.read_logs(handle, self._tasks(handle), Path(folder), wait=0)
+            for slot in found.slots:
+                yield f'# variant_{slot}\n'.encode()
+                with open(found.log_path(slot), 'rb') as file:
+                    yield from iter(lambda: file.read(1 << 20), b'')
 
     def stop(self, handle: RunHandle) -> None:
         """Nothing to do before :meth:`collect`: removing the service (there) stops its tasks."""
@@ -230,44 +235,45 @@ class SwarmBackend:
     def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
         """Every task's log and run folder to ``paths``, the record written, the service removed."""
         tasks = self._tasks(handle)
-        logs, files = self.read_logs(handle, tasks)
         run_root = paths.run_dir(handle.run_id)
-        variants = [self._variant(index, label, tasks.get(index, {}), logs.get(index, ''), files.get(index),
-                                  run_root, handle.module)
+        found = self.read_logs(handle, tasks, run_root)
+        archives = found.archives()
+        variants = [Variant(self._variant(index, label, tasks.get(index, {}), found.log_path(index),
+                                          archives.get(index), run_root), handle.module)
                     for index, label in enumerate(self.variant_labels(handle))]
+        for archive in archives.values():
+            archive.unlink()
         start, end = task_times(tasks)
         paths.write_record(handle.run_id, {
             'run_id': handle.run_id, 'job': handle.job, 'where': self.where, 'module': handle.module,
             'version': handle.version, 'project': handle.project, 'owner': handle.owner, 'started': handle.started,
             'started_at': docker_time(start), 'finished': docker_time(end),
-            'variants': [{k: v for k, v in r.items() if k not in ('value', 'value_error', 'traceback')}
-                         for r in variants]})
+            'variants': [{k: v for k, v in r.items() if k != 'traceback'} for r in variants]})
         self.discard(handle, settle=3 if not all(v['ok'] for v in variants) else 0)
         return RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
                          module=handle.module, run_dir=run_root, variants=variants)
 
     @staticmethod
-    def _variant(index, label, task, log, archive, run_root, module) -> dict:
+    def _variant(index, label, task, log: Path, archive: Path | None, run_root) -> dict:
         status = task.get('Status', {})
         run_dir = run_root / f'variant_{index}'
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_root / f'variant_{index}.out').write_text(log)
+        if not log.exists():
+            log.write_bytes(b'')
         if archive is not None:
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            with tarfile.open(archive) as tar:
                 tar.extractall(run_dir, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
         code, _ = exit_status(status.get('ContainerStatus', {}).get('ExitCode'), run_dir)
         entry = {'variant': index, 'label': label, 'state': status.get('State', 'missing'), 'exit_code': code,
                  'error': status.get('Err', ''), 'node': task.get('NodeID', ''), 'run_dir': str(run_dir)}
         entry['ok'] = entry['state'] == 'complete' and code == 0
-        if entry['ok']:
-            load_variant_value(entry, module)
-        else:
+        if not entry['ok']:
             trace = run_dir / protocol.TRACEBACK_FILE
-            entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else log
+            entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else tail(log)
         return entry
 
-    def read_logs(self, handle: RunHandle, tasks: dict, wait: float = 15) -> tuple[dict, dict]:
-        """(variant -> its log text, variant -> its run folder as tar.gz bytes), from the service's log.
+    def read_logs(self, handle: RunHandle, tasks: dict, folder: Path, wait: float = 15) -> ServiceLog:
+        """Each variant's log (``folder/variant_N.out``) and run folder archive, from the service's log.
         The manager gathers logs from the nodes; a run folder is complete when all of its parts arrived,
         so this re-reads (up to ``wait`` seconds) until every task that ran its entry point sent one."""
         slot_of = {t['ID']: slot for slot, t in tasks.items()}
@@ -275,24 +281,12 @@ class SwarmBackend:
                     and t['Status'].get('ContainerStatus', {}).get('ExitCode') < 128}
         deadline = time.time() + wait
         while True:
-            lines, parts, totals = {}, {}, {}
-            for frame in self.client.api.service_logs(handle.ref, stdout=True, stderr=True, details=True,
-                                                      follow=False):
-                task, text = _task_of(frame)
-                slot = slot_of.get(task, -1)
-                for line in text.splitlines():
-                    marker = protocol.parse_marker(line)
-                    if marker:
-                        parts.setdefault(slot, {})[marker[2]] = marker[4]
-                        totals[slot] = marker[3]
-                    else:
-                        lines.setdefault(slot, []).append(line)
-            complete = {s for s, total in totals.items() if len(parts.get(s, {})) == total}
-            if expected <= complete or time.time() > deadline:
-                break
+            found = ServiceLog(folder, slot_of)
+            found.read(self.client.api.service_logs(handle.ref, stdout=True, stderr=True, details=True,
+                                                    follow=False))
+            if expected <= set(found.archives()) or time.time() > deadline:
+                return found
             time.sleep(0.5)
-        files = {s: protocol.join_markers(parts[s], totals[s]) for s in complete}
-        return {s: '\n'.join(text) + '\n' for s, text in lines.items()}, files
 
     def discard(self, handle: RunHandle, settle: float = 0) -> None:
         """Remove the service, then its task containers on every engine we reach.
