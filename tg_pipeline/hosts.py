@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 
 from tg_pipeline import compat
-from tg_pipeline.errors import ConfigError, DockerUnavailable
+from tg_pipeline.errors import ConfigError, DockerUnavailable, PipelineError, RemoteError
 
 compat.import_docker_without_paramiko()
 
@@ -51,6 +51,10 @@ class Host:
     connection: object = None
     nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
     _closers: list = field(default_factory=list)
+    lost: object = None  # () -> why the SSH connection was found dead, or None
+
+    def lost_reason(self) -> str | None:
+        return self.lost() if self.lost is not None else None
 
     @property
     def kind(self) -> str:
@@ -76,6 +80,13 @@ def open_host(config, where: str = 'local'):
     host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
     try:
         yield host
+    except Exception as e:
+        reason = host.lost_reason()
+        if reason is None or isinstance(e, PipelineError):
+            raise
+        raise RemoteError(f'the SSH connection to {host.name} was lost: {reason}',
+                          hint='check the network to that host; whatever runs there goes on: see it with '
+                               f'doit status where={host.where}') from None
     finally:
         host.close()
 
@@ -87,7 +98,8 @@ def _local_host() -> Host:
 def _ssh_host(config) -> Host:
     from tg_pipeline.ssh import Remote, RemoteTarget
     remote = Remote(RemoteTarget.from_config(config.remote))
-    host = Host('remote', f'remote {remote.name}', None, remote=True, connection=remote.connection)
+    host = Host('remote', f'remote {remote.name}', None, remote=True, connection=remote.connection,
+                lost=remote.lost)
     host._closers.append(remote.close)
     try:
         host.docker = remote.docker
@@ -107,7 +119,7 @@ def _swarm_host(config) -> Host:
         host = Host('swarm', 'swarm local', local_engine(), nodes=[ssh.docker])
     else:
         host = Host('swarm', f'swarm {ssh.name.split(" ", 1)[1]}', ssh.docker, remote=True,
-                    connection=ssh.connection, nodes=[local_engine()])
+                    connection=ssh.connection, nodes=[local_engine()], lost=ssh.lost)
     host._closers.append(ssh.close)
     manager_nodes = {n.id for n in host.docker.nodes.list()}
     host.nodes = [e for e in host.nodes if e.info().get('Swarm', {}).get('NodeID') in manager_nodes]

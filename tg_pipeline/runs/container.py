@@ -69,6 +69,7 @@ class ContainerBackend:
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
+        self.lost = getattr(host, 'lost_reason', lambda: None)
 
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
@@ -113,7 +114,8 @@ class ContainerBackend:
             if not self.remote:
                 raise
             raise RemoteError(f'the connection to {self.host} was lost during run {handle.run_id} '
-                              f'({type(e).__name__}: {e}); the job keeps running there and nothing of it is lost',
+                              f'({self.lost() or f"{type(e).__name__}: {e}"}); the job keeps running there and '
+                              'nothing of it is lost',
                               hint=f're-attach and see its whole output: {handle.commands()}') from None
 
     # --- find ---------------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class SwarmBackend:
     def __init__(self, host, options=None):
         from tg_pipeline.config import SwarmSettings
         self.client, self.host, self.remote, self.nodes = host.docker, host.name, host.remote, host.nodes
+        self.lost = getattr(host, 'lost_reason', lambda: None)
         self.options = options or SwarmSettings()
 
     # --- start --------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class SwarmBackend:
             if not self.remote:
                 raise
             raise RemoteError(f'the connection to the swarm manager ({self.host}) was lost during run '
-                              f'{handle.run_id} ({type(e).__name__}: {e}); the tasks go on there',
+                              f'{handle.run_id} ({self.lost() or f"{type(e).__name__}: {e}"}); the tasks go on there',
                               hint=f're-attach: {handle.commands()}') from None
         finally:
             stop.set()
