@@ -34,9 +34,9 @@ DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
 LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
 MAX_JUMPS = 8
 
-_log = logging.getLogger(LOG_CHANNEL)
-_log.addHandler(logging.NullHandler())
-_log.propagate = bool(os.environ.get('TG_PIPELINE_DEBUG'))
+if not os.environ.get('TG_PIPELINE_DEBUG'):  # with it, paramiko's lines reach the root logger (stderr)
+    logging.getLogger(LOG_CHANNEL).addHandler(logging.NullHandler())
+    logging.getLogger(LOG_CHANNEL).propagate = False
 
 
 @dataclass
@@ -111,7 +111,8 @@ class SSHConnection(fabric.Connection):
         except PipelineError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever the login raised, named for people
-            raise login_error(e, self.settings, self.auth) from None
+            transport = self.client.get_transport()  # (the handshake may time out before the banner does)
+            raise login_error(e, self.settings, self.auth, bool(transport and transport.remote_version)) from None
         s = self.settings
         self.watchdog = Watchdog(self.transport, s.alive_interval, s.alive_count, f'{s.hostname} port {s.port}')
         return result

@@ -31,8 +31,9 @@ def _names(s) -> tuple[str, str]:
     return f'{s.hostname} port {s.port}', alias
 
 
-def login_error(e: BaseException, s, auth=None) -> SSHError:
-    """The error for exception ``e`` raised while logging in with settings ``s`` (``auth``: the OpenSSHKeys)."""
+def login_error(e: BaseException, s, auth=None, banner: bool = False) -> SSHError:
+    """The error for exception ``e`` raised while logging in with settings ``s`` (``auth``: the OpenSSHKeys;
+    ``banner``: whether the server had sent its SSH banner)."""
     where, alias = _names(s)
     if isinstance(e, paramiko.BadHostKeyException):
         return _changed_key(s, alias)
@@ -47,7 +48,10 @@ def login_error(e: BaseException, s, auth=None) -> SSHError:
         return SSHError(f'the host name {s.hostname}{alias} does not resolve ({e.strerror or e})',
                         hint=f'check the name (host in [remote], or HostName in {s.describe_config()}); '
                              f'try: {s.command}')
-    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError) or isinstance(e, ConnectionRefusedError):
+    refused = isinstance(e, ConnectionRefusedError) or (
+        isinstance(e, paramiko.ssh_exception.NoValidConnectionsError)
+        and all(isinstance(x, ConnectionRefusedError) for x in e.errors.values()))
+    if refused:
         return SSHError(f'nothing accepts SSH connections on {where}{alias} (connection refused)',
                         hint=f'check the port (port in [remote], or Port in {s.describe_config()}) and that sshd '
                              f'runs there; try: {s.command}')
@@ -56,17 +60,22 @@ def login_error(e: BaseException, s, auth=None) -> SSHError:
                         hint=f'check that the machine is up and that no firewall drops SSH from here (or raise '
                              f'connect_timeout in [remote]); try: {s.command}')
     text = str(e)
-    if 'protocol banner' in text:
+    if 'protocol banner' in text or (text == 'No existing session' and not banner):
         return _no_banner(s, where, alias, text)
+    if text == 'No existing session':
+        return SSHError(f'{where}{alias} did not finish the SSH handshake within {s.connect_timeout:g} s',
+                        hint=f'the server or the link is very slow: raise connect_timeout in [remote]; try: {s.command}')
     if isinstance(e, (EOFError, ConnectionResetError)) or 'reset by peer' in text:
         return _closed_early(s, where, alias)
     if isinstance(e, OSError):
-        return SSHError(f'cannot reach {where}{alias}: {e.strerror or e}', hint=f'try: {s.command}')
+        why = '; '.join(x.strerror or str(x) for x in getattr(e, 'errors', {}).values()) or e.strerror or str(e)
+        return SSHError(f'cannot reach {where}{alias}: {why}',
+                        hint=f'check the address and the network route to it; try: {s.command}')
     return SSHError(f'SSH to {where}{alias} failed: {type(e).__name__}: {e}', hint=f'try: {s.command}')
 
 
 def _no_banner(s, where: str, alias: str, text: str) -> SSHError:
-    if 'timed out' in text or 'Timeout' in text or text.endswith('banner'):
+    if 'timed out' in text or 'Timeout' in text or text.endswith('banner') or text == 'No existing session':
         return SSHError(f'{where}{alias} accepts TCP connections but sent no SSH banner within '
                         f'{s.connect_timeout:g} s: no SSH server answers on that port',
                         hint=f'check the port (port in [remote], or Port in {s.describe_config()}): another '
