@@ -13,7 +13,7 @@
   - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,
     so every new request path opened another SSH channel and kept it open: 25 at once, past OpenSSH's
     ``MaxSessions 10``); it hands the pool docker-py's ``SSHConnectionPool`` itself.
-* paramiko (``paramiko>=3.2``): :func:`track_received` wraps the transport's ``packetizer.read_message`` to
+* paramiko (``paramiko>=3.2,<6``): :func:`track_received` wraps the transport's ``packetizer.read_message`` to
   note when the server last sent anything; :func:`keepalive_request` sends ``keepalive@openssh.com`` WITH
   want-reply through ``Transport._send_user_message`` (the public ``global_request`` either asks for no
   reply or blocks for it); :func:`agent_keys` reads the keys of an agent at a given socket through
@@ -33,6 +33,7 @@ import sys
 
 DOCKER_RANGE = ((7, 0), (8, 0))
 DOIT_RANGE = ((0, 36), (0, 38))
+PARAMIKO_RANGE = ((3, 2), (6, 0))
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -44,11 +45,13 @@ def problems() -> list[str]:
     """What is off with the installed dependencies, for the private names used here (empty: all good)."""
     import docker
     import doit
+    import paramiko
     from doit import doit_cmd
     found = []
     for name, version, (low, high) in (('docker', docker.__version__, DOCKER_RANGE),
                                        ('doit', '.'.join(map(str, doit.__version__)) if isinstance(
-                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE)):
+                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE),
+                                       ('paramiko', paramiko.__version__, PARAMIKO_RANGE)):
         if not low <= _version(version) < high:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
@@ -59,7 +62,6 @@ def problems() -> list[str]:
     for attr in ('_create_paramiko_client', '_connect'):
         if not hasattr(SSHHTTPAdapter, attr):
             found.append(f'SSHHTTPAdapter.{attr} is gone')
-    import paramiko
     for owner, attr in ((paramiko.Transport, '_send_user_message'), (paramiko.Packetizer, 'read_message'),
                         (paramiko.agent.AgentSSH, '_connect')):
         if not hasattr(owner, attr):

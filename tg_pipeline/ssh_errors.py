@@ -129,7 +129,7 @@ def session_error(e: BaseException, name: str, reason: str | None = None) -> SSH
     if isinstance(e, paramiko.ChannelException) and e.code == paramiko.OPEN_FAILED_CONNECT_FAILED:
         return SSHError(f'the SSH server of {name} refused to open another session on this connection '
                         f'({e.text}): its MaxSessions limit is reached',
-                        hint='sshd allows MaxSessions sessions per connection (OpenSSH\'s default: 10), and '
-                             'tg_pipeline opens at most 4; if ControlMaster shares this connection with other '
-                             'ssh commands, close them, or raise MaxSessions in the remote\'s sshd_config')
+                        hint='its sshd allows MaxSessions sessions per connection (OpenSSH\'s default: 10) and '
+                             'tg_pipeline uses up to 4 at once: on the remote, set MaxSessions 10 (or more) in '
+                             '/etc/ssh/sshd_config, then: sudo systemctl reload ssh')
     return None
