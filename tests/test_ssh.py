@@ -41,7 +41,8 @@ class Sshd:
 
 def _start_sshd(remote_env, work: Path, port: int) -> subprocess.Popen | None:
     base = (STATE / 'remote' / 'sshd_config').read_text().splitlines()
-    lines = [f'ListenAddress {remote_env["TG_REMOTE_HOST"]}', f'Port {port}', f'PidFile {work}/sshd.pid']
+    lines = [f'ListenAddress {remote_env["TG_REMOTE_HOST"]}', 'ListenAddress 127.0.0.1',  # the latter: for jumps
+             f'Port {port}', f'PidFile {work}/sshd.pid']
     (work / 'sshd_config').write_text('\n'.join(lines + [l for l in base if l.split(' ')[0] not in LIMITS]) + '\n')
     log = open(work / 'sshd.log', 'ab')
     process = subprocess.Popen(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', '/usr/sbin/sshd',
@@ -130,6 +131,21 @@ def test_host_through_an_include_and_as_an_address(project, stock_sshd, remote_e
         assert f'[ OK ] ssh login: {user}@{stock_sshd.host}:{stock_sshd.port}' in result.stdout, host
 
 
+@pytest.mark.parametrize('how', ['ProxyJump tg-stock', 'ProxyCommand ssh -F {config} -W %h:%p tg-stock'])
+def test_through_a_jump_host_or_a_proxy_command(project, stock_sshd, remote_env, tmp_path, how):
+    """The inner host listens on the namespace's own 127.0.0.1: only the jump (or the proxy) reaches it."""
+    config = client_config(tmp_path, stock_sshd, remote_env)
+    with open(tmp_path / 'known_hosts', 'a') as known:
+        known.write(f'[127.0.0.1]:{stock_sshd.port} {stock_sshd.host_key()}\n')
+    with open(config, 'a') as file:
+        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {remote_env["TG_REMOTE_USER"]}\n'
+                   f'  IdentityFile {remote_env["TG_REMOTE_KEY"]}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
+                   f'  {how.format(config=config)}\n')
+    result = project.doit('check_remote', 'host=tg-inner', 'registry=', env={'TG_PIPELINE_SSH_CONFIG': config})
+    assert f'[ OK ] ssh login: {remote_env["TG_REMOTE_USER"]}@127.0.0.1:{stock_sshd.port}' in result.stdout
+    assert '[ OK ] docker on the remote: ' in result.stdout
+
+
 def test_a_refused_session_names_max_sessions(stock_sshd, remote_env, tmp_path):  # noqa: F811
     target = RemoteTarget('tg-stock', ssh_config=client_config(tmp_path, stock_sshd, remote_env))
     with Remote(target) as remote:
@@ -142,7 +158,7 @@ def test_a_refused_session_names_max_sessions(stock_sshd, remote_env, tmp_path):
             remote.docker.ping()
     text = info.value.render()
     assert text.startswith(f'ERROR: the SSH server of {remote.name} refused to open another session')
-    assert 'its MaxSessions limit is reached' in text and '\nTIP: ' in text and 'raise MaxSessions' in text
+    assert 'its MaxSessions limit is reached' in text and '\nTIP: ' in text and 'set MaxSessions 10 (or more)' in text
 
 
 def ours(client, job, project):

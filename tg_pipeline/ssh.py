@@ -24,7 +24,7 @@ import fabric
 import paramiko
 
 from tg_pipeline import compat
-from tg_pipeline.errors import PipelineError, RemoteError, SSHError
+from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.keepalive import Watchdog
 from tg_pipeline.ssh_auth import OpenSSHKeys
 from tg_pipeline.ssh_errors import UnknownHostKey, login_error, session_error

@@ -52,7 +52,7 @@ class SSHSettings:
     def command(self) -> str:
         """The ssh command line that reaches the same host, for people to paste."""
         config = f'-F {shlex.quote(self.config_file)} ' if self.config_file else ''
-        return f'ssh {config}-p {self.port} {shlex.quote(self.user)}@{shlex.quote(_bare(self.alias))}'
+        return f'ssh {config}-p {self.port} {shlex.quote(self.user)}@{shlex.quote(self.alias)}'
 
     @property
     def known_hosts_name(self) -> str:
@@ -198,10 +198,6 @@ def _expand(text: str, s: SSHSettings) -> str:
     if text == '~' or text.startswith('~/'):
         text = home() + text[1:]
     return os.path.expanduser(text)
-
-
-def _bare(host: str) -> str:
-    return f'[{host}]' if ':' in host else host
 
 
 def parse_jump(hop: str) -> tuple[str, str, int]:
