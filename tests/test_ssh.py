@@ -32,8 +32,8 @@ LIMITS = ('MaxStartups', 'MaxSessions', 'PidFile', 'Port', 'ListenAddress')
 
 
 class Sshd:
-    def __init__(self, host, port, process):
-        self.host, self.port, self.process = host, port, process
+    def __init__(self, host, port, process, work):
+        self.host, self.port, self.process, self.work = host, port, process, work
 
     def host_key(self) -> str:
         return ' '.join((STATE / 'remote' / 'ssh_host_ed25519_key.pub').read_text().split()[:2])
@@ -41,8 +41,10 @@ class Sshd:
 
 def _start_sshd(remote_env, work: Path, port: int) -> subprocess.Popen | None:
     base = (STATE / 'remote' / 'sshd_config').read_text().splitlines()
+    if not (work / 'ca').exists():  # a user CA this sshd trusts: logins by certificate
+        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(work / 'ca')], check=True)
     lines = [f'ListenAddress {remote_env["TG_REMOTE_HOST"]}', 'ListenAddress 127.0.0.1',  # the latter: for jumps
-             f'Port {port}', f'PidFile {work}/sshd.pid']
+             f'Port {port}', f'PidFile {work}/sshd.pid', f'TrustedUserCAKeys {work}/ca.pub']
     (work / 'sshd_config').write_text('\n'.join(lines + [l for l in base if l.split(' ')[0] not in LIMITS]) + '\n')
     log = open(work / 'sshd.log', 'ab')
     process = subprocess.Popen(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', '/usr/sbin/sshd',
@@ -71,7 +73,7 @@ def stock_sshd(remote_env, tmp_path_factory):
     else:
         pytest.fail(f'no port for a second sshd in 2222..2321: {(work / "sshd.log").read_text()}')
     assert 'MaxSessions' not in (work / 'sshd_config').read_text()
-    yield Sshd(remote_env['TG_REMOTE_HOST'], port, process)
+    yield Sshd(remote_env['TG_REMOTE_HOST'], port, process, work)
     os.killpg(process.pid, signal.SIGTERM)  # the listener and its per-connection children
     process.wait(timeout=30)
 
@@ -80,9 +82,9 @@ def client_config(tmp_path, sshd, remote_env, *, known=True, key=None, extra=(),
     """An ssh config (used with -F / TG_PIPELINE_SSH_CONFIG) naming our sshd ``alias``."""
     known_hosts = tmp_path / 'known_hosts'
     known_hosts.write_text(f'[{sshd.host}]:{sshd.port} {sshd.host_key()}\n' if known else '')
-    lines = [f'Host {alias}', f'  HostName {sshd.host}', f'  Port {sshd.port}', f'  User {remote_env["TG_REMOTE_USER"]}',
+    lines = [f'Host {alias}', *extra, f'  HostName {sshd.host}', f'  Port {sshd.port}', f'  User {remote_env["TG_REMOTE_USER"]}',
              f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}', '  IdentitiesOnly yes',
-             f'  UserKnownHostsFile {known_hosts}', '  GlobalKnownHostsFile /dev/null', *extra]
+             f'  UserKnownHostsFile {known_hosts}', '  GlobalKnownHostsFile /dev/null']  # (the first value wins)
     path = tmp_path / 'ssh_config'
     path.write_text('\n'.join(lines) + '\n')
     return str(path)
@@ -144,6 +146,49 @@ def test_through_a_jump_host_or_a_proxy_command(project, stock_sshd, remote_env,
     result = project.doit('check_remote', 'host=tg-inner', 'registry=', env={'TG_PIPELINE_SSH_CONFIG': config})
     assert f'[ OK ] ssh login: {remote_env["TG_REMOTE_USER"]}@127.0.0.1:{stock_sshd.port}' in result.stdout
     assert '[ OK ] docker on the remote: ' in result.stdout
+
+
+def new_key(tmp_path, name):
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(tmp_path / name)], check=True)
+    return tmp_path / name
+
+
+def test_login_with_a_certificate_file(stock_sshd, remote_env, tmp_path):
+    """A key no authorized_keys lists, certified by the CA the sshd trusts, its certificate named by CertificateFile."""
+    key = new_key(tmp_path, 'certified')
+    subprocess.run(['ssh-keygen', '-q', '-s', str(stock_sshd.work / 'ca'), '-I', 'tg-test', '-n',
+                    remote_env['TG_REMOTE_USER'], str(key) + '.pub'], check=True)
+    cert = tmp_path / 'elsewhere.pub'
+    (tmp_path / 'certified-cert.pub').rename(cert)  # not beside the key: only CertificateFile finds it
+    config = client_config(tmp_path, stock_sshd, remote_env, key=key, extra=[f'  CertificateFile {cert}'])
+    with Remote(RemoteTarget('tg-stock', ssh_config=config)) as remote:
+        assert remote.connection.auth.offered == [f'{key} with its certificate']
+        assert run_command(remote, 'whoami') == remote_env['TG_REMOTE_USER']
+
+
+def run_command(remote, command):
+    from tg_pipeline.ssh import run
+    return run(remote.connection, command).stdout.strip()
+
+
+def test_login_with_a_key_of_the_agent_named_by_identity_agent(stock_sshd, remote_env, tmp_path):
+    socket_path = tmp_path / 'agent.sock'
+    agent = subprocess.Popen(['ssh-agent', '-D', '-a', str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if socket_path.exists():
+                break
+            time.sleep(0.1)
+        subprocess.run(['ssh-add', '-q', remote_env['TG_REMOTE_KEY']], check=True,
+                       env={**os.environ, 'SSH_AUTH_SOCK': str(socket_path)})
+        config = client_config(tmp_path, stock_sshd, remote_env, key=tmp_path / 'no_such_key',
+                               extra=[f'  IdentityAgent {socket_path}', '  IdentitiesOnly no'])
+        with Remote(RemoteTarget('tg-stock', ssh_config=config)) as remote:
+            assert [o for o in remote.connection.auth.offered if o.startswith('agent key SHA256:')]
+            assert run_command(remote, 'whoami') == remote_env['TG_REMOTE_USER']
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
 
 
 def test_a_refused_session_names_max_sessions(stock_sshd, remote_env, tmp_path):  # noqa: F811

@@ -83,7 +83,11 @@ class OpenSSHKeys(AuthStrategy):
         if not self.settings.identities_only:
             return keys
         wanted = {key.asbytes() for _, key in files} | set(_public_blobs(self.settings.identity_files))
-        return [k for k in keys if k.asbytes() in wanted]
+        chosen = [k for k in keys if k.asbytes() in wanted]
+        if len(chosen) < len(keys):
+            self.unusable.append(f'{len(keys) - len(chosen)} agent key(s) matching no IdentityFile '
+                                 '(IdentitiesOnly yes)')
+        return chosen
 
 
 def _certifies(blob, key) -> bool:
