@@ -10,6 +10,14 @@
     that the Docker API rides on our open fabric connection.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
+  - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,
+    so every new request path opened another SSH channel and kept it open: 25 at once, past OpenSSH's
+    ``MaxSessions 10``); it hands the pool docker-py's ``SSHConnectionPool`` itself.
+* paramiko (``paramiko>=3.2,<6``): :func:`track_received` wraps the transport's ``packetizer.read_message`` to
+  note when the server last sent anything; :func:`keepalive_request` sends ``keepalive@openssh.com`` WITH
+  want-reply through ``Transport._send_user_message`` (the public ``global_request`` either asks for no
+  reply or blocks for it); :func:`agent_keys` reads the keys of an agent at a given socket through
+  ``AgentSSH._connect`` (``paramiko.Agent`` only knows ``$SSH_AUTH_SOCK``).
 * doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
   variables; the public ``get_var`` answers one name at a time); :func:`share_doit_state` sets the sqlite3
   backend's connection (``SqliteDB._conn``) to autocommit with a busy timeout, so that a failed task's
@@ -23,11 +31,13 @@
 """
 from __future__ import annotations
 
+import os
 import struct
 import sys
 
 DOCKER_RANGE = ((7, 0), (8, 0))
 DOIT_RANGE = ((0, 36), (0, 38))
+PARAMIKO_RANGE = ((3, 2), (6, 0))
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -39,11 +49,13 @@ def problems() -> list[str]:
     """What is off with the installed dependencies, for the private names used here (empty: all good)."""
     import docker
     import doit
+    import paramiko
     from doit import doit_cmd
     found = []
     for name, version, (low, high) in (('docker', docker.__version__, DOCKER_RANGE),
                                        ('doit', '.'.join(map(str, doit.__version__)) if isinstance(
-                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE)):
+                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE),
+                                       ('paramiko', paramiko.__version__, PARAMIKO_RANGE)):
         if not low <= _version(version) < high:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
@@ -54,6 +66,10 @@ def problems() -> list[str]:
     for attr in ('_create_paramiko_client', '_connect'):
         if not hasattr(SSHHTTPAdapter, attr):
             found.append(f'SSHHTTPAdapter.{attr} is gone')
+    for owner, attr in ((paramiko.Transport, '_send_user_message'), (paramiko.Packetizer, 'read_message'),
+                        (paramiko.agent.AgentSSH, '_connect')):
+        if not hasattr(owner, attr):
+            found.append(f'paramiko {owner.__name__}.{attr} is gone')
     if not hasattr(doit_cmd, '_CMDLINE_VARS'):
         found.append('doit.doit_cmd._CMDLINE_VARS is gone')
     from doit.action import Writer
@@ -106,23 +122,49 @@ def _read_exactly(raw, length: int) -> bytes:
     return b''.join(chunks)
 
 
-def docker_over_fabric(connection, version: str, timeout: int = 60):
+POOL_SIZE = 2  # idle Docker API channels kept per SSH connection (each is a session: sshd allows 10)
+
+
+def docker_over_fabric(connection, version: str, timeout: int = 60, translate=None):
     """A DockerClient whose every request rides on ``connection`` (an open fabric Connection): docker-py's SSH
     adapter with its paramiko client swapped for the connection's (same login, same host-key policy), each
-    HTTP connection a ``docker system dial-stdio`` channel of it."""
+    HTTP connection a ``docker system dial-stdio`` channel of it, reused from ONE pool of at most
+    :data:`POOL_SIZE` idle channels. ``translate(exception)`` may turn a paramiko error of a request into
+    one of ours (returns None to keep it)."""
     import docker
-    from docker.transport.sshconn import SSHHTTPAdapter
+    import paramiko
+    from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 
     class FabricAdapter(SSHHTTPAdapter):
         def __init__(self):
             self._fabric = connection
-            super().__init__(f'ssh://{connection.host}', timeout=timeout, shell_out=False)
+            super().__init__(f'ssh://{connection.host}', timeout=timeout, max_pool_size=POOL_SIZE, shell_out=False)
 
         def _create_paramiko_client(self, base_url):
             self.ssh_client = self._fabric.client
 
         def _connect(self):
             self._fabric.open()  # reconnects with the same settings and host-key policy
+
+        def get_connection(self, url, proxies=None):
+            with self.pools.lock:
+                pool = self.pools.get('ssh')
+                if pool is None:
+                    if not self.ssh_client.get_transport():
+                        self._connect()
+                    pool = SSHConnectionPool(ssh_client=self.ssh_client, timeout=self.timeout,
+                                             maxsize=self.max_pool_size, host=self.ssh_host)
+                    self.pools['ssh'] = pool
+            return pool
+
+        def send(self, request, *args, **kwargs):
+            try:
+                return super().send(request, *args, **kwargs)
+            except paramiko.SSHException as e:
+                ours = translate(e) if translate else None
+                if ours is None:
+                    raise
+                raise ours from None
 
     # a client for a placeholder address (no request is made with it: the version is given), then every
     # request goes through the adapter
@@ -132,6 +174,46 @@ def docker_over_fabric(connection, version: str, timeout: int = 60):
     client.api.mount('http+docker://ssh', adapter)
     client.api.base_url = 'http+docker://ssh'
     return client
+
+
+def track_received(transport, callback) -> None:
+    """Call ``callback()`` whenever ``transport`` has read a message from the server."""
+    packetizer = transport.packetizer
+    read = packetizer.read_message
+
+    def read_message():
+        message = read()
+        callback()
+        return message
+    packetizer.read_message = read_message
+
+
+def keepalive_request(transport) -> None:
+    """Send ``keepalive@openssh.com`` asking for a reply (any reply proves the server is there); do not wait."""
+    import paramiko
+    from paramiko.common import cMSG_GLOBAL_REQUEST
+    message = paramiko.Message()
+    message.add_byte(cMSG_GLOBAL_REQUEST)
+    message.add_string('keepalive@openssh.com')
+    message.add_boolean(True)
+    transport._send_user_message(message)
+
+
+def agent_keys(path: str | None) -> tuple:
+    """The keys of the SSH agent at ``path`` (None: ``$SSH_AUTH_SOCK``; no agent there: none)."""
+    import socket
+
+    import paramiko
+    if path is None:
+        agent = paramiko.Agent()
+        return agent.get_keys()
+    if not os.path.exists(path):
+        return ()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    agent = paramiko.agent.AgentSSH()
+    agent._connect(sock)
+    return agent.get_keys()
 
 
 DOIT_BUSY_TIMEOUT_MS = 60_000

@@ -7,7 +7,7 @@ value came from: ``file:line`` and key, the command line, or the Python API.
 
 Precedence, lowest first: built-in defaults, the mapping (pipeline.toml: ``[run]``, then
 the job's own table; or the Python API's values), the environment
-(``TG_PIPELINE_BASE_IMAGE``), the command line (doit variables: ``memory=0.5``,
+(``TG_PIPELINE_BASE_IMAGE``, ``TG_PIPELINE_SSH_CONFIG``), the command line (doit variables: ``memory=0.5``,
 ``run.cpu=2``, ``jobs.Train.kwargs.lr=0.01``). A command-line ``[run]`` setting also wins
 over a job's own table; a command-line ``jobs.NAME.KEY`` wins over both.
 """
@@ -36,6 +36,9 @@ from tg_pipeline.errors import ConfigError
 
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'
+SSH_CONFIG_ENV = 'TG_PIPELINE_SSH_CONFIG'
+# settings the environment sets (over pipeline.toml, under the command line)
+ENV_SETTINGS = {'docker.base_image': BASE_IMAGE_ENV, 'remote.ssh_config': SSH_CONFIG_ENV}
 API_ORIGIN = 'Python API'
 COMMAND_LINE = 'command line'
 DEFAULT = 'default'
@@ -117,7 +120,8 @@ class RemoteSettings(_Section):
     port: int = _field(0, minimum='0 (from ~/.ssh/config)')
     identity_file: str = ''
     accept_unknown_host_keys: bool = False
-    connect_timeout: float = _field(15.0, minimum='0')
+    connect_timeout: float = _field(0.0, minimum='0 (ConnectTimeout of the ssh config, else 15)')
+    ssh_config: str = ''  # an ssh_config file to use instead of OpenSSH's own (ssh -F); env TG_PIPELINE_SSH_CONFIG
     transfer: Literal['', 'registry', 'ssh'] = _field(
         '', help='"registry": push there, pull on the remote; "ssh": send only the missing layers over SSH; '
                  '"" (the default): "registry" when [registry] has an address, else "ssh"')

@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional
 
-from tg_pipeline.config import (ALIASES, API_ORIGIN, BASE_IMAGE_ENV, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY,
+from tg_pipeline.config import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS,
                                 JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
                                 parse_override_value)
 from tg_pipeline.config_names import (component, component_problem, prefix_problem, proposed_job_name,
@@ -210,9 +210,10 @@ class _Builder:
             if key not in values:
                 values[key] = spec.default
                 self.note(f'{name}.{key}', _DEFAULT)
-        if name == 'docker' and self.environ.get(BASE_IMAGE_ENV):
-            values['base_image'] = self.environ[BASE_IMAGE_ENV]
-            self.note('docker.base_image', _At(_Source(f'environment {BASE_IMAGE_ENV}'), '', None))
+        for dotted, variable in ENV_SETTINGS.items():
+            if dotted.startswith(name + '.') and self.environ.get(variable):
+                values[dotted.split('.', 1)[1]] = self.environ[variable]
+                self.note(dotted, _At(_Source(f'environment {variable}'), '', None))
         self.apply(name, specs, values)
         self.check(name, specs, values)
         return values

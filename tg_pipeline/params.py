@@ -37,6 +37,7 @@ SETTINGS = {
     'remote.accept_unknown_host_keys': 'true: trust a host key seen for the first time',
     'remote.connect_timeout': 'seconds to wait for the SSH login',
     'remote.transfer': 'how the image reaches the remote: registry, or ssh (only the missing layers)',
+    'remote.ssh_config': 'an ssh config file to read instead of ~/.ssh/config (like ssh -F); env TG_PIPELINE_SSH_CONFIG',
     'swarm.manager': 'the swarm manager: local (this engine) or remote (the [remote] host)',
     'swarm.max_concurrent': 'tasks of a sweep running at once, 0 = all',
     'swarm.cpu_reservation': 'CPU a node must have free for each task',

@@ -98,9 +98,10 @@ class RunHandle:
 
 
 @contextlib.contextmanager
-def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str):
+def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str, why=None):
     """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
-    RemoteError saying the run goes on there and how to re-attach."""
+    RemoteError saying the run goes on there and how to re-attach; ``why()`` may know the cause (e.g. the
+    keepalive watchdog found the connection dead)."""
     try:
         yield
     except PipelineError:
@@ -108,8 +109,8 @@ def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle',
     except Exception as e:
         if not remote:
             raise
-        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} '
-                          f'({type(e).__name__}: {e}); {going_on}',
+        reason = (why() if why else None) or f'{type(e).__name__}: {e}'
+        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
                           hint=f're-attach and see its whole output: {handle.commands()}') from None
 
 

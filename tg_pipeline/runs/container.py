@@ -102,6 +102,7 @@ class ContainerBackend:
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
+        self.lost = getattr(host, 'lost_reason', lambda: None)
 
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
@@ -138,7 +139,7 @@ class ContainerBackend:
         """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
         raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
         with lost_connection_means_detached(self.remote, self.host, handle,
-                                            'the job keeps running there and nothing of it is lost'):
+                                            'the job keeps running there and nothing of it is lost', self.lost):
             for stream, data in compat.log_frames(self.client, handle.ref):
                 sink.write(stream, data)
             self.client.api.wait(handle.ref)

@@ -101,6 +101,7 @@ class SwarmBackend:
     def __init__(self, host, options=None):
         from tg_pipeline.config import SwarmSettings
         self.client, self.host, self.remote, self.nodes = host.docker, host.name, host.remote, host.nodes
+        self.lost = getattr(host, 'lost_reason', lambda: None)
         self.options = options or SwarmSettings()
 
     # --- start --------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class SwarmBackend:
         threading.Thread(target=self._follow, args=(handle.ref, slots, sink, stop), daemon=True).start()
         try:
             with lost_connection_means_detached(self.remote, f'the swarm manager ({self.host})', handle,
-                                                'the tasks go on there'):
+                                                'the tasks go on there', self.lost):
                 self._wait(handle, slots)
         finally:
             stop.set()
