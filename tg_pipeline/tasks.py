@@ -37,6 +37,8 @@ STEPS = {
     'logs': 'print a run\'s whole output; follow=1 re-attaches until it ends (where=, run_id=)',
     'stop': 'stop a running run (the latest, or run_id=...), collect and remove it (where=)',
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
+    'exec': 'run cmd="..." in the job\'s running container, print its output and exit code (where=, run_id=)',
+    'forward': 'forward local_port= here to port= of the job\'s running container until Ctrl-C (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
 
@@ -123,6 +125,8 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
         'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=[f'push:{job}']),
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
+        **{step: dict(actions=[action(ctx, steps.reach_step, job, step)], uptodate=[False])
+           for step in ('exec', 'forward')},
     }
 
 
@@ -161,7 +165,8 @@ def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
     functions['task_check_remote'] = single('preflight of the remote: SSH login, Docker there, registry push '
                                             'here and pull there', steps.check_remote)
     functions['task_cleanup'] = single('remove this project\'s ended runs older than days=N (default 7) from the '
-                                       'host (where=local|remote|swarm)', steps.cleanup)
+                                       'host (where=local|remote|swarm); caches=1: its cache volumes too',
+                                       steps.cleanup)
     functions['task_config'] = single('print the effective configuration (secret-looking env values as ***)',
                                       steps.show_config, jobs)
     return functions

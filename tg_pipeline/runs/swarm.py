@@ -24,7 +24,8 @@ from docker.types import Resources, RestartPolicy, ServiceMode
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_result, lost_connection_means_detached,
                                    new_run_id, strip_labels)
-from tg_pipeline.runs.records import exit_status
+from tg_pipeline.runs import resources
+from tg_pipeline.runs.records import exit_status, time_limit_hit
 from tg_pipeline.runtime import protocol
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
@@ -97,6 +98,7 @@ class SwarmBackend:
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
+        resources.check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
         run_id = new_run_id()
         labels = {**{str(k): str(v) for k, v in self.options.labels.items()}, **spec.labels(run_id, self.where),
                   f'{LABEL}.variants': json.dumps(list(spec.variants))}
@@ -109,13 +111,15 @@ class SwarmBackend:
         count, o = len(spec.variants), self.options
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
-        resources = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
-                              cpu_reservation=int(o.cpu_reservation * 1e9) or None,
-                              mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None)
+        mounts, generic = resources.swarm_options(spec.resources, spec.project, o.gpu_resource)
+        reserved = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
+                             cpu_reservation=int(o.cpu_reservation * 1e9) or None,
+                             mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
+                             generic_resources=generic)
         try:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
-                container_labels=labels, init=True, resources=resources,
+                container_labels=labels, init=True, resources=reserved, mounts=mounts or None,
                 mode=ServiceMode('replicated-job', replicas=count, concurrency=o.max_concurrent or count),
                 restart_policy=RestartPolicy(condition='none'), constraints=list(o.constraints))
         except docker.errors.APIError as e:
@@ -243,6 +247,8 @@ class SwarmBackend:
         entry = {'variant': index, 'label': label, 'state': status.get('State', 'missing'), 'exit_code': code,
                  'error': status.get('Err', ''), 'node': task.get('NodeID', ''), 'run_dir': str(run_dir)}
         entry['ok'] = entry['state'] == 'complete' and code == 0
+        limit = time_limit_hit(run_dir)
+        entry['timed_out'], entry['max_runtime_s'] = limit is not None, limit or 0
         if entry['ok']:
             entry['value'] = load_result(run_dir, module)
         else:
@@ -278,6 +284,12 @@ class SwarmBackend:
         files = {s: protocol.join_markers(parts[s], totals[s]) for s in complete}
         return {s: '\n'.join(text) + '\n' for s, text in lines.items()}, files
 
+    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+        raise _not_one_container('exec', handle)
+
+    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+        raise _not_one_container('forward', handle)
+
     def discard(self, handle: RunHandle, settle: float = 0) -> None:
         """Remove the service, then its task containers on every engine we reach.
 
@@ -303,3 +315,11 @@ class SwarmBackend:
             if time.time() >= deadline:
                 return
             time.sleep(0.5)
+
+
+def _not_one_container(what: str, handle: RunHandle) -> SwarmError:
+    return SwarmError(f'doit {what} reaches one container, and swarm run {handle.run_id} is a service whose tasks run '
+                      f'on any node of the swarm: {what} is not supported for swarm runs',
+                      hint=f'see its output with doit logs job={handle.job} where=swarm; to {what} into a job, run '
+                           f'it with run_local or run_remote (detach=1), then doit {what} job={handle.job} '
+                           f'where=remote')
