@@ -21,7 +21,7 @@ GPU_FORMS = ('"all", a count (gpus = 2), or device ids (gpus = "0,2"; one device
              '0 or "" = none')
 _DEVICE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
 _CACHE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
-_PORT = re.compile(r'(?:(?P<ip>[0-9.]+):)?(?:(?P<host>\d+):)?(?P<port>\d+)')
+_IP = re.compile(r'\d{1,3}(\.\d{1,3}){3}')
 
 
 class GPUs(NamedTuple):
@@ -105,13 +105,14 @@ class Port(NamedTuple):
 
 def parse_port(text: str) -> Port:
     """``PORT``, ``HOST_PORT:PORT`` or ``IP:HOST_PORT:PORT`` (the IP defaults to 127.0.0.1)."""
-    found = _PORT.fullmatch(str(text).strip())
-    if not found or (found['ip'] and not found['host']):
+    parts = str(text).strip().split(':')
+    ip = parts.pop(0) if len(parts) == 3 else '127.0.0.1'
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts) or not _IP.fullmatch(ip):
         raise ValueError(f'{text!r} is not PORT, HOST_PORT:PORT or IP:HOST_PORT:PORT')
-    port, host = int(found['port']), int(found['host'] or found['port'])
+    host, port = int(parts[0]), int(parts[-1])
     if not (0 < port < 65536 and 0 < host < 65536):
         raise ValueError(f'{text!r}: ports are 1 to 65535')
-    return Port(found['ip'] or '127.0.0.1', host, port)
+    return Port(ip, host, port)
 
 
 def check_ports(value, dotted: str):

@@ -134,7 +134,7 @@ def test_a_container_run_asks_the_engine_for_all_of_it(engine, client, tmp_path)
     data.mkdir()
     spec = make_spec(engine, resources=resources(
         gpus='all', shm_gb=0.5, mounts=(f'{data}:/data', f'{tmp_path}:/out:rw'), caches=(('pip', '/root/.cache/pip'),),
-        ports=('6006', '0.0.0.0:8888:8080'), max_runtime_s=90, env=(('FROM_FILE', 'x'),)))
+        ports=('6006', '16007:6007', '0.0.0.0:8888:8080'), max_runtime_s=90, env=(('FROM_FILE', 'x'),)))
     result, _, _ = run(client, spec)
     assert result.ok
     body = created(engine)
@@ -147,8 +147,9 @@ def test_a_container_run_asks_the_engine_for_all_of_it(engine, client, tmp_path)
         ('bind', str(data), '/data', True), ('bind', str(tmp_path), '/out', False),
         ('volume', volume, '/root/.cache/pip', False)]
     assert host['PortBindings'] == {'6006/tcp': [{'HostIp': '127.0.0.1', 'HostPort': '6006'}],
+                                    '6007/tcp': [{'HostIp': '127.0.0.1', 'HostPort': '16007'}],
                                     '8080/tcp': [{'HostIp': '0.0.0.0', 'HostPort': '8888'}]}
-    assert set(body['ExposedPorts']) == {'6006/tcp', '8080/tcp'}
+    assert set(body['ExposedPorts']) == {'6006/tcp', '6007/tcp', '8080/tcp'}
     assert {f'{protocol.ENV_MAX_RUNTIME}=90', 'FROM_FILE=x'} <= set(body['Env'])
     assert body['Labels']['tg_pipeline.gpus'] == 'all'
     assert engine.volumes[volume]['Labels'] == {'tg_pipeline.project': 'proj-a', 'tg_pipeline.cache': 'pip'}
@@ -238,7 +239,8 @@ def test_swarm_gpus_are_a_generic_resource_reservation(engine, swarm):
     assert spec['Resources']['Reservations']['GenericResources'] == [
         {'DiscreteResourceSpec': {'Kind': 'gpu', 'Value': 2}}]
     mounts = {m['Target']: m for m in spec['ContainerSpec']['Mounts']}
-    assert mounts['/dev/shm']['Type'] == 'tmpfs' and mounts['/dev/shm']['TmpfsOptions'] == {'SizeBytes': 256 * 1024 ** 2}
+    assert mounts['/dev/shm']['Type'] == 'tmpfs'
+    assert mounts['/dev/shm']['TmpfsOptions'] == {'SizeBytes': 256 * 1024 ** 2}
     assert mounts['/root/.cache/pip']['Source'] == 'proj-a-cache-pip'
     assert mounts['/root/.cache/pip']['VolumeOptions']['Labels']['tg_pipeline.project'] == 'proj-a'
 
