@@ -242,7 +242,8 @@ def reach_step(ctx: Context, job: str, step: str) -> None:
     """exec / forward: into this project's latest running run of the job (or run_id=), where= names."""
     from tg_pipeline.hosts import backend, open_host
     from tg_pipeline.runs import lifecycle, reach
-    if not ctx.variables.get('job'):
+    import sys
+    if not ctx.variables.get('job') and f'{step}:{job}' not in sys.argv[1:]:  # not once per job of the project
         raise ConfigError(f'doit {step} needs the job: job=NAME', key='job',
                           hint=f'e.g. doit {step} job={job} ' + ('cmd="nvidia-smi"' if step == 'exec' else 'port=6006'))
     where, run_id = ctx.where(), ctx.variables.get('run_id') or None

@@ -15,7 +15,7 @@ from tg_pipeline.config import SwarmSettings
 from tg_pipeline.errors import ConfigError, JobFailed, PipelineError
 from tg_pipeline.hosts import Host
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs import lifecycle
+from tg_pipeline.runs import lifecycle, reach
 from tg_pipeline.runs.base import RunHandle, RunResult
 from tg_pipeline.runs.records import failure, state_of_record
 from tg_pipeline.runs.resources import RunResources, remove_caches
@@ -260,11 +260,16 @@ def test_swarm_refuses_what_it_cannot_place_before_any_service(engine, swarm, va
 
 
 @pytest.mark.parametrize('what', ['exec', 'forward'])
-def test_exec_and_forward_say_they_do_not_reach_a_swarm_run(swarm, what):
+def test_exec_and_forward_say_they_do_not_reach_a_swarm_run(engine, swarm, tmp_path, what):
     handle = RunHandle('r1', 'swarm', 'swarm local', 'svc', 'tg-x', {'job': 'Greeter'}, 'running', True)
     with pytest.raises(SwarmError, match=f'{what} is not supported for swarm runs') as caught:
         swarm.exec(handle, 'ls') if what == 'exec' else swarm.forward(handle, 80, 8080)
     assert f'doit {what} job=Greeter where=remote' in caught.value.hint
+    scope, paths = lifecycle.Scope('Greeter', 'proj-a'), RunPaths(tmp_path / 'swarm')
+    with pytest.raises(SwarmError, match=f'{what} is not supported for swarm runs'):  # before looking for runs
+        reach.exec_command(swarm, scope, paths, None, 'ls') if what == 'exec' else \
+            reach.forward(swarm, scope, paths, None, 80, 8080)
+    assert engine.find('GET', '/services') == []
 
 
 def test_a_timed_out_variant_is_named(tmp_path):

@@ -24,6 +24,8 @@ CHUNK = 64 * 1024
 def exec_command(backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
     """Run ``command`` in the running run; print its output and exit code; return the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('exec', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
     print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
@@ -34,6 +36,8 @@ def exec_command(backend, scope, paths, run_id: str | None, command: str, out=No
 
 def forward(backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
     """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('forward', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     backend.forward(handle, port, local_port, out or sys.stdout)
 

@@ -285,10 +285,18 @@ class SwarmBackend:
         return {s: '\n'.join(text) + '\n' for s, text in lines.items()}, files
 
     def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
-        raise _not_one_container('exec', handle)
+        self.refuse_reach('exec', handle.job, handle.run_id)
 
     def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
-        raise _not_one_container('forward', handle)
+        self.refuse_reach('forward', handle.job, handle.run_id)
+
+    @staticmethod
+    def refuse_reach(what: str, job: str, run_id: str = '') -> None:
+        """exec and forward reach one container: a swarm run has none to offer (said before looking for runs)."""
+        raise SwarmError(f'doit {what} reaches one container, and a swarm run{" " + run_id if run_id else ""} is a '
+                         f'service whose tasks run on any node of the swarm: {what} is not supported for swarm runs',
+                         hint=f'see its output with doit logs job={job} where=swarm; to {what} into a job, run it '
+                              f'with run_local or run_remote (detach=1), then doit {what} job={job} where=remote')
 
     def discard(self, handle: RunHandle, settle: float = 0) -> None:
         """Remove the service, then its task containers on every engine we reach.
@@ -315,11 +323,3 @@ class SwarmBackend:
             if time.time() >= deadline:
                 return
             time.sleep(0.5)
-
-
-def _not_one_container(what: str, handle: RunHandle) -> SwarmError:
-    return SwarmError(f'doit {what} reaches one container, and swarm run {handle.run_id} is a service whose tasks run '
-                      f'on any node of the swarm: {what} is not supported for swarm runs',
-                      hint=f'see its output with doit logs job={handle.job} where=swarm; to {what} into a job, run '
-                           f'it with run_local or run_remote (detach=1), then doit {what} job={handle.job} '
-                           f'where=remote')
