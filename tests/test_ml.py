@@ -6,6 +6,7 @@ No engine here has a GPU or the NVIDIA runtime: GPU runs are checked up to the e
 container's device request, then the paragraph), and on swarm up to the refusal before any service exists.
 """
 import datetime
+import io
 import json
 import os
 import re
@@ -17,24 +18,51 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from conftest import copy_project
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
-
 pytestmark = pytest.mark.remote
 LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)$', re.M)
+STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
+
+
+@pytest.fixture(scope='module')
+def remote_env():
+    """The simulated remote as scripts/setup_remote.sh describes it. (Not imported from test_remote: its
+    ``from conftest import`` finds tests/unit/conftest.py when this file runs together with tests/unit.)"""
+    path = STATE / 'remote.env'
+    values = dict(line.split('=', 1) for line in path.read_text().splitlines() if '=' in line) \
+        if path.exists() else {}
+    try:
+        socket.create_connection((values['TG_REMOTE_HOST'], int(values['TG_REMOTE_PORT'])), timeout=3).close()
+    except (KeyError, OSError) as e:
+        message = f'the simulated remote host is not available ({type(e).__name__}: {e}); run scripts/setup_remote.sh'
+        if os.environ.get('CI') == 'true':
+            pytest.fail('CI must run this test for real: ' + message)
+        pytest.skip(message)
+    return values
+
+
+@pytest.fixture(scope='module')
+def remote_docker(remote_env, docker_client):
+    import docker
+    return docker.DockerClient(base_url=remote_env['TG_REMOTE_DOCKER_HOST'])
 
 
 @pytest.fixture
-def ml(tmp_path):
-    return copy_project('ml', tmp_path)
-
-
-@pytest.fixture
-def engines(docker_client, remote_docker):  # noqa: F811
+def engines(docker_client, remote_docker):
     return {'local': docker_client, 'remote': remote_docker}
+
+
+@pytest.fixture
+def ml(project_factory, engines):
+    """The fixture project in a folder of its own (a project id of its own); its job images go afterwards."""
+    project = project_factory('ml')
+    yield project
+    from tg_pipeline.image.housekeeping import prune_job_images
+    for client in engines.values():
+        prune_job_images(client, project.id, keep=0, out=io.StringIO())
 
 
 @pytest.fixture
@@ -47,7 +75,7 @@ def shared_dir():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def host_text(where, remote_env):  # noqa: F811
+def host_text(where, remote_env):
     if where == 'local':
         return 'this machine'
     return f'{remote_env["TG_REMOTE_USER"]}@{remote_env["TG_REMOTE_HOST"]}:{remote_env["TG_REMOTE_PORT"]}'
@@ -74,7 +102,7 @@ def wait_for(predicate, timeout=60, what='condition'):
 # --- GPUs ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_gpus_become_a_device_request_and_an_engine_without_them_is_one_paragraph(ml, where, engines,
-                                                                                  remote_env):  # noqa: F811
+                                                                                  remote_env):
     failed = ml.doit(f'run_{where}', 'job=Probe', 'gpus=all', check=False)
     assert failed.returncode != 0
     host = host_text(where, remote_env)
@@ -144,7 +172,7 @@ def test_the_job_sees_its_shared_memory_size_or_the_hosts(ml, where, engines):
 # --- host folders ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_a_host_folder_is_read_only_unless_rw_and_a_missing_one_is_refused(ml, where, engines, shared_dir,
-                                                                           remote_env):  # noqa: F811
+                                                                           remote_env):
     with open(os.path.join(shared_dir, 'data.txt'), 'w') as file:
         file.write('placed on the host')
     read = ml.doit(f'run_{where}', 'job=Probe', f'mounts={shared_dir}:/data', 'jobs.Probe.kwargs.read=/data/data.txt',
@@ -234,7 +262,7 @@ def test_an_attached_run_past_its_limit_is_stopped_and_reported_as_timed_out(ml,
     assert ours(docker_client, ml, 'Sleepy') == []
 
 
-def test_a_detached_run_is_stopped_at_its_limit_with_nobody_watching(ml, remote_docker):  # noqa: F811
+def test_a_detached_run_is_stopped_at_its_limit_with_nobody_watching(ml, remote_docker):
     run_id = run_id_of(ml.doit('run_remote', 'job=Sleepy', 'detach=1').stdout)
     container = wait_for(lambda: [c for c in ours(remote_docker, ml, 'Sleepy') if c.status == 'exited'],
                          timeout=60, what='the run to end by itself')[0]

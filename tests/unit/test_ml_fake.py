@@ -193,7 +193,7 @@ def test_a_timed_out_run_is_recorded_and_reported_as_such(engine, client, tmp_pa
     failure, _, _ = run(client, make_spec(engine, resources=resources(max_runtime_s=5)), paths)
     assert isinstance(failure, JobFailed)
     assert failure.message.startswith('job Greeter ran out of its time limit of 5 s (max_runtime_s; local run)')
-    assert failure.exit_code == 124 and 'raise max_runtime_s' in failure.hint
+    assert failure.exit_code == 124 and 'max_runtime_s=10 (0 = no limit)' in failure.hint
     run_id = failure.result.run_id
     saved = paths.read_record(run_id)
     assert saved['timed_out'] is True and saved['max_runtime_s'] == 5

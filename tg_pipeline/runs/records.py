@@ -54,8 +54,8 @@ def failure(result: RunResult) -> JobFailed | None:
         return JobFailed(f'job {result.job} ran out of its time limit of {result.max_runtime_s:g} s (max_runtime_s; '
                          f'{result.host} run): it was stopped, its output and results are kept',
                          exit_code=result.exit_code, output=result.output,
-                         hint=f'raise max_runtime_s in [run] or [jobs.{result.job}] (or max_runtime_s=... on the '
-                              f'command line; 0 = no limit)')
+                         hint=f'raise max_runtime_s in [run] or [jobs.{result.job}], or on the command line: '
+                              f'max_runtime_s={2 * result.max_runtime_s:g} (0 = no limit)')
     if result.oom_killed:
         return JobFailed(f'job {result.job} was killed for exceeding its memory limit of {result.memory_gb:g} GB '
                          f'({result.host} run)', exit_code=result.exit_code, output=result.output,
