@@ -101,8 +101,12 @@ class Project:
         self.write(relative, text.replace(old, new))
 
     def env(self, extra: dict | None = None) -> dict:
+        """The environment of doit: this one, with the worktree on PYTHONPATH, and EXAMPLE_VARIABLE set as
+        scripts/demo.sh sets it (the basic project's [run] env names it, and a run stops when it is unset;
+        a test of its absence removes it)."""
         env = dict(os.environ)
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
+        env.setdefault('EXAMPLE_VARIABLE', 'TEST')
         env.pop('TG_PIPELINE_CONFIG', None)
         env.update(extra or {})
         return env
@@ -143,3 +147,20 @@ def ran(output: str, task: str) -> bool:
         return True
     assert f'-- {task}' in lines, f'{task} is neither run nor up to date in:\n{output}'
     return False
+
+
+# --- the fast tier (tests/unit): a fake Docker engine under the real docker-py client ----------------------
+@pytest.fixture
+def engine():
+    """A fresh fake engine; a test module overrides this fixture to program it."""
+    unit = str(Path(__file__).resolve().parent / 'unit')
+    if unit not in sys.path:
+        sys.path.insert(0, unit)
+    from fake_engine import FakeEngine
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(engine):
+    """A real docker.DockerClient talking to ``engine``."""
+    return engine.client()

@@ -21,6 +21,33 @@ def test_bad_file_stops_before_any_task(project_factory, name, expected):
     assert not (project.root / 'build' / 'ExampleJob').exists()
 
 
+@pytest.mark.parametrize('args, edit, expected', [
+    (['version=../../../x'], None, "key 'package.version': package.version = '../../../x' is not a valid version"),
+    (['version=1.0.0-beta+x'], None, "package.version = '1.0.0-beta+x' is not a valid version: it is no Docker tag"),
+    (['version=1:2'], None, "package.version = '1:2' is not a valid version: it is no PEP 440 version"),
+    (['version='], None, "package.version = '' is not a valid version: it is empty"),
+    (['docker.image_prefix=Team/'], None, "docker.image_prefix = 'Team/' is not a valid image prefix"),
+    ([], ('version = "0.0.0"', 'version = "../../../x"'), "pipeline.toml:2, key 'package.version'"),
+    ([], ('version = "0.0.0"', 'version = "1.0.0-beta+x"'), "pipeline.toml:2, key 'package.version'"),
+    ([], ('image_prefix = "tgtest-"', 'image_prefix = "Team/"'), "pipeline.toml:6, key 'docker.image_prefix'"),
+    ([], ('[jobs.ExampleJob]', '[jobs."ExampleJöb"]'), "key 'jobs.ExampleJöb': job name 'ExampleJöb' must be"),
+])
+def test_a_bad_name_or_version_stops_before_any_task(project, args, edit, expected):
+    """Nothing is written, neither in build/ nor outside the project (a version of ../../../x once put the sdist
+    there)."""
+    if edit:
+        project.edit('pipeline.toml', *edit)
+    result = project.doit('sdist', 'job=ExampleJob', *args, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert result.stderr.count('ERROR: ') == 1 and result.stderr.count('\nTIP: e.g. ') + result.stderr.count(
+        '\nTIP: rename') == 1, result.stderr
+    assert ('on the command line' in result.stderr) == bool(args)
+    assert 'Traceback' not in result.stderr and result.stdout == ''
+    assert not (project.root / 'build').exists()
+    assert list(project.root.parent.rglob('*.tar.gz')) == []
+
+
 def test_unknown_job_on_the_command_line(project):
     result = project.doit('run_local', 'job=ExampleJbo', check=False)
     assert result.returncode == 2

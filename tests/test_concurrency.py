@@ -109,7 +109,7 @@ def test_state_survives_doit_processes_at_once(tmp_path):
     project = dodo_project(tmp_path, SHARED_STATE_DODO)
     (tmp_path / 'out').mkdir()
     names = [f'{g}-{i}' for g in range(GROUPS) for i in range(TASKS_PER_GROUP)]
-    for round_ in range(4):
+    for round_ in range(2):  # on doit's dbm or json backend the first round already corrupts or loses state
         for name in names:
             project.write(f'in/{name}', f'{name} round {round_}')
         processes = [project.popen(f'step:{p % GROUPS}-*') for p in range(6)]

@@ -38,10 +38,36 @@ def test_variable_absent_here_is_absent_there(project, docker_client):
     env = project.env()
     env.pop('EXAMPLE_VARIABLE', None)
     import subprocess, sys
-    result = subprocess.run([sys.executable, '-m', 'doit', 'run_local', 'job=ExampleJob'], cwd=project.root,
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, '-m', 'doit', 'run_local', 'job=ExampleJob', 'env_missing=ignore'],
+                            cwd=project.root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert 'Variable EXAMPLE_VARIABLE is found: False' in result.stdout
+
+
+def test_an_unset_env_variable_stops_the_run_before_it_starts(project, docker_client):
+    """By default (env_missing = "error") a variable named in env but unset here is an error, before any
+    container exists; the two fixes the TIP names both work."""
+    env = project.env()
+    env.pop('EXAMPLE_VARIABLE')
+    import subprocess, sys
+    doit = [sys.executable, '-m', 'doit', 'run_local', 'job=ExampleJob']
+    result = subprocess.run(doit, cwd=project.root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.count('ERROR: ') == 1 and 'Traceback' not in result.stderr
+    assert ("ERROR: key 'jobs.ExampleJob.env': job ExampleJob passes EXAMPLE_VARIABLE from this environment "
+            f"(env, set at {project.path('pipeline.toml')}:9), but it is not set here") in result.stderr
+    assert ('TIP: set it first: export EXAMPLE_VARIABLE=...; or, to run without, env_missing = "ignore" in [run] '
+            '(or in [jobs.ExampleJob]) of pipeline.toml, or env_missing=ignore on the command line') in result.stderr
+    assert 'Welcome to Training Grounds!' not in result.stdout
+    assert leftovers(docker_client, 'ExampleJob', project) == []
+    assert not project.path('build/ExampleJob/runs').exists()  # no run was started, nothing collected
+    exported = subprocess.run(doit, cwd=project.root, env={**env, 'EXAMPLE_VARIABLE': 'set'}, capture_output=True,
+                              text=True, timeout=600)
+    assert 'Variable EXAMPLE_VARIABLE is found: True' in exported.stdout
+    project.edit('pipeline.toml', 'memory_gb = 0.5\n', 'memory_gb = 0.5\nenv_missing = "ignore"\n')
+    allowed = subprocess.run(doit, cwd=project.root, env=env, capture_output=True, text=True, timeout=600)
+    assert allowed.returncode == 0, allowed.stderr
+    assert 'Variable EXAMPLE_VARIABLE is found: False' in allowed.stdout
 
 
 def test_second_run_rebuilds_nothing(project, docker_client):

@@ -116,3 +116,47 @@ def test_class_outside_source_roots_is_refused(tmp_path):
     assert "module 'stray_module'" in info.value.message
     assert 'add its folder' in info.value.hint and 'source_roots' in info.value.hint
     assert not (tmp_path / 'payload.pkl').exists()
+
+
+def test_a_class_of_a_package_outside_the_roots_names_the_packages_folder(tmp_path):
+    """The fix names the top-level package's folder (what a source root is), not the module's own folder."""
+    (tmp_path / 'lib' / 'sub').mkdir(parents=True)
+    (tmp_path / 'lib' / '__init__.py').write_text('')
+    (tmp_path / 'lib' / 'sub' / '__init__.py').write_text('')
+    (tmp_path / 'lib' / 'sub' / 'deep.py').write_text('class DeepJob:\n    def run(self):\n        return 1\n')
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from lib.sub.deep import DeepJob
+        with pytest.raises(PackagingError) as info:
+            serialize(DeepJob(), tmp_path / 'payload.pkl', [tmp_path / 'jobs'])
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ('lib', 'lib.sub', 'lib.sub.deep'):
+            sys.modules.pop(name, None)
+    assert info.value.hint.startswith(f'add its folder {tmp_path / "lib"} to source_roots in [package]')
+
+
+def test_the_python_api_refuses_a_sibling_module_outside_its_source_roots(tmp_path, monkeypatch):
+    """The API's source roots are the packages the job's classes come from: a module they import from the folder
+    beside them would be missing in the container, and the TIP is the API's own setting."""
+    import uuid
+    from tg_pipeline import Packaging
+    name = f'apiroots_{uuid.uuid4().hex[:8]}'
+    src = tmp_path / 'src'
+    (src / name).mkdir(parents=True)
+    (src / name / '__init__.py').write_text('')
+    (src / f'{name}_helper.py').write_text('def shout(text):\n    return text.upper()\n')
+    (src / name / 'jobs.py').write_text(f'from {name}_helper import shout\n\n\nclass Job:\n'
+                                        f'    def run(self):\n        return shout("x")\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(src))
+    job = __import__(f'{name}.jobs', fromlist=['Job']).Job()
+    packaging = Packaging('apiroots', '0.0.1', dict(job=job))
+    packaging.build_dir = str(tmp_path / 'build')
+    with pytest.raises(PackagingError) as info:
+        packaging.make_package()
+    assert f"job apiroots imports '{name}_helper' (in {src / name / 'jobs.py'}:1) from {src / name}_helper.py" \
+        in info.value.message
+    assert info.value.hint == (f'move {name}_helper.py into a folder of its own, src/{name}_helper/__init__.py, and '
+                               f'add that folder to packaging.source_roots: packaging.source_roots = ["src/{name}", '
+                               f'"src/{name}_helper"] (or move it into a source root and import it from there)')

@@ -149,16 +149,18 @@ def test_env_values_never_on_a_command_line_nor_in_the_image(project, remote_doc
 
 
 def ssh_home(tmp_path, remote_env, *, known_hosts=True, key=None, user=None) -> dict:
-    """A $HOME whose ~/.ssh/config defines tg-remote, for paramiko (it follows $HOME)."""
+    """A $HOME with an ssh config that defines tg-remote, used through TG_PIPELINE_SSH_CONFIG (OpenSSH reads
+    the config of the passwd home, not of $HOME); its known_hosts is $HOME's, as TIP commands name it."""
     ssh = tmp_path / 'home' / '.ssh'
     ssh.mkdir(parents=True)
     lines = ['Host tg-remote', f'  HostName {remote_env["TG_REMOTE_HOST"]}',
              f'  User {user or remote_env["TG_REMOTE_USER"]}', f'  Port {remote_env["TG_REMOTE_PORT"]}',
-             f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}']
+             f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}', f'  UserKnownHostsFile {ssh / "known_hosts"}',
+             '  GlobalKnownHostsFile /dev/null']
     (ssh / 'config').write_text('\n'.join(lines) + '\n')
     if known_hosts:
         (ssh / 'known_hosts').write_text(Path(remote_env['TG_REMOTE_KNOWN_HOSTS']).read_text())
-    return {'HOME': str(tmp_path / 'home')}
+    return {'HOME': str(tmp_path / 'home'), 'TG_PIPELINE_SSH_CONFIG': str(ssh / 'config')}
 
 
 def test_unknown_host_key_is_refused_unless_accepted(project, remote_env, remote_docker, tmp_path):

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from tg_pipeline import config as config_module
-from tg_pipeline.errors import ConfigError, PackagingError, PipelineError
+from tg_pipeline.errors import ConfigError, InvalidName, PackagingError, PipelineError
 
 
 class Packaging:
@@ -101,16 +101,19 @@ class Containering:
 
 
 class SSHDockerOptions:
-    """How the job runs. The keyword settings are those of [run] in pipeline.toml (see README, "GPUs, data and
+    """How the job runs. ``env_missing``: "error" (the default, as [run] env_missing in pipeline.toml) stops a
+    run before it starts when a variable of ``env_variables_to_propagate`` is not set in this process;
+    "ignore" runs without it. The keyword-only settings are those of [run] (see README, "GPUs, data and
     caches"); None leaves one unset."""
 
     def __init__(self, env_variables_to_propagate=(), wait_for_stop: bool = True, cpu_limit=None,
-                 memory_limit_in_gygabytes=None, *, gpus=None, shm_gb=None, ipc=None, max_runtime_s=None,
-                 mounts=None, caches=None, ports=None, env_files=None):
+                 memory_limit_in_gygabytes=None, env_missing: str | None = None, *, gpus=None, shm_gb=None,
+                 ipc=None, max_runtime_s=None, mounts=None, caches=None, ports=None, env_files=None):
         self.env_variables_to_propagate = list(env_variables_to_propagate)
         self.wait_for_stop = wait_for_stop
         self.cpu_limit = cpu_limit
         self.memory_limit_in_gygabytes = memory_limit_in_gygabytes
+        self.env_missing = env_missing
         self.gpus, self.shm_gb, self.ipc, self.max_runtime_s = gpus, shm_gb, ipc, max_runtime_s
         self.mounts, self.caches, self.ports, self.env_files = mounts, caches, ports, env_files
 
@@ -127,31 +130,6 @@ class SSHDockerConfig:
 def _paths(packaging: Packaging):
     from tg_pipeline.paths import JobPaths
     return JobPaths(Path(packaging.build_dir).resolve(), packaging.name, packaging.module, packaging.version)
-
-
-def detect_source_roots(modules: dict[str, str]) -> list[Path]:
-    """The folders of the top-level packages that the payload's by-reference code comes from."""
-    from tg_pipeline.job.pickling import BY_VALUE, _installed_dirs, _under
-    installed = _installed_dirs()
-    roots = []
-    for name in sorted(modules):
-        top = name.split('.')[0]
-        if name == '__main__' or name in BY_VALUE or top in sys.builtin_module_names \
-                or top in getattr(sys, 'stdlib_module_names', ()):
-            continue
-        module = sys.modules.get(top)
-        file = getattr(module, '__file__', None)
-        if not file or _under(Path(file).resolve(), installed):
-            continue
-        if not file.endswith('__init__.py'):
-            raise PackagingError(
-                f'the job uses {modules[name]} from module {name!r} ({file}), a single file outside any package: '
-                f'it cannot travel as a source root',
-                hint=f'move it into a package folder (with __init__.py) and set packaging.source_roots to that folder')
-        root = Path(file).resolve().parent
-        if root not in roots:
-            roots.append(root)
-    return roots
 
 
 class _Run:
@@ -201,6 +179,7 @@ class _Run:
 
 def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
     if packaging.source_roots is None:
+        from tg_pipeline.job.pickling import detect_source_roots
         return detect_source_roots(modules)
     from tg_pipeline.job.pickling import check_modules, check_source_roots
     roots = [Path(r).resolve() for r in packaging.source_roots]
@@ -211,11 +190,11 @@ def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
 
 def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | None = None):
     """The same validated configuration pipeline.toml gives, from the API's objects (one from_mapping)."""
-    import dataclasses
     packaging, containering, options = config.packaging, config.containering, config.options
     job = {'factory': 'tg_pipeline.api:payload', 'package': packaging.name, 'version': packaging.version,
            'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
            'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0),
+           'image': containering.image, 'env_missing': getattr(options, 'env_missing', None),
            **{key: getattr(options, key, None) for key in config_module.config_run.RUN_KEYS}}
     remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
@@ -224,10 +203,31 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
             'docker': {'base_image': containering.base_image or ''}, 'remote': remote,
             'registry': {'address': containering.registry or ''}, 'swarm': dict(swarm or {}),
             'jobs': {packaging.name: job}}
-    built = config_module.from_mapping(data, path=Path.cwd() / '<python api>', root=Path.cwd(),
-                                       origin='Python API')
-    jobs = {packaging.name: dataclasses.replace(built.jobs[packaging.name], image=containering.image)}
-    return dataclasses.replace(built, jobs=jobs)
+    try:
+        return config_module.from_mapping(data, path=Path.cwd() / '<python api>', root=Path.cwd(),
+                                          origin='Python API')
+    except InvalidName as e:
+        raise _api_name_error(e, config) from None
+
+
+def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
+    """A bad name or version, said in the Python API's terms (Packaging name/version, Containering image)."""
+    from tg_pipeline.config_names import component, proposed_version, reference_problem, valid_job_name
+    packaging, containering = config.packaging, config.containering
+    reason = error.reason or 'a job name is ASCII letters, digits, "_" or "-", starting with a letter or "_"'
+    if error.setting.endswith('.version'):
+        setting, hint = 'Packaging.version', f'e.g. Packaging({packaging.name!r}, {error.proposal!r}, payload)'
+    elif error.setting.endswith('.image'):
+        name, tag = containering.image_name, containering.image_tag
+        name = name if not reference_problem(f'{name}:latest') else component(name)
+        tag = tag if not reference_problem(f'x:{tag}') else proposed_version(tag)
+        setting, hint = 'Containering image (image_name:image_tag)', f'e.g. Containering({name!r}, {tag!r})'
+    else:  # the job's name, which is its package's name too
+        proposal = component(packaging.name)
+        proposal = proposal if valid_job_name(proposal) else error.proposal
+        setting, hint = 'Packaging.name', f'e.g. Packaging({proposal!r}, {packaging.version!r}, payload)'
+    return InvalidName(f'{setting} {error.value!r} is not valid: {reason}', file=config_module.API_ORIGIN,
+                       hint=hint, setting=setting, value=error.value, reason=reason, proposal=error.proposal)
 
 
 def _silence_build(functions: dict) -> dict:
@@ -240,6 +240,9 @@ def _silence_build(functions: dict) -> dict:
 
         def creator(original=original):
             for task in original():
+                if not task.get('actions'):  # the group task
+                    yield task
+                    continue
                 actions = []
                 for action in task['actions']:
                     def quiet(action=action):
@@ -280,7 +283,9 @@ class Executor:
 
         def logs(backend, scope, paths):
             found, handle = lifecycle.pick(backend, scope, paths, run_id)
-            return backend.logs(handle) if handle else lifecycle.saved_logs(paths, found)
+            if handle is None:
+                return lifecycle.saved_logs(paths, found)
+            return tuple(b''.join(backend.log_chunks(handle, stream)) for stream in (1, 2))
         try:
             out, err = self._lifecycle(logs)
         except PipelineError as e:

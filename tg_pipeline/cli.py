@@ -7,6 +7,7 @@ Everything else is doit: `doit list`, `doit run_local job=HelloJob`, ...
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
         if args.command == 'init':
             for path in init(args.folder):
                 print(f'wrote {path}')
-            print(f'next: cd {args.folder} && doit run_local job=HelloJob')
+            go = '' if args.folder.resolve() == Path.cwd().resolve() else f'cd {shlex.quote(str(args.folder))} && '
+            print(f'next: {go}doit run_local job=HelloJob')
     except PipelineError as e:
         report(e)
         return 2

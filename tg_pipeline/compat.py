@@ -5,26 +5,41 @@
     stderr apart, bytes exact) through ``APIClient._get/_url/_raise_for_status/_get_raw_response_socket/
     _disable_socket_timeout``: the public ``logs(stream=True)`` merges the two streams, and ``attach``
     over SSH loses the bytes buffered with the response headers. :func:`exec_frames` reads an exec's output
-    the same way (``APIClient._post_json``), for the same reason (``exec_start`` reads the socket).
+    the same way (``APIClient._post_json``, and ``response.raw._fp.fp`` after the connection upgrade), for the
+    same reason (``exec_start`` reads the socket).
   - :func:`docker_over_fabric` subclasses docker-py's ``SSHHTTPAdapter`` (overriding ``_create_paramiko_client``,
     ``_connect``, ``ssh_client``) and mounts it under a client (``APIClient._custom_adapter``, ``base_url``), so
     that the Docker API rides on our open fabric connection.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
+  - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,
+    so every new request path opened another SSH channel and kept it open: 25 at once, past OpenSSH's
+    ``MaxSessions 10``); it hands the pool docker-py's ``SSHConnectionPool`` itself.
+* paramiko (``paramiko>=3.2,<6``): :func:`track_received` wraps the transport's ``packetizer.read_message`` to
+  note when the server last sent anything; :func:`keepalive_request` sends ``keepalive@openssh.com`` WITH
+  want-reply through ``Transport._send_user_message`` (the public ``global_request`` either asks for no
+  reply or blocks for it); :func:`agent_keys` reads the keys of an agent at a given socket through
+  ``AgentSSH._connect`` (``paramiko.Agent`` only knows ``$SSH_AUTH_SOCK``).
 * doit (``doit>=0.36,<0.38``): :func:`command_line_vars` reads ``doit_cmd._CMDLINE_VARS`` (all ``name=value``
   variables; the public ``get_var`` answers one name at a time); :func:`share_doit_state` sets the sqlite3
   backend's connection (``SqliteDB._conn``) to autocommit with a busy timeout, so that a failed task's
-  pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`).
+  pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`);
+  :func:`outcome_stream` tells doit's capture of a python-action's stdout (``doit.action.Writer`` without
+  ``orig_stream``, at ``-v 0``/``-v 1``) from a stdout that reaches the terminal; :func:`console_reporter`
+  is doit's ``ConsoleReporter`` (``execute_task``) without the ``.  TASK`` line of a task whose output is a
+  document (``meta={'document': True}``: ``doit config`` prints TOML and nothing else).
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
 from __future__ import annotations
 
+import os
 import struct
 import sys
 
 DOCKER_RANGE = ((7, 0), (8, 0))
 DOIT_RANGE = ((0, 36), (0, 38))
+PARAMIKO_RANGE = ((3, 2), (6, 0))
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -36,11 +51,13 @@ def problems() -> list[str]:
     """What is off with the installed dependencies, for the private names used here (empty: all good)."""
     import docker
     import doit
+    import paramiko
     from doit import doit_cmd
     found = []
     for name, version, (low, high) in (('docker', docker.__version__, DOCKER_RANGE),
                                        ('doit', '.'.join(map(str, doit.__version__)) if isinstance(
-                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE)):
+                                           doit.__version__, tuple) else doit.__version__, DOIT_RANGE),
+                                       ('paramiko', paramiko.__version__, PARAMIKO_RANGE)):
         if not low <= _version(version) < high:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
@@ -52,8 +69,15 @@ def problems() -> list[str]:
     for attr in ('_create_paramiko_client', '_connect'):
         if not hasattr(SSHHTTPAdapter, attr):
             found.append(f'SSHHTTPAdapter.{attr} is gone')
+    for owner, attr in ((paramiko.Transport, '_send_user_message'), (paramiko.Packetizer, 'read_message'),
+                        (paramiko.agent.AgentSSH, '_connect')):
+        if not hasattr(owner, attr):
+            found.append(f'paramiko {owner.__name__}.{attr} is gone')
     if not hasattr(doit_cmd, '_CMDLINE_VARS'):
         found.append('doit.doit_cmd._CMDLINE_VARS is gone')
+    from doit.action import Writer
+    if not hasattr(Writer(), 'orig_stream'):
+        found.append('doit.action.Writer.orig_stream is gone')
     return found
 
 
@@ -67,11 +91,13 @@ def import_docker_without_paramiko() -> None:
         del sys.modules['paramiko']
 
 
-def log_frames(client, container_id: str, follow: bool = True):
-    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr."""
+def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
+    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr
+    (of ``streams`` only), one frame at a time (the engine's frames are at most 16 KiB)."""
     api = client.api
-    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True,
-                        params={'stdout': 1, 'stderr': 1, 'follow': int(follow), 'timestamps': 0, 'tail': 'all'})
+    params = {'stdout': int(1 in streams), 'stderr': int(2 in streams), 'follow': int(follow), 'timestamps': 0,
+              'tail': 'all'}
+    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True, params=params)
     yield from _frames(api, response)
 
 
@@ -118,23 +144,49 @@ def _read_exactly(raw, length: int) -> bytes:
     return b''.join(chunks)
 
 
-def docker_over_fabric(connection, version: str, timeout: int = 60):
+POOL_SIZE = 2  # idle Docker API channels kept per SSH connection (each is a session: sshd allows 10)
+
+
+def docker_over_fabric(connection, version: str, timeout: int = 60, translate=None):
     """A DockerClient whose every request rides on ``connection`` (an open fabric Connection): docker-py's SSH
     adapter with its paramiko client swapped for the connection's (same login, same host-key policy), each
-    HTTP connection a ``docker system dial-stdio`` channel of it."""
+    HTTP connection a ``docker system dial-stdio`` channel of it, reused from ONE pool of at most
+    :data:`POOL_SIZE` idle channels. ``translate(exception)`` may turn a paramiko error of a request into
+    one of ours (returns None to keep it)."""
     import docker
-    from docker.transport.sshconn import SSHHTTPAdapter
+    import paramiko
+    from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 
     class FabricAdapter(SSHHTTPAdapter):
         def __init__(self):
             self._fabric = connection
-            super().__init__(f'ssh://{connection.host}', timeout=timeout, shell_out=False)
+            super().__init__(f'ssh://{connection.host}', timeout=timeout, max_pool_size=POOL_SIZE, shell_out=False)
 
         def _create_paramiko_client(self, base_url):
             self.ssh_client = self._fabric.client
 
         def _connect(self):
             self._fabric.open()  # reconnects with the same settings and host-key policy
+
+        def get_connection(self, url, proxies=None):
+            with self.pools.lock:
+                pool = self.pools.get('ssh')
+                if pool is None:
+                    if not self.ssh_client.get_transport():
+                        self._connect()
+                    pool = SSHConnectionPool(ssh_client=self.ssh_client, timeout=self.timeout,
+                                             maxsize=self.max_pool_size, host=self.ssh_host)
+                    self.pools['ssh'] = pool
+            return pool
+
+        def send(self, request, *args, **kwargs):
+            try:
+                return super().send(request, *args, **kwargs)
+            except paramiko.SSHException as e:
+                ours = translate(e) if translate else None
+                if ours is None:
+                    raise
+                raise ours from None
 
     # a client for a placeholder address (no request is made with it: the version is given), then every
     # request goes through the adapter
@@ -144,6 +196,46 @@ def docker_over_fabric(connection, version: str, timeout: int = 60):
     client.api.mount('http+docker://ssh', adapter)
     client.api.base_url = 'http+docker://ssh'
     return client
+
+
+def track_received(transport, callback) -> None:
+    """Call ``callback()`` whenever ``transport`` has read a message from the server."""
+    packetizer = transport.packetizer
+    read = packetizer.read_message
+
+    def read_message():
+        message = read()
+        callback()
+        return message
+    packetizer.read_message = read_message
+
+
+def keepalive_request(transport) -> None:
+    """Send ``keepalive@openssh.com`` asking for a reply (any reply proves the server is there); do not wait."""
+    import paramiko
+    from paramiko.common import cMSG_GLOBAL_REQUEST
+    message = paramiko.Message()
+    message.add_byte(cMSG_GLOBAL_REQUEST)
+    message.add_string('keepalive@openssh.com')
+    message.add_boolean(True)
+    transport._send_user_message(message)
+
+
+def agent_keys(path: str | None) -> tuple:
+    """The keys of the SSH agent at ``path`` (None: ``$SSH_AUTH_SOCK``; no agent there: none)."""
+    import socket
+
+    import paramiko
+    if path is None:
+        agent = paramiko.Agent()
+        return agent.get_keys()
+    if not os.path.exists(path):
+        return ()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    agent = paramiko.agent.AgentSSH()
+    agent._connect(sock)
+    return agent.get_keys()
 
 
 DOIT_BUSY_TIMEOUT_MS = 60_000
@@ -167,3 +259,29 @@ def command_line_vars() -> dict[str, str]:
     """doit's ``name=value`` command-line variables."""
     from doit import doit_cmd
     return dict(getattr(doit_cmd, '_CMDLINE_VARS', None) or {})
+
+
+def outcome_stream():
+    """Where the outcome of a task goes (``Result: ...``): its stdout, unless doit captures that stdout without
+    showing it (``doit -v 0``, ``-v 1``: only a failure shows it), then the process's own stdout."""
+    out = sys.stdout
+    try:
+        from doit.action import Writer
+    except ImportError:  # pragma: no cover - doit is a dependency
+        return out
+    if isinstance(out, Writer) and getattr(out, 'orig_stream', None) is None and sys.__stdout__ is not None:
+        out.flush()
+        return sys.__stdout__
+    return out
+
+
+def console_reporter():
+    """doit's console reporter, except that a task printing a document (``meta={'document': True}``) is not
+    announced: its output is the document alone (``doit config > settings.toml``)."""
+    from doit.reporter import ConsoleReporter
+
+    class Reporter(ConsoleReporter):
+        def execute_task(self, task):
+            if not (getattr(task, 'meta', None) or {}).get('document'):
+                super().execute_task(task)
+    return Reporter

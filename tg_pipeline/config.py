@@ -7,7 +7,7 @@ value came from: ``file:line`` and key, the command line, or the Python API.
 
 Precedence, lowest first: built-in defaults, the mapping (pipeline.toml: ``[run]``, then
 the job's own table; or the Python API's values), the environment
-(``TG_PIPELINE_BASE_IMAGE``), the command line (doit variables: ``memory=0.5``,
+(``TG_PIPELINE_BASE_IMAGE``, ``TG_PIPELINE_SSH_CONFIG``), the command line (doit variables: ``memory=0.5``,
 ``run.cpu=2``, ``jobs.Train.kwargs.lr=0.01``). A command-line ``[run]`` setting also wins
 over a job's own table; a command-line ``jobs.NAME.KEY`` wins over both.
 """
@@ -37,6 +37,9 @@ from tg_pipeline.errors import ConfigError
 
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'
+SSH_CONFIG_ENV = 'TG_PIPELINE_SSH_CONFIG'
+# settings the environment sets (over pipeline.toml, under the command line)
+ENV_SETTINGS = {'docker.base_image': BASE_IMAGE_ENV, 'remote.ssh_config': SSH_CONFIG_ENV}
 API_ORIGIN = 'Python API'
 COMMAND_LINE = 'command line'
 DEFAULT = 'default'
@@ -49,10 +52,14 @@ ALIASES = {
     'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt', 'manager': 'swarm.manager',
     'max_concurrent': 'swarm.max_concurrent', 'reserve_cpu': 'swarm.cpu_reservation',
     'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
+    'env_missing': 'run.env_missing',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'verbose'}
+CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all',
+                'verbose'}
 NO_LIMIT = '0 (no limit)'
+ENV_MISSING_HELP = ('"error": a run stops before it starts when a variable named in env is not set here; '
+                    '"ignore": it runs without that variable')
 # GPUs, data and caches: short names on the command line, and doit variables of exec/forward/cleanup
 ALIASES.update({key: f'run.{key}' for key in config_run.RUN_KEYS if key != 'caches'})
 CONTROL_VARS |= {'cmd', 'port', 'local_port', 'caches'}
@@ -61,8 +68,10 @@ IPC_HELP = '"host": the job shares the host\'s IPC namespace and /dev/shm; "" (t
 
 def _field(default=dataclasses.MISSING, **metadata):
     """A field with metadata: ``minimum`` (text of the lowest value), ``memory`` (>= 6 MiB unless 0),
-    ``requirements`` (pip requirements), ``help`` (what the choices mean), ``sweep``, ``check`` (a function of
-    config_run: (value, dotted key) -> None or (problem, hint)), ``number_as_text`` (a str that takes an integer)."""
+    ``requirements`` (pip requirements), ``help`` (what the choices mean), ``sweep``, ``version`` (a PEP 440
+    version that is a Docker tag too), ``image_prefix``, ``reference`` (an image name:tag); see config_names;
+    ``check`` (a function of config_run: (value, dotted key) -> None or (problem, hint)), ``number_as_text``
+    (a str that takes an integer)."""
     if isinstance(default, Mapping):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -88,7 +97,7 @@ class _Section(_Frozen):
 @dataclasses.dataclass(frozen=True)
 class PackageSettings(_Section):
     name: str = ''  # project name; '' = the folder's name
-    version: str = '0.0.0'
+    version: str = _field('0.0.0', version=True)
     source_roots: tuple[str, ...] = ('jobs',)
     dependencies: tuple[str, ...] = _field((), requirements=True)
     build_dir: str = 'build'
@@ -97,7 +106,7 @@ class PackageSettings(_Section):
 @dataclasses.dataclass(frozen=True)
 class DockerSettings(_Section):
     base_image: str = ''
-    image_prefix: str = ''
+    image_prefix: str = _field('', image_prefix=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +117,7 @@ class RunSettings(_Section):
     on_interrupt: Literal['stop', 'detach'] = _field(
         'stop', help='"stop": Ctrl-C stops the container; "detach": it keeps running and you re-attach '
                      'with doit logs ... follow=1')
+    env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
     # GPUs, data and caches (config_run.RUN_KEYS): also keys of a job's table
     gpus: str = _field('', check=config_run.check_gpus, number_as_text=True)
     shm_gb: float = _field(0.0, minimum="0 (Docker's 64 MB)")
@@ -126,7 +136,8 @@ class RemoteSettings(_Section):
     port: int = _field(0, minimum='0 (from ~/.ssh/config)')
     identity_file: str = ''
     accept_unknown_host_keys: bool = False
-    connect_timeout: float = _field(15.0, minimum='0')
+    connect_timeout: float = _field(0.0, minimum='0 (ConnectTimeout of the ssh config, else 15)')
+    ssh_config: str = ''  # an ssh_config file to use instead of OpenSSH's own (ssh -F); env TG_PIPELINE_SSH_CONFIG
     transfer: Literal['', 'registry', 'ssh'] = _field(
         '', help='"registry": push there, pull on the remote; "ssh": send only the missing layers over SSH; '
                  '"" (the default): "registry" when [registry] has an address, else "ssh"')
@@ -164,14 +175,15 @@ class JobConfig(_Frozen):
     args: tuple
     kwargs: Mapping
     package: str
-    version: str
+    version: str = _field(version=True)
     module: str
     dependencies: tuple[str, ...] = _field(requirements=True)
     env: tuple[str, ...] = _field()
     cpu: float = _field(minimum=NO_LIMIT)
     memory_gb: float = _field(minimum=NO_LIMIT, memory=True)
     sweep: Mapping = _field(EMPTY, sweep=True)
-    image: str = ''  # name:tag when not derived from package and version
+    image: str = _field('', reference=True)  # name:tag when not derived from package and version
+    env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
     line: Optional[int] = None
     factory_line: Optional[int] = None
     # GPUs, data and caches (config_run.RUN_KEYS), from [run] unless the job's table sets them
@@ -199,7 +211,7 @@ class JobConfig(_Frozen):
 
 # the keys of a [jobs.NAME] table (the other fields of JobConfig are derived)
 JOB_KEYS = ('factory', 'args', 'kwargs', 'package', 'version', 'dependencies', 'env', 'cpu', 'memory_gb',
-            'sweep', 'image')
+            'sweep', 'image', 'env_missing')
 JOB_KEYS += config_run.RUN_KEYS
 
 

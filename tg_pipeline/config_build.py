@@ -10,16 +10,20 @@ import copy
 import math
 import os
 import re
+import shlex
 import types
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional
 
 from tg_pipeline import config_run
-from tg_pipeline.config import (ALIASES, API_ORIGIN, BASE_IMAGE_ENV, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY,
+from tg_pipeline.config import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS,
                                 JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
                                 parse_override_value)
-from tg_pipeline.config_text import LineIndex
-from tg_pipeline.errors import ConfigError
+from tg_pipeline.config_names import (component, component_problem, prefix_problem, proposed_job_name,
+                                      proposed_prefix, proposed_reference, proposed_version, reference_problem,
+                                      repository_problem, valid_job_name, version_problem)
+from tg_pipeline.config_text import LineIndex, toml_string
+from tg_pipeline.errors import ConfigError, InvalidName
 from tg_pipeline.package.requirements import check_requirements
 
 TYPE_NAMES = {'str': 'string', 'int': 'integer', 'float': 'number', 'bool': 'boolean (true/false)',
@@ -67,10 +71,10 @@ class _Source(NamedTuple):
         return f'{self.label}:{line}' if line else self.label
 
     def error(self, problem: str, key: str, table: str = '', field: str | None = None,
-              hint: str | None = None) -> ConfigError:
+              hint: str | None = None, cls=ConfigError, **extra) -> ConfigError:
         if self.label != COMMAND_LINE:
-            return ConfigError(problem, file=self.label, key=key, line=self.line(table, field), hint=hint)
-        error = ConfigError(f'{problem} (given on the command line)', key=key, hint=hint)
+            return cls(problem, file=self.label, key=key, line=self.line(table, field), hint=hint, **extra)
+        error = cls(f'{problem} (given on the command line)', key=key, hint=hint, **extra)
         error.file = COMMAND_LINE  # rendered without a file: "key 'memory': memory must be ..."
         return error
 
@@ -81,8 +85,21 @@ class _At(NamedTuple):
     table: str
     field: Optional[str]
 
-    def error(self, problem: str, key: str, hint: str | None = None) -> ConfigError:
-        return self.source.error(problem, key, self.table, self.field, hint)
+    def error(self, problem: str, key: str, hint: str | None = None, cls=ConfigError, **extra) -> ConfigError:
+        return self.source.error(problem, key, self.table, self.field, hint, cls, **extra)
+
+    def invalid(self, what: str, dotted: str, value: str, reason: str, proposal: str,
+                hint: str | None = None) -> InvalidName:
+        """An invalid name or version, with a TIP that sets a valid one where the bad one came from."""
+        prefix, _, key = dotted.rpartition('.')
+        if hint or not proposal:
+            pass
+        elif self.source.label == COMMAND_LINE:
+            hint = f'e.g. {shlex.quote(f"{dotted}={proposal}")} on the command line'
+        else:
+            hint = f'e.g. {key} = {toml_string(proposal)} in [{prefix}]'
+        return self.error(f'{dotted} = {value!r} is not a valid {what}: {reason}', dotted, hint, InvalidName,
+                          setting=dotted, value=value, reason=reason, proposal=proposal)
 
 
 _COMMAND_LINE = _At(_Source(COMMAND_LINE), '', None)
@@ -196,9 +213,10 @@ class _Builder:
             if key not in values:
                 values[key] = spec.default
                 self.note(f'{name}.{key}', _DEFAULT)
-        if name == 'docker' and self.environ.get(BASE_IMAGE_ENV):
-            values['base_image'] = self.environ[BASE_IMAGE_ENV]
-            self.note('docker.base_image', _At(_Source(f'environment {BASE_IMAGE_ENV}'), '', None))
+        for dotted, variable in ENV_SETTINGS.items():
+            if dotted.startswith(name + '.') and self.environ.get(variable):
+                values[dotted.split('.', 1)[1]] = self.environ[variable]
+                self.note(dotted, _At(_Source(f'environment {variable}'), '', None))
         self.apply(name, specs, values)
         self.check(name, specs, values)
         return values
@@ -218,6 +236,7 @@ class _Builder:
                     check_requirements(value, key=dotted)
                 except ConfigError as e:
                     raise at.error(e.problem, dotted, e.hint) from None
+            self.check_name(at, dotted, meta, value)
             if meta.get('check') and (found := meta['check'](value, dotted)):
                 entry = self.at.get(f'{dotted}.{found[2]}', at) if len(found) > 2 else at  # a table's entry
                 raise entry.error(found[0], dotted, hint=found[1])
@@ -229,6 +248,34 @@ class _Builder:
                                           f'{dotted}.{name}', hint=f'e.g. [{dotted}] then {name} = [0.1, 0.01]')
         if (found := config_run.check_together(values, prefix)) is not None:
             raise self.at.get(f'{prefix}.shm_gb', _DEFAULT).error(found[0], f'{prefix}.shm_gb', hint=found[1])
+
+    @staticmethod
+    def check_name(at: _At, dotted: str, meta: Mapping, value) -> None:
+        """A version (PEP 440 and a Docker tag), an image prefix, an image name:tag (see config_names)."""
+        if meta.get('version') and (problem := version_problem(value)):
+            raise at.invalid('version', dotted, value, problem, proposed_version(value))
+        if meta.get('image_prefix') and (problem := prefix_problem(value)):
+            raise at.invalid('image prefix', dotted, value, problem, proposed_prefix(value))
+        if meta.get('reference') and value and (problem := reference_problem(value)):
+            raise at.invalid('image name:tag', dotted, value, problem, proposed_reference(value))
+
+    def names(self, t: str, name: str, values: dict, docker) -> None:
+        """The job's package is one part of a Docker image name, also after [docker] image_prefix."""
+        package, given = values['package'].lower(), self.at.get(f'{t}.package')
+        problem = component_problem(package)
+        if problem and given is None:  # the job's name, lowercased
+            raise self.source.error(
+                f'job name {name!r} gives the image name {package!r}, which Docker refuses: {problem}', t, t,
+                hint=f'set package = {toml_string(component(name))} in [{t}], or rename the job', cls=InvalidName,
+                setting=t, value=name, reason=problem, proposal=component(name))
+        if problem:
+            raise given.invalid('image name', f'{t}.package', values['package'], problem, component(package))
+        problem = repository_problem(docker.image_prefix + package)
+        if problem:
+            at = self.at.get('docker.image_prefix', _DEFAULT)
+            raise at.invalid('image prefix', 'docker.image_prefix', docker.image_prefix,
+                             f'with package {package!r}, {problem}', '',
+                             hint=f'shorten image_prefix in [docker] or package in [{t}]')
 
     def jobs(self, table: Mapping, sections: dict) -> dict[str, JobConfig]:
         for o in self.overrides:
@@ -251,10 +298,13 @@ class _Builder:
         if factory and not re.fullmatch(r'[A-Za-z_][\w.]*:[A-Za-z_][\w.]*', factory):
             raise self.at[f'{t}.factory'].error(f'{t}.factory = {factory!r} is not "module.path:Name"',
                                                f'{t}.factory', hint='e.g. factory = "jobs.example_job:ExampleJob"')
-        if not re.fullmatch(r'[A-Za-z_][\w\-]*', name):
-            raise self.source.error(f'job name {name!r} must be letters, digits, _ or -', t, t)
+        if not valid_job_name(name):
+            raise self.source.error(f'job name {name!r} must be letters, digits, _ or - (ASCII, starting with a '
+                                    f'letter or _)', t, t, hint=f'rename [{t}] to [jobs.{proposed_job_name(name)}]',
+                                    cls=InvalidName, setting=t, value=name, reason='', proposal=proposed_job_name(name))
         self.inherit_run(t, values, sections['run'])
         self.inherit(t, values, sections)
+        self.names(t, name, values, sections['docker'])
         self.check(t, specs, values)
         package = values['package'].lower()
         return JobConfig(name=name, module=module_name(package, values['version']), **{**values, 'package': package},
@@ -281,7 +331,7 @@ class _Builder:
     def inherit(self, t: str, values: dict, sections: dict) -> None:
         """What the job does not set itself, from [package] and [run]; lists are joined."""
         package, run = sections['package'], sections['run']
-        for key in ('cpu', 'memory_gb'):  # a command-line [run] setting beats the job's table
+        for key in ('cpu', 'memory_gb', 'env_missing'):  # a command-line [run] setting beats the job's table
             own = self.at.get(f'{t}.{key}') if key in values else None
             if own is None or (own is not _COMMAND_LINE and self.at[f'run.{key}'] is _COMMAND_LINE):
                 values[key] = getattr(run, key)
@@ -292,7 +342,7 @@ class _Builder:
             froms = [self.origins[f'{section}.{key}']] if inherited or not ours else []
             froms += [self.origins[f'{t}.{key}']] if ours else []
             self.origins[f'{t}.{key}'] = ' + '.join(dict.fromkeys(froms))
-        if not values.get('version'):
+        if 'version' not in values:
             values['version'] = package.version
             self.origins[f'{t}.version'] = self.origins['package.version']
         values.setdefault('package', t[5:])

@@ -44,18 +44,42 @@ class ConfigError(PipelineError):
 
     def __init__(self, problem: str, *, file: str | None = None, key: str | None = None,
                  line: int | None = None, hint: str | None = None):
-        where = []
-        if file:
-            where.append(str(file) + (f':{line}' if line else ''))
-        if key:
-            where.append(f'key {key!r}')
-        prefix = ', '.join(where)
+        prefix = where(file, key, line)
         super().__init__(f'{prefix}: {problem}' if prefix else problem, hint)
         self.file, self.key, self.line, self.problem = file, key, line, problem
 
 
+def where(file: str | None, key: str | None, line: int | None = None) -> str:
+    """``FILE:LINE, key 'KEY'`` (what is known of it), or ''."""
+    parts = []
+    if file:
+        parts.append(str(file) + (f':{line}' if line else ''))
+    if key:
+        parts.append(f'key {key!r}')
+    return ', '.join(parts)
+
+
+class InvalidName(ConfigError):
+    """A name or version that Docker, pip or the build folder cannot take; ``proposal`` is a valid one."""
+
+    def __init__(self, problem: str, *, setting: str, value: str, reason: str, proposal: str, **where):
+        super().__init__(problem, **where)
+        self.setting, self.value, self.reason, self.proposal = setting, value, reason, proposal
+
+
 class PackagingError(PipelineError):
     """The job cannot be serialized or packaged as it is."""
+
+
+class JobCodeError(PackagingError):
+    """The user's own code failed while the job was built here (its module's import, its factory), or the
+    factory built no job. The message carries the user's frames only."""
+
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None,
+                 line: int | None = None, hint: str | None = None):
+        prefix = where(file, key, line)
+        super().__init__(f'{prefix}: {problem}' if prefix else problem, hint)
+        self.file, self.key, self.line, self.problem = file, key, line, problem
 
 
 class CommandError(PipelineError):
@@ -101,6 +125,16 @@ class SSHError(RemoteError):
 
 class HostKeyError(SSHError):
     """The remote host's key is unknown (or changed) and we refuse to guess."""
+
+
+class ResultNotLoadable(PipelineError):
+    """A run ended well and kept its return value (``path``, result.pkl), but this Python cannot load it: it
+    needs ``module`` (``needs``: the class), which is not installed here or differs from the image's. The run
+    itself succeeded; ``summary`` is the one line that says so, ``hint`` how to load the value here."""
+
+    def __init__(self, summary: str, *, path, size: int, module: str, needs: str, hint: str):
+        super().__init__(f'the return value {summary}', hint)
+        self.summary, self.path, self.size, self.module, self.needs = summary, path, size, module, needs
 
 
 class RegistryError(CommandError):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass, field
 
 from tg_pipeline import compat
-from tg_pipeline.errors import ConfigError, DockerUnavailable
+from tg_pipeline.errors import ConfigError, DockerUnavailable, PipelineError, RemoteError
 
 compat.import_docker_without_paramiko()
 
@@ -19,6 +20,7 @@ import docker  # noqa: E402
 from docker.errors import DockerException  # noqa: E402
 
 WHERE = ('local', 'remote', 'swarm')
+DEFAULT_SOCKET = 'unix:///var/run/docker.sock'
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,10 +30,26 @@ def local_engine() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except DockerException as e:
-        raise DockerUnavailable(
-            f'no Docker engine answers here ({e})',
-            hint='start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it') from None
+        where = os.environ.get('DOCKER_HOST')
+        hint = ('start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it'
+                if not where else 'start the engine there, or point DOCKER_HOST at one that runs (unset DOCKER_HOST '
+                                  'for this machine\'s default socket)')
+        raise DockerUnavailable(f'no Docker engine answers at {where or DEFAULT_SOCKET}'
+                                f'{" (DOCKER_HOST)" if where else ""}: {_cause(e)}', hint=hint) from None
     return client
+
+
+def _cause(error: BaseException, depth: int = 0) -> str:
+    """The innermost OS error's text in a chain of wrapped exceptions (requests wraps them in arguments)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    inner = [a for a in getattr(error, 'args', ()) if isinstance(a, BaseException)]
+    inner += [e for e in (error.__cause__, error.__context__) if e is not None]
+    for e in inner if depth < 8 else []:
+        found = _cause(e, depth + 1)
+        if found:
+            return found
+    return str(error) if depth == 0 else ''
 
 
 def image_exists(client, image_id: str) -> bool:
@@ -51,6 +69,10 @@ class Host:
     connection: object = None
     nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
     _closers: list = field(default_factory=list)
+    lost: object = None  # () -> why the SSH connection was found dead, or None
+
+    def lost_reason(self) -> str | None:
+        return self.lost() if self.lost is not None else None
 
     @property
     def kind(self) -> str:
@@ -76,6 +98,13 @@ def open_host(config, where: str = 'local'):
     host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
     try:
         yield host
+    except Exception as e:
+        reason = host.lost_reason()
+        if reason is None or isinstance(e, PipelineError):
+            raise
+        raise RemoteError(f'the SSH connection to {host.name} was lost: {reason}',
+                          hint='check the network to that host; whatever runs there goes on: see it with '
+                               f'doit status where={host.where}') from None
     finally:
         host.close()
 
@@ -87,7 +116,8 @@ def _local_host() -> Host:
 def _ssh_host(config) -> Host:
     from tg_pipeline.ssh import Remote, RemoteTarget
     remote = Remote(RemoteTarget.from_config(config.remote))
-    host = Host('remote', f'remote {remote.name}', None, remote=True, connection=remote.connection)
+    host = Host('remote', f'remote {remote.name}', None, remote=True, connection=remote.connection,
+                lost=remote.lost)
     host._closers.append(remote.close)
     try:
         host.docker = remote.docker
@@ -107,7 +137,7 @@ def _swarm_host(config) -> Host:
         host = Host('swarm', 'swarm local', local_engine(), nodes=[ssh.docker])
     else:
         host = Host('swarm', f'swarm {ssh.name.split(" ", 1)[1]}', ssh.docker, remote=True,
-                    connection=ssh.connection, nodes=[local_engine()])
+                    connection=ssh.connection, nodes=[local_engine()], lost=ssh.lost)
     host._closers.append(ssh.close)
     manager_nodes = {n.id for n in host.docker.nodes.list()}
     host.nodes = [e for e in host.nodes if e.info().get('Swarm', {}).get('NodeID') in manager_nodes]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tg_pipeline.errors import ConfigError
+
 
 class RunPaths:
     """The runs of one job on one kind of host (``where``: local, remote, swarm), collected here."""
@@ -50,8 +52,20 @@ class RunPaths:
         self.record(run_id).write_text(json.dumps(record, indent=1, default=str))
 
 
+def _one_name(text: str) -> bool:
+    """Whether ``text`` names a file in its folder, never another folder (no ``/``, ``\\``, ``..``)."""
+    return text not in ('', '.', '..') and not any(c in text for c in '/\\\0')
+
+
 class JobPaths:
+    """The files of one job under ``build_dir``; a job, module or version that would put a file anywhere
+    else (``..``, ``/``) is refused (pipeline.toml's checks refuse those names before, this is the last guard)."""
+
     def __init__(self, build_dir: Path, job: str, module: str = '', version: str = ''):
+        for what, text in (('job name', job), ('module', module or 'm'), ('version', version or 'v')):
+            if not _one_name(text):
+                raise ConfigError(f'{what} {text!r} would write outside the build folder {build_dir}',
+                                  hint='use letters, digits, ".", "_" and "-" only')
         self.dir = Path(build_dir) / job
         self.resources = self.dir / 'resources'
         self.payload = self.resource('job')

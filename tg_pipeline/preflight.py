@@ -13,7 +13,7 @@ import tarfile
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.hosts import local_engine
 from tg_pipeline.image.registry import pull, push, remote_reference
-from tg_pipeline.ssh import Remote, RemoteTarget, connect, describe
+from tg_pipeline.ssh import Remote, RemoteTarget, connect, describe, run
 
 PROBE = 'tg-pipeline-probe:1'
 
@@ -95,7 +95,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
         except PipelineError as e:
             report.fail('registry pull on the remote', e)
     if remote is not None:
-        python = remote.connection.run('python3 --version', hide=True, warn=True, in_stream=False)
+        python = run(remote.connection, 'python3 --version')
         version = (python.stdout or python.stderr).strip() if python.exited == 0 else 'no python3 (not needed)'
         report.ok('remote versions', f'Docker {docker_version}; {version}')
         remote.close()

@@ -1,38 +1,54 @@
-"""SSH to the remote Docker host (fabric), and a Docker SDK client that talks through that connection.
+"""SSH to the remote Docker host (fabric over paramiko), and a Docker SDK client that talks through that connection.
 
-* fabric resolves the host: ``~/.ssh/config`` aliases, HostName, Port, User,
-  IdentityFile and ProxyJump; ``[remote]`` values in pipeline.toml win.
-* Unknown host keys are refused (paramiko's RejectPolicy) unless
-  ``accept_unknown_host_keys = true``; fabric alone would accept any key.
-* The Docker SDK runs over a channel of that same SSH connection
-  (``docker system dial-stdio`` on the remote), so every API call of a run
-  shares one login, and environment values travel as API JSON: no remote
-  shell ever sees them.
+* The host is resolved by OpenSSH itself (``ssh -G``, see :mod:`tg_pipeline.ssh_settings`): aliases,
+  Include, Match, HostName, Port, User, IdentityFile, CertificateFile, IdentityAgent, known-hosts files,
+  ProxyJump, ProxyCommand, ConnectTimeout, ServerAlive*; ``[remote]`` values win.
+* Unknown host keys are refused unless ``accept_unknown_host_keys = true`` (or StrictHostKeyChecking
+  no / accept-new in the ssh config); fabric alone would accept any key.
+* The Docker SDK runs over channels of that same SSH connection (``docker system dial-stdio`` on the
+  remote), reused from one small pool, so every API call of a run shares one login, and environment
+  values travel as API JSON: no remote shell ever sees them.
+* A :class:`~tg_pipeline.keepalive.Watchdog` finds a silent connection dead within
+  ServerAliveInterval x (ServerAliveCountMax + 1) seconds (default 15 s x 4).
+* Every failure is one ERROR/TIP paragraph (:mod:`tg_pipeline.ssh_errors`); paramiko's own log lines go to
+  the logger ``tg_pipeline.ssh.paramiko``, silent unless ``TG_PIPELINE_DEBUG`` is set.
 """
 from __future__ import annotations
 
+import logging
 import os
-import socket
 from dataclasses import dataclass
 
 import docker
+import fabric
 import paramiko
 
 from tg_pipeline import compat
-from tg_pipeline.errors import HostKeyError, RemoteError, SSHError
+from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.keepalive import Watchdog
+from tg_pipeline.ssh_auth import OpenSSHKeys
+from tg_pipeline.ssh_errors import UnknownHostKey, login_error, session_error
+from tg_pipeline.ssh_settings import SSHSettings, parse_jump, resolve
 
 DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
+LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
+MAX_JUMPS = 8
+
+if not os.environ.get('TG_PIPELINE_DEBUG'):  # with it, paramiko's lines reach the root logger (stderr)
+    logging.getLogger(LOG_CHANNEL).addHandler(logging.NullHandler())
+    logging.getLogger(LOG_CHANNEL).propagate = False
 
 
 @dataclass
 class RemoteTarget:
-    """Where to log in, as configured (empty values: taken from ~/.ssh/config)."""
+    """Where to log in, as configured (empty values: as OpenSSH resolves the host)."""
     host: str
     user: str = ''
     port: int = 0
     identity_file: str = ''
     accept_unknown_host_keys: bool = False
-    connect_timeout: float = 15
+    connect_timeout: float = 0  # 0: ConnectTimeout of the ssh config, else 15 s
+    ssh_config: str = ''  # an ssh_config file instead of OpenSSH's own (ssh -F)
 
     @classmethod
     def from_config(cls, remote) -> 'RemoteTarget':
@@ -43,74 +59,139 @@ class RemoteTarget:
                               hint='set host in [remote] of pipeline.toml (a name, an address or a Host alias '
                                    'from ~/.ssh/config), or pass host=... on the command line')
         return cls(host=remote.host, user=remote.user, port=remote.port, identity_file=remote.identity_file,
-                   accept_unknown_host_keys=remote.accept_unknown_host_keys, connect_timeout=remote.connect_timeout)
+                   accept_unknown_host_keys=remote.accept_unknown_host_keys, connect_timeout=remote.connect_timeout,
+                   ssh_config=remote.ssh_config)
+
+    def settings(self) -> SSHSettings:
+        return resolve(self.host, self.user, self.port, self.identity_file, self.ssh_config, self.connect_timeout)
 
 
-def _fabric_connection(target: RemoteTarget):
-    import fabric
-    kwargs = {}
-    if target.identity_file:
-        kwargs['key_filename'] = os.path.expanduser(target.identity_file)
-    connection = fabric.Connection(target.host, user=target.user or None, port=target.port or None,
-                                   connect_timeout=int(target.connect_timeout), connect_kwargs=kwargs)
-    client = connection.client
-    client.load_system_host_keys()  # ~/.ssh/known_hosts ($HOME, as paramiko reads it)
-    known = connection.ssh_config.get('userknownhostsfile')
-    for path in (known.split() if isinstance(known, str) else known or []):
-        path = os.path.expanduser(path)
-        if os.path.exists(path):
-            client.get_host_keys().load(path)
-    client.set_missing_host_key_policy(
-        paramiko.AutoAddPolicy() if target.accept_unknown_host_keys else paramiko.RejectPolicy())
-    return connection
+class _KnownHosts(paramiko.MissingHostKeyPolicy):
+    """A key not in known_hosts under the host's name: its HostKeyAlias entry, or accepted when asked to."""
+
+    def __init__(self, settings: SSHSettings, accept: bool):
+        self.settings, self.accept = settings, accept
+
+    def missing_host_key(self, client, hostname, key):
+        alias = self.settings.host_key_alias
+        known = client.get_host_keys().lookup(alias) if alias else None
+        if known and key.get_name() in known:
+            if known[key.get_name()] != key:
+                raise paramiko.BadHostKeyException(hostname, key, known[key.get_name()])
+            return
+        if not (self.accept or self.settings.accept_new_host_keys):
+            raise UnknownHostKey(f'Server {hostname!r} not found in known_hosts')
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class SSHConnection(fabric.Connection):
+    """A fabric Connection built from resolved :class:`SSHSettings` (fabric reads no ssh config itself);
+    ``open()`` raises our errors."""
+    settings = auth = watchdog = None  # declared here: fabric stores undeclared attributes in its config
+
+    def __init__(self, settings: SSHSettings, accept_unknown: bool = False, gateway=None):
+        self.settings, self.auth, self.watchdog = settings, OpenSSHKeys(settings), None
+        timeout = settings.connect_timeout
+        super().__init__(settings.hostname, user=settings.user, port=settings.port,
+                         config=fabric.Config(ssh_config=paramiko.SSHConfig(), lazy=True),
+                         gateway=gateway if gateway is not None else (settings.proxy_command or False),
+                         forward_agent=False, connect_kwargs={'auth_strategy': self.auth, 'timeout': timeout,
+                                                              'banner_timeout': timeout, 'auth_timeout': 30})
+        self.client.set_log_channel(LOG_CHANNEL)
+        for path in settings.known_hosts:
+            if os.path.isfile(path):
+                self.client.get_host_keys().load(path)
+        self.client.set_missing_host_key_policy(_KnownHosts(settings, accept_unknown))
+
+    def open(self):
+        if self.is_connected:
+            return None
+        try:
+            result = super().open()
+        except PipelineError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever the login raised, named for people
+            transport = self.client.get_transport()  # (the handshake may time out before the banner does)
+            raise login_error(e, self.settings, self.auth, bool(transport and transport.remote_version)) from None
+        s = self.settings
+        self.watchdog = Watchdog(self.transport, s.alive_interval, s.alive_count, f'{s.hostname} port {s.port}')
+        return result
+
+    def open_gateway(self):
+        if isinstance(self.gateway, str):  # ProxyCommand: OpenSSH's tokens, with this connection's values
+            s = self.settings
+            command = self.gateway
+            for token, value in (('%%', '\0'), ('%h', s.hostname), ('%p', str(s.port)), ('%r', s.user),
+                                 ('%n', s.alias)):
+                command = command.replace(token, value)
+            return paramiko.ProxyCommand(command.replace('\0', '%'))
+        self.gateway.open()
+        return super().open_gateway()
+
+    def lost(self) -> str | None:
+        """Why the keepalive watchdog closed this connection (None: it did not)."""
+        return self.watchdog.reason if self.watchdog is not None else None
+
+    def close(self):
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        super().close()
+        if isinstance(self.gateway, SSHConnection):
+            self.gateway.close()
+
+
+def _jumps(settings: SSHSettings, accept_unknown: bool, depth: int = 0):
+    """The ProxyJump chain in front of ``settings`` as nested connections (None: direct)."""
+    if not settings.proxy_jump or depth > MAX_JUMPS:
+        return None
+    gateway = None
+    for hop in settings.proxy_jump.split(','):
+        user, host, port = parse_jump(hop.strip())
+        hop_settings = resolve(host, user, port, config_file=settings.config_file)
+        if (hop_settings.hostname, hop_settings.port) == (settings.hostname, settings.port):
+            return None  # a wildcard Host block that names its own jump host
+        inner = gateway if gateway is not None else _jumps(hop_settings, accept_unknown, depth + 1)
+        gateway = SSHConnection(hop_settings, accept_unknown, gateway=inner if inner is not None else False)
+    return gateway
 
 
 def describe(connection) -> str:
     return f'{connection.user}@{connection.host}:{connection.port}'
 
 
-def connect(target: RemoteTarget):
-    """An open fabric Connection; SSH failures become :class:`SSHError` with the fix."""
-    connection = _fabric_connection(target)
-    where = describe(connection)
-    alias = f' (alias {target.host})' if target.host != connection.host else ''
+def connect(target: RemoteTarget) -> SSHConnection:
+    """An open connection to ``target``; every SSH failure is an :class:`SSHError` with the fix."""
+    settings = target.settings()
+    gateway = _jumps(settings, target.accept_unknown_host_keys)
+    connection = SSHConnection(settings, target.accept_unknown_host_keys, gateway)
     try:
         connection.open()
-    except paramiko.BadHostKeyException as e:
-        raise HostKeyError(
-            f'the host key of {connection.host} has CHANGED since it was trusted: refusing to connect to {where}',
-            command=f'ssh {where}',
-            hint=f'if the host was really reinstalled, remove the old key (ssh-keygen -R {connection.host}) '
-                 f'and trust the new one after checking its fingerprint') from e
-    except paramiko.SSHException as e:
-        if 'not found in known_hosts' in str(e):
-            port = f'-p {connection.port} ' if connection.port != 22 else ''
-            raise HostKeyError(
-                f'the host key of {connection.host}{alias} is unknown: refusing to connect to {where}',
-                command=f'ssh {where}',
-                hint=f'check the key and trust it: ssh-keyscan {port}{connection.host} >> ~/.ssh/known_hosts '
-                     f'(or set accept_unknown_host_keys = true in [remote] to trust any key)') from e
-        if isinstance(e, paramiko.AuthenticationException) or 'Authentication failed' in str(e) \
-                or 'No authentication methods' in str(e):
-            raise SSHError(
-                f'SSH login as {connection.user} to {connection.host}{alias} was refused ({e})',
-                command=f'ssh {where}',
-                hint='check user and identity_file in [remote] (or User/IdentityFile in ~/.ssh/config), and that '
-                     'the public key is in ~/.ssh/authorized_keys of that user on the remote') from e
-        raise SSHError(f'SSH to {where}{alias} failed: {e}', command=f'ssh {where}') from e
-    except (socket.timeout, TimeoutError) as e:
-        raise SSHError(f'SSH to {where}{alias} timed out after {target.connect_timeout:g} s',
-                       command=f'ssh {where}', hint='check host, port and that the machine is up') from e
-    except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as e:
-        raise SSHError(f'cannot reach {where}{alias}: {e}', command=f'ssh {where}',
-                       hint='check host and port in [remote] (or HostName/Port in ~/.ssh/config)') from e
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def run(connection, command: str):
+    """``connection.run(command)`` (output captured, no stdin); a session the server refuses is named."""
+    try:
+        return connection.run(command, hide=True, warn=True, in_stream=False)
+    except paramiko.SSHException as e:
+        error = session_error(e, describe(connection), _lost(connection))
+        if error is None:
+            raise
+        raise error from None
+
+
+def _lost(connection) -> str | None:
+    lost = getattr(connection, 'lost', None)
+    return lost() if lost else None
 
 
 def remote_docker_version(connection) -> str:
     """Check that the login user may use Docker on the remote; return the engine version."""
     command = "docker version --format '{{.Server.Version}}'"
-    result = connection.run(command, hide=True, warn=True, in_stream=False)
+    result = run(connection, command)
     if result.exited == 0:
         return result.stdout.strip()
     err = result.stderr + result.stdout
@@ -131,9 +212,13 @@ def remote_docker_version(connection) -> str:
 
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     """A DockerClient for the remote engine, over ``connection``."""
-    client = compat.docker_over_fabric(connection, DOCKER_API_VERSION, timeout)
+    name = describe(connection)
+    client = compat.docker_over_fabric(connection, DOCKER_API_VERSION, timeout,
+                                       translate=lambda e: session_error(e, name))  # a lost one: see Remote.lost
     try:
         client.ping()
+    except PipelineError:
+        raise
     except Exception as e:
         remote_docker_version(connection)  # names the usual causes: no docker, no permission, engine down
         raise RemoteError(f'the Docker API of {connection.host} does not answer over SSH: {e}',
@@ -161,6 +246,10 @@ class Remote:
     @property
     def name(self) -> str:
         return describe(self.connection)
+
+    def lost(self) -> str | None:
+        """Why the connection was found dead (None: it was not)."""
+        return _lost(self.connection)
 
     def close(self):
         if self._docker is not None:

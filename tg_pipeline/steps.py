@@ -64,17 +64,20 @@ class Context:
     def payload_key(self, job: str) -> dict:
         return {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
 
-    def say(self, result) -> None:
-        """Keep a run's result for the Python API; tell the command-line user the value and where it is."""
-        self.results[result.job if hasattr(result, 'job') else '?'] = result
-        if not self.capture and hasattr(result, 'exit_code'):
+    def say(self, job: str, result) -> None:
+        """Keep a run's result for the Python API; tell the command-line user the value and where it is
+        (also at ``doit -v 0``, which hides the rest of a task's output)."""
+        self.results[job] = result
+        if not self.capture:
+            from tg_pipeline.compat import outcome_stream
             from tg_pipeline.runs.lifecycle import report
-            report(result)
+            report(result, out=outcome_stream())
 
 
 # --- build steps -------------------------------------------------------------------------------------
 def serialize(ctx: Context, job: str) -> None:
-    from tg_pipeline.job.pickling import check_source_roots, make_job, serialize as dump, write_if_changed
+    from tg_pipeline.job.factory import make_job
+    from tg_pipeline.job.pickling import check_source_roots, serialize as dump, write_if_changed
     p = ctx.paths(job)
     if job in ctx.payloads:
         for name, data in ctx.payloads[job].items():
@@ -95,7 +98,9 @@ def sdist(ctx: Context, job: str) -> None:
     from tg_pipeline.package.sdist import make_sdist
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
     names = ctx.resource_names(job)
-    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots)
+    setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
+        else f'source_roots in [package] of {config.path.name}'
+    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots, config.root, setting)
     resources = {n: p.resource(n).read_bytes() for n in names}
     path = make_sdist(p.context, j.package, j.version, j.module, config.source_roots, resources, list(j.dependencies))
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
@@ -148,6 +153,34 @@ def image_current(ctx: Context, job: str) -> bool:
 
 
 # --- run steps -----------------------------------------------------------------------------------------
+def check_env(ctx: Context, job: str, environ=None) -> None:
+    """Before a run starts: every variable the job's ``env`` names is set here, unless its env_missing is
+    "ignore" (then a missing one is missing in the container too)."""
+    import os
+    import shlex
+    j = ctx.config.job(job)
+    environ = os.environ if environ is None else environ
+    missing = [name for name in j.env if name not in environ]
+    if not missing or j.env_missing == 'ignore':
+        return
+    origin = ctx.config.origins.get(f'jobs.{job}.env', '')
+    exports = ' '.join(f'{shlex.quote(name)}=...' for name in missing)
+    if config_origin_is_api(origin):
+        allow = "SSHDockerOptions(..., env_missing='ignore')"
+    else:
+        allow = (f'env_missing = "ignore" in [run] (or in [jobs.{job}]) of {ctx.config.path.name}, or '
+                 f'env_missing=ignore on the command line')
+    raise ConfigError(f'job {job} passes {", ".join(missing)} from this environment (env, set at {origin}), but '
+                      f'{"it is" if len(missing) == 1 else "they are"} not set here', key=f'jobs.{job}.env',
+                      hint=f'set {"it" if len(missing) == 1 else "them"} first: export {exports}; or, to run '
+                           f'without, {allow}')
+
+
+def config_origin_is_api(origin: str) -> bool:
+    from tg_pipeline.config import API_ORIGIN
+    return API_ORIGIN in origin
+
+
 def run_spec(ctx: Context, job: str, reference: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.base import RunSpec
@@ -167,7 +200,7 @@ def _run(ctx: Context, job: str, host, spec) -> None:
     outcome = lifecycle.run(backend(host, ctx.config), spec, ctx.paths(job).runs(host.where),
                             detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=silent)
     if hasattr(outcome, 'exit_code'):
-        ctx.say(outcome)
+        ctx.say(job, outcome)
     else:
         ctx.results[job] = outcome  # a detached run's handle
 
@@ -176,12 +209,15 @@ def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
-    if not ctx.capture and value is not None:
-        print(f'Result: {value!r}')
+    if not ctx.capture:
+        from tg_pipeline.compat import outcome_stream
+        from tg_pipeline.runs.records import shown_object
+        print(f'Result: {shown_object(value)}', file=outcome_stream(), flush=True)
 
 
 def run_local(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
+    check_env(ctx, job)
     with open_host(ctx.config, 'local') as host:
         _run(ctx, job, host, run_spec(ctx, job))
 
@@ -190,6 +226,7 @@ def run_remote(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import local_engine, open_host
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import pull, recorded_push
+    check_env(ctx, job)
     image_id = recorded_image(ctx.paths(job).image)['image_id']
     with open_host(ctx.config, 'remote') as host:
         if ctx.transfer() == 'ssh':
@@ -206,6 +243,7 @@ def run_remote(ctx: Context, job: str) -> None:
 def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts import open_host
     from tg_pipeline.image.registry import recorded_push
+    check_env(ctx, job)
     if not ctx.config.registry.address:
         raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
                           key='registry.address', hint='set address in [registry] of pipeline.toml')
@@ -233,9 +271,19 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
         elif step == 'logs':
             result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'))
             if result is not None:  # followed to its end: collected like an attached run
-                ctx.say(result)
+                ctx.say(job, result)
         else:
-            ctx.say(lifecycle.result(kind, scope, paths, run_id))
+            ctx.say(job, lifecycle.result(kind, scope, paths, run_id))
+
+
+def clean_runs(ctx: Context, job: str, where: str, dryrun: bool) -> None:
+    """``doit clean run_WHERE:JOB``: the runs of the job collected here from that host (never a run on a host)."""
+    import shutil
+    paths = ctx.paths(job).runs(where)
+    if paths.dir.is_dir():
+        print(f'run_{where}:{job} - removing {len(paths.saved_ids())} collected run(s) in {paths.dir}')
+        if not dryrun:
+            shutil.rmtree(paths.dir)
 
 
 def reach_step(ctx: Context, job: str, step: str) -> None:
@@ -297,6 +345,14 @@ def cleanup(ctx: Context) -> None:
             remove_caches([host.docker, *host.nodes], ctx.config.project, host.name)
 
 
+def draw_graph(ctx: Context, tasks: dict, probe) -> None:
+    """``doit graph``: the chosen jobs' steps (``tasks``: step -> sub-task dicts), marked by ``probe`` (doit's
+    own up-to-date answers), as build/graph.dot and .png."""
+    from tg_pipeline.graph import write_graph
+    write_graph(tasks, ctx.config.build_dir / 'graph.dot', probe, everything=ctx.flag('all'),
+                files=ctx.flag('files'), root=ctx.config.root)
+
+
 def show_config(ctx: Context, jobs: list[str]) -> None:
     from tg_pipeline.config import describe
     print(describe(ctx.config, jobs))
@@ -311,4 +367,5 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'reach_step', 'cleanup', 'show_config', 'check_remote']
+           'run_remote', 'run_swarm', 'lifecycle_step', 'reach_step', 'clean_runs', 'cleanup', 'draw_graph',
+           'show_config', 'check_remote']

@@ -41,6 +41,16 @@ STEPS = {
     'forward': 'forward local_port= here to port= of the job\'s running container until Ctrl-C (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
+# the tasks of the whole project: name -> (doc, action)
+SINGLE_TASKS = {
+    'graph': ('draw the delivery steps of the jobs (all=1: every step, files=1: their files) and what would run '
+              'now, as build/graph.dot (and .png where graphviz is installed)', steps.draw_graph),
+    'check_remote': ('preflight of the remote: SSH login, Docker there, registry push here and pull there',
+                     steps.check_remote),
+    'cleanup': ('remove this project\'s ended runs older than days=N (default 7) from the host '
+                '(where=local|remote|swarm)', steps.cleanup),
+    'config': ('print the effective configuration (secret-looking env values as ***)', steps.show_config),
+}
 
 
 def action(ctx: steps.Context, function, *args):
@@ -84,7 +94,8 @@ def build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, d
     from tg_pipeline.locks import JobLock
     tasks = _build_tasks(ctx, job, sources)
     lock = JobLock(ctx.paths(job).lock, job)
-    return {step: lock.guard(step, task) for step, task in tasks.items()}
+    # `doit clean STEP:JOB` removes the step's targets: for build_image the recorded image.json, never an image
+    return {step: dict(lock.guard(step, task), clean=True) for step, task in tasks.items()}
 
 
 def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, dict]:
@@ -116,59 +127,64 @@ def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, 
     }
 
 
+# a run's output goes to its log files and the terminal as it comes: doit must not keep a copy in memory
+STREAMED = {'capture': False}
+
+
 def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
     remote_needs = f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'
-    return {
+    tasks = {
         'run_attached': dict(actions=[action(ctx, steps.run_attached, job)], task_dep=[f'serialize:{job}']),
-        'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}']),
-        'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=[remote_needs]),
-        'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=[f'push:{job}']),
+        'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}'],
+                          clean=[(steps.clean_runs, [ctx, job, 'local'])]),
+        'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=[remote_needs],
+                           clean=[(steps.clean_runs, [ctx, job, 'remote'])]),
+        'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=[f'push:{job}'],
+                          clean=[(steps.clean_runs, [ctx, job, 'swarm'])]),
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
         **{step: dict(actions=[action(ctx, steps.reach_step, job, step)], uptodate=[False])
            for step in ('exec', 'forward')},
     }
+    return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 
 
 def all_tasks(ctx: steps.Context, jobs: list[str]) -> dict[str, list[dict]]:
-    """step -> sub-task dicts for every selected job."""
+    """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`)."""
+    from tg_pipeline import params
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
     for job in jobs:
+        settings = params.settings(ctx.config, job)
         for step, task in {**build_tasks(ctx, job, sources), **run_tasks(ctx, job)}.items():
             task.setdefault('verbosity', 2)
-            found[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]'))
+            found[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]',
+                                    params=params.for_task(step, settings, [job])))
     return found
 
 
 def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
+    from tg_pipeline import params
     tasks = all_tasks(ctx, jobs)
+    settings = params.settings(ctx.config, None)
     functions = {}
     for step, subtasks in tasks.items():
-        def creator(subtasks=subtasks):
+        def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
+            yield {'name': None, 'doc': STEPS[step], 'params': params.for_task(step, settings, jobs)}
             yield from (dict(t) for t in subtasks)  # doit rewrites 'name' in what it gets
         creator.__doc__ = STEPS[step]
         functions[f'task_{step}'] = creator
 
-    def single(doc, function, *args):
-        def creator():
-            return {'actions': [action(ctx, function, *args)], 'verbosity': 2, 'uptodate': [False]}
-        creator.__doc__ = doc
-        return creator
-
-    def write_graph(_ctx):
-        from tg_pipeline.graph import write_graph as write
-        write(tasks, ctx.config.build_dir / 'graph.dot')
-    functions['task_graph'] = single('write the task graph as build/graph.dot (and .png where graphviz is '
-                                     'installed)', write_graph)
-    functions['task_check_remote'] = single('preflight of the remote: SSH login, Docker there, registry push '
-                                            'here and pull there', steps.check_remote)
-    functions['task_cleanup'] = single('remove this project\'s ended runs older than days=N (default 7) from the '
-                                       'host (where=local|remote|swarm); caches=1: its cache volumes too',
-                                       steps.cleanup)
-    functions['task_config'] = single('print the effective configuration (secret-looking env values as ***)',
-                                      steps.show_config, jobs)
+    from tg_pipeline.graph import Probe
+    probe = Probe()  # doit hands it its dependency manager: `doit graph` asks it what is up to date
+    arguments = {'graph': (tasks, probe), 'config': (jobs,)}
+    for name, (doc, function) in SINGLE_TASKS.items():
+        task = {'actions': [action(ctx, function, *arguments.get(name, ()))], 'verbosity': 2,
+                'uptodate': [probe if name == 'graph' else False], 'params': params.for_task(name, settings, jobs),
+                'meta': {'document': name == 'config'}, 'io': STREAMED}  # `doit config`: the TOML alone
+        functions[f'task_{name}'] = lambda task=task: dict(task)
+        functions[f'task_{name}'].__doc__ = doc
     return functions
 
 
@@ -184,9 +200,10 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     A bad pipeline.toml stops here, before doit runs any task, with one ERROR/TIP paragraph.
     """
     from tg_pipeline import config as config_module
+    from tg_pipeline import params
     root = Path(dodo_file).resolve().parent
-    variables = compat.command_line_vars()
     try:
+        variables = params.command_line(compat.command_line_vars(), sys.argv[1:])
         config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
                                     overrides=variables)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
@@ -195,5 +212,6 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
         report(e)
         sys.exit(2)
     config.build_dir.mkdir(parents=True, exist_ok=True)
-    functions['DOIT_CONFIG'] = doit_config(config.build_dir, default_tasks=['build_image'], verbosity=1)
+    functions['DOIT_CONFIG'] = doit_config(config.build_dir, default_tasks=['build_image'], verbosity=1,
+                                           reporter=compat.console_reporter())
     return functions

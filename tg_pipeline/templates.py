@@ -1,12 +1,29 @@
-"""Jinja environment over the project's templates/ folder (or the copy installed with us)."""
+"""Jinja environment over our templates: the copy installed inside the package, or a checkout's templates/."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-# A checkout has templates/ beside the package; an installed wheel carries them inside it.
-SEARCH = [p for p in (_HERE.parent / 'templates', _HERE / 'templates') if p.is_dir()]
+
+
+def search_path(package_dir: Path) -> list[Path]:
+    """Where our templates are, for the package folder ``package_dir``.
+
+    An installed wheel carries them inside the package (``tg_pipeline/templates/``). A checkout (also an
+    editable install) has them beside it, in the repository's ``templates/``; its parent is recognised by
+    its ``pyproject.toml``, so that a ``templates`` folder some other distribution left in site-packages is
+    never taken for ours."""
+    inside = package_dir / 'templates'
+    if inside.is_dir():
+        return [inside]
+    checkout = package_dir.parent
+    if (checkout / 'pyproject.toml').is_file() and (checkout / 'templates').is_dir():
+        return [checkout / 'templates']
+    return []
+
+
+SEARCH = search_path(_HERE)
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,7 +18,8 @@ def test_pyproject_pins_the_ranges_compat_was_checked_on():
     pins = {re.split(r'[<>=!~ ]', d, 1)[0]: d for d in deps}
     def text(version):
         return str(version[0]) if version[1:] == (0,) and version[0] else '.'.join(map(str, version))
-    for name, (low, high) in (('docker', compat.DOCKER_RANGE), ('doit', compat.DOIT_RANGE)):
+    for name, (low, high) in (('docker', compat.DOCKER_RANGE), ('doit', compat.DOIT_RANGE),
+                              ('paramiko', compat.PARAMIKO_RANGE)):
         assert f'>={text(low)}' in pins[name] and f'<{text(high)}' in pins[name], pins[name]
 
 

@@ -227,7 +227,7 @@ def swarm(engine):
 def service_body(engine, backend, **values) -> dict:
     """The service a swarm run of these resources asks the manager for."""
     spec = make_spec(engine, reference=REFERENCE, variants=('0',), resources=resources(**values))
-    handle = backend.start(backend.prepare(spec))
+    handle = backend.start(backend.prepare(spec), spec)
     return engine.services[handle.ref].body
 
 

@@ -342,7 +342,7 @@ def test_incomplete_or_bad_markers_are_refused():
 def test_sdist_carries_the_runtime_byte_for_byte(tmp_path, jobs):
     members = sdist.build_members('rtjob', '1.0', 'rtjob__1_0', [Path(jobs.__file__).parent], {'job': b'j'}, [])
     top = 'rtjob__1_0-1.0/rtjob__1_0'
-    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py']
+    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py']
     for file in sdist.runtime_files():
         assert members[f'{top}/_tg_runtime/{file.name}'] == file.read_bytes()
     assert json.loads(members[f'{top}/_tg_meta.json']) == {

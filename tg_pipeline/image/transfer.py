@@ -37,14 +37,22 @@ class TransferStats:
                 f'{self.bytes_sent / 1e6:.2f} MB over SSH')
 
 
-def remote_layers(client: docker.DockerClient) -> set[str]:
-    """Diff ids of every layer of every image the engine has."""
+def remote_layers(client: docker.DockerClient, known: dict | None = None) -> set[str]:
+    """Diff ids of every layer of every image the engine has.
+
+    The image list gives no layers, so each image is inspected, one request each; ``known`` (image id ->
+    its diff ids, updated here) spares the images seen before: an image id is the digest of the image's
+    config, which lists its layers, so they never change.
+    """
+    known = {} if known is None else known
     found = set()
     for image in client.api.images(quiet=True):
-        try:
-            found.update(client.api.inspect_image(image)['RootFS'].get('Layers', []))
-        except docker.errors.NotFound:
-            pass
+        if image not in known:
+            try:
+                known[image] = client.api.inspect_image(image)['RootFS'].get('Layers', [])
+            except docker.errors.NotFound:
+                continue
+        found.update(known[image])
     return found
 
 
@@ -68,21 +76,24 @@ class _StreamReader(io.RawIOBase):
         return n
 
 
-def _cache_path() -> str:
+KNOWN_IMAGES_KEPT = 5000  # image id -> layers entries kept (the oldest go first)
+
+
+def _cache_path(name: str = 'layer_ids.json') -> str:
     base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return os.path.join(base, 'tg_pipeline', 'layer_ids.json')
+    return os.path.join(base, 'tg_pipeline', name)
 
 
-def _load_cache() -> dict:
+def _load_cache(name: str = 'layer_ids.json') -> dict:
     try:
-        with open(_cache_path()) as file:
+        with open(_cache_path(name)) as file:
             return json.load(file)
     except (OSError, ValueError):
         return {}
 
 
-def _save_cache(cache: dict) -> None:
-    path = _cache_path()
+def _save_cache(cache: dict, name: str = 'layer_ids.json') -> None:
+    path = _cache_path(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f'{path}.{os.getpid()}'
     with open(tmp, 'w') as file:
@@ -155,7 +166,9 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
             return stats
     except docker.errors.ImageNotFound:
         pass
-    have = remote_layers(remote)
+    known = _load_cache('image_layers.json')
+    have = remote_layers(remote, known)
+    _save_cache(dict(list(known.items())[-KNOWN_IMAGES_KEPT:]), 'image_layers.json')
     cache = _load_cache()
     archive = _archive(local, image_id, reference, have, stats, progress, cache)
     _save_cache(cache)

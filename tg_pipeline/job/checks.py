@@ -2,9 +2,11 @@
 
 * :func:`check_imports`: load the payload in a clean subprocess where every
   module that is installed here but not declared as a dependency (nor the
-  standard library, nor a source root) refuses to import. A job that would
-  die in the image with ``ModuleNotFoundError`` fails here, naming the module
-  and the line to add to pipeline.toml.
+  standard library, nor a source root) refuses to import, and so does every
+  module of the project folder outside the source roots (``helpers.py`` or
+  ``lib/`` next to ``jobs/``), which the sdist does not carry. A job that would
+  die in the image with ``ModuleNotFoundError`` fails here, naming the module,
+  its file and the line to add to pipeline.toml.
 * :func:`check_python_version`: code pickled by value (``__main__``, notebook
   cells) only loads on the Python minor version that pickled it; the base
   image's Python is compared with this one (asked once per image id, cached).
@@ -23,19 +25,21 @@ from packaging.utils import canonicalize_name
 from tg_pipeline.errors import PackagingError
 from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (public here too)
 
-# Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), payload paths...].
+# Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), project folders (JSON),
+# payload paths...]. The current folder is not on sys.path (the container's is not the project's); a module
+# found in a project folder (a root's parent, the project root) that is no source root is refused.
 # Only an import that is neither the standard library nor a source root costs a look at the installed
 # distributions (once): a job that imports only those starts and ends in the time Python takes to start.
 # packaging parses the requirements (helpers below); it leaves sys.modules again, so that the job's own
 # ``import packaging`` is judged like any other import.
 _GUARD = r'''
-import importlib.abc, json, pickle, sys
+import importlib.abc, importlib.machinery, json, pickle, sys
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 for loaded in [m for m in sys.modules if m.partition('.')[0] == 'packaging']:
     del sys.modules[loaded]
 HELPERS
-roots, declared = set(json.loads(sys.argv[1])), json.loads(sys.argv[2])
+roots, declared, project = set(json.loads(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
 rules = []
 class Guard(importlib.abc.MetaPathFinder):
@@ -43,13 +47,16 @@ class Guard(importlib.abc.MetaPathFinder):
         top = name.partition('.')[0]
         if top in stdlib or top in roots or top in sys.modules:
             return None
+        here = importlib.machinery.PathFinder.find_spec(top, project)
+        if here is not None and here.origin and here.origin != 'namespace':
+            raise ModuleNotFoundError('TG_PIPELINE_OUTSIDE ' + top + ' ' + here.origin, name=top)
         if not rules:
             rules.append(import_rules(declared))
         allowed, installed = rules[0]
         if top in installed and top not in allowed:
             raise ModuleNotFoundError('TG_PIPELINE_UNDECLARED ' + top, name=top)
 sys.meta_path.insert(0, Guard())
-for path in sys.argv[3:]:
+for path in sys.argv[4:]:
     with open(path, 'rb') as file:
         pickle.load(file)
 '''
@@ -87,35 +94,71 @@ def import_rules(dependencies: list[str]) -> tuple[set[str], dict[str, list[str]
     return {top for top, dists in installed.items() if set(dists) & declared}, installed
 
 
-def check_imports(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path]) -> None:
-    """Raise :class:`PackagingError` when loading the job needs an installed but undeclared package."""
+def check_imports(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path],
+                  project_root: Path | None = None, roots_setting: str = 'source_roots in [package] of pipeline.toml'
+                  ) -> None:
+    """Raise :class:`PackagingError` when loading the job needs an installed but undeclared package, or a module
+    of the project folder (``project_root``, the roots' parents) outside the source roots."""
     parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
+    project = list(dict.fromkeys(parents + ([str(Path(project_root).resolve())] if project_root else [])))
     helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
-    command = [sys.executable, '-c', f'import sys; sys.path[:0] = {parents!r}\n' + _GUARD.replace('HELPERS', helpers),
-               json.dumps(sorted(root.name for root in source_roots)), json.dumps(list(dependencies)),
-               *map(str, payloads)]
+    script = f'import sys; sys.path[:] = {parents!r} + [p for p in sys.path if p]\n' + _GUARD.replace('HELPERS', helpers)
+    command = [sys.executable, '-c', script, json.dumps(sorted(root.name for root in source_roots)),
+               json.dumps(list(dependencies)), json.dumps(project), *map(str, payloads)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode == 0:
         return
+    outside = re.search(r'TG_PIPELINE_OUTSIDE (\S+) (.+)$', result.stderr, re.MULTILINE)
+    if outside:
+        raise outside_roots(job, outside.group(1), Path(outside.group(2)), source_roots,
+                            _importer(result.stderr, source_roots), project_root, roots_setting)
     found = re.search(r'TG_PIPELINE_UNDECLARED (\S+)', result.stderr)
     if not found:
         raise PackagingError(f'the payload of job {job} does not load in a fresh Python process:\n'
                              + _last_lines(result.stderr),
                              hint='it must load without the state of this session; see the error above')
-    top = found.group(1)
-    dists = import_rules(dependencies)[1].get(top, [top])
-    where = _importer(result.stderr, source_roots)
+    raise _undeclared(job, found.group(1), dependencies, _importer(result.stderr, source_roots))
+
+
+def _undeclared(job: str, top: str, dependencies: list[str], where: str) -> PackagingError:
     from importlib import metadata
+    dists = import_rules(dependencies)[1].get(top, [top])
     pins = []
     for dist in dists:
         try:
             pins.append(f'"{dist}=={metadata.version(dist)}"')
         except metadata.PackageNotFoundError:
             pins.append(f'"{dist}"')
-    raise PackagingError(
+    return PackagingError(
         f'job {job} imports {top!r}{where}, which is installed here ({", ".join(dists)}) but not declared '
         f'as a dependency, so the image would not have it',
         hint=f'add {" or ".join(pins)} to dependencies in [package] (or [jobs.{job}]) of pipeline.toml')
+
+
+def outside_roots(job: str, top: str, origin: Path, source_roots: list[Path], where: str,
+                  project_root: Path | None, roots_setting: str) -> PackagingError:
+    """A module of the project folder that is no source root: its file, and the roots that would carry it."""
+    package = origin.name == '__init__.py'
+    folder = origin.parent if package else origin.parent / top
+    base = Path(project_root).resolve() if project_root else folder.parent
+
+    def shown(path: Path) -> str:
+        try:
+            return path.resolve().relative_to(base).as_posix()
+        except ValueError:
+            return str(path.resolve())
+    roots = [shown(root) for root in source_roots]
+    listed = ", ".join(json.dumps(r) for r in [*roots, shown(folder)])
+    fix = f'packaging.source_roots = [{listed}]' if roots_setting.startswith('packaging.') else \
+        f'source_roots = [{listed}]'
+    if package:
+        hint = f'add its folder to {roots_setting}: {fix}'
+    else:  # a source root is a folder: the module needs one of its own (or a place in an existing root)
+        hint = (f'move {origin.name} into a folder of its own, {shown(folder)}/__init__.py, and add that folder to '
+                f'{roots_setting}: {fix} (or move it into a source root and import it from there)')
+    return PackagingError(
+        f'job {job} imports {top!r}{where} from {origin}, which is in the project folder but outside the source '
+        f'roots ({", ".join(roots)}): the image would not have it', hint=hint)
 
 
 def _importer(stderr: str, source_roots: list[Path]) -> str:

@@ -122,8 +122,18 @@ def check_modules(modules: dict[str, str], source_roots: list[Path]) -> None:
         raise PackagingError(
             f'the job uses {example} from module {name!r} ({file}), which is neither under the source roots '
             f'({", ".join(str(r) for r in roots)}) nor installed: it would be missing in the container',
-            hint=f'add its folder {file.parent} (or a parent folder) to source_roots in [package] of '
-                 f'pipeline.toml, or install it as a dependency')
+            hint=_outside_hint(name, file))
+
+
+def _outside_hint(name: str, file: Path) -> str:
+    """How module ``name`` (at ``file``) travels: its top-level package's folder as a source root; a lone
+    module first needs a folder of its own (a source root is a folder)."""
+    depth = len(name.split('.')) - (1 if file.name == '__init__.py' else 2)
+    if depth < 0:
+        return (f'move {file.name} into a folder of its own ({file.parent / name}/__init__.py) and add its folder '
+                f'to source_roots in [package] of pipeline.toml, or install it as a dependency')
+    return (f'add its folder {file.parents[depth]} to source_roots in [package] of pipeline.toml, or install it '
+            f'as a dependency')
 
 
 def root_packages(source_roots: list[Path]) -> list[str]:
@@ -139,34 +149,6 @@ def check_source_roots(source_roots: list[Path], config_file: str | None = None)
         if not Path(root).name.isidentifier():
             raise ConfigError(f'source root {Path(root).name!r} is not a valid Python package name',
                               file=config_file, key='package.source_roots')
-
-
-def make_job(factory: str, args: list, kwargs: dict, project_root: Path, config_file: str | None = None,
-             key: str | None = None, line: int | None = None):
-    """Import ``module:Name`` and call it with the configured arguments."""
-    module_name, _, attr = factory.partition(':')
-    root = str(project_root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    where = dict(file=config_file, key=key, line=line)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f'factory {factory!r}: cannot import module {module_name!r} ({e})', **where,
-                          hint='give the module path relative to the folder of pipeline.toml, '
-                               'e.g. jobs.example_job:ExampleJob') from None
-    target = module
-    for part in attr.split('.'):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f'factory {factory!r}: module {module_name!r} has no {attr!r}', **where,
-                              hint=f'check the class or function name defined in {module.__file__}') from None
-    try:
-        return target(*args, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f'factory {factory!r} does not accept the configured args/kwargs: {e}', **where,
-                          hint='make args/kwargs match its signature') from None
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -187,3 +169,27 @@ def serialize(job, path: Path, source_roots: list[Path]) -> str:
     check_modules(modules, source_roots)
     write_if_changed(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def detect_source_roots(modules: dict[str, str]) -> list[Path]:
+    """The folders of the top-level packages that the payload's by-reference code comes from."""
+    installed = _installed_dirs()
+    roots = []
+    for name in sorted(modules):
+        top = name.split('.')[0]
+        if name == '__main__' or name in BY_VALUE or top in sys.builtin_module_names \
+                or top in getattr(sys, 'stdlib_module_names', ()):
+            continue
+        module = sys.modules.get(top)
+        file = getattr(module, '__file__', None)
+        if not file or _under(Path(file).resolve(), installed):
+            continue
+        if not file.endswith('__init__.py'):
+            raise PackagingError(
+                f'the job uses {modules[name]} from module {name!r} ({file}), a single file outside any package: '
+                f'it cannot travel as a source root',
+                hint=f'move it into a package folder (with __init__.py) and set packaging.source_roots to that folder')
+        root = Path(file).resolve().parent
+        if root not in roots:
+            roots.append(root)
+    return roots

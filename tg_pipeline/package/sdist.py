@@ -35,7 +35,7 @@ from tg_pipeline.runtime import protocol
 FIXED_MTIME = int(os.environ.get('SOURCE_DATE_EPOCH', 946684800))
 SKIP_DIRS = {'__pycache__', '.git', '.ipynb_checkpoints', '.pytest_cache', '.mypy_cache'}
 SKIP_SUFFIXES = ('.pyc', '.pyo')
-RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py')
+RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py')
 PACKAGE_INIT = (b'"""Job package built by tg_pipeline: `python -m` runs its job (see _tg_runtime.entry)."""\n'
                 b'from ._tg_runtime.entry import EntryPoint, main\n')
 PACKAGE_MAIN = b'import sys\n\nfrom ._tg_runtime.entry import main\n\nsys.exit(main())\n'

@@ -4,7 +4,7 @@
   owner), env names, limits.
 * :class:`RunHandle`: one run on one host, found by its labels: run id, where, host, container/service id.
 * :class:`RunResult`: how a run ended: exit code, run folder here (return value, traceback, output/), logs.
-* :class:`Backend`: start / watch / find / logs / stop / collect / discard, implemented by container runs
+* :class:`Backend`: start / watch / find / log_chunks / stop / collect / discard, implemented by container runs
   (:mod:`.container`) and swarm runs (:mod:`.swarm`); :mod:`.lifecycle` is written once over it.
 
 A run's labels (``tg_pipeline.*``) carry everything the lifecycle needs, so any process that reaches the
@@ -64,7 +64,7 @@ class RunSpec:
         values = {'job': self.job, 'package': self.package, 'version': self.version, 'module': self.module,
                   'run_id': run_id, 'where': where, 'project': self.project, 'owner': self.owner,
                   'image': self.image_id, 'memory_gb': f'{self.memory_gb:g}',
-                  'started': datetime.datetime.now().isoformat(timespec='seconds')}
+                  'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
@@ -82,20 +82,29 @@ class RunHandle:
     labels: Mapping[str, str] = field(default_factory=dict)  # without the tg_pipeline. prefix
     state: str = ''  # 'running', 'exited 0', '2 running, 1 complete' ...
     running: bool = False
+    start_time: Optional[datetime.datetime] = None  # as the host tells it (None: see the 'started' label)
+    end_time: Optional[datetime.datetime] = None  # when it ended, as the host tells it (None: still running)
 
-    def __getattr__(self, key):  # job, project, owner, module, version, started ...
-        if key in ('job', 'project', 'owner', 'module', 'version', 'package', 'started', 'image'):
-            return self.labels.get(key, '')
-        raise AttributeError(key)
+    def label(self, key: str) -> str:
+        return self.labels.get(key, '')
+
+    job = property(lambda self: self.label('job'))
+    project = property(lambda self: self.label('project'))
+    owner = property(lambda self: self.label('owner'))
+    module = property(lambda self: self.label('module'))
+    version = property(lambda self: self.label('version'))
+    started = property(lambda self: self.label('started'))
+    image = property(lambda self: self.label('image'))
 
     def commands(self) -> str:
         return reattach_commands(self.job, self.where, self.run_id)
 
 
 @contextlib.contextmanager
-def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str):
+def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str, why=None):
     """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
-    RemoteError saying the run goes on there and how to re-attach."""
+    RemoteError saying the run goes on there and how to re-attach; ``why()`` may know the cause (e.g. the
+    keepalive watchdog found the connection dead)."""
     try:
         yield
     except PipelineError:
@@ -103,8 +112,8 @@ def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle',
     except Exception as e:
         if not remote:
             raise
-        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} '
-                          f'({type(e).__name__}: {e}); {going_on}',
+        reason = (why() if why else None) or f'{type(e).__name__}: {e}'
+        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
                           hint=f're-attach and see its whole output: {handle.commands()}') from None
 
 
@@ -139,9 +148,33 @@ class RunResult:
 
     @property
     def value(self):
+        """The job's return value; :class:`~tg_pipeline.errors.ResultNotLoadable` when it needs a module this
+        Python lacks (the value stays in result.pkl)."""
         if self.variants:
-            return {v['label']: v.get('value') for v in self.variants}
+            return {v['label']: v['value'] if v.get('ok') else None for v in self.variants}
         return load_result(self.run_dir, self.module)
+
+
+class _Missing(Exception):
+    """A class the pickle names that cannot be had here."""
+
+    def __init__(self, module: str, name: str, cause: Exception):
+        super().__init__(f'{module}.{name}')
+        self.module, self.name, self.cause = module, name, cause
+
+
+class Variant(dict):
+    """One swarm variant's outcome (variant, label, state, exit_code, ok, run_dir, ...); its return value,
+    ``['value']``, is loaded from its run folder when asked for, not kept."""
+
+    def __init__(self, entry: Mapping, module: str = ''):
+        super().__init__(entry)
+        self.module = module
+
+    def __missing__(self, key):
+        if key == 'value' and self.get('ok'):
+            return load_result(self.get('run_dir'), self.module)
+        raise KeyError(key)
 
 
 class _ResultUnpickler(pickle.Unpickler):
@@ -157,17 +190,44 @@ class _ResultUnpickler(pickle.Unpickler):
                 return super().find_class(module[len(self.prefix):], name)
             except ImportError:
                 pass
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as e:
+            raise _Missing(module, name, e) from None
 
 
 def load_result(run_dir, module: str):
-    """The job's return value kept in ``run_dir``, or None."""
+    """The job's return value kept in ``run_dir``, or None; ResultNotLoadable when this Python lacks what it
+    needs."""
     path = run_dir and Path(run_dir, protocol.RESULT_FILE)
     if not path or not path.exists():
         return None
     import cloudpickle  # noqa: F401  (values pickled by value need it importable)
     with open(path, 'rb') as file:
-        return _ResultUnpickler(file, module).load()
+        try:
+            return _ResultUnpickler(file, module).load()
+        except _Missing as missing:
+            raise not_loadable(path, module, missing) from None
+
+
+def not_loadable(path: Path, job_module: str, missing: _Missing):
+    """What a person needs to know about a return value this Python cannot load, and how to load it."""
+    from tg_pipeline.errors import ResultNotLoadable
+    own = job_module and missing.module.startswith(job_module + '.')
+    module = missing.module[len(job_module) + 1:] if own else missing.module
+    top = module.partition('.')[0]
+    needs = f'{module}.{missing.name}'
+    cause = f'{type(missing.cause).__name__}: {missing.cause}'
+    if own:
+        hint = (f'{needs} is a class of your source roots: load the value where {top!r} imports, e.g. in the '
+                f'project folder')
+    elif isinstance(missing.cause, ModuleNotFoundError):
+        hint = f'pip install {top} (the package that provides the module {top!r}) here to load it; the image has it'
+    else:
+        hint = f'install here the version of {top} that the image has ({needs} differs here)'
+    size = path.stat().st_size
+    return ResultNotLoadable(f'holds a {needs} that cannot be loaded here ({cause}): {size} bytes in {path}',
+                             path=path, size=size, module=top, needs=needs, hint=hint)
 
 
 class Backend(Protocol):
@@ -175,7 +235,14 @@ class Backend(Protocol):
     where: str
     host: str
 
-    def start(self, spec: RunSpec) -> RunHandle: ...
+    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+        """Everything before the run exists on the host starts (container: created, not started)."""
+
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
+
+    def refresh(self, handle: RunHandle) -> RunHandle: ...
+
+    def ended_at(self, handle: RunHandle): ...
 
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""
@@ -183,7 +250,8 @@ class Backend(Protocol):
     def find(self, job: str | None, project: str | None) -> dict[str, RunHandle]:
         """run_id -> handle of the runs on this host (of ``job`` / ``project`` when given)."""
 
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]: ...
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
 
     def stop(self, handle: RunHandle) -> None: ...
 

@@ -7,8 +7,12 @@ the first byte; its run folder (return value, traceback, output/) is copied back
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import re
+import shutil
 import tarfile
 import tempfile
 
@@ -20,7 +24,7 @@ from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, lost_co
                                    strip_labels)
 from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs import resources
-from tg_pipeline.runs.records import exit_status, read_text, time_limit_hit
+from tg_pipeline.runs.records import exit_status, parse_time, read_text, time_limit_hit
 from tg_pipeline.runtime import protocol
 
 SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
@@ -53,6 +57,34 @@ def saved_tail(paths, handle: RunHandle) -> str:
     return b''.join(parts).decode('utf-8', 'replace')
 
 
+@contextlib.contextmanager
+def archive(client, ref: str, path: str):
+    """``path`` in the container as an open tar file, spooled to disk (never whole in memory); None when the
+    container has nothing there."""
+    try:
+        stream, _ = client.api.get_archive(ref, path)
+    except docker.errors.NotFound:
+        yield None
+        return
+    with tempfile.TemporaryFile() as spool:
+        for chunk in stream:
+            spool.write(chunk)
+        spool.seek(0)
+        with tarfile.open(fileobj=spool) as tar:
+            yield tar
+
+
+def same_bytes(path, digest: dict | None) -> bool:
+    """Whether the file ``path`` has the size and sha256 that ``digest`` records."""
+    if not digest or not path.exists() or path.stat().st_size != digest.get('size'):
+        return False
+    found = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for chunk in iter(lambda: file.read(1 << 20), b''):
+            found.update(chunk)
+    return found.hexdigest() == digest.get('sha256')
+
+
 def state_text(attrs: dict) -> tuple[str, bool]:
     state = attrs.get('State') or {}
     if isinstance(state, str):  # a sparse listing
@@ -71,6 +103,7 @@ class ContainerBackend:
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
+        self.lost = getattr(host, 'lost_reason', lambda: None)
         self.place = host  # its SSH connection reaches the host's files and the containers' network
 
     # --- start --------------------------------------------------------------------------------------
@@ -98,10 +131,12 @@ class ContainerBackend:
             raise
         return self._handle(container['Id'], name, labels, 'created', False)
 
-    def start(self, handle: RunHandle) -> RunHandle:
+    def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
+        """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
+        engine cannot give are said as such."""
         try:
             self.client.api.start(handle.ref)
-        except docker.errors.APIError as e:  # GPUs or a host path the engine cannot give: said as such
+        except docker.errors.APIError as e:
             raise resources.start_problem(e, self.place, handle.job, handle.labels.get('gpus', '')) or e
         return dataclasses.replace(handle, state="running", running=True)
 
@@ -113,7 +148,7 @@ class ContainerBackend:
         """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
         raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
         with lost_connection_means_detached(self.remote, self.host, handle,
-                                            'the job keeps running there and nothing of it is lost'):
+                                            'the job keeps running there and nothing of it is lost', self.lost):
             for stream, data in compat.log_frames(self.client, handle.ref):
                 sink.write(stream, data)
             self.client.api.wait(handle.ref)
@@ -144,19 +179,21 @@ class ContainerBackend:
         except docker.errors.NotFound:
             return handle
         state, running = state_text(attrs)
-        return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running)
+        times = attrs.get('State') or {}
+        end = None if running else parse_time(times.get('FinishedAt'))
+        return self._handle(handle.ref, handle.name, attrs['Config'].get('Labels'), state, running,
+                            parse_time(times.get('StartedAt')), end)
 
-    def _handle(self, ref, name, labels, state, running) -> RunHandle:
+    def _handle(self, ref, name, labels, state, running, start_time=None, end_time=None) -> RunHandle:
         stripped = strip_labels(labels)
         return RunHandle(run_id=stripped.get('run_id', ''), where=self.where, host=self.host, ref=ref, name=name,
-                         labels=stripped, state=state, running=running)
+                         labels=stripped, state=state, running=running, start_time=start_time, end_time=end_time)
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
-        out, err = [], []
-        for stream, data in compat.log_frames(self.client, handle.ref, follow=False):
-            (out if stream == 1 else err).append(data)
-        return b''.join(out), b''.join(err)
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
+        for _, data in compat.log_frames(self.client, handle.ref, follow=False, streams=(stream,)):
+            yield data
 
     def stop(self, handle: RunHandle, timeout: int = 10) -> None:
         try:
@@ -165,18 +202,15 @@ class ContainerBackend:
             pass
 
     def ended_at(self, handle: RunHandle):
-        from tg_pipeline.runs.lifecycle import parse_time
         attrs = self.client.api.inspect_container(handle.ref)
         return parse_time(attrs['State'].get('FinishedAt')) or parse_time(attrs.get('Created'))
 
     def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
-        """Copy the run folder to ``paths.run_dir(RUN_ID)`` (and, unless ``logs_saved``, its whole output to
-        ``RUN_ID.out``/``.err``), write the record, remove the container."""
-        if paths is not None and not logs_saved:
-            stdout, stderr = self.logs(handle)
-            paths.dir.mkdir(parents=True, exist_ok=True)
-            paths.out(handle.run_id).write_bytes(stdout)
-            paths.err(handle.run_id).write_bytes(stderr)
+        """Copy the run folder to ``paths.run_dir(RUN_ID)``, its output to ``RUN_ID.out``/``.err`` byte for byte
+        (``logs_saved``: streamed there already, replaced when not exact), write the record, remove the
+        container."""
+        if paths is not None:
+            self._save_logs(handle, paths, logs_saved)
         attrs = self.client.api.inspect_container(handle.ref)
         state = attrs['State']
         run_dir = self._copy_run_dir(handle, paths)
@@ -192,34 +226,65 @@ class ContainerBackend:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
                 'exit_code': code, 'signal': signal, 'oom_killed': result.oom_killed,
-                'finished': state.get('FinishedAt'), 'memory_gb': result.memory_gb, 'module': handle.module,
+                'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'),
+                'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
         self.discard(handle)
         return result
 
+    def _save_logs(self, handle: RunHandle, paths, logs_saved: bool) -> None:
+        """RUN_ID.out / .err as the job wrote them: the entry point's copies (``protocol.LOG_DIR``) unless what
+        was saved from the engine's log is the same (their digest says); the engine's log where the container
+        has no copies (an image built before they were made, a job that never started)."""
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        digest = self._log_digest(handle)
+        for stream, name in zip((1, 2), protocol.LOG_STREAMS):
+            path = paths.out(handle.run_id) if stream == 1 else paths.err(handle.run_id)
+            if logs_saved and same_bytes(path, digest.get(name)):
+                continue
+            if self._fetch_file(handle, f'{protocol.LOG_DIR}/{name}', path):
+                continue
+            if not logs_saved:
+                with open(path, 'wb') as file:  # chunk by chunk: a log may be larger than this machine's memory
+                    for chunk in self.log_chunks(handle, stream):
+                        file.write(chunk)
+
+    def _log_digest(self, handle: RunHandle) -> dict:
+        with archive(self.client, handle.ref, f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}') as tar:
+            member = tar and next((m for m in tar if m.isfile()), None)
+            try:
+                found = json.load(tar.extractfile(member)) if member else {}
+            except ValueError:
+                return {}
+        return found if isinstance(found, dict) else {}
+
+    def _fetch_file(self, handle: RunHandle, source: str, target) -> bool:
+        """The container's file ``source`` to ``target``; False when it has none."""
+        with archive(self.client, handle.ref, source) as tar:
+            member = tar and next((m for m in tar if m.isfile()), None)
+            if not member:
+                return False
+            with tar.extractfile(member) as data, open(target, 'wb') as file:
+                shutil.copyfileobj(data, file, 1 << 20)
+        return True
+
     def _copy_run_dir(self, handle: RunHandle, paths):
         if paths is None:
             return None
-        try:
-            stream, _ = self.client.api.get_archive(handle.ref, protocol.RUN_DIR)
-        except docker.errors.NotFound:
-            return None  # the job died before the entry point made it
         target = paths.run_dir(handle.run_id)
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as spool:  # never the whole folder in memory
-            for chunk in stream:
-                spool.write(chunk)
-            spool.seek(0)
-            with tarfile.open(fileobj=spool) as tar:
-                members = []
-                for member in tar:
-                    head, _, rest = member.name.partition('/')
-                    if rest and (member.isfile() or member.isdir()):
-                        member.name = rest
-                        members.append(member)
-                extra = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-                tar.extractall(target, members=members, **extra)
+        with archive(self.client, handle.ref, protocol.RUN_DIR) as tar:
+            if tar is None:
+                return None  # the job died before the entry point made it
+            target.mkdir(parents=True, exist_ok=True)
+            members = []
+            for member in tar:
+                head, _, rest = member.name.partition('/')
+                if rest and (member.isfile() or member.isdir()):
+                    member.name = rest
+                    members.append(member)
+            extra = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+            tar.extractall(target, members=members, **extra)
         return target
 
     def discard(self, handle: RunHandle, stop: bool = False) -> None:

@@ -8,13 +8,15 @@ explicit ``run_id``, is named with its owner, and is never collected here.
 """
 from __future__ import annotations
 
+import codecs
 import datetime
 import sys
 
-from tg_pipeline.errors import PipelineError
+from tg_pipeline.errors import PipelineError, ResultNotLoadable
 from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
-from tg_pipeline.runs.records import failure, saved_result, state_of_record
+from tg_pipeline.runs.records import (duration, failure, parse_started, parse_time, record_times,  # noqa: F401
+                                      saved_result, shown_time, shown_value, state_of_record)
 
 
 class Scope:
@@ -35,7 +37,7 @@ def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False
     handle = backend.prepare(spec, environ)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         try:
-            handle = backend.start(handle)
+            handle = backend.start(handle, spec, environ)
         except Exception:  # the engine refused to start it: nothing of it may stay behind
             backend.discard(handle)
             raise
@@ -121,33 +123,43 @@ def whose(handle: RunHandle) -> str:
     return f'project {handle.project or "?"} of {handle.owner or "?"}'
 
 
-def status(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> list[dict]:
-    """Print (and return) the runs: on the host, and those collected here, as a table."""
+STATUS_COLUMNS = ('run_id', 'state', 'started', 'duration', 'version', 'owner', 'host')
+
+
+def status(backend, scope: Scope, paths, run_id: str | None = None, out=None, now=None) -> list[dict]:
+    """Print (and return) the runs: on the host, and those collected here, as a table. DURATION is the time
+    since the start for a running run, from start to end for an ended one (``now``: the time it is now)."""
     out = out or sys.stdout
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     on_host = backend.find(scope.job, None if scope.all_projects else scope.project)
     saved = paths.saved_ids()
     if run_id:
         found, handle = pick(backend, scope, paths, run_id)
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
-    rows = []
-    for rid in sorted({*on_host, *saved}):
-        if rid in on_host:
-            h = on_host[rid]
-            rows.append({'run_id': rid, 'state': h.state, 'started': h.started, 'version': h.version,
-                         'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'})
-        else:
-            record = paths.read_record(rid)
-            rows.append({'run_id': rid, 'state': state_of_record(record), 'started': record.get('started', ''),
-                         'version': record.get('version', ''), 'host': f'{backend.host} (collected here)',
-                         'owner': record.get('owner', '')})
+    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
+            for rid in sorted({*on_host, *saved})]
     print(f'# job {scope.job} on {backend.host}: {len(rows)} run(s)', file=out)
-    columns = ('run_id', 'state', 'started', 'version', 'owner', 'host')
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip(), file=out)
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in STATUS_COLUMNS}
+    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
     for row in rows:
-        print('  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
+        print('  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
     out.flush()
     return rows
+
+
+def host_row(h: RunHandle, scope: Scope, now) -> dict:
+    start = h.start_time or parse_started(h.started)
+    end = now if h.running else h.end_time
+    return {'run_id': h.run_id, 'state': h.state, 'started': shown_time(start) or h.started,
+            'duration': duration(start, end) if h.state != 'created' else '-', 'version': h.version,
+            'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'}
+
+
+def saved_row(run_id: str, record: dict, backend) -> dict:
+    start, end = record_times(record)
+    return {'run_id': run_id, 'state': state_of_record(record), 'started': shown_time(start),
+            'duration': duration(start, end), 'version': record.get('version', ''),
+            'host': f'{backend.host} (collected here)', 'owner': record.get('owner', '')}
 
 
 def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
@@ -158,16 +170,14 @@ def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool =
     out, err = out or sys.stdout, err or sys.stderr
     found, handle = pick(backend, scope, paths, run_id)
     if handle is None:
-        stdout, stderr = saved_logs(paths, found)
         print(f'# job {scope.job}, run {found}, {backend.host}: saved in {paths.dir}', file=out, flush=True)
-        _write(out, stdout, stderr)
+        _write(out, lambda stream: saved_chunks(paths, found, stream))
         return None
     foreign = '' if scope.mine(handle) else f' ({whose(handle)}: read only)'
     if not follow:
-        stdout, stderr = backend.logs(handle)
         print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state})'
               f'{foreign}', file=out, flush=True)
-        _write(out, stdout, stderr)
+        _write(out, lambda stream: backend.log_chunks(handle, stream))
         return None
     print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state}), '
           f'following{foreign}', file=out, flush=True)
@@ -183,22 +193,43 @@ def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool =
         raise
 
 
-def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
-    """(stdout, stderr) collected here: a container run's files, or a swarm run's logs by variant."""
+CHUNK = 1 << 20
+
+
+def saved_chunks(paths, run_id: str, stream: int):
+    """The bytes of ``stream`` (1 stdout, 2 stderr) collected here, in chunks: a container run's file, or a
+    swarm run's logs by variant (all on stdout)."""
     if paths.out(run_id).exists():
-        err = paths.err(run_id)
-        return paths.out(run_id).read_bytes(), err.read_bytes() if err.exists() else b''
-    parts = []
+        yield from _file_chunks(paths.out(run_id) if stream == 1 else paths.err(run_id))
+        return
+    if stream != 1:
+        return
     for path in sorted(paths.run_dir(run_id).glob('variant_*.out'), key=lambda p: int(p.stem.split('_')[1])):
-        parts.append(f'# {path.stem}\n'.encode() + path.read_bytes())
-    return b''.join(parts), b''
+        yield f'# {path.stem}\n'.encode()
+        yield from _file_chunks(path)
 
 
-def _write(out, stdout: bytes, stderr: bytes) -> None:
-    out.write(stdout.decode('utf-8', 'replace'))
-    if stderr:
-        print('# stderr', file=out)
-        out.write(stderr.decode('utf-8', 'replace'))
+def _file_chunks(path):
+    if path.exists():
+        with open(path, 'rb') as file:
+            yield from iter(lambda: file.read(CHUNK), b'')
+
+
+def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
+    """(stdout, stderr) collected here, whole (for the Python API, which returns them)."""
+    return b''.join(saved_chunks(paths, run_id, 1)), b''.join(saved_chunks(paths, run_id, 2))
+
+
+def _write(out, chunks_of) -> None:
+    """stdout, then (when it has any) ``# stderr`` and stderr, chunk by chunk, decoded for people."""
+    for stream in (1, 2):
+        decoder, started = codecs.getincrementaldecoder('utf-8')('replace'), False
+        for chunk in chunks_of(stream):
+            if stream == 2 and chunk and not started:
+                print('# stderr', file=out)
+            started = started or bool(chunk)
+            out.write(decoder.decode(chunk))
+        out.write(decoder.decode(b'', final=True))
     out.flush()
 
 
@@ -264,23 +295,21 @@ def report(result, out=None) -> None:
     out = out or sys.stdout
     if result.variants:
         print(f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})', file=out)
+        hints = []
         for v in result.variants:
+            value = shown_value(v.get('run_dir'), result.module, hints) if v.get('ok') else 'None'
             print(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
-                  f'result {v.get("value")!r}', file=out)
+                  f'result {value}', file=out)
+        for hint in dict.fromkeys(hints):
+            print(f'TIP: {hint}', file=out)
     else:
-        print(f'Result: {result.value!r}', file=out)
+        hints = []
+        print(f'Result: {shown_value(result.run_dir, result.module, hints)}', file=out)
+        for hint in hints:
+            print(f'TIP: {hint}', file=out)
         if result.run_dir:
             print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
     out.flush()
-
-
-def parse_time(text: str | None):
-    """A Docker timestamp (nanoseconds, Z) as an aware datetime; None for the zero time."""
-    if not text or text.startswith('0001-'):
-        return None
-    head, _, fraction = text.rstrip('Z').partition('.')
-    return datetime.datetime.fromisoformat(head + ('.' + fraction[:6] if fraction else '')).replace(
-        tzinfo=datetime.timezone.utc)
 
 
 __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'reattach_commands']

@@ -1,11 +1,12 @@
-"""How an ended run is judged and remembered: its exit status, its failure, and its saved record."""
+"""How an ended run is judged and remembered: its exit status, its failure, its saved record, and its times."""
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.runs.base import RunResult, load_result
+from tg_pipeline.runs.base import RunResult, Variant, load_result
 from tg_pipeline.runtime import protocol
 
 
@@ -16,18 +17,28 @@ def read_text(run_dir, name: str) -> str | None:
     return path.read_text(encoding='utf-8', errors='replace')
 
 
+def recorded_exit(run_dir) -> dict:
+    """What the entry point recorded about the job's end (``exit.json``): exit code, reason; {} without it."""
+    recorded = read_text(run_dir, protocol.EXIT_FILE)
+    try:
+        found = json.loads(recorded) if recorded else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def sys_exit_message(job: str, code: int, where: str) -> str:
+    """The error of a job that ended itself with ``sys.exit(N)``, N not 0."""
+    return f'job {job} exited with status {code}: it called sys.exit ({where} run)'
+
+
 def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
     """(the job's exit code, the signal that killed it or None). The entry point records the job's own
     status in its run folder; without it (killed, or the job died before the entry point ran) the
     container's exit code stands, and a code above 128 means a signal."""
-    recorded = read_text(run_dir, protocol.EXIT_FILE)
-    if recorded:
-        try:
-            code = json.loads(recorded).get('exit_code')
-            if isinstance(code, int):
-                return code, None
-        except ValueError:
-            pass
+    code = recorded_exit(run_dir).get('exit_code')
+    if isinstance(code, int):
+        return code, None
     if isinstance(container_code, int) and container_code > 128:
         return container_code, container_code - 128
     return container_code, None
@@ -63,6 +74,9 @@ def failure(result: RunResult) -> JobFailed | None:
     if result.signal:
         return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
                          exit_code=result.exit_code, output=result.output)
+    if recorded_exit(result.run_dir).get('reason') == protocol.REASON_SYS_EXIT:
+        return JobFailed(sys_exit_message(result.job, result.exit_code, result.host), exit_code=result.exit_code,
+                         output=result.output)
     trace = result.traceback
     # the output was streamed already: the error repeats only the job's traceback, when there is one
     return JobFailed(f'job {result.job} failed ({result.host} run)',
@@ -94,7 +108,7 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        module=record.get('module', ''), exit_code=record.get('exit_code'),
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
-                       variants=[dict(v) for v in record.get('variants', [])],
+                       variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
                        timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0)
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
@@ -103,11 +117,81 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
             file.seek(max(0, saved_out.stat().st_size - 65536))
             result.output = file.read().decode('utf-8', 'replace')
     for variant in result.variants:
-        if variant.get('ok'):
-            variant['value'] = load_result(variant.get('run_dir'), result.module)
-        else:
+        if not variant.get('ok'):
             variant['traceback'] = read_text(variant.get('run_dir'), protocol.TRACEBACK_FILE)
     return result
+
+
+# --- return values as people read them ---------------------------------------------------------------------
+SHOWN_PICKLE_BYTES = 64 * 1024  # a larger return value is summed up, never loaded to be shown
+SHOWN_REPR_CHARS = 2000
+
+
+def human_size(size: int) -> str:
+    for unit, scale in (('GB', 1 << 30), ('MB', 1 << 20), ('KB', 1 << 10)):
+        if size >= scale:
+            return f'{size / scale:.1f} {unit}'
+    return f'{size} bytes'
+
+
+def shown_value(run_dir, module: str, hints: list | None = None) -> str:
+    """The return value kept in ``run_dir`` as a person reads it: its repr, or, when that would be large (a
+    pickle over 64 KiB, or a repr over 2000 characters), ``<TYPE, SIZE pickled, in PATH>``; a large value
+    is not even loaded (the entry point kept its type in ``result.json``). A value this Python cannot load
+    is named, and how to load it goes into ``hints``."""
+    from tg_pipeline.errors import ResultNotLoadable
+    path = run_dir and Path(run_dir, protocol.RESULT_FILE)
+    if not path or not path.exists():
+        return 'None'
+    size, kind = path.stat().st_size, _recorded_type(run_dir)
+    if size <= SHOWN_PICKLE_BYTES:
+        try:
+            value = load_result(run_dir, module)
+        except ResultNotLoadable as e:  # the run went well: say what came back, and how to load it here
+            if hints is not None:
+                hints.append(e.hint)
+            return f'the value {e.summary}'
+        except Exception as e:  # noqa: BLE001 - any other unpickling failure: say so, do not fail
+            return f'<{kind}, {human_size(size)} pickled, in {path}; not loadable here: {type(e).__name__}: {e}>'
+        text = repr(value)
+        if len(text) <= SHOWN_REPR_CHARS:
+            return text
+        kind = type(value).__name__
+    return f'<{kind}, {human_size(size)} pickled, in {path}>'
+
+
+def _recorded_type(run_dir) -> str:
+    try:
+        return str(json.loads(read_text(run_dir, protocol.RESULT_INFO_FILE) or '{}').get('type') or 'value')
+    except (ValueError, AttributeError):
+        return 'value'
+
+
+class _Counter:
+    """A file that only counts what is written to it."""
+
+    def __init__(self):
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def shown_object(value) -> str:
+    """A value in memory (an attached run's) as :func:`shown_value` shows a kept one: a large one as
+    ``<TYPE, SIZE pickled>`` (pickled into a counter, never into memory)."""
+    counter = _Counter()
+    try:
+        import cloudpickle
+        cloudpickle.dump(value, counter, protocol=4)
+    except Exception:  # noqa: BLE001 - not picklable: its repr it is
+        counter.size = 0
+    if counter.size <= SHOWN_PICKLE_BYTES:
+        text = repr(value)
+        if len(text) <= SHOWN_REPR_CHARS:
+            return text
+    return f'<{type(value).__name__}, {human_size(counter.size)} pickled>'
 
 
 def state_of_record(record: dict) -> str:
@@ -117,3 +201,48 @@ def state_of_record(record: dict) -> str:
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
     oom += f' (timed out after {record.get("max_runtime_s") or 0:g} s)' if record.get('timed_out') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
+
+
+# --- times ------------------------------------------------------------------------------------------------
+def parse_time(text: str | None):
+    """A Docker timestamp (nanoseconds, Z) as an aware datetime; None for the zero time."""
+    if not text or text.startswith('0001-'):
+        return None
+    head, _, fraction = text.rstrip('Z').partition('.')
+    return datetime.datetime.fromisoformat(head + ('.' + fraction[:6] if fraction else '')).replace(
+        tzinfo=datetime.timezone.utc)
+
+
+def parse_started(text: str | None):
+    """A run's ``started`` label as an aware datetime: with its UTC offset, or (older runs) in local time."""
+    try:
+        moment = datetime.datetime.fromisoformat(text or '')
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def duration(start, end) -> str:
+    """``end - start`` for people: ``42s``, ``12m 05s``, ``3h 07m``, ``2d 04h``; ``-`` when either is unknown."""
+    if start is None or end is None:
+        return '-'
+    seconds = max(0, int((end - start).total_seconds()))  # clocks of two machines may differ a little
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f'{days}d {hours:02d}h'
+    if hours:
+        return f'{hours}h {minutes:02d}m'
+    return f'{minutes}m {seconds:02d}s' if minutes else f'{seconds}s'
+
+
+def shown_time(moment) -> str:
+    """A time as people read it here: local, to the second."""
+    return moment.astimezone().strftime('%Y-%m-%d %H:%M:%S') if moment else ''
+
+
+def record_times(record: dict) -> tuple:
+    """(start, end) of a collected run: the host's own times when recorded, else the ``started`` label."""
+    start = parse_time(record.get('started_at')) or parse_started(record.get('started'))
+    return start, parse_time(record.get('finished'))

@@ -11,21 +11,24 @@ point prints its run folder as marker lines (:mod:`tg_pipeline.runtime.protocol`
 """
 from __future__ import annotations
 
-import io
+import datetime
 import json
 import re
 import tarfile
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, load_result, lost_connection_means_detached,
+from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, Variant, lost_connection_means_detached,
                                    new_run_id, strip_labels)
 from tg_pipeline.runs import resources
-from tg_pipeline.runs.records import exit_status, time_limit_hit
+from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
+from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
@@ -60,9 +63,15 @@ def chosen_tasks(tasks: list[dict]) -> dict[int, dict]:
     return chosen
 
 
-def _task_of(frame: bytes) -> tuple[str | None, str]:
-    details, _, text = frame.decode('utf-8', 'replace').partition(' ')
-    return dict(kv.split('=', 1) for kv in details.split(',') if '=' in kv).get('com.docker.swarm.task.id'), text
+def task_times(tasks: dict) -> tuple:
+    """(when the first task was made, when the last one changed state) by the manager's clock."""
+    made = [parse_time(t.get('CreatedAt')) for t in tasks.values()]
+    changed = [parse_time(t.get('Status', {}).get('Timestamp')) for t in tasks.values()]
+    return min([t for t in made if t], default=None), max([t for t in changed if t], default=None)
+
+
+def docker_time(moment) -> str | None:
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
 def check_capacity(client, options, host: str) -> None:
@@ -93,6 +102,7 @@ class SwarmBackend:
     def __init__(self, host, options=None):
         from tg_pipeline.config import SwarmSettings
         self.client, self.host, self.remote, self.nodes = host.docker, host.name, host.remote, host.nodes
+        self.lost = getattr(host, 'lost_reason', lambda: None)
         self.options = options or SwarmSettings()
 
     # --- start --------------------------------------------------------------------------------------
@@ -100,15 +110,15 @@ class SwarmBackend:
         check_capacity(self.client, self.options, self.host)
         resources.check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
         run_id = new_run_id()
-        labels = {**{str(k): str(v) for k, v in self.options.labels.items()}, **spec.labels(run_id, self.where),
-                  f'{LABEL}.variants': json.dumps(list(spec.variants))}
-        self._pending = (spec, environ, labels)
+        labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
                          'created', False)
 
-    def start(self, handle: RunHandle) -> RunHandle:
-        spec, environ, labels = self._pending
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle:
+        """Create the service: its tasks start as the swarm places them."""
         count, o = len(spec.variants), self.options
+        labels = {**{str(k): str(v) for k, v in o.labels.items()},
+                  **{f'{LABEL}.{k}': v for k, v in handle.labels.items()}}
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
         mounts, generic = resources.swarm_options(spec.resources, spec.project, o.gpu_resource)
@@ -141,7 +151,7 @@ class SwarmBackend:
         threading.Thread(target=self._follow, args=(handle.ref, slots, sink, stop), daemon=True).start()
         try:
             with lost_connection_means_detached(self.remote, f'the swarm manager ({self.host})', handle,
-                                                'the tasks go on there'):
+                                                'the tasks go on there', self.lost):
                 self._wait(handle, slots)
         finally:
             stop.set()
@@ -165,15 +175,16 @@ class SwarmBackend:
             time.sleep(0.5)
 
     def _follow(self, service_id: str, slots: dict, sink, stop: threading.Event) -> None:
+        lines: dict = {}
         try:
             for frame in self.client.api.service_logs(service_id, stdout=True, stderr=True, follow=True,
                                                       details=True):
                 if stop.is_set():
                     return
-                task, text = _task_of(frame)
-                lines = [f'[variant {slots.get(task, "?")}] {line}\n' for line in text.splitlines()
-                         if not line.startswith(protocol.FILE_MARKER + ' ')]
-                sink.write(1, ''.join(lines).encode())
+                task, data = split_frame(frame)
+                for line, starts in lines.setdefault(task, Lines()).feed(data):
+                    if not (starts and line.startswith(MARKER)):
+                        sink.write(1, (f'[variant {slots.get(task, "?")}] '.encode() if starts else b'') + line)
         except Exception:  # the service was removed (the stream ends with it), or the connection went
             return
 
@@ -192,11 +203,14 @@ class SwarmBackend:
     def refresh(self, handle: RunHandle) -> RunHandle:
         if not handle.ref:
             return handle
-        states = [t['Status']['State'] for t in self._tasks(handle).values()]
+        tasks = self._tasks(handle)
+        states = [t['Status']['State'] for t in tasks.values()]
         counts = {s: states.count(s) for s in sorted(set(states))}
         text = ', '.join(f'{n} {s}' for s, n in counts.items()) or 'no task yet'
         running = len(states) < len(self.variant_labels(handle)) or not set(states) <= TERMINAL
-        return RunHandle(handle.run_id, self.where, self.host, handle.ref, handle.name, handle.labels, text, running)
+        start, end = task_times(tasks)
+        return RunHandle(handle.run_id, self.where, self.host, handle.ref, handle.name, handle.labels, text, running,
+                         start_time=start, end_time=None if running else end)
 
     def _tasks(self, handle: RunHandle) -> dict[int, dict]:
         return chosen_tasks(self.client.api.tasks(filters={'service': handle.ref}))
@@ -206,14 +220,19 @@ class SwarmBackend:
         return json.loads(handle.labels.get('variants') or '["0"]')
 
     def ended_at(self, handle: RunHandle):
-        from tg_pipeline.runs.lifecycle import parse_time
-        times = [parse_time(t['Status'].get('Timestamp')) for t in self._tasks(handle).values()]
-        return max([t for t in times if t], default=None)
+        return task_times(self._tasks(handle))[1]
 
     # --- logs, stop, collect, discard -----------------------------------------------------------------
-    def logs(self, handle: RunHandle) -> tuple[bytes, bytes]:
-        texts, _ = self.read_logs(handle, self._tasks(handle), wait=0)
-        return b''.join(f'# variant_{i}\n{texts[i]}'.encode() for i in sorted(texts)), b''
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """Every variant's log so far (stdout and stderr: the service log mixes them), headed by its name."""
+        if stream != 1:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            found = self.read_logs(handle, self._tasks(handle), Path(folder), wait=0)
+            for slot in found.slots:
+                yield f'# variant_{slot}\n'.encode()
+                with open(found.log_path(slot), 'rb') as file:
+                    yield from iter(lambda: file.read(1 << 20), b'')
 
     def stop(self, handle: RunHandle) -> None:
         """Nothing to do before :meth:`collect`: removing the service (there) stops its tasks."""
@@ -221,27 +240,33 @@ class SwarmBackend:
     def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
         """Every task's log and run folder to ``paths``, the record written, the service removed."""
         tasks = self._tasks(handle)
-        logs, files = self.read_logs(handle, tasks)
         run_root = paths.run_dir(handle.run_id)
-        variants = [self._variant(index, label, tasks.get(index, {}), logs.get(index, ''), files.get(index),
-                                  run_root, handle.module)
+        found = self.read_logs(handle, tasks, run_root)
+        archives = found.archives()
+        variants = [Variant(self._variant(index, label, tasks.get(index, {}), found.log_path(index),
+                                          archives.get(index), run_root), handle.module)
                     for index, label in enumerate(self.variant_labels(handle))]
+        for archive in archives.values():
+            archive.unlink()
+        start, end = task_times(tasks)
         paths.write_record(handle.run_id, {
             'run_id': handle.run_id, 'job': handle.job, 'where': self.where, 'module': handle.module,
             'version': handle.version, 'project': handle.project, 'owner': handle.owner, 'started': handle.started,
-            'variants': [{k: v for k, v in r.items() if k not in ('value', 'traceback')} for r in variants]})
+            'started_at': docker_time(start), 'finished': docker_time(end),
+            'variants': [{k: v for k, v in r.items() if k != 'traceback'} for r in variants]})
         self.discard(handle, settle=3 if not all(v['ok'] for v in variants) else 0)
         return RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
                          module=handle.module, run_dir=run_root, variants=variants)
 
     @staticmethod
-    def _variant(index, label, task, log, archive, run_root, module) -> dict:
+    def _variant(index, label, task, log: Path, archive: Path | None, run_root) -> dict:
         status = task.get('Status', {})
         run_dir = run_root / f'variant_{index}'
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_root / f'variant_{index}.out').write_text(log)
+        if not log.exists():
+            log.write_bytes(b'')
         if archive is not None:
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            with tarfile.open(archive) as tar:
                 tar.extractall(run_dir, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
         code, _ = exit_status(status.get('ContainerStatus', {}).get('ExitCode'), run_dir)
         entry = {'variant': index, 'label': label, 'state': status.get('State', 'missing'), 'exit_code': code,
@@ -249,15 +274,13 @@ class SwarmBackend:
         entry['ok'] = entry['state'] == 'complete' and code == 0
         limit = time_limit_hit(run_dir)
         entry['timed_out'], entry['max_runtime_s'] = limit is not None, limit or 0
-        if entry['ok']:
-            entry['value'] = load_result(run_dir, module)
-        else:
+        if not entry['ok']:
             trace = run_dir / protocol.TRACEBACK_FILE
-            entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else log
+            entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else tail(log)
         return entry
 
-    def read_logs(self, handle: RunHandle, tasks: dict, wait: float = 15) -> tuple[dict, dict]:
-        """(variant -> its log text, variant -> its run folder as tar.gz bytes), from the service's log.
+    def read_logs(self, handle: RunHandle, tasks: dict, folder: Path, wait: float = 15) -> ServiceLog:
+        """Each variant's log (``folder/variant_N.out``) and run folder archive, from the service's log.
         The manager gathers logs from the nodes; a run folder is complete when all of its parts arrived,
         so this re-reads (up to ``wait`` seconds) until every task that ran its entry point sent one."""
         slot_of = {t['ID']: slot for slot, t in tasks.items()}
@@ -265,24 +288,12 @@ class SwarmBackend:
                     and t['Status'].get('ContainerStatus', {}).get('ExitCode') < 128}
         deadline = time.time() + wait
         while True:
-            lines, parts, totals = {}, {}, {}
-            for frame in self.client.api.service_logs(handle.ref, stdout=True, stderr=True, details=True,
-                                                      follow=False):
-                task, text = _task_of(frame)
-                slot = slot_of.get(task, -1)
-                for line in text.splitlines():
-                    marker = protocol.parse_marker(line)
-                    if marker:
-                        parts.setdefault(slot, {})[marker[2]] = marker[4]
-                        totals[slot] = marker[3]
-                    else:
-                        lines.setdefault(slot, []).append(line)
-            complete = {s for s, total in totals.items() if len(parts.get(s, {})) == total}
-            if expected <= complete or time.time() > deadline:
-                break
+            found = ServiceLog(folder, slot_of)
+            found.read(self.client.api.service_logs(handle.ref, stdout=True, stderr=True, details=True,
+                                                    follow=False))
+            if expected <= set(found.archives()) or time.time() > deadline:
+                return found
             time.sleep(0.5)
-        files = {s: protocol.join_markers(parts[s], totals[s]) for s in complete}
-        return {s: '\n'.join(text) + '\n' for s, text in lines.items()}, files
 
     def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
         self.refuse_reach('exec', handle.job, handle.run_id)

@@ -5,8 +5,14 @@ Standard library only, so the container starts fast. In a job package this is
 (package, version, module, source roots) is in ``MODULE/_tg_meta.json``. The names shared with the
 host (environment, run folder, files, marker lines) are in :mod:`.protocol`.
 
+The source roots are importable by their own names too (``jobs.x`` is ``MODULE.jobs.x``): see
+:func:`install_aliases`.
+
 The job's exit status is the process's: 0 when ``run()`` returns (or the job calls ``sys.exit(0)``),
 the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
+
+In tg_pipeline's container runs, :func:`run_teed` keeps exact copies of the job's stdout and stderr beside the
+engine's log (``protocol.LOG_DIR``).
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ import sys
 import traceback
 
 from . import protocol
+from .aliases import install_aliases
+from .tee import run_teed
 
 
 def log(message):
@@ -57,6 +65,15 @@ class EntryPoint:
         self.package, self.version = meta['package'], meta['version']
         self.module, self.roots = meta['module'], list(meta['roots'])
         self.resources_dir = os.path.join(self.package_dir, protocol.RESOURCES_DIR)
+        self._aliased = False
+
+    def alias_roots(self):
+        """Make the source roots importable by their own names (``jobs.x`` is ``MODULE.jobs.x``), as far as
+        this process lets them (see :func:`install_aliases`); ImportError when the package's code needs a name another
+        package or module has."""
+        if not self._aliased:
+            install_aliases(self.module, self.roots, self.package_dir)
+            self._aliased = True
 
     def resources(self) -> list:
         if not os.path.isdir(self.resources_dir):
@@ -64,6 +81,7 @@ class EntryPoint:
         return sorted(f[:-4] for f in os.listdir(self.resources_dir) if f.endswith('.pkl'))
 
     def load_resource(self, name: str):
+        self.alias_roots()
         with open(os.path.join(self.resources_dir, name + '.pkl'), 'rb') as file:
             return _Unpickler(file, self.module, self.roots).load()
 
@@ -132,6 +150,7 @@ class _Run:
                 log(f'The return value could not be pickled and is not kept: {type(e).__name__}: {e}')
                 return
         self.keep(protocol.RESULT_FILE, data)
+        self.keep(protocol.RESULT_INFO_FILE, json.dumps({'type': type(result).__name__}).encode())
 
     def keep_exit(self, code: int, reason: str):
         self.keep(protocol.EXIT_FILE, json.dumps({'exit_code': code, 'reason': reason}, sort_keys=True).encode())
@@ -140,13 +159,15 @@ class _Run:
         """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
         if not self.send_back:
             return
-        import io
         import tarfile
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
-            tar.add(self.dir, arcname='.')
-        for line in protocol.marker_lines(index or 0, protocol.SEND_BACK_FILE, buffer.getvalue()):
-            print(line)
+        import tempfile
+        with tempfile.TemporaryFile() as spool:  # part by part: a large output folder never sits in memory
+            with tarfile.open(fileobj=spool, mode='w:gz') as tar:
+                tar.add(self.dir, arcname='.')
+            raw, parts = protocol.marker_parts(spool.tell())
+            spool.seek(0)
+            for part in range(1, parts + 1):
+                print(protocol.marker_line(index or 0, protocol.SEND_BACK_FILE, part, parts, spool.read(raw)))
         sys.stdout.flush()
 
 
@@ -186,9 +207,23 @@ def main(package_dir=None, environ=None) -> int:
 
     ``environ`` (default ``os.environ``) holds the settings the host gave (:mod:`.protocol` ``ENV_*``).
     With a run folder, the output folder is set as ``ENV_OUTPUT`` in it and in ``os.environ`` (the job's).
+    In a tg_pipeline container run (the run folder at ``protocol.RUN_DIR``, nothing to send back), the job runs
+    in a child process whose stdout and stderr are copied into ``protocol.LOG_DIR`` (:func:`run_teed`).
     With a time limit (``ENV_MAX_RUNTIME``), the job is stopped after that many seconds (see :func:`within`).
     """
     environ = os.environ if environ is None else environ
+    if keeps_log_copies(environ):
+        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ))
+    return _main(package_dir, environ)
+
+
+def keeps_log_copies(environ) -> bool:
+    """Whether this is a container run of tg_pipeline's, whose host fetches the copies of the job's output."""
+    return (environ.get(protocol.ENV_RUN_DIR) == protocol.RUN_DIR and not environ.get(protocol.ENV_SEND_BACK)
+            and hasattr(os, 'fork'))
+
+
+def _main(package_dir, environ) -> int:
     log('Welcome to Training Grounds!')
     folder = _Run(environ)
     folder.prepare()

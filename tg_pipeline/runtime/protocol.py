@@ -10,8 +10,13 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
 
     result.pkl      the job's return value (pickle, or cloudpickle when plain pickle fails)
     traceback.txt   the traceback, when the job raised
+    result.json     {"type": NAME}: the return value's type, to sum a large value up without loading it
     exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout"}, always
     output/         where the job may write (``ENV_OUTPUT`` tells it the path)
+
+Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
+their folder back): ``stdout`` and ``stderr`` byte for byte as the job wrote them, and ``digest.json`` with
+their sizes and sha256 once the job ended (see :func:`.entry.run_teed`).
 
 Marker line: ``TG_PIPELINE_FILE <index> <name> <part>/<parts> <base64 chunk>``.
 """
@@ -31,7 +36,12 @@ ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as ma
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
 ENV_MAX_RUNTIME = 'TG_PIPELINE_MAX_RUNTIME_S'  # seconds the job may run; the entry point stops it then
 
+LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)
+LOG_STREAMS = ('stdout', 'stderr')  # their file names in LOG_DIR
+LOG_DIGEST = 'digest.json'  # {"stdout": {"size": N, "sha256": HEX}, "stderr": {...}}, once the job ended
+
 RESULT_FILE = 'result.pkl'
+RESULT_INFO_FILE = 'result.json'
 TRACEBACK_FILE = 'traceback.txt'
 OUTPUT_DIR = 'output'
 EXIT_FILE = 'exit.json'
@@ -65,6 +75,18 @@ def marker_lines(index: int, name: str, data: bytes, size: int = MARKER_SIZE) ->
     parts = max(1, -(-len(encoded) // size))
     return [f'{FILE_MARKER} {index} {name} {part + 1}/{parts} {encoded[part * size:(part + 1) * size]}'
             for part in range(parts)]
+
+
+def marker_parts(size: int, chunk: int = MARKER_SIZE) -> tuple[int, int]:
+    """(bytes per part, number of parts) for ``size`` bytes sent in marker lines of ``chunk`` base64
+    characters (a multiple of 4), as :func:`marker_lines` cuts them: so a file can be sent part by part."""
+    raw = chunk // 4 * 3
+    return raw, max(1, -(-size // raw))
+
+
+def marker_line(index: int, name: str, part: int, parts: int, data: bytes) -> str:
+    """One marker line: part ``part`` of ``parts`` (from 1) of a file, ``data`` its bytes."""
+    return f'{FILE_MARKER} {index} {name} {part}/{parts} {base64.b64encode(bytes(data)).decode("ascii")}'
 
 
 def parse_marker(line: str) -> tuple[int, str, int, int, str] | None:

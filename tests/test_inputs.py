@@ -1,0 +1,216 @@
+"""What a user's own code meets: absolute imports of the project's own packages (in the container as here,
+and beside another version in one process), and return values whose type cannot be loaded here.
+
+The packaging tests need no engine: the sdist is unpacked and run as the image runs it
+(``python -m MODULE`` with the sdist's folder on PYTHONPATH); the others run it on the engines.
+"""
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+
+LOUD = {'shout': 'HELLO!', 'whisper': 'hello...', 'banner': '== HELLO! ==', 'same_objects': True}
+RELATIVE_LOUD = '''
+from . import util
+from .helpers import fmt
+
+
+class Loud:
+    def __init__(self, text):
+        self.text = text
+
+    def run(self):
+        return {'shout': util.shout(self.text), 'banner': fmt.banner(self.text), 'util': util.__name__}
+'''
+
+
+def sdist_of(project, version='0.0.1', job='Loud') -> Path:
+    """The job's sdist for ``version``, kept in dist/ (the build folder holds the latest version's only)."""
+    import shutil
+    project.doit('sdist', f'job={job}', f'version={version}')
+    built = project.path(f'build/{job}/context/{job.lower()}__{version.replace(".", "_")}-{version}.tar.gz')
+    project.path('dist').mkdir(exist_ok=True)
+    return Path(shutil.copy(built, project.path('dist')))
+
+
+def unpacked(sdist: Path, into: Path) -> Path:
+    """The sdist unpacked as the image's ADD does; the folder the image puts on PYTHONPATH."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(into, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+    return into / sdist.name[:-len('.tar.gz')]
+
+
+def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A fresh Python process with nothing of this one's modules or sys.path. tg_pipeline is imported from this
+    checkout, whose folder then leaves sys.path again: its own jobs/ (the example jobs) would have the name."""
+    environ = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    head = f'import sys; sys.path.insert(0, {str(REPO)!r}); import tg_pipeline.api; sys.path.remove({str(REPO)!r})\n'
+    return subprocess.run([sys.executable, '-c', head + textwrap.dedent(code)], cwd=cwd, env=environ,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- absolute imports ----------------------------------------------------------------------------------
+
+def test_absolute_imports_load_in_the_job_package_as_in_the_container(project_factory, tmp_path):
+    project = project_factory('absolute_imports')
+    folder = unpacked(sdist_of(project), tmp_path / 'opt')
+    run_dir = tmp_path / 'run'
+    environ = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run([sys.executable, '-m', 'loud__0_0_1'], cwd=tmp_path, capture_output=True, text=True,
+                            env={**environ, 'PYTHONPATH': str(folder), 'TG_PIPELINE_RUN_DIR': str(run_dir)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    value = pickle.loads((run_dir / 'result.pkl').read_bytes())
+    assert {k: value[k] for k in LOUD} == LOUD
+    assert value['util'] == 'loud__0_0_1.jobs.util'  # one module, under both names
+
+
+def test_both_names_are_the_same_module_and_pickles_of_either_load(project_factory, tmp_path):
+    project = project_factory('absolute_imports')
+    folder = unpacked(sdist_of(project), tmp_path / 'opt')
+    result = python(f'''
+        import pickle, sys
+        sys.path.insert(0, {str(folder)!r})
+        from loud__0_0_1 import EntryPoint
+        job = EntryPoint().load_resource('job')
+        import jobs.util, loud__0_0_1.jobs.util as real
+        assert jobs.util is real and sys.modules['jobs'] is sys.modules['loud__0_0_1.jobs']
+        assert jobs.util.__spec__.name == 'loud__0_0_1.jobs.util'  # the module keeps its own spec
+        assert pickle.loads(b'cjobs.util\\nshout\\n.') is real.shout  # a pickle naming the short form
+        assert pickle.loads(pickle.dumps(job)).run()['shout'] == 'HELLO!'
+        print('ok', type(job).__module__)
+        ''', tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == 'ok loud__0_0_1.jobs.loud'
+
+
+def test_two_versions_in_one_process_the_first_keeps_the_names(project_factory, tmp_path):
+    """Through install_package_and_get_loader: the first version loaded owns the name "jobs"; a second whose
+    code imports "jobs..." by absolute name is refused with an ImportError naming file, line and owner; a
+    second that imports only relatively loads and runs beside the first."""
+    project = project_factory('absolute_imports')
+    first, second = sdist_of(project, '1.0.0'), sdist_of(project, '2.0.0')
+    project.edit('jobs/helpers/fmt.py', 'from jobs.util import shout', 'from ..util import shout')
+    project.write('jobs/loud.py', RELATIVE_LOUD)  # a third version that imports only relatively
+    relative = sdist_of(project, '3.0.0')
+    result = python(f'''
+        from tg_pipeline.api import install_package_and_get_loader
+        loaders = [install_package_and_get_loader(path, silent=True, target={str(tmp_path / 'site')!r})
+                   for path in {[str(first), str(second), str(relative)]!r}]
+        one = loaders[0].load_resource('job')
+        print('first', one.run()['util'])
+        try:
+            loaders[1].load_resource('job')
+        except ImportError as e:
+            print('second refused:', e)
+        three = loaders[2].load_resource('job')
+        print('third', three.run()['util'], one.run()['util'])
+        ''', tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if not line.startswith('loud:')]  # the job's own
+    assert lines[0] == 'first loud__1_0_0.jobs.util'
+    site = tmp_path / 'site'
+    assert lines[1] == (f"second refused: {site / 'loud__2_0_0/jobs/loud.py'}:2 imports 'jobs.util' by its "
+                        "absolute name, but in this process 'jobs' is the job package loud__1_0_0 (loaded first), "
+                        "not this package's own loud__2_0_0.jobs: the import would run other code. Make it relative "
+                        '(e.g. "from . import ..." or "from .x import ..."), or load loud__2_0_0 in a process of its '
+                        'own')
+    assert lines[2] == 'third loud__3_0_0.jobs.util loud__1_0_0.jobs.util'
+
+
+def test_a_local_package_of_that_name_keeps_it(project_factory, tmp_path):
+    """In your project folder "jobs" is your own package: a job package whose code needs the name refuses to
+    load rather than mix its modules with yours."""
+    project = project_factory('absolute_imports')
+    sdist = sdist_of(project)
+    result = python(f'''
+        from tg_pipeline.api import install_package_and_get_loader
+        loader = install_package_and_get_loader({str(sdist)!r}, silent=True, target={str(tmp_path / 'site')!r})
+        import jobs
+        try:
+            loader.load_resource('job')
+        except ImportError as e:
+            print(e)
+        ''', project.root)
+    assert result.returncode == 0, result.stderr
+    assert f"in this process 'jobs' is the module {project.path('jobs/__init__.py')} (already loaded)" in result.stdout
+
+
+def test_absolute_imports_run_attached_and_on_the_local_engine(project_factory, docker_client):
+    project = project_factory('absolute_imports')
+    attached = project.doit('run_attached', 'job=Loud')
+    assert "'same_objects': True, 'util': 'jobs.util'}" in attached.stdout
+    local = project.doit('run_local', 'job=Loud')
+    assert 'loud: HELLO! hello... == HELLO! ==' in local.stdout
+    assert "'same_objects': True, 'util': 'loud__0_0_1.jobs.util'}" in local.stdout
+
+
+@pytest.mark.remote
+def test_absolute_imports_run_on_the_remote_engine(project_factory, remote_docker):
+    project = project_factory('absolute_imports')
+    result = project.doit('run_remote', 'job=Loud')
+    assert 'loud: HELLO! hello... == HELLO! ==' in result.stdout
+    assert "'same_objects': True, 'util': 'loud__0_0_1.jobs.util'}" in result.stdout
+    assert remote_docker.containers.list(all=True, filters={'label': project.labels('Loud')}) == []
+
+
+# --- return values this Python cannot load -------------------------------------------------------------
+
+def test_tabulate_is_in_the_image_only():
+    """The premise of the tests below: tabulate (a dependency of the foreign_result job) is not installed here."""
+    import importlib.util
+    assert importlib.util.find_spec('tabulate') is None
+
+
+def test_a_value_of_a_package_missing_here_still_succeeds_with_a_summary(project_factory, docker_client):
+    project = project_factory('foreign_result')
+    result = project.doit('run_local', 'job=Table')  # exit 0: the run went well
+    lines = result.stdout.splitlines()
+    summary = next(line for line in lines if line.startswith('Result: '))
+    assert summary.startswith("Result: the value holds a tabulate.Line that cannot be loaded here "
+                              "(ModuleNotFoundError: No module named 'tabulate'): ")
+    size, path = summary.split('): ', 1)[1].split(' bytes in ')
+    assert Path(path).name == 'result.pkl' and Path(path).stat().st_size == int(size)
+    assert Path(path).parent.parent == project.path('build/Table/runs/local')
+    assert lines[lines.index(summary) + 1] == ("TIP: pip install tabulate (the package that provides the module "
+                                               "'tabulate') here to load it; the image has it")
+    assert 'Traceback' not in result.stderr and 'ERROR' not in result.stderr
+    again = project.doit('result', 'job=Table')  # the same from the collected run
+    assert summary in again.stdout and 'TIP: pip install tabulate ' in again.stdout
+
+
+def test_the_python_api_raises_result_not_loadable(tmp_path, docker_client):
+    import uuid
+    from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, SSHLocalExecutor
+    from tg_pipeline.errors import PipelineError, ResultNotLoadable
+    name = f'foreignres_{uuid.uuid4().hex[:8]}'
+    (tmp_path / 'src' / name).mkdir(parents=True)
+    (tmp_path / 'src' / name / '__init__.py').write_text('')
+    (tmp_path / 'src' / name / 'jobs.py').write_text(
+        (REPO / 'tests/projects/foreign_result/jobs/table.py').read_text())
+    sys.path.insert(0, str(tmp_path / 'src'))
+    try:
+        job = __import__(f'{name}.jobs', fromlist=['Table']).Table()
+    finally:
+        sys.path.remove(str(tmp_path / 'src'))
+    packaging = Packaging('foreignresult', '0.0.1', dict(job=job))
+    packaging.build_dir, packaging.dependencies = str(tmp_path / 'build'), ['tabulate==0.9.0']
+    containering = Containering.from_packaging(packaging)
+    containering.silent, containering.image_name = True, 'tgtest-foreignresult'
+    executor = SSHLocalExecutor(SSHDockerConfig(packaging, containering, SSHDockerOptions()))
+    with pytest.raises(ResultNotLoadable) as info:
+        executor.execute()
+    error = info.value
+    assert isinstance(error, PipelineError)
+    assert (error.module, error.needs) == ('tabulate', 'tabulate.Line')
+    assert error.path.is_file() and error.path.parent.parent == tmp_path / 'build' / 'foreignresult' / 'runs' / 'local'
+    assert 'pip install tabulate' in error.hint
+    with pytest.raises(ResultNotLoadable):
+        executor.result()  # the collected run: the same
