@@ -17,6 +17,7 @@ persist between this project's runs on a host and ``doit cleanup caches=1`` remo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -107,21 +108,38 @@ def container_options(res: RunResources, project: str) -> tuple[dict, dict]:
     return create, host
 
 
-def _exists(host, path: str) -> bool | None:
-    """Whether ``path`` exists on the host (None: the login user may not look; the engine may)."""
+@contextlib.contextmanager
+def _looker(host):
+    """``exists(path)`` on the host: True, False, or None where the login user may not look (the engine may).
+    On a remote host over one sftp session of the run's connection, closed afterwards (sshd allows 10
+    sessions per connection); a shell's ``test -e`` where the host has no sftp."""
     if not host.remote:
-        return os.path.exists(path)
+        yield os.path.exists
+        return
     try:
-        host.connection.sftp().stat(path)
+        sftp = host.connection.client.open_sftp()
+    except Exception:  # noqa: BLE001 - no sftp subsystem there
+        yield lambda path: _shell_exists(host.connection, path)
+        return
+    try:
+        yield lambda path: _sftp_exists(sftp, path)
+    finally:
+        sftp.close()
+
+
+def _sftp_exists(sftp, path: str) -> bool | None:
+    try:
+        sftp.stat(path)
         return True
     except FileNotFoundError:
         return False
     except PermissionError:
         return None
-    except Exception:  # noqa: BLE001 - no sftp there: ask a shell
-        import shlex
-        result = host.connection.run(f'test -e {shlex.quote(path)}', hide=True, warn=True, in_stream=False)
-        return result.exited == 0
+
+
+def _shell_exists(connection, path: str) -> bool:
+    import shlex
+    return connection.run(f'test -e {shlex.quote(path)}', hide=True, warn=True, in_stream=False).exited == 0
 
 
 def where_text(host) -> str:
@@ -131,17 +149,20 @@ def where_text(host) -> str:
 
 def check_host_paths(res: RunResources, host, job: str) -> None:
     """Every mount's host path exists on the host the job runs on (before the container is made)."""
-    for text in res.mounts:
-        mount = parse_mount(text)
-        if _exists(host, mount.host) is not False:
-            continue
-        login, _, port = where_text(host).rpartition(':')
-        ssh = '' if port == '22' else f' -e "ssh -p {port}"'
-        copy = f'rsync -a{ssh} FOLDER/ {login}:{mount.host}/' if host.remote else f'mkdir -p {mount.host}'
-        raise PipelineError(f'job {job} mounts {mount.host} (mounts entry "{text}"), which does not exist on '
-                            f'{where_text(host)}',
-                            hint=f'put the data there ({copy}), or fix the host path in mounts of [jobs.{job}] '
-                                 f'or [run] (on the command line: mounts=HOST_PATH:CONTAINER_PATH)')
+    if not res.mounts:
+        return
+    with _looker(host) as exists:
+        missing = [(text, parse_mount(text)) for text in res.mounts if exists(parse_mount(text).host) is False]
+    if not missing:
+        return
+    text, mount = missing[0]
+    login, _, port = where_text(host).rpartition(':')
+    ssh = '' if port == '22' else f' -e "ssh -p {port}"'
+    copy = f'rsync -a{ssh} FOLDER/ {login}:{mount.host}/' if host.remote else f'mkdir -p {mount.host}'
+    raise PipelineError(f'job {job} mounts {mount.host} (mounts entry "{text}"), which does not exist on '
+                        f'{where_text(host)}',
+                        hint=f'put the data there ({copy}), or fix the host path in mounts of [jobs.{job}] '
+                             f'or [run] (on the command line: mounts=HOST_PATH:CONTAINER_PATH)')
 
 
 def ensure_caches(client, res: RunResources, project: str) -> None:
