@@ -103,15 +103,19 @@ class Containering:
 class SSHDockerOptions:
     """How the job runs. ``env_missing``: "error" (the default, as [run] env_missing in pipeline.toml) stops a
     run before it starts when a variable of ``env_variables_to_propagate`` is not set in this process;
-    "ignore" runs without it."""
+    "ignore" runs without it. The keyword-only settings are those of [run] (see README, "GPUs, data and
+    caches"); None leaves one unset."""
 
     def __init__(self, env_variables_to_propagate=(), wait_for_stop: bool = True, cpu_limit=None,
-                 memory_limit_in_gygabytes=None, env_missing: str | None = None):
+                 memory_limit_in_gygabytes=None, env_missing: str | None = None, *, gpus=None, shm_gb=None,
+                 ipc=None, max_runtime_s=None, mounts=None, caches=None, ports=None, env_files=None):
         self.env_variables_to_propagate = list(env_variables_to_propagate)
         self.wait_for_stop = wait_for_stop
         self.cpu_limit = cpu_limit
         self.memory_limit_in_gygabytes = memory_limit_in_gygabytes
         self.env_missing = env_missing
+        self.gpus, self.shm_gb, self.ipc, self.max_runtime_s = gpus, shm_gb, ipc, max_runtime_s
+        self.mounts, self.caches, self.ports, self.env_files = mounts, caches, ports, env_files
 
 
 class SSHDockerConfig:
@@ -190,7 +194,8 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
     job = {'factory': 'tg_pipeline.api:payload', 'package': packaging.name, 'version': packaging.version,
            'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
            'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0),
-           'image': containering.image, 'env_missing': getattr(options, 'env_missing', None)}
+           'image': containering.image, 'env_missing': getattr(options, 'env_missing', None),
+           **{key: getattr(options, key, None) for key in config_module.config_run.RUN_KEYS}}
     remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
     data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
@@ -302,6 +307,12 @@ class Executor:
         """The return value of an ended run (or the latest); raises JobFailed with its traceback."""
         from tg_pipeline.runs import lifecycle
         return self._lifecycle(lambda b, s, p: lifecycle.result(b, s, p, run_id)).value
+
+    def exec(self, command: str, run_id: str | None = None) -> int:
+        """Run a shell command line in the job's running container (or ``run_id``'s); print its output; its
+        exit code."""
+        from tg_pipeline.runs import reach
+        return self._lifecycle(lambda b, s, p: reach.exec_command(b, s, p, run_id, command))
 
     def _lifecycle(self, function):
         from tg_pipeline.hosts import backend, open_host

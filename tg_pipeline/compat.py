@@ -4,7 +4,9 @@
   - :func:`log_frames` reads a container's log as the engine sends it (8-byte frame headers, stdout and
     stderr apart, bytes exact) through ``APIClient._get/_url/_raise_for_status/_get_raw_response_socket/
     _disable_socket_timeout``: the public ``logs(stream=True)`` merges the two streams, and ``attach``
-    over SSH loses the bytes buffered with the response headers.
+    over SSH loses the bytes buffered with the response headers. :func:`exec_frames` reads an exec's output
+    the same way (``APIClient._post_json``, and ``response.raw._fp.fp`` after the connection upgrade), for the
+    same reason (``exec_start`` reads the socket).
   - :func:`docker_over_fabric` subclasses docker-py's ``SSHHTTPAdapter`` (overriding ``_create_paramiko_client``,
     ``_connect``, ``ssh_client``) and mounts it under a client (``APIClient._custom_adapter``, ``base_url``), so
     that the Docker API rides on our open fabric connection.
@@ -59,7 +61,8 @@ def problems() -> list[str]:
         if not low <= _version(version) < high:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
-    for attr in ('_get', '_url', '_raise_for_status', '_get_raw_response_socket', '_disable_socket_timeout'):
+    for attr in ('_get', '_post_json', '_url', '_raise_for_status', '_get_raw_response_socket',
+                 '_disable_socket_timeout'):
         if not hasattr(api, attr):
             found.append(f'docker.APIClient.{attr} is gone')
     from docker.transport.sshconn import SSHHTTPAdapter
@@ -95,18 +98,37 @@ def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
     params = {'stdout': int(1 in streams), 'stderr': int(2 in streams), 'follow': int(follow), 'timestamps': 0,
               'tail': 'all'}
     response = api._get(api._url('/containers/{0}/logs', container_id), stream=True, params=params)
+    yield from _frames(api, response)
+
+
+def exec_frames(client, exec_id: str):
+    """(stream, bytes) frames of a created exec's output, as it runs (stream 1 stdout, 2 stderr).
+
+    Started as ``exec_start`` does (``APIClient._post_json``, asking to upgrade the connection), then read from
+    the connection's buffered file (``response.raw._fp.fp``), which holds the bytes that came with the response
+    headers: ``exec_start`` reads the bare socket and misses those over SSH, and without the upgrade the engine
+    answers "read until close", where http.client closes the SSH channel at once."""
+    api = client.api
+    response = api._post_json(api._url('/exec/{0}/start', exec_id), data={'Tty': False, 'Detach': False},
+                              headers={'Connection': 'Upgrade', 'Upgrade': 'tcp'}, stream=True)
+    source = response.raw._fp.fp if response.status_code == 101 else response.raw
+    yield from _frames(api, response, source)
+
+
+def _frames(api, response, source=None):
     api._raise_for_status(response)
+    source = response.raw if source is None else source
     try:
         api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours
     except (AttributeError, TypeError):
         pass  # not a real socket (a fake engine in the unit tests)
     try:
         while True:
-            header = response.raw.read(8)
+            header = _read_exactly(source, 8)
             if len(header) < 8:
                 return
             kind, length = struct.unpack('>BxxxL', header)
-            yield kind, (_read_exactly(response.raw, length) if length else b'')
+            yield kind, (_read_exactly(source, length) if length else b'')
     finally:
         response.close()
 

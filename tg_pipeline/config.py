@@ -31,6 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from tg_pipeline import config_run
 from tg_pipeline.config_text import LineIndex, describe  # noqa: F401 (part of this module's interface)
 from tg_pipeline.errors import ConfigError
 
@@ -59,12 +60,18 @@ CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_proje
 NO_LIMIT = '0 (no limit)'
 ENV_MISSING_HELP = ('"error": a run stops before it starts when a variable named in env is not set here; '
                     '"ignore": it runs without that variable')
+# GPUs, data and caches: short names on the command line, and doit variables of exec/forward/cleanup
+ALIASES.update({key: f'run.{key}' for key in config_run.RUN_KEYS if key != 'caches'})
+CONTROL_VARS |= {'cmd', 'port', 'local_port', 'caches'}
+IPC_HELP = '"host": the job shares the host\'s IPC namespace and /dev/shm; "" (the default): its own'
 
 
 def _field(default=dataclasses.MISSING, **metadata):
     """A field with metadata: ``minimum`` (text of the lowest value), ``memory`` (>= 6 MiB unless 0),
     ``requirements`` (pip requirements), ``help`` (what the choices mean), ``sweep``, ``version`` (a PEP 440
-    version that is a Docker tag too), ``image_prefix``, ``reference`` (an image name:tag); see config_names."""
+    version that is a Docker tag too), ``image_prefix``, ``reference`` (an image name:tag); see config_names;
+    ``check`` (a function of config_run: (value, dotted key) -> None or (problem, hint)), ``number_as_text``
+    (a str that takes an integer)."""
     if isinstance(default, Mapping):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -111,6 +118,15 @@ class RunSettings(_Section):
         'stop', help='"stop": Ctrl-C stops the container; "detach": it keeps running and you re-attach '
                      'with doit logs ... follow=1')
     env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
+    # GPUs, data and caches (config_run.RUN_KEYS): also keys of a job's table
+    gpus: str = _field('', check=config_run.check_gpus, number_as_text=True)
+    shm_gb: float = _field(0.0, minimum="0 (Docker's 64 MB)")
+    ipc: Literal['', 'host'] = _field('', help=IPC_HELP)
+    max_runtime_s: float = _field(0.0, minimum=NO_LIMIT)
+    mounts: tuple[str, ...] = _field((), check=config_run.check_mounts)
+    caches: Mapping[str, str] = _field(EMPTY, check=config_run.check_caches)
+    ports: tuple[str, ...] = _field((), check=config_run.check_ports)
+    env_files: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +153,7 @@ class SwarmSettings(_Section):
     constraints: tuple[str, ...] = ()
     schedule_timeout: float = _field(30.0, minimum='0')
     labels: Mapping[str, str] = _field(EMPTY)
+    gpu_resource: str = 'gpu'  # the generic resource (node-generic-resources) that gpus = N reserves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +186,15 @@ class JobConfig(_Frozen):
     env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
     line: Optional[int] = None
     factory_line: Optional[int] = None
+    # GPUs, data and caches (config_run.RUN_KEYS), from [run] unless the job's table sets them
+    gpus: str = _field('', check=config_run.check_gpus, number_as_text=True)
+    shm_gb: float = _field(0.0, minimum="0 (Docker's 64 MB)")
+    ipc: Literal['', 'host'] = _field('', help=IPC_HELP)
+    max_runtime_s: float = _field(0.0, minimum=NO_LIMIT)
+    mounts: tuple[str, ...] = _field((), check=config_run.check_mounts)
+    caches: Mapping[str, str] = _field(EMPTY, check=config_run.check_caches)
+    ports: tuple[str, ...] = _field((), check=config_run.check_ports)
+    env_files: tuple[str, ...] = ()
 
     def fingerprint(self) -> dict:
         """What the payload depends on, besides the source files (JSON-able, for doit's config_changed)."""
@@ -186,6 +212,7 @@ class JobConfig(_Frozen):
 # the keys of a [jobs.NAME] table (the other fields of JobConfig are derived)
 JOB_KEYS = ('factory', 'args', 'kwargs', 'package', 'version', 'dependencies', 'env', 'cpu', 'memory_gb',
             'sweep', 'image', 'env_missing')
+JOB_KEYS += config_run.RUN_KEYS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional
 
+from tg_pipeline import config_run
 from tg_pipeline.config import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS,
                                 JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
                                 parse_override_value)
@@ -40,6 +41,8 @@ def _convert(spec: _Spec, value):
     kind, number = spec.kind, isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == 'any' or (kind == 'str' and isinstance(value, str)) or (kind == 'bool' and isinstance(value, bool)):
         return value
+    if kind == 'str' and spec.meta.get('number_as_text') and number and isinstance(value, int):
+        return str(value)  # gpus = 2
     if kind == 'int' and number and isinstance(value, int):
         return value
     if kind == 'float' and number and math.isfinite(value):
@@ -156,8 +159,8 @@ def _text_value(kind: str, raw: str):
     value = parse_override_value(raw)
     if kind in ('str', 'choice') and not isinstance(value, str):
         return raw
-    if kind == 'strs' and isinstance(value, str):
-        return [v for v in value.split(',') if v]
+    if kind == 'strs' and not isinstance(value, list):  # a,b or one number: ports=6006
+        return [v for v in (value if isinstance(value, str) else raw).split(',') if v]
     return value
 
 
@@ -234,12 +237,17 @@ class _Builder:
                 except ConfigError as e:
                     raise at.error(e.problem, dotted, e.hint) from None
             self.check_name(at, dotted, meta, value)
+            if meta.get('check') and (found := meta['check'](value, dotted)):
+                entry = self.at.get(f'{dotted}.{found[2]}', at) if len(found) > 2 else at  # a table's entry
+                raise entry.error(found[0], dotted, hint=found[1])
             if meta.get('sweep'):
                 for name, choices in value.items():
                     if not isinstance(choices, (list, tuple)) or not choices:
                         where = self.at.get(f'{dotted}.{name}') or _At(at.source, dotted, name)
                         raise where.error(f'{dotted}.{name} must be a non-empty array of values, not {choices!r}',
                                           f'{dotted}.{name}', hint=f'e.g. [{dotted}] then {name} = [0.1, 0.01]')
+        if (found := config_run.check_together(values, prefix)) is not None:
+            raise self.at.get(f'{prefix}.shm_gb', _DEFAULT).error(found[0], f'{prefix}.shm_gb', hint=found[1])
 
     @staticmethod
     def check_name(at: _At, dotted: str, meta: Mapping, value) -> None:
@@ -294,12 +302,31 @@ class _Builder:
             raise self.source.error(f'job name {name!r} must be letters, digits, _ or - (ASCII, starting with a '
                                     f'letter or _)', t, t, hint=f'rename [{t}] to [jobs.{proposed_job_name(name)}]',
                                     cls=InvalidName, setting=t, value=name, reason='', proposal=proposed_job_name(name))
+        self.inherit_run(t, values, sections['run'])
         self.inherit(t, values, sections)
         self.names(t, name, values, sections['docker'])
         self.check(t, specs, values)
         package = values['package'].lower()
         return JobConfig(name=name, module=module_name(package, values['version']), **{**values, 'package': package},
                          line=self.source.line(t), factory_line=self.source.line(t, 'factory'))
+
+    def inherit_run(self, t: str, values: dict, run) -> None:
+        """GPUs, data and caches from [run]: the job's own value wins (unless [run]'s is from the command line),
+        lists are joined with [run]'s, caches added to [run]'s."""
+        for key in config_run.SCALAR_KEYS:
+            own = self.at.get(f'{t}.{key}') if key in values else None
+            if own is None or (own is not _COMMAND_LINE and self.at[f'run.{key}'] is _COMMAND_LINE):
+                values[key] = getattr(run, key)
+                self.note(f'{t}.{key}', self.at[f'run.{key}'])
+        for key in (*config_run.LIST_KEYS, 'caches'):
+            inherited, ours = getattr(run, key), key in values
+            if key == 'caches':
+                values[key] = types.MappingProxyType({**inherited, **values.get(key, {})})
+            else:
+                values[key] = tuple(dict.fromkeys([*inherited, *values.get(key, ())]))
+            froms = [self.origins[f'run.{key}']] if inherited or not ours else []
+            froms += [self.origins[f'{t}.{key}']] if ours else []
+            self.origins[f'{t}.{key}'] = ' + '.join(dict.fromkeys(froms))
 
     def inherit(self, t: str, values: dict, sections: dict) -> None:
         """What the job does not set itself, from [package] and [run]; lists are joined."""

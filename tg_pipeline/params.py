@@ -49,6 +49,18 @@ SETTINGS = {
     'registry.username_env': 'name of the variable holding the registry login',
     'registry.password_env': 'name of the variable holding the registry password',
 }
+# GPUs, data and caches (see README), in [run] and in a job's table
+SETTINGS.update({
+    'run.gpus': 'GPUs for each job: all, a count, or device ids (0,2; one: device=1); 0 = none',
+    'run.shm_gb': 'size of /dev/shm in GB, 0 = Docker\'s 64 MB',
+    'run.ipc': 'host: share the host\'s IPC namespace and /dev/shm',
+    'run.max_runtime_s': 'stop the job after this many seconds, reported as timed out; 0 = no limit',
+    'run.mounts': 'host folders of the host the job runs on: HOST:CONTAINER, read-only unless :rw',
+    'run.caches': 'named volumes of this project kept between runs on a host: NAME = /path/in/the/container',
+    'run.ports': 'container ports published on the host: PORT, HOST_PORT:PORT or IP:HOST_PORT:PORT',
+    'run.env_files': 'NAME=value files read here (relative to pipeline.toml), sent as env values are',
+    'swarm.gpu_resource': 'the nodes\' generic resource that gpus = N reserves on swarm',
+})
 JOB_SETTINGS = {
     'factory': 'module:Class (or function) that builds the job',
     'args': 'positional arguments of the factory',
@@ -63,6 +75,13 @@ JOB_SETTINGS = {
     'sweep': 'one variant per combination of these values (run_swarm)',
     'image': 'name:tag of the image, instead of package:version',
 }
+JOB_SETTINGS.update({
+    'gpus': 'this job\'s GPUs (default: run.gpus)', 'shm_gb': 'this job\'s /dev/shm in GB (default: run.shm_gb)',
+    'ipc': 'this job\'s IPC namespace: host or its own (default: run.ipc)',
+    'max_runtime_s': 'this job\'s time limit in seconds (default: run.max_runtime_s)',
+    'mounts': 'more host folders for this job (after run.mounts)', 'caches': 'more caches (after run.caches)',
+    'ports': 'more published ports (after run.ports)', 'env_files': 'more env files (after run.env_files)',
+})
 # the doit variables that are no setting of pipeline.toml: (help, yes/no flag)
 CONTROLS = {
     'job': ('the job (default: every job)', False),
@@ -76,12 +95,21 @@ CONTROLS = {
     'all': ('draw every task, the lifecycle ones too', True),
     'files': ('draw the files: dependencies and targets', True),
 }
+CONTROLS.update({
+    'cmd': ('the shell command line to run in the job\'s container, e.g. cmd="nvidia-smi"', False),
+    'port': ('the port of the job\'s container to reach, e.g. port=6006', False),
+    'local_port': ('the port here that forwards to it (default: the same as port)', False),
+    'caches': ('also remove this project\'s cache volumes from the host', True),
+})
 STEP_CONTROLS = {
     'run_local': ('job', 'detach'), 'run_remote': ('job', 'detach'), 'run_swarm': ('job', 'detach'),
     'status': ('job', 'where', 'run_id', 'all_projects'), 'logs': ('job', 'where', 'run_id', 'follow'),
     'stop': ('job', 'where', 'run_id'), 'result': ('job', 'where', 'run_id'),
     'cleanup': ('where', 'days', 'keep'), 'graph': ('job', 'all', 'files'), 'check_remote': (),
 }
+STEP_CONTROLS.update({'exec': ('job', 'where', 'run_id', 'cmd'),
+                      'forward': ('job', 'where', 'run_id', 'port', 'local_port'),
+                      'cleanup': (*STEP_CONTROLS['cleanup'], 'caches')})
 METAVARS = {'float': 'N', 'int': 'N', 'bool': 'true|false', 'strs': 'A,B', 'array': '[...]', 'table': '{...}',
             'strtable': '{...}', 'str': 'TEXT', 'any': 'VALUE'}
 ALIAS_METAVARS = {'memory': 'GB', 'cpu': 'CORES', 'reserve_memory': 'GB', 'reserve_cpu': 'CORES'}

@@ -184,12 +184,13 @@ def config_origin_is_api(origin: str) -> bool:
 def run_spec(ctx: Context, job: str, reference: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.base import RunSpec
+    from tg_pipeline.runs.resources import RunResources
     j = ctx.config.job(job)
     record = recorded_image(ctx.paths(job).image) or {}
     return RunSpec(image_id=record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
                    version=j.version, module=j.module, env_names=tuple(j.env), cpu=j.cpu, memory_gb=j.memory_gb,
                    project=ctx.config.project, owner=ctx.config.owner, reference=reference or ctx.image_tag(job),
-                   variants=tuple(ctx.variant_labels(job)))
+                   variants=tuple(ctx.variant_labels(job)), resources=RunResources.of(j, ctx.config.root))
 
 
 def _run(ctx: Context, job: str, host, spec) -> None:
@@ -285,6 +286,35 @@ def clean_runs(ctx: Context, job: str, where: str, dryrun: bool) -> None:
             shutil.rmtree(paths.dir)
 
 
+def reach_step(ctx: Context, job: str, step: str) -> None:
+    """exec / forward: into this project's latest running run of the job (or run_id=), where= names."""
+    from tg_pipeline.hosts import backend, open_host
+    from tg_pipeline.runs import lifecycle, reach
+    import sys
+    if not ctx.variables.get('job') and f'{step}:{job}' not in sys.argv[1:]:  # not once per job of the project
+        raise ConfigError(f'doit {step} needs the job: job=NAME', key='job',
+                          hint=f'e.g. doit {step} job={job} ' + ('cmd="nvidia-smi"' if step == 'exec' else 'port=6006'))
+    where, run_id = ctx.where(), ctx.variables.get('run_id') or None
+    scope, paths = lifecycle.Scope(job, ctx.config.project), ctx.paths(job).runs(where)
+    if step == 'exec' and not ctx.variables.get('cmd'):
+        raise ConfigError('doit exec needs the command: cmd="..."', key='cmd',
+                          hint=f'e.g. doit exec job={job} where={where} cmd="nvidia-smi"')
+    port = number(ctx, 'port', '0', int, hint=f'e.g. doit forward job={job} where={where} port=6006') \
+        if step == 'forward' else 0
+    if step == 'forward' and not 0 < port < 65536:
+        raise ConfigError(f'doit forward needs the port of the job to reach: port=1..65535, not {port}', key='port',
+                          hint=f'e.g. doit forward job={job} where={where} port=6006')
+    with open_host(ctx.config, where) as host:
+        kind = backend(host, ctx.config)
+        if step == 'forward':
+            local = number(ctx, 'local_port', str(port), int, hint='e.g. local_port=16006')
+            reach.forward(kind, scope, paths, run_id, port, local)
+            return
+        code = reach.exec_command(kind, scope, paths, run_id, ctx.variables['cmd'])
+    if code != 0:
+        raise PipelineError(f'the command exited with code {code} in job {job}\'s run ({where})')
+
+
 def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):
     text = ctx.variables.get(name, default)
     try:
@@ -310,6 +340,9 @@ def cleanup(ctx: Context) -> None:
                           lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
         if where != 'swarm':
             prune_job_images(host.docker, ctx.config.project, keep=keep)
+        if ctx.flag('caches'):
+            from tg_pipeline.runs.resources import remove_caches
+            remove_caches([host.docker, *host.nodes], ctx.config.project, host.name)
 
 
 def draw_graph(ctx: Context, tasks: dict, probe) -> None:
@@ -334,5 +367,5 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'cleanup', 'draw_graph', 'show_config',
-           'check_remote']
+           'run_remote', 'run_swarm', 'lifecycle_step', 'reach_step', 'clean_runs', 'cleanup', 'draw_graph',
+           'show_config', 'check_remote']

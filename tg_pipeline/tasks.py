@@ -37,6 +37,8 @@ STEPS = {
     'logs': 'print a run\'s whole output; follow=1 re-attaches until it ends (where=, run_id=)',
     'stop': 'stop a running run (the latest, or run_id=...), collect and remove it (where=)',
     'result': 'print the return value of an ended run, collecting it (where=, run_id=)',
+    'exec': 'run cmd="..." in the job\'s running container, print its output and exit code (where=, run_id=)',
+    'forward': 'forward local_port= here to port= of the job\'s running container until Ctrl-C (where=, run_id=)',
 }
 LIFECYCLE = ('status', 'logs', 'stop', 'result')
 # the tasks of the whole project: name -> (doc, action)
@@ -141,6 +143,8 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
                           clean=[(steps.clean_runs, [ctx, job, 'swarm'])]),
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
+        **{step: dict(actions=[action(ctx, steps.reach_step, job, step)], uptodate=[False])
+           for step in ('exec', 'forward')},
     }
     return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 

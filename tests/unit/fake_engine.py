@@ -30,7 +30,8 @@ the version prefix, params, body as decoded JSON); ``engine.last('POST', '/conta
 and ``engine.find('POST', '/containers/*/stop')`` pick them. State: ``engine.images``,
 ``engine.containers`` (id -> FakeContainer, with the create body verbatim), ``engine.removed``,
 ``engine.builds``, ``engine.registries``, ``engine.services`` (id -> :class:`fake_swarm.FakeService`,
-with its tasks), ``engine.removed_services``. A service's tasks have run as soon as it is created.
+with its tasks), ``engine.removed_services``, ``engine.volumes`` (:mod:`fake_volumes`). A service's tasks have
+run as soon as it is created.
 
 Private docker-py names the fake had to satisfy (our ``runs.container.output_stream`` calls
 ``api._get``, ``api._url``, ``api._raise_for_status``, ``api._get_raw_response_socket`` and
@@ -60,6 +61,7 @@ import docker
 from fake_containers import Abort, ContainerRoutes
 from fake_images import BuildFailure, ImageRoutes
 from fake_swarm import FakeService, SwarmRoutes, node
+from fake_volumes import VolumeRoutes
 from fake_state import (FakeContainer, FakeEngineBlocked, FakeEngineError, FakeImage, FakeRegistry, Program,
                         digest, normalize, split_reference)
 from fake_wire import API_VERSION, Call, FakeAdapter, Reply
@@ -87,10 +89,12 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ('GET', r'/services', 'service_list'), ('GET', r'/services/([^/]+)/logs', 'service_logs'),
     ('GET', r'/services/([^/]+)', 'service_inspect'), ('DELETE', r'/services/([^/]+)', 'service_remove'),
     ('GET', r'/tasks', 'task_list'),
+    ('POST', r'/volumes/create', 'volume_create'), ('GET', r'/volumes', 'volume_list'),
+    ('DELETE', r'/volumes/([^/]+)', 'volume_remove'),
 ]]
 
 
-class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes):
+class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
     """An in-memory engine; see the module docstring for programming it and asserting on it."""
 
     def __init__(self, clock=None):
@@ -109,6 +113,7 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes):
         self.services: dict[str, FakeService] = {}
         self.removed_services: list[FakeService] = []
         self.task_programs: dict[str, list[Program]] = {}
+        self.volumes: dict[str, dict] = {}
 
     # -- the client -------------------------------------------------------------------------------
 

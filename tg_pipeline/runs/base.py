@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Protocol
 
 from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.runs.resources import RunResources
 from tg_pipeline.runtime import protocol
 
 LABEL = protocol.LABEL
@@ -53,6 +54,7 @@ class RunSpec:
     owner: str = ''
     reference: str = ''  # the image's name where the run happens (tag or registry reference), for people
     variants: tuple = ()  # swarm: one task per variant label
+    resources: RunResources = RunResources()  # GPUs, shared memory, mounts, caches, ports, env files, time limit
 
     def environment(self, environ=None) -> dict[str, str]:
         environ = os.environ if environ is None else environ
@@ -66,7 +68,8 @@ class RunSpec:
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
-        return {**self.environment(environ), protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id}
+        return {**self.resources.environment(), **self.environment(environ), protocol.ENV_RUN_DIR: protocol.RUN_DIR,
+                protocol.ENV_RUN_ID: run_id}
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class RunResult:
     traceback: Optional[str] = None
     signal: Optional[int] = None
     variants: list = field(default_factory=list)  # swarm: one dict per variant
+    timed_out: bool = False  # stopped at its time limit (max_runtime_s)
+    max_runtime_s: float = 0
 
     @property
     def ok(self) -> bool:
@@ -255,3 +260,9 @@ class Backend(Protocol):
 
     def discard(self, handle: RunHandle) -> None:
         """Remove it from the host without collecting anything."""
+
+    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+        """Run ``command`` (a shell command line) in the running run; stream its output; its exit code."""
+
+    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+        """Forward ``local_port`` here to ``port`` of the running run, until Ctrl-C or the run's end."""

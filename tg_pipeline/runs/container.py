@@ -23,7 +23,8 @@ from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, lost_connection_means_detached, new_run_id,
                                    strip_labels)
 from tg_pipeline.runs.output import TAIL_BYTES
-from tg_pipeline.runs.records import exit_status, parse_time, read_text
+from tg_pipeline.runs import resources
+from tg_pipeline.runs.records import exit_status, parse_time, read_text, time_limit_hit
 from tg_pipeline.runtime import protocol
 
 SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
@@ -103,18 +104,22 @@ class ContainerBackend:
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
         self.lost = getattr(host, 'lost_reason', lambda: None)
+        self.place = host  # its SSH connection reaches the host's files and the containers' network
 
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         """Create the container (not started yet)."""
         run_id = new_run_id()
         name = container_name(spec, run_id)
-        labels = spec.labels(run_id, self.where)
+        labels = {**spec.labels(run_id, self.where), **spec.resources.labels()}
+        resources.check_host_paths(spec.resources, self.place, spec.job)
+        resources.ensure_caches(self.client, spec.resources, spec.project)
+        create, host_config = resources.container_options(spec.resources, spec.project)
         try:
             container = self.client.api.create_container(
                 spec.image_id, name=name, environment=spec.run_environment(run_id, environ), labels=labels,
                 detach=True, host_config=self.client.api.create_host_config(
-                    init=True, **limits(spec.cpu, spec.memory_gb)))
+                    init=True, **limits(spec.cpu, spec.memory_gb), **host_config), **create)
         except docker.errors.ImageNotFound:
             raise PipelineError(f'image {spec.reference or spec.image_id} is not on the {self.host} Docker engine',
                                 hint='run the build (and push) tasks first, e.g. doit build_image') from None
@@ -127,8 +132,12 @@ class ContainerBackend:
         return self._handle(container['Id'], name, labels, 'created', False)
 
     def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
-        """Start the prepared container (``spec`` and ``environ`` went into it already)."""
-        self.client.api.start(handle.ref)
+        """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
+        engine cannot give are said as such."""
+        try:
+            self.client.api.start(handle.ref)
+        except docker.errors.APIError as e:
+            raise resources.start_problem(e, self.place, handle.job, handle.labels.get('gpus', '')) or e
         return dataclasses.replace(handle, state="running", running=True)
 
     def start_line(self, handle: RunHandle) -> str:
@@ -211,6 +220,8 @@ class ContainerBackend:
                            oom_killed=bool(state.get('OOMKilled')), signal=signal,
                            memory_gb=float(handle.labels.get('memory_gb') or 0),
                            traceback=read_text(run_dir, protocol.TRACEBACK_FILE))
+        limit = time_limit_hit(run_dir)
+        result.timed_out, result.max_runtime_s = limit is not None, limit or 0
         if paths is not None:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
@@ -218,7 +229,7 @@ class ContainerBackend:
                 'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'),
                 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
-                'started': handle.started})
+                'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
         self.discard(handle)
         return result
 
@@ -283,6 +294,15 @@ class ContainerBackend:
             self.client.api.remove_container(handle.ref, force=True)
         except docker.errors.NotFound:
             pass
+
+    # --- reaching a running run ---------------------------------------------------------------------
+    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+        from tg_pipeline.runs import reach
+        return reach.exec_in_container(self.client, handle, command, out, err)
+
+    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+        from tg_pipeline.runs import reach
+        reach.forward_to_container(self, handle, port, local_port, out)
 
     def _remove_named(self, name: str) -> None:
         try:

@@ -44,12 +44,29 @@ def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
     return container_code, None
 
 
+def time_limit_hit(run_dir) -> float | None:
+    """The time limit the run was stopped at (the entry point's record), or None."""
+    try:
+        recorded = json.loads(read_text(run_dir, protocol.EXIT_FILE) or '{}')
+    except ValueError:
+        return None
+    if recorded.get('reason') != protocol.REASON_TIMEOUT:
+        return None
+    return float(recorded.get('max_runtime_s') or 0)
+
+
 def failure(result: RunResult) -> JobFailed | None:
     """The :class:`JobFailed` a failed run raises (None when it succeeded)."""
     if result.ok:
         return None
     if result.variants:
         return variant_failure(result)
+    if result.timed_out:
+        return JobFailed(f'job {result.job} ran out of its time limit of {result.max_runtime_s:g} s (max_runtime_s; '
+                         f'{result.host} run): it was stopped, its output and results are kept',
+                         exit_code=result.exit_code, output=result.output,
+                         hint=f'raise max_runtime_s in [run] or [jobs.{result.job}], or on the command line: '
+                              f'max_runtime_s={2 * result.max_runtime_s:g} (0 = no limit)')
     if result.oom_killed:
         return JobFailed(f'job {result.job} was killed for exceeding its memory limit of {result.memory_gb:g} GB '
                          f'({result.host} run)', exit_code=result.exit_code, output=result.output,
@@ -71,6 +88,7 @@ def variant_failure(result: RunResult) -> JobFailed:
     names = ', '.join(f'variant {f["variant"]} ({f["label"]}): {f["state"]}'
                       + (f' exit {f["exit_code"]}' if f['exit_code'] is not None else '')
                       + (f' ({f["error"]})' if f['error'] and not f['error'].startswith('task: non-zero exit') else '')
+                      + (f' (ran out of its time limit of {f["max_runtime_s"]:g} s)' if f.get('timed_out') else '')
                       for f in failed)
     first = failed[0]
     return JobFailed(f'{len(failed)} variant(s) of job {result.job} failed in swarm run {result.run_id} '
@@ -90,7 +108,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        module=record.get('module', ''), exit_code=record.get('exit_code'),
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
-                       variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])])
+                       variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
+                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0)
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -180,6 +199,7 @@ def state_of_record(record: dict) -> str:
         ok = sum(1 for v in record['variants'] if v.get('ok', v.get('state') == 'complete' and v.get('exit_code') == 0))
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
+    oom += f' (timed out after {record.get("max_runtime_s") or 0:g} s)' if record.get('timed_out') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
 
 

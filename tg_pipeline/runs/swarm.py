@@ -26,7 +26,8 @@ from docker.types import Resources, RestartPolicy, ServiceMode
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, Variant, lost_connection_means_detached,
                                    new_run_id, strip_labels)
-from tg_pipeline.runs.records import exit_status, parse_time
+from tg_pipeline.runs import resources
+from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
 from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
 
@@ -107,6 +108,7 @@ class SwarmBackend:
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
+        resources.check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
         run_id = new_run_id()
         labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
@@ -119,13 +121,15 @@ class SwarmBackend:
                   **{f'{LABEL}.{k}': v for k, v in handle.labels.items()}}
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
-        resources = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
-                              cpu_reservation=int(o.cpu_reservation * 1e9) or None,
-                              mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None)
+        mounts, generic = resources.swarm_options(spec.resources, spec.project, o.gpu_resource)
+        reserved = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
+                             cpu_reservation=int(o.cpu_reservation * 1e9) or None,
+                             mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
+                             generic_resources=generic)
         try:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
-                container_labels=labels, init=True, resources=resources,
+                container_labels=labels, init=True, resources=reserved, mounts=mounts or None,
                 mode=ServiceMode('replicated-job', replicas=count, concurrency=o.max_concurrent or count),
                 restart_policy=RestartPolicy(condition='none'), constraints=list(o.constraints))
         except docker.errors.APIError as e:
@@ -268,6 +272,8 @@ class SwarmBackend:
         entry = {'variant': index, 'label': label, 'state': status.get('State', 'missing'), 'exit_code': code,
                  'error': status.get('Err', ''), 'node': task.get('NodeID', ''), 'run_dir': str(run_dir)}
         entry['ok'] = entry['state'] == 'complete' and code == 0
+        limit = time_limit_hit(run_dir)
+        entry['timed_out'], entry['max_runtime_s'] = limit is not None, limit or 0
         if not entry['ok']:
             trace = run_dir / protocol.TRACEBACK_FILE
             entry['traceback'] = trace.read_text(errors='replace') if trace.exists() else tail(log)
@@ -288,6 +294,20 @@ class SwarmBackend:
             if expected <= set(found.archives()) or time.time() > deadline:
                 return found
             time.sleep(0.5)
+
+    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+        self.refuse_reach('exec', handle.job, handle.run_id)
+
+    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+        self.refuse_reach('forward', handle.job, handle.run_id)
+
+    @staticmethod
+    def refuse_reach(what: str, job: str, run_id: str = '') -> None:
+        """exec and forward reach one container: a swarm run has none to offer (said before looking for runs)."""
+        raise SwarmError(f'doit {what} reaches one container, and a swarm run{" " + run_id if run_id else ""} is a '
+                         f'service whose tasks run on any node of the swarm: {what} is not supported for swarm runs',
+                         hint=f'see its output with doit logs job={job} where=swarm; to {what} into a job, run it '
+                              f'with run_local or run_remote (detach=1), then doit {what} job={job} where=remote')
 
     def discard(self, handle: RunHandle, settle: float = 0) -> None:
         """Remove the service, then its task containers on every engine we reach.

@@ -209,6 +209,7 @@ def main(package_dir=None, environ=None) -> int:
     With a run folder, the output folder is set as ``ENV_OUTPUT`` in it and in ``os.environ`` (the job's).
     In a tg_pipeline container run (the run folder at ``protocol.RUN_DIR``, nothing to send back), the job runs
     in a child process whose stdout and stderr are copied into ``protocol.LOG_DIR`` (:func:`run_teed`).
+    With a time limit (``ENV_MAX_RUNTIME``), the job is stopped after that many seconds (see :func:`within`).
     """
     environ = os.environ if environ is None else environ
     if keeps_log_copies(environ):
@@ -226,6 +227,17 @@ def _main(package_dir, environ) -> int:
     log('Welcome to Training Grounds!')
     folder = _Run(environ)
     folder.prepare()
+    limit = time_limit(environ)
+    if limit:
+        code = within(limit, lambda: _job(package_dir, environ, folder), folder, variant_index(environ))
+    else:
+        code = _job(package_dir, environ, folder)
+    log('DONE. Exiting Training Grounds.')
+    return code
+
+
+def _job(package_dir, environ, folder) -> int:
+    """Load and run the job, keep what it left in the run folder; its exit status."""
     index, code, reason, result, trace = _attempt(package_dir, environ)
     if code == 0:
         folder.keep_result(result)
@@ -241,5 +253,87 @@ def _main(package_dir, environ) -> int:
             folder.keep(protocol.TRACEBACK_FILE, trace.encode())
         folder.keep_exit(code, reason)
         folder.send(index)
-    log('DONE. Exiting Training Grounds.')
     return code
+
+
+def time_limit(environ) -> float:
+    """The job's time limit in seconds (``ENV_MAX_RUNTIME``); 0 for none."""
+    try:
+        return max(0.0, float(environ.get(protocol.ENV_MAX_RUNTIME) or 0))
+    except ValueError:
+        return 0.0
+
+
+GRACE_S = 5  # after SIGTERM at the time limit, this long before SIGKILL
+
+
+def within(limit: float, body, folder, index) -> int:
+    """Run ``body`` in a child process, its own process group, and stop that group after ``limit`` seconds
+    (SIGTERM, then SIGKILL after GRACE_S); the exit status. A stopped job's run folder records the timeout
+    (``REASON_TIMEOUT``, ``TIMEOUT_EXIT_CODE``). SIGTERM and SIGINT reach the job (``docker stop``, Ctrl-C).
+
+    A process of its own, rather than a signal in the job's process, since a job may catch exceptions, block
+    in native code, or start processes of its own; and the entry point, not the host, keeps the limit, so it
+    holds for detached runs and swarm tasks that nobody watches."""
+    import signal
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the job
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            code = body()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # it did so itself already
+        pass
+    before = {n: signal.signal(n, lambda sig, frame: _signal_group(pid, sig)) for n in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = _wait(pid, limit)
+        if status is None:
+            status = _stop(pid, limit, folder, index)
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    return status
+
+
+def _stop(pid: int, limit: float, folder, index) -> int:
+    """The job's time is up: stop its process group, record the timeout."""
+    import signal
+    log(f'The job ran out of its time limit of {limit:g} s (max_runtime_s): stopping it')
+    for number, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, None)):
+        _signal_group(pid, number)
+        if _wait(pid, wait) is not None:
+            break
+    _signal_group(pid, signal.SIGKILL)  # what the job started and left behind
+    folder.keep(protocol.EXIT_FILE, json.dumps({'exit_code': protocol.TIMEOUT_EXIT_CODE, 'max_runtime_s': limit,
+                                                'reason': protocol.REASON_TIMEOUT}, sort_keys=True).encode())
+    folder.send(index)
+    return protocol.TIMEOUT_EXIT_CODE
+
+
+def _signal_group(pid: int, number) -> None:
+    try:
+        os.killpg(pid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait(pid: int, seconds) -> int | None:
+    """The child's exit status once it ended within ``seconds`` (None: forever), else None."""
+    import time
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)

@@ -11,7 +11,7 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
     result.pkl      the job's return value (pickle, or cloudpickle when plain pickle fails)
     traceback.txt   the traceback, when the job raised
     result.json     {"type": NAME}: the return value's type, to sum a large value up without loading it
-    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit"}, always
+    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout"}, always
     output/         where the job may write (``ENV_OUTPUT`` tells it the path)
 
 Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
@@ -34,6 +34,7 @@ ENV_RUN_ID = 'TG_PIPELINE_RUN_ID'  # the host's id of this run
 ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'  # the job's output folder (default: RUN_DIR/output)
 ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as marker lines at the end
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
+ENV_MAX_RUNTIME = 'TG_PIPELINE_MAX_RUNTIME_S'  # seconds the job may run; the entry point stops it then
 
 LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)
 LOG_STREAMS = ('stdout', 'stderr')  # their file names in LOG_DIR
@@ -49,6 +50,8 @@ EXIT_FILE = 'exit.json'
 REASON_OK = 'ok'  # run() returned (or the job called sys.exit(0) / sys.exit(None))
 REASON_EXCEPTION = 'exception'  # the job raised (KeyboardInterrupt too: exit code 130)
 REASON_SYS_EXIT = 'sys.exit'  # the job called sys.exit with a failing status
+REASON_TIMEOUT = 'timeout'  # stopped at its time limit (ENV_MAX_RUNTIME); EXIT_FILE also holds max_runtime_s
+TIMEOUT_EXIT_CODE = 124  # as timeout(1)
 
 # in the job package MODULE/
 META_FILE = '_tg_meta.json'  # {"module", "package", "roots", "version"}

@@ -1,0 +1,149 @@
+"""What ``[run]`` and a job's table say beyond CPU and memory: GPUs, shared memory, IPC, host folders, caches,
+ports, env files and a time limit. Each value's check (a field's ``check`` metadata, see
+:mod:`tg_pipeline.config_build`) and its parsed form for the runs (:mod:`tg_pipeline.runs.resources`).
+
+Every check returns None, or ``(problem, hint)`` with a value that works when pasted (and, for a table, the
+entry it is about).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+# the keys of this module, in [run] and in a job's table (the job's own value wins; lists are joined with
+# [run]'s, a job's caches are added to [run]'s); env_files are read here at run time, relative to the project
+SCALAR_KEYS = ('gpus', 'shm_gb', 'ipc', 'max_runtime_s')
+LIST_KEYS = ('mounts', 'ports', 'env_files')
+RUN_KEYS = (*SCALAR_KEYS, 'mounts', 'caches', 'ports', 'env_files')
+
+GPU_FORMS = ('"all", a count (gpus = 2), or device ids (gpus = "0,2"; one device by its id: gpus = "device=1"); '
+             '0 or "" = none')
+_DEVICE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
+_CACHE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*')
+_IP = re.compile(r'\d{1,3}(\.\d{1,3}){3}')
+
+
+class GPUs(NamedTuple):
+    count: int  # -1: all of them
+    device_ids: tuple
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.count or self.device_ids)
+
+
+def parse_gpus(text) -> GPUs:
+    """``gpus`` as a count (-1 = all) or device ids; ValueError when it is neither."""
+    text = str(text).strip()
+    if text in ('', '0'):
+        return GPUs(0, ())
+    if text == 'all':
+        return GPUs(-1, ())
+    if text.isdigit():
+        return GPUs(int(text), ())
+    explicit = text.startswith('device=')
+    ids = tuple(text[len('device='):].split(',') if explicit else text.split(','))
+    if (explicit or len(ids) > 1) and all(_DEVICE.fullmatch(i) for i in ids):
+        return GPUs(0, ids)
+    raise ValueError(f'gpus = {text!r} is not {GPU_FORMS}')
+
+
+def check_gpus(value, dotted: str):
+    try:
+        parse_gpus(value)
+    except ValueError:
+        return f'{dotted} = {value!r} is not {GPU_FORMS}', f'e.g. {dotted.rpartition(".")[2]} = "all"'
+    return None
+
+
+class Mount(NamedTuple):
+    host: str
+    container: str
+    read_only: bool
+
+    def text(self) -> str:
+        return f'{self.host}:{self.container}:{"ro" if self.read_only else "rw"}'
+
+
+def parse_mount(text: str) -> Mount:
+    """``HOST_PATH:CONTAINER_PATH[:ro|:rw]`` (read-only unless ``:rw``); ValueError otherwise."""
+    parts = text.split(':')
+    mode = parts.pop() if len(parts) == 3 else 'ro'
+    if len(parts) != 2 or mode not in ('ro', 'rw') or not all(p.startswith('/') for p in parts):
+        raise ValueError(f'{text!r} is not HOST_PATH:CONTAINER_PATH[:ro|:rw] with absolute paths')
+    host, container = (p.rstrip('/') or '/' for p in parts)
+    if container == '/' or container == '/tg_pipeline' or container.startswith('/tg_pipeline/'):
+        raise ValueError(f'{text!r} mounts over {container}, which the container needs itself')
+    return Mount(host, container, mode == 'ro')
+
+
+def check_mounts(value, dotted: str):
+    for item in value:
+        try:
+            parse_mount(item)
+        except ValueError as e:
+            return (f'{dotted}: {e}', f'e.g. {dotted.rpartition(".")[2]} = ["/data/imagenet:/data:ro"] '
+                                      f'(the host path on the host where the job runs; ":rw" to allow writes)')
+    return None
+
+
+def check_caches(value: Mapping, dotted: str):
+    for name, path in value.items():
+        if not _CACHE_NAME.fullmatch(name) or not str(path).startswith('/'):
+            return (f'{dotted}.{name} = {path!r}: a cache is NAME = "/absolute/path/in/the/container", the name '
+                    f'letters, digits, "_", "." or "-"',
+                    f'e.g. {dotted.rpartition(".")[2]} = {{ huggingface = "/root/.cache/huggingface" }}', name)
+    return None
+
+
+class Port(NamedTuple):
+    ip: str
+    host_port: int
+    port: int
+
+
+def parse_port(text: str) -> Port:
+    """``PORT``, ``HOST_PORT:PORT`` or ``IP:HOST_PORT:PORT`` (the IP defaults to 127.0.0.1)."""
+    parts = str(text).strip().split(':')
+    ip = parts.pop(0) if len(parts) == 3 else '127.0.0.1'
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts) or not _IP.fullmatch(ip):
+        raise ValueError(f'{text!r} is not PORT, HOST_PORT:PORT or IP:HOST_PORT:PORT')
+    host, port = int(parts[0]), int(parts[-1])
+    if not (0 < port < 65536 and 0 < host < 65536):
+        raise ValueError(f'{text!r}: ports are 1 to 65535')
+    return Port(ip, host, port)
+
+
+def check_ports(value, dotted: str):
+    for item in value:
+        try:
+            parse_port(item)
+        except ValueError as e:
+            return f'{dotted}: {e}', f'e.g. {dotted.rpartition(".")[2]} = ["6006", "8888:8888"]'
+    return None
+
+
+def check_together(values: Mapping, prefix: str):
+    """Settings that exclude each other."""
+    if values.get('ipc') == 'host' and values.get('shm_gb'):
+        return (f'{prefix}: shm_gb = {values["shm_gb"]:g} has no effect with ipc = "host" (the job shares the '
+                f'host\'s /dev/shm)', 'drop one of them: shm_gb=0 or ipc=""')
+    return None
+
+
+def read_env_file(path) -> dict[str, str]:
+    """``NAME=value`` lines (``export`` and matching quotes allowed, ``#`` comments); ValueError on a bad line."""
+    values = {}
+    for number, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        name, equals, value = line.removeprefix('export ').partition('=')
+        name, value = name.strip(), value.strip()
+        if not equals or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', name):
+            raise ValueError(f'{path}:{number}: not NAME=value')
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
+            value = value[1:-1]
+        values[name] = value
+    return values

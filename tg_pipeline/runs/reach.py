@@ -1,0 +1,161 @@
+"""Reaching a running job: ``doit exec`` (a command in its container, its output and exit code) and
+``doit forward`` (a local port to a port of its container, until Ctrl-C), over any backend that has
+``exec``/``forward`` (container runs; a swarm run says it has not).
+
+On a remote host both ride on the run's one SSH connection: exec is the Docker exec API through the remote
+client; a forwarded connection is an SSH ``direct-tcpip`` channel to the container's address on the remote
+engine's bridge network (a local run's container is reached at its address directly).
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+
+from tg_pipeline import compat
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.lifecycle import pick, whose
+
+CHUNK = 64 * 1024
+
+
+# --- on the lifecycle's terms: this project's latest running run, or run_id= -------------------------------
+def exec_command(backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
+    """Run ``command`` in the running run; print its output and exit code; return the exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('exec', scope.job)
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
+    print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
+    code = backend.exec(handle, command, out, err)
+    print(f'# exit code {code}', file=out, flush=True)
+    return code
+
+
+def forward(backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
+    """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('forward', scope.job)
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    backend.forward(handle, port, local_port, out or sys.stdout)
+
+
+# --- container runs ------------------------------------------------------------------------------------
+def exec_in_container(client, handle, command: str, out=None, err=None) -> int:
+    """``sh -c COMMAND`` in the container, its output streamed as it comes; its exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
+    created = client.api.exec_create(handle.ref, ['sh', '-c', command], stdout=True, stderr=True)
+    for stream, data in compat.exec_frames(client, created['Id']):
+        target = err if stream == 2 else out
+        target.write(data.decode('utf-8', 'replace'))
+        target.flush()
+    for _ in range(50):  # the engine records the exit code a moment after the stream ends
+        code = client.api.exec_inspect(created['Id']).get('ExitCode')
+        if code is not None:
+            return code
+        time.sleep(0.1)
+    return -1
+
+
+def container_address(client, handle) -> str:
+    """The container's address on its network (the engine's bridge)."""
+    settings = client.api.inspect_container(handle.ref).get('NetworkSettings') or {}
+    addresses = [settings.get('IPAddress')] + [n.get('IPAddress') for n in (settings.get('Networks') or {}).values()]
+    address = next((a for a in addresses if a), None)
+    if not address:
+        raise PipelineError(f'run {handle.run_id} has no network address on {handle.host} (network mode none or host?)',
+                            hint='with the host\'s network, reach its port on the host itself')
+    return address
+
+
+def forward_to_container(backend, handle, port: int, local_port: int, out=None) -> None:
+    """Listen on 127.0.0.1:``local_port``; each connection goes to the container's ``port`` (over the SSH
+    connection for a remote host) until Ctrl-C, or until the run ends."""
+    out = out or sys.stdout
+    address = container_address(backend.client, handle)
+    if backend.remote:
+        transport = backend.place.connection.client.get_transport()
+
+        def connect():
+            return transport.open_channel('direct-tcpip', (address, port), ('127.0.0.1', local_port), timeout=10)
+    else:
+        def connect():
+            return socket.create_connection((address, port), timeout=10)
+    listener = _listen(local_port, handle)
+    print(f'Forwarding 127.0.0.1:{local_port} -> port {port} of run {handle.run_id} ({handle.host}, container '
+          f'{handle.name} at {address}); Ctrl-C stops', file=out, flush=True)
+    try:
+        _serve(listener, connect, lambda: backend.refresh(handle).running, out)
+        print(f'Run {handle.run_id} has ended: forwarding stopped', file=out, flush=True)
+    except KeyboardInterrupt:
+        print('\nStopped forwarding (the run goes on)', file=out, flush=True)
+    finally:
+        listener.close()
+
+
+def _listen(local_port: int, handle) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(('127.0.0.1', local_port))
+    except OSError as e:
+        listener.close()
+        raise PipelineError(f'cannot listen on 127.0.0.1:{local_port} here: {e.strerror or e}',
+                            hint=f'pick a free local port: doit forward job={handle.job} port=... '
+                                 f'local_port={local_port + 10000 if local_port < 55535 else 0}') from None
+    listener.listen(16)
+    listener.settimeout(1.0)
+    return listener
+
+
+def _serve(listener, connect, alive, out) -> None:
+    """Accept until the run ends (checked every few seconds), one pair of pumps per connection."""
+    checked = time.monotonic()
+    while True:
+        try:
+            client, _ = listener.accept()
+        except socket.timeout:
+            if time.monotonic() - checked > 3:
+                checked = time.monotonic()
+                if not alive():
+                    return
+            continue
+        threading.Thread(target=_pair, args=(client, connect, out), daemon=True).start()
+
+
+def _pair(client, connect, out) -> None:
+    try:
+        upstream = connect()
+    except Exception as e:  # noqa: BLE001 - nothing listens there (yet): this connection only
+        print(f'  a connection could not be forwarded: {type(e).__name__}: {e}', file=out, flush=True)
+        client.close()
+        return
+    client.settimeout(None)
+    upstream.settimeout(None)
+    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+    back.start()
+    _pump(client, upstream)
+    back.join()
+    for end in (client, upstream):
+        end.close()
+
+
+def _pump(source, target) -> None:
+    """Copy until ``source`` ends, then end ``target``'s sending side."""
+    try:
+        while True:
+            data = source.recv(CHUNK)
+            if not data:
+                break
+            target.sendall(data)
+    except OSError:
+        pass
+    try:
+        if hasattr(target, 'shutdown_write'):  # an SSH channel
+            target.shutdown_write()
+        else:
+            target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
