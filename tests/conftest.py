@@ -58,7 +58,8 @@ def pytest_collection_modifyitems(config, items):
     asks for one of those fixtures; the doit tests without one stop before any task touches an engine
     (bad config, list, graph, config) or run no engine task (serialize, sdist)."""
     for item in items:
-        if ENGINE_FIXTURES & set(getattr(item, 'fixturenames', ())) or item.get_closest_marker('remote'):
+        if ENGINE_FIXTURES & set(getattr(item, 'fixturenames', ())) or item.get_closest_marker('remote') \
+                or item.get_closest_marker('slow'):
             item.add_marker(pytest.mark.docker)
 
 

@@ -174,6 +174,7 @@ def test_class_outside_the_source_roots_is_refused_before_any_build(tmp_path):
     assert not (tmp_path / 'build').exists()  # nothing was built
 
 
+@pytest.mark.slow
 def test_versions_install_side_by_side_in_one_process(tmp_path):
     name, _ = job_package(tmp_path, '''
         class Versioned:

@@ -76,6 +76,7 @@ def dodo_project(tmp_path, text: str) -> Project:
     return project
 
 
+@pytest.mark.slow
 def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
     lock_path = tmp_path / 'build' / 'J' / '.lock'
     worker = textwrap.dedent(f'''
@@ -105,6 +106,7 @@ def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
         assert lines[i].split()[0] == 'in' and lines[i + 1] == 'out ' + lines[i].split()[1], lines[i:i + 2]
 
 
+@pytest.mark.slow
 def test_state_survives_doit_processes_at_once(tmp_path):
     project = dodo_project(tmp_path, SHARED_STATE_DODO)
     (tmp_path / 'out').mkdir()
@@ -119,6 +121,7 @@ def test_state_survives_doit_processes_at_once(tmp_path):
     assert [ran(again.stdout, f'step:{name}') for name in names] == [False] * len(names)  # nothing lost
 
 
+@pytest.mark.slow
 def test_guarded_step_runs_once_across_processes_at_once(tmp_path):
     project = dodo_project(tmp_path, GUARDED_DODO)
     project.write('in.txt', 'one')

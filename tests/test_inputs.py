@@ -91,6 +91,7 @@ def test_both_names_are_the_same_module_and_pickles_of_either_load(project_facto
     assert result.stdout.splitlines()[-1] == 'ok loud__0_0_1.jobs.loud'
 
 
+@pytest.mark.slow
 def test_two_versions_in_one_process_the_first_keeps_the_names(project_factory, tmp_path):
     """Through install_package_and_get_loader: the first version loaded owns the name "jobs"; a second whose
     code imports "jobs..." by absolute name is refused with an ImportError naming file, line and owner; a
@@ -125,6 +126,7 @@ def test_two_versions_in_one_process_the_first_keeps_the_names(project_factory, 
     assert lines[2] == 'third loud__3_0_0.jobs.util loud__1_0_0.jobs.util'
 
 
+@pytest.mark.slow
 def test_a_local_package_of_that_name_keeps_it(project_factory, tmp_path):
     """In your project folder "jobs" is your own package: a job package whose code needs the name refuses to
     load rather than mix its modules with yours."""

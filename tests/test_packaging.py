@@ -56,6 +56,7 @@ def test_unchanged_sdist_keeps_its_mtime(tmp_path, sources):
     assert path.stat().st_mtime == 1000
 
 
+@pytest.mark.slow
 def test_sdist_installs_with_pip_and_runs_its_entry_point(tmp_path, sources):
     sys.path.insert(0, str(tmp_path / 'src'))
     try:

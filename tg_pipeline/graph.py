@@ -20,7 +20,8 @@ from doit.dependency import UptodateCalculator
 
 from tg_pipeline.errors import PipelineError
 
-LIFECYCLE = ('status', 'logs', 'stop', 'result')
+# steps that act on runs rather than build or start them: drawn only with all=1
+LIFECYCLE = ('status', 'logs', 'stop', 'result', 'exec', 'forward')
 STATES = {  # state -> (fill colour, what it means)
     'up-to-date': ('#c8e6c9', 'up to date'),
     'run': ('#ffcc80', 'runs now'),

@@ -307,7 +307,11 @@ def _stop(pid: int, limit: float, folder, index) -> int:
     """The job's time is up: stop its process group, record the timeout."""
     import signal
     log(f'The job ran out of its time limit of {limit:g} s (max_runtime_s): stopping it')
-    for number, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, None)):
+    try:
+        grace = float(os.environ.get(protocol.ENV_STOP_GRACE, GRACE_S))
+    except ValueError:
+        grace = GRACE_S
+    for number, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
         _signal_group(pid, number)
         if _wait(pid, wait) is not None:
             break
