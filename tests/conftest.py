@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,17 @@ def project_factory(tmp_path):
 @pytest.fixture
 def project(tmp_path) -> Project:
     return copy_project('basic', tmp_path)
+
+
+def wait_for(predicate, timeout=60, what='condition'):
+    """The first true value of ``predicate()``, asked every 0.2 s; fails after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f'timed out waiting for {what}')
 
 
 def ran(output: str, task: str) -> bool:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import need  # noqa: F401
+from conftest import need, wait_for  # noqa: F401
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
@@ -20,14 +20,6 @@ def ours(client, job, project=None):
     return client.containers.list(all=True, filters={'label': labels}, ignore_removed=True)
 
 
-def wait_for(predicate, timeout=60, what='condition'):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def run_id_of(output):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 pytestmark = pytest.mark.remote
 LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)$', re.M)
 STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
@@ -89,14 +91,6 @@ def run_id_of(output):
     return re.search(r'Started run (\S+)', output).group(1)
 
 
-def wait_for(predicate, timeout=60, what='condition'):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 # --- GPUs ---------------------------------------------------------------------------------------------------
