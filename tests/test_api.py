@@ -263,11 +263,12 @@ print('RESULT', result)
 
 
 @pytest.mark.docker
-def test_notebook_cell_job_runs_in_docker(tmp_path, docker_client):
+def test_notebook_cell_job_runs_in_docker(tmp_path, docker_client, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
-    os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+    # the kernel finds this checkout; restored afterwards (a leaked PYTHONPATH made later pip installs see it)
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     NotebookClient(notebook, timeout=600, kernel_name='python3',
                    resources={'metadata': {'path': str(tmp_path)}}).execute()
     output = ''.join(o.get('text', '') for o in notebook.cells[1].outputs)

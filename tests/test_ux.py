@@ -23,8 +23,9 @@ COPY_IGNORE = shutil.ignore_patterns('.git', '.venv', 'build', '*.egg-info', '__
 
 
 def pip(python, *args, check=True):
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'PYTHONHOME')}  # this checkout unseen
     result = subprocess.run([str(python), '-m', 'pip', '--disable-pip-version-check', *args],
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=900, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f'pip {" ".join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}')
     return result
