@@ -188,6 +188,18 @@ def test_a_value_of_a_package_missing_here_still_succeeds_with_a_summary(project
     assert summary in again.stdout and 'TIP: pip install tabulate ' in again.stdout
 
 
+def test_a_numpy_integer_with_numpy_absent_here_is_summed_up(project_factory, docker_client):
+    import importlib.util
+    assert importlib.util.find_spec('numpy') is None  # the premise: numpy is in the job's image only
+    project = project_factory('foreign_result')
+    result = project.doit('run_local', 'job=NumpyValue')  # exit 0: the run went well
+    lines = result.stdout.splitlines()
+    summary = next(line for line in lines if line.startswith('Result: '))
+    assert summary.startswith('Result: the value holds a numpy.') and 'cannot be loaded here' in summary
+    assert lines[lines.index(summary) + 1].startswith('TIP: pip install numpy ')
+    assert 'Traceback' not in result.stderr and 'ERROR' not in result.stderr
+
+
 def test_the_python_api_raises_result_not_loadable(tmp_path, docker_client):
     import uuid
     from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, SSHLocalExecutor
