@@ -262,7 +262,7 @@ def test_a_detached_run_is_stopped_at_its_limit_with_nobody_watching(ml, remote_
                          timeout=60, what='the run to end by itself')[0]
     state = container.attrs['State']
     assert state['ExitCode'] == 124
-    from tg_pipeline.runs.lifecycle import parse_time
+    from tg_pipeline.runs.records import parse_time
     assert (parse_time(state['FinishedAt']) - parse_time(state['StartedAt'])).total_seconds() <= 10
     status = ml.doit('status', 'job=Sleepy', 'where=remote')
     assert re.search(rf'{run_id}\s+exited 124', status.stdout)

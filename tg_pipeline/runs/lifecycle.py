@@ -12,11 +12,11 @@ import codecs
 import datetime
 import sys
 
-from tg_pipeline.errors import PipelineError, ResultNotLoadable
+from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
-from tg_pipeline.runs.records import (duration, failure, parse_started, parse_time, record_times,  # noqa: F401
-                                      saved_result, shown_time, shown_value, state_of_record)
+from tg_pipeline.runs.records import (duration, failure, parse_started, record_times, saved_result, shown_time,
+                                      shown_value, state_of_record)
 
 
 class Scope:
