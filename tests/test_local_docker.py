@@ -93,7 +93,27 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
     assert len(old) == len(new)
     assert old[:-1] == new[:-1]  # base + dependency layers reused
     assert old[-1] != new[-1]  # only the package layer is new
-    assert 'Using cache' in result.stdout
+    assert 'Step 1/' not in result.stdout  # no docker build: the code layer was appended to the dependency image
+    deps = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
+    assert docker_client.api.inspect_image(after)['Config']['Image'] == deps
+    assert layers(docker_client, deps) == new[:-1]
+    labels = docker_client.api.inspect_image(after)['Config']['Labels']
+    assert labels['tg_pipeline.job'] == 'ExampleJob' and 'tg_pipeline.deps' not in labels
+
+
+def test_requirements_change_rebuilds_the_dependency_image_only_then(project, docker_client):
+    project.doit('build_image', 'job=ExampleJob')
+    deps = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
+    project.edit('jobs/example_job.py', "log('SUCCESS')", "log('SUCCESS')\n        log('edited')")
+    project.doit('build_image', 'job=ExampleJob')
+    assert json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id'] == deps
+    project.edit('pipeline.toml', 'source_roots = ["jobs"]', 'source_roots = ["jobs"]\ndependencies = ["six"]')
+    result = project.doit('build_image', 'job=ExampleJob')
+    rebuilt = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
+    assert rebuilt != deps and ran(result.stdout, 'dockerfile:ExampleJob')
+    image = image_record(project)['image_id']
+    assert docker_client.api.inspect_image(image)['Config']['Image'] == rebuilt
+    assert docker_client.containers.run(image, ['python', '-c', 'import six'], remove=True) == b''
 
 
 def test_changed_job_arguments_reserialize(project, docker_client):

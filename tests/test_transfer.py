@@ -59,3 +59,39 @@ def test_bad_transfer_value_is_a_config_error(project):
     result = project.doit('run_remote', 'job=ExampleJob', 'transfer=carrier-pigeon', check=False)
     assert result.returncode == 2
     assert 'remote.transfer must be "registry" or "ssh"' in result.stderr
+
+
+class _NoSave:
+    """The local engine, except that ``docker save`` (what a code edit must not need) fails the test."""
+
+    def __init__(self, client):
+        self.client, self.api = client, self
+
+    def __getattr__(self, name):
+        return getattr(self.client.api, name)
+
+    def get_image(self, *args, **kwargs):
+        raise AssertionError('docker save was called for a code edit')
+
+
+def test_code_edit_over_ssh_sends_config_and_code_layer_only(project, remote_docker, docker_client):
+    import types
+    import uuid
+    from tg_pipeline.image.job_image import recorded_composed
+    from tg_pipeline.image.transfer import send_job_image
+    project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    project.edit('jobs/example_job.py', "log('SUCCESS')", f"log('SUCCESS {uuid.uuid4().hex}')")
+    project.doit('build_image', 'job=ExampleJob')
+    build = project.path('build/ExampleJob')
+    image = recorded_composed(types.SimpleNamespace(image=build / 'image.json', image_config=build / 'image_config.json',
+                                                    code_layer=build / 'code_layer.tar'))
+    assert image is not None and image.image_id == json.loads(project.read('build/ExampleJob/image.json'))['image_id']
+    with Remote(RemoteTarget('tg-remote')) as remote:
+        stats = send_job_image(_NoSave(docker_client), remote.docker, image, 'tgtest-examplejob:0.0.0',
+                               'tgtest-examplejob:0.0.0-deps', silent=True)
+    assert stats.sent == [image.diff_id] and stats.layers_sent == 1
+    layer_size = (build / 'code_layer.tar').stat().st_size
+    assert 0 < stats.bytes_sent < layer_size  # the archive is gzipped: less than the layer itself
+    assert remote_docker.api.inspect_image(image.image_id)['RootFS']['Layers'][-1] == image.diff_id
+    result = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'has the image already: nothing sent' in result.stdout and 'SUCCESS ' in result.stdout

@@ -72,6 +72,7 @@ class Containering:
         self.silent = False
         self.base_image = None  # default python:X.Y-slim for this interpreter, or TG_PIPELINE_BASE_IMAGE
         self.registry = None  # e.g. '127.0.0.1:5000'; needed by RemoteExecutor
+        self.build_on = None  # 'remote': the remote engine builds the dependency image (default 'local')
         self.python_version = '%d.%d' % sys.version_info[:2]
         self.image_id = None
 
@@ -200,7 +201,8 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
     data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
                         'build_dir': str(Path(packaging.build_dir).resolve())},
-            'docker': {'base_image': containering.base_image or ''}, 'remote': remote,
+            'docker': {'base_image': containering.base_image or '',
+                       'build_on': getattr(containering, 'build_on', None) or 'local'}, 'remote': remote,
             'registry': {'address': containering.registry or ''}, 'swarm': dict(swarm or {}),
             'jobs': {packaging.name: job}}
     try:

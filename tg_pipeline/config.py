@@ -52,7 +52,7 @@ ALIASES = {
     'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt', 'manager': 'swarm.manager',
     'max_concurrent': 'swarm.max_concurrent', 'reserve_cpu': 'swarm.cpu_reservation',
     'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
-    'env_missing': 'run.env_missing',
+    'env_missing': 'run.env_missing', 'build_on': 'docker.build_on',
 }
 # doit variables that are not config overrides
 CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all',
@@ -60,6 +60,9 @@ CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_proje
 NO_LIMIT = '0 (no limit)'
 ENV_MISSING_HELP = ('"error": a run stops before it starts when a variable named in env is not set here; '
                     '"ignore": it runs without that variable')
+BUILD_ON_HELP = ('where run_remote gets the dependency image: "local": built here and sent (registry or SSH); '
+                 '"remote": built by the remote engine from requirements.txt, so only requirements and code cross '
+                 'the link')
 # GPUs, data and caches: short names on the command line, and doit variables of exec/forward/cleanup
 ALIASES.update({key: f'run.{key}' for key in config_run.RUN_KEYS if key != 'caches'})
 CONTROL_VARS |= {'cmd', 'port', 'local_port', 'caches'}
@@ -107,6 +110,7 @@ class PackageSettings(_Section):
 class DockerSettings(_Section):
     base_image: str = ''
     image_prefix: str = _field('', image_prefix=True)
+    build_on: Literal['local', 'remote'] = _field('local', help=BUILD_ON_HELP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +188,7 @@ class JobConfig(_Frozen):
     sweep: Mapping = _field(EMPTY, sweep=True)
     image: str = _field('', reference=True)  # name:tag when not derived from package and version
     env_missing: Literal['error', 'ignore'] = _field('error', help=ENV_MISSING_HELP)
+    build_on: Literal['local', 'remote'] = _field('local', help=BUILD_ON_HELP)
     line: Optional[int] = None
     factory_line: Optional[int] = None
     # GPUs, data and caches (config_run.RUN_KEYS), from [run] unless the job's table sets them
@@ -211,7 +216,7 @@ class JobConfig(_Frozen):
 
 # the keys of a [jobs.NAME] table (the other fields of JobConfig are derived)
 JOB_KEYS = ('factory', 'args', 'kwargs', 'package', 'version', 'dependencies', 'env', 'cpu', 'memory_gb',
-            'sweep', 'image', 'env_missing')
+            'sweep', 'image', 'env_missing', 'build_on')
 JOB_KEYS += config_run.RUN_KEYS
 
 

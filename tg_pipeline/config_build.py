@@ -330,12 +330,12 @@ class _Builder:
 
     def inherit(self, t: str, values: dict, sections: dict) -> None:
         """What the job does not set itself, from [package] and [run]; lists are joined."""
-        package, run = sections['package'], sections['run']
-        for key in ('cpu', 'memory_gb', 'env_missing'):  # a command-line [run] setting beats the job's table
-            own = self.at.get(f'{t}.{key}') if key in values else None
-            if own is None or (own is not _COMMAND_LINE and self.at[f'run.{key}'] is _COMMAND_LINE):
-                values[key] = getattr(run, key)
-                self.note(f'{t}.{key}', self.at[f'run.{key}'])
+        package = sections['package']
+        for key, section in (('cpu', 'run'), ('memory_gb', 'run'), ('env_missing', 'run'), ('build_on', 'docker')):
+            own = self.at.get(f'{t}.{key}') if key in values else None  # a command-line setting beats the job's
+            if own is None or (own is not _COMMAND_LINE and self.at[f'{section}.{key}'] is _COMMAND_LINE):
+                values[key] = getattr(sections[section], key)
+                self.note(f'{t}.{key}', self.at[f'{section}.{key}'])
         for key, section in (('env', 'run'), ('dependencies', 'package')):
             inherited, ours = getattr(sections[section], key), key in values
             values[key] = tuple(dict.fromkeys([*inherited, *values.get(key, ())]))

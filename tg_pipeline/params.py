@@ -25,6 +25,7 @@ SETTINGS = {
     'package.build_dir': 'where the task files and doit\'s state go, relative to pipeline.toml',
     'docker.base_image': 'the image every job image starts from (default: python:X.Y-slim of this Python)',
     'docker.image_prefix': 'put before every image name, e.g. team-',
+    'docker.build_on': 'local (default): the dependency image is built here; remote: by the remote engine',
     'run.env': 'names of variables copied from this environment into the container',
     'run.cpu': 'CPU limit in cores, 0 = none',
     'run.memory_gb': 'memory limit in GB, 0 = none',
@@ -72,6 +73,8 @@ JOB_SETTINGS = {
     'cpu': 'this job\'s CPU limit in cores (default: run.cpu)',
     'memory_gb': 'this job\'s memory limit in GB (default: run.memory_gb)',
     'env_missing': 'this job\'s answer to an unset env variable: error or ignore (default: run.env_missing)',
+    'build_on': 'where this job\'s dependency image is built for run_remote: local or remote (default: '
+                'docker.build_on)',
     'sweep': 'one variant per combination of these values (run_swarm)',
     'image': 'name:tag of the image, instead of package:version',
 }

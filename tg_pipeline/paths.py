@@ -2,6 +2,9 @@
 
     build/JOB/resources/NAME.pkl        payload objects (serialize)
     build/JOB/context/                  build context: sdist, Dockerfile, requirements.txt
+    build/JOB/deps.json                 per engine: the dependency image built there, and from which inputs
+    build/JOB/code_layer.tar            the code layer: the sdist unpacked under /opt/tg_pipeline/
+    build/JOB/image_config.json         the job image's config (its sha256 is the image id)
     build/JOB/image.json                the image id the last build produced (and its tag, for people)
     build/JOB/push.json                 what was pushed: reference, digest, image id
     build/JOB/.lock                     held while a step of this job runs (one process at a time)
@@ -73,6 +76,9 @@ class JobPaths:
         self.sdist = self.context / f'{module}-{version}.tar.gz'
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
+        self.deps = self.dir / 'deps.json'
+        self.code_layer = self.dir / 'code_layer.tar'
+        self.image_config = self.dir / 'image_config.json'
         self.image = self.dir / 'image.json'
         self.push = self.dir / 'push.json'
         self.lock = self.dir / '.lock'

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tg_pipeline.errors import ConfigError, PipelineError
 from tg_pipeline.paths import JobPaths
+from tg_pipeline.progress import step_note as note
 
 
 @dataclass
@@ -119,14 +120,23 @@ def dockerfile(ctx: Context, job: str) -> None:
     make_dockerfile(ctx.paths(job).context, **dockerfile_values(ctx, job))
 
 
+def image_settings(ctx: Context, job: str) -> dict:
+    from tg_pipeline.package.dockerfile import job_image_settings
+    return job_image_settings(**dockerfile_values(ctx, job))
+
+
 def build_image(ctx: Context, job: str) -> None:
+    """The job image on the local engine: its dependency image (built only when the requirements changed) plus
+    the code layer, appended without a build."""
     from tg_pipeline.hosts import local_engine
-    from tg_pipeline.image.build import build_image as build
+    from tg_pipeline.image.job_image import build_job_image, record_image
     from tg_pipeline.job.checks import check_python_version
-    p = ctx.paths(job)
+    p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
-                         ctx.config.base_image, local_engine(), ctx.config.build_dir / 'base_python.json')
-    build(p.context, ctx.image_tag(job), p.image)
+                         ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
+    image, deps_built = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job))
+    record_image(p, image, ctx.image_tag(job))
+    note('dependencies and code layer' if deps_built else 'code layer only')
 
 
 def registry_reference(ctx: Context, job: str) -> str:
@@ -181,13 +191,13 @@ def config_origin_is_api(origin: str) -> bool:
     return API_ORIGIN in origin
 
 
-def run_spec(ctx: Context, job: str, reference: str = ''):
+def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.base import RunSpec
     from tg_pipeline.runs.resources import RunResources
     j = ctx.config.job(job)
     record = recorded_image(ctx.paths(job).image) or {}
-    return RunSpec(image_id=record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
+    return RunSpec(image_id=image_id or record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
                    version=j.version, module=j.module, env_names=tuple(j.env), cpu=j.cpu, memory_gb=j.memory_gb,
                    project=ctx.config.project, owner=ctx.config.owner, reference=reference or ctx.image_tag(job),
                    variants=tuple(ctx.variant_labels(job)), resources=RunResources.of(j, ctx.config.root))
@@ -223,21 +233,40 @@ def run_local(ctx: Context, job: str) -> None:
 
 
 def run_remote(ctx: Context, job: str) -> None:
-    from tg_pipeline.hosts import local_engine, open_host
-    from tg_pipeline.image.build import recorded_image
-    from tg_pipeline.image.registry import pull, recorded_push
+    from tg_pipeline.hosts import open_host
     check_env(ctx, job)
-    image_id = recorded_image(ctx.paths(job).image)['image_id']
     with open_host(ctx.config, 'remote') as host:
-        if ctx.transfer() == 'ssh':
-            from tg_pipeline.image.transfer import transfer
-            reference = ctx.image_tag(job)
-            transfer(local_engine(), host.docker, image_id, reference, ctx.capture, host=host.connection.host)
+        image_id, reference = remote_image(ctx, job, host)
+        _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
+
+
+def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
+    """(image id, name for people) of the job image on the remote: built there (build_on = "remote"), or the
+    one built here, sent over SSH (transfer = "ssh") or pulled from the registry by digest."""
+    from tg_pipeline.image.build import recorded_image
+    tag, where = ctx.image_tag(job), host.connection.host
+    if ctx.config.job(job).build_on == 'remote':
+        from tg_pipeline.image.job_image import build_job_image
+        image, deps_built = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job),
+                                            engine=host.name, silent=ctx.capture, host=where)
+        note(f'built on {where}: {"dependencies and " if deps_built else ""}code layer')
+        return image.image_id, tag
+    image_id = recorded_image(ctx.paths(job).image)['image_id']
+    if ctx.transfer() == 'ssh':
+        from tg_pipeline.hosts import local_engine
+        from tg_pipeline.image.job_image import deps_tag, recorded_composed
+        from tg_pipeline.image.transfer import send_job_image, transfer
+        image = recorded_composed(ctx.paths(job))
+        if image is None or image.image_id != image_id:  # not composed by us: the whole image, missing layers only
+            transfer(local_engine(), host.docker, image_id, tag, ctx.capture, host=where)
         else:
-            reference = registry_reference(ctx, job)
-            pull(host.docker, reference, image_id, ctx.registry_auth(), ctx.capture, host=host.connection.host,
-                 digest=recorded_push(ctx.paths(job).push, image_id))
-        _run(ctx, job, host, run_spec(ctx, job, reference))
+            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), ctx.capture, host=where)
+        return image_id, tag
+    from tg_pipeline.image.registry import pull, recorded_push
+    reference = registry_reference(ctx, job)
+    pull(host.docker, reference, image_id, ctx.registry_auth(), ctx.capture, host=where,
+         digest=recorded_push(ctx.paths(job).push, image_id))
+    return image_id, reference
 
 
 def run_swarm(ctx: Context, job: str) -> None:

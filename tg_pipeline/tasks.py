@@ -27,7 +27,7 @@ STEPS = {
     'serialize': 'pickle the job object (cloudpickle) into its payload file',
     'sdist': 'package source roots + payload as a reproducible sdist named name__version',
     'dockerfile': 'render Dockerfile + requirements.txt from templates/*.j2',
-    'build_image': 'build the job image with the Docker SDK (skipped while the image is unchanged)',
+    'build_image': 'dependency image (Docker SDK build, only when requirements change) + code layer, appended',
     'run_attached': 'run the job in this process, loaded back from its payload',
     'run_local': 'run the job image on the local Docker engine, streaming its output',
     'push': 'tag and push the job image to the [registry] (skipped while it has that digest)',
@@ -118,9 +118,11 @@ def _build_tasks(ctx: steps.Context, job: str, sources: list[str]) -> dict[str, 
             file_dep=[str(f) for f in templates.files() if f.name == 'Dockerfile.j2'],
             uptodate=[config_changed(steps.dockerfile_values(ctx, job))]),
         'build_image': dict(
-            actions=[action(ctx, steps.build_image, job)], targets=[str(p.image)],
+            actions=[action(ctx, steps.build_image, job)],
+            targets=[str(p.image), str(p.image_config), str(p.code_layer)],
             file_dep=[str(p.dockerfile), str(p.requirements), str(p.sdist)],
-            uptodate=[lambda: steps.image_current(ctx, job), config_changed(ctx.image_tag(job))], verbosity=2),
+            uptodate=[lambda: steps.image_current(ctx, job),
+                      config_changed({'tag': ctx.image_tag(job), **steps.image_settings(ctx, job)})], verbosity=2),
         'push': dict(
             actions=[action(ctx, steps.push, job)], targets=[str(p.push)], file_dep=[str(p.image)],
             uptodate=[lambda: steps.push_current(ctx, job)], verbosity=2),
@@ -132,12 +134,15 @@ STREAMED = {'capture': False}
 
 
 def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
-    remote_needs = f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'
+    if ctx.config.job(job).build_on == 'remote':  # the remote engine builds: only the inputs are needed here
+        remote_needs = [f'sdist:{job}', f'dockerfile:{job}']
+    else:
+        remote_needs = [f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}']
     tasks = {
         'run_attached': dict(actions=[action(ctx, steps.run_attached, job)], task_dep=[f'serialize:{job}']),
         'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}'],
                           clean=[(steps.clean_runs, [ctx, job, 'local'])]),
-        'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=[remote_needs],
+        'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=remote_needs,
                            clean=[(steps.clean_runs, [ctx, job, 'remote'])]),
         'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=[f'push:{job}'],
                           clean=[(steps.clean_runs, [ctx, job, 'swarm'])]),

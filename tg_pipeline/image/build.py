@@ -1,8 +1,10 @@
 """Step 4: build the job's image with the Docker SDK (classic builder), streaming its log."""
 from __future__ import annotations
 
+import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 from tg_pipeline.hosts import image_exists, local_engine
@@ -19,12 +21,30 @@ def image_tag(package: str, version: str, prefix: str = '') -> str:
     return f'{prefix}{package}:{version}'
 
 
-def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None) -> str:
-    """Build ``context_dir`` as ``tag``; return the image id and record it in ``target`` (JSON)."""
+def context_archive(context_dir: Path, names: list[str]) -> bytes:
+    """A build context of just these files of ``context_dir`` (the sdist beside them never travels)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w') as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            data = (Path(context_dir) / name).read_bytes()
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None,
+                only: list[str] | None = None) -> str:
+    """Build ``context_dir`` (``only`` those files of it, when given) as ``tag``; return the image id and record
+    it in ``target`` (JSON)."""
     client = client or local_engine()
     log: list[str] = []
     image_id = None
-    stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
+    if only is None:
+        stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
+    else:
+        stream = client.api.build(fileobj=io.BytesIO(context_archive(context_dir, only)), custom_context=True,
+                                  tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
             detail = event.get('errorDetail', {})

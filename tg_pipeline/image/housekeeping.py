@@ -16,7 +16,11 @@ API
     of the images removed (``dry_run``: those it would remove; nothing changes).
     Images of other projects are never looked at.
 
-Parents: the engine deletes an image's untagged parents along with it (the
+Dependency images (labelled ``tg_pipeline.deps``): a job image is its dependency image plus the code layer
+(see :mod:`tg_pipeline.image.compose`) and names it in its config; a dependency image stays while a kept job
+image stands on it or a container uses it, and goes after that.
+
+Parents (images built by the classic builder): the engine deletes an image's untagged parents along with it (the
 default, ``noprune=False``) only while nothing else needs them. Docker 20.10 with
 the classic builder, checked by building versions that share a dependency step:
 removing an old version deleted only its own image, because the dependency and
@@ -31,6 +35,8 @@ from __future__ import annotations
 
 import re
 import sys
+
+from tg_pipeline.image.compose import DEPS_LABEL
 
 PROJECT_LABEL = 'tg_pipeline.project'
 JOB_LABEL = 'tg_pipeline.job'
@@ -56,10 +62,21 @@ def _used_image_ids(client) -> set[str]:
 
 
 def _plan(images: list, keep: int, used: set[str]) -> tuple[list, list, int]:
-    """(to remove, to keep, how many kept only because a container uses them)."""
+    """(to remove, to keep, how many kept only because a container uses them). A dependency image goes when
+    no kept job image stands on it (a job image names its dependency image in its config's ``Image``)."""
     jobs: dict[str, list] = {}
+    deps = [i for i in images if DEPS_LABEL in i.labels and JOB_LABEL not in i.labels]
     for image in images:
-        jobs.setdefault(image.labels.get(JOB_LABEL, ''), []).append(image)
+        if image not in deps:
+            jobs.setdefault(image.labels.get(JOB_LABEL, ''), []).append(image)
+    remove, kept, in_use = _plan_jobs(jobs, keep, used)
+    standing = {(i.attrs.get('Config') or {}).get('Image') for i in kept}
+    for image in deps:
+        (kept if image.id in standing or image.id in used else remove).append(image)
+    return remove, kept, in_use
+
+
+def _plan_jobs(jobs: dict, keep: int, used: set[str]) -> tuple[list, list, int]:
     remove, kept, in_use = [], [], 0
     for job in sorted(jobs):
         newest_first = sorted(jobs[job], key=lambda i: (created_key(i.attrs.get('Created')), i.id), reverse=True)

@@ -37,3 +37,14 @@ def make_dockerfile(context_dir: Path, extra_templates: tuple[str, ...] = (), **
     path = context_dir / 'Dockerfile'
     write_if_changed(path, templates.render('Dockerfile.j2', extra_templates, **values).encode())
     return path
+
+
+def job_image_settings(**values) -> dict:
+    """What the job image adds to its dependency image's config besides the code layer: its labels (how every
+    tg_pipeline command finds a project's images), its PYTHONPATH (the unpacked sdist) and its command."""
+    values = render_values(**values)
+    labels = {'tg_pipeline.project': values['project'], 'tg_pipeline.package': values['package'],
+              'tg_pipeline.version': values['version'], 'tg_pipeline.module': values['module'],
+              'tg_pipeline.job': values['job']}
+    env = {'PYTHONPATH': f'/opt/tg_pipeline/{values["sdist_root"]}', 'PYTHONUNBUFFERED': '1'}
+    return dict(labels=labels, env=env, cmd=['python', '-m', values['module']])

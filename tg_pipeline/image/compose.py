@@ -1,0 +1,153 @@
+"""The job image without ``docker build``: the code layer appended to the dependency image.
+
+A job image is its dependency image (base + ``pip install -r requirements.txt``, built by the engine only
+when the requirements change) plus ONE layer: the sdist unpacked under ``/opt/tg_pipeline/``. That layer and
+the image's config (the dependency image's config with the job's labels, ``PYTHONPATH`` and ``CMD``, and the
+layer's diff id appended to ``rootfs``) are written here, the way ko, jib and ``crane append`` add a layer to
+a base, and handed to an engine as a ``docker load`` archive that holds only the config and the new layer:
+``docker load`` takes every layer whose chain it already has from its own store (it looks each one up by
+chain id before it opens the file the manifest names), so the dependency layers never travel.
+
+The image id is the sha256 of the config bytes, so the same bytes loaded on two engines give the same id on
+both: that is how a run names its image exactly, here and on the remote.
+"""
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tg_pipeline.errors import BuildError
+
+PREFIX = 'opt/tg_pipeline/'  # where the sdist is unpacked, as ADD unpacked it
+DEPS_LABEL = 'tg_pipeline.deps'  # on a dependency image: the job it was built for (a job image drops it)
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A job image, ready to load: its config bytes, its code layer file, and the layers below it."""
+    config: bytes
+    layer: Path
+    diff_id: str
+    base_layers: tuple[str, ...]
+
+    @property
+    def image_id(self) -> str:
+        return 'sha256:' + hashlib.sha256(self.config).hexdigest()
+
+
+def code_layer(sdist: Path, target: Path) -> str:
+    """Write the code layer (an uncompressed tar of the sdist's files under /opt/tg_pipeline/) to ``target``;
+    return its diff id. The sdist is byte-reproducible, and so is the layer: same code, same diff id."""
+    raw = io.BytesIO()
+    with tarfile.open(sdist, 'r:gz') as source, \
+            tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as layer:
+        first = source.next()
+        mtime = first.mtime if first else 0
+        for folder in ('opt', PREFIX.rstrip('/')):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
+            layer.addfile(info)
+        member = first
+        while member is not None:
+            data = source.extractfile(member) if member.isfile() else None
+            member.name = PREFIX + member.name
+            layer.addfile(member, data)
+            member = source.next()
+    body = raw.getvalue()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or target.read_bytes() != body:
+        tmp = target.with_name(target.name + '.tmp')
+        tmp.write_bytes(body)
+        tmp.replace(target)
+    return 'sha256:' + hashlib.sha256(body).hexdigest()
+
+
+def _history(deps: dict, history: list[dict]) -> list[dict]:
+    """The dependency image's history in config form (oldest first), when it accounts for its layers exactly;
+    else none (``docker history`` then shows the job's own entry only)."""
+    entries = []
+    for item in reversed(history):
+        created = datetime.datetime.fromtimestamp(item.get('Created') or 0, datetime.timezone.utc)
+        entry = {'created': created.strftime('%Y-%m-%dT%H:%M:%SZ'), 'created_by': item.get('CreatedBy') or ''}
+        if item.get('Comment'):
+            entry['comment'] = item['Comment']
+        if not item.get('Size'):
+            entry['empty_layer'] = True
+        entries.append(entry)
+    layers = deps.get('RootFS', {}).get('Layers') or []
+    return entries if sum(not e.get('empty_layer') for e in entries) == len(layers) else []
+
+
+def image_config(deps: dict, history: list[dict], diff_id: str, labels: dict, env: dict, cmd: list[str],
+                 created: str) -> bytes:
+    """The job image's config: ``deps`` (the dependency image's inspect) with the job's labels, env and command,
+    and the code layer ``diff_id`` on top. Deterministic: same inputs, same bytes, same image id."""
+    config = dict(deps.get('Config') or {})
+    config['Image'] = deps['Id']
+    names = set(env)
+    config['Env'] = [e for e in config.get('Env') or [] if e.split('=', 1)[0] not in names] + \
+        [f'{k}={v}' for k, v in env.items()]
+    config['Cmd'] = list(cmd)
+    config['Labels'] = {**{k: v for k, v in (config.get('Labels') or {}).items() if k != DEPS_LABEL}, **labels}
+    document = {
+        'architecture': deps.get('Architecture') or 'amd64', 'os': deps.get('Os') or 'linux',
+        **({'variant': deps['Variant']} if deps.get('Variant') else {}),
+        'created': created, 'config': config,
+        'rootfs': {'type': 'layers', 'diff_ids': [*(deps.get('RootFS', {}).get('Layers') or []), diff_id]},
+        'history': [*_history(deps, history),
+                    {'created': created, 'created_by': f'tg_pipeline: code layer {labels.get("tg_pipeline.module", "")}'}],
+    }
+    return json.dumps(document, sort_keys=True, separators=(',', ':')).encode()
+
+
+def compose(client, deps_id: str, sdist: Path, layer_file: Path, labels: dict, env: dict, cmd: list[str]) -> Composed:
+    """The job image over the dependency image ``deps_id`` of ``client``'s engine; ``created`` is the sdist's
+    time (it changes with the code and only then, so an unchanged job composes to the same image id)."""
+    diff_id = code_layer(sdist, layer_file)
+    deps = client.api.inspect_image(deps_id)
+    history = client.api.history(deps_id)
+    stamp = datetime.datetime.fromtimestamp(int(sdist.stat().st_mtime), datetime.timezone.utc)
+    created = stamp.strftime('%Y-%m-%dT%H:%M:%SZ')
+    config = image_config(deps, history, diff_id, labels, env, cmd, created)
+    return Composed(config, layer_file, diff_id, tuple(deps['RootFS']['Layers']))
+
+
+def load_archive(image: Composed, tag: str) -> bytes:
+    """A gzipped ``docker load`` archive of ``image`` with only its config and code layer in it: the manifest
+    names a file for every layer, but the engine opens only those of chains it lacks (see the module doc)."""
+    config_name = image.image_id.split(':')[1] + '.json'
+    layer_names = [f'{d.split(":")[1]}/layer.tar' for d in image.base_layers] + ['code/layer.tar']
+    manifest = json.dumps([{'Config': config_name, 'RepoTags': [tag] if tag else [], 'Layers': layer_names}]).encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w') as tar:
+        for name, data in ((config_name, image.config), ('manifest.json', manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(str(image.layer), 'code/layer.tar')
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+def load(client, image: Composed, tag: str, host: str = 'this engine') -> int:
+    """Load ``image`` into ``client``'s engine as ``tag`` (the engine must have the dependency layers); return
+    the bytes sent. The engine's answer is checked by id: tags are for people."""
+    import docker.errors
+    data = load_archive(image, tag)
+    try:
+        for event in client.api.load_image(data):
+            if 'error' in event:
+                raise BuildError(f'{host} could not load the job image: {event["error"]}', command='docker load')
+        client.api.inspect_image(image.image_id)
+    except docker.errors.ImageNotFound:
+        raise BuildError(f'{host} did not keep the job image {image.image_id[:19]} after loading it',
+                         command='docker load') from None
+    except docker.errors.APIError as e:
+        raise BuildError(f'{host} could not load the job image: {e.explanation or e}', command='docker load') \
+            from None
+    return len(data)

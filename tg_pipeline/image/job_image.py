@@ -1,0 +1,105 @@
+"""Step 4 on any engine: the dependency image (built by that engine, only when its inputs changed) plus the
+code layer (appended here, see :mod:`tg_pipeline.image.compose`), and what is recorded of both.
+
+``build/JOB/deps.json`` maps an engine (``local``, or ``user@host:port`` of a remote) to the dependency
+image it built and the digest of the inputs it built it from (Dockerfile + requirements.txt), so that a
+code edit costs one inspect of that image, never a build; a change of the requirements, or the image gone
+from that engine, builds it again (the engine's own layer cache still applies).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from tg_pipeline.image.build import build_image
+from tg_pipeline.image.compose import Composed, compose, load
+from tg_pipeline.job.pickling import write_if_changed
+
+DEPS_FILES = ['Dockerfile', 'requirements.txt']
+
+
+def deps_tag(tag: str) -> str:
+    """The dependency image's name for people: the job image's, with ``-deps`` after its version."""
+    name, _, version = tag.rpartition(':')
+    return f'{name}:{version}-deps' if name and '/' not in version else f'{tag}-deps'
+
+
+def deps_key(context_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in DEPS_FILES:
+        digest.update(name.encode() + b'\0' + (Path(context_dir) / name).read_bytes() + b'\0')
+    return digest.hexdigest()
+
+
+def _records(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _exists(client, image_id: str) -> bool:
+    import docker.errors
+    try:
+        client.api.inspect_image(image_id)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str = 'local',
+                silent: bool = False) -> tuple[str, bool]:
+    """(the dependency image id on ``client``'s engine, whether it was built now)."""
+    key = deps_key(context_dir)
+    entry = _records(records).get(engine) or {}
+    if entry.get('key') == key and _exists(client, entry.get('image_id', '')):
+        return entry['image_id'], False
+    image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
+    found = _records(records)  # again: another engine's entry may have been written meanwhile
+    found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
+    write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
+    return image_id, True
+
+
+def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', silent: bool = False,
+                    host: str = 'this engine') -> tuple[Composed, bool]:
+    """The job image on ``client``'s engine (``paths``: the job's :class:`~tg_pipeline.paths.JobPaths`,
+    ``settings``: labels, env and cmd); (the image, whether its dependency image was built now)."""
+    deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent)
+    image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
+    place(client, image, tag, host)
+    return image, built
+
+
+def place(client, image: Composed, tag: str, host: str = 'this engine') -> int:
+    """Make ``image`` present on ``client``'s engine as ``tag``; the bytes sent (0: it was there)."""
+    if _exists(client, image.image_id):
+        name, _, version = tag.rpartition(':')
+        client.api.tag(image.image_id, name, version)
+        return 0
+    return load(client, image, tag, host)
+
+
+def record_image(paths, image: Composed, tag: str) -> None:
+    """image.json (what runs use: the id) and image_config.json (what sends the image elsewhere)."""
+    write_if_changed(paths.image_config, image.config)
+    deps_id = json.loads(image.config)['config']['Image']
+    record = {'image_id': image.image_id, 'tag': tag, 'deps_id': deps_id, 'code_layer': image.diff_id}
+    write_if_changed(paths.image, json.dumps(record, indent=1).encode())
+
+
+def recorded_composed(paths) -> Composed | None:
+    """The job image the last local build recorded, ready to load elsewhere (None: not built, or its files
+    no longer agree)."""
+    try:
+        config = Path(paths.image_config).read_bytes()
+        record = json.loads(Path(paths.image).read_text())
+    except (OSError, ValueError):
+        return None
+    layers = json.loads(config)['rootfs']['diff_ids']
+    image = Composed(config, Path(paths.code_layer), layers[-1], tuple(layers[:-1]))
+    if image.image_id != record.get('image_id') or not os.path.exists(paths.code_layer):
+        return None
+    return image
