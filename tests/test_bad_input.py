@@ -50,7 +50,7 @@ def test_unresolvable_requirement_quotes_pip(project_factory, docker_client):
     forget(docker_client, 'tgtest-hello:0.0.1')
     result = project.doit('build_image', 'job=Hello', check=False)
     assert result.returncode != 0
-    assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1: ' in result.stderr
+    assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1-deps: ' in result.stderr
     assert 'No matching distribution found for tg-pipeline-no-such-distribution==1.0' in result.stderr
     assert 'TIP: fix the name or version in dependencies of pipeline.toml' in result.stderr
     assert no_image(docker_client, 'tgtest-hello:0.0.1')

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from tg_pipeline.errors import BuildError
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import Composed, compose, load
 from tg_pipeline.job.pickling import write_if_changed
@@ -56,7 +57,12 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
     entry = _records(records).get(engine) or {}
     if entry.get('key') == key and _exists(client, entry.get('image_id', '')):
         return entry['image_id'], False
-    image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
+    try:
+        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
+    except BuildError as e:  # a cached step's image was removed meanwhile (someone's prune): once more
+        if 'unable to find image' not in (e.output_tail or ''):
+            raise
+        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
     found = _records(records)  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
