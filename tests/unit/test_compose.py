@@ -1,0 +1,130 @@
+"""The job image without docker build (image/compose.py): the code layer from the sdist, the config over the
+dependency image's, the load archive; and where build_on comes from (no Docker)."""
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import textwrap
+
+import pytest
+
+from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config
+from tg_pipeline.api import pipeline_config
+from tg_pipeline.errors import ConfigError
+from tg_pipeline.image.compose import Composed, code_layer, image_config, load_archive
+from tg_pipeline.image.job_image import deps_tag
+from tg_pipeline.package.sdist import make_sdist
+
+DEPS = {
+    'Id': 'sha256:' + 'd' * 64, 'Architecture': 'amd64', 'Os': 'linux',
+    'Config': {'Env': ['PATH=/usr/bin', 'PYTHONUNBUFFERED=0'], 'Cmd': ['python3'], 'WorkingDir': '/work',
+               'Labels': {'tg_pipeline.project': 'p-1', 'tg_pipeline.deps': 'Train', 'team': 'vision'}},
+    'RootFS': {'Type': 'layers', 'Layers': ['sha256:' + 'a' * 64, 'sha256:' + 'b' * 64]},
+}
+HISTORY = [  # newest first, as the engine answers
+    {'Created': 1700000300, 'CreatedBy': '/bin/sh -c #(nop)  LABEL tg_pipeline.deps=Train', 'Size': 0},
+    {'Created': 1700000200, 'CreatedBy': '/bin/sh -c pip install -r requirements.txt', 'Size': 1200},
+    {'Created': 1700000100, 'CreatedBy': '', 'Size': 191000, 'Comment': 'Imported from -'},
+]
+SETTINGS = dict(labels={'tg_pipeline.project': 'p-1', 'tg_pipeline.job': 'Train', 'tg_pipeline.module': 'train__1'},
+                env={'PYTHONPATH': '/opt/tg_pipeline/train__1-1', 'PYTHONUNBUFFERED': '1'},
+                cmd=['python', '-m', 'train__1'])
+
+
+@pytest.fixture
+def sdist(tmp_path):
+    root = tmp_path / 'src' / 'jobs'
+    root.mkdir(parents=True)
+    (root / '__init__.py').write_text('')
+    (root / 'train.py').write_text('class Train:\n    def run(self):\n        return 1\n')
+    return make_sdist(tmp_path / 'context', 'train', '1', 'train__1', [root], {'job': b'payload'})
+
+
+def test_code_layer_is_the_sdist_under_opt_and_reproducible(sdist, tmp_path):
+    diff_id = code_layer(sdist, tmp_path / 'layer.tar')
+    data = (tmp_path / 'layer.tar').read_bytes()
+    assert diff_id == 'sha256:' + hashlib.sha256(data).hexdigest()
+    with tarfile.open(tmp_path / 'layer.tar') as tar:
+        names = tar.getnames()
+        assert names[:2] == ['opt', 'opt/tg_pipeline']
+        assert 'opt/tg_pipeline/train__1-1/train__1/jobs/train.py' in names
+        assert all(n == 'opt' or n.startswith('opt/') for n in names) and {m.uid for m in tar.getmembers()} == {0}
+    assert code_layer(sdist, tmp_path / 'again.tar') == diff_id  # same sdist, same layer
+
+
+def test_config_takes_the_dependency_image_and_adds_the_job(tmp_path):
+    config = json.loads(image_config(DEPS, HISTORY, 'sha256:' + 'c' * 64, created='2026-01-01T00:00:00Z', **SETTINGS))
+    assert config['rootfs']['diff_ids'] == [*DEPS['RootFS']['Layers'], 'sha256:' + 'c' * 64]
+    assert config['config']['Image'] == DEPS['Id'] and config['config']['WorkingDir'] == '/work'
+    assert config['config']['Env'] == ['PATH=/usr/bin', 'PYTHONPATH=/opt/tg_pipeline/train__1-1', 'PYTHONUNBUFFERED=1']
+    assert config['config']['Cmd'] == ['python', '-m', 'train__1']
+    assert config['config']['Labels'] == {'tg_pipeline.project': 'p-1', 'team': 'vision', 'tg_pipeline.job': 'Train',
+                                          'tg_pipeline.module': 'train__1'}  # the dependency image's own label goes
+    history = config['history']
+    assert [bool(h.get('empty_layer')) for h in history] == [False, False, True, False]
+    assert history[0]['comment'] == 'Imported from -' and history[-1]['created_by'] == 'tg_pipeline: code layer train__1'
+
+
+def test_history_that_does_not_account_for_the_layers_is_left_out():
+    short = HISTORY[:1]  # one empty entry for two layers
+    config = json.loads(image_config(DEPS, short, 'sha256:' + 'c' * 64, created='2026-01-01T00:00:00Z', **SETTINGS))
+    assert [h['created_by'] for h in config['history']] == ['tg_pipeline: code layer train__1']
+
+
+def test_same_inputs_same_image_id_and_any_change_another():
+    def image_id(**changes):
+        values = {**SETTINGS, 'created': '2026-01-01T00:00:00Z', **changes}
+        body = image_config(DEPS, HISTORY, 'sha256:' + 'c' * 64, **values)
+        return Composed(body, None, 'sha256:' + 'c' * 64, ()).image_id
+    assert image_id() == image_id()
+    assert len({image_id(), image_id(created='2026-01-02T00:00:00Z'), image_id(cmd=['python', '-m', 'other'])}) == 3
+
+
+def test_load_archive_holds_the_config_and_the_code_layer_only(sdist, tmp_path):
+    diff_id = code_layer(sdist, tmp_path / 'layer.tar')
+    body = image_config(DEPS, HISTORY, diff_id, created='2026-01-01T00:00:00Z', **SETTINGS)
+    image = Composed(body, tmp_path / 'layer.tar', diff_id, tuple(DEPS['RootFS']['Layers']))
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(load_archive(image, 'train:1')))) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    manifest = json.loads(files.pop('manifest.json'))
+    config_name = image.image_id.split(':')[1] + '.json'
+    assert files == {config_name: body, 'code/layer.tar': (tmp_path / 'layer.tar').read_bytes()}
+    assert manifest == [{'Config': config_name, 'RepoTags': ['train:1'],
+                         'Layers': ['a' * 64 + '/layer.tar', 'b' * 64 + '/layer.tar', 'code/layer.tar']}]
+
+
+def test_dependency_image_tag():
+    assert deps_tag('team-train:1.0') == 'team-train:1.0-deps'
+    assert deps_tag('registry:5000/train:1.0') == 'registry:5000/train:1.0-deps'
+
+
+def load(tmp_path, text, **overrides):
+    path = tmp_path / 'pipeline.toml'
+    path.write_text(textwrap.dedent(text))
+    return config.load(path, overrides=overrides, environ={})
+
+
+JOBS = '[jobs.A]\nfactory = "jobs.a:A"\n\n[jobs.B]\nfactory = "jobs.b:B"\nbuild_on = "local"\n'
+
+
+def test_build_on_from_docker_a_job_and_the_command_line(tmp_path):
+    found = load(tmp_path, '[docker]\nbuild_on = "remote"\n\n' + JOBS)
+    assert (found.job('A').build_on, found.job('B').build_on) == ('remote', 'local')
+    assert load(tmp_path, JOBS).job('A').build_on == 'local'  # the default
+    forced = load(tmp_path, JOBS, build_on='remote')
+    assert (forced.job('A').build_on, forced.job('B').build_on) == ('remote', 'remote')
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, '[docker]\nbuild_on = "gpu-box"\n\n' + JOBS)
+    assert 'build_on must be "local" or "remote"' in info.value.message
+
+
+def test_build_on_from_the_python_api(tmp_path):
+    packaging = Packaging('train', '1.0', dict(job=len))
+    packaging.build_dir = str(tmp_path / 'build')
+    containering = Containering.from_packaging(packaging)
+    assert pipeline_config(SSHDockerConfig(packaging, containering, SSHDockerOptions()), []).job('train').build_on \
+        == 'local'
+    containering.build_on = 'remote'
+    assert pipeline_config(SSHDockerConfig(packaging, containering, SSHDockerOptions()), []).job('train').build_on \
+        == 'remote'
