@@ -74,6 +74,17 @@ class Context:
             report(result, out=outcome_stream())
 
 
+def say_failed_run(error) -> None:
+    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are)."""
+    result = getattr(error, 'result', None)
+    if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
+        from tg_pipeline.compat import outcome_stream
+        from tg_pipeline.runs.lifecycle import final_line
+        line = final_line(result)
+        if line:
+            print(line, file=outcome_stream(), flush=True)
+
+
 # --- build steps -------------------------------------------------------------------------------------
 def serialize(ctx: Context, job: str) -> None:
     from tg_pipeline.job.factory import make_job
@@ -126,7 +137,7 @@ def build_image(ctx: Context, job: str) -> None:
     p = ctx.paths(job)
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, local_engine(), ctx.config.build_dir / 'base_python.json')
-    build(p.context, ctx.image_tag(job), p.image)
+    build(p.context, ctx.image_tag(job), p.image, verbose=ctx.config.docker.verbose)
 
 
 def registry_reference(ctx: Context, job: str) -> str:

@@ -62,6 +62,7 @@ def action(ctx: steps.Context, function, *args):
             ctx.errors.append(e)
             if not ctx.capture:
                 report(e)
+                steps.say_failed_run(e)
             return TaskFailed(e.message.splitlines()[0])
         except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
             ctx.errors.append(e)

@@ -1,8 +1,8 @@
-"""Step 4: build the job's image with the Docker SDK (classic builder), streaming its log."""
+"""Step 4: build the job's image with the Docker SDK (classic builder); its log is kept, shown as one progress
+line (``verbose``: whole, as it comes; a failed build: whole, always; see :mod:`tg_pipeline.image.build_output`)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from tg_pipeline.hosts import image_exists, local_engine
@@ -19,11 +19,20 @@ def image_tag(package: str, version: str, prefix: str = '') -> str:
     return f'{prefix}{package}:{version}'
 
 
-def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None) -> str:
+def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None,
+                verbose: bool = False) -> str:
     """Build ``context_dir`` as ``tag``; return the image id and record it in ``target`` (JSON)."""
+    from tg_pipeline.image.build_output import BuildOutput
     client = client or local_engine()
-    log: list[str] = []
-    image_id = None
+    with BuildOutput(tag, verbose=verbose, silent=silent) as shown:
+        image_id = _build(client, context_dir, tag, shown)
+    if target is not None:
+        write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
+    return image_id
+
+
+def _build(client, context_dir: Path, tag: str, shown) -> str:
+    log, image_id = shown.log, None
     stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
@@ -46,17 +55,12 @@ def build_image(context_dir: Path, tag: str, target: Path | None = None, silent:
                              exit_code=detail.get('code'), output='\n'.join(log), hint=hint)
         text = event.get('stream') or (event.get('status') and event['status'] + '\n')
         if text:
-            log.append(text.rstrip('\n'))
-            if not silent:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+            shown.add(text)
         aux = event.get('aux')
         if isinstance(aux, dict) and aux.get('ID'):
             image_id = aux['ID']
     if image_id is None:  # old engines only print "Successfully built <short id>"
         image_id = client.images.get(tag).id
-    if target is not None:
-        write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
     return image_id
 
 
