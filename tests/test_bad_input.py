@@ -37,7 +37,7 @@ def test_undeclared_dependency_is_named_before_the_build(project_factory, docker
     assert 'jobs/render.py:1)' in result.stderr
     assert 'but not declared as a dependency' in result.stderr
     assert 'TIP: add "jinja2==' in result.stderr and 'to dependencies in [package]' in result.stderr
-    assert '.  build_image:Render' not in result.stdout
+    assert 'build_image:Render  ' not in result.stdout
     assert no_image(docker_client, 'tgtest-render:0.0.1')
     # the fix the TIP names works
     project.edit('pipeline.toml', 'version = "0.0.1"', 'version = "0.0.1"\ndependencies = ["jinja2"]')

@@ -233,5 +233,5 @@ def test_registry_refusing_the_push_says_so(project, remote_env, docker_client):
     assert 'not-the-password' not in wrong.stdout + wrong.stderr
     pushed = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
                           env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': password})
-    assert 'pushed 127.0.0.1:5001/tgtest-examplejob:0.0.0' in pushed.stdout
+    assert 'push:ExampleJob  ' in pushed.stdout and '(127.0.0.1:5001/tgtest-examplejob:0.0.0: ' in pushed.stdout
     assert password not in pushed.stdout + pushed.stderr
