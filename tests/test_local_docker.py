@@ -93,7 +93,14 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
     assert len(old) == len(new)
     assert old[:-1] == new[:-1]  # base + dependency layers reused
     assert old[-1] != new[-1]  # only the package layer is new
-    assert 'Using cache' in result.stdout
+    # quiet by default: one line for the build, no build log
+    assert 'Step 1/' not in result.stdout + result.stderr and 'Using cache' not in result.stdout
+    assert any(line.startswith('build_image:ExampleJob  ') and line.endswith(' s (code layer only)')
+               for line in result.stdout.splitlines())
+    assert result.stdout.splitlines()[-1].startswith('Run ') and ' (local): exit 0; ' in result.stdout
+    project.edit('jobs/example_job.py', "log('edited')", "log('edited again')")
+    verbose = project.doit('run_local', 'job=ExampleJob', 'verbose=1')
+    assert 'Step 1/' in verbose.stdout and 'Using cache' in verbose.stdout  # the whole build log
 
 
 def test_changed_job_arguments_reserialize(project, docker_client):
