@@ -154,11 +154,14 @@ def wait_for(predicate, timeout=60, what='condition'):
 
 
 def ran(output: str, task: str) -> bool:
-    """doit marks a task that ran with '.  ' and one that was up to date with '-- '."""
+    """Whether ``task`` ran or was up to date, by our reporter's lines (``STEP:JOB  0.31 s``, a streamed step's
+    name alone, ``-- up to date: STEP, ... [JOB]``) or doit's own (``.  TASK`` ran, ``-- TASK`` up to date)."""
+    from tg_pipeline.reporting import ran_steps, up_to_date_steps
     lines = output.splitlines()
-    if f'.  {task}' in lines:
+    if f'.  {task}' in lines or task in lines or task in ran_steps(output):
         return True
-    assert f'-- {task}' in lines, f'{task} is neither run nor up to date in:\n{output}'
+    assert f'-- {task}' in lines or task in up_to_date_steps(output), \
+        f'{task} is neither run nor up to date in:\n{output}'
     return False
 
 

@@ -37,7 +37,7 @@ def test_undeclared_dependency_is_named_before_the_build(project_factory, docker
     assert 'jobs/render.py:1)' in result.stderr
     assert 'but not declared as a dependency' in result.stderr
     assert 'TIP: add "jinja2==' in result.stderr and 'to dependencies in [package]' in result.stderr
-    assert '.  build_image:Render' not in result.stdout
+    assert 'build_image:Render  ' not in result.stdout
     assert no_image(docker_client, 'tgtest-render:0.0.1')
     # the fix the TIP names works
     project.edit('pipeline.toml', 'version = "0.0.1"', 'version = "0.0.1"\ndependencies = ["jinja2"]')
@@ -53,6 +53,9 @@ def test_unresolvable_requirement_quotes_pip(project_factory, docker_client):
     assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1-deps: ' in result.stderr
     assert 'No matching distribution found for tg-pipeline-no-such-distribution==1.0' in result.stderr
     assert 'TIP: fix the name or version in dependencies of pipeline.toml' in result.stderr
+    # a failed build prints its whole log, though a good one prints none by default
+    assert '--- build log of tgtest-hello:0.0.1 ---\nStep 1/' in result.stdout
+    assert 'RUN pip install' in result.stdout and '--- end of build log ---' in result.stdout
     assert no_image(docker_client, 'tgtest-hello:0.0.1')
 
 

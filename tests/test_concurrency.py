@@ -168,8 +168,9 @@ BUILD_STEPS = ('serialize', 'sdist', 'dockerfile', 'build_image')
 
 
 def executions(results, task: str) -> int:
-    """How often a step really ran: doit started it ('.  task') less the times the lock found it done."""
-    started = sum(f'.  {task}' in out.splitlines() for _, out, _ in results)
+    """How often a step really ran: the reporter's line says it ran, less the times the lock found it done."""
+    from tg_pipeline.reporting import ran_steps
+    started = sum(task in ran_steps(out) for _, out, _ in results)
     skipped = sum(f'{task}: done meanwhile by another doit process' in err for _, _, err in results)
     return started - skipped
 

@@ -93,7 +93,11 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
     assert len(old) == len(new)
     assert old[:-1] == new[:-1]  # base + dependency layers reused
     assert old[-1] != new[-1]  # only the package layer is new
-    assert 'Step 1/' not in result.stdout  # no docker build: the code layer was appended to the dependency image
+    # no docker build: the code layer was appended to the dependency image; one line for the step
+    assert 'Step 1/' not in result.stdout + result.stderr and 'Using cache' not in result.stdout
+    assert any(line.startswith('build_image:ExampleJob  ') and line.endswith(' s (code layer only)')
+               for line in result.stdout.splitlines())
+    assert result.stdout.splitlines()[-1].startswith('Run ') and ' (local): exit 0; ' in result.stdout
     deps = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
     assert docker_client.api.inspect_image(after)['Config']['Image'] == deps
     assert layers(docker_client, deps) == new[:-1]
@@ -111,9 +115,13 @@ def test_requirements_change_rebuilds_the_dependency_image_only_then(project, do
     result = project.doit('build_image', 'job=ExampleJob')
     rebuilt = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
     assert rebuilt != deps and ran(result.stdout, 'dockerfile:ExampleJob')
+    assert 'Step 1/' not in result.stdout and '(dependencies and code layer)' in result.stdout
     image = image_record(project)['image_id']
     assert docker_client.api.inspect_image(image)['Config']['Image'] == rebuilt
     assert docker_client.containers.run(image, ['python', '-c', 'import six'], remove=True) == b''
+    project.edit('pipeline.toml', 'dependencies = ["six"]', 'dependencies = ["six", "cloudpickle"]')
+    verbose = project.doit('build_image', 'job=ExampleJob', 'verbose=1')
+    assert 'Step 1/' in verbose.stdout and 'Successfully built' in verbose.stdout  # the whole build log
 
 
 def test_changed_job_arguments_reserialize(project, docker_client):

@@ -80,7 +80,8 @@ def test_run_remote_example_job_end_to_end(project, remote_docker):
     for line in ['Welcome to Training Grounds!', 'Variable EXAMPLE_VARIABLE is found: True', 'SUCCESS',
                  'Job has exited successfully', 'DONE. Exiting Training Grounds.']:
         assert f' INFO: {line}' in out
-    assert 'pull: ' in out  # the image really travelled into the remote engine
+    # the image really travelled into the remote engine: the pull's one summary line (its progress bar's end)
+    assert 'pull  127.0.0.1:5000/tgtest-examplejob:0.0.0 on ' in result.stderr and ' layers new' in result.stderr
     local_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     assert remote_docker.images.get('127.0.0.1:5000/tgtest-examplejob:0.0.0').id == local_id
     assert remote_docker.containers.list(all=True, filters={'label': project.labels('ExampleJob')}) == []
@@ -88,7 +89,7 @@ def test_run_remote_example_job_end_to_end(project, remote_docker):
     again = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
     assert not ran(again.stdout, 'build_image:ExampleJob')
     assert not ran(again.stdout, 'push:ExampleJob')  # the registry still has that digest
-    assert 'pull: ' not in again.stdout  # the remote still has that image id
+    assert 'pull  ' not in again.stderr  # the remote still has that image id
     assert 'Variable EXAMPLE_VARIABLE is found: True' in again.stdout
 
     logs = project.doit('logs', 'job=ExampleJob', 'where=remote')
@@ -233,5 +234,5 @@ def test_registry_refusing_the_push_says_so(project, remote_env, docker_client):
     assert 'not-the-password' not in wrong.stdout + wrong.stderr
     pushed = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
                           env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': password})
-    assert 'pushed 127.0.0.1:5001/tgtest-examplejob:0.0.0' in pushed.stdout
+    assert 'push:ExampleJob  ' in pushed.stdout and '(127.0.0.1:5001/tgtest-examplejob:0.0.0: ' in pushed.stdout
     assert password not in pushed.stdout + pushed.stderr

@@ -42,7 +42,7 @@ def test_run_remote_over_ssh_transfer_without_registry(project, remote_docker):
     result = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
     assert 'INFO: SUCCESS over ssh' in result.stdout
     assert 'transfer: ' in result.stdout
-    assert '.  push:ExampleJob' not in result.stdout  # no registry involved
+    assert 'push:ExampleJob' not in result.stdout  # no registry involved
     image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
     again = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=')

@@ -26,8 +26,9 @@
   pending delete does not lock every other doit process out of the shared state (see :mod:`tg_pipeline.locks`);
   :func:`outcome_stream` tells doit's capture of a python-action's stdout (``doit.action.Writer`` without
   ``orig_stream``, at ``-v 0``/``-v 1``) from a stdout that reaches the terminal; :func:`console_reporter`
-  is doit's ``ConsoleReporter`` (``execute_task``) without the ``.  TASK`` line of a task whose output is a
-  document (``meta={'document': True}``: ``doit config`` prints TOML and nothing else).
+  is doit's ``ConsoleReporter`` with the step lines of :mod:`tg_pipeline.reporting` instead of doit's
+  ``.  TASK`` / ``-- TASK`` lines (its hooks ``execute_task``, ``add_success``, ``add_failure``,
+  ``skip_uptodate``, ``skip_ignore``, ``complete_run``, and ``task.io.capture``, ``task.meta``).
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
@@ -276,12 +277,54 @@ def outcome_stream():
 
 
 def console_reporter():
-    """doit's console reporter, except that a task printing a document (``meta={'document': True}``) is not
-    announced: its output is the document alone (``doit config > settings.toml``)."""
+    """doit's console reporter, printing the lines of :mod:`tg_pipeline.reporting`: one line per step that ran,
+    with its duration; one line per job for the steps that were up to date; nothing for a task printing a
+    document (``meta={'document': True}``: ``doit config > settings.toml``); failures as doit prints them.
+    A task whose output doit does not capture (``io={'capture': False}``: runs, ``status``...) is named when
+    it starts instead."""
     from doit.reporter import ConsoleReporter
 
+    from tg_pipeline.reporting import StepLines
+
+    def kind(task) -> dict:
+        return {'streamed': getattr(getattr(task, 'io', None), 'capture', True) is False,
+                'document': bool((getattr(task, 'meta', None) or {}).get('document'))}
+
+    def shown(task) -> bool:
+        return bool(task.actions) and task.name[0] != '_'
+
     class Reporter(ConsoleReporter):
+        def __init__(self, outstream, options):
+            super().__init__(outstream, options)
+            self.lines = StepLines(self._write_now)
+
+        def _write_now(self, text):
+            self.write(text)
+            flush = getattr(self.outstream, 'flush', None)
+            if flush:
+                flush()
+
         def execute_task(self, task):
-            if not (getattr(task, 'meta', None) or {}).get('document'):
-                super().execute_task(task)
+            if shown(task):
+                self.lines.started(task.title(), **kind(task))
+
+        def add_success(self, task):
+            if shown(task):
+                self.lines.succeeded(task.title(), **kind(task))
+
+        def add_failure(self, task, fail):
+            self.lines.failed(task.title())
+            super().add_failure(task, fail)
+
+        def skip_uptodate(self, task):
+            if task.name[0] != '_':
+                self.lines.up_to_date(task.title())
+
+        def skip_ignore(self, task):
+            self.lines.flush()
+            super().skip_ignore(task)
+
+        def complete_run(self):
+            self.lines.flush()
+            super().complete_run()
     return Reporter

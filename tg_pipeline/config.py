@@ -52,11 +52,10 @@ ALIASES = {
     'transfer': 'remote.transfer', 'on_interrupt': 'run.on_interrupt', 'manager': 'swarm.manager',
     'max_concurrent': 'swarm.max_concurrent', 'reserve_cpu': 'swarm.cpu_reservation',
     'reserve_memory': 'swarm.memory_reservation_gb', 'schedule_timeout': 'swarm.schedule_timeout',
-    'env_missing': 'run.env_missing', 'build_on': 'docker.build_on',
+    'env_missing': 'run.env_missing', 'build_on': 'docker.build_on', 'verbose': 'docker.verbose',
 }
 # doit variables that are not config overrides
-CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all',
-                'verbose'}
+CONTROL_VARS = {'job', 'run_id', 'detach', 'where', 'follow', 'days', 'all_projects', 'keep', 'files', 'all'}
 NO_LIMIT = '0 (no limit)'
 ENV_MISSING_HELP = ('"error": a run stops before it starts when a variable named in env is not set here; '
                     '"ignore": it runs without that variable')
@@ -111,6 +110,7 @@ class DockerSettings(_Section):
     base_image: str = ''
     image_prefix: str = _field('', image_prefix=True)
     build_on: Literal['local', 'remote'] = _field('local', help=BUILD_ON_HELP)
+    verbose: int = _field(0, minimum='0')  # 1: the whole build log as it comes (a failed build prints it anyway)
 
 
 @dataclasses.dataclass(frozen=True)

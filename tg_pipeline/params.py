@@ -26,6 +26,7 @@ SETTINGS = {
     'docker.base_image': 'the image every job image starts from (default: python:X.Y-slim of this Python)',
     'docker.image_prefix': 'put before every image name, e.g. team-',
     'docker.build_on': 'local (default): the dependency image is built here; remote: by the remote engine',
+    'docker.verbose': '1: print the whole build log as it comes (0: one progress line; a failed build prints it all)',
     'run.env': 'names of variables copied from this environment into the container',
     'run.cpu': 'CPU limit in cores, 0 = none',
     'run.memory_gb': 'memory limit in GB, 0 = none',

@@ -20,6 +20,7 @@ sent``); :func:`take_step_notes` hands them over (the reporter, once per step). 
 """
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -71,17 +72,25 @@ def format_duration(seconds: float) -> str:
     return f'{whole // 3600} h {whole % 3600 // 60:02d} min'
 
 
+def format_eta(seconds: float) -> str:
+    """Whole seconds: ``7 s``, ``2 min 05 s``."""
+    whole = int(math.ceil(max(0.0, seconds)))
+    return f'{whole} s' if whole < 60 else format_duration(whole)
+
+
 def format_amount(n: float, unit: str) -> str:
     return format_bytes(n) if unit == 'B' else f'{n:.0f} {unit}'.rstrip()
 
 
 class Progress:
     """One operation's progress (see the module's doc). ``out``: default ``sys.stderr``; ``tty``: default
-    ``out.isatty()``; ``clock``: seconds, monotonic (tests inject one)."""
+    ``out.isatty()``; ``clock``: seconds, monotonic (tests inject one). ``keep``: the summary is a line of
+    its own instead of a step note (inside a step that streams its output, where no step line follows)."""
 
     def __init__(self, label: str, total: float | None = None, unit: str = 'B', out=None, silent: bool = False,
-                 tty: bool | None = None, clock=time.monotonic, interval: float = PLAIN_INTERVAL_S):
-        self.label, self.total, self.unit, self.silent = label, total, unit, silent
+                 tty: bool | None = None, clock=time.monotonic, interval: float = PLAIN_INTERVAL_S,
+                 keep: bool = False):
+        self.label, self.total, self.unit, self.silent, self.keep = label, total, unit, silent, keep
         self.out = sys.stderr if out is None else out
         self.tty = _isatty(self.out) if tty is None else tty
         self.clock, self.interval = clock, interval
@@ -137,7 +146,7 @@ class Progress:
             if rate and self.unit == 'B':
                 parts.append(f'{format_bytes(rate)}/s')
             if rate and self.total and self.total > self.done:
-                parts.append(f'ETA {format_duration((self.total - self.done) / rate)}')
+                parts.append(f'ETA {format_eta((self.total - self.done) / rate)}')
         else:
             parts.append(format_duration(self.elapsed()))
         if self.status:
@@ -155,8 +164,8 @@ class Progress:
         return text
 
     def close(self, summary: str | None = None) -> None:
-        """End it: erase the terminal line; after plain lines, one final line; record the summary as a step
-        note (``summary=None``: :meth:`summary`; ``''``: no summary at all)."""
+        """End it: erase the terminal line; after plain lines (or with ``keep``), one final line; record the
+        summary as a step note unless ``keep`` (``summary=None``: :meth:`summary`; ``''``: no summary at all)."""
         if self.closed:
             return
         self.closed = True
@@ -165,9 +174,9 @@ class Progress:
         text = self.summary() if summary is None else summary
         if self.tty:
             self._erase()
-        elif self._plain_lines and text:
+        if text and (self.keep or (self._plain_lines and not self.tty)):
             self._write(f'{self.label}  {text}\n')
-        if text:
+        if text and not self.keep:
             step_note(text)
 
     def _show(self) -> None:

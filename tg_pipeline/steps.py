@@ -75,6 +75,17 @@ class Context:
             report(result, out=outcome_stream())
 
 
+def say_failed_run(error) -> None:
+    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are)."""
+    result = getattr(error, 'result', None)
+    if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
+        from tg_pipeline.compat import outcome_stream
+        from tg_pipeline.runs.lifecycle import final_line
+        line = final_line(result)
+        if line:
+            print(line, file=outcome_stream(), flush=True)
+
+
 # --- build steps -------------------------------------------------------------------------------------
 def serialize(ctx: Context, job: str) -> None:
     from tg_pipeline.job.factory import make_job
@@ -134,7 +145,8 @@ def build_image(ctx: Context, job: str) -> None:
     p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
-    image, deps_built = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job))
+    image, deps_built = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job),
+                                        verbose=ctx.config.docker.verbose)
     record_image(p, image, ctx.image_tag(job))
     note('dependencies and code layer' if deps_built else 'code layer only')
 
@@ -248,7 +260,8 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
     if ctx.config.job(job).build_on == 'remote':
         from tg_pipeline.image.job_image import build_job_image
         image, deps_built = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job),
-                                            engine=host.name, silent=ctx.capture, host=where)
+                                            engine=host.name, silent=ctx.capture, host=where,
+                                            verbose=ctx.config.docker.verbose)
         note(f'built on {where}: {"dependencies and " if deps_built else ""}code layer')
         return image.image_id, tag
     image_id = recorded_image(ctx.paths(job).image)['image_id']
@@ -315,65 +328,6 @@ def clean_runs(ctx: Context, job: str, where: str, dryrun: bool) -> None:
             shutil.rmtree(paths.dir)
 
 
-def reach_step(ctx: Context, job: str, step: str) -> None:
-    """exec / forward: into this project's latest running run of the job (or run_id=), where= names."""
-    from tg_pipeline.hosts import backend, open_host
-    from tg_pipeline.runs import lifecycle, reach
-    import sys
-    if not ctx.variables.get('job') and f'{step}:{job}' not in sys.argv[1:]:  # not once per job of the project
-        raise ConfigError(f'doit {step} needs the job: job=NAME', key='job',
-                          hint=f'e.g. doit {step} job={job} ' + ('cmd="nvidia-smi"' if step == 'exec' else 'port=6006'))
-    where, run_id = ctx.where(), ctx.variables.get('run_id') or None
-    scope, paths = lifecycle.Scope(job, ctx.config.project), ctx.paths(job).runs(where)
-    if step == 'exec' and not ctx.variables.get('cmd'):
-        raise ConfigError('doit exec needs the command: cmd="..."', key='cmd',
-                          hint=f'e.g. doit exec job={job} where={where} cmd="nvidia-smi"')
-    port = number(ctx, 'port', '0', int, hint=f'e.g. doit forward job={job} where={where} port=6006') \
-        if step == 'forward' else 0
-    if step == 'forward' and not 0 < port < 65536:
-        raise ConfigError(f'doit forward needs the port of the job to reach: port=1..65535, not {port}', key='port',
-                          hint=f'e.g. doit forward job={job} where={where} port=6006')
-    with open_host(ctx.config, where) as host:
-        kind = backend(host, ctx.config)
-        if step == 'forward':
-            local = number(ctx, 'local_port', str(port), int, hint='e.g. local_port=16006')
-            reach.forward(kind, scope, paths, run_id, port, local)
-            return
-        code = reach.exec_command(kind, scope, paths, run_id, ctx.variables['cmd'])
-    if code != 0:
-        raise PipelineError(f'the command exited with code {code} in job {job}\'s run ({where})')
-
-
-def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):
-    text = ctx.variables.get(name, default)
-    try:
-        value = kind(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f'{name}={text} is not a number', key=name, hint=hint)
-    return value
-
-
-def cleanup(ctx: Context) -> None:
-    """This project's ended runs older than days=N (collected first), then its job images that no run
-    uses, keeping the newest keep=N per job (default 2), on the host where= names."""
-    from tg_pipeline.hosts import backend, open_host
-    from tg_pipeline.image.housekeeping import prune_job_images
-    from tg_pipeline.runs import lifecycle
-    days = number(ctx, 'days', '7', hint='e.g. days=7 (days=0: all ended runs)')
-    keep = number(ctx, 'keep', '2', int, hint='e.g. keep=2: the newest images per job that stay')
-    where = ctx.where()
-    with open_host(ctx.config, where) as host:
-        lifecycle.cleanup(backend(host, ctx.config), ctx.config.project, days,
-                          lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
-        if where != 'swarm':
-            prune_job_images(host.docker, ctx.config.project, keep=keep)
-        if ctx.flag('caches'):
-            from tg_pipeline.runs.resources import remove_caches
-            remove_caches([host.docker, *host.nodes], ctx.config.project, host.name)
-
-
 def draw_graph(ctx: Context, tasks: dict, probe) -> None:
     """``doit graph``: the chosen jobs' steps (``tasks``: step -> sub-task dicts), marked by ``probe`` (doit's
     own up-to-date answers), as build/graph.dot and .png."""
@@ -396,5 +350,5 @@ def check_remote(ctx: Context) -> None:
 
 
 __all__ = ['Context', 'serialize', 'sdist', 'dockerfile', 'build_image', 'push', 'run_attached', 'run_local',
-           'run_remote', 'run_swarm', 'lifecycle_step', 'reach_step', 'clean_runs', 'cleanup', 'draw_graph',
+           'run_remote', 'run_swarm', 'lifecycle_step', 'clean_runs', 'draw_graph',
            'show_config', 'check_remote']

@@ -19,7 +19,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from tg_pipeline import compat, steps
+from tg_pipeline import commands, compat, steps
 from tg_pipeline.errors import PipelineError, report
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
@@ -48,7 +48,7 @@ SINGLE_TASKS = {
     'check_remote': ('preflight of the remote: SSH login, Docker there, registry push here and pull there',
                      steps.check_remote),
     'cleanup': ('remove this project\'s ended runs older than days=N (default 7) from the host '
-                '(where=local|remote|swarm)', steps.cleanup),
+                '(where=local|remote|swarm)', commands.cleanup),
     'config': ('print the effective configuration (secret-looking env values as ***)', steps.show_config),
 }
 
@@ -62,6 +62,7 @@ def action(ctx: steps.Context, function, *args):
             ctx.errors.append(e)
             if not ctx.capture:
                 report(e)
+                steps.say_failed_run(e)
             return TaskFailed(e.message.splitlines()[0])
         except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
             ctx.errors.append(e)
@@ -148,7 +149,7 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
                           clean=[(steps.clean_runs, [ctx, job, 'swarm'])]),
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
-        **{step: dict(actions=[action(ctx, steps.reach_step, job, step)], uptodate=[False])
+        **{step: dict(actions=[action(ctx, commands.reach_step, job, step)], uptodate=[False])
            for step in ('exec', 'forward')},
     }
     return {step: dict(task, io=STREAMED) for step, task in tasks.items()}

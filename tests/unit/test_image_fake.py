@@ -9,6 +9,7 @@ from fake_engine import FakeEngine
 from tg_pipeline.errors import BuildError, RegistryError
 from tg_pipeline.image.build import build_image, image_up_to_date
 from tg_pipeline.image.registry import push, push_up_to_date, registry_digest
+from tg_pipeline.progress import take_step_notes
 
 TAG = 'tgtest-greeter:0.0.1'
 REFERENCE = 'registry.test:5000/tgtest-greeter:0.0.1'
@@ -44,8 +45,9 @@ def context(tmp_path):
     return folder
 
 
-def test_build_records_the_image_id_and_streams_its_log(engine, client, context, tmp_path, capsys):
+def test_build_records_the_image_id_and_keeps_its_log_quiet(engine, client, context, tmp_path, capsys):
     target = tmp_path / 'image.json'
+    take_step_notes()
     image_id = build_image(context, TAG, target=target, client=client)
     assert json.loads(target.read_text()) == {'image_id': image_id, 'tag': TAG}
     image = client.images.get(TAG)
@@ -53,14 +55,29 @@ def test_build_records_the_image_id_and_streams_its_log(engine, client, context,
     assert {k: v for k, v in image.labels.items() if k.startswith('tg_pipeline.')} == {
         'tg_pipeline.package': 'greeter', 'tg_pipeline.version': '0.0.1', 'tg_pipeline.module': 'greeter__0_0_1',
         'tg_pipeline.job': 'Greeter'}
-    out = capsys.readouterr().out
-    assert out.startswith('Step 1/7 : FROM python:3.11-slim\n') and f'Successfully tagged {TAG}\n' in out
+    assert capsys.readouterr().out == ''  # not a terminal, and shorter than a progress line's interval
+    assert take_step_notes() == []  # the fake engine's RUN steps never say "Running in" or "Using cache"
     call = engine.last('POST', '/build')
     assert call.params['t'] == TAG and call.flag('rm') and call.flag('forcerm')
     assert engine.builds[-1].files['requirements.txt'] == b'requests==2.31.0\n'
     assert image_up_to_date(target, client=client)
     client.images.remove(TAG, force=True)
     assert not image_up_to_date(target, client=client)
+
+
+def test_verbose_build_prints_its_whole_log_as_it_comes(client, context, capsys):
+    build_image(context, TAG, client=client, verbose=True)
+    out = capsys.readouterr().out
+    assert out.startswith('Step 1/7 : FROM python:3.11-slim\n') and f'Successfully tagged {TAG}\n' in out
+
+
+def test_a_failed_build_prints_its_whole_log_even_when_not_verbose(engine, client, context, capsys):
+    engine.fail_build(TAG, output=PIP_LINES)
+    with pytest.raises(BuildError):
+        build_image(context, TAG, client=client)
+    out = capsys.readouterr().out
+    assert out.startswith(f'--- build log of {TAG} ---\nStep 1/7 : FROM python:3.11-slim\n')
+    assert f'{PIP_LINES[2]}\n' in out and out.endswith('--- end of build log ---\n')
 
 
 def test_silent_build_prints_nothing_and_same_context_same_image(client, context, capsys):
@@ -109,15 +126,16 @@ def pushed_setup(engine, tmp_path):
 def test_push_records_the_digest_and_stays_up_to_date(engine, client, tmp_path, capsys):
     image, image_target = pushed_setup(engine, tmp_path)
     target = tmp_path / 'push.json'
+    take_step_notes()
     digest = push(image.id, REFERENCE, target=target, client=client)
     exact = f'{REFERENCE}-{image.id.split(":")[-1][:12]}'  # this build's own tag: another build never re-points it
     assert json.loads(target.read_text()) == {'reference': REFERENCE, 'digest': digest, 'image_id': image.id,
                                               'exact': exact}
     assert engine.last('POST', '/images/*/tag').params == {'repo': 'registry.test:5000/tgtest-greeter',
                                                             'tag': '0.0.1', 'force': '0'}
-    out = capsys.readouterr().out
-    assert f'pushed {REFERENCE} (2 layers, 2.0 MB transferred) digest {digest}' in out
-    assert f'push: {image.layers[0][7:19]} Pushed (1.0 MB)' in out
+    assert capsys.readouterr().out == ''  # no line per layer, nor per tag: one progress bar (stderr)
+    [note] = take_step_notes()
+    assert note.startswith(f'{REFERENCE}: 2 of 2 layers sent, 2.0 MB in ')
     assert registry_digest(client, REFERENCE) == digest
     assert push_up_to_date(target, image_target, client=client)
     assert push(image.id, REFERENCE, client=client, silent=True) == digest  # layers already there

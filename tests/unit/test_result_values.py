@@ -49,7 +49,7 @@ def test_report_prints_one_line_and_the_tip_and_the_run_still_counts(tmp_path):
                         f"(ModuleNotFoundError: No module named '{MISSING}'): {len(HELD)} bytes in "
                         f"{tmp_path / 'run' / 'result.pkl'}")
     assert lines[1].startswith(f'TIP: pip install {MISSING} ')
-    assert lines[2].startswith('Run 20260101-000000-000000-abcdef: return value, output folder and logs in ')
+    assert lines[2].startswith('Run 20260101-000000-000000-abcdef (local): exit 0; return value, output folder and logs in ')
 
 
 def test_a_class_the_module_here_lacks_asks_for_the_images_version(tmp_path):

@@ -1,9 +1,9 @@
-"""Step 4: build the job's image with the Docker SDK (classic builder), streaming its log."""
+"""Step 4: build the job's image with the Docker SDK (classic builder); its log is kept, shown as one progress
+line (``verbose``: whole, as it comes; a failed build: whole, always; see :mod:`tg_pipeline.image.build_output`)."""
 from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
@@ -34,12 +34,20 @@ def context_archive(context_dir: Path, names: list[str]) -> bytes:
 
 
 def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None,
-                only: list[str] | None = None) -> str:
+                verbose: bool = False, only: list[str] | None = None) -> str:
     """Build ``context_dir`` (``only`` those files of it, when given) as ``tag``; return the image id and record
     it in ``target`` (JSON)."""
+    from tg_pipeline.image.build_output import BuildOutput
     client = client or local_engine()
-    log: list[str] = []
-    image_id = None
+    with BuildOutput(tag, verbose=verbose, silent=silent) as shown:
+        image_id = _build(client, context_dir, tag, shown, only)
+    if target is not None:
+        write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
+    return image_id
+
+
+def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = None) -> str:
+    log, image_id = shown.log, None
     if only is None:
         stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
     else:
@@ -66,17 +74,12 @@ def build_image(context_dir: Path, tag: str, target: Path | None = None, silent:
                              exit_code=detail.get('code'), output='\n'.join(log), hint=hint)
         text = event.get('stream') or (event.get('status') and event['status'] + '\n')
         if text:
-            log.append(text.rstrip('\n'))
-            if not silent:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+            shown.add(text)
         aux = event.get('aux')
         if isinstance(aux, dict) and aux.get('ID'):
             image_id = aux['ID']
     if image_id is None:  # old engines only print "Successfully built <short id>"
         image_id = client.images.get(tag).id
-    if target is not None:
-        write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
     return image_id
 
 

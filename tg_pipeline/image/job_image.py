@@ -51,18 +51,18 @@ def _exists(client, image_id: str) -> bool:
 
 
 def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str = 'local',
-                silent: bool = False) -> tuple[str, bool]:
+                silent: bool = False, verbose: bool = False) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
     entry = _records(records).get(engine) or {}
     if entry.get('key') == key and _exists(client, entry.get('image_id', '')):
         return entry['image_id'], False
     try:
-        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
+        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
     except BuildError as e:  # a cached step's image was removed meanwhile (someone's prune): once more
         if 'unable to find image' not in (e.output_tail or ''):
             raise
-        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES)
+        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
     found = _records(records)  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
@@ -70,10 +70,10 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
 
 
 def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', silent: bool = False,
-                    host: str = 'this engine') -> tuple[Composed, bool]:
+                    host: str = 'this engine', verbose: bool = False) -> tuple[Composed, bool]:
     """The job image on ``client``'s engine (``paths``: the job's :class:`~tg_pipeline.paths.JobPaths`,
     ``settings``: labels, env and cmd); (the image, whether its dependency image was built now)."""
-    deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent)
+    deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent, verbose)
     image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
     place(client, image, tag, host)
     return image, built

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import docker
@@ -42,37 +41,54 @@ def auth_config(registry, environ=None) -> dict | None:
     return {'username': environ.get(user_var, ''), 'password': environ.get(password_var, '')}
 
 
-class Progress:
-    """Per-layer status lines and bytes for push/pull streams: one line per change, not per chunk."""
+class LayerProgress:
+    """A push or pull stream's layers: their bytes summed into ONE progress bar (:class:`tg_pipeline.progress.
+    Progress`), each layer's status changes kept for error messages (``log``), never printed one by one."""
 
-    def __init__(self, verb: str, silent: bool = False, out=None):
-        self.verb, self.silent, self.out = verb, silent, out or sys.stdout
+    MOVING = ('Pushing', 'Downloading')
+    MOVED = ('Pushed', 'Download complete', 'Pull complete')
+    THERE = ('Layer already exists', 'Already exists')
+
+    def __init__(self, verb: str, silent: bool = False, out=None, keep: bool = False):
+        from tg_pipeline.progress import Progress
+        self.verb = verb
+        self.bar = Progress(verb, silent=silent, out=out, keep=keep)
         self.layers: dict[str, str] = {}
+        self.new: set[str] = set()
+        self.current: dict[str, int] = {}
         self.total: dict[str, int] = {}
         self.log: list[str] = []
 
     def event(self, event: dict) -> None:
-        if 'error' in event:
-            return
         layer, status = event.get('id'), event.get('status', '')
-        if not status:
+        if 'error' in event or not status or status.startswith('Pulling from'):
             return
         detail = event.get('progressDetail') or {}
-        if layer and detail.get('total'):
+        if layer and status in self.MOVING and detail.get('total'):
             self.total[layer] = detail['total']
+            self.current[layer] = min(detail.get('current') or 0, detail['total'])
+        elif layer and status in self.MOVED:
+            self.new.add(layer)
+            if layer in self.total:
+                self.current[layer] = self.total[layer]
         if layer and self.layers.get(layer) == status:
+            self.bar.set(sum(self.current.values()), sum(self.total.values()) or None)
             return
         if layer:
             self.layers[layer] = status
-        size = self.total.get(layer)
-        line = f'{self.verb}: {layer + " " if layer else ""}{status}' + (f' ({size / 1e6:.1f} MB)' if size else '')
-        self.log.append(line)
-        if not self.silent:
-            print(line, file=self.out, flush=True)
+        self.log.append(f'{self.verb}: {layer + " " if layer else ""}{status}')
+        self.bar.set(sum(self.current.values()), sum(self.total.values()) or None)
+        self.bar.note(f'{layer[:12]} {status}' if layer else status)
 
     def summary(self) -> str:
-        moved = sum(self.total.values())
-        return f'{len(self.layers)} layers, {moved / 1e6:.1f} MB transferred'
+        """``1 of 7 layers sent, 5.9 kB`` (push) / ``3 of 7 layers new, 45.0 MB in 3.2 s, 14.1 MB/s`` (pull)."""
+        done = 'sent' if self.verb == 'push' else 'new'
+        text = f'{len(self.new)} of {len(self.layers)} layers {done}'
+        return text + (f', {self.bar.summary()}' if self.bar.done else '')
+
+    def close(self, what: str = '') -> None:
+        """The bar ends with ``WHAT: summary`` (nothing when the stream failed: ``close('')`` is not called)."""
+        self.bar.close(summary=f'{what}: {self.summary()}' if what else self.summary())
 
 
 def registry_digest(client: docker.DockerClient, reference: str, auth=None) -> str | None:
@@ -96,11 +112,14 @@ def push(image_id: str, reference: str, target: Path | None = None, auth=None, s
     exact tag's digest and record it in ``target``. Runs pull that digest, never the name for people."""
     client = client or local_engine()
     repository, _, tag = reference.rpartition(':')
-    progress = Progress('push', silent)
-    digest = _push_tag(client, image_id, repository, exact_tag(tag, image_id), auth, progress, reference)
-    _push_tag(client, image_id, repository, tag, auth, progress, reference)
-    if not silent:
-        print(f'pushed {reference} ({progress.summary()}) digest {digest}', flush=True)
+    progress = LayerProgress('push', silent)  # one bar for both tags (the second sends no layer)
+    try:
+        digest = _push_tag(client, image_id, repository, exact_tag(tag, image_id), auth, progress, reference)
+        _push_tag(client, image_id, repository, tag, auth, progress, reference)
+    except BaseException:
+        progress.bar.close(summary='')
+        raise
+    progress.close(reference)
     if target is not None:
         write_if_changed(Path(target), json.dumps({'reference': reference, 'digest': digest, 'image_id': image_id,
                                                    'exact': f'{repository}:{exact_tag(tag, image_id)}'},
@@ -127,7 +146,7 @@ def _push_tag(client, image_id: str, repository: str, tag: str, auth, progress, 
     return digest
 
 
-def _push_error(reference: str, message: str, progress: Progress) -> RegistryError:
+def _push_error(reference: str, message: str, progress: LayerProgress) -> RegistryError:
     registry = reference.split('/')[0]
     lower = message.lower()
     if 'no basic auth credentials' in lower:
@@ -182,14 +201,19 @@ def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, 
     repository, _, tag = reference.rpartition(':')
     if digest:
         tag = digest
-    progress = Progress('pull', silent)
+    progress = LayerProgress('pull', silent, keep=True)  # inside a run step: its own line
     try:
         for event in client.api.pull(repository, tag, stream=True, decode=True, auth_config=auth):
             if 'error' in event:
                 raise _pull_error(reference, event['error'], host, progress)
             progress.event(event)
     except docker.errors.APIError as e:
+        progress.bar.close(summary='')
         raise _pull_error(reference, str(e.explanation or e), host, progress) from None
+    except BaseException:
+        progress.bar.close(summary='')
+        raise
+    progress.close(f'{reference} on {host}')
     pulled = client.images.get(f'{repository}@{digest}' if digest else reference).id
     if pulled != image_id:
         raise RegistryError(
@@ -200,7 +224,7 @@ def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, 
     return True
 
 
-def _pull_error(reference: str, message: str, host: str, progress: Progress) -> RegistryError:
+def _pull_error(reference: str, message: str, host: str, progress: LayerProgress) -> RegistryError:
     registry = reference.split('/')[0]
     lower = message.lower()
     if 'unauthorized' in lower or 'denied' in lower or 'authentication required' in lower:

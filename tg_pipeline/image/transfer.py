@@ -153,10 +153,15 @@ def _archive(local: docker.DockerClient, image_id: str, reference: str, have: se
 def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: str, reference: str,
              silent: bool = False, host: str = 'the remote') -> TransferStats:
     """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks."""
+    from tg_pipeline.progress import Progress
     stats = TransferStats()
+    bar = Progress('transfer', silent=silent)  # the layers' lines as its note, then the bytes sent
 
     def progress(line):
-        if not silent:
+        if line.startswith('transfer: layer'):
+            bar.note(line[len('transfer: '):])
+        elif not silent:
+            bar.close(summary='')
             print(line, flush=True)
     try:
         if remote.images.get(image_id).id == image_id:
@@ -173,14 +178,16 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
     archive = _archive(local, image_id, reference, have, stats, progress, cache)
     _save_cache(cache)
 
+    bar.total = archive.seek(0, os.SEEK_END)
+    archive.seek(0)
+
     def chunks():
         sent = 0
         while chunk := archive.read(CHUNK):
             sent += len(chunk)
             stats.bytes_sent = sent
             yield chunk
-            if not silent and sent % (16 * CHUNK) < CHUNK:
-                print(f'transfer: {sent / 1e6:.1f} MB sent', flush=True)
+            bar.update(len(chunk))
     try:
         for event in remote.api.load_image(chunks()):
             if 'error' in event:
@@ -189,6 +196,7 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
         raise RemoteError(f'{host} could not load the image: {e.explanation or e}', command='docker load') from None
     finally:
         archive.close()
+        bar.close(summary='')
     try:  # by id: another process may have re-pointed the tag since (tags are for people)
         remote.api.inspect_image(image_id)
     except docker.errors.ImageNotFound:

@@ -308,8 +308,26 @@ def report(result, out=None) -> None:
         for hint in hints:
             print(f'TIP: {hint}', file=out)
         if result.run_dir:
-            print(f'Run {result.run_id}: return value, output folder and logs in {result.run_dir}', file=out)
+            print(final_line(result), file=out)
     out.flush()
 
 
-__all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'reattach_commands']
+def final_line(result) -> str:
+    """The last line of a run: ``Run ID (local): exit 0; return value, output folder and logs in PATH``
+    (PATH relative to the working folder when inside it); '' without a run folder."""
+    if not result.run_dir:
+        return ''
+    import os
+    path = str(result.run_dir)
+    try:
+        relative = os.path.relpath(path)
+        path = path if relative.startswith('..') else relative
+    except ValueError:  # another drive
+        pass
+    status = 'exit ?' if result.exit_code is None else f'exit {result.exit_code}'
+    status += ' (timed out)' if result.timed_out else ' (out of memory)' if result.oom_killed else ''
+    kept = 'return value, output folder and logs' if result.ok else 'output folder and logs'
+    return f'Run {result.run_id} ({result.where}): {status}; {kept} in {path}'
+
+
+__all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'final_line', 'reattach_commands']

@@ -1,0 +1,83 @@
+"""What a person sees of an image build: by default one progress line (the build step or pip line now
+running) and a step note (``pip install ran``, ``pip layer from cache``); with ``verbose`` the whole
+build log as it comes; after a failed build, always the whole log.
+
+:class:`BuildOutput` takes the build's text lines one at a time (``add``) and keeps them all (``log``).
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from tg_pipeline.progress import Progress, step_note
+
+STEP = re.compile(r'^Step \d+/\d+ : (.*)$')
+# pip lines worth a glance while the dependency layer builds
+PIP_LINES = ('Collecting ', 'Downloading ', 'Building wheel', 'Installing collected packages', 'Successfully installed')
+NOTE_CHARS = 70
+
+
+class BuildOutput:
+    """The build log of ``tag``: kept whole; printed live with ``verbose``; a progress line otherwise
+    (nothing at all with ``silent``). ``out`` (default stdout) gets the log, ``progress_out`` (default stderr)
+    the progress line."""
+
+    def __init__(self, tag: str, verbose: bool = False, silent: bool = False, out=None, progress_out=None):
+        self.tag, self.verbose, self.silent = tag, bool(verbose), silent
+        self.out = out
+        self.log: list[str] = []
+        self.dependency_step = False  # the step now running is the dependency layer's pip install
+        self.dependencies = ''  # '' no such step seen; 'cached' or 'built'
+        self.progress = Progress('build', unit='', out=progress_out, silent=silent or self.verbose)
+
+    def __enter__(self) -> 'BuildOutput':
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(failed=kind is not None)
+
+    def add(self, text: str) -> None:
+        """One piece of the engine's build stream (a line, or several)."""
+        for line in text.rstrip('\n').split('\n'):
+            self._line(line)
+        if self.verbose and not self.silent:
+            stream = self.out or sys.stdout
+            stream.write(text)
+            stream.flush()
+
+    def _line(self, line: str) -> None:
+        self.log.append(line)
+        stripped = line.strip()
+        step = STEP.match(stripped)
+        if step:
+            instruction = step.group(1)
+            self.dependency_step = instruction.startswith('RUN pip install')
+            self.progress.note(instruction[:NOTE_CHARS])
+        elif self.dependency_step and stripped.startswith('---> Using cache'):
+            self.dependencies = 'cached'
+        elif self.dependency_step and stripped.startswith('---> Running in'):
+            self.dependencies = 'built'
+            self.progress.note('pip install')
+        elif self.dependency_step and stripped.startswith(PIP_LINES):
+            self.progress.note(stripped[:NOTE_CHARS])
+
+    def close(self, failed: bool = False) -> None:
+        """The build ended: a failed one prints its whole log (unless it was shown live, or ``silent``);
+        a good one notes whether pip ran or its layer came from the engine's cache."""
+        self.progress.close(summary='')
+        if failed:
+            self.print_log()
+            return
+        if not self.silent and self.dependencies:
+            step_note('pip install ran' if self.dependencies == 'built' else 'pip layer from cache')
+
+    def print_log(self) -> None:
+        """The whole log, once (not again when it was printed as it came)."""
+        if self.verbose or self.silent or not self.log:
+            return
+        stream = self.out or sys.stdout
+        stream.write(f'--- build log of {self.tag} ---\n' + '\n'.join(self.log) + '\n--- end of build log ---\n')
+        stream.flush()
+
+    def text(self) -> str:
+        return '\n'.join(self.log)
