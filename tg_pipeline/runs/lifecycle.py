@@ -237,6 +237,11 @@ def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> R
     """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
     out = out or sys.stdout
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    if not scope.mine(handle) and getattr(backend, 'stop_takes_output', False):
+        raise PipelineError(f'{backend.noun} {found} belongs to {whose(handle)}: stopping it removes its service '
+                            f'and the output its owner has not collected yet, so only that project stops it',
+                            hint=f'read its output: doit logs job={handle.job} where={backend.where} run_id={found}; '
+                                 f'ask its owner to stop it')
     backend.stop(handle)
     if not scope.mine(handle):
         print(f'Stopped {backend.noun} {found} of job {handle.job} on {backend.host}; it belongs to '
