@@ -164,7 +164,8 @@ def test_status_logs_stop_result_cleanup_through_the_head_node(swarm_project, he
 
     second = run_id_of(swarm_project.doit('run_swarm', 'job=SlowSweep', 'detach=1').stdout)
     stopped = swarm_project.doit('stop', 'job=SlowSweep', 'where=swarm', f'run_id={second}')
-    assert f'Stopped swarm run {second} of job SlowSweep' in stopped.stdout
+    assert re.search(rf'Stopped swarm run {second} of job SlowSweep on swarm \S+ \(\d/2 variants succeeded\)',
+                     stopped.stdout), stopped.stdout
     assert services(head, swarm_project, 'SlowSweep') == []
 
     third = run_id_of(swarm_project.doit('run_swarm', 'job=Sweep', 'detach=1').stdout)

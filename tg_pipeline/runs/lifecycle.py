@@ -248,7 +248,9 @@ def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> R
               f'{whose(handle)}, who collects it', file=out, flush=True)
         return None
     result = backend.collect(handle, paths, logs_saved=False)
-    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} (exit code {result.exit_code}); '
+    ended = f'exit code {result.exit_code}' if not result.variants else \
+        f'{sum(1 for v in result.variants if v.get("ok"))}/{len(result.variants)} variants succeeded'
+    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '
           f'its output and results are in {paths.dir}', file=out, flush=True)
     return result
 
