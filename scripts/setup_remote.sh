@@ -20,17 +20,9 @@ SOCK=$RRUN/docker.sock
 USER_OK=tgremote; USER_NO=tgnodocker; GROUP=tgdocker
 REGISTRY=127.0.0.1:5000
 REGISTRY_AUTH=127.0.0.1:5001
-NSENTER=(nsenter --net=/run/netns/$NS)
 
-log() { printf '[setup_remote] %s\n' "$*" >&2; }
-die() { log "$1"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -20 "$2" >&2; exit 1; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-wait_for() { for _ in $(seq 1 "${2:-60}"); do eval "$1" && return 0; sleep 0.5; done; return 1; }
-start() {  # pidfile logfile command...: start detached, outliving this script
-    local pidfile=$1 logfile=$2; shift 2
-    setsid nohup "$@" >"$logfile" 2>&1 < /dev/null &
-    echo $! >"$pidfile"
-}
+LOG_TAG=setup_remote
+. "$(dirname "$0")/netns_lib.sh"
 
 missing=()
 for p in docker.io openssh-server openssh-client socat docker-registry iproute2 curl; do
@@ -45,20 +37,7 @@ mkdir -p "$RDIR" "$CDIR" "$REGDIR/data" "$RRUN" /run/sshd /etc/tg-remote/authori
 chmod 755 /etc/tg-remote /etc/tg-remote/authorized_keys
 
 # --- network -------------------------------------------------------------------
-if [ ! -e /run/netns/$NS ]; then
-    log "creating network namespace $NS"
-    ip netns add $NS
-fi
-if ! ip link show $HOST_IF >/dev/null 2>&1; then
-    ip link add $HOST_IF type veth peer name $NS_IF
-    ip link set $NS_IF netns $NS
-    ip addr add $HOST_IP/30 dev $HOST_IF
-    ip link set $HOST_IF up
-    ip -n $NS addr add $NS_IP/30 dev $NS_IF
-    ip -n $NS link set $NS_IF up
-    ip -n $NS link set lo up
-    ip -n $NS route add default via $HOST_IP
-fi
+make_netns $NS $HOST_IF $NS_IF $HOST_IP $NS_IP
 
 # --- users -----------------------------------------------------------------------
 getent group $GROUP >/dev/null || groupadd --system $GROUP
@@ -70,15 +49,7 @@ done
 id -nG $USER_OK | grep -qw $GROUP || usermod -aG $GROUP $USER_OK
 
 # --- remote engine -----------------------------------------------------------------
-if ! alive $RRUN/docker.pid || ! timeout 5 docker -H unix://$SOCK info >/dev/null 2>&1; then
-    log "starting the remote dockerd (log: $RDIR/dockerd.log)"
-    rm -f $RRUN/docker.pid $SOCK
-    start "$RDIR/dockerd.launcher.pid" "$RDIR/dockerd.log" "${NSENTER[@]}" dockerd \
-        --data-root "$RDIR/docker" --exec-root "$RRUN/exec" -H unix://$SOCK \
-        --pidfile $RRUN/docker.pid --group $GROUP
-    wait_for "timeout 5 docker -H unix://$SOCK info >/dev/null 2>&1" 120 \
-        || die "the remote dockerd did not start" "$RDIR/dockerd.log"
-fi
+start_ns_dockerd $NS $SOCK $RRUN "$RDIR" --group $GROUP
 
 # --- registry ------------------------------------------------------------------------
 cat >"$REGDIR/config.yml" <<EOF
@@ -126,16 +97,7 @@ if ! registry_auth_up; then
     start "$REGDIR/registry-auth.pid" "$REGDIR/registry-auth.log" docker-registry serve "$REGDIR/config-auth.yml"
     wait_for registry_auth_up 60 || die "the registry with a login did not start" "$REGDIR/registry-auth.log"
 fi
-if ! alive "$REGDIR/socat-host.pid"; then
-    start "$REGDIR/socat-host.pid" "$REGDIR/socat-host.log" \
-        socat TCP-LISTEN:5000,bind=$HOST_IP,fork,reuseaddr TCP:$REGISTRY
-fi
-if ! alive "$REGDIR/socat-ns.pid"; then
-    start "$REGDIR/socat-ns.pid" "$REGDIR/socat-ns.log" "${NSENTER[@]}" \
-        socat TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr TCP:$HOST_IP:5000
-fi
-wait_for "${NSENTER[*]} curl -fsS -m 3 http://$REGISTRY/v2/ >/dev/null 2>&1" 30 \
-    || die "the registry is not reachable from the namespace" "$REGDIR/socat-ns.log"
+bridge_registry $NS $HOST_IP "$REGDIR"
 
 # --- sshd ----------------------------------------------------------------------------
 [ -f "$RDIR/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$RDIR/ssh_host_ed25519_key"
@@ -144,7 +106,7 @@ for u in $USER_OK $USER_NO; do
     install -m 644 "$CDIR/id_ed25519.pub" /etc/tg-remote/authorized_keys/$u
 done
 # OpenSSH's own limits (MaxSessions 10, MaxStartups 10:30:100), as users' servers have them: not raised here
-cat >"$RDIR/sshd_config.new" <<EOF
+start_sshd $NS $NS_IP "$RDIR" "$(cat <<EOF
 ListenAddress $NS_IP
 Port 22
 HostKey $RDIR/ssh_host_ed25519_key
@@ -158,47 +120,10 @@ AuthorizedKeysFile /etc/tg-remote/authorized_keys/%u
 SetEnv DOCKER_HOST=unix://$SOCK
 Subsystem sftp internal-sftp
 EOF
-changed=
-if cmp -s "$RDIR/sshd_config.new" "$RDIR/sshd_config"; then
-    rm -f "$RDIR/sshd_config.new"
-else
-    /usr/sbin/sshd -t -f "$RDIR/sshd_config.new" || die "bad sshd_config"
-    mv "$RDIR/sshd_config.new" "$RDIR/sshd_config"
-    changed=yes
-fi
-sshd_ok() { timeout 3 bash -c "exec 3<>/dev/tcp/$NS_IP/22" 2>/dev/null; }
-if [ -n "$changed" ] || ! alive "$RDIR/sshd.pid" || ! sshd_ok; then
-    log "starting sshd on $NS_IP:22${changed:+ (its config changed)}"
-    if alive "$RDIR/sshd.pid"; then  # the listener only: open sessions keep their own processes
-        old=$(cat "$RDIR/sshd.pid")
-        kill "$old" 2>/dev/null || true
-        wait_for "! kill -0 $old 2>/dev/null" 20 || die "the old sshd ($old) did not stop"
-    fi
-    /usr/sbin/sshd -t -f "$RDIR/sshd_config" || die "bad sshd_config"
-    "${NSENTER[@]}" /usr/sbin/sshd -f "$RDIR/sshd_config" -E "$RDIR/sshd.log"
-    wait_for sshd_ok 30 || die "sshd did not start" "$RDIR/sshd.log"
-fi
+)"
 
 # --- client side -----------------------------------------------------------------------
-echo "$NS_IP $(cut -d' ' -f1,2 "$RDIR/ssh_host_ed25519_key.pub")" >"$CDIR/known_hosts"
-mkdir -p -m 700 ~/.ssh
-touch ~/.ssh/config ~/.ssh/known_hosts
-chmod 600 ~/.ssh/config
-sed -i '/^# >>> tg-pipeline test remote >>>$/,/^# <<< tg-pipeline test remote <<<$/d' ~/.ssh/config
-cat >>~/.ssh/config <<EOF
-# >>> tg-pipeline test remote >>>
-Host tg-remote
-    HostName $NS_IP
-    User $USER_OK
-    Port 22
-    IdentityFile $CDIR/id_ed25519
-    IdentitiesOnly yes
-    UserKnownHostsFile $CDIR/known_hosts
-# <<< tg-pipeline test remote <<<
-EOF
-grep -v "^$NS_IP " ~/.ssh/known_hosts >~/.ssh/known_hosts.tmp || true
-cat "$CDIR/known_hosts" >>~/.ssh/known_hosts.tmp
-mv ~/.ssh/known_hosts.tmp ~/.ssh/known_hosts
+ssh_alias tg-remote $NS_IP $USER_OK "$CDIR/id_ed25519" "$CDIR/known_hosts" "$RDIR/ssh_host_ed25519_key.pub"
 
 cat >"$STATE/remote.env" <<EOF
 TG_REMOTE_ALIAS=tg-remote

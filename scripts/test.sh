@@ -6,4 +6,5 @@ bash scripts/install.sh
 bash scripts/setup_docker.sh
 bash scripts/setup_remote.sh
 bash scripts/setup_swarm.sh
+bash scripts/setup_swarm_remote.sh
 exec .venv/bin/python -m pytest -ra "$@"

@@ -128,8 +128,14 @@ def _ssh_host(config) -> Host:
 
 
 def _swarm_host(config) -> Host:
-    """The swarm manager: this engine, or the [remote] one. The other engine, when we reach it and it is a
-    node of that swarm, is kept in ``nodes`` (Docker 20.10 leaves task containers there: moby#44312)."""
+    """The swarm manager: this engine, or the [remote] one (a head node; this machine need be no node then).
+    The other engine, when we reach it and it is a node of that swarm, is kept in ``nodes`` (Docker 20.10
+    leaves task containers there: moby#44312)."""
+    if config.swarm.manager == 'remote' and not config.remote.host:
+        raise ConfigError('[swarm] manager = "remote" names the [remote] host as the swarm manager, and [remote] '
+                          'has no host', key='swarm.manager',
+                          hint='set host in [remote] to the head node (e.g. host = "user@head-node", or an ssh alias; '
+                               'host=... on the command line), or manager=local when this machine is the manager')
     if not config.remote.host:
         return Host('swarm', 'swarm local', local_engine())
     ssh = _ssh_host(config)
@@ -137,11 +143,24 @@ def _swarm_host(config) -> Host:
         host = Host('swarm', 'swarm local', local_engine(), nodes=[ssh.docker])
     else:
         host = Host('swarm', f'swarm {ssh.name.split(" ", 1)[1]}', ssh.docker, remote=True,
-                    connection=ssh.connection, nodes=[local_engine()], lost=ssh.lost)
+                    connection=ssh.connection, nodes=_optional_local_engine(), lost=ssh.lost)
     host._closers.append(ssh.close)
-    manager_nodes = {n.id for n in host.docker.nodes.list()}
+    try:
+        manager_nodes = {n.id for n in host.docker.nodes.list()}
+    except docker.errors.APIError as e:
+        host.close()
+        from tg_pipeline.runs.swarm import not_a_manager
+        raise not_a_manager(host.name, e) from None
     host.nodes = [e for e in host.nodes if e.info().get('Swarm', {}).get('NodeID') in manager_nodes]
     return host
+
+
+def _optional_local_engine() -> list:
+    """This machine's engine, when one answers: with a remote manager it may be no node at all."""
+    try:
+        return [local_engine()]
+    except DockerUnavailable:
+        return []
 
 
 def backend(host: Host, config=None):

@@ -143,3 +143,48 @@ def test_reservations_no_node_can_hold_are_told_at_once(engine, tmp_path):
     assert 'no ready node of the swarm has that much (2 ready, the largest has 2 CPU and 24.0 GB)' in \
         info.value.message
     assert engine.services == {}
+
+
+def test_tasks_queued_behind_their_own_siblings_are_not_stuck():
+    """A task waiting for the GPU (or reservation) a sibling of the same run holds gets it when that one ends;
+    only when no task of the run holds a node does an unschedulable one count as stuck."""
+    from tg_pipeline.runs.swarm import unschedulable
+
+    def state(name, err=''):
+        return {'Status': {'State': name, 'Err': err}}
+    waiting = state('pending', 'no suitable node (insufficient resources on 2 nodes)')
+    assert unschedulable([state('running'), waiting]) is None
+    assert unschedulable([state('starting'), waiting, waiting]) is None
+    assert unschedulable([state('complete'), waiting]) is waiting
+    assert unschedulable([waiting]) is waiting
+    assert unschedulable([state('pending'), state('complete')]) is None  # pending, not refused: being placed
+
+
+def test_a_remote_manager_needs_the_remote_host(tmp_path):
+    """manager = "remote" without a [remote] host names the setting, instead of using this machine's swarm."""
+    from tg_pipeline import config
+    from tg_pipeline.errors import ConfigError
+    from tg_pipeline.hosts import open_host
+    (tmp_path / 'pipeline.toml').write_text('[package]\nname = "p"\nversion = "0.0.0"\n\n[swarm]\n'
+                                            'manager = "remote"\n')
+    settings = config.load(tmp_path / 'pipeline.toml', environ={})
+    with pytest.raises(ConfigError) as info:
+        with open_host(settings, 'swarm'):
+            pass
+    assert info.value.key == 'swarm.manager'
+    assert 'set host in [remote] to the head node' in info.value.hint
+
+
+def test_another_projects_swarm_run_is_not_stopped(engine, backend, tmp_path):
+    """Stopping a swarm run removes its service and its log: another project's run is left to its owner."""
+    engine.program_tasks(REFERENCE, [task(0, b'', outcome('a')), task(1, b'', outcome('b'))])
+    paths = RunPaths(tmp_path / 'swarm')
+    theirs = lifecycle.run(backend, swarm_spec(engine, project='proj-b', owner='bob'), paths, detach=True,
+                           silent=True).run_id
+    for running in next(iter(engine.services.values())).tasks:
+        running['Status']['State'] = 'running'
+    from tg_pipeline.errors import PipelineError
+    with pytest.raises(PipelineError) as info:
+        lifecycle.stop(backend, Scope('Greeter', 'proj-a'), paths, theirs, out=io.StringIO())
+    assert f'swarm run {theirs} belongs to project proj-b of bob' in info.value.message
+    assert [s.labels['tg_pipeline.run_id'] for s in engine.services.values()] == [theirs]

@@ -237,13 +237,20 @@ def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> R
     """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
     out = out or sys.stdout
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    if not scope.mine(handle) and getattr(backend, 'stop_takes_output', False):
+        raise PipelineError(f'{backend.noun} {found} belongs to {whose(handle)}: stopping it removes its service '
+                            f'and the output its owner has not collected yet, so only that project stops it',
+                            hint=f'read its output: doit logs job={handle.job} where={backend.where} run_id={found}; '
+                                 f'ask its owner to stop it')
     backend.stop(handle)
     if not scope.mine(handle):
         print(f'Stopped {backend.noun} {found} of job {handle.job} on {backend.host}; it belongs to '
               f'{whose(handle)}, who collects it', file=out, flush=True)
         return None
     result = backend.collect(handle, paths, logs_saved=False)
-    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} (exit code {result.exit_code}); '
+    ended = f'exit code {result.exit_code}' if not result.variants else \
+        f'{sum(1 for v in result.variants if v.get("ok"))}/{len(result.variants)} variants succeeded'
+    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '
           f'its output and results are in {paths.dir}', file=out, flush=True)
     return result
 

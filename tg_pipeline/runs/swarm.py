@@ -33,6 +33,7 @@ from tg_pipeline.runtime import protocol
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
 UNSCHEDULABLE = ('no suitable node', 'insufficient resources')
+HOLDING = {'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running'}  # a node's resources are taken
 
 
 class SwarmError(PipelineError):
@@ -63,6 +64,15 @@ def chosen_tasks(tasks: list[dict]) -> dict[int, dict]:
     return chosen
 
 
+def unschedulable(tasks: list[dict]) -> dict | None:
+    """A pending task that no node accepts, while no task of this run holds a node: then nothing of ours
+    will make room. (Tasks waiting for the GPUs or reservations their own siblings hold are queued, not stuck.)"""
+    if any(t['Status']['State'] in HOLDING for t in tasks):
+        return None
+    return next((t for t in tasks if t['Status']['State'] == 'pending'
+                 and any(m in (t['Status'].get('Err') or '') for m in UNSCHEDULABLE)), None)
+
+
 def task_times(tasks: dict) -> tuple:
     """(when the first task was made, when the last one changed state) by the manager's clock."""
     made = [parse_time(t.get('CreatedAt')) for t in tasks.values()]
@@ -74,13 +84,18 @@ def docker_time(moment) -> str | None:
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
+def not_a_manager(host: str, error) -> SwarmError:
+    return SwarmError(f'the Docker engine of {host} is not a swarm manager: {error.explanation or error}',
+                      hint='docker swarm init (there), or point [swarm] manager at a manager: manager=local (this '
+                           'machine) or manager=remote with host= the head node')
+
+
 def check_capacity(client, options, host: str) -> None:
     """Fail at once when this engine is no swarm manager, or no ready node can hold one task's reservation."""
     try:
         nodes = client.nodes.list()
     except docker.errors.APIError as e:
-        raise SwarmError(f'the Docker engine of {host} is not a swarm manager: {e.explanation or e}',
-                         hint='docker swarm init (there), or point [swarm] manager at a manager') from None
+        raise not_a_manager(host, e) from None
     ready = [n.attrs['Description']['Resources'] for n in nodes if n.attrs.get('Status', {}).get('State') == 'ready'
              and n.attrs.get('Spec', {}).get('Availability') == 'active']
     cpu, memory = int(options.cpu_reservation * 1e9), int(options.memory_reservation_gb * 1024 ** 3)
@@ -98,6 +113,7 @@ def check_capacity(client, options, host: str) -> None:
 class SwarmBackend:
     """Runs on a swarm manager; ``host`` is a :class:`~tg_pipeline.hosts.Host` (``options``: [swarm])."""
     kind, noun, streams_to_files, announce_attached, where = 'swarm service', 'swarm run', False, True, 'swarm'
+    stop_takes_output = True  # a replicated-job service stops only by being removed, with its log
 
     def __init__(self, host, options=None):
         from tg_pipeline.config import SwarmSettings
@@ -161,14 +177,13 @@ class SwarmBackend:
         while True:
             tasks = self.client.api.tasks(filters={'service': handle.ref})
             slots.update({t['ID']: _slot(t) for t in tasks})
-            stuck = [t for t in tasks if t['Status']['State'] == 'pending'
-                     and any(m in (t['Status'].get('Err') or '') for m in UNSCHEDULABLE)]
+            stuck = unschedulable(tasks)
             pending_since = (pending_since or time.time()) if stuck else None
             timeout = self.options.schedule_timeout
             if stuck and time.time() - pending_since > timeout:
                 self.discard(handle)
                 raise SwarmError(f'the tasks of run {handle.run_id} cannot be scheduled on {self.host}: '
-                                 f'{stuck[0]["Status"]["Err"]} (waited {timeout:g} s); the service was removed',
+                                 f'{stuck["Status"]["Err"]} (waited {timeout:g} s); the service was removed',
                                  hint='lower the reservations or limits, relax [swarm] constraints, or add nodes')
             if len([t for t in chosen_tasks(tasks).values() if t['Status']['State'] in TERMINAL]) >= count:
                 return
