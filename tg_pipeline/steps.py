@@ -259,10 +259,13 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
     tag, where = ctx.image_tag(job), host.connection.host
     if ctx.config.job(job).build_on == 'remote':
         from tg_pipeline.image.job_image import build_job_image
-        image, deps_built = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job),
-                                            engine=host.name, silent=ctx.capture, host=where,
-                                            verbose=ctx.config.docker.verbose)
-        note(f'built on {where}: {"dependencies and " if deps_built else ""}code layer')
+        from tg_pipeline.progress import Progress
+        with Progress('build', unit='', silent=ctx.capture, keep=True) as shown:  # inside a run step: a line
+            image, deps_built = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job),
+                                                engine=host.name, silent=ctx.capture, host=where,
+                                                verbose=ctx.config.docker.verbose)
+            shown.close(f'on {where}: {"dependency image and " if deps_built else ""}code layer '
+                        f'(image {image.image_id[7:19]})')
         return image.image_id, tag
     image_id = recorded_image(ctx.paths(job).image)['image_id']
     if ctx.transfer() == 'ssh':
