@@ -1,7 +1,8 @@
 """Benchmark: tg_pipeline against the bare `docker run` floor and a naive full rebuild.
 
 Run it with `bash bench/run.sh` (sets up the engine, the simulated remote and the registry first).
-Prints a table of medians over --runs runs and writes bench/results/latest.json.
+Prints a table of medians over --runs runs (--link-runs for the slow 20 Mbit/s rows of link.py), then
+issue 15's targets evaluated from those figures, and writes both to bench/results/latest.json.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The bandwidth-limited rows (j) and the issue's targets, evaluated from one run's figures.
 
 (j): the first remote run after adding a ~57 MB dependency (scipy 1.14.1 + numpy 2.1.3 wheels,
-job BenchDeps of bench/project/pipeline.toml), with what this host sends to the remote shaped to
+job BenchDeps, added to the project copy's pipeline.toml), with what this host sends to the remote shaped to
 20 Mbit/s by scripts/shape_link.sh (an htb token bucket on the veth; the remote's own downloads from
 the package index, forwarded through this host, are not shaped). Four rows: build_on = local or
 remote, transfer over the registry or ssh. Before each run both engines lose every image of the job
@@ -21,6 +21,13 @@ RATE = '20mbit'
 JOB = 'BenchDeps'
 IMAGE_NAME = 'bench-benchdeps'  # image_prefix + package (the job's name, lower case)
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
+# added to the project copy's pipeline.toml when these rows start, so that rows (a) to (i) run the project as it was
+JOB_TABLE = f'''
+[jobs.{JOB}]   # the small job with a large dependency: cp311 manylinux x86_64 wheels 41.2 MB + 16.3 MB
+factory = "jobs.bench_job:BenchJob"
+args = [3]
+dependencies = ["scipy==1.14.1", "numpy==2.1.3"]
+'''
 FIRST_RUN = f'(j) {RATE}, first run, +57 MB deps'
 ROWS = (
     ('j_link_local_build', f'{FIRST_RUN}: build local, registry', ()),
@@ -71,6 +78,9 @@ def link_rows(bench, runs: int) -> None:
         drop_job_images([])
         drop_job_images(['-H', REMOTE_SOCKET])
 
+    config = bench.project / 'pipeline.toml'
+    if f'[jobs.{JOB}]' not in config.read_text():
+        config.write_text(config.read_text() + JOB_TABLE)
     shape(None)
     try:
         shape(RATE)
