@@ -1,7 +1,8 @@
 """Benchmark: tg_pipeline against the bare `docker run` floor and a naive full rebuild.
 
 Run it with `bash bench/run.sh` (sets up the engine, the simulated remote and the registry first).
-Prints a table of medians over --runs runs and writes bench/results/latest.json.
+Prints a table of medians over --runs runs (--link-runs for the slow 20 Mbit/s rows of link.py), then
+issue 15's targets evaluated from those figures, and writes both to bench/results/latest.json.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+import link  # noqa: E402 (bench/, beside this file)
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
 VETH = 'tgr-host'
@@ -38,9 +40,15 @@ def timed(command, cwd=None, env=None) -> tuple[float, str]:
 
 
 COUNTER_CHAIN = 'TG_BENCH'
+HOST_END = '10.231.0.1'  # this host's end of the veth
 # what a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls;
-# not the swarm's own heartbeats and gossip, which cross the same veth all the time
-COUNTED = (['-p', 'tcp', '--dport', '22'], ['-p', 'tcp', '--sport', '5000'])
+# not the swarm's own heartbeats and gossip, which cross the same veth all the time. Besides, what the
+# remote downloads from the package index through this host (forwarded: its source is not this host),
+# which in the world does not cross the user's link. Counted in this order: (channel, iptables match).
+COUNTED = (('index', ['!', '-s', HOST_END]), ('ssh', ['-p', 'tcp', '--dport', '22']),
+           ('registry', ['-p', 'tcp', '--sport', '5000']))
+CHANNELS = tuple(channel for channel, _ in COUNTED)
+JUMPS = ('OUTPUT', 'FORWARD')  # the chain sees what this host sends and what it forwards
 
 
 def iptables(*args, check=True) -> subprocess.CompletedProcess:
@@ -51,23 +59,24 @@ def start_counting() -> None:
     """Count the IP bytes of SSH and registry traffic into the remote's namespace (iptables counters)."""
     if iptables('-N', COUNTER_CHAIN, check=False).returncode:
         iptables('-F', COUNTER_CHAIN)
-    for match in COUNTED:
+    for _, match in COUNTED:
         iptables('-A', COUNTER_CHAIN, '-o', VETH, *match, '-j', 'RETURN')
-    if iptables('-C', 'OUTPUT', '-j', COUNTER_CHAIN, check=False).returncode:
-        iptables('-I', 'OUTPUT', '-j', COUNTER_CHAIN)
+    for chain in JUMPS:
+        if iptables('-C', chain, '-j', COUNTER_CHAIN, check=False).returncode:
+            iptables('-I', chain, '-j', COUNTER_CHAIN)
 
 
 def stop_counting() -> None:
-    iptables('-D', 'OUTPUT', '-j', COUNTER_CHAIN, check=False)
+    for chain in JUMPS:
+        iptables('-D', chain, '-j', COUNTER_CHAIN, check=False)
     iptables('-F', COUNTER_CHAIN, check=False)
     iptables('-X', COUNTER_CHAIN, check=False)
 
 
-def tx_bytes() -> tuple[int, int]:
-    """Bytes (IP packets) sent so far from this host to the remote: (over SSH, from the registry)."""
+def tx_bytes() -> dict[str, int]:
+    """Bytes (IP packets) sent so far to the remote, per channel (CHANNELS)."""
     listing = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n').stdout.splitlines()[2:]
-    ssh, registry = (int(line.split()[1]) for line in listing if line.strip())
-    return ssh, registry
+    return dict(zip(CHANNELS, (int(line.split()[1]) for line in listing if line.strip())))
 
 
 def remote(*args) -> str:
@@ -132,21 +141,21 @@ class Bench:
         with open(self.project / 'jobs' / 'helper.py', 'a') as file:
             file.write(f'# edit {self.edits} {time.time()}\n')
 
-    def measure(self, key: str, label: str, step, before=None, bytes_too: bool = False) -> None:
+    def measure(self, key: str, label: str, step, before=None, bytes_too: bool = False, runs: int = 0) -> None:
         times, sent = [], []
-        for _ in range(self.runs):
+        for _ in range(runs or self.runs):
             if before:
                 before()
-            before_ssh, before_registry = tx_bytes() if bytes_too else (0, 0)
+            start = tx_bytes() if bytes_too else {}
             times.append(step())
             if bytes_too:
-                ssh, registry = tx_bytes()
-                sent.append((ssh - before_ssh, registry - before_registry))
+                end = tx_bytes()
+                sent.append({channel: end[channel] - start[channel] for channel in CHANNELS})
         row = {'label': label, 'median_s': statistics.median(times), 'runs_s': times}
-        if bytes_too:
-            row['median_bytes_to_remote'] = statistics.median(s + r for s, r in sent)
-            row['median_bytes_ssh'] = statistics.median(s for s, _ in sent)
-            row['median_bytes_registry'] = statistics.median(r for _, r in sent)
+        if bytes_too:  # to the remote: what crosses the user's link (not the remote's own index downloads)
+            row['median_bytes_to_remote'] = statistics.median(s['ssh'] + s['registry'] for s in sent)
+            for channel in CHANNELS:
+                row[f'median_bytes_{channel}'] = statistics.median(s[channel] for s in sent)
         self.rows[key] = row
         print(f'  {label}: {row["median_s"]:.3f} s', file=sys.stderr, flush=True)
 
@@ -195,13 +204,23 @@ class Bench:
         subprocess.run(['docker', 'run', '--rm', 'bench-naive'], check=True, capture_output=True)
         return time.perf_counter() - start
 
-    def run(self) -> dict:
-        print(f'benchmark: {self.runs} runs each, project copy in {self.project}', file=sys.stderr)
+    def run(self, link_runs: int, link_only: bool) -> dict:
+        print(f'benchmark: {self.runs} runs each ({link_runs} of the {link.RATE} rows), project copy in '
+              f'{self.project}', file=sys.stderr)
         ensure_base_on_remote()
+        if not link_only:
+            self.run_main()
+        if link_runs:
+            link.link_rows(self, link_runs)
+        return self.rows
+
+    def run_main(self) -> None:
+        """Rows (a) to (i)."""
         self.measure('a_floor_local', '(a) floor: docker run --rm BASE python -c print, local',
                      lambda: timed(FLOOR_CMD)[0])
         self.measure('a_floor_remote', '(a) floor: the same via ssh tg-remote',
-                     lambda: timed(['ssh', '-o', 'BatchMode=yes', 'tg-remote', shlex.join(FLOOR_CMD)])[0])
+                     lambda: timed(['ssh', '-o', 'BatchMode=yes', 'tg-remote', shlex.join(FLOOR_CMD)])[0],
+                     bytes_too=True)
         self.doit('run_local', 'job=BenchJob')  # warm up: first build
         self.measure('b_local_unchanged', '(b) tg_pipeline local, nothing changed',
                      lambda: self.doit('run_local', 'job=BenchJob')[0])
@@ -235,7 +254,6 @@ class Bench:
             f'{self.rows["i_local_sequential_16"]["median_s"] / 16:.3f} s per job'
         self.rows['h_start_overhead'] = {'label': '(h) in-container start: entry point -> job first line',
                                          'median_s': statistics.median(self.delays), 'runs_s': self.delays}
-        return self.rows
 
 
 def _size(text: str) -> int:
@@ -243,38 +261,63 @@ def _size(text: str) -> int:
     return int(float(number) * {'B': 1, 'kB': 1e3, 'MB': 1e6, 'GB': 1e9}[unit])
 
 
+def _amount(n: float) -> str:
+    return f'{n / 1e6:.1f} MB' if n >= 1e6 else f'{n / 1e3:.1f} kB'
+
+
+def _sent(row: dict) -> str:
+    """The bytes column: to the remote per channel, and what the remote fetched from the index itself."""
+    if 'median_bytes_to_remote' not in row:
+        return row.get('note', '')
+    sent = f'{_amount(row["median_bytes_to_remote"])} = ssh {_amount(row["median_bytes_ssh"])} ' \
+           f'+ registry {_amount(row["median_bytes_registry"])}'
+    if row.get('median_bytes_index', 0) >= 1e5:
+        sent += f'; the remote from the index {_amount(row["median_bytes_index"])}'
+    for key, what in (('code_layer_bytes', 'code layer'), ('dependency_layer_bytes', 'dependency layer')):
+        if row.get(key):
+            sent += f' ({what} {_amount(row[key])})'
+    return sent + (f'; {row["note"]}' if row.get('note') else '')
+
+
 def table(rows: dict) -> str:
-    floor_local = rows['a_floor_local']['median_s']
-    floor_remote = rows['a_floor_remote']['median_s']
-    naive = rows['f_naive_full_rebuild']['median_s']
+    floor_local = rows.get('a_floor_local', {}).get('median_s')
+    floor_remote = rows.get('a_floor_remote', {}).get('median_s')
+    naive = rows.get('f_naive_full_rebuild', {}).get('median_s')
     lines = [f'{"measure":62} {"median":>9} {"x floor":>8} {"x naive":>8}  bytes to remote, per job', '-' * 110]
     for key, row in rows.items():
+        if 'error' in row:
+            lines.append(f'{row["label"]:62} {"failed":>9}  {row["error"]}')
+            continue
         floor = floor_remote if 'remote' in key else floor_local
-        ratio_floor = '' if key.startswith(('a_', 'h_', 'i_')) else f'{row["median_s"] / floor:.2f}'
-        ratio_naive = '' if key.startswith(('a_', 'h_', 'i_')) else f'{row["median_s"] / naive:.2f}'
-        sent = row.get('note', '')
-        if 'median_bytes_to_remote' in row:
-            sent = f'{row["median_bytes_to_remote"] / 1e3:.1f} kB = ssh {row["median_bytes_ssh"] / 1e3:.1f} ' \
-                   f'+ registry {row["median_bytes_registry"] / 1e3:.1f}'
-            if 'code_layer_bytes' in row:
-                sent += f' (code layer {row["code_layer_bytes"] / 1e3:.1f} kB)'
-        lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {sent}')
+        plain = key.startswith(('a_', 'h_', 'i_', 'j_'))  # no ratio to the floor or the naive rebuild
+        ratio_floor = '' if plain or not floor else f'{row["median_s"] / floor:.2f}'
+        ratio_naive = '' if plain or not naive else f'{row["median_s"] / naive:.2f}'
+        lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {_sent(row)}')
     return '\n'.join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--link-runs', type=int, default=1,
+                        help=f'runs of each {link.RATE} row (j), slow: about a minute or two each; 0 = leave them out')
+    parser.add_argument('--link-only', action='store_true', help='only the (j) rows')
     args = parser.parse_args()
+    link.shape(None)  # a shaping left over by an interrupted run would slow every row
     start_counting()
     try:
-        rows = Bench(args.runs).run()
+        rows = Bench(args.runs).run(args.link_runs, args.link_only)
     finally:
         stop_counting()
+        link.shape(None)
+    found = link.targets(rows)
     print(table(rows))
+    print()
+    print(link.targets_table(found))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({'runs': args.runs, 'base_image': BASE, 'rows': rows}, indent=1))
+    out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,
+                               'base_image': BASE, 'rows': rows, 'targets': found}, indent=1))
     print(f'\nJSON: {out}')
 
 

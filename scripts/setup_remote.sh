@@ -13,7 +13,7 @@ set -euo pipefail
 STATE=${TG_PIPELINE_STATE:-/var/lib/tg-pipeline-test}
 NS=tgremote
 HOST_IF=tgr-host; NS_IF=tgr-ns
-HOST_IP=10.231.0.1; NS_IP=10.231.0.2
+HOST_IP=10.231.0.1; NS_IP=10.231.0.2; LINK_NET=10.231.0.0/30
 RDIR=$STATE/remote; CDIR=$STATE/client; REGDIR=$STATE/registry
 RRUN=/run/tg-remote
 SOCK=$RRUN/docker.sock
@@ -38,6 +38,22 @@ chmod 755 /etc/tg-remote /etc/tg-remote/authorized_keys
 
 # --- network -------------------------------------------------------------------
 make_netns $NS $HOST_IF $NS_IF $HOST_IP $NS_IP
+# The remote engine's own `docker build` must reach the package index (build_on = "remote"):
+# forward the namespace's traffic out of this host's default-route interface, masqueraded.
+# Docker sets FORWARD's policy to DROP; DOCKER-USER is the chain it leaves to us.
+ipt() { iptables -w "$@"; }
+ensure_rule() {  # table chain rule...: add once (checked with -C), inserted at the top of the chain
+    local table=$1 chain=$2; shift 2
+    ipt -t "$table" -C "$chain" "$@" 2>/dev/null || ipt -t "$table" -I "$chain" "$@"
+}
+UPLINK=$(ip route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
+[ -n "$UPLINK" ] || die "no default route on this host: the remote cannot reach the package index"
+sysctl -q -w net.ipv4.ip_forward=1
+ipt -t filter -n -L DOCKER-USER >/dev/null 2>&1 || ipt -t filter -N DOCKER-USER
+ipt -t filter -C FORWARD -j DOCKER-USER 2>/dev/null || ipt -t filter -I FORWARD -j DOCKER-USER
+ensure_rule nat POSTROUTING -s $LINK_NET -o "$UPLINK" -j MASQUERADE
+ensure_rule filter DOCKER-USER -i $HOST_IF -o "$UPLINK" -j ACCEPT
+ensure_rule filter DOCKER-USER -o $HOST_IF -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 
 # --- users -----------------------------------------------------------------------
 getent group $GROUP >/dev/null || groupadd --system $GROUP
@@ -50,6 +66,14 @@ id -nG $USER_OK | grep -qw $GROUP || usermod -aG $GROUP $USER_OK
 
 # --- remote engine -----------------------------------------------------------------
 start_ns_dockerd $NS $SOCK $RRUN "$RDIR" --group $GROUP
+# The base image (setup_docker.sh's: it carries this host's CA bundle and PIP_CERT, which pip
+# inside the remote's build containers needs behind this machine's TLS-intercepting proxy)
+PYVER=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+BASE=${TG_PIPELINE_BASE_IMAGE:-python:${PYVER}-slim}
+if ! docker -H unix://$SOCK image inspect "$BASE" >/dev/null 2>&1 && docker image inspect "$BASE" >/dev/null 2>&1; then
+    log "loading the base image $BASE into the remote engine"
+    docker save "$BASE" | docker -H unix://$SOCK load -q >/dev/null
+fi
 
 # --- registry ------------------------------------------------------------------------
 cat >"$REGDIR/config.yml" <<EOF
