@@ -10,7 +10,7 @@ import pytest
 
 from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions,
                          SSHLocalExecutor, SSHRemoteExecutor, install_package_and_get_loader)
-from tg_pipeline.image import build as build_image_module
+from tg_pipeline.image import job_image as job_image_module
 from tg_pipeline.errors import JobFailed, PackagingError, PipelineError
 
 from conftest import REPO
@@ -103,8 +103,8 @@ def test_execute_returns_values_and_twice_rebuilds_nothing(tmp_path, docker_clie
     module = __import__(f'{name}.jobs', fromlist=['Doubler'])
     config = config_for(module.Doubler(21), 'doubler', tmp_path)
     builds = []
-    real = build_image_module.build_image
-    monkeypatch.setattr(build_image_module, 'build_image', lambda *a, **k: builds.append(a) or real(*a, **k))
+    real = job_image_module.compose  # every build of the job image composes it (the code layer on its dependencies)
+    monkeypatch.setattr(job_image_module, 'compose', lambda *a, **k: builds.append(a) or real(*a, **k))
     assert SSHAttachedExecutor(config).execute() == {'double': 42}
     assert SSHLocalExecutor(config).execute() == {'double': 42}
     assert len(builds) == 1

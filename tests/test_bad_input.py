@@ -54,7 +54,7 @@ def test_unresolvable_requirement_quotes_pip(project_factory, docker_client):
     assert 'No matching distribution found for tg-pipeline-no-such-distribution==1.0' in result.stderr
     assert 'TIP: fix the name or version in dependencies of pipeline.toml' in result.stderr
     # a failed build prints its whole log, though a good one prints none by default
-    assert '--- build log of tgtest-hello:0.0.1 ---\nStep 1/' in result.stdout
+    assert '--- build log of tgtest-hello:0.0.1-deps ---\nStep 1/' in result.stdout
     assert 'RUN pip install' in result.stdout and '--- end of build log ---' in result.stdout
     assert no_image(docker_client, 'tgtest-hello:0.0.1')
 

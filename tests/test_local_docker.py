@@ -115,7 +115,7 @@ def test_requirements_change_rebuilds_the_dependency_image_only_then(project, do
     result = project.doit('build_image', 'job=ExampleJob')
     rebuilt = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
     assert rebuilt != deps and ran(result.stdout, 'dockerfile:ExampleJob')
-    assert 'Step 1/' not in result.stdout and '(dependencies and code layer)' in result.stdout
+    assert 'Step 1/' not in result.stdout and 'dependencies and code layer)' in result.stdout
     image = image_record(project)['image_id']
     assert docker_client.api.inspect_image(image)['Config']['Image'] == rebuilt
     assert docker_client.containers.run(image, ['python', '-c', 'import six'], remove=True) == b''
