@@ -7,6 +7,7 @@ import pytest
 
 from conftest import ran
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+from test_swarm import swarm  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.remote
 
@@ -47,3 +48,18 @@ def test_build_on_remote_pip_failure_is_reported_from_the_remote(project, remote
     assert 'ERROR: pip cannot install the dependencies' in result.stderr + result.stdout
     assert 'tg-pipeline-no-such-package-xyz' in result.stderr + result.stdout
     assert 'Traceback' not in result.stderr
+
+
+def test_build_on_remote_for_a_swarm_run_pushes_from_the_remote(project, remote_docker, docker_client, swarm):  # noqa: F811
+    result = project.doit('run_swarm', 'job=Sweep', 'build_on=remote')
+    assert "variant 3 (rate=2,width=20): complete, exit 0, result {'rate': 2, 'width': 20, 'score': 40}" \
+        in result.stdout
+    assert 'build_image:Sweep' not in result.stdout and 'push:Sweep' not in result.stdout
+    here = docker_client.images.list(filters={'label': f'tg_pipeline.project={project.id}'})
+    assert all(i.attrs['RepoDigests'] and 'tg_pipeline.deps' not in i.labels for i in here)  # pulled by a task only
+    engine, deps = next((k, v) for k, v in json.loads(project.read('build/Sweep/deps.json')).items())
+    assert engine.startswith('remote ') and remote_docker.api.inspect_image(deps['image_id'])
+    image_id = next(i.id for i in remote_docker.images.list(filters={'label': f'tg_pipeline.project={project.id}'})
+                    if i.labels.get('tg_pipeline.job') == 'Sweep')
+    pushed = remote_docker.api.inspect_image(image_id)['RepoDigests']
+    assert any(d.startswith('127.0.0.1:5000/tgtest-sweep@sha256:') for d in pushed)

@@ -292,12 +292,27 @@ def run_swarm(ctx: Context, job: str) -> None:
     if not ctx.config.registry.address:
         raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
                           key='registry.address', hint='set address in [registry] of pipeline.toml')
-    reference = registry_reference(ctx, job)
-    digest = recorded_push(ctx.paths(job).push, run_spec(ctx, job).image_id)
-    if digest:  # every node runs exactly the pushed manifest, whatever the tag points at by then
-        reference = f'{reference.rpartition(":")[0]}@{digest}'
+    if ctx.config.job(job).build_on == 'remote':
+        image_id, reference = pushed_from_remote(ctx, job)
+    else:
+        image_id, reference = run_spec(ctx, job).image_id, registry_reference(ctx, job)
+        digest = recorded_push(ctx.paths(job).push, image_id)
+        if digest:  # every node runs exactly the pushed manifest, whatever the tag points at by then
+            reference = f'{reference.rpartition(":")[0]}@{digest}'
     with open_host(ctx.config, 'swarm') as host:
-        _run(ctx, job, host, run_spec(ctx, job, reference))
+        _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
+
+
+def pushed_from_remote(ctx: Context, job: str) -> tuple[str, str]:
+    """build_on = "remote" for a swarm run: the [remote] host builds the job image and pushes it to the registry
+    itself, so nothing but the inputs crosses this machine's link; (image id, ``repository@digest``)."""
+    from tg_pipeline.hosts import open_host
+    from tg_pipeline.image.registry import push
+    reference = registry_reference(ctx, job)
+    with open_host(ctx.config, 'remote') as host:
+        image_id, _ = remote_image(ctx, job, host)
+        digest = push(image_id, reference, auth=ctx.registry_auth(), silent=ctx.capture, client=host.docker)
+    return image_id, f'{reference.rpartition(":")[0]}@{digest}'
 
 
 def lifecycle_step(ctx: Context, job: str, step: str) -> None:

@@ -136,16 +136,17 @@ STREAMED = {'capture': False}
 
 def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
     if ctx.config.job(job).build_on == 'remote':  # the remote engine builds: only the inputs are needed here
-        remote_needs = [f'sdist:{job}', f'dockerfile:{job}']
+        remote_needs = swarm_needs = [f'sdist:{job}', f'dockerfile:{job}']
     else:
-        remote_needs = [f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}']
+        remote_needs, swarm_needs = [f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'], \
+            [f'push:{job}']
     tasks = {
         'run_attached': dict(actions=[action(ctx, steps.run_attached, job)], task_dep=[f'serialize:{job}']),
         'run_local': dict(actions=[action(ctx, steps.run_local, job)], task_dep=[f'build_image:{job}'],
                           clean=[(steps.clean_runs, [ctx, job, 'local'])]),
         'run_remote': dict(actions=[action(ctx, steps.run_remote, job)], task_dep=remote_needs,
                            clean=[(steps.clean_runs, [ctx, job, 'remote'])]),
-        'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=[f'push:{job}'],
+        'run_swarm': dict(actions=[action(ctx, steps.run_swarm, job)], task_dep=swarm_needs,
                           clean=[(steps.clean_runs, [ctx, job, 'swarm'])]),
         **{step: dict(actions=[action(ctx, steps.lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
