@@ -1,5 +1,6 @@
 """Registry-free transfer over SSH: only the layers the remote lacks travel, then the image runs there."""
 import json
+import re
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_ssh_transfer_sends_only_missing_layers(project, remote_docker, docker_c
         assert stats.layers_sent == len(missing) and stats.layers_total == len(local_layers)
         base_size = docker_client.api.inspect_image(base.id)['Size']
         assert stats.bytes_sent < base_size / 2  # the base did not travel again
-        assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
+        assert remote_docker.api.inspect_image(image_id)['Id'] == image_id  # by id: the tag is shared with other clones
 
         again = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
         assert (again.layers_sent, again.bytes_sent) == (0, 0)
@@ -44,7 +45,7 @@ def test_run_remote_over_ssh_transfer_without_registry(project, remote_docker):
     assert 'transfer: ' in result.stdout
     assert 'push:ExampleJob' not in result.stdout  # no registry involved
     image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
-    assert remote_docker.images.get('tgtest-examplejob:0.0.0').id == image_id
+    assert remote_docker.api.inspect_image(image_id)['Id'] == image_id  # by id: the tag is shared with other clones
     again = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=')
     assert 'has the image already: nothing sent' in again.stdout
 
@@ -95,3 +96,19 @@ def test_code_edit_over_ssh_sends_config_and_code_layer_only(project, remote_doc
     assert remote_docker.api.inspect_image(image.image_id)['RootFS']['Layers'][-1] == image.diff_id
     result = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
     assert 'has the image already: nothing sent' in result.stdout and 'SUCCESS ' in result.stdout
+
+
+def test_new_dependencies_over_ssh_send_the_dependency_layers_once(project, remote_docker):
+    import uuid
+    marker = uuid.uuid4().int % 10**9  # requirements no engine has installed: a pip layer the remote lacks
+    project.edit('pipeline.toml', 'source_roots = ["jobs"]', f'source_roots = ["jobs"]\ndependencies = ["six!=0.0.{marker}"]')
+    project.edit('jobs/example_job.py', "log('SUCCESS')", "import six\n        log('SUCCESS with ' + six.__name__)")
+    first = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'INFO: SUCCESS with six' in first.stdout
+    sent = re.search(r'transfer: (\d+) of (\d+) layers sent', first.stdout)
+    assert sent and int(sent.group(1)) >= 2  # the new pip layer (and its label-less neighbours), then the code layer
+    deps = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
+    assert remote_docker.api.inspect_image(deps)['Id'] == deps  # the dependency image itself went there
+    project.edit('jobs/example_job.py', "log('SUCCESS with '", "log('EDITED with '")
+    again = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'INFO: EDITED with six' in again.stdout and 'transfer: 1 of ' in again.stdout

@@ -28,6 +28,11 @@ PREFIX = 'opt/tg_pipeline/'  # where the sdist is unpacked, as ADD unpacked it
 DEPS_LABEL = 'tg_pipeline.deps'  # on a dependency image: the job it was built for (a job image drops it)
 
 
+class MissingLayers(BuildError):
+    """The engine lacks a layer below the code layer (it opened the file the manifest names, which is not
+    in the archive): the dependency image must go there first."""
+
+
 @dataclass(frozen=True)
 class Composed:
     """A job image, ready to load: its config bytes, its code layer file, and the layers below it."""
@@ -142,12 +147,16 @@ def load(client, image: Composed, tag: str, host: str = 'this engine') -> int:
     try:
         for event in client.api.load_image(data):
             if 'error' in event:
-                raise BuildError(f'{host} could not load the job image: {event["error"]}', command='docker load')
+                raise _load_error(host, event['error'])
         client.api.inspect_image(image.image_id)
     except docker.errors.ImageNotFound:
         raise BuildError(f'{host} did not keep the job image {image.image_id[:19]} after loading it',
                          command='docker load') from None
     except docker.errors.APIError as e:
-        raise BuildError(f'{host} could not load the job image: {e.explanation or e}', command='docker load') \
-            from None
+        raise _load_error(host, str(e.explanation or e)) from None
     return len(data)
+
+
+def _load_error(host: str, message: str) -> BuildError:
+    kind = MissingLayers if 'layer.tar' in message and 'no such file' in message else BuildError
+    return kind(f'{host} could not load the job image: {message}', command='docker load')

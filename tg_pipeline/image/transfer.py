@@ -209,26 +209,23 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
 def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, image, tag: str, deps_tag: str,
                    silent: bool = False, host: str = 'the remote') -> TransferStats:
     """Make the composed job ``image`` (:class:`~tg_pipeline.image.compose.Composed`) present on ``remote``: its
-    config and code layer go as one small ``docker load``; ``docker save`` runs only when the remote lacks the
-    dependency layers (the first run, or after the requirements changed), and then sends only those it lacks."""
-    from tg_pipeline.image.compose import load
+    config and code layer go as one small ``docker load``; ``docker save`` runs only when the engine says it
+    lacks a dependency layer (the first run, or after the requirements changed), and then sends only the layers
+    it lacks. No listing of the remote's images on the way: a code edit costs an inspect and a load."""
+    from tg_pipeline.image.compose import MissingLayers, load
     from tg_pipeline.image.job_image import place
     stats = TransferStats(layers_total=len(image.base_layers) + 1)
 
     def say(line):
         if not silent:
             print(line, flush=True)
-    if _has(remote, image.image_id):
-        place(remote, image, tag, host)
-        say(f'transfer: {host} has the image already: nothing sent')
-        return stats
-    deps_id = json.loads(image.config)['config']['Image']
-    if not _has(remote, deps_id) and not set(image.base_layers) <= remote_layers(remote):
-        deps = transfer(local, remote, deps_id, deps_tag, silent, host)
-        stats.layers_sent, stats.bytes_sent, stats.sent = deps.layers_sent, deps.bytes_sent, list(deps.sent)
-    try:
-        sent = load(remote, image, tag, host)
-    except Exception:  # the layers were there, not their chain: send the dependency image, then again
+    try:  # the remote usually has the dependency layers: then this is all that travels
+        sent = place(remote, image, tag, host)
+        if not sent:
+            say(f'transfer: {host} has the image already: nothing sent')
+            return stats
+    except MissingLayers:  # it lacks some: the dependency image first (only the layers it lacks), then again
+        deps_id = json.loads(image.config)['config']['Image']
         deps = transfer(local, remote, deps_id, deps_tag, silent, host)
         stats.layers_sent, stats.bytes_sent, stats.sent = deps.layers_sent, deps.bytes_sent, list(deps.sent)
         sent = load(remote, image, tag, host)
