@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from tg_pipeline.errors import BuildError
+from tg_pipeline.hosts import image_exists
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import Composed, compose, load
 from tg_pipeline.job.pickling import write_if_changed
@@ -41,21 +42,12 @@ def _records(path: Path) -> dict:
         return {}
 
 
-def _exists(client, image_id: str) -> bool:
-    import docker.errors
-    try:
-        client.api.inspect_image(image_id)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
 def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str = 'local',
                 silent: bool = False, verbose: bool = False) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
     entry = _records(records).get(engine) or {}
-    if entry.get('key') == key and _exists(client, entry.get('image_id', '')):
+    if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
         image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
@@ -81,7 +73,7 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
 
 def place(client, image: Composed, tag: str, host: str = 'this engine') -> int:
     """Make ``image`` present on ``client``'s engine as ``tag``; the bytes sent (0: it was there)."""
-    if _exists(client, image.image_id):
+    if image_exists(client, image.image_id):
         name, _, version = tag.rpartition(':')
         client.api.tag(image.image_id, name, version)
         return 0

@@ -234,11 +234,3 @@ def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, imag
     stats.sent.append(image.diff_id)
     say(f'transfer: {stats.summary()}')
     return stats
-
-
-def _has(client: docker.DockerClient, image_id: str) -> bool:
-    try:
-        client.api.inspect_image(image_id)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
