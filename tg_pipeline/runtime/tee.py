@@ -4,7 +4,6 @@ output goes through pipes to the container's own stdout/stderr (the engine's log
 and the exit status is the job's. See :func:`run_teed`."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import select
@@ -36,7 +35,7 @@ class _Copy:
     cannot be written (a full disk) is removed, and the bytes still go on: the engine's log is all there is."""
 
     def __init__(self, source: int, target: int, file: int, path: str):
-        import hashlib  # only here: a run without copies starts without it
+        import hashlib  # only here: in the entry point's process, once the job runs (forked before it)
         self.source, self.target, self.file, self.path = source, target, file, path
         self.digest, self.size = hashlib.sha256(), 0
 
