@@ -27,8 +27,7 @@ DEFAULT_SOCKET = 'unix:///var/run/docker.sock'
 def local_engine() -> docker.DockerClient:
     """The engine that DOCKER_HOST (or the default socket) names; one client per process."""
     try:
-        client = docker.from_env()
-        client.ping()
+        client = docker.from_env()  # asks the engine its API version: no engine, no client (no ping needed)
     except DockerException as e:
         where = os.environ.get('DOCKER_HOST')
         hint = ('start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it'

@@ -170,8 +170,14 @@ def push_current(ctx: Context, job: str) -> bool:
 
 
 def image_current(ctx: Context, job: str) -> bool:
+    """build_image's up-to-date check. Without an engine here it is not up to date, so that the step runs and says
+    so in one ERROR/TIP paragraph (an error raised in a check shows as doit's traceback)."""
+    from tg_pipeline.errors import DockerUnavailable
     from tg_pipeline.image.build import image_up_to_date
-    return image_up_to_date(ctx.paths(job).image)
+    try:
+        return image_up_to_date(ctx.paths(job).image)
+    except DockerUnavailable:
+        return False
 
 
 # --- run steps -----------------------------------------------------------------------------------------

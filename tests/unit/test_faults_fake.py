@@ -199,13 +199,14 @@ def job():
         time.sleep({sleep})
     return {code}
 
-sys.exit(run_teed(sys.argv[1], job))
+sys.exit(run_teed(sys.argv[1], job, *sys.argv[2:]))
 '''
 
 
-def teed(tmp_path, out=b'', err=b'', code=0, sleep=0, repeat=0, limit=0):
+def teed(tmp_path, out=b'', err=b'', code=0, sleep=0, repeat=0, limit=0, run_dir=None):
     script = TEED.format(out=out, err=err, code=code, sleep=sleep, repeat=repeat, limit=limit)
-    return subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'logs')], stdout=subprocess.PIPE,
+    extra = [str(run_dir)] if run_dir else []
+    return subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'logs'), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, 'PYTHONPATH': str(REPO)})
 
 
@@ -225,6 +226,16 @@ def test_the_job_output_is_copied_byte_for_byte_and_passed_on(tmp_path):
     assert saved_err == stderr == RAW
     assert digest == {'stdout': {'size': len(saved_out), 'sha256': hashlib.sha256(saved_out).hexdigest()},
                       'stderr': {'size': len(RAW), 'sha256': hashlib.sha256(RAW).hexdigest()}}
+
+
+def test_the_digest_is_left_in_the_run_folder_too_when_there_is_one(tmp_path):
+    (tmp_path / 'run').mkdir()
+    assert teed(tmp_path, out=b'x\n', run_dir=tmp_path / 'run').wait(timeout=30) == 0
+    digest = copies(tmp_path)[2]
+    assert json.loads((tmp_path / 'run' / protocol.RUN_LOG_DIGEST).read_text()) == digest
+    assert digest['stdout']['size'] == len(b'x\n' + b'via sys.stdout\n')
+    assert teed(tmp_path, run_dir=tmp_path / 'none').wait(timeout=30) == 0
+    assert not (tmp_path / 'none').exists()  # no run folder: the job died before it, and none is made
 
 
 def test_a_signal_reaches_the_job_and_its_status_is_the_containers(tmp_path):
@@ -282,6 +293,29 @@ def test_a_log_saved_exactly_while_streaming_is_not_fetched_again(engine, paths)
     assert paths.out(result.run_id).read_bytes() == b'fine\n'
     digest_only = [f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}']
     assert [p for p in fetched(engine) if p.startswith(protocol.LOG_DIR)] == digest_only
+
+
+def in_run_folder(files: dict) -> dict:
+    """``files`` (see :func:`keeps`) with the digest also in the run folder, as the entry point leaves it now."""
+    return {**files, protocol.RUN_LOG_DIGEST: files[f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}']}
+
+
+def test_the_digest_comes_with_the_run_folder_in_one_request_and_is_not_kept(engine, paths):
+    engine.program(IMAGE, stdout=b'fine\n', stderr=b'', files={**in_run_folder(keeps(b'fine\n', b'')),
+                                                               'result.pkl': pickle.dumps(1)})
+    result, _, _ = run(engine.client(), make_spec(engine), paths)
+    assert paths.out(result.run_id).read_bytes() == b'fine\n' and paths.err(result.run_id).read_bytes() == b''
+    assert fetched(engine) == [protocol.RUN_DIR]
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ['result.pkl']
+
+
+def test_a_digest_from_the_run_folder_that_differs_still_fetches_the_exact_copy(engine, paths):
+    exact, mangled = b'bad \xff\n', b'bad \xef\xbf\xbd\n'
+    engine.program(IMAGE, stdout=mangled, stderr=b'', files={**in_run_folder(keeps(exact, b'')),
+                                                              'result.pkl': pickle.dumps(1)})
+    result, _, _ = run(engine.client(), make_spec(engine), paths)
+    assert paths.out(result.run_id).read_bytes() == exact
+    assert fetched(engine) == [protocol.RUN_DIR, f'{protocol.LOG_DIR}/stdout']
 
 
 def test_a_run_collected_without_streaming_takes_the_copies_not_the_engines_log(engine, paths):

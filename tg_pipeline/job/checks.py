@@ -30,19 +30,27 @@ from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (pub
 # found in a project folder (a root's parent, the project root) that is no source root is refused.
 # Only an import that is neither the standard library nor a source root costs a look at the installed
 # distributions (once): a job that imports only those starts and ends in the time Python takes to start.
-# packaging parses the requirements (helpers below); it leaves sys.modules again, so that the job's own
-# ``import packaging`` is judged like any other import.
+# packaging parses the requirements (helpers below), imported only then, with the guard out of the way; it leaves
+# sys.modules again, so that the job's own ``import packaging`` is judged like any other import. The guard is a
+# plain meta path finder: importlib.abc would cost every check about 10 ms.
 _GUARD = r'''
-import importlib.abc, importlib.machinery, json, pickle, sys
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-for loaded in [m for m in sys.modules if m.partition('.')[0] == 'packaging']:
-    del sys.modules[loaded]
+import importlib.machinery, json, pickle, sys
 HELPERS
 roots, declared, project = set(json.loads(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
 rules = []
-class Guard(importlib.abc.MetaPathFinder):
+def first_rules(guard):
+    global Requirement, canonicalize_name
+    sys.meta_path.remove(guard)
+    try:
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+        for loaded in [m for m in sys.modules if m.partition('.')[0] == 'packaging']:
+            del sys.modules[loaded]
+        return import_rules(declared)
+    finally:
+        sys.meta_path.insert(0, guard)
+class Guard:
     def find_spec(self, name, path=None, target=None):
         top = name.partition('.')[0]
         if top in stdlib or top in roots or top in sys.modules:
@@ -51,7 +59,7 @@ class Guard(importlib.abc.MetaPathFinder):
         if here is not None and here.origin and here.origin != 'namespace':
             raise ModuleNotFoundError('TG_PIPELINE_OUTSIDE ' + top + ' ' + here.origin, name=top)
         if not rules:
-            rules.append(import_rules(declared))
+            rules.append(first_rules(self))
         allowed, installed = rules[0]
         if top in installed and top not in allowed:
             raise ModuleNotFoundError('TG_PIPELINE_UNDECLARED ' + top, name=top)

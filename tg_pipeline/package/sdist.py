@@ -28,7 +28,6 @@ from pathlib import Path
 
 from tg_pipeline import runtime, templates
 from tg_pipeline.errors import PackagingError
-from tg_pipeline.job.pickling import root_packages, write_if_changed
 from tg_pipeline.runtime import protocol
 
 # 2000-01-01: fixed, and after 1980 so that wheels (ZIP) built from the sdist accept it
@@ -80,6 +79,7 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
                   resources: dict[str, bytes], dependencies: list[str]) -> dict[str, bytes]:
     """Archive path -> content, for every file of the sdist."""
     top = sdist_name(module, version)
+    from tg_pipeline.job.pickling import root_packages  # here: listing the sources needs no cloudpickle
     roots = root_packages(source_roots)
     if protocol.RUNTIME_PACKAGE in roots:
         raise PackagingError(f'source root {protocol.RUNTIME_PACKAGE!r} has the name of the entry point\'s '
@@ -139,5 +139,6 @@ def make_sdist(out_dir: Path, package: str, version: str, module: str, source_ro
     """Write ``out_dir/NAME-VERSION.tar.gz`` (untouched when identical); return its path."""
     members = build_members(package, version, module, source_roots, resources, list(dependencies))
     path = Path(out_dir) / f'{sdist_name(module, version)}.tar.gz'
+    from tg_pipeline.job.pickling import write_if_changed
     write_if_changed(path, archive(members))
     return path

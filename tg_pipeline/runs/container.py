@@ -85,6 +85,15 @@ def same_bytes(path, digest: dict | None) -> bool:
     return found.hexdigest() == digest.get('sha256')
 
 
+def read_digest(tar, member) -> dict:
+    """The log digest (``protocol.LOG_DIGEST``) in ``tar`` at ``member``; {} when it is no JSON object."""
+    try:
+        found = json.load(tar.extractfile(member))
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def state_text(attrs: dict) -> tuple[str, bool]:
     state = attrs.get('State') or {}
     if isinstance(state, str):  # a sparse listing
@@ -209,11 +218,11 @@ class ContainerBackend:
         """Copy the run folder to ``paths.run_dir(RUN_ID)``, its output to ``RUN_ID.out``/``.err`` byte for byte
         (``logs_saved``: streamed there already, replaced when not exact), write the record, remove the
         container."""
-        if paths is not None:
-            self._save_logs(handle, paths, logs_saved)
         attrs = self.client.api.inspect_container(handle.ref)
         state = attrs['State']
-        run_dir = self._copy_run_dir(handle, paths)
+        run_dir, digest = self._copy_run_dir(handle, paths)
+        if paths is not None:
+            self._save_logs(handle, paths, logs_saved, digest)
         code, signal = exit_status(state.get('ExitCode'), run_dir)
         result = RunResult(run_id=handle.run_id, where=self.where, host=self.host, job=handle.job,
                            module=handle.module, exit_code=code, run_dir=run_dir, output=saved_tail(paths, handle),
@@ -233,12 +242,14 @@ class ContainerBackend:
         self.discard(handle)
         return result
 
-    def _save_logs(self, handle: RunHandle, paths, logs_saved: bool) -> None:
+    def _save_logs(self, handle: RunHandle, paths, logs_saved: bool, digest: dict | None = None) -> None:
         """RUN_ID.out / .err as the job wrote them: the entry point's copies (``protocol.LOG_DIR``) unless what
-        was saved from the engine's log is the same (their digest says); the engine's log where the container
-        has no copies (an image built before they were made, a job that never started)."""
+        was saved from the engine's log is the same (their digest says: ``digest``, as the run folder brought it,
+        else fetched from LOG_DIR); the engine's log where the container has no copies (an image built before they
+        were made, a job that never started)."""
         paths.dir.mkdir(parents=True, exist_ok=True)
-        digest = self._log_digest(handle)
+        if logs_saved and digest is None:
+            digest = self._log_digest(handle)
         for stream, name in zip((1, 2), protocol.LOG_STREAMS):
             path = paths.out(handle.run_id) if stream == 1 else paths.err(handle.run_id)
             if logs_saved and same_bytes(path, digest.get(name)):
@@ -253,11 +264,7 @@ class ContainerBackend:
     def _log_digest(self, handle: RunHandle) -> dict:
         with archive(self.client, handle.ref, f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}') as tar:
             member = tar and next((m for m in tar if m.isfile()), None)
-            try:
-                found = json.load(tar.extractfile(member)) if member else {}
-            except ValueError:
-                return {}
-        return found if isinstance(found, dict) else {}
+            return read_digest(tar, member) if member else {}
 
     def _fetch_file(self, handle: RunHandle, source: str, target) -> bool:
         """The container's file ``source`` to ``target``; False when it has none."""
@@ -269,23 +276,27 @@ class ContainerBackend:
                 shutil.copyfileobj(data, file, 1 << 20)
         return True
 
-    def _copy_run_dir(self, handle: RunHandle, paths):
+    def _copy_run_dir(self, handle: RunHandle, paths) -> tuple:
+        """(the run folder copied here or None, the log digest it brought or None: ``protocol.RUN_LOG_DIGEST``,
+        read, not copied)."""
         if paths is None:
-            return None
+            return None, None
         target = paths.run_dir(handle.run_id)
         with archive(self.client, handle.ref, protocol.RUN_DIR) as tar:
             if tar is None:
-                return None  # the job died before the entry point made it
+                return None, None  # the job died before the entry point made it
             target.mkdir(parents=True, exist_ok=True)
-            members = []
+            members, digest = [], None
             for member in tar:
                 head, _, rest = member.name.partition('/')
-                if rest and (member.isfile() or member.isdir()):
+                if rest == protocol.RUN_LOG_DIGEST and member.isfile():
+                    digest = read_digest(tar, member)
+                elif rest and (member.isfile() or member.isdir()):
                     member.name = rest
                     members.append(member)
             extra = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
             tar.extractall(target, members=members, **extra)
-        return target
+        return target, digest
 
     def discard(self, handle: RunHandle, stop: bool = False) -> None:
         try:

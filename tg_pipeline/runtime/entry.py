@@ -213,7 +213,7 @@ def main(package_dir=None, environ=None) -> int:
     """
     environ = os.environ if environ is None else environ
     if keeps_log_copies(environ):
-        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ))
+        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR)
     return _main(package_dir, environ)
 
 

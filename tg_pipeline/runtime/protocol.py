@@ -16,7 +16,8 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
 
 Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
 their folder back): ``stdout`` and ``stderr`` byte for byte as the job wrote them, and ``digest.json`` with
-their sizes and sha256 once the job ended (see :func:`.entry.run_teed`).
+their sizes and sha256 once the job ended (see :func:`.entry.run_teed`); that digest is also left in the run folder
+as ``RUN_LOG_DIGEST``, so the host gets it with the run folder in one request (and keeps it out of its copy).
 
 Marker line: ``TG_PIPELINE_FILE <index> <name> <part>/<parts> <base64 chunk>``.
 """
@@ -40,6 +41,7 @@ ENV_STOP_GRACE = 'TG_PIPELINE_STOP_GRACE_S'  # seconds between SIGTERM and SIGKI
 LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)
 LOG_STREAMS = ('stdout', 'stderr')  # their file names in LOG_DIR
 LOG_DIGEST = 'digest.json'  # {"stdout": {"size": N, "sha256": HEX}, "stderr": {...}}, once the job ended
+RUN_LOG_DIGEST = '.tg_log_digest.json'  # the same digest in the run folder (when there is one); not collected
 
 RESULT_FILE = 'result.pkl'
 RESULT_INFO_FILE = 'result.json'

@@ -4,7 +4,6 @@ output goes through pipes to the container's own stdout/stderr (the engine's log
 and the exit status is the job's. See :func:`run_teed`."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import select
@@ -36,7 +35,7 @@ class _Copy:
     cannot be written (a full disk) is removed, and the bytes still go on: the engine's log is all there is."""
 
     def __init__(self, source: int, target: int, file: int, path: str):
-        import hashlib  # only here: a run without copies starts without it
+        import hashlib  # only here: in the entry point's process, once the job runs (forked before it)
         self.source, self.target, self.file, self.path = source, target, file, path
         self.digest, self.size = hashlib.sha256(), 0
 
@@ -134,12 +133,13 @@ def _drained(fd: int) -> bool:
         return False
 
 
-def run_teed(log_dir: str, job) -> int:
+def run_teed(log_dir: str, job, run_dir: str | None = None) -> int:
     """Run ``job()`` (which returns an exit status) with its stdout and stderr copied into ``log_dir``.
 
     In the job's process this returns what ``job()`` returned, and that process goes on as before (its exit,
     atexit handlers and threads are the job's own); in this one, the job's exit status once it ended. Where
-    ``log_dir`` cannot be written, the job just runs, without copies."""
+    ``log_dir`` cannot be written, the job just runs, without copies. The digest goes into ``log_dir`` and, when
+    the job left a ``run_dir``, into that too (``protocol.RUN_LOG_DIGEST``)."""
     paths = [os.path.join(log_dir, name) for name in protocol.LOG_STREAMS]
     try:
         os.makedirs(log_dir, exist_ok=True)
@@ -161,11 +161,19 @@ def run_teed(log_dir: str, job) -> int:
     copies = [_Copy(read, fd, file, path) for (read, _), fd, file, path in zip(pipes, (1, 2), files, paths)]
     status = _pump(copies, pid)
     digest = {name: copy.close() for name, copy in zip(protocol.LOG_STREAMS, copies)}
-    temporary = os.path.join(log_dir, protocol.LOG_DIGEST + '.part')
+    text = json.dumps({name: found for name, found in digest.items() if found}, sort_keys=True)
+    _write_digest(os.path.join(log_dir, protocol.LOG_DIGEST), text)
+    if run_dir and os.path.isdir(run_dir):  # never made here: no run folder means the job died before it
+        _write_digest(os.path.join(run_dir, protocol.RUN_LOG_DIGEST), text)
+    return status
+
+
+def _write_digest(path: str, text: str) -> None:
+    """``text`` as the file ``path``, whole or not at all."""
+    temporary = path + '.part'
     try:
         with open(temporary, 'w', encoding='utf-8') as file:
-            json.dump({name: found for name, found in digest.items() if found}, file, sort_keys=True)
-        os.replace(temporary, os.path.join(log_dir, protocol.LOG_DIGEST))
+            file.write(text)
+        os.replace(temporary, path)
     except OSError:  # no digest: the host takes the copies as they are
         pass
-    return status

@@ -1,0 +1,36 @@
+"""The import check before a build (``check_imports``): the payload loads in a fresh Python where installed but
+undeclared distributions refuse to import; packaging, which the check itself uses, is judged like any other."""
+import subprocess
+import sys
+
+import pytest
+
+from tg_pipeline.errors import PackagingError
+from tg_pipeline.job.checks import check_imports
+
+
+def payload(tmp_path, imports: str):
+    """A source root ``checkroot`` whose job module imports ``imports``, and that job pickled by reference."""
+    root = tmp_path / 'checkroot'
+    root.mkdir()
+    (root / '__init__.py').write_text('')
+    (root / 'helper.py').write_text('import csv\n')
+    (root / 'j.py').write_text(imports + '\n\n\nclass J:\n    def run(self):\n        return 1\n')
+    out = tmp_path / 'job.pkl'
+    subprocess.run([sys.executable, '-c', f'import sys; sys.path.insert(0, {str(tmp_path)!r}); import pickle, '
+                    f'checkroot.j; open({str(out)!r}, "wb").write(pickle.dumps(checkroot.j.J(), protocol=4))'],
+                   check=True)
+    return root, out
+
+
+@pytest.mark.parametrize('module, distribution', [('requests', 'requests'), ('packaging', 'packaging')])
+def test_an_installed_module_not_declared_is_refused_and_declared_it_loads(tmp_path, module, distribution):
+    root, out = payload(tmp_path, f'import {module}')
+    with pytest.raises(PackagingError, match='not declared as a dependency'):
+        check_imports('J', [out], [], [root], tmp_path)
+    check_imports('J', [out], [f'{distribution}>=0'], [root], tmp_path)
+
+
+def test_a_job_of_the_standard_library_and_its_roots_only_loads(tmp_path):
+    root, out = payload(tmp_path, 'import json\nfrom . import helper')
+    check_imports('J', [out], [], [root], tmp_path)
