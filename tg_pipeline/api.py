@@ -8,14 +8,13 @@ twice with an unchanged job rebuilds nothing, exactly like ``doit run_local``.
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from tg_pipeline import config as config_module
-from tg_pipeline.errors import ConfigError, InvalidName, PackagingError, PipelineError
+from tg_pipeline.errors import ConfigError, InvalidName, PipelineError
 
 
 class Packaging:

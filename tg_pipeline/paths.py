@@ -15,9 +15,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tg_pipeline.errors import ConfigError
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomic write that leaves an identical file untouched (keeps mtimes, so caches hold)."""
+    path = Path(path)
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
 
 
 class RunPaths:

@@ -89,7 +89,8 @@ def say_failed_run(error) -> None:
 # --- build steps -------------------------------------------------------------------------------------
 def serialize(ctx: Context, job: str) -> None:
     from tg_pipeline.job.factory import make_job
-    from tg_pipeline.job.pickling import check_source_roots, serialize as dump, write_if_changed
+    from tg_pipeline.job.pickling import check_source_roots, serialize as dump
+    from tg_pipeline.paths import write_if_changed
     p = ctx.paths(job)
     if job in ctx.payloads:
         for name, data in ctx.payloads[job].items():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tg_pipeline.hosts import image_exists, local_engine
 from tg_pipeline.errors import BuildError
-from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.paths import write_if_changed
 
 
 # lines of pip's output that say why it could not install the requirements

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tg_pipeline.errors import BuildError
+from tg_pipeline.paths import write_if_changed
 
 PREFIX = 'opt/tg_pipeline/'  # where the sdist is unpacked, as ADD unpacked it
 DEPS_LABEL = 'tg_pipeline.deps'  # on a dependency image: the job it was built for (a job image drops it)
@@ -65,11 +66,7 @@ def code_layer(sdist: Path, target: Path) -> str:
             layer.addfile(member, data)
             member = source.next()
     body = raw.getvalue()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists() or target.read_bytes() != body:
-        tmp = target.with_name(target.name + '.tmp')
-        tmp.write_bytes(body)
-        tmp.replace(target)
+    write_if_changed(target, body)  # atomic: another doit process may read or write it at the same time
     return 'sha256:' + hashlib.sha256(body).hexdigest()
 
 

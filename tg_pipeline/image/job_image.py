@@ -17,7 +17,7 @@ from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts import image_exists
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import Composed, compose, load
-from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.paths import write_if_changed
 
 DEPS_FILES = ['Dockerfile', 'requirements.txt']
 

@@ -15,7 +15,7 @@ import docker
 
 from tg_pipeline.hosts import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
-from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.paths import write_if_changed
 
 
 def remote_reference(registry: str, tag: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
-import os
 import sys
 import sysconfig
 import types
@@ -20,6 +19,7 @@ from pathlib import Path
 import cloudpickle
 
 from tg_pipeline.errors import ConfigError, PackagingError
+from tg_pipeline.paths import write_if_changed
 
 PROTOCOL = 4  # readable by every Python >= 3.4: the container may differ in patch version
 # Our own self-contained modules that travel by value, so images need no tg_pipeline
@@ -149,18 +149,6 @@ def check_source_roots(source_roots: list[Path], config_file: str | None = None)
         if not Path(root).name.isidentifier():
             raise ConfigError(f'source root {Path(root).name!r} is not a valid Python package name',
                               file=config_file, key='package.source_roots')
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomic write that leaves an identical file untouched (keeps mtimes, so caches hold)."""
-    path = Path(path)
-    if path.exists() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return True
 
 
 def serialize(job, path: Path, source_roots: list[Path]) -> str:

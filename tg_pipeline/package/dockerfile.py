@@ -6,7 +6,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 from tg_pipeline import templates
-from tg_pipeline.job.pickling import write_if_changed
+from tg_pipeline.paths import write_if_changed
 from tg_pipeline.package.requirements import image_requirements
 from tg_pipeline.package.sdist import sdist_name
 

@@ -139,6 +139,6 @@ def make_sdist(out_dir: Path, package: str, version: str, module: str, source_ro
     """Write ``out_dir/NAME-VERSION.tar.gz`` (untouched when identical); return its path."""
     members = build_members(package, version, module, source_roots, resources, list(dependencies))
     path = Path(out_dir) / f'{sdist_name(module, version)}.tar.gz'
-    from tg_pipeline.job.pickling import write_if_changed
+    from tg_pipeline.paths import write_if_changed
     write_if_changed(path, archive(members))
     return path
