@@ -201,7 +201,7 @@ def test_a_cache_persists_between_runs_and_cleanup_removes_this_projects_only(ml
     try:
         first = ml.doit(f'run_{where}', 'job=Cached')
         assert "CACHE BEFORE ''" in first.stdout
-        run_id = re.search(r'^Run (\S+):', first.stdout, re.M).group(1)
+        run_id = re.search(r'^Run (\S+) \(', first.stdout, re.M).group(1)
         second = ml.doit(f'run_{where}', 'job=Cached')
         assert f"CACHE BEFORE '{run_id}\\n'" in second.stdout
         assert client.volumes.get(volume).attrs['Labels']['tg_pipeline.project'] == ml.id
