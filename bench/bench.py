@@ -160,16 +160,8 @@ class Bench:
         print(f'  {label}: {row["median_s"]:.3f} s', file=sys.stderr, flush=True)
 
     def code_layer_size(self) -> int:
-        """Uncompressed size of the job image's top (package) layer."""
-        from tg_pipeline.image.build import recorded_image
-        image = recorded_image(self.project / 'build' / 'BenchJob' / 'image.json')['image_id']
-        out = subprocess.run(['docker', 'history', '--no-trunc', '--format', '{{json .}}', image],
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-        for line in out:  # newest first; the first step that made a layer is the package ADD
-            entry = json.loads(line)
-            if 'ADD' in entry.get('CreatedBy', ''):
-                return _size(entry['Size'])
-        return 0
+        """Uncompressed size of the job image's code layer: the layer file the build appended."""
+        return (self.project / 'build' / 'BenchJob' / 'code_layer.tar').stat().st_size
 
     def naive_setup(self) -> Path:
         """A deps-only image (built once) for the naive rebuild to start FROM."""

@@ -151,8 +151,9 @@ def _archive(local: docker.DockerClient, image_id: str, reference: str, have: se
 
 
 def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: str, reference: str,
-             silent: bool = False, host: str = 'the remote') -> TransferStats:
-    """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks."""
+             silent: bool = False, host: str = 'the remote', summary: bool = True) -> TransferStats:
+    """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks (``summary``: end with
+    a line saying what was sent; the caller that sends more afterwards says it for both)."""
     from tg_pipeline.progress import Progress
     stats = TransferStats()
     bar = Progress('transfer', silent=silent)  # the layers' lines as its note, then the bytes sent
@@ -180,6 +181,7 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
 
     bar.total = archive.seek(0, os.SEEK_END)
     archive.seek(0)
+    bar.note(f'{stats.layers_sent} of {stats.layers_total} layers to {host}')
 
     def chunks():
         sent = 0
@@ -202,7 +204,8 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
     except docker.errors.ImageNotFound:
         raise RemoteError(f'{host} did not keep image {image_id[:19]} after loading it', command='docker load') \
             from None
-    progress(f'transfer: {stats.summary()}')
+    if summary:
+        progress(f'transfer: {stats.summary()}')
     return stats
 
 
@@ -226,7 +229,7 @@ def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, imag
             return stats
     except MissingLayers:  # it lacks some: the dependency image first (only the layers it lacks), then again
         deps_id = json.loads(image.config)['config']['Image']
-        deps = transfer(local, remote, deps_id, deps_tag, silent, host)
+        deps = transfer(local, remote, deps_id, deps_tag, silent, host, summary=False)
         stats.layers_sent, stats.bytes_sent, stats.sent = deps.layers_sent, deps.bytes_sent, list(deps.sent)
         sent = load(remote, image, tag, host)
     stats.layers_sent += 1
