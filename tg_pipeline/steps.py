@@ -146,10 +146,9 @@ def build_image(ctx: Context, job: str) -> None:
     p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
-    image, deps_built = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job),
-                                        verbose=ctx.config.docker.verbose)
+    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose)
     record_image(p, image, ctx.image_tag(job))
-    note('dependencies and code layer' if deps_built else 'code layer only')
+    note('dependencies and code layer' if image.deps_built else 'code layer only')
 
 
 def registry_reference(ctx: Context, job: str) -> str:
@@ -268,10 +267,9 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
         from tg_pipeline.image.job_image import build_job_image
         from tg_pipeline.progress import Progress
         with Progress('build', unit='', silent=ctx.capture, keep=True) as shown:  # inside a run step: a line
-            image, deps_built = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job),
-                                                engine=host.name, silent=ctx.capture, host=where,
-                                                verbose=ctx.config.docker.verbose)
-            shown.close(f'on {where}: {"dependency image and " if deps_built else ""}code layer '
+            image = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job), engine=host.name,
+                                    silent=ctx.capture, host=where, verbose=ctx.config.docker.verbose)
+            shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
                         f'(image {image.image_id[7:19]})')
         return image.image_id, tag
     image_id = recorded_image(ctx.paths(job).image)['image_id']

@@ -76,6 +76,7 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ('POST', r'/images/create', 'image_pull'), ('GET', r'/distribution/(.+)/json', 'distribution_inspect'),
     ('POST', r'/images/(.+)/push', 'image_push'), ('POST', r'/images/(.+)/tag', 'image_tag'),
     ('GET', r'/images/(.+)/json', 'image_inspect'), ('DELETE', r'/images/(.+)', 'image_remove'),
+    ('GET', r'/images/(.+)/history', 'image_history'), ('POST', r'/images/load', 'image_load'),
     ('POST', r'/containers/create', 'container_create'), ('GET', r'/containers/json', 'container_list'),
     ('GET', r'/containers/([^/]+)/json', 'container_inspect'),
     ('POST', r'/containers/([^/]+)/start', 'container_start'),

@@ -133,6 +133,16 @@ class ImageRoutes:
     def image_inspect(self, call, name):
         return Reply.json(self._image(name).inspect())
 
+    def image_history(self, call, name):
+        image = self._image(name)
+        return Reply.json([{'Id': '<missing>', 'Created': int(image.created.timestamp()), 'CreatedBy': f'layer {i}',
+                            'Size': image.layer_size, 'Comment': '', 'Tags': None}
+                           for i in reversed(range(len(image.layers)))])
+
+    def image_load(self, call):
+        """Like an engine with the containerd image store: it wants every blob in the archive."""
+        return Reply.error(500, 'content digest sha256:0000: not found')
+
     def image_tag(self, call, name):
         image = self._image(name)
         self.tag_image(image, f'{call.params["repo"]}:{call.params.get("tag") or "latest"}')

@@ -128,3 +128,26 @@ def test_build_on_from_the_python_api(tmp_path):
     containering.build_on = 'remote'
     assert pipeline_config(SSHDockerConfig(packaging, containering, SSHDockerOptions()), []).job('train').build_on \
         == 'remote'
+
+
+def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, client, sdist, tmp_path):
+    import shutil
+    from tg_pipeline.image.job_image import build_job_image, record_image, recorded_composed
+    from tg_pipeline.paths import JobPaths
+    engine.add_image('python:3.11-slim', layers=3)
+    paths = JobPaths(tmp_path / 'build', 'Train', 'train__1', '1')
+    paths.context.mkdir(parents=True)
+    (paths.context / 'Dockerfile').write_text('FROM python:3.11-slim\nLABEL tg_pipeline.deps="Train"\n')
+    (paths.context / 'requirements.txt').write_text('')
+    shutil.copy(sdist, paths.sdist)
+    image = build_job_image(client, paths, 'train:1', SETTINGS, silent=True)
+    assert image.composed is None and image.deps_built
+    deps, code = engine.builds[-2:]
+    assert set(deps.files) == {'Dockerfile', 'requirements.txt'}  # the sdist stays out of the dependency build
+    assert set(code.files) == {'Dockerfile', 'train__1-1.tar.gz'}
+    assert code.dockerfile.startswith(f'FROM {deps.image_id}\n') and code.image_id == image.image_id
+    assert 'ADD train__1-1.tar.gz /opt/tg_pipeline/' in code.dockerfile
+    assert client.images.get(image.image_id).labels['tg_pipeline.job'] == 'Train'
+    record_image(paths, image, 'train:1')
+    assert json.loads(paths.image.read_text()) == {'image_id': image.image_id, 'tag': 'train:1'}
+    assert recorded_composed(paths) is None  # not ours to load elsewhere: a remote gets it by docker save

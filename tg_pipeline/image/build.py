@@ -21,38 +21,39 @@ def image_tag(package: str, version: str, prefix: str = '') -> str:
     return f'{prefix}{package}:{version}'
 
 
-def context_archive(context_dir: Path, names: list[str]) -> bytes:
-    """A build context of just these files of ``context_dir`` (the sdist beside them never travels)."""
+def context_archive(context_dir: Path, names: list[str], extra: dict | None = None) -> bytes:
+    """A build context of just these files of ``context_dir`` (the sdist beside them never travels), and the
+    ``extra`` files given by content (name -> bytes)."""
+    files = {name: (Path(context_dir) / name).read_bytes() for name in names}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode='w') as tar:
-        for name in names:
+        for name, data in {**files, **(extra or {})}.items():
             info = tarfile.TarInfo(name)
-            data = (Path(context_dir) / name).read_bytes()
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     return raw.getvalue()
 
 
 def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None,
-                verbose: bool = False, only: list[str] | None = None) -> str:
-    """Build ``context_dir`` (``only`` those files of it, when given) as ``tag``; return the image id and record
-    it in ``target`` (JSON)."""
+                verbose: bool = False, only: list[str] | None = None, extra: dict | None = None) -> str:
+    """Build ``context_dir`` (``only`` those files of it and the ``extra`` ones, when given) as ``tag``; return
+    the image id and record it in ``target`` (JSON)."""
     from tg_pipeline.image.build_output import BuildOutput
     client = client or local_engine()
     with BuildOutput(tag, verbose=verbose, silent=silent) as shown:
-        image_id = _build(client, context_dir, tag, shown, only)
+        image_id = _build(client, context_dir, tag, shown, only, extra)
     if target is not None:
         write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
     return image_id
 
 
-def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = None) -> str:
+def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = None, extra=None) -> str:
     log, image_id = shown.log, None
     if only is None:
         stream = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, decode=True)
     else:
-        stream = client.api.build(fileobj=io.BytesIO(context_archive(context_dir, only)), custom_context=True,
-                                  tag=tag, rm=True, forcerm=True, decode=True)
+        stream = client.api.build(fileobj=io.BytesIO(context_archive(context_dir, only, extra)),
+                                  custom_context=True, tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
             detail = event.get('errorDetail', {})

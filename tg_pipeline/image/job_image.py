@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts import image_exists
 from tg_pipeline.image.build import build_image
-from tg_pipeline.image.compose import Composed, compose, load
+from tg_pipeline.image.compose import DEPS_LABEL, Composed, MissingLayers, compose, load
 from tg_pipeline.paths import write_if_changed
 
 DEPS_FILES = ['Dockerfile', 'requirements.txt']
@@ -61,14 +62,40 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
     return image_id, True
 
 
+@dataclass(frozen=True)
+class JobImage:
+    """A job image on an engine: its id, and how it came to be there (``composed``: loaded from our config and
+    code layer, so it can be sent the same way; None: built by the engine, see :func:`build_code_layer`)."""
+    image_id: str
+    composed: Composed | None
+    deps_built: bool
+
+
 def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', silent: bool = False,
-                    host: str = 'this engine', verbose: bool = False) -> tuple[Composed, bool]:
+                    host: str = 'this engine', verbose: bool = False) -> JobImage:
     """The job image on ``client``'s engine (``paths``: the job's :class:`~tg_pipeline.paths.JobPaths`,
-    ``settings``: labels, env and cmd); (the image, whether its dependency image was built now)."""
+    ``settings``: labels, env and cmd)."""
     deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent, verbose)
     image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
-    place(client, image, tag, host)
-    return image, built
+    try:
+        place(client, image, tag, host)
+    except MissingLayers:
+        raise
+    except BuildError:  # an engine that takes no partial archive (e.g. Docker's containerd image store)
+        return JobImage(build_code_layer(client, deps_id, paths, tag, settings, silent, verbose), None, built)
+    return JobImage(image.image_id, image, built)
+
+
+def build_code_layer(client, deps_id: str, paths, tag: str, settings: dict, silent: bool = False,
+                     verbose: bool = False) -> str:
+    """The same job image made by the engine itself: ``docker build`` of the sdist on the dependency image
+    (the context holds the sdist and this Dockerfile only). Its id is the engine's; runs use it all the same."""
+    labels = ' '.join(f'{k}={json.dumps(v)}' for k, v in settings['labels'].items())
+    env = ' '.join(f'{k}={json.dumps(v)}' for k, v in settings['env'].items())
+    dockerfile = (f'FROM {deps_id}\nLABEL {DEPS_LABEL}="" {labels}\nENV {env}\nCMD {json.dumps(settings["cmd"])}\n'
+                  f'ADD {paths.sdist.name} /opt/tg_pipeline/\n')
+    return build_image(paths.context, tag, silent=silent, client=client, verbose=verbose, only=[paths.sdist.name],
+                       extra={'Dockerfile': dockerfile.encode()})
 
 
 def place(client, image: Composed, tag: str, host: str = 'this engine') -> int:
@@ -80,11 +107,15 @@ def place(client, image: Composed, tag: str, host: str = 'this engine') -> int:
     return load(client, image, tag, host)
 
 
-def record_image(paths, image: Composed, tag: str) -> None:
-    """image.json (what runs use: the id) and image_config.json (what sends the image elsewhere)."""
-    write_if_changed(paths.image_config, image.config)
-    deps_id = json.loads(image.config)['config']['Image']
-    record = {'image_id': image.image_id, 'tag': tag, 'deps_id': deps_id, 'code_layer': image.diff_id}
+def record_image(paths, image: JobImage, tag: str) -> None:
+    """image.json (what runs use: the id) and image_config.json (what sends the image elsewhere; none for an
+    image the engine built)."""
+    record = {'image_id': image.image_id, 'tag': tag}
+    if image.composed is not None:
+        write_if_changed(paths.image_config, image.composed.config)
+        record.update(deps_id=json.loads(image.composed.config)['config']['Image'], code_layer=image.composed.diff_id)
+    elif os.path.exists(paths.image_config):
+        os.unlink(paths.image_config)
     write_if_changed(paths.image, json.dumps(record, indent=1).encode())
 
 
