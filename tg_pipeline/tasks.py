@@ -201,6 +201,15 @@ def doit_config(build_dir: Path, **extra) -> dict:
     return {**locks.doit_config(build_dir), **extra}
 
 
+def runs_remote(argv: list[str]) -> bool:
+    """Whether this doit command runs run_remote (``doit run_remote ...``, ``doit run run_remote:X``), not merely
+    names it (``doit help run_remote``, ``doit info ...``)."""
+    words = [a for a in argv if not a.startswith('-') and '=' not in a]
+    if words[:1] == ['run']:
+        words = words[1:]
+    return bool(words) and words[0].split(':')[0] in STEPS and any(w.split(':')[0] == 'run_remote' for w in words)
+
+
 def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     """Everything a dodo.py needs: DOIT_CONFIG and the task_* creators.
 
@@ -215,6 +224,9 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
                                     overrides=variables)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
         functions = doit_functions(steps.Context(config, variables), jobs)
+        if runs_remote(sys.argv[1:]):  # the SSH login goes on while the build steps run here
+            from tg_pipeline.hosts import connect_early
+            connect_early(config)
     except PipelineError as e:
         report(e)
         sys.exit(2)

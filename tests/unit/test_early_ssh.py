@@ -1,0 +1,71 @@
+"""The SSH login to [remote] starts while the build steps run (hosts.connect_early); open_host takes it, or raises
+its error as if it had connected itself; a doit command that only names run_remote starts none (no SSH here)."""
+import threading
+import types
+
+import pytest
+
+from tg_pipeline import hosts, ssh
+from tg_pipeline.config import RemoteSettings
+from tg_pipeline.errors import RemoteError
+from tg_pipeline.tasks import runs_remote
+
+
+class FakeRemote:
+    made: list = []
+
+    def __init__(self, target):
+        FakeRemote.made.append((target, threading.current_thread().name))
+        if target == 'refusing-host':
+            raise RemoteError('the SSH login to refusing-host was refused', hint='ssh refusing-host')
+        self.docker, self.connection, self.closed = 'engine', 'connection', False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_ssh(monkeypatch):
+    FakeRemote.made = []
+    monkeypatch.setattr(ssh, 'Remote', FakeRemote)
+    monkeypatch.setattr(ssh.RemoteTarget, 'from_config', staticmethod(lambda remote: remote.host))
+    hosts._EARLY.clear()
+    yield FakeRemote.made
+    hosts._EARLY.clear()
+
+
+def config(host):
+    return types.SimpleNamespace(remote=RemoteSettings(host=host))
+
+
+def test_open_host_takes_the_login_started_early(fake_ssh):
+    hosts.connect_early(config('gpu-box'))
+    hosts.connect_early(config('gpu-box'))  # once per host
+    remote = hosts._remote(config('gpu-box'))
+    assert fake_ssh == [('gpu-box', 'tg-pipeline-early-ssh')] and remote.docker == 'engine'
+    hosts._remote(config('gpu-box'))  # the early one is taken once; the next login is made here
+    assert fake_ssh[1] == ('gpu-box', 'MainThread')
+
+
+def test_an_early_login_error_is_raised_where_the_host_is_opened(fake_ssh):
+    hosts.connect_early(config('refusing-host'))
+    with pytest.raises(RemoteError) as info:
+        hosts._remote(config('refusing-host'))
+    assert info.value.message == 'the SSH login to refusing-host was refused'
+
+
+def test_a_login_nobody_took_is_closed_at_exit(fake_ssh):
+    hosts.connect_early(config('gpu-box'))
+    thread, box = hosts._EARLY[RemoteSettings(host='gpu-box')]
+    thread.join()
+    hosts._close_early()
+    assert box['remote'].closed and hosts._EARLY == {}
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['run_remote', 'job=Train'], True), (['run', 'run_remote:Train', '-v', '2'], True),
+    (['build_image', 'run_remote:Train'], True), (['run_local', 'job=Train'], False),
+    (['help', 'run_remote'], False), (['info', 'run_remote:Train'], False), (['list'], False), ([], False),
+])
+def test_only_a_command_that_runs_run_remote_logs_in_early(argv, expected):
+    assert runs_remote(argv) is expected
