@@ -33,6 +33,14 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def read_json(path: Path):
+    """The JSON document in ``path``; None when it is missing or unreadable (a record not written yet)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class RunPaths:
     """The runs of one job on one kind of host (``where``: local, remote, swarm), collected here."""
 
@@ -58,10 +66,7 @@ class RunPaths:
         return {p.stem for p in self.dir.iterdir() if p.suffix in ('.out', '.json')}
 
     def read_record(self, run_id: str) -> dict:
-        try:
-            return json.loads(self.record(run_id).read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_json(self.record(run_id)) or {}
 
     def write_record(self, run_id: str, record: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

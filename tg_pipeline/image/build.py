@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tg_pipeline.hosts import image_exists, local_engine
 from tg_pipeline.errors import BuildError
-from tg_pipeline.paths import write_if_changed
+from tg_pipeline.paths import read_json, write_if_changed
 
 
 # lines of pip's output that say why it could not install the requirements
@@ -85,10 +85,8 @@ def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = 
 
 
 def recorded_image(target: Path) -> dict | None:
-    try:
-        return json.loads(Path(target).read_text())
-    except (OSError, ValueError):
-        return None
+    """What build_image recorded (image id and tag); None before a build."""
+    return read_json(target)
 
 
 def image_up_to_date(target: Path, client=None) -> bool:

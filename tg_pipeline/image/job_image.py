@@ -18,7 +18,7 @@ from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts import image_exists
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import DEPS_LABEL, Composed, MissingLayers, compose, load
-from tg_pipeline.paths import write_if_changed
+from tg_pipeline.paths import read_json, write_if_changed
 
 DEPS_FILES = ['Dockerfile', 'requirements.txt']
 
@@ -36,18 +36,11 @@ def deps_key(context_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _records(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str = 'local',
                 silent: bool = False, verbose: bool = False) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
-    entry = _records(records).get(engine) or {}
+    entry = (read_json(records) or {}).get(engine) or {}
     if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
@@ -56,7 +49,7 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
         if 'unable to find image' not in (e.output_tail or ''):
             raise
         image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
-    found = _records(records)  # again: another engine's entry may have been written meanwhile
+    found = read_json(records) or {}  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
     return image_id, True
@@ -122,10 +115,12 @@ def record_image(paths, image: JobImage, tag: str) -> None:
 def recorded_composed(paths) -> Composed | None:
     """The job image the last local build recorded, ready to load elsewhere (None: not built, or its files
     no longer agree)."""
+    record = read_json(paths.image)
     try:
         config = Path(paths.image_config).read_bytes()
-        record = json.loads(Path(paths.image).read_text())
-    except (OSError, ValueError):
+    except OSError:
+        return None
+    if record is None:
         return None
     layers = json.loads(config)['rootfs']['diff_ids']
     image = Composed(config, Path(paths.code_layer), layers[-1], tuple(layers[:-1]))

@@ -15,7 +15,7 @@ import docker
 
 from tg_pipeline.hosts import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
-from tg_pipeline.paths import write_if_changed
+from tg_pipeline.paths import read_json, write_if_changed
 
 
 def remote_reference(registry: str, tag: str) -> str:
@@ -167,21 +167,14 @@ def _push_error(reference: str, message: str, progress: LayerProgress) -> Regist
 
 def recorded_push(target: Path, image_id: str) -> str | None:
     """The digest our last push of ``image_id`` recorded (None when that image was not pushed)."""
-    try:
-        record = json.loads(Path(target).read_text())
-    except (OSError, ValueError):
-        return None
+    record = read_json(target) or {}
     return record.get('digest') if record.get('image_id') == image_id else None
 
 
 def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) -> bool:
     """doit uptodate check: same local image as last push, and the registry still has its digest."""
-    try:
-        record = json.loads(Path(target).read_text())
-        image = json.loads(Path(image_target).read_text())
-    except (OSError, ValueError):
-        return False
-    if record.get('image_id') != image.get('image_id'):
+    record, image = read_json(target), read_json(image_target)
+    if record is None or image is None or record.get('image_id') != image.get('image_id'):
         return False
     exact = record.get('exact') or record['reference']
     return registry_digest(client or local_engine(), exact, auth) == record['digest']
