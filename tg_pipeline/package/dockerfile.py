@@ -39,12 +39,11 @@ def make_dockerfile(context_dir: Path, extra_templates: tuple[str, ...] = (), **
     return path
 
 
-def job_image_settings(**values) -> dict:
+def job_image_settings(job: str, package: str, version: str, module: str, project: str, **_) -> dict:
     """What the job image adds to its dependency image's config besides the code layer: its labels (how every
-    tg_pipeline command finds a project's images), its PYTHONPATH (the unpacked sdist) and its command."""
-    values = render_values(**values)
-    labels = {'tg_pipeline.project': values['project'], 'tg_pipeline.package': values['package'],
-              'tg_pipeline.version': values['version'], 'tg_pipeline.module': values['module'],
-              'tg_pipeline.job': values['job']}
-    env = {'PYTHONPATH': f'/opt/tg_pipeline/{values["sdist_root"]}', 'PYTHONUNBUFFERED': '1'}
-    return dict(labels=labels, env=env, cmd=['python', '-m', values['module']])
+    tg_pipeline command finds a project's images), its PYTHONPATH (the unpacked sdist) and its command. Cheap:
+    doit computes it for every job when it loads the tasks (nothing here reads the requirements)."""
+    labels = {'tg_pipeline.project': project, 'tg_pipeline.package': package, 'tg_pipeline.version': version,
+              'tg_pipeline.module': module, 'tg_pipeline.job': job}
+    env = {'PYTHONPATH': f'/opt/tg_pipeline/{sdist_name(module, version)}', 'PYTHONUNBUFFERED': '1'}
+    return dict(labels=labels, env=env, cmd=['python', '-m', module])
