@@ -277,8 +277,8 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
         from tg_pipeline.hosts import local_engine
         from tg_pipeline.image.job_image import deps_tag, recorded_composed
         from tg_pipeline.image.transfer import send_job_image, transfer
-        image = recorded_composed(ctx.paths(job))
-        if image is None or image.image_id != image_id:  # not composed by us: the whole image, missing layers only
+        image = recorded_composed(ctx.paths(job))  # None unless image.json's image was composed here
+        if image is None:  # built by the engine itself: the whole image, missing layers only
             transfer(local_engine(), host.docker, image_id, tag, ctx.capture, host=where)
         else:
             send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), ctx.capture, host=where)
@@ -303,7 +303,7 @@ def run_swarm(ctx: Context, job: str) -> None:
         image_id, reference = run_spec(ctx, job).image_id, registry_reference(ctx, job)
         digest = recorded_push(ctx.paths(job).push, image_id)
         if digest:  # every node runs exactly the pushed manifest, whatever the tag points at by then
-            reference = f'{reference.rpartition(":")[0]}@{digest}'
+            reference = by_digest(reference, digest)
     with open_host(ctx.config, 'swarm') as host:
         _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
 
@@ -317,7 +317,12 @@ def pushed_from_remote(ctx: Context, job: str) -> tuple[str, str]:
     with open_host(ctx.config, 'remote') as host:
         image_id, _ = remote_image(ctx, job, host)
         digest = push(image_id, reference, auth=ctx.registry_auth(), silent=ctx.capture, client=host.docker)
-    return image_id, f'{reference.rpartition(":")[0]}@{digest}'
+    return image_id, by_digest(reference, digest)
+
+
+def by_digest(reference: str, digest: str) -> str:
+    """``registry/name@sha256:...`` for ``registry/name:tag``: exactly that manifest, whatever the tag says now."""
+    return f'{reference.rpartition(":")[0]}@{digest}'
 
 
 def lifecycle_step(ctx: Context, job: str, step: str) -> None:
