@@ -91,14 +91,19 @@ def test_the_jobs_exit_status_is_the_runs(project, where, docker_client, remote_
         assert record['exit_code'] == code, (how, record)
         result = project.doit('result', 'job=SysExit', f'where={where}', check=False)
         for outcome in (run, result):
-            if code:
-                assert outcome.returncode != 0, how
-                assert f'ERROR: job SysExit exited with status {code}: it called sys.exit' in outcome.stderr
-                assert f'exit code: {code}' in outcome.stderr
-                assert 'Traceback' not in outcome.stderr
-            else:
-                assert outcome.returncode == 0, outcome.stderr
-                assert 'Result: None' in outcome.stdout
+            assert_exit_status_reported(outcome, code, how)
+
+
+def assert_exit_status_reported(outcome, code: int, how: str) -> None:
+    """A job's sys.exit(code) is the doit command's failure (one ERROR paragraph, no traceback), exit 0 a success."""
+    if code:
+        assert outcome.returncode != 0, how
+        assert f'ERROR: job SysExit exited with status {code}: it called sys.exit' in outcome.stderr
+        assert f'exit code: {code}' in outcome.stderr
+        assert 'Traceback' not in outcome.stderr
+    else:
+        assert outcome.returncode == 0, outcome.stderr
+        assert 'Result: None' in outcome.stdout
 
 
 def run_id_of_record(project, job, where):
@@ -110,14 +115,8 @@ def test_the_jobs_exit_status_is_the_attached_runs(project):
         # a second task after it: a job's sys.exit must not end doit itself
         run = project.doit('run_attached:SysExit', 'serialize:ExampleJob', env={'EXIT_WITH': how}, check=False)
         assert f'exiting with {how}' in run.stdout
-        if code:
-            assert run.returncode != 0
-            assert f'ERROR: job SysExit exited with status {code}: it called sys.exit' in run.stderr
-            assert f'exit code: {code}' in run.stderr
-            assert 'Traceback' not in run.stderr
-        else:
-            assert run.returncode == 0, run.stderr
-            assert 'Result: None' in run.stdout
+        assert_exit_status_reported(run, code, how)
+        if not code:
             assert 'serialize:ExampleJob' in run.stdout  # doit went on to the next task
 
 
