@@ -162,8 +162,9 @@ class _Run:
         from doit.cmd_base import ModuleTaskLoader
         from doit.doit_cmd import DoitMain
         from tg_pipeline.steps import Context
-        from tg_pipeline.tasks import doit_config, doit_functions
+        from tg_pipeline.tasks import doit_config, doit_functions, image_needed_here
         ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True)
+        ctx.image_here = image_needed_here([step], ctx.transfer())
         functions = doit_functions(ctx, [self.job])
         self.pipeline_config.build_dir.mkdir(parents=True, exist_ok=True)
         functions['DOIT_CONFIG'] = doit_config(self.pipeline_config.build_dir, reporter='zero', verbosity=2)

@@ -223,3 +223,14 @@ def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[di
 
 
 __all__ = ['command_line', 'settings', 'for_task', 'is_setting']
+
+
+def run_steps(argv: list[str], steps) -> list[str]:
+    """The steps (of ``steps``) a doit command line runs: ``doit run_remote job=X``, ``doit run run_remote:X``;
+    [] for one that merely names them (``doit help run_remote``, ``doit info ...``) and for plain ``doit``."""
+    words = [a for a in argv if not a.startswith('-') and '=' not in a]
+    if words[:1] == ['run']:
+        words = words[1:]
+    if not words or words[0].split(':')[0] not in steps:
+        return []
+    return [w.split(':')[0] for w in words]

@@ -92,6 +92,7 @@ class JobPaths:
         self.payload = self.resource('job')
         self.context = self.dir / 'context'
         self.sdist = self.context / f'{module}-{version}.tar.gz'
+        self.pyproject = self.dir / 'pyproject.toml.json'  # the sdist's rendered pyproject.toml, kept
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
         self.deps = self.dir / 'deps.json'

@@ -28,6 +28,7 @@ class Context:
     capture: bool = False
     results: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
+    image_here: bool = True  # build_image loads the job image into the local engine (see tasks.image_needed_here)
 
     def flag(self, name: str) -> bool:
         """A yes/no command-line variable: detach=1, follow=true ..."""
@@ -107,17 +108,26 @@ def serialize(ctx: Context, job: str) -> None:
 
 
 def sdist(ctx: Context, job: str) -> None:
-    from tg_pipeline.job.checks import check_imports
-    from tg_pipeline.package.sdist import make_sdist
+    from tg_pipeline.job.checks import start_import_check
+    from tg_pipeline.package.sdist import sdist_archive
+    from tg_pipeline.paths import write_if_changed
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
     names = ctx.resource_names(job)
     setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
         else f'source_roots in [package] of {config.path.name}'
-    check_imports(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots, config.root, setting)
-    resources = {n: p.resource(n).read_bytes() for n in names}
-    path = make_sdist(p.context, j.package, j.version, j.module, config.source_roots, resources, list(j.dependencies))
+    check = start_import_check(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots,
+                               config.root, setting)  # a fresh Python loads the payload while the sdist is made
+    try:
+        resources = {n: p.resource(n).read_bytes() for n in names}
+        name, data = sdist_archive(j.package, j.version, j.module, config.source_roots, resources,
+                                   list(j.dependencies), cache=p.pyproject)
+    except BaseException:
+        check.cancel()
+        raise
+    check.finish()  # bad input stops here, before anything is written
+    write_if_changed(p.context / name, data)
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
-        if stale != path:
+        if stale.name != name:
             stale.unlink()
 
 
@@ -146,9 +156,11 @@ def build_image(ctx: Context, job: str) -> None:
     p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
-    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose)
+    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose,
+                            load_here=ctx.image_here)
     record_image(p, image, ctx.image_tag(job))
-    note('dependencies and code layer' if image.deps_built else 'code layer only')
+    note(('dependencies and code layer' if image.deps_built else 'code layer only')
+         + ('' if ctx.image_here else ', for the remote'))
 
 
 def registry_reference(ctx: Context, job: str) -> str:
@@ -175,6 +187,10 @@ def image_current(ctx: Context, job: str) -> bool:
     from tg_pipeline.errors import DockerUnavailable
     from tg_pipeline.image.build import image_up_to_date
     try:
+        if not ctx.image_here:
+            from tg_pipeline.hosts import local_engine
+            from tg_pipeline.image.job_image import composed_up_to_date
+            return composed_up_to_date(local_engine(), ctx.paths(job))
         return image_up_to_date(ctx.paths(job).image)
     except DockerUnavailable:
         return False

@@ -19,7 +19,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from tg_pipeline import commands, compat, steps
+from tg_pipeline import commands, compat, params, steps
 from tg_pipeline.errors import PipelineError, report
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
@@ -158,7 +158,6 @@ def run_tasks(ctx: steps.Context, job: str) -> dict[str, dict]:
 
 def all_tasks(ctx: steps.Context, jobs: list[str]) -> dict[str, list[dict]]:
     """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`)."""
-    from tg_pipeline import params
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
     for job in jobs:
@@ -172,7 +171,6 @@ def all_tasks(ctx: steps.Context, jobs: list[str]) -> dict[str, list[dict]]:
 
 def doit_functions(ctx: steps.Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
-    from tg_pipeline import params
     tasks = all_tasks(ctx, jobs)
     settings = params.settings(ctx.config, None)
     functions = {}
@@ -204,10 +202,15 @@ def doit_config(build_dir: Path, **extra) -> dict:
 def runs_remote(argv: list[str]) -> bool:
     """Whether this doit command runs run_remote (``doit run_remote ...``, ``doit run run_remote:X``), not merely
     names it (``doit help run_remote``, ``doit info ...``)."""
-    words = [a for a in argv if not a.startswith('-') and '=' not in a]
-    if words[:1] == ['run']:
-        words = words[1:]
-    return bool(words) and words[0].split(':')[0] in STEPS and any(w.split(':')[0] == 'run_remote' for w in words)
+    return 'run_remote' in params.run_steps(argv, STEPS)
+
+
+def image_needed_here(argv: list[str], transfer: str) -> bool:
+    """False for a command that only runs run_remote with transfer = "ssh": the job image then goes from its
+    files to the remote engine; loading it here too would only cost time (build_image loads it for run_local
+    and push)."""
+    requested = params.run_steps(argv, STEPS)
+    return not requested or set(requested) != {'run_remote'} or transfer != 'ssh'
 
 
 def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
@@ -216,14 +219,15 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     A bad pipeline.toml stops here, before doit runs any task, with one ERROR/TIP paragraph.
     """
     from tg_pipeline import config as config_module
-    from tg_pipeline import params
     root = Path(dodo_file).resolve().parent
     try:
         variables = params.command_line(compat.command_line_vars(), sys.argv[1:])
         config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
                                     overrides=variables)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
-        functions = doit_functions(steps.Context(config, variables), jobs)
+        ctx = steps.Context(config, variables)
+        ctx.image_here = image_needed_here(sys.argv[1:], ctx.transfer())
+        functions = doit_functions(ctx, jobs)
         if runs_remote(sys.argv[1:]):  # the SSH login goes on while the build steps run here
             from tg_pipeline.hosts import connect_early
             connect_early(config)

@@ -69,3 +69,14 @@ def test_a_login_nobody_took_is_closed_at_exit(fake_ssh):
 ])
 def test_only_a_command_that_runs_run_remote_logs_in_early(argv, expected):
     assert runs_remote(argv) is expected
+
+
+@pytest.mark.parametrize('argv, transfer, expected', [
+    (['run_remote', 'job=Train'], 'ssh', False), (['run', 'run_remote:Train'], 'ssh', False),
+    (['run_remote', 'job=Train'], 'registry', True), (['run_remote', 'run_local', 'job=Train'], 'ssh', True),
+    (['build_image', 'run_remote:Train'], 'ssh', True), (['run_local', 'job=Train'], 'ssh', True), ([], 'ssh', True),
+    (['info', 'run_remote:Train'], 'ssh', True),
+])
+def test_only_a_registry_free_remote_run_alone_skips_loading_the_image_here(argv, transfer, expected):
+    from tg_pipeline.tasks import image_needed_here
+    assert image_needed_here(argv, transfer) is expected

@@ -34,3 +34,34 @@ def test_an_installed_module_not_declared_is_refused_and_declared_it_loads(tmp_p
 def test_a_job_of_the_standard_library_and_its_roots_only_loads(tmp_path):
     root, out = payload(tmp_path, 'import json\nfrom . import helper')
     check_imports('J', [out], [], [root], tmp_path)
+
+
+def test_the_check_runs_beside_other_work_and_its_error_comes_at_finish(tmp_path):
+    """sdist starts the check, makes the archive meanwhile, then waits: the refusal is raised by finish()."""
+    from tg_pipeline.job.checks import start_import_check
+    root, out = payload(tmp_path, 'import requests')
+    check = start_import_check('J', [out], [], [root], tmp_path)
+    assert check.process.pid > 0  # started, not yet waited for
+    with pytest.raises(PackagingError, match="imports 'requests'"):
+        check.finish()
+    cancelled = start_import_check('J', [out], [], [root], tmp_path)
+    cancelled.cancel()
+    assert cancelled.process.returncode is not None
+
+
+def test_a_payload_pickled_by_cloudpickle_loads_without_reading_the_installed_distributions(tmp_path):
+    """cloudpickle is in every image: importing it is allowed before (and without) the distribution scan, which
+    then never runs for a job of the standard library and its roots (importlib.metadata stays unimported)."""
+    root = tmp_path / 'checkroot'
+    root.mkdir()
+    (root / '__init__.py').write_text('')
+    out = tmp_path / 'job.pkl'
+    subprocess.run([sys.executable, '-c', 'import cloudpickle; f = lambda: 1; '
+                    f'open({str(out)!r}, "wb").write(cloudpickle.dumps(f))'], check=True)
+    from tg_pipeline.job.checks import start_import_check
+    check = start_import_check('J', [out], [], [root], tmp_path)
+    script = check.process.args[2]
+    check.finish()
+    probe = script + '\nimport sys; assert "importlib.metadata" not in sys.modules, "distributions were read"\n'
+    result = subprocess.run([sys.executable, '-c', probe, *check.process.args[3:]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

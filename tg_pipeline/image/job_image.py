@@ -65,11 +65,15 @@ class JobImage:
 
 
 def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', silent: bool = False,
-                    host: str = 'this engine', verbose: bool = False) -> JobImage:
+                    host: str = 'this engine', verbose: bool = False, load_here: bool = True) -> JobImage:
     """The job image on ``client``'s engine (``paths``: the job's :class:`~tg_pipeline.paths.JobPaths`,
-    ``settings``: labels, env and cmd)."""
+    ``settings``: labels, env and cmd). Without ``load_here`` it is only composed (the dependency image is
+    there, the config and code layer are files): for a command that sends it to another engine and runs
+    nothing here."""
     deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent, verbose)
     image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
+    if not load_here:
+        return JobImage(image.image_id, image, built)
     try:
         place(client, image, tag, host)
     except MissingLayers:
@@ -110,6 +114,13 @@ def record_image(paths, image: JobImage, tag: str) -> None:
     elif os.path.exists(paths.image_config):
         os.unlink(paths.image_config)
     write_if_changed(paths.image, json.dumps(record, indent=1).encode())
+
+
+def composed_up_to_date(client, paths) -> bool:
+    """Without loading it here: the recorded composition agrees with its files, and this engine still has the
+    dependency image it stands on (a transfer that finds the remote lacking a layer sends it from there)."""
+    image = recorded_composed(paths)
+    return image is not None and image_exists(client, json.loads(image.config)['config']['Image'])
 
 
 def recorded_composed(paths) -> Composed | None:

@@ -28,8 +28,8 @@ from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (pub
 # Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), project folders (JSON),
 # payload paths...]. The current folder is not on sys.path (the container's is not the project's); a module
 # found in a project folder (a root's parent, the project root) that is no source root is refused.
-# Only an import that is neither the standard library nor a source root costs a look at the installed
-# distributions (once): a job that imports only those starts and ends in the time Python takes to start.
+# Only an import that is neither the standard library nor a source root (nor cloudpickle, which every
+# payload's unpickling imports) costs a look at the installed distributions (once): a job that imports only those starts and ends in the time Python takes to start.
 # packaging parses the requirements (helpers below), imported only then, with the guard out of the way; it leaves
 # sys.modules again, so that the job's own ``import packaging`` is judged like any other import. The guard is a
 # plain meta path finder: importlib.abc would cost every check about 10 ms.
@@ -58,6 +58,8 @@ class Guard:
         here = importlib.machinery.PathFinder.find_spec(top, project)
         if here is not None and here.origin and here.origin != 'namespace':
             raise ModuleNotFoundError('TG_PIPELINE_OUTSIDE ' + top + ' ' + here.origin, name=top)
+        if top == 'cloudpickle':  # every image has it (a dependency of its own): no need to read the rules
+            return None
         if not rules:
             rules.append(first_rules(self))
         allowed, installed = rules[0]
@@ -107,25 +109,52 @@ def check_imports(job: str, payloads: list[Path], dependencies: list[str], sourc
                   ) -> None:
     """Raise :class:`PackagingError` when loading the job needs an installed but undeclared package, or a module
     of the project folder (``project_root``, the roots' parents) outside the source roots."""
+    start_import_check(job, payloads, dependencies, source_roots, project_root, roots_setting).finish()
+
+
+class ImportCheck:
+    """The check's subprocess, started: the caller does other work (the sdist) and then calls :meth:`finish`."""
+
+    def __init__(self, job: str, command: list[str], source_roots: list[Path], dependencies: list[str],
+                 project_root: Path | None, roots_setting: str):
+        self.job, self.source_roots, self.dependencies = job, source_roots, dependencies
+        self.project_root, self.roots_setting = project_root, roots_setting
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def finish(self) -> None:
+        """Wait for the subprocess; raise what it found."""
+        _, stderr = self.process.communicate()
+        if self.process.returncode == 0:
+            return
+        job, source_roots = self.job, self.source_roots
+        outside = re.search(r'TG_PIPELINE_OUTSIDE (\S+) (.+)$', stderr, re.MULTILINE)
+        if outside:
+            raise outside_roots(job, outside.group(1), Path(outside.group(2)), source_roots,
+                                _importer(stderr, source_roots), self.project_root, self.roots_setting)
+        found = re.search(r'TG_PIPELINE_UNDECLARED (\S+)', stderr)
+        if not found:
+            raise PackagingError(f'the payload of job {job} does not load in a fresh Python process:\n'
+                                 + _last_lines(stderr),
+                                 hint='it must load without the state of this session; see the error above')
+        raise _undeclared(job, found.group(1), self.dependencies, _importer(stderr, source_roots))
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+def start_import_check(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path],
+                       project_root: Path | None = None,
+                       roots_setting: str = 'source_roots in [package] of pipeline.toml') -> ImportCheck:
+    """:func:`check_imports`, started in the background."""
     parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
     project = list(dict.fromkeys(parents + ([str(Path(project_root).resolve())] if project_root else [])))
     helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
     script = f'import sys; sys.path[:] = {parents!r} + [p for p in sys.path if p]\n' + _GUARD.replace('HELPERS', helpers)
     command = [sys.executable, '-c', script, json.dumps(sorted(root.name for root in source_roots)),
                json.dumps(list(dependencies)), json.dumps(project), *map(str, payloads)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode == 0:
-        return
-    outside = re.search(r'TG_PIPELINE_OUTSIDE (\S+) (.+)$', result.stderr, re.MULTILINE)
-    if outside:
-        raise outside_roots(job, outside.group(1), Path(outside.group(2)), source_roots,
-                            _importer(result.stderr, source_roots), project_root, roots_setting)
-    found = re.search(r'TG_PIPELINE_UNDECLARED (\S+)', result.stderr)
-    if not found:
-        raise PackagingError(f'the payload of job {job} does not load in a fresh Python process:\n'
-                             + _last_lines(result.stderr),
-                             hint='it must load without the state of this session; see the error above')
-    raise _undeclared(job, found.group(1), dependencies, _importer(result.stderr, source_roots))
+    return ImportCheck(job, command, source_roots, list(dependencies), project_root, roots_setting)
 
 
 def _undeclared(job: str, top: str, dependencies: list[str], where: str) -> PackagingError:

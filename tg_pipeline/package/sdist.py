@@ -76,8 +76,9 @@ def _pkg_info(package: str, version: str, dependencies: list[str]) -> str:
 
 
 def build_members(package: str, version: str, module: str, source_roots: list[Path],
-                  resources: dict[str, bytes], dependencies: list[str]) -> dict[str, bytes]:
-    """Archive path -> content, for every file of the sdist."""
+                  resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None) -> dict[str, bytes]:
+    """Archive path -> content, for every file of the sdist (``cache``: where the rendered pyproject.toml is kept
+    between builds)."""
     top = sdist_name(module, version)
     from tg_pipeline.job.pickling import root_packages  # here: listing the sources needs no cloudpickle
     roots = root_packages(source_roots)
@@ -87,7 +88,8 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
     values = dict(package=package, version=version, module=module, roots=roots, dependencies=dependencies)
     members = {
         f'{top}/PKG-INFO': _pkg_info(module, version, dependencies).encode(),
-        f'{top}/pyproject.toml': templates.render('pyproject.toml.j2', **values).encode(),
+        f'{top}/pyproject.toml': (templates.render_cached('pyproject.toml.j2', cache, **values) if cache else
+                                  templates.render('pyproject.toml.j2', **values)).encode(),
         f'{top}/{module}/__init__.py': PACKAGE_INIT,
         f'{top}/{module}/__main__.py': PACKAGE_MAIN,
         f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots),
@@ -134,11 +136,17 @@ def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
     return info
 
 
+def sdist_archive(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
+                  dependencies: list[str] = (), cache: Path | None = None) -> tuple[str, bytes]:
+    """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds)."""
+    members = build_members(package, version, module, source_roots, resources, list(dependencies), cache)
+    return f'{sdist_name(module, version)}.tar.gz', archive(members)
+
+
 def make_sdist(out_dir: Path, package: str, version: str, module: str, source_roots: list[Path],
-               resources: dict[str, bytes], dependencies: list[str] = ()) -> Path:
+               resources: dict[str, bytes], dependencies: list[str] = (), cache: Path | None = None) -> Path:
     """Write ``out_dir/NAME-VERSION.tar.gz`` (untouched when identical); return its path."""
-    members = build_members(package, version, module, source_roots, resources, list(dependencies))
-    path = Path(out_dir) / f'{sdist_name(module, version)}.tar.gz'
+    name, data = sdist_archive(package, version, module, source_roots, resources, dependencies, cache)
     from tg_pipeline.paths import write_if_changed
-    write_if_changed(path, archive(members))
-    return path
+    write_if_changed(Path(out_dir) / name, data)
+    return Path(out_dir) / name
