@@ -50,6 +50,27 @@ def test_run_remote_over_ssh_transfer_without_registry(project, remote_docker):
     assert 'has the image already: nothing sent' in again.stdout
 
 
+def test_a_registry_free_remote_run_leaves_the_local_engine_alone_until_a_local_step_needs_the_image(
+        project, remote_docker, docker_client):
+    """run_remote with transfer=ssh composes the image here and loads it on the remote only; run_local afterwards
+    loads the same image (same id) here, and push would too."""
+    import uuid
+    import docker
+    project.edit('jobs/example_job.py', "log('SUCCESS')", f"log('SUCCESS {uuid.uuid4().hex}')")
+    result = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert re.search(r'^build_image:ExampleJob .*, for the remote\)$', result.stdout, re.MULTILINE)
+    image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
+    assert remote_docker.api.inspect_image(image_id)['Id'] == image_id
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.api.inspect_image(image_id)
+    again = project.doit('run_remote', 'job=ExampleJob', 'transfer=ssh', 'registry=', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'build_image:ExampleJob ' not in again.stdout  # the composition is current: nothing composed again
+    local = project.doit('run_local', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'x'})
+    assert 'build_image:ExampleJob' in local.stdout and 'SUCCESS' in local.stdout
+    assert docker_client.api.inspect_image(image_id)['Id'] == image_id  # loaded here now: the same image
+    assert json.loads(project.read('build/ExampleJob/image.json'))['image_id'] == image_id
+
+
 def test_transfer_defaults_to_ssh_without_a_registry(project, remote_docker):
     project.edit('pipeline.toml', 'address = "127.0.0.1:5000"', 'address = ""')
     result = project.doit('run_remote', 'job=ExampleJob')
