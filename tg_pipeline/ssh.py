@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 import docker
@@ -114,6 +115,7 @@ class SSHConnection(fabric.Connection):
             transport = self.client.get_transport()  # (the handshake may time out before the banner does)
             raise login_error(e, self.settings, self.auth, bool(transport and transport.remote_version)) from None
         s = self.settings
+        no_delay(self.transport)
         self.watchdog = Watchdog(self.transport, s.alive_interval, s.alive_count, f'{s.hostname} port {s.port}')
         return result
 
@@ -153,6 +155,16 @@ def _jumps(settings: SSHSettings, accept_unknown: bool, depth: int = 0):
         inner = gateway if gateway is not None else _jumps(hop_settings, accept_unknown, depth + 1)
         gateway = SSHConnection(hop_settings, accept_unknown, gateway=inner if inner is not None else False)
     return gateway
+
+
+def no_delay(transport) -> None:
+    """Send each write at once (TCP_NODELAY, as OpenSSH does for interactive sessions). Docker's requests go out as
+    headers, then body: with Nagle's algorithm every POST with a body (create, load ...) waited for the server's
+    delayed ACK, ~40 ms each (measured: create 50 ms, 8 ms without). A gateway's channel or a ProxyCommand's
+    pipe is no TCP socket of ours and is left as it is."""
+    sock = getattr(transport, 'sock', None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def describe(connection) -> str:

@@ -224,13 +224,13 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
         variables = params.command_line(compat.command_line_vars(), sys.argv[1:])
         config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
                                     overrides=variables)
+        if runs_remote(sys.argv[1:]):  # the SSH login goes on while the tasks are made and the build steps run
+            from tg_pipeline.hosts import connect_early
+            connect_early(config)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
         ctx = steps.Context(config, variables)
         ctx.image_here = image_needed_here(sys.argv[1:], ctx.transfer())
         functions = doit_functions(ctx, jobs)
-        if runs_remote(sys.argv[1:]):  # the SSH login goes on while the build steps run here
-            from tg_pipeline.hosts import connect_early
-            connect_early(config)
     except PipelineError as e:
         report(e)
         sys.exit(2)

@@ -27,3 +27,46 @@ def test_a_version_outside_the_range_is_reported(monkeypatch):
     import docker
     monkeypatch.setattr(docker, '__version__', '8.0.1')
     assert any('docker 8.0.1 is outside' in p for p in compat.problems())
+
+
+def _exit_script(tmp_path, body: str) -> list[str]:
+    marker = tmp_path / 'handler-ran'
+    return [__import__('sys').executable, '-c',
+            'import atexit, threading, time\nfrom tg_pipeline import compat\n'
+            f'atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))\n' + body]
+
+
+def test_exit_now_runs_the_exit_handlers_then_ends_with_the_code(tmp_path):
+    import subprocess
+    result = subprocess.run(_exit_script(tmp_path, 'print("said", flush=False)\ncompat.exit_now(3)\nprint("after")'),
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (3, 'said\n')  # buffered output flushed, nothing after it
+    assert (tmp_path / 'handler-ran').read_text() == 'yes'
+
+
+def test_exit_now_does_nothing_while_a_thread_the_exit_waits_for_runs_or_when_debugging(tmp_path):
+    import os
+    import subprocess
+    waiting = 'done = threading.Event()\nthreading.Thread(target=done.wait).start()\ncompat.exit_now(3)\n' \
+              'print("returned")\ndone.set()'
+    result = subprocess.run(_exit_script(tmp_path, waiting), capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, 'returned\n')
+    debug = subprocess.run(_exit_script(tmp_path, 'compat.exit_now(3)\nprint("returned")'), capture_output=True,
+                           text=True, env={**os.environ, 'TG_PIPELINE_DEBUG': '1'})
+    assert (debug.returncode, debug.stdout) == (0, 'returned\n')
+
+
+def test_doit_exit_code_is_the_runners():
+    from doit.exceptions import TaskError, TaskFailed
+    assert compat.doit_exit_code([], []) == 0
+    assert compat.doit_exit_code([{'exception': TaskFailed('x')}], []) == 1
+    assert compat.doit_exit_code([{'exception': TaskFailed('x')}, {'exception': TaskError('y')}], []) == 2
+    assert compat.doit_exit_code([], ['a dependency cycle']) == 2
+
+
+def test_only_the_doit_command_itself_ends_early(monkeypatch):
+    import sys
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/doit', 'run_local'])
+    assert compat.doit_command_line()
+    monkeypatch.setattr(sys, 'argv', ['/venv/lib/python3.11/site-packages/pytest/__main__.py'])
+    assert not compat.doit_command_line()  # pytest, the Python API, a profiler: they go on after doit

@@ -101,3 +101,25 @@ def test_without_an_ssh_program_paramiko_reads_the_config(tmp_path, monkeypatch)
     assert (s.hostname, s.user, s.port, s.identity_files, s.alive_interval) == \
         ('10.1.2.3', 'u', 2022, (f'{tmp_path}/k',), 3)
     assert s.known_hosts[0] == os.path.join(ssh_settings.home(), '.ssh', 'known_hosts')
+
+
+def test_the_ssh_socket_sends_each_write_at_once_and_other_transports_are_left_alone():
+    """TCP_NODELAY on the login's TCP socket: a Docker POST (headers, then body) otherwise waits ~40 ms for the
+    server's delayed ACK. A gateway's channel or a ProxyCommand's pipe is not touched."""
+    import socket
+    from types import SimpleNamespace
+    from tg_pipeline.ssh import no_delay
+    server = socket.create_server(('127.0.0.1', 0))
+    client = socket.create_connection(server.getsockname())
+    try:
+        assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        no_delay(SimpleNamespace(sock=client))
+        assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        client.close()
+        server.close()
+    left, right = socket.socketpair()
+    with left, right:
+        no_delay(SimpleNamespace(sock=left))  # a unix socket: no Nagle, nothing to set (and no error)
+    no_delay(SimpleNamespace(sock=object()))  # a ProxyCommand object
+    no_delay(SimpleNamespace())
