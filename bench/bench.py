@@ -124,7 +124,9 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix='tg-bench-'))
         self.project = self.work / 'project'
         shutil.copytree(HERE / 'project', self.project)
-        self.env = {**os.environ, 'PYTHONPATH': str(REPO)}
+        # as a user's Python does: bytecode caches written and used (pip compiles an installed wheel's modules;
+        # a shell that sets PYTHONDONTWRITEBYTECODE, as this machine's does, would recompile ours on every run)
+        self.env = {**{k: v for k, v in os.environ.items() if k != 'PYTHONDONTWRITEBYTECODE'}, 'PYTHONPATH': str(REPO)}
         self.edits = 0
         self.rows: dict[str, dict] = {}
         self.delays: list[float] = []
