@@ -337,7 +337,13 @@ def console_reporter():
 
 def doit_command_line() -> bool:
     """Whether this process is the ``doit`` command (``doit ...`` or ``python -m doit ...``), not a program that
-    runs doit inside (the Python API, a test, a profiler)."""
+    runs doit inside (the Python API, a test, ``python -m cProfile -m doit``, ``coverage run -m doit``)."""
+    orig = getattr(sys, 'orig_argv', None)  # Python 3.10+: the interpreter's own command line
+    if orig is not None:
+        args, i = orig[1:], 0
+        while i < len(args) and args[i].startswith('-') and args[i] != '-m':
+            i += 2 if args[i] in ('-X', '-W') else 1
+        return args[i:i + 2] == ['-m', 'doit'] or (i < len(args) and os.path.basename(args[i]) == 'doit')
     main = sys.modules.get('__main__')
     return os.path.basename(sys.argv[0] if sys.argv else '') == 'doit' or \
         getattr(getattr(main, '__spec__', None), 'name', '') == 'doit.__main__'

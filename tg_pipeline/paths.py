@@ -93,6 +93,7 @@ class JobPaths:
         self.context = self.dir / 'context'
         self.sdist = self.context / f'{module}-{version}.tar.gz'
         self.pyproject = self.dir / 'pyproject.toml.json'  # the sdist's rendered pyproject.toml, kept
+        self.import_check = self.dir / 'import_check.json'  # the inputs of the last import check that passed
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
         self.deps = self.dir / 'deps.json'

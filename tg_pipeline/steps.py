@@ -116,7 +116,7 @@ def sdist(ctx: Context, job: str) -> None:
     setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
         else f'source_roots in [package] of {config.path.name}'
     check = start_import_check(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots,
-                               config.root, setting)  # a fresh Python loads the payload while the sdist is made
+                               config.root, setting, record=p.import_check)  # runs while the sdist is made
     try:
         resources = {n: p.resource(n).read_bytes() for n in names}
         name, data = sdist_archive(j.package, j.version, j.module, config.source_roots, resources,

@@ -4,6 +4,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tg_pipeline import compat
 
 PYPROJECT = Path(__file__).resolve().parents[2] / 'pyproject.toml'
@@ -64,9 +66,14 @@ def test_doit_exit_code_is_the_runners():
     assert compat.doit_exit_code([], ['a dependency cycle']) == 2
 
 
-def test_only_the_doit_command_itself_ends_early(monkeypatch):
+@pytest.mark.parametrize('orig_argv, expected', [
+    (['/venv/bin/python', '/venv/bin/doit', 'run_local'], True), (['python', '-m', 'doit', 'list'], True),
+    (['python', '-X', 'importtime', '-u', '-m', 'doit'], True),
+    (['python', '-m', 'cProfile', '-o', 'p.out', '-m', 'doit'], False),
+    (['python', '/venv/bin/coverage', 'run', '-m', 'doit'], False), (['python', '-m', 'pytest'], False),
+])
+def test_only_the_doit_command_itself_ends_early(monkeypatch, orig_argv, expected):
+    """pytest, the Python API, a profiler or coverage go on after doit returns: they must not be cut short."""
     import sys
-    monkeypatch.setattr(sys, 'argv', ['/venv/bin/doit', 'run_local'])
-    assert compat.doit_command_line()
-    monkeypatch.setattr(sys, 'argv', ['/venv/lib/python3.11/site-packages/pytest/__main__.py'])
-    assert not compat.doit_command_line()  # pytest, the Python API, a profiler: they go on after doit
+    monkeypatch.setattr(sys, 'orig_argv', orig_argv, raising=False)
+    assert compat.doit_command_line() is expected

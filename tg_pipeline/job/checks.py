@@ -113,18 +113,25 @@ def check_imports(job: str, payloads: list[Path], dependencies: list[str], sourc
 
 
 class ImportCheck:
-    """The check's subprocess, started: the caller does other work (the sdist) and then calls :meth:`finish`."""
+    """The check's subprocess, started: the caller does other work (the sdist) and then calls :meth:`finish`.
+    Without a ``command``, the same inputs passed before (see :func:`import_check_key`): nothing runs."""
 
-    def __init__(self, job: str, command: list[str], source_roots: list[Path], dependencies: list[str],
-                 project_root: Path | None, roots_setting: str):
+    def __init__(self, job: str, command: list[str] | None, source_roots: list[Path], dependencies: list[str],
+                 project_root: Path | None, roots_setting: str, record: Path | None = None, key: str = ''):
         self.job, self.source_roots, self.dependencies = job, source_roots, dependencies
-        self.project_root, self.roots_setting = project_root, roots_setting
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.project_root, self.roots_setting, self.record, self.key = project_root, roots_setting, record, key
+        self.process = None if command is None else \
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def finish(self) -> None:
         """Wait for the subprocess; raise what it found."""
+        if self.process is None:
+            return
         _, stderr = self.process.communicate()
         if self.process.returncode == 0:
+            if self.record is not None:
+                from tg_pipeline.paths import write_if_changed
+                write_if_changed(self.record, json.dumps({'key': self.key}).encode())
             return
         job, source_roots = self.job, self.source_roots
         outside = re.search(r'TG_PIPELINE_OUTSIDE (\S+) (.+)$', stderr, re.MULTILINE)
@@ -139,6 +146,8 @@ class ImportCheck:
         raise _undeclared(job, found.group(1), self.dependencies, _importer(stderr, source_roots))
 
     def cancel(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.kill()
         self.process.communicate()
@@ -146,15 +155,91 @@ class ImportCheck:
 
 def start_import_check(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path],
                        project_root: Path | None = None,
-                       roots_setting: str = 'source_roots in [package] of pipeline.toml') -> ImportCheck:
-    """:func:`check_imports`, started in the background."""
+                       roots_setting: str = 'source_roots in [package] of pipeline.toml',
+                       record: Path | None = None) -> ImportCheck:
+    """:func:`check_imports`, started in the background; with a ``record`` of a check that passed with the same
+    :func:`import_check_key`, not started at all (the record is written when it passes)."""
     parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
     project = list(dict.fromkeys(parents + ([str(Path(project_root).resolve())] if project_root else [])))
+    key = ''
+    if record is not None:
+        from tg_pipeline.paths import read_json
+        key = import_check_key(payloads, dependencies, source_roots, project)
+        if (read_json(record) or {}).get('key') == key:
+            return ImportCheck(job, None, source_roots, list(dependencies), project_root, roots_setting)
     helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
     script = f'import sys; sys.path[:] = {parents!r} + [p for p in sys.path if p]\n' + _GUARD.replace('HELPERS', helpers)
     command = [sys.executable, '-c', script, json.dumps(sorted(root.name for root in source_roots)),
                json.dumps(list(dependencies)), json.dumps(project), *map(str, payloads)]
-    return ImportCheck(job, command, source_roots, list(dependencies), project_root, roots_setting)
+    return ImportCheck(job, command, source_roots, list(dependencies), project_root, roots_setting, record, key)
+
+
+def _importable(folder: str) -> list[str]:
+    """What in ``folder`` an import could find: modules and folders (not a record, a log, an editor's swap file)."""
+    import os
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.endswith(('.py', '.pyc', '.so', '.pyd')) or e.is_dir())
+
+
+# `import a.b as c, d` and `from a.b import x` (anywhere, also indented); relative imports stay in a root
+_IMPORT_LINE = re.compile(rb'^[ \t]*(?:from[ \t]+([A-Za-z_][\w.]*)[ \t]+import\b|import[ \t]+([^#\n;]+))',
+                          re.MULTILINE)
+
+
+def imported_names(source: bytes) -> set[str]:
+    """The top-level modules a Python source names in its import statements."""
+    found = set()
+    for origin, names in _IMPORT_LINE.findall(source):
+        for name in ([origin] if origin else names.split(b',')):
+            words = name.strip().split()
+            if words:
+                found.add(words[0].split(b'.')[0].decode('ascii', 'replace'))
+    return found
+
+
+def import_check_key(payloads: list[Path], dependencies: list[str], source_roots: list[Path],
+                     project: list[str]) -> str:
+    """What the check's outcome depends on: the declared dependencies, the roots, the modules the roots' sources
+    import (not the rest of their code), the installed modules and project modules the payloads name (their
+    objects' classes, the modules their code refers to; not their bytes, which every code edit of a root
+    changes), what the project folders hold, and the installed packages (this Python, its path entries' change
+    times). A job that imports torch is then loaded in a fresh Python once, not at every code edit."""
+    import hashlib
+    import os
+    from tg_pipeline.package.sdist import source_files
+    names: set[str] = set()
+    for file in source_files(source_roots):
+        if file.suffix == '.py':
+            names |= imported_names(file.read_bytes())
+    folders = [entry for entry in sys.path if entry and os.path.isdir(entry)]
+    listed = {folder: _importable(folder) for folder in dict.fromkeys([*project, *folders]) if os.path.isdir(folder)}
+    candidates = {_module_name(name) for found in listed.values() for name in found} - {Path(r).name for r in source_roots}
+    named = set().union(*(payload_modules(Path(path).read_bytes(), candidates) for path in payloads))
+    parts = [sys.executable, sys.version, json.dumps(sorted(dependencies)), json.dumps(sorted(names)),
+             json.dumps(sorted(named)), *(str(Path(root).resolve()) for root in source_roots)]
+    parts += [f'{folder}:{listed[folder]}' for folder in project if folder in listed]
+    parts += [f'{folder}:{os.stat(folder).st_mtime_ns}' for folder in folders]
+    return hashlib.sha256(b'\0'.join(part.encode() for part in parts)).hexdigest()
+
+
+def payload_modules(data: bytes, candidates: set[str]) -> set[str]:
+    """The ``candidates`` (top-level module names) a pickle names: in its global references (``module name``)
+    and in its strings (cloudpickle's imports of the modules pickled code uses)."""
+    import pickletools
+    found = set()
+    try:
+        for _, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str) and len(arg) < 256:
+                found.update(top for top in (w.split('.')[0] for w in arg.split()) if top in candidates)
+    except Exception:  # noqa: BLE001 - not a pickle we can read: its bytes decide
+        import hashlib
+        found.add(hashlib.sha256(data).hexdigest())
+    return found
+
+
+def _module_name(entry: str) -> str:
+    """``numpy`` for ``numpy``, ``numpy.py``, ``_cffi_backend.cpython-311-x86_64-linux-gnu.so``."""
+    return entry.split('.')[0]
 
 
 def _undeclared(job: str, top: str, dependencies: list[str], where: str) -> PackagingError:
