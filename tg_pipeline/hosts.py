@@ -112,58 +112,12 @@ def _local_host() -> Host:
     return Host('local', 'local', local_engine())
 
 
-_EARLY: dict = {}  # [remote] settings (frozen) -> (thread, {'remote': Remote} and/or {'error': exception})
-
-
-def connect_early(config) -> None:
-    """Start the SSH login to [remote] (and the first Docker request over it) in a thread, while this process does
-    its local steps; :func:`open_host` takes that connection when it needs one, and raises the login's error, if
-    any, there and then, as if it had connected itself. Unused connections are closed at exit."""
-    import atexit
-    import threading
-    key = config.remote
-    if not key.host or key in _EARLY:
-        return
-    box: dict = {}
-
-    def login():
-        try:
-            from tg_pipeline.ssh import Remote, RemoteTarget
-            remote = Remote(RemoteTarget.from_config(config.remote))
-            box['remote'] = remote
-            remote.docker  # noqa: B018  (the engine's version, asked over the new connection)
-        except BaseException as e:  # handed to the main thread by open_host
-            box['error'] = e
-    thread = threading.Thread(target=login, name='tg-pipeline-early-ssh', daemon=True)
-    _EARLY[key] = (thread, box)
-    if len(_EARLY) == 1:
-        atexit.register(_close_early)
-    thread.start()
-
-
-def _close_early() -> None:
-    """At exit: close logins nobody took (a build step failed first); one still connecting is left to die with
-    the process (its thread is a daemon), so a failed build never waits for a slow host."""
-    for thread, box in _EARLY.values():
-        thread.join(timeout=0.2)
-        if 'remote' in box:
-            box['remote'].close()
-    _EARLY.clear()
-
-
 def _remote(config):
-    """The [remote] login: the one :func:`connect_early` started, or a new one."""
+    """The [remote] login: the one :func:`tg_pipeline.early_ssh.connect_early` started, or a new one."""
+    from tg_pipeline import early_ssh
     from tg_pipeline.ssh import Remote, RemoteTarget
-    early = _EARLY.pop(config.remote, None)
-    if early is None:
-        return Remote(RemoteTarget.from_config(config.remote))
-    thread, box = early
-    thread.join()
-    if 'error' in box:
-        if 'remote' in box:
-            box['remote'].close()
-        raise box['error']
-    return box['remote']
+    early = early_ssh.take(config)
+    return early if early is not None else Remote(RemoteTarget.from_config(config.remote))
 
 
 def _ssh_host(config) -> Host:

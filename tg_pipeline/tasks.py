@@ -225,7 +225,7 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
         config = config_module.load(config_file or os.environ.get('TG_PIPELINE_CONFIG') or root / 'pipeline.toml',
                                     overrides=variables)
         if runs_remote(sys.argv[1:]):  # the SSH login goes on while the tasks are made and the build steps run
-            from tg_pipeline.hosts import connect_early
+            from tg_pipeline.early_ssh import connect_early
             connect_early(config)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
         ctx = steps.Context(config, variables)

@@ -1,11 +1,11 @@
-"""The SSH login to [remote] starts while the build steps run (hosts.connect_early); open_host takes it, or raises
+"""The SSH login to [remote] starts while the build steps run (early_ssh.connect_early); open_host takes it, or raises
 its error as if it had connected itself; a doit command that only names run_remote starts none (no SSH here)."""
 import threading
 import types
 
 import pytest
 
-from tg_pipeline import hosts, ssh
+from tg_pipeline import early_ssh, hosts, ssh
 from tg_pipeline.config import RemoteSettings
 from tg_pipeline.errors import RemoteError
 from tg_pipeline.tasks import runs_remote
@@ -29,9 +29,9 @@ def fake_ssh(monkeypatch):
     FakeRemote.made = []
     monkeypatch.setattr(ssh, 'Remote', FakeRemote)
     monkeypatch.setattr(ssh.RemoteTarget, 'from_config', staticmethod(lambda remote: remote.host))
-    hosts._EARLY.clear()
+    early_ssh._EARLY.clear()
     yield FakeRemote.made
-    hosts._EARLY.clear()
+    early_ssh._EARLY.clear()
 
 
 def config(host):
@@ -39,8 +39,8 @@ def config(host):
 
 
 def test_open_host_takes_the_login_started_early(fake_ssh):
-    hosts.connect_early(config('gpu-box'))
-    hosts.connect_early(config('gpu-box'))  # once per host
+    early_ssh.connect_early(config('gpu-box'))
+    early_ssh.connect_early(config('gpu-box'))  # once per host
     remote = hosts._remote(config('gpu-box'))
     assert fake_ssh == [('gpu-box', 'tg-pipeline-early-ssh')] and remote.docker == 'engine'
     hosts._remote(config('gpu-box'))  # the early one is taken once; the next login is made here
@@ -48,18 +48,18 @@ def test_open_host_takes_the_login_started_early(fake_ssh):
 
 
 def test_an_early_login_error_is_raised_where_the_host_is_opened(fake_ssh):
-    hosts.connect_early(config('refusing-host'))
+    early_ssh.connect_early(config('refusing-host'))
     with pytest.raises(RemoteError) as info:
         hosts._remote(config('refusing-host'))
     assert info.value.message == 'the SSH login to refusing-host was refused'
 
 
 def test_a_login_nobody_took_is_closed_at_exit(fake_ssh):
-    hosts.connect_early(config('gpu-box'))
-    thread, box = hosts._EARLY[RemoteSettings(host='gpu-box')]
+    early_ssh.connect_early(config('gpu-box'))
+    thread, box = early_ssh._EARLY[RemoteSettings(host='gpu-box')]
     thread.join()
-    hosts._close_early()
-    assert box['remote'].closed and hosts._EARLY == {}
+    early_ssh.close_untaken()
+    assert box['remote'].closed and early_ssh._EARLY == {}
 
 
 @pytest.mark.parametrize('argv, expected', [
@@ -80,3 +80,15 @@ def test_only_a_command_that_runs_run_remote_logs_in_early(argv, expected):
 def test_only_a_registry_free_remote_run_alone_skips_loading_the_image_here(argv, transfer, expected):
     from tg_pipeline.tasks import image_needed_here
     assert image_needed_here(argv, transfer) is expected
+
+
+def test_the_login_starts_before_the_docker_sdk_is_imported():
+    """dodo.py reads the configuration and starts the login: neither needs docker (~50 ms to import), which the
+    main thread imports while the login goes on."""
+    import subprocess
+    import sys
+    probe = ('import sys, tg_pipeline.tasks, tg_pipeline.early_ssh; '
+             'print(sorted(m for m in ("docker", "paramiko", "fabric") if m in sys.modules))')
+    result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
