@@ -299,9 +299,12 @@ def test_cleanup_removes_old_ended_runs_only(engine, client, tmp_path):
     assert '1 ended run(s) older than 1 day(s) removed from local' in out.getvalue()
 
 
-def test_the_run_folder_is_fetched_while_the_engine_finishes_the_container(engine, client, paths, monkeypatch):
-    """Local engine: once the output ended, the run folder's archive is asked for while the wait is still pending
-    (the fake's wait answers only after that request came, else the test times out); it is fetched once."""
+@pytest.mark.parametrize('where', ['local', 'remote tg@gpu-box:22'])
+def test_the_run_folder_is_fetched_while_the_engine_finishes_the_container(engine, client, paths, monkeypatch,
+                                                                           where):
+    """Once the output ended, the run folder's archive is asked for while the wait is still pending (the fake's
+    wait answers only after that request came, else the test times out); it is fetched once. Over SSH a second
+    channel is opened while the job runs (a ping), so the two requests need not open one then."""
     import threading
     asked = threading.Event()
     archive, wait = engine.container_archive, engine.container_wait
@@ -317,19 +320,11 @@ def test_the_run_folder_is_fetched_while_the_engine_finishes_the_container(engin
     monkeypatch.setattr(engine, 'container_archive', container_archive)
     monkeypatch.setattr(engine, 'container_wait', container_wait)
     engine.program(IMAGE, stdout=b'done\n', files={'result.pkl': pickle.dumps(7), 'output/a.txt': b'a'})
-    result, out, _ = run(client, make_spec(engine), paths)
-    assert result.value == 7 and out == 'done\n'
+    pings = len(engine.find('GET', '*/_ping'))
+    result = lifecycle.run(local_backend(client, where), make_spec(engine), paths, out=io.StringIO(),
+                           err=io.StringIO())
+    assert result.value == 7 and paths.out(result.run_id).read_text() == 'done\n'
     assert (paths.run_dir(result.run_id) / 'output' / 'a.txt').read_text() == 'a'
     assert len([c for c in engine.find('GET', '/containers/*/archive') if c.params.get('path') == '/tg_pipeline/run']) \
         == 1
-
-
-def test_over_ssh_the_run_folder_waits_for_the_end_of_the_container(engine, client, paths):
-    """A remote engine: a second request at once would first open another SSH channel; the order stays wait,
-    then the archive."""
-    engine.program(IMAGE, stdout=b'done\n', files={'result.pkl': pickle.dumps(7)})
-    backend = local_backend(client, 'remote tg@gpu-box:22')
-    result = lifecycle.run(backend, make_spec(engine), paths, out=io.StringIO(), err=io.StringIO())
-    assert result.value == 7
-    order = [c.path.rsplit('/', 1)[-1] for c in engine.calls if c.path.rsplit('/', 1)[-1] in ('wait', 'archive')]
-    assert order[:2] == ['wait', 'archive']
+    assert len(engine.find('GET', '*/_ping')) - pings == (0 if where == 'local' else 1)

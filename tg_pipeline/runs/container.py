@@ -87,6 +87,16 @@ def archive(client, ref: str, path: str, spool=None):
         yield tar
 
 
+def _in_background(function, *args):
+    """``function(*args)`` in a thread of its own; its future."""
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(1, thread_name_prefix='tg-pipeline-run')
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def same_bytes(path, digest: dict | None) -> bool:
     """Whether the file ``path`` has the size and sha256 that ``digest`` records."""
     if not digest or not path.exists() or path.stat().st_size != digest.get('size'):
@@ -169,28 +179,21 @@ class ContainerBackend:
     # --- watch --------------------------------------------------------------------------------------
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
-        raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
+        raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's.
+
+        Once the output ended, the job's process did, and its run folder is complete: it is fetched while the
+        engine finishes the container (the archive request and the wait overlap, ~35 ms). Over SSH each
+        request at once needs its own channel, and opening one costs ~45 ms: a second one is opened while
+        the job runs."""
         with lost_connection_means_detached(self.remote, self.host, handle,
                                             'the job keeps running there and nothing of it is lost', self.lost):
+            if self.remote:
+                _in_background(self.client.api.ping)
             for stream, data in compat.log_frames(self.client, handle.ref):
                 sink.write(stream, data)
-            early = self._fetch_run_dir_early(handle)
+            early = _in_background(spooled_archive, self.client, handle.ref, protocol.RUN_DIR)
             self.client.api.wait(handle.ref)
-        if early is not None:
-            self._early[handle.ref] = early
-
-    def _fetch_run_dir_early(self, handle: RunHandle):
-        """The output ended, so the job's process did, and its run folder is complete: on the local engine it is
-        fetched while the engine finishes the container (the archive request and the wait overlap, ~35 ms;
-        over SSH a second request would first open another channel, so it waits its turn there)."""
-        if self.remote:
-            return None
-        from concurrent.futures import ThreadPoolExecutor
-        pool = ThreadPoolExecutor(1, thread_name_prefix='tg-pipeline-run-dir')
-        try:
-            return pool.submit(spooled_archive, self.client, handle.ref, protocol.RUN_DIR)
-        finally:
-            pool.shutdown(wait=False)
+        self._early[handle.ref] = early
 
     # --- find ---------------------------------------------------------------------------------------
     def find(self, job: str | None = None, project: str | None = None) -> dict[str, RunHandle]:
