@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 import link  # noqa: E402 (bench/, beside this file)
+import parts  # noqa: E402
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
 VETH = 'tgr-host'
@@ -246,6 +247,7 @@ class Bench:
                      lambda: sum(self.doit('run_local', 'job=BenchJob')[0] for _ in range(16)))
         self.rows['i_local_sequential_16']['note'] = \
             f'{self.rows["i_local_sequential_16"]["median_s"] / 16:.3f} s per job'
+        parts.parts_rows(self, REMOTE_SOCKET)
         self.rows['h_start_overhead'] = {'label': '(h) in-container start: entry point -> job first line',
                                          'median_s': statistics.median(self.delays), 'runs_s': self.delays}
 
@@ -283,7 +285,7 @@ def table(rows: dict) -> str:
             lines.append(f'{row["label"]:62} {"failed":>9}  {row["error"]}')
             continue
         floor = floor_remote if 'remote' in key else floor_local
-        plain = key.startswith(('a_', 'h_', 'i_', 'j_'))  # no ratio to the floor or the naive rebuild
+        plain = key.startswith(('a_', 'h_', 'i_', 'j_', 'k_'))  # no ratio to the floor or the naive rebuild
         ratio_floor = '' if plain or not floor else f'{row["median_s"] / floor:.2f}'
         ratio_naive = '' if plain or not naive else f'{row["median_s"] / naive:.2f}'
         lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {_sent(row)}')
@@ -308,6 +310,8 @@ def main() -> None:
     print(table(rows))
     print()
     print(link.targets_table(found))
+    print()
+    print(parts.bounds_table(rows))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,

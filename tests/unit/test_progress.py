@@ -137,3 +137,11 @@ def test_step_notes_are_short_unique_and_bounded():
     for i in range(progress.MAX_NOTES + 5):
         step_note(f'note {i}')
     assert len(take_step_notes()) == progress.MAX_NOTES
+
+
+def test_the_transfer_summary_counts_bytes_as_push_and_pull_do():
+    from tg_pipeline.image.transfer import TransferStats
+    assert TransferStats(layers_total=6, layers_sent=1, bytes_sent=22_200).summary() == \
+        '1 of 6 layers sent, 22.2 kB over SSH'
+    assert TransferStats(layers_total=6, layers_sent=2, bytes_sent=71_000_000).summary() == \
+        '2 of 6 layers sent, 71.0 MB over SSH'

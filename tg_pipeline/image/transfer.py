@@ -33,8 +33,8 @@ class TransferStats:
     sent: list = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f'{self.layers_sent} of {self.layers_total} layers sent, '
-                f'{self.bytes_sent / 1e6:.2f} MB over SSH')
+        from tg_pipeline.progress import format_bytes
+        return f'{self.layers_sent} of {self.layers_total} layers sent, {format_bytes(self.bytes_sent)} over SSH'
 
 
 def remote_layers(client: docker.DockerClient, known: dict | None = None) -> set[str]:
