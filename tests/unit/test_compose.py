@@ -130,9 +130,10 @@ def test_build_on_from_the_python_api(tmp_path):
         == 'remote'
 
 
-def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, client, sdist, tmp_path):
+@pytest.fixture
+def job_paths(engine, sdist, tmp_path):
+    """A job's build folder with its Dockerfile, requirements and sdist; the base image on ``engine``."""
     import shutil
-    from tg_pipeline.image.job_image import build_job_image, record_image, recorded_composed
     from tg_pipeline.paths import JobPaths
     engine.add_image('python:3.11-slim', layers=3)
     paths = JobPaths(tmp_path / 'build', 'Train', 'train__1', '1')
@@ -140,6 +141,12 @@ def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, 
     (paths.context / 'Dockerfile').write_text('FROM python:3.11-slim\nLABEL tg_pipeline.deps="Train"\n')
     (paths.context / 'requirements.txt').write_text('')
     shutil.copy(sdist, paths.sdist)
+    return paths
+
+
+def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, client, job_paths):
+    from tg_pipeline.image.job_image import build_job_image, record_image, recorded_composed
+    paths = job_paths
     image = build_job_image(client, paths, 'train:1', SETTINGS, silent=True)
     assert image.composed is None and image.deps_built
     deps, code = engine.builds[-2:]
@@ -154,19 +161,12 @@ def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, 
 
 
 def test_composed_for_the_remote_only_is_not_loaded_here_and_stays_current_while_its_deps_image_is(
-        engine, client, sdist, tmp_path):
+        engine, client, job_paths):
     """load_here=False (a registry-free run_remote alone): no load is asked of this engine (this fake one would
     refuse it and force a build), the composition is recorded, and it is current until the dependency image
     it stands on is gone from this engine."""
-    import shutil
     from tg_pipeline.image.job_image import build_job_image, composed_up_to_date, record_image, recorded_composed
-    from tg_pipeline.paths import JobPaths
-    engine.add_image('python:3.11-slim', layers=3)
-    paths = JobPaths(tmp_path / 'build', 'Train', 'train__1', '1')
-    paths.context.mkdir(parents=True)
-    (paths.context / 'Dockerfile').write_text('FROM python:3.11-slim\nLABEL tg_pipeline.deps="Train"\n')
-    (paths.context / 'requirements.txt').write_text('')
-    shutil.copy(sdist, paths.sdist)
+    paths = job_paths
     image = build_job_image(client, paths, 'train:1', SETTINGS, silent=True, load_here=False)
     assert image.composed is not None and len(engine.builds) == 1  # the dependency image only
     assert image.image_id not in engine.images
