@@ -297,34 +297,3 @@ def test_cleanup_removes_old_ended_runs_only(engine, client, tmp_path):
     assert [c.labels['tg_pipeline.run_id'] for c in engine.containers.values()] == [running]
     assert (tmp_path / 'Greeter' / f'{ended}.out').read_bytes() == b'old\n'
     assert '1 ended run(s) older than 1 day(s) removed from local' in out.getvalue()
-
-
-@pytest.mark.parametrize('where', ['local', 'remote tg@gpu-box:22'])
-def test_the_run_folder_is_fetched_while_the_engine_finishes_the_container(engine, client, paths, monkeypatch,
-                                                                           where):
-    """Once the output ended, the run folder's archive is asked for while the wait is still pending (the fake's
-    wait answers only after that request came, else the test times out); it is fetched once. Over SSH a second
-    channel is opened while the job runs (a ping), so the two requests need not open one then."""
-    import threading
-    asked = threading.Event()
-    archive, wait = engine.container_archive, engine.container_wait
-
-    def container_archive(call, ref):
-        if call.params.get('path') == '/tg_pipeline/run':
-            asked.set()
-        return archive(call, ref)
-
-    def container_wait(call, ref):
-        assert asked.wait(timeout=10), 'the wait was answered before the run folder was asked for'
-        return wait(call, ref)
-    monkeypatch.setattr(engine, 'container_archive', container_archive)
-    monkeypatch.setattr(engine, 'container_wait', container_wait)
-    engine.program(IMAGE, stdout=b'done\n', files={'result.pkl': pickle.dumps(7), 'output/a.txt': b'a'})
-    pings = len(engine.find('GET', '*/_ping'))
-    result = lifecycle.run(local_backend(client, where), make_spec(engine), paths, out=io.StringIO(),
-                           err=io.StringIO())
-    assert result.value == 7 and paths.out(result.run_id).read_text() == 'done\n'
-    assert (paths.run_dir(result.run_id) / 'output' / 'a.txt').read_text() == 'a'
-    assert len([c for c in engine.find('GET', '/containers/*/archive') if c.params.get('path') == '/tg_pipeline/run']) \
-        == 1
-    assert len(engine.find('GET', '*/_ping')) - pings == (0 if where == 'local' else 1)

@@ -57,44 +57,21 @@ def saved_tail(paths, handle: RunHandle) -> str:
     return b''.join(parts).decode('utf-8', 'replace')
 
 
-def spooled_archive(client, ref: str, path: str):
-    """``path`` in the container as a tar stream in a temporary file (never whole in memory), at its start; None
-    when the container has nothing there."""
+@contextlib.contextmanager
+def archive(client, ref: str, path: str):
+    """``path`` in the container as an open tar file, spooled to disk (never whole in memory); None when the
+    container has nothing there."""
     try:
         stream, _ = client.api.get_archive(ref, path)
     except docker.errors.NotFound:
-        return None
-    spool = tempfile.TemporaryFile()
-    try:
-        for chunk in stream:
-            spool.write(chunk)
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return spool
-
-
-@contextlib.contextmanager
-def archive(client, ref: str, path: str, spool=None):
-    """``path`` in the container as an open tar file (``spool``: fetched already by :func:`spooled_archive`);
-    None when the container has nothing there."""
-    spool = spool if spool is not None else spooled_archive(client, ref, path)
-    if spool is None:
         yield None
         return
-    with spool, tarfile.open(fileobj=spool) as tar:
-        yield tar
-
-
-def _in_background(function, *args):
-    """``function(*args)`` in a thread of its own; its future."""
-    from concurrent.futures import ThreadPoolExecutor
-    pool = ThreadPoolExecutor(1, thread_name_prefix='tg-pipeline-run')
-    try:
-        return pool.submit(function, *args)
-    finally:
-        pool.shutdown(wait=False)
+    with tempfile.TemporaryFile() as spool:
+        for chunk in stream:
+            spool.write(chunk)
+        spool.seek(0)
+        with tarfile.open(fileobj=spool) as tar:
+            yield tar
 
 
 def same_bytes(path, digest: dict | None) -> bool:
@@ -137,7 +114,6 @@ class ContainerBackend:
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
         self.lost = getattr(host, 'lost_reason', lambda: None)
         self.place = host  # its SSH connection reaches the host's files and the containers' network
-        self._early = {}  # container id -> future of its run folder's archive, fetched as the job ended
 
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
@@ -179,21 +155,12 @@ class ContainerBackend:
     # --- watch --------------------------------------------------------------------------------------
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the output into ``sink`` until the container ends. A lost connection to a remote engine
-        raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's.
-
-        Once the output ended, the job's process did, and its run folder is complete: it is fetched while the
-        engine finishes the container (the archive request and the wait overlap, ~35 ms). Over SSH each
-        request at once needs its own channel, and opening one costs ~45 ms: a second one is opened while
-        the job runs."""
+        raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
         with lost_connection_means_detached(self.remote, self.host, handle,
                                             'the job keeps running there and nothing of it is lost', self.lost):
-            if self.remote:
-                _in_background(self.client.api.ping)
             for stream, data in compat.log_frames(self.client, handle.ref):
                 sink.write(stream, data)
-            early = _in_background(spooled_archive, self.client, handle.ref, protocol.RUN_DIR)
             self.client.api.wait(handle.ref)
-        self._early[handle.ref] = early
 
     # --- find ---------------------------------------------------------------------------------------
     def find(self, job: str | None = None, project: str | None = None) -> dict[str, RunHandle]:
@@ -309,21 +276,13 @@ class ContainerBackend:
                 shutil.copyfileobj(data, file, 1 << 20)
         return True
 
-    def _fetched_early(self, handle: RunHandle):
-        """The run folder's archive :meth:`watch` fetched (a spool), or None to fetch it now."""
-        early = self._early.pop(handle.ref, None)
-        try:
-            return early.result() if early is not None else None
-        except Exception:  # noqa: BLE001 - asked again, the engine says it again, where it is handled
-            return None
-
     def _copy_run_dir(self, handle: RunHandle, paths) -> tuple:
         """(the run folder copied here or None, the log digest it brought or None: ``protocol.RUN_LOG_DIGEST``,
         read, not copied)."""
         if paths is None:
             return None, None
         target = paths.run_dir(handle.run_id)
-        with archive(self.client, handle.ref, protocol.RUN_DIR, self._fetched_early(handle)) as tar:
+        with archive(self.client, handle.ref, protocol.RUN_DIR) as tar:
             if tar is None:
                 return None, None  # the job died before the entry point made it
             target.mkdir(parents=True, exist_ok=True)
