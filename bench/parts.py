@@ -22,12 +22,17 @@ import sys
 import time
 from pathlib import Path
 
+from tg_pipeline.runtime import protocol
+
 SDK = 'from tg_pipeline.compat import import_docker_without_paramiko as sdk; sdk()'  # as a run imports it
 IMPORTS = {
     'k_python_doit': ('(k) a Python process importing doit', 'import doit.doit_cmd'),
     'k_python_doit_docker': ('(k) ... and the Docker SDK', f'import doit.doit_cmd; {SDK}'),
     'k_python_doit_docker_ssh': ('(k) ... and paramiko + fabric', f'import doit.doit_cmd; {SDK}; import fabric'),
 }
+
+
+RUN_ENV = {protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: 'bench-parts'}  # a run's own
 
 
 def _median(step, runs: int) -> tuple[float, list[float]]:
@@ -44,11 +49,11 @@ def _timed_import(code: str, env: dict) -> float:
 def _engine_run(client, image_id: str) -> tuple[float, float]:
     """(create + start + wait + remove, the run folder's archive request) of one container of ``image_id``."""
     started = time.perf_counter()
-    container = client.api.create_container(image_id, environment={'EXAMPLE_VARIABLE': 'x'})
+    container = client.api.create_container(image_id, environment={'EXAMPLE_VARIABLE': 'x', **RUN_ENV})
     client.api.start(container)
     client.api.wait(container)
     ended = time.perf_counter()
-    stream, _ = client.api.get_archive(container, '/tg_pipeline/run')
+    stream, _ = client.api.get_archive(container, protocol.RUN_DIR)
     for _ in stream:
         pass
     archived = time.perf_counter()
