@@ -59,6 +59,7 @@ def test_an_unset_env_variable_stops_the_run_before_it_starts(project, docker_cl
     assert ('TIP: set it first: export EXAMPLE_VARIABLE=...; or, to run without, env_missing = "ignore" in [run] '
             '(or in [jobs.ExampleJob]) of pipeline.toml, or env_missing=ignore on the command line') in result.stderr
     assert 'Welcome to Training Grounds!' not in result.stdout
+    assert 'TaskFailed' not in result.stdout and 'not set here' not in result.stdout  # said once, on stderr
     assert leftovers(docker_client, 'ExampleJob', project) == []
     assert not project.path('build/ExampleJob/runs').exists()  # no run was started, nothing collected
     exported = subprocess.run(doit, cwd=project.root, env={**env, 'EXAMPLE_VARIABLE': 'set'}, capture_output=True,

@@ -297,6 +297,7 @@ def console_reporter():
         def __init__(self, outstream, options):
             super().__init__(outstream, options)
             self.lines = StepLines(self._write_now)
+            self.failed = []
 
         def _write_now(self, text):
             self.write(text)
@@ -314,6 +315,7 @@ def console_reporter():
 
         def add_failure(self, task, fail):
             self.lines.failed(task.title())
+            self.failed.append(fail)  # also those it does not print (report=False: said as ERROR/TIP already)
             super().add_failure(task, fail)
 
         def skip_uptodate(self, task):
@@ -331,7 +333,7 @@ def console_reporter():
                 flush = getattr(self.outstream, 'flush', None)
                 if flush:
                     flush()
-                exit_now(doit_exit_code(self.failures, self.runtime_errors))
+                exit_now(doit_exit_code(self.failed, self.runtime_errors))
     return Reporter
 
 
@@ -350,10 +352,10 @@ def doit_command_line() -> bool:
 
 
 def doit_exit_code(failures: list, runtime_errors: list) -> int:
-    """The code doit's runner returns after these: 2 for an error (an exception, not a task's failure), else 1 for
-    a failure, else 0 (doit.runner: ``final_result``)."""
+    """The code doit's runner returns after these failures (doit's TaskFailed / TaskError): 2 for an error (an
+    exception, not a task's failure), else 1 for a failure, else 0 (doit.runner: ``final_result``)."""
     from doit.exceptions import TaskFailed
-    if runtime_errors or any(not isinstance(f['exception'], TaskFailed) for f in failures):
+    if runtime_errors or any(not isinstance(f, TaskFailed) for f in failures):
         return 2
     return 1 if failures else 0
 

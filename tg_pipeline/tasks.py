@@ -58,15 +58,15 @@ def action(ctx: steps.Context, function, *args):
     def run():
         try:
             function(ctx, *args)
-        except PipelineError as e:
+        except PipelineError as e:  # said once, as ERROR/TIP: doit's reporter does not repeat it
             ctx.errors.append(e)
             if not ctx.capture:
                 report(e)
                 steps.say_failed_run(e)
-            return TaskFailed(e.message.splitlines()[0])
+            return TaskFailed(e.message.splitlines()[0], report=ctx.capture)
         except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
             ctx.errors.append(e)
-            return TaskFailed('interrupted (Ctrl-C)')
+            return TaskFailed('interrupted (Ctrl-C)', report=ctx.capture)
         except Exception as e:
             if not ctx.capture:
                 raise

@@ -61,8 +61,8 @@ def test_exit_now_does_nothing_while_a_thread_the_exit_waits_for_runs_or_when_de
 def test_doit_exit_code_is_the_runners():
     from doit.exceptions import TaskError, TaskFailed
     assert compat.doit_exit_code([], []) == 0
-    assert compat.doit_exit_code([{'exception': TaskFailed('x')}], []) == 1
-    assert compat.doit_exit_code([{'exception': TaskFailed('x')}, {'exception': TaskError('y')}], []) == 2
+    assert compat.doit_exit_code([TaskFailed('x', report=False)], []) == 1
+    assert compat.doit_exit_code([TaskFailed('x'), TaskError('y')], []) == 2
     assert compat.doit_exit_code([], ['a dependency cycle']) == 2
 
 
