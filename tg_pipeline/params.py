@@ -222,9 +222,6 @@ def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[di
     return controls + settings_params
 
 
-__all__ = ['command_line', 'settings', 'for_task', 'is_setting']
-
-
 def run_steps(argv: list[str], steps) -> list[str]:
     """The steps (of ``steps``) a doit command line runs: ``doit run_remote job=X``, ``doit run run_remote:X``;
     [] for one that merely names them (``doit help run_remote``, ``doit info ...``) and for plain ``doit``."""
@@ -234,3 +231,7 @@ def run_steps(argv: list[str], steps) -> list[str]:
     if not words or words[0].split(':')[0] not in steps:
         return []
     return [w.split(':')[0] for w in words]
+
+
+__all__ = ['command_line', 'settings', 'for_task', 'is_setting', 'run_steps']
+

@@ -29,7 +29,8 @@ from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (pub
 # payload paths...]. The current folder is not on sys.path (the container's is not the project's); a module
 # found in a project folder (a root's parent, the project root) that is no source root is refused.
 # Only an import that is neither the standard library nor a source root (nor cloudpickle, which every
-# payload's unpickling imports) costs a look at the installed distributions (once): a job that imports only those starts and ends in the time Python takes to start.
+# payload's unpickling imports) costs a look at the installed distributions (once): a job that imports only
+# those starts and ends in the time Python takes to start.
 # packaging parses the requirements (helpers below), imported only then, with the guard out of the way; it leaves
 # sys.modules again, so that the job's own ``import packaging`` is judged like any other import. The guard is a
 # plain meta path finder: importlib.abc would cost every check about 10 ms.
@@ -213,7 +214,8 @@ def import_check_key(payloads: list[Path], dependencies: list[str], source_roots
             names |= imported_names(file.read_bytes())
     folders = [entry for entry in sys.path if entry and os.path.isdir(entry)]
     listed = {folder: _importable(folder) for folder in dict.fromkeys([*project, *folders]) if os.path.isdir(folder)}
-    candidates = {_module_name(name) for found in listed.values() for name in found} - {Path(r).name for r in source_roots}
+    roots = {Path(r).name for r in source_roots}
+    candidates = {_module_name(name) for found in listed.values() for name in found} - roots
     named = set().union(*(payload_modules(Path(path).read_bytes(), candidates) for path in payloads))
     parts = [sys.executable, sys.version, json.dumps(sorted(dependencies)), json.dumps(sorted(names)),
              json.dumps(sorted(named)), *(str(Path(root).resolve()) for root in source_roots)]
