@@ -18,7 +18,8 @@ API
 
 Dependency images (labelled ``tg_pipeline.deps``): a job image is its dependency image plus the code layer
 (see :mod:`tg_pipeline.image.compose`) and names it in its config; a dependency image stays while a kept job
-image stands on it or a container uses it, and goes after that.
+image stands on it, a container uses it, or it is the newest of its job (the one the next build composes on;
+with ``keep=0`` that one goes too), and goes after that.
 
 Parents (images built by the classic builder): the engine deletes an image's untagged parents along with it (the
 default, ``noprune=False``) only while nothing else needs them. Docker 20.10 with
@@ -63,7 +64,9 @@ def _used_image_ids(client) -> set[str]:
 
 def _plan(images: list, keep: int, used: set[str]) -> tuple[list, list, int]:
     """(to remove, to keep, how many kept only because a container uses them). A dependency image goes when
-    no kept job image stands on it (a job image names its dependency image in its config's ``Image``)."""
+    no kept job image stands on it (a job image names its dependency image in its config's ``Image``), no
+    container uses it, and it is not its job's newest (while ``keep`` > 0): a registry-free ``run_remote``
+    composes the job image on that one without loading the job image here."""
     jobs: dict[str, list] = {}
     deps = [i for i in images if DEPS_LABEL in i.labels and JOB_LABEL not in i.labels]
     for image in images:
@@ -71,8 +74,11 @@ def _plan(images: list, keep: int, used: set[str]) -> tuple[list, list, int]:
             jobs.setdefault(image.labels.get(JOB_LABEL, ''), []).append(image)
     remove, kept, in_use = _plan_jobs(jobs, keep, used)
     standing = {(i.attrs.get('Config') or {}).get('Image') for i in kept}
+    newest = {}  # job -> its newest dependency image (none with keep=0: then all go)
+    for image in sorted(deps, key=lambda i: (created_key(i.attrs.get('Created')), i.id)) if keep else []:
+        newest[image.labels[DEPS_LABEL]] = image.id
     for image in deps:
-        (kept if image.id in standing or image.id in used else remove).append(image)
+        (kept if image.id in standing or image.id in used or image.id in newest.values() else remove).append(image)
     return remove, kept, in_use
 
 
