@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tg_pipeline.runtime import protocol
 
-SDK = 'from tg_pipeline.compat import import_docker_without_paramiko as sdk; sdk()'  # as a run imports it
+SDK = 'from tg_pipeline.compat.docker import import_docker_without_paramiko as sdk; sdk()'  # as a run imports it
 IMPORTS = {
     'k_python_doit': ('(k) a Python process importing doit', 'import doit.doit_cmd'),
     'k_python_doit_docker': ('(k) ... and the Docker SDK', f'import doit.doit_cmd; {SDK}'),
@@ -78,7 +78,7 @@ def _load(client, project: Path) -> float:
 
 
 def _login() -> float:
-    from tg_pipeline.ssh import Remote, RemoteTarget
+    from tg_pipeline.ssh.connection import Remote, RemoteTarget
     start = time.perf_counter()
     with Remote(RemoteTarget('tg-remote')) as remote:
         remote.docker  # noqa: B018 (the first request over the new connection)

@@ -156,7 +156,7 @@ def wait_for(predicate, timeout=60, what='condition'):
 def ran(output: str, task: str) -> bool:
     """Whether ``task`` ran or was up to date, by our reporter's lines (``STEP:JOB  0.31 s``, a streamed step's
     name alone, ``-- up to date: STEP, ... [JOB]``) or doit's own (``.  TASK`` ran, ``-- TASK`` up to date)."""
-    from tg_pipeline.reporting import ran_steps, up_to_date_steps
+    from tg_pipeline.workflow.reporter import ran_steps, up_to_date_steps
     lines = output.splitlines()
     if f'.  {task}' in lines or task in lines or task in ran_steps(output):
         return True

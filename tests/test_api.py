@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions,
-                         SSHLocalExecutor, SSHRemoteExecutor, install_package_and_get_loader)
+from tg_pipeline import (Containering, Packaging, SSHAttachedExecutor, SSHDockerConfig, SSHDockerOptions, SSHLocalExecutor, SSHRemoteExecutor, install_package_and_get_loader)
 from tg_pipeline.image import job_image as job_image_module
 from tg_pipeline.errors import JobFailed, PackagingError, PipelineError
 
@@ -17,8 +16,7 @@ from conftest import REPO
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 SEED_EXAMPLE = '''
-from tg_pipeline.ssh_docker import (SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor,
-                                    SSHDockerOptions, SSHDockerConfig)
+from tg_pipeline.ssh_docker import (SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor, SSHDockerOptions, SSHDockerConfig)
 from tg_pipeline.delivery import Packaging, Containering
 
 variable_name = 'EXAMPLE_VARIABLE'

@@ -18,7 +18,7 @@ GROUPS, TASKS_PER_GROUP = 3, 40
 
 SHARED_STATE_DODO = f'''
 import os, time
-from tg_pipeline.locks import doit_config
+from tg_pipeline.workflow.locks import doit_config
 DOIT_CONFIG = {{**doit_config('build'), 'verbosity': 0}}
 
 def copy(src, dst):
@@ -37,7 +37,7 @@ def task_step():
 GUARDED_DODO = '''
 import os, time
 from doit.tools import config_changed
-from tg_pipeline.locks import JobLock, doit_config
+from tg_pipeline.workflow.locks import JobLock, doit_config
 DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
 LOCK = JobLock('build/J/.lock', 'J')
 
@@ -81,7 +81,7 @@ def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
     lock_path = tmp_path / 'build' / 'J' / '.lock'
     worker = textwrap.dedent(f'''
         import os, sys, time
-        from tg_pipeline.locks import JobLock
+        from tg_pipeline.workflow.locks import JobLock
         for _ in range(5):
             with JobLock({str(lock_path)!r}, 'J'):
                 with open({str(tmp_path / 'log')!r}, 'a') as file:
@@ -91,7 +91,7 @@ def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
                     file.write(f'out {{os.getpid()}}\\n')
     ''')
     env = Project(tmp_path).env()
-    from tg_pipeline.locks import JobLock
+    from tg_pipeline.workflow.locks import JobLock
     with JobLock(lock_path, 'J'):  # every worker starts by waiting for this process
         workers = [subprocess.Popen([sys.executable, '-c', worker], env=env, stderr=subprocess.PIPE, text=True)
                    for _ in range(4)]
@@ -169,7 +169,7 @@ BUILD_STEPS = ('serialize', 'sdist', 'dockerfile', 'build_image')
 
 def executions(results, task: str) -> int:
     """How often a step really ran: the reporter's line says it ran, less the times the lock found it done."""
-    from tg_pipeline.reporting import ran_steps
+    from tg_pipeline.workflow.reporter import ran_steps
     started = sum(task in ran_steps(out) for _, out, _ in results)
     skipped = sum(f'{task}: done meanwhile by another doit process' in err for _, _, err in results)
     return started - skipped

@@ -119,8 +119,8 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
 
     from docker import APIClient
 
-    from tg_pipeline.runs.base import LABEL, RunSpec
-    from tg_pipeline.runs.container import run_container
+    from tg_pipeline.runs.model import LABEL, RunSpec
+    from tg_pipeline.runs.lifecycle import run_container
 
     project.doit('build_image', 'job=Counter')
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
@@ -217,9 +217,9 @@ def test_bad_lifecycle_input_is_named(project, docker_client):
 
 def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F811
     from tg_pipeline.errors import PipelineError
-    from tg_pipeline.ssh import Remote, RemoteTarget
-    from tg_pipeline.runs.base import RunSpec
-    from tg_pipeline.runs.container import run_container
+    from tg_pipeline.ssh.connection import Remote, RemoteTarget
+    from tg_pipeline.runs.model import RunSpec
+    from tg_pipeline.runs.lifecycle import run_container
     spec = RunSpec(image_id='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
                    module='ghost__0_0_0', env_names=[])
     with Remote(RemoteTarget('tg-remote')) as remote:

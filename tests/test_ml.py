@@ -108,12 +108,15 @@ def test_gpus_become_a_device_request_and_an_engine_without_them_is_one_paragrap
     assert ours(engines[where], ml, 'Probe') == []
 
     # the container as the engine made it, before it is started (and refused)
-    from tg_pipeline import config, steps
+    from tg_pipeline import config
+    from tg_pipeline.workflow import build_steps as steps
+    from tg_pipeline.workflow.context import Context
+    from tg_pipeline.workflow.run_steps import run_spec
     from tg_pipeline.errors import PipelineError
-    from tg_pipeline.hosts import open_host
+    from tg_pipeline.hosts.host import open_host
     from tg_pipeline.runs.container import ContainerBackend
     settings = config.load(ml.path('pipeline.toml'), overrides={'gpus': '0,2'})
-    spec = steps.run_spec(steps.Context(settings), 'Probe')
+    spec = run_spec(Context(settings), 'Probe')
     with open_host(settings, where) as place:
         backend = ContainerBackend(place)
         handle = backend.prepare(spec)

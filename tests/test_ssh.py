@@ -22,7 +22,7 @@ import paramiko
 import pytest
 
 from tg_pipeline.errors import SSHError
-from tg_pipeline.ssh import Remote, RemoteTarget, connect
+from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
 from test_remote import STATE, remote_docker, remote_env  # noqa: F401  (fixtures)
 
@@ -167,7 +167,7 @@ def test_login_with_a_certificate_file(stock_sshd, remote_env, tmp_path):
 
 
 def run_command(remote, command):
-    from tg_pipeline.ssh import run
+    from tg_pipeline.ssh.connection import run
     return run(remote.connection, command).stdout.strip()
 
 
@@ -333,8 +333,8 @@ def test_no_ssh_banner(capfd, silent_server, tmp_path):
 PARAMIKO_LOGS = """
 import sys
 from tg_pipeline.errors import SSHError
-from tg_pipeline.ssh import SSHConnection
-from tg_pipeline.ssh_settings import resolve
+from tg_pipeline.ssh.connection import SSHConnection
+from tg_pipeline.ssh.settings import resolve
 connection = SSHConnection(resolve('127.0.0.1', port=int(sys.argv[1]), user='nobody', connect_timeout=1))
 connection.connect_kwargs['timeout'] = 5  # the banner wait (1 s) fails inside paramiko's thread, which logs it
 try:

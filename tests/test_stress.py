@@ -8,12 +8,14 @@ import threading
 import pytest
 
 from tg_pipeline import config as config_module
-from tg_pipeline import steps
+from tg_pipeline.workflow import build_steps as steps
+from tg_pipeline.workflow.context import Context
+from tg_pipeline.workflow.run_steps import run_spec
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.image.registry import pull
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs.container import run_container
-from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.runs.lifecycle import run_container
+from tg_pipeline.ssh.connection import Remote, RemoteTarget
 
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
@@ -37,8 +39,8 @@ def interrupted(call, after=1.5):
 def test_fifty_mixed_runs_leave_no_orphans(project, docker_client, remote_docker, tmp_path):  # noqa: F811
     for job in KINDS:
         project.doit('push', f'job={job}')
-    ctx = steps.Context(config_module.load(project.path('pipeline.toml')))
-    local_specs = {job: steps.run_spec(ctx, job) for job in KINDS}
+    ctx = Context(config_module.load(project.path('pipeline.toml')))
+    local_specs = {job: run_spec(ctx, job) for job in KINDS}
     outcomes = {'local': [], 'remote': []}
     with Remote(RemoteTarget.from_config(ctx.config.remote)) as remote:
         remote_specs = {}

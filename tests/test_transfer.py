@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tg_pipeline.hosts import local_engine
-from tg_pipeline.ssh import Remote, RemoteTarget
+from tg_pipeline.hosts.engine import local_engine
+from tg_pipeline.ssh.connection import Remote, RemoteTarget
 from tg_pipeline.image.transfer import remote_layers, transfer
 
 from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)

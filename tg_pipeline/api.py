@@ -1,6 +1,6 @@
 """The original's Python API (Packaging, Containering, SSHDocker*, executors) over our doit task graph.
 
-An executor builds the same :class:`~tg_pipeline.tasks.Pipeline` as ``doit``
+An executor builds the same :class:`~tg_pipeline.workflow.tasks` as ``doit``
 does from pipeline.toml, with the job pickled in memory as its payload (keyed
 by the payload's hash), and runs its final task through doit. So ``execute()``
 twice with an unchanged job rebuilds nothing, exactly like ``doit run_local``.
@@ -161,8 +161,9 @@ class _Run:
         """Run ``step`` for the job (and what it depends on); raise the first error."""
         from doit.cmd_base import ModuleTaskLoader
         from doit.doit_cmd import DoitMain
-        from tg_pipeline.steps import Context
-        from tg_pipeline.tasks import doit_config, doit_functions, image_needed_here
+        from tg_pipeline.workflow.context import Context
+        from tg_pipeline.workflow.main import doit_config, image_needed_here
+        from tg_pipeline.workflow.tasks import doit_functions
         ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True)
         ctx.image_here = image_needed_here([step], ctx.transfer())
         functions = doit_functions(ctx, [self.job])
@@ -196,7 +197,7 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
            'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
            'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0),
            'image': containering.image, 'env_missing': getattr(options, 'env_missing', None),
-           **{key: getattr(options, key, None) for key in config_module.config_run.RUN_KEYS}}
+           **{key: getattr(options, key, None) for key in config_module.RUN_KEYS}}
     remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
     data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
@@ -214,7 +215,7 @@ def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | No
 
 def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
     """A bad name or version, said in the Python API's terms (Packaging name/version, Containering image)."""
-    from tg_pipeline.config_names import component, proposed_version, reference_problem, valid_job_name
+    from tg_pipeline.config.names import component, proposed_version, reference_problem, valid_job_name
     packaging, containering = config.packaging, config.containering
     reason = error.reason or 'a job name is ASCII letters, digits, "_" or "-", starting with a letter or "_"'
     if error.setting.endswith('.version'):
@@ -313,18 +314,19 @@ class Executor:
     def exec(self, command: str, run_id: str | None = None) -> int:
         """Run a shell command line in the job's running container (or ``run_id``'s); print its output; its
         exit code."""
-        from tg_pipeline.runs import reach
-        return self._lifecycle(lambda b, s, p: reach.exec_command(b, s, p, run_id, command))
+        from tg_pipeline.runs.lifecycle import exec_command
+        return self._lifecycle(lambda b, s, p: exec_command(b, s, p, run_id, command))
 
     def _lifecycle(self, function):
-        from tg_pipeline.hosts import backend, open_host
+        from tg_pipeline.runs import backend_for
+        from tg_pipeline.hosts.host import open_host
         from tg_pipeline.runs.lifecycle import Scope
         if self.where == 'attached':
             raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')
         run = self._run()
         config, job = run.pipeline_config, run.job
         with open_host(config, self.where) as host:
-            return function(backend(host, config), Scope(job, config.project), _paths(self.config.packaging).runs(
+            return function(backend_for(host, config), Scope(job, config.project), _paths(self.config.packaging).runs(
                 self.where))
 
 

@@ -11,8 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from tg_pipeline import templates
-from tg_pipeline.config import default_base_image
+from tg_pipeline.package import templates
+from tg_pipeline.config.identity import default_base_image
 from tg_pipeline.errors import PipelineError, report
 
 INIT_FILES = {

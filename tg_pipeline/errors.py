@@ -151,3 +151,7 @@ def report(error: BaseException, stream=None) -> None:
     if os.environ.get('TG_PIPELINE_DEBUG') and error.__traceback__ is not None:
         import traceback
         traceback.print_exception(type(error), error, error.__traceback__, file=stream)
+
+
+class SwarmError(PipelineError):
+    """The swarm cannot run this (no swarm, nothing can host the tasks, ...)."""

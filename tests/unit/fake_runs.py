@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.hosts import Host
-from tg_pipeline.runs.base import RunSpec
-from tg_pipeline.runs.container import ContainerBackend, run_container
+from tg_pipeline.hosts.host import Host
+from tg_pipeline.runs.model import RunSpec
+from tg_pipeline.runs.container import ContainerBackend
+from tg_pipeline.runs.lifecycle import run_container
 
 IMAGE = 'tgtest-greeter:0.0.1'
 MISSING_ID = 'sha256:' + '0' * 64  # an image id no engine has

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tg_pipeline import compat
+from tg_pipeline.compat.doit import doit_command_line, doit_exit_code, exit_now
 
 PYPROJECT = Path(__file__).resolve().parents[2] / 'pyproject.toml'
 
@@ -34,7 +35,7 @@ def test_a_version_outside_the_range_is_reported(monkeypatch):
 def _exit_script(tmp_path, body: str) -> list[str]:
     marker = tmp_path / 'handler-ran'
     return [__import__('sys').executable, '-c',
-            'import atexit, threading, time\nfrom tg_pipeline import compat\n'
+            'import atexit, threading, time\nfrom tg_pipeline.compat import doit as compat\n'
             f'atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))\n' + body]
 
 
@@ -60,10 +61,10 @@ def test_exit_now_does_nothing_while_a_thread_the_exit_waits_for_runs_or_when_de
 
 def test_doit_exit_code_is_the_runners():
     from doit.exceptions import TaskError, TaskFailed
-    assert compat.doit_exit_code([], []) == 0
-    assert compat.doit_exit_code([TaskFailed('x', report=False)], []) == 1
-    assert compat.doit_exit_code([TaskFailed('x'), TaskError('y')], []) == 2
-    assert compat.doit_exit_code([], ['a dependency cycle']) == 2
+    assert doit_exit_code([], []) == 0
+    assert doit_exit_code([TaskFailed('x', report=False)], []) == 1
+    assert doit_exit_code([TaskFailed('x'), TaskError('y')], []) == 2
+    assert doit_exit_code([], ['a dependency cycle']) == 2
 
 
 @pytest.mark.parametrize('orig_argv, expected', [
@@ -76,4 +77,4 @@ def test_only_the_doit_command_itself_ends_early(monkeypatch, orig_argv, expecte
     """pytest, the Python API, a profiler or coverage go on after doit returns: they must not be cut short."""
     import sys
     monkeypatch.setattr(sys, 'orig_argv', orig_argv, raising=False)
-    assert compat.doit_command_line() is expected
+    assert doit_command_line() is expected

@@ -14,7 +14,7 @@ else:  # pragma: no cover
 from tg_pipeline import config
 from tg_pipeline.errors import ConfigError
 from tg_pipeline.package import dockerfile
-from tg_pipeline.package.requirements import check_requirements, image_requirements, requirement_name
+from tg_pipeline.config.requirements import check_requirements, image_requirements, requirement_name
 
 PIPELINE = '''\
 [package]

@@ -5,10 +5,11 @@ import types
 
 import pytest
 
-from tg_pipeline import early_ssh, hosts, ssh
-from tg_pipeline.config import RemoteSettings
+from tg_pipeline.ssh import early as early_ssh, connection as ssh
+from tg_pipeline.hosts import host as hosts
+from tg_pipeline.config.schema import RemoteSettings
 from tg_pipeline.errors import RemoteError
-from tg_pipeline.tasks import runs_remote
+from tg_pipeline.workflow.main import runs_remote
 
 
 class FakeRemote:
@@ -78,7 +79,7 @@ def test_only_a_command_that_runs_run_remote_logs_in_early(argv, expected):
     (['info', 'run_remote:Train'], 'ssh', True),
 ])
 def test_only_a_registry_free_remote_run_alone_skips_loading_the_image_here(argv, transfer, expected):
-    from tg_pipeline.tasks import image_needed_here
+    from tg_pipeline.workflow.main import image_needed_here
     assert image_needed_here(argv, transfer) is expected
 
 
@@ -87,7 +88,7 @@ def test_the_login_starts_before_the_docker_sdk_is_imported():
     main thread imports while the login goes on."""
     import subprocess
     import sys
-    probe = ('import sys, tg_pipeline.tasks, tg_pipeline.early_ssh; '
+    probe = ('import sys, tg_pipeline.tasks, tg_pipeline.ssh.early; '
              'print(sorted(m for m in ("docker", "paramiko", "fabric") if m in sys.modules))')
     result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,11 @@ import textwrap
 
 import pytest
 
-from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config, hosts, steps
+from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config
+from tg_pipeline.hosts import engine, host as hosts
+from tg_pipeline.workflow import build_steps as steps
+from tg_pipeline.workflow.run_steps import check_env, run_local, run_remote, run_swarm
+from tg_pipeline.workflow.context import Context
 from tg_pipeline.api import pipeline_config
 from tg_pipeline.errors import ConfigError
 
@@ -21,21 +25,21 @@ env = ["PLAIN_B"]
 def context(tmp_path, text=PIPELINE, **overrides):
     path = tmp_path / 'pipeline.toml'
     path.write_text(textwrap.dedent(text))
-    return steps.Context(config.load(path, overrides=overrides, environ={}), dict(overrides))
+    return Context(config.load(path, overrides=overrides, environ={}), dict(overrides))
 
 
 def test_unset_variables_are_an_error_naming_them_and_both_fixes(tmp_path):
     ctx = context(tmp_path)
     assert ctx.config.run.env_missing == 'error' and ctx.config.job('Train').env_missing == 'error'
     with pytest.raises(ConfigError) as info:
-        steps.check_env(ctx, 'Train', environ={'PLAIN_B': 'x', 'OTHER': 'y'})
+        check_env(ctx, 'Train', environ={'PLAIN_B': 'x', 'OTHER': 'y'})
     text = info.value.render()
     assert f'job Train passes TOKEN_A from this environment (env, set at {ctx.config.path}:2 + ' in text
     assert 'TIP: set it first: export TOKEN_A=...; or, to run without, env_missing = "ignore" in [run]' in text
     with pytest.raises(ConfigError, match='passes TOKEN_A, PLAIN_B from this environment') as info:
-        steps.check_env(ctx, 'Train', environ={})
+        check_env(ctx, 'Train', environ={})
     assert 'TIP: set them first: export TOKEN_A=... PLAIN_B=...;' in info.value.render()
-    steps.check_env(ctx, 'Train', environ={'TOKEN_A': '', 'PLAIN_B': 'x'})  # set, even empty, is set
+    check_env(ctx, 'Train', environ={'TOKEN_A': '', 'PLAIN_B': 'x'})  # set, even empty, is set
 
 
 @pytest.mark.parametrize('text, overrides', [
@@ -48,7 +52,7 @@ def test_unset_variables_are_an_error_naming_them_and_both_fixes(tmp_path):
 def test_ignore_from_the_file_a_job_or_the_command_line_allows_it(tmp_path, text, overrides):
     ctx = context(tmp_path, text, **overrides)
     assert ctx.config.job('Train').env_missing == 'ignore'
-    steps.check_env(ctx, 'Train', environ={})
+    check_env(ctx, 'Train', environ={})
 
 
 def test_the_command_line_wins_over_the_file_and_a_job_over_run(tmp_path):
@@ -60,12 +64,12 @@ def test_the_command_line_wins_over_the_file_and_a_job_over_run(tmp_path):
         context(tmp_path, env_missing='warn')
 
 
-@pytest.mark.parametrize('step', [steps.run_local, steps.run_remote, steps.run_swarm])
+@pytest.mark.parametrize('step', [run_local, run_remote, run_swarm])
 def test_every_container_run_checks_before_it_reaches_a_host(tmp_path, monkeypatch, step):
     ctx = context(tmp_path, PIPELINE + '[registry]\naddress = "127.0.0.1:5000"\n')
     monkeypatch.delenv('TOKEN_A', raising=False)
     monkeypatch.setattr(hosts, 'open_host', lambda *a, **k: pytest.fail('a host was opened'))
-    monkeypatch.setattr(hosts, 'local_engine', lambda *a, **k: pytest.fail('the engine was asked'))
+    monkeypatch.setattr(engine, 'local_engine', lambda *a, **k: pytest.fail('the engine was asked'))
     with pytest.raises(ConfigError, match='passes TOKEN_A'):
         step(ctx, 'Train')
 
@@ -79,7 +83,7 @@ def test_the_python_api_has_the_same_default_and_names_its_own_fix(tmp_path):
     default = api()
     assert default.job('train').env_missing == 'error'
     with pytest.raises(ConfigError) as info:
-        steps.check_env(steps.Context(default), 'train', environ={})
+        check_env(Context(default), 'train', environ={})
     assert "TIP: set it first: export TOKEN_A=...; or, to run without, SSHDockerOptions(..., env_missing='ignore')" \
         in info.value.render()
-    steps.check_env(steps.Context(api(env_missing='ignore')), 'train', environ={})
+    check_env(Context(api(env_missing='ignore')), 'train', environ={})

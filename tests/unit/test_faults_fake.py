@@ -18,7 +18,8 @@ from fake_engine import FakeEngine
 from fake_runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs import base, lifecycle, records
+from tg_pipeline.runs import model as base, lifecycle, records, results
+from tg_pipeline.runs.results import shown_object, shown_value
 from tg_pipeline.runs.attached import run_attached
 from tg_pipeline.runs.lifecycle import Scope
 from tg_pipeline.runs.service_logs import LINE_LIMIT, ServiceLog
@@ -47,32 +48,32 @@ def keep(folder, value, kind=None):
 
 
 def test_a_small_value_is_shown_as_its_repr(tmp_path):
-    assert records.shown_value(keep(tmp_path / 'run', {'loss': 0.5}), '') == "{'loss': 0.5}"
-    assert records.shown_value(tmp_path / 'nothing', '') == 'None'
-    assert records.shown_object([1, 2]) == '[1, 2]'
+    assert shown_value(keep(tmp_path / 'run', {'loss': 0.5}), '') == "{'loss': 0.5}"
+    assert shown_value(tmp_path / 'nothing', '') == 'None'
+    assert shown_object([1, 2]) == '[1, 2]'
 
 
 def test_a_large_value_is_summed_up_and_never_loaded(tmp_path, monkeypatch):
     folder = keep(tmp_path / 'run', [os.urandom(1 << 16) for _ in range(4)])
-    monkeypatch.setattr(records, 'load_result', lambda *a: pytest.fail('a large value was loaded to be shown'))
+    monkeypatch.setattr(results, 'load_result', lambda *a: pytest.fail('a large value was loaded to be shown'))
     size = (folder / protocol.RESULT_FILE).stat().st_size
-    assert records.shown_value(folder, '') == \
+    assert shown_value(folder, '') == \
         f'<list, {size / 1024:.1f} KB pickled, in {folder / protocol.RESULT_FILE}>'
 
 
 def test_a_value_with_a_long_repr_is_summed_up(tmp_path):
     folder = keep(tmp_path / 'run', list(range(1000)))
-    shown = records.shown_value(folder, '')
+    shown = shown_value(folder, '')
     assert shown.startswith('<list, ') and shown.endswith(f' pickled, in {folder / protocol.RESULT_FILE}>')
-    assert records.shown_object(list(range(1000))).startswith('<list, ')
-    assert records.shown_object(bytes(1 << 20)) == '<bytes, 1.0 MB pickled>'
+    assert shown_object(list(range(1000))).startswith('<list, ')
+    assert shown_object(bytes(1 << 20)) == '<bytes, 1.0 MB pickled>'
 
 
 def test_a_value_that_cannot_be_loaded_here_is_named_not_raised(tmp_path):
     folder = keep(tmp_path / 'run', 1, kind='Model')
     (folder / protocol.RESULT_FILE).write_bytes(b'cnowhere\nModel\n.')  # a class of a module not here
     hints = []
-    shown = records.shown_value(folder, '', hints)
+    shown = shown_value(folder, '', hints)
     assert shown == ("the value holds a nowhere.Model that cannot be loaded here (ModuleNotFoundError: No module "
                      f"named 'nowhere'): 16 bytes in {folder / protocol.RESULT_FILE}")
     assert hints == ["pip install nowhere (the package that provides the module 'nowhere') here to load it; "

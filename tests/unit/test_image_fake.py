@@ -9,7 +9,7 @@ from fake_engine import FakeEngine
 from tg_pipeline.errors import BuildError, RegistryError
 from tg_pipeline.image.build import build_image, image_up_to_date
 from tg_pipeline.image.registry import push, push_up_to_date, registry_digest
-from tg_pipeline.progress import take_step_notes
+from tg_pipeline.console.progress import take_step_notes
 
 TAG = 'tgtest-greeter:0.0.1'
 REFERENCE = 'registry.test:5000/tgtest-greeter:0.0.1'

@@ -22,7 +22,7 @@ def make_layout(root: Path, folders: list[str], files: list[str] = ()) -> Path:
 
 
 def test_an_installed_package_uses_its_own_templates_not_a_stray_folder_beside_it(tmp_path):
-    from tg_pipeline.templates import search_path
+    from tg_pipeline.package.templates import search_path
     site_packages = tmp_path / 'site-packages'  # another distribution left a top-level templates/ there
     package = make_layout(site_packages, ['tg_pipeline/templates', 'templates'])
     assert search_path(package) == [package / 'templates']
@@ -31,7 +31,7 @@ def test_an_installed_package_uses_its_own_templates_not_a_stray_folder_beside_i
 
 
 def test_a_checkout_uses_the_repository_templates(tmp_path):
-    from tg_pipeline.templates import SEARCH, search_path
+    from tg_pipeline.package.templates import SEARCH, search_path
     package = make_layout(tmp_path, ['templates', 'tg_pipeline'], ['pyproject.toml'])
     assert search_path(package) == [tmp_path / 'templates']
     assert SEARCH == [REPO / 'templates']  # this checkout

@@ -11,15 +11,17 @@ import pytest
 from fake_runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline import config
 from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, pipeline_config
-from tg_pipeline.config import SwarmSettings
+from tg_pipeline.config.schema import SwarmSettings
 from tg_pipeline.errors import ConfigError, JobFailed, PipelineError
-from tg_pipeline.hosts import Host
+from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle, reach
-from tg_pipeline.runs.base import RunHandle, RunResult
+from tg_pipeline.runs.lifecycle import exec_command, forward
+from tg_pipeline.runs.model import RunHandle, RunResult
 from tg_pipeline.runs.records import failure, state_of_record
 from tg_pipeline.runs.resources import RunResources, remove_caches
-from tg_pipeline.runs.swarm import SwarmBackend, SwarmError
+from tg_pipeline.runs.swarm import SwarmBackend
+from tg_pipeline.errors import SwarmError
 from tg_pipeline.runtime import protocol
 
 PIPELINE = '''\
@@ -267,8 +269,8 @@ def test_exec_and_forward_say_they_do_not_reach_a_swarm_run(engine, swarm, tmp_p
     assert f'doit {what} job=Greeter where=remote' in caught.value.hint
     scope, paths = lifecycle.Scope('Greeter', 'proj-a'), RunPaths(tmp_path / 'swarm')
     with pytest.raises(SwarmError, match=f'{what} is not supported for swarm runs'):  # before looking for runs
-        reach.exec_command(swarm, scope, paths, None, 'ls') if what == 'exec' else \
-            reach.forward(swarm, scope, paths, None, 80, 8080)
+        exec_command(swarm, scope, paths, None, 'ls') if what == 'exec' else \
+            forward(swarm, scope, paths, None, 80, 8080)
     assert engine.find('GET', '/services') == []
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config
 from tg_pipeline.api import pipeline_config
-from tg_pipeline.config_names import reference_problem, version_problem
+from tg_pipeline.config.names import reference_problem, version_problem
 from tg_pipeline.errors import ConfigError, InvalidName
 from tg_pipeline.paths import JobPaths
 

@@ -12,7 +12,7 @@ from fake_runs import IMAGE, local_backend, make_spec
 from tg_pipeline.errors import JobFailed, PipelineError
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
-from tg_pipeline.runs.container import run_container
+from tg_pipeline.runs.lifecycle import run_container
 from tg_pipeline.runs.lifecycle import Scope
 
 FOREVER = 'tgtest-forever:1'

@@ -1,10 +1,11 @@
-"""The command-line settings as doit params (``tg_pipeline.params``): every setting of pipeline.toml is listed
+"""The command-line settings as doit params (``tg_pipeline.workflow.params``): every setting of pipeline.toml is listed
 with what it does, each task lists its own controls, and a setting given doit's way (``--memory=0.5``) counts
 like ``memory=0.5``."""
 import pytest
 
-from tg_pipeline import params
-from tg_pipeline.config import ALIASES, CONTROL_VARS, JOB_KEYS, SECTIONS, _specs, from_mapping
+from tg_pipeline.workflow import params
+from tg_pipeline.config.schema import ALIASES, CONTROL_VARS, JOB_KEYS, SECTIONS, _specs
+from tg_pipeline.config.build import from_mapping
 from tg_pipeline.errors import ConfigError
 
 

@@ -1,13 +1,13 @@
-"""Progress (tg_pipeline.progress): one updating line on a terminal, plain lines at most every few seconds
+"""Progress (tg_pipeline.console.progress): one updating line on a terminal, plain lines at most every few seconds
 elsewhere, a summary as the step's note; figures formatted for people. A fake stream and an injected
 clock stand in for the terminal and time."""
 import io
 
 import pytest
 
-from tg_pipeline import progress
-from tg_pipeline.progress import (Progress, format_bytes, format_duration, format_eta, step_note,
-                                  take_step_notes)
+from tg_pipeline.console import progress
+from tg_pipeline.console.progress import Progress, step_note, take_step_notes
+from tg_pipeline.console.units import format_bytes, format_duration, format_eta
 
 
 class Clock:

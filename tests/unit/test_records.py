@@ -6,7 +6,7 @@ import pytest
 
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs.base import RunResult
+from tg_pipeline.runs.model import RunResult
 from tg_pipeline.runs.records import exit_status, failure, saved_result, state_of_record
 
 TRACE = 'Traceback (most recent call last):\n  File "jobs.py", line 9, in run\nValueError: bad input\n'

@@ -1,5 +1,5 @@
-"""The step lines (tg_pipeline.reporting) and doit's console reporter that prints them
-(compat.console_reporter), the latter driven through doit as a user runs it, on a dodo of its own."""
+"""The step lines (tg_pipeline.workflow.reporter) and doit's console reporter that prints them
+(console_reporter), the latter driven through doit as a user runs it, on a dodo of its own."""
 import subprocess
 import sys
 import textwrap
@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from tg_pipeline.progress import step_note, take_step_notes
-from tg_pipeline.reporting import StepLines, ran_steps, step_line, up_to_date_line, up_to_date_steps
+from tg_pipeline.console.progress import step_note, take_step_notes
+from tg_pipeline.workflow.reporter import StepLines, ran_steps, step_line, up_to_date_line, up_to_date_steps
 
 
 class Clock:
@@ -61,9 +61,10 @@ DODO = '''
 import sys
 from doit.exceptions import TaskFailed
 from tg_pipeline import compat
-from tg_pipeline.progress import step_note
+from tg_pipeline.workflow.reporter import console_reporter
+from tg_pipeline.console.progress import step_note
 
-DOIT_CONFIG = {'reporter': compat.console_reporter(), 'dep_file': 'state.db', 'verbosity': 1}
+DOIT_CONFIG = {'reporter': console_reporter(), 'dep_file': 'state.db', 'verbosity': 1}
 
 def made():
     step_note('made it')

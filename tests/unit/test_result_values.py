@@ -9,7 +9,7 @@ import pytest
 
 from tg_pipeline.errors import PipelineError, ResultNotLoadable
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs.base import RunResult
+from tg_pipeline.runs.model import RunResult
 from tg_pipeline.runs.lifecycle import report
 from tg_pipeline.runs.records import saved_result
 

@@ -14,8 +14,9 @@ from fake_runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed, PipelineError, RemoteError
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
-from tg_pipeline.runs.base import RunHandle, RunResult
-from tg_pipeline.runs.container import container_name, run_container
+from tg_pipeline.runs.model import RunHandle, RunResult
+from tg_pipeline.runs.container import container_name
+from tg_pipeline.runs.lifecycle import run_container
 from tg_pipeline.runs.lifecycle import Scope
 
 
@@ -260,7 +261,7 @@ def test_stop_a_run_that_runs_until_stopped(engine, client, paths):
 
 def test_run_ids_sort_in_the_order_runs_start(engine, client, paths):
     """The latest run is the one with the greatest id: ids made one after the other sort in that order."""
-    from tg_pipeline.runs.base import new_run_id
+    from tg_pipeline.runs.model import new_run_id
     ids = [new_run_id() for _ in range(200)]
     assert sorted(ids) == ids and len(set(ids)) == len(ids)
     engine.program(IMAGE, run_until_stopped=True)

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from tg_pipeline import ssh_settings
+from tg_pipeline.ssh import settings as ssh_settings
 from tg_pipeline.errors import ConfigError, SSHError
-from tg_pipeline.ssh_settings import parse_destination, parse_jump, resolve
+from tg_pipeline.ssh.settings import parse_destination, parse_jump, resolve
 
 needs_ssh = pytest.mark.skipif(shutil.which('ssh') is None, reason='no ssh program (Debian: openssh-client)')
 
@@ -108,7 +108,7 @@ def test_the_ssh_socket_sends_each_write_at_once_and_other_transports_are_left_a
     server's delayed ACK. A gateway's channel or a ProxyCommand's pipe is not touched."""
     import socket
     from types import SimpleNamespace
-    from tg_pipeline.ssh import no_delay
+    from tg_pipeline.ssh.connection import no_delay
     server = socket.create_server(('127.0.0.1', 0))
     client = socket.create_connection(server.getsockname())
     try:

@@ -11,10 +11,10 @@ from fake_engine import FakeEngine
 from fake_runs import IMAGE, local_backend, make_spec
 from fake_state import rfc3339
 from test_swarm_fake import outcome, task
-from tg_pipeline.hosts import Host
+from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
-from tg_pipeline.runs.container import run_container
+from tg_pipeline.runs.lifecycle import run_container
 from tg_pipeline.runs.lifecycle import Scope
 from tg_pipeline.runs.swarm import SwarmBackend
 
@@ -113,6 +113,6 @@ def test_a_swarm_run_lasts_from_its_first_task_to_its_last(engine, clock, tmp_pa
 @pytest.mark.parametrize('seconds, shown', [(0, '0s'), (59, '59s'), (60, '1m 00s'), (3599, '59m 59s'),
                                             (3600, '1h 00m'), (86399, '23h 59m'), (90061, '1d 01h')])
 def test_durations_read_in_the_two_largest_units(seconds, shown):
-    from tg_pipeline.runs.records import duration
+    from tg_pipeline.console.units import duration
     assert duration(T0, T0 + datetime.timedelta(seconds=seconds)) == shown
     assert duration(None, T0) == duration(T0, None) == '-'

@@ -12,13 +12,14 @@ import pytest
 from fake_engine import FakeEngine
 from fake_runs import IMAGE, TRACE, make_spec
 from fake_state import Program
-from tg_pipeline.config import SwarmSettings
+from tg_pipeline.config.schema import SwarmSettings
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.hosts import Host
+from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
 from tg_pipeline.runs.lifecycle import Scope
-from tg_pipeline.runs.swarm import SwarmBackend, SwarmError
+from tg_pipeline.runs.swarm import SwarmBackend
+from tg_pipeline.errors import SwarmError
 from tg_pipeline.runtime import protocol
 
 REFERENCE = 'localhost:5000/tgtest-greeter@sha256:' + 'ab' * 32
@@ -164,7 +165,7 @@ def test_a_remote_manager_needs_the_remote_host(tmp_path):
     """manager = "remote" without a [remote] host names the setting, instead of using this machine's swarm."""
     from tg_pipeline import config
     from tg_pipeline.errors import ConfigError
-    from tg_pipeline.hosts import open_host
+    from tg_pipeline.hosts.host import open_host
     (tmp_path / 'pipeline.toml').write_text('[package]\nname = "p"\nversion = "0.0.0"\n\n[swarm]\n'
                                             'manager = "remote"\n')
     settings = config.load(tmp_path / 'pipeline.toml', environ={})

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from tg_pipeline import templates
+from tg_pipeline.package import templates
 
 VALUES = dict(package='train', version='1', module='train__1', roots=['jobs'], dependencies=['numpy==2.0'])
 
@@ -20,7 +20,7 @@ def test_the_cached_text_is_the_rendered_one_and_new_values_render_again(tmp_pat
 def test_a_cached_render_does_not_import_jinja(tmp_path):
     cache = tmp_path / 'pyproject.toml.json'
     templates.render_cached('pyproject.toml.j2', cache, **VALUES)
-    probe = (f'import sys; from pathlib import Path; from tg_pipeline import templates; '
+    probe = (f'import sys; from pathlib import Path; from tg_pipeline.package import templates; '
              f'text = templates.render_cached("pyproject.toml.j2", Path({str(cache)!r}), **{VALUES!r}); '
              f'assert "jinja2" not in sys.modules; print(text)')
     result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)

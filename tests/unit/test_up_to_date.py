@@ -2,7 +2,9 @@
 import json
 import textwrap
 
-from tg_pipeline import config, steps
+from tg_pipeline import config
+from tg_pipeline.workflow import build_steps as steps
+from tg_pipeline.workflow.context import Context
 from tg_pipeline.errors import DockerUnavailable
 
 
@@ -12,7 +14,7 @@ def test_without_an_engine_the_image_is_not_current_so_the_build_step_says_why(t
         [jobs.Train]
         factory = "jobs.train:Train"
         '''))
-    ctx = steps.Context(config.load(path, environ={}), {})
+    ctx = Context(config.load(path, environ={}), {})
     record = ctx.paths('Train').image
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({'image_id': 'sha256:' + '0' * 64}))

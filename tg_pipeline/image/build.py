@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from tg_pipeline.hosts import image_exists, local_engine
+from tg_pipeline.hosts.engine import image_exists, local_engine
 from tg_pipeline.errors import BuildError
 from tg_pipeline.paths import read_json, write_if_changed
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 
-from tg_pipeline.progress import Progress, step_note
+from tg_pipeline.console.progress import Progress, step_note
 
 STEP = re.compile(r'^Step \d+/\d+ : (.*)$')
 # pip lines worth a glance while the dependency layer builds

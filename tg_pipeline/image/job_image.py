@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tg_pipeline.errors import BuildError
-from tg_pipeline.hosts import image_exists
+from tg_pipeline.hosts.engine import image_exists
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import DEPS_LABEL, Composed, MissingLayers, compose, load
 from tg_pipeline.paths import read_json, write_if_changed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from tg_pipeline.hosts import local_engine
+from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
 from tg_pipeline.paths import read_json, write_if_changed
 
@@ -42,7 +42,7 @@ def auth_config(registry, environ=None) -> dict | None:
 
 
 class LayerProgress:
-    """A push or pull stream's layers: their bytes summed into ONE progress bar (:class:`tg_pipeline.progress.
+    """A push or pull stream's layers: their bytes summed into ONE progress bar (:class:`tg_pipeline.console.progress.
     Progress`), each layer's status changes kept for error messages (``log``), never printed one by one."""
 
     MOVING = ('Pushing', 'Downloading')
@@ -50,7 +50,7 @@ class LayerProgress:
     THERE = ('Layer already exists', 'Already exists')
 
     def __init__(self, verb: str, silent: bool = False, out=None, keep: bool = False):
-        from tg_pipeline.progress import Progress
+        from tg_pipeline.console.progress import Progress
         self.verb = verb
         self.bar = Progress(verb, silent=silent, out=out, keep=keep)
         self.layers: dict[str, str] = {}

@@ -33,7 +33,7 @@ class TransferStats:
     sent: list = field(default_factory=list)
 
     def summary(self) -> str:
-        from tg_pipeline.progress import format_bytes
+        from tg_pipeline.console.units import format_bytes
         return f'{self.layers_sent} of {self.layers_total} layers sent, {format_bytes(self.bytes_sent)} over SSH'
 
 
@@ -154,7 +154,7 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
              silent: bool = False, host: str = 'the remote', summary: bool = True) -> TransferStats:
     """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks (``summary``: end with
     a line saying what was sent; the caller that sends more afterwards says it for both)."""
-    from tg_pipeline.progress import Progress
+    from tg_pipeline.console.progress import Progress
     stats = TransferStats()
     bar = Progress('transfer', silent=silent)  # the layers' lines as its note, then the bytes sent
 

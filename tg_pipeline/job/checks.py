@@ -23,7 +23,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from tg_pipeline.errors import PackagingError
-from tg_pipeline.package.requirements import requirement_name  # noqa: F401 (public here too)
+from tg_pipeline.config.requirements import requirement_name  # noqa: F401 (public here too)
 
 # Runs in the subprocess: argv = [roots (JSON), declared requirement names (JSON), project folders (JSON),
 # payload paths...]. The current folder is not on sys.path (the container's is not the project's); a module

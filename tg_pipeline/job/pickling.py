@@ -136,11 +136,6 @@ def _outside_hint(name: str, file: Path) -> str:
             f'as a dependency')
 
 
-def root_packages(source_roots: list[Path]) -> list[str]:
-    """The top-level names a source root provides (``jobs/`` provides ``jobs``)."""
-    return [Path(r).name for r in source_roots]
-
-
 def check_source_roots(source_roots: list[Path], config_file: str | None = None) -> None:
     for root in source_roots:
         if not Path(root).is_dir():

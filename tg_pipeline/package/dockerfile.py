@@ -5,9 +5,9 @@ import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
-from tg_pipeline import templates
+from tg_pipeline.package import templates
 from tg_pipeline.paths import write_if_changed
-from tg_pipeline.package.requirements import image_requirements
+from tg_pipeline.config.requirements import image_requirements
 from tg_pipeline.package.sdist import sdist_name
 
 

@@ -26,7 +26,8 @@ import os
 import tarfile
 from pathlib import Path
 
-from tg_pipeline import runtime, templates
+from tg_pipeline import runtime
+from tg_pipeline.package import templates
 from tg_pipeline.errors import PackagingError
 from tg_pipeline.runtime import protocol
 
@@ -80,7 +81,6 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
     """Archive path -> content, for every file of the sdist (``cache``: where the rendered pyproject.toml is kept
     between builds)."""
     top = sdist_name(module, version)
-    from tg_pipeline.job.pickling import root_packages  # here: listing the sources needs no cloudpickle
     roots = root_packages(source_roots)
     if protocol.RUNTIME_PACKAGE in roots:
         raise PackagingError(f'source root {protocol.RUNTIME_PACKAGE!r} has the name of the entry point\'s '
@@ -150,3 +150,8 @@ def make_sdist(out_dir: Path, package: str, version: str, module: str, source_ro
     from tg_pipeline.paths import write_if_changed
     write_if_changed(Path(out_dir) / name, data)
     return Path(out_dir) / name
+
+
+def root_packages(source_roots: list[Path]) -> list[str]:
+    """The top-level names a source root provides (``jobs/`` provides ``jobs``)."""
+    return [Path(r).name for r in source_roots]

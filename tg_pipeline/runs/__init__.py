@@ -1,1 +1,16 @@
 """Step 6: runs. One backend protocol (base), container and swarm runs, and their lifecycle, written once."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tg_pipeline.hosts.host import Host
+
+
+def backend_for(host: Host, config=None):
+    """The run backend for this host: swarm runs on a swarm manager, container runs on any other engine."""
+    if host.where == 'swarm':
+        from tg_pipeline.runs.swarm import SwarmBackend
+        return SwarmBackend(host, config.swarm if config is not None else None)
+    from tg_pipeline.runs.container import ContainerBackend
+    return ContainerBackend(host)

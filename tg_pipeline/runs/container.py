@@ -18,13 +18,14 @@ import tempfile
 
 import docker
 
-from tg_pipeline import compat
+from tg_pipeline.compat.docker import log_frames
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, lost_connection_means_detached, new_run_id,
-                                   strip_labels)
+from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
+from tg_pipeline.runs.backend import lost_connection_means_detached
 from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs import resources
-from tg_pipeline.runs.records import exit_status, parse_time, read_text, time_limit_hit
+from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
+from tg_pipeline.runs.results import read_text
 from tg_pipeline.runtime import protocol
 
 SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
@@ -107,7 +108,7 @@ def state_text(attrs: dict) -> tuple[str, bool]:
 
 
 class ContainerBackend:
-    """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.Host`."""
+    """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.host.Host`."""
     kind, noun, streams_to_files, announce_attached = 'container', 'run', True, False
 
     def __init__(self, host):
@@ -158,7 +159,7 @@ class ContainerBackend:
         raises :class:`RemoteError` saying the job goes on; Ctrl-C is the caller's."""
         with lost_connection_means_detached(self.remote, self.host, handle,
                                             'the job keeps running there and nothing of it is lost', self.lost):
-            for stream, data in compat.log_frames(self.client, handle.ref):
+            for stream, data in log_frames(self.client, handle.ref):
                 sink.write(stream, data)
             self.client.api.wait(handle.ref)
 
@@ -201,7 +202,7 @@ class ContainerBackend:
     # --- logs, stop, collect, discard -----------------------------------------------------------------
     def log_chunks(self, handle: RunHandle, stream: int):
         """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
-        for _, data in compat.log_frames(self.client, handle.ref, follow=False, streams=(stream,)):
+        for _, data in log_frames(self.client, handle.ref, follow=False, streams=(stream,)):
             yield data
 
     def stop(self, handle: RunHandle, timeout: int = 10) -> None:
@@ -322,10 +323,3 @@ class ContainerBackend:
             pass
 
 
-def run_container(client, spec: RunSpec, where: str = 'local', paths=None, **kwargs):
-    """Run ``spec`` on the engine ``client`` talks to, attached or detached (see :func:`lifecycle.run`):
-    the plain-function way in, without a configuration or doit. ``where``: 'local', or 'remote NAME'."""
-    from tg_pipeline.hosts import Host
-    from tg_pipeline.runs import lifecycle
-    host = Host(where.split()[0], where, client, remote=where != 'local')
-    return lifecycle.run(ContainerBackend(host), spec, paths, **kwargs)

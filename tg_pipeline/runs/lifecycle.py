@@ -13,10 +13,13 @@ import datetime
 import sys
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import RunHandle, RunResult, reattach_commands
+from tg_pipeline.runs.model import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
-from tg_pipeline.runs.records import (duration, failure, parse_started, record_times, saved_result, shown_time,
-                                      shown_value, state_of_record)
+from tg_pipeline.console.units import duration
+from tg_pipeline.runs.records import (failure, parse_started, record_times, saved_result, shown_time, state_of_record)
+from tg_pipeline.runs.results import shown_value
+from tg_pipeline.runs.model import RunSpec
+from tg_pipeline.runs.container import ContainerBackend
 
 
 class Scope:
@@ -338,3 +341,34 @@ def final_line(result) -> str:
 
 
 __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'report', 'final_line', 'reattach_commands']
+
+
+# --- on the lifecycle's terms: this project's latest running run, or run_id= -------------------------------
+def exec_command(backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
+    """Run ``command`` in the running run; print its output and exit code; return the exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('exec', scope.job)
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
+    print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
+    code = backend.exec(handle, command, out, err)
+    print(f'# exit code {code}', file=out, flush=True)
+    return code
+
+
+def forward(backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
+    """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
+    if hasattr(backend, 'refuse_reach'):
+        backend.refuse_reach('forward', scope.job)
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    backend.forward(handle, port, local_port, out or sys.stdout)
+
+
+def run_container(client, spec: RunSpec, where: str = 'local', paths=None, **kwargs):
+    """Run ``spec`` on the engine ``client`` talks to, attached or detached (see :func:`lifecycle.run`):
+    the plain-function way in, without a configuration or doit. ``where``: 'local', or 'remote NAME'."""
+    from tg_pipeline.hosts.host import Host
+    from tg_pipeline.runs import lifecycle
+    host = Host(where.split()[0], where, client, remote=where != 'local')
+    return lifecycle.run(ContainerBackend(host), spec, paths, **kwargs)

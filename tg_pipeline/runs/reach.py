@@ -13,33 +13,10 @@ import sys
 import threading
 import time
 
-from tg_pipeline import compat
+from tg_pipeline.compat.docker import exec_frames
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.lifecycle import pick, whose
 
 CHUNK = 64 * 1024
-
-
-# --- on the lifecycle's terms: this project's latest running run, or run_id= -------------------------------
-def exec_command(backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
-    """Run ``command`` in the running run; print its output and exit code; return the exit code."""
-    out, err = out or sys.stdout, err or sys.stderr
-    if hasattr(backend, 'refuse_reach'):
-        backend.refuse_reach('exec', scope.job)
-    found, handle = pick(backend, scope, paths, run_id, running_only=True)
-    foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
-    print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
-    code = backend.exec(handle, command, out, err)
-    print(f'# exit code {code}', file=out, flush=True)
-    return code
-
-
-def forward(backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
-    """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
-    if hasattr(backend, 'refuse_reach'):
-        backend.refuse_reach('forward', scope.job)
-    found, handle = pick(backend, scope, paths, run_id, running_only=True)
-    backend.forward(handle, port, local_port, out or sys.stdout)
 
 
 # --- container runs ------------------------------------------------------------------------------------
@@ -47,7 +24,7 @@ def exec_in_container(client, handle, command: str, out=None, err=None) -> int:
     """``sh -c COMMAND`` in the container, its output streamed as it comes; its exit code."""
     out, err = out or sys.stdout, err or sys.stderr
     created = client.api.exec_create(handle.ref, ['sh', '-c', command], stdout=True, stderr=True)
-    for stream, data in compat.exec_frames(client, created['Id']):
+    for stream, data in exec_frames(client, created['Id']):
         target = err if stream == 2 else out
         target.write(data.decode('utf-8', 'replace'))
         target.flush()

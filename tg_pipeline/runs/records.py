@@ -3,18 +3,11 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
 
 from tg_pipeline.errors import JobFailed
-from tg_pipeline.runs.base import RunResult, Variant, load_result
+from tg_pipeline.runs.model import RunResult, Variant
 from tg_pipeline.runtime import protocol
-
-
-def read_text(run_dir, name: str) -> str | None:
-    path = run_dir and Path(run_dir, name)
-    if not path or not path.exists():
-        return None
-    return path.read_text(encoding='utf-8', errors='replace')
+from tg_pipeline.runs.results import read_text
 
 
 def recorded_exit(run_dir) -> dict:
@@ -122,78 +115,6 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
     return result
 
 
-# --- return values as people read them ---------------------------------------------------------------------
-SHOWN_PICKLE_BYTES = 64 * 1024  # a larger return value is summed up, never loaded to be shown
-SHOWN_REPR_CHARS = 2000
-
-
-def human_size(size: int) -> str:
-    for unit, scale in (('GB', 1 << 30), ('MB', 1 << 20), ('KB', 1 << 10)):
-        if size >= scale:
-            return f'{size / scale:.1f} {unit}'
-    return f'{size} bytes'
-
-
-def shown_value(run_dir, module: str, hints: list | None = None) -> str:
-    """The return value kept in ``run_dir`` as a person reads it: its repr, or, when that would be large (a
-    pickle over 64 KiB, or a repr over 2000 characters), ``<TYPE, SIZE pickled, in PATH>``; a large value
-    is not even loaded (the entry point kept its type in ``result.json``). A value this Python cannot load
-    is named, and how to load it goes into ``hints``."""
-    from tg_pipeline.errors import ResultNotLoadable
-    path = run_dir and Path(run_dir, protocol.RESULT_FILE)
-    if not path or not path.exists():
-        return 'None'
-    size, kind = path.stat().st_size, _recorded_type(run_dir)
-    if size <= SHOWN_PICKLE_BYTES:
-        try:
-            value = load_result(run_dir, module)
-        except ResultNotLoadable as e:  # the run went well: say what came back, and how to load it here
-            if hints is not None:
-                hints.append(e.hint)
-            return f'the value {e.summary}'
-        except Exception as e:  # noqa: BLE001 - any other unpickling failure: say so, do not fail
-            return f'<{kind}, {human_size(size)} pickled, in {path}; not loadable here: {type(e).__name__}: {e}>'
-        text = repr(value)
-        if len(text) <= SHOWN_REPR_CHARS:
-            return text
-        kind = type(value).__name__
-    return f'<{kind}, {human_size(size)} pickled, in {path}>'
-
-
-def _recorded_type(run_dir) -> str:
-    try:
-        return str(json.loads(read_text(run_dir, protocol.RESULT_INFO_FILE) or '{}').get('type') or 'value')
-    except (ValueError, AttributeError):
-        return 'value'
-
-
-class _Counter:
-    """A file that only counts what is written to it."""
-
-    def __init__(self):
-        self.size = 0
-
-    def write(self, data) -> int:
-        self.size += len(data)
-        return len(data)
-
-
-def shown_object(value) -> str:
-    """A value in memory (an attached run's) as :func:`shown_value` shows a kept one: a large one as
-    ``<TYPE, SIZE pickled>`` (pickled into a counter, never into memory)."""
-    counter = _Counter()
-    try:
-        import cloudpickle
-        cloudpickle.dump(value, counter, protocol=4)
-    except Exception:  # noqa: BLE001 - not picklable: its repr it is
-        counter.size = 0
-    if counter.size <= SHOWN_PICKLE_BYTES:
-        text = repr(value)
-        if len(text) <= SHOWN_REPR_CHARS:
-            return text
-    return f'<{type(value).__name__}, {human_size(counter.size)} pickled>'
-
-
 def state_of_record(record: dict) -> str:
     if record.get('variants'):
         ok = sum(1 for v in record['variants'] if v.get('ok', v.get('state') == 'complete' and v.get('exit_code') == 0))
@@ -220,21 +141,6 @@ def parse_started(text: str | None):
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.astimezone()
-
-
-def duration(start, end) -> str:
-    """``end - start`` for people: ``42s``, ``12m 05s``, ``3h 07m``, ``2d 04h``; ``-`` when either is unknown."""
-    if start is None or end is None:
-        return '-'
-    seconds = max(0, int((end - start).total_seconds()))  # clocks of two machines may differ a little
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f'{days}d {hours:02d}h'
-    if hours:
-        return f'{hours}h {minutes:02d}m'
-    return f'{minutes}m {seconds:02d}s' if minutes else f'{seconds}s'
 
 
 def shown_time(moment) -> str:

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tg_pipeline.config_run import parse_gpus, parse_mount, parse_port, read_env_file
+from tg_pipeline.config.values import parse_gpus, parse_mount, parse_port, read_env_file
 from tg_pipeline.errors import ConfigError, PipelineError
 from tg_pipeline.runtime import protocol
 
@@ -188,53 +188,6 @@ def start_problem(error, host, job: str, gpus: str) -> PipelineError | None:
         return PipelineError(f'job {job}: a mounted host path does not exist on {where_text(host)}: {text}',
                              hint=f'put the data there, or fix mounts of [jobs.{job}] or [run]')
     return None
-
-
-# --- swarm ---------------------------------------------------------------------------------------------
-def check_swarm(nodes: list, res: RunResources, gpu_resource: str, host: str) -> None:
-    """Refuse at once what a swarm service cannot have, and a GPU count no ready node advertises."""
-    from tg_pipeline.runs.swarm import SwarmError
-    for key, given in (('ipc', res.ipc), ('ports', res.ports)):
-        if given:
-            raise SwarmError(f'{key} = {given!r} has no form on Docker Swarm (a service has no IPC mode and its '
-                             f'tasks share no host ports)', hint=f'run it without: {key}="" on the command line, '
-                                                                  f'or use run_remote for this job')
-    gpus = parse_gpus(res.gpus)
-    if gpus.device_ids or gpus.count < 0:
-        raise SwarmError(f'gpus = "{res.gpus}": a swarm task reserves a number of GPUs, not "all" or device ids',
-                         hint='give a count: gpus=1')
-    if not gpus.count:
-        return
-    ready = [n['Description'].get('Resources', {}) for n in nodes if n.get('Status', {}).get('State') == 'ready'
-             and n.get('Spec', {}).get('Availability') == 'active']
-    most = max((gpu_count(r, gpu_resource) for r in ready), default=0)
-    if most < gpus.count:
-        raise SwarmError(
-            f'the tasks cannot be scheduled: each reserves {gpus.count} GPU(s) (generic resource "{gpu_resource}"), '
-            f'and no ready node of the swarm on {host} advertises that many ({len(ready)} ready, the most: {most})',
-            hint=f'advertise the GPUs of each GPU node in its /etc/docker/daemon.json, e.g. '
-                 f'"node-generic-resources": ["{gpu_resource}={gpus.count}"], and restart its dockerd; '
-                 f'or lower gpus (gpus=0 runs without)')
-
-
-def gpu_count(resources: dict, kind: str) -> int:
-    """How many of generic resource ``kind`` a node advertises (discrete counts and named ids)."""
-    count = 0
-    for item in resources.get('GenericResources') or []:
-        discrete, named = item.get('DiscreteResourceSpec') or {}, item.get('NamedResourceSpec') or {}
-        count += int(discrete.get('Value', 0)) if discrete.get('Kind') == kind else 0
-        count += 1 if named.get('Kind') == kind else 0
-    return count
-
-
-def swarm_options(res: RunResources, project: str, gpu_resource: str) -> tuple[list, dict | None]:
-    """(mounts, generic resources to reserve) of a swarm service."""
-    from docker.types import Mount
-    mounts = _bind_and_cache_mounts(res, project)
-    if res.shm_gb:
-        mounts.append(Mount('/dev/shm', None, type='tmpfs', tmpfs_size=int(res.shm_gb * 1024 ** 3)))
-    count = parse_gpus(res.gpus).count
-    return mounts, ({gpu_resource: count} if count > 0 else None)
 
 
 # --- cleanup -------------------------------------------------------------------------------------------

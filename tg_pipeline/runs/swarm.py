@@ -23,21 +23,19 @@ from pathlib import Path
 import docker
 from docker.types import Resources, RestartPolicy, ServiceMode
 
-from tg_pipeline.errors import PipelineError
-from tg_pipeline.runs.base import (LABEL, RunHandle, RunResult, RunSpec, Variant, lost_connection_means_detached,
-                                   new_run_id, strip_labels)
-from tg_pipeline.runs import resources
+from tg_pipeline.errors import SwarmError
+from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, Variant, new_run_id, strip_labels
+from tg_pipeline.runs.backend import lost_connection_means_detached
+from tg_pipeline.runs.resources import RunResources, _bind_and_cache_mounts
 from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
 from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
+from tg_pipeline.hosts.host import not_a_manager
+from tg_pipeline.config.values import parse_gpus
 
 TERMINAL = {'complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove'}
 UNSCHEDULABLE = ('no suitable node', 'insufficient resources')
 HOLDING = {'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running'}  # a node's resources are taken
-
-
-class SwarmError(PipelineError):
-    """The swarm cannot run this (no swarm, nothing can host the tasks, ...)."""
 
 
 def service_name(spec: RunSpec, run_id: str) -> str:
@@ -84,12 +82,6 @@ def docker_time(moment) -> str | None:
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
-def not_a_manager(host: str, error) -> SwarmError:
-    return SwarmError(f'the Docker engine of {host} is not a swarm manager: {error.explanation or error}',
-                      hint='docker swarm init (there), or point [swarm] manager at a manager: manager=local (this '
-                           'machine) or manager=remote with host= the head node')
-
-
 def check_capacity(client, options, host: str) -> None:
     """Fail at once when this engine is no swarm manager, or no ready node can hold one task's reservation."""
     try:
@@ -111,12 +103,12 @@ def check_capacity(client, options, host: str) -> None:
 
 
 class SwarmBackend:
-    """Runs on a swarm manager; ``host`` is a :class:`~tg_pipeline.hosts.Host` (``options``: [swarm])."""
+    """Runs on a swarm manager; ``host`` is a :class:`~tg_pipeline.hosts.host.Host` (``options``: [swarm])."""
     kind, noun, streams_to_files, announce_attached, where = 'swarm service', 'swarm run', False, True, 'swarm'
     stop_takes_output = True  # a replicated-job service stops only by being removed, with its log
 
     def __init__(self, host, options=None):
-        from tg_pipeline.config import SwarmSettings
+        from tg_pipeline.config.schema import SwarmSettings
         self.client, self.host, self.remote, self.nodes = host.docker, host.name, host.remote, host.nodes
         self.lost = getattr(host, 'lost_reason', lambda: None)
         self.options = options or SwarmSettings()
@@ -124,7 +116,7 @@ class SwarmBackend:
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
-        resources.check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
+        check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
         run_id = new_run_id()
         labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
@@ -137,7 +129,7 @@ class SwarmBackend:
                   **{f'{LABEL}.{k}': v for k, v in handle.labels.items()}}
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
-        mounts, generic = resources.swarm_options(spec.resources, spec.project, o.gpu_resource)
+        mounts, generic = swarm_options(spec.resources, spec.project, o.gpu_resource)
         reserved = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
                              cpu_reservation=int(o.cpu_reservation * 1e9) or None,
                              mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
@@ -349,3 +341,50 @@ class SwarmBackend:
             if time.time() >= deadline:
                 return
             time.sleep(0.5)
+
+
+# --- swarm ---------------------------------------------------------------------------------------------
+def check_swarm(nodes: list, res: RunResources, gpu_resource: str, host: str) -> None:
+    """Refuse at once what a swarm service cannot have, and a GPU count no ready node advertises."""
+    from tg_pipeline.errors import SwarmError
+    for key, given in (('ipc', res.ipc), ('ports', res.ports)):
+        if given:
+            raise SwarmError(f'{key} = {given!r} has no form on Docker Swarm (a service has no IPC mode and its '
+                             f'tasks share no host ports)', hint=f'run it without: {key}="" on the command line, '
+                                                                  f'or use run_remote for this job')
+    gpus = parse_gpus(res.gpus)
+    if gpus.device_ids or gpus.count < 0:
+        raise SwarmError(f'gpus = "{res.gpus}": a swarm task reserves a number of GPUs, not "all" or device ids',
+                         hint='give a count: gpus=1')
+    if not gpus.count:
+        return
+    ready = [n['Description'].get('Resources', {}) for n in nodes if n.get('Status', {}).get('State') == 'ready'
+             and n.get('Spec', {}).get('Availability') == 'active']
+    most = max((gpu_count(r, gpu_resource) for r in ready), default=0)
+    if most < gpus.count:
+        raise SwarmError(
+            f'the tasks cannot be scheduled: each reserves {gpus.count} GPU(s) (generic resource "{gpu_resource}"), '
+            f'and no ready node of the swarm on {host} advertises that many ({len(ready)} ready, the most: {most})',
+            hint=f'advertise the GPUs of each GPU node in its /etc/docker/daemon.json, e.g. '
+                 f'"node-generic-resources": ["{gpu_resource}={gpus.count}"], and restart its dockerd; '
+                 f'or lower gpus (gpus=0 runs without)')
+
+
+def gpu_count(node_resources: dict, kind: str) -> int:
+    """How many of generic resource ``kind`` a node advertises (discrete counts and named ids)."""
+    count = 0
+    for item in node_resources.get('GenericResources') or []:
+        discrete, named = item.get('DiscreteResourceSpec') or {}, item.get('NamedResourceSpec') or {}
+        count += int(discrete.get('Value', 0)) if discrete.get('Kind') == kind else 0
+        count += 1 if named.get('Kind') == kind else 0
+    return count
+
+
+def swarm_options(res: RunResources, project: str, gpu_resource: str) -> tuple[list, dict | None]:
+    """(mounts, generic resources to reserve) of a swarm service."""
+    from docker.types import Mount
+    mounts = _bind_and_cache_mounts(res, project)
+    if res.shm_gb:
+        mounts.append(Mount('/dev/shm', None, type='tmpfs', tmpfs_size=int(res.shm_gb * 1024 ** 3)))
+    count = parse_gpus(res.gpus).count
+    return mounts, ({gpu_resource: count} if count > 0 else None)

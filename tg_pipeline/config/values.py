@@ -1,6 +1,6 @@
 """What ``[run]`` and a job's table say beyond CPU and memory: GPUs, shared memory, IPC, host folders, caches,
 ports, env files and a time limit. Each value's check (a field's ``check`` metadata, see
-:mod:`tg_pipeline.config_build`) and its parsed form for the runs (:mod:`tg_pipeline.runs.resources`).
+:mod:`tg_pipeline.config.build`) and its parsed form for the runs (:mod:`tg_pipeline.runs.resources`).
 
 Every check returns None, or ``(problem, hint)`` with a value that works when pasted (and, for a table, the
 entry it is about).

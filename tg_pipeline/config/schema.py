@@ -16,24 +16,20 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import functools
-import getpass
-import hashlib
-import os
-import re
-import socket
 import sys
 import types
 from pathlib import Path
 from typing import Any, Literal, Mapping, NamedTuple, Optional, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
-from tg_pipeline import config_run
-from tg_pipeline.config_text import LineIndex, describe  # noqa: F401 (part of this module's interface)
+from tg_pipeline.config import values as config_run
+from tg_pipeline.config.text import LineIndex  # noqa: F401 (part of this module's interface)
 from tg_pipeline.errors import ConfigError
+from tg_pipeline.config.identity import default_base_image, owner, project_id
 
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'
@@ -77,7 +73,6 @@ def _field(default=dataclasses.MISSING, **metadata):
     if isinstance(default, Mapping):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
-
 
 
 class _Frozen:
@@ -266,57 +261,6 @@ class Config(_Frozen):
                               hint=f'add a [jobs.{name}] table to {self.path.name} or pick one of: {known}') from None
 
 
-def owner() -> str:
-    """``user@host`` of this process."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name known (e.g. a uid without passwd entry in a container)
-        user = str(os.getuid()) if hasattr(os, 'getuid') else 'unknown'
-    return f'{user}@{socket.gethostname()}'
-
-
-def slug(text: str) -> str:
-    """Lowercase, only ``[a-z0-9_.-]``, at most 40 characters."""
-    return re.sub(r'[^a-z0-9_.-]+', '-', text.lower()).strip('-.')[:40].strip('-.') or 'project'
-
-
-def project_id(name: str, root: Path, owner: str) -> str:
-    """``slug(name or root's folder name)-HASH8``: the same for one owner's project, whatever runs it.
-
-    HASH8 hashes ``owner:name`` when the project is named, else ``owner:<absolute root>``.
-    """
-    key = f'{owner}:{name if name else str(Path(root).resolve())}'
-    return f'{slug(name or Path(root).resolve().name)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}'
-
-
-def default_base_image() -> str:
-    return 'python:%d.%d-slim' % sys.version_info[:2]
-
-
-def module_name(package: str, version: str) -> str:
-    """The unique importable module name: ``name__version`` with separators as ``_``."""
-    return re.sub(r'[^0-9a-zA-Z_]', '_', f'{package}__{version}').lower()
-
-
-def parse_override_value(raw: str):
-    """A command-line value is read as a TOML value when it is one, else as a string."""
-    try:
-        return tomllib.loads(f'v = {raw}')['v']
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def secret_name(name: str) -> bool:
-    """Names whose values are never printed."""
-    return bool(re.search(r'TOKEN|PASSWORD|PASSWD|SECRET|KEY', name, re.IGNORECASE))
-
-
-def shown_env(names, environ=None) -> dict[str, str]:
-    """Env values as they may be printed: secret-looking names masked."""
-    environ = os.environ if environ is None else environ
-    return {n: ('***' if secret_name(n) else environ.get(n, '<unset>')) for n in names}
-
-
 def _plain(value):
     """Tuples as lists, mappings as dicts: what JSON (and doit's config_changed) takes."""
     if isinstance(value, (list, tuple)):
@@ -324,7 +268,6 @@ def _plain(value):
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
 
 
 class _Spec(NamedTuple):
@@ -355,33 +298,3 @@ def _specs(cls) -> dict[str, _Spec]:
     return specs
 
 
-def load(path: str | os.PathLike | None = None, overrides: Mapping[str, str] | None = None,
-         environ: Mapping | None = None) -> Config:
-    """Read and check pipeline.toml (with file, key and line in every error), then :func:`from_mapping`."""
-    path = Path(path or CONFIG_NAME).resolve()
-    try:
-        text = path.read_text(encoding='utf-8')
-    except FileNotFoundError:
-        raise ConfigError('file not found', file=str(path),
-                          hint='run `tg-pipeline init` in your project folder to create one') from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        line = re.search(r'line (\d+)', str(e))
-        raise ConfigError(f'not valid TOML: {e}', file=str(path), line=int(line.group(1)) if line else None,
-                          hint='fix the syntax at that line (strings need quotes, tables [like.this])') from None
-    return from_mapping(data, path=path, lines=LineIndex(text), overrides=overrides, environ=environ,
-                        origin=str(path))
-
-
-def from_mapping(data: Mapping, *, path: Path, root: Path | None = None, lines: LineIndex | None = None,
-                 overrides: Mapping[str, str] | None = None, environ: Mapping | None = None,
-                 origin: str = API_ORIGIN) -> Config:
-    """The checked configuration from ``data`` (parsed pipeline.toml, or the Python API's values).
-
-    ``origin`` names where ``data`` came from, in errors and in ``Config.origins`` (with the line
-    from ``lines`` when given). ``None`` values in ``data`` count as not given. Then the environment
-    (``TG_PIPELINE_BASE_IMAGE``) and ``overrides`` (command-line ``name=value`` text) apply on top.
-    """
-    from tg_pipeline.config_build import build
-    return build(data, Path(path), root, lines, overrides, environ, origin)

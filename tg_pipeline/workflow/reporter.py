@@ -1,7 +1,7 @@
-"""The lines the doit console reporter prints for the steps (doit itself is wired in :func:`compat.console_reporter`).
+"""The lines the doit console reporter prints for the steps (doit itself is wired in :func:`tg_pipeline.workflow.reporter.console_reporter`).
 
 * A step that ran: ONE line when it ends, with its duration and what it noted
-  (:func:`tg_pipeline.progress.step_note`)::
+  (:func:`tg_pipeline.console.progress.step_note`)::
 
       build_image:ExampleJob  0.31 s (code layer only)
 
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import time
 
-from tg_pipeline.progress import format_duration, take_step_notes
+from tg_pipeline.console.units import format_duration
+from tg_pipeline.console.progress import take_step_notes
+from tg_pipeline.compat.doit import doit_command_line, doit_exit_code, exit_now
 
 UP_TO_DATE = '-- up to date: '
 
@@ -93,3 +95,63 @@ class StepLines:
         self.started_at.pop(title, None)
         take_step_notes()
         self.flush()
+
+
+def console_reporter():
+    """doit's console reporter, printing the lines of :mod:`tg_pipeline.workflow.reporter`: one line per step that ran,
+    with its duration; one line per job for the steps that were up to date; nothing for a task printing a
+    document (``meta={'document': True}``: ``doit config > settings.toml``); failures as doit prints them.
+    A task whose output doit does not capture (``io={'capture': False}``: runs, ``status``...) is named when
+    it starts instead."""
+    from doit.reporter import ConsoleReporter
+
+
+    def kind(task) -> dict:
+        return {'streamed': getattr(getattr(task, 'io', None), 'capture', True) is False,
+                'document': bool((getattr(task, 'meta', None) or {}).get('document'))}
+
+    def shown(task) -> bool:
+        return bool(task.actions) and task.name[0] != '_'
+
+    class Reporter(ConsoleReporter):
+        def __init__(self, outstream, options):
+            super().__init__(outstream, options)
+            self.lines = StepLines(self._write_now)
+            self.failed = []
+
+        def _write_now(self, text):
+            self.write(text)
+            flush = getattr(self.outstream, 'flush', None)
+            if flush:
+                flush()
+
+        def execute_task(self, task):
+            if shown(task):
+                self.lines.started(task.title(), **kind(task))
+
+        def add_success(self, task):
+            if shown(task):
+                self.lines.succeeded(task.title(), **kind(task))
+
+        def add_failure(self, task, fail):
+            self.lines.failed(task.title())
+            self.failed.append(fail)  # also those it does not print (report=False: said as ERROR/TIP already)
+            super().add_failure(task, fail)
+
+        def skip_uptodate(self, task):
+            if task.name[0] != '_':
+                self.lines.up_to_date(task.title())
+
+        def skip_ignore(self, task):
+            self.lines.flush()
+            super().skip_ignore(task)
+
+        def complete_run(self):
+            self.lines.flush()
+            super().complete_run()
+            if doit_command_line():
+                flush = getattr(self.outstream, 'flush', None)
+                if flush:
+                    flush()
+                exit_now(doit_exit_code(self.failed, self.runtime_errors))
+    return Reporter

@@ -12,18 +12,16 @@ host can find, follow, stop and collect it; ``project`` and ``owner`` scope what
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import pickle
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Protocol
+from typing import Mapping, Optional
 
-from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runs.resources import RunResources
 from tg_pipeline.runtime import protocol
+from tg_pipeline.runs.results import load_result
 
 LABEL = protocol.LABEL
 
@@ -100,23 +98,6 @@ class RunHandle:
         return reattach_commands(self.job, self.where, self.run_id)
 
 
-@contextlib.contextmanager
-def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str, why=None):
-    """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
-    RemoteError saying the run goes on there and how to re-attach; ``why()`` may know the cause (e.g. the
-    keepalive watchdog found the connection dead)."""
-    try:
-        yield
-    except PipelineError:
-        raise
-    except Exception as e:
-        if not remote:
-            raise
-        reason = (why() if why else None) or f'{type(e).__name__}: {e}'
-        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
-                          hint=f're-attach and see its whole output: {handle.commands()}') from None
-
-
 def reattach_commands(job: str, where: str, run_id: str) -> str:
     return (f'doit logs job={job} where={where} run_id={run_id} follow=1 '
             f'(stop it: doit stop job={job} where={where} run_id={run_id})')
@@ -155,14 +136,6 @@ class RunResult:
         return load_result(self.run_dir, self.module)
 
 
-class _Missing(Exception):
-    """A class the pickle names that cannot be had here."""
-
-    def __init__(self, module: str, name: str, cause: Exception):
-        super().__init__(f'{module}.{name}')
-        self.module, self.name, self.cause = module, name, cause
-
-
 class Variant(dict):
     """One swarm variant's outcome (variant, label, state, exit_code, ok, run_dir, ...); its return value,
     ``['value']``, is loaded from its run folder when asked for, not kept."""
@@ -177,92 +150,3 @@ class Variant(dict):
         raise KeyError(key)
 
 
-class _ResultUnpickler(pickle.Unpickler):
-    """Classes of the job package (``name__version.jobs.x``) load as the local ones (``jobs.x``)."""
-
-    def __init__(self, file, module: str):
-        super().__init__(file)
-        self.prefix = module + '.'
-
-    def find_class(self, module, name):
-        if self.prefix != '.' and module.startswith(self.prefix):
-            try:
-                return super().find_class(module[len(self.prefix):], name)
-            except ImportError:
-                pass
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError) as e:
-            raise _Missing(module, name, e) from None
-
-
-def load_result(run_dir, module: str):
-    """The job's return value kept in ``run_dir``, or None; ResultNotLoadable when this Python lacks what it
-    needs."""
-    path = run_dir and Path(run_dir, protocol.RESULT_FILE)
-    if not path or not path.exists():
-        return None
-    import cloudpickle  # noqa: F401  (values pickled by value need it importable)
-    with open(path, 'rb') as file:
-        try:
-            return _ResultUnpickler(file, module).load()
-        except _Missing as missing:
-            raise not_loadable(path, module, missing) from None
-
-
-def not_loadable(path: Path, job_module: str, missing: _Missing):
-    """What a person needs to know about a return value this Python cannot load, and how to load it."""
-    from tg_pipeline.errors import ResultNotLoadable
-    own = job_module and missing.module.startswith(job_module + '.')
-    module = missing.module[len(job_module) + 1:] if own else missing.module
-    top = module.partition('.')[0]
-    needs = f'{module}.{missing.name}'
-    cause = f'{type(missing.cause).__name__}: {missing.cause}'
-    if own:
-        hint = (f'{needs} is a class of your source roots: load the value where {top!r} imports, e.g. in the '
-                f'project folder')
-    elif isinstance(missing.cause, ModuleNotFoundError):
-        hint = f'pip install {top} (the package that provides the module {top!r}) here to load it; the image has it'
-    else:
-        hint = f'install here the version of {top} that the image has ({needs} differs here)'
-    size = path.stat().st_size
-    return ResultNotLoadable(f'holds a {needs} that cannot be loaded here ({cause}): {size} bytes in {path}',
-                             path=path, size=size, module=top, needs=needs, hint=hint)
-
-
-class Backend(Protocol):
-    """One kind of run on one host. ``where`` names the kind for people and for ``build/JOB/runs/WHERE``."""
-    where: str
-    host: str
-
-    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
-        """Everything before the run exists on the host starts (container: created, not started)."""
-
-    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
-
-    def refresh(self, handle: RunHandle) -> RunHandle: ...
-
-    def ended_at(self, handle: RunHandle): ...
-
-    def watch(self, handle: RunHandle, sink) -> None:
-        """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""
-
-    def find(self, job: str | None, project: str | None) -> dict[str, RunHandle]:
-        """run_id -> handle of the runs on this host (of ``job`` / ``project`` when given)."""
-
-    def log_chunks(self, handle: RunHandle, stream: int):
-        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
-
-    def stop(self, handle: RunHandle) -> None: ...
-
-    def collect(self, handle: RunHandle, paths) -> RunResult:
-        """An ended (or stopped) run: its files to ``paths`` (a RunPaths), its record written, the host cleaned."""
-
-    def discard(self, handle: RunHandle) -> None:
-        """Remove it from the host without collecting anything."""
-
-    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
-        """Run ``command`` (a shell command line) in the running run; stream its output; its exit code."""
-
-    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
-        """Forward ``local_port`` here to ``port`` of the running run, until Ctrl-C or the run's end."""

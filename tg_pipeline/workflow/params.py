@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from tg_pipeline.config import ALIASES, COMMAND_LINE, JOB_KEYS, SECTIONS, JobConfig, _specs
-from tg_pipeline.config_text import toml_value
+from tg_pipeline.config.schema import ALIASES, COMMAND_LINE, JOB_KEYS, SECTIONS, JobConfig, _specs
+from tg_pipeline.config.text import toml_value
 from tg_pipeline.errors import ConfigError
 
 # what each setting does, for `doit help TASK` (tests/unit/test_params.py: every setting has one)

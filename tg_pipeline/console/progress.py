@@ -20,10 +20,10 @@ sent``); :func:`take_step_notes` hands them over (the reporter, once per step). 
 """
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
+from tg_pipeline.console.units import format_amount, format_bytes, format_duration, format_eta
 
 PLAIN_INTERVAL_S = 5.0   # not a terminal: one plain line at most this often
 TTY_INTERVAL_S = 0.1     # a terminal: redraw at most this often
@@ -45,41 +45,6 @@ def take_step_notes() -> list[str]:
     found = list(_notes)
     _notes.clear()
     return found
-
-
-def format_bytes(n: float) -> str:
-    """Decimal units, as Docker prints them: ``512 B``, ``5.9 kB``, ``637.0 MB``, ``1.20 GB``."""
-    n = max(0.0, float(n))
-    if n < 1000:
-        return f'{n:.0f} B'
-    for unit in ('kB', 'MB', 'GB', 'TB'):
-        n /= 1000
-        if n < 1000 or unit == 'TB':
-            return f'{n:.2f} {unit}' if unit in ('GB', 'TB') else f'{n:.1f} {unit}'
-    raise AssertionError('unreachable')
-
-
-def format_duration(seconds: float) -> str:
-    """``0.31 s``, ``12.4 s``, ``2 min 05 s``, ``1 h 02 min``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 10:
-        return f'{seconds:.2f} s'
-    if seconds < 60:
-        return f'{seconds:.1f} s'
-    whole = int(round(seconds))
-    if whole < 3600:
-        return f'{whole // 60} min {whole % 60:02d} s'
-    return f'{whole // 3600} h {whole % 3600 // 60:02d} min'
-
-
-def format_eta(seconds: float) -> str:
-    """Whole seconds: ``7 s``, ``2 min 05 s``."""
-    whole = int(math.ceil(max(0.0, seconds)))
-    return f'{whole} s' if whole < 60 else format_duration(whole)
-
-
-def format_amount(n: float, unit: str) -> str:
-    return format_bytes(n) if unit == 'B' else f'{n:.0f} {unit}'.rstrip()
 
 
 class Progress:

@@ -1,6 +1,6 @@
 """SSH to the remote Docker host (fabric over paramiko), and a Docker SDK client that talks through that connection.
 
-* The host is resolved by OpenSSH itself (``ssh -G``, see :mod:`tg_pipeline.ssh_settings`): aliases,
+* The host is resolved by OpenSSH itself (``ssh -G``, see :mod:`tg_pipeline.ssh.settings`): aliases,
   Include, Match, HostName, Port, User, IdentityFile, CertificateFile, IdentityAgent, known-hosts files,
   ProxyJump, ProxyCommand, ConnectTimeout, ServerAlive*; ``[remote]`` values win.
 * Unknown host keys are refused unless ``accept_unknown_host_keys = true`` (or StrictHostKeyChecking
@@ -8,9 +8,9 @@
 * The Docker SDK runs over channels of that same SSH connection (``docker system dial-stdio`` on the
   remote), reused from one small pool, so every API call of a run shares one login, and environment
   values travel as API JSON: no remote shell ever sees them.
-* A :class:`~tg_pipeline.keepalive.Watchdog` finds a silent connection dead within
+* A :class:`~tg_pipeline.ssh.keepalive.Watchdog` finds a silent connection dead within
   ServerAliveInterval x (ServerAliveCountMax + 1) seconds (default 15 s x 4).
-* Every failure is one ERROR/TIP paragraph (:mod:`tg_pipeline.ssh_errors`); paramiko's own log lines go to
+* Every failure is one ERROR/TIP paragraph (:mod:`tg_pipeline.ssh.errors`); paramiko's own log lines go to
   the logger ``tg_pipeline.ssh.paramiko``, silent unless ``TG_PIPELINE_DEBUG`` is set.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ import docker
 import fabric
 import paramiko
 
-from tg_pipeline import compat
+from tg_pipeline.compat.docker import docker_over_fabric
 from tg_pipeline.errors import PipelineError, RemoteError
-from tg_pipeline.keepalive import Watchdog
-from tg_pipeline.ssh_auth import OpenSSHKeys
-from tg_pipeline.ssh_errors import UnknownHostKey, login_error, session_error
-from tg_pipeline.ssh_settings import SSHSettings, parse_jump, resolve
+from tg_pipeline.ssh.keepalive import Watchdog
+from tg_pipeline.ssh.auth import OpenSSHKeys
+from tg_pipeline.ssh.errors import UnknownHostKey, login_error, session_error
+from tg_pipeline.ssh.settings import SSHSettings, parse_jump, resolve
 
 DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
 LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
@@ -225,7 +225,7 @@ def remote_docker_version(connection) -> str:
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     """A DockerClient for the remote engine, over ``connection``."""
     name = describe(connection)
-    client = compat.docker_over_fabric(connection, DOCKER_API_VERSION, timeout,
+    client = docker_over_fabric(connection, DOCKER_API_VERSION, timeout,
                                        translate=lambda e: session_error(e, name))  # a lost one: see Remote.lost
     try:
         client.ping()

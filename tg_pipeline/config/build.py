@@ -15,16 +15,19 @@ import types
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional
 
-from tg_pipeline import config_run
-from tg_pipeline.config import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS,
-                                JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs, module_name,
-                                parse_override_value)
-from tg_pipeline.config_names import (component, component_problem, prefix_problem, proposed_job_name,
-                                      proposed_prefix, proposed_reference, proposed_version, reference_problem,
-                                      repository_problem, valid_job_name, version_problem)
-from tg_pipeline.config_text import LineIndex, toml_string
+from tg_pipeline.config import values as config_run
+from tg_pipeline.config.schema import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS, JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs)
+from tg_pipeline.config.identity import module_name
+from tg_pipeline.config.names import (component, component_problem, prefix_problem, proposed_job_name, proposed_prefix, proposed_reference, proposed_version, reference_problem, repository_problem, valid_job_name, version_problem)
+from tg_pipeline.config.text import LineIndex, toml_string
 from tg_pipeline.errors import ConfigError, InvalidName
-from tg_pipeline.package.requirements import check_requirements
+from tg_pipeline.config.requirements import check_requirements
+import sys
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from tg_pipeline.config.schema import CONFIG_NAME
 
 TYPE_NAMES = {'str': 'string', 'int': 'integer', 'float': 'number', 'bool': 'boolean (true/false)',
               'strs': 'list of strings', 'array': 'array', 'table': 'table', 'strtable': 'table of strings'}
@@ -363,3 +366,42 @@ def _checked(spec: _Spec, value, name: str, at: _At, key: str):
                        hint=f'choose {_choices(spec.choices)}' + (f' ({help_text})' if help_text else ''))
     kind = TYPE_NAMES[spec.kind]
     raise at.error(f'{name} must be {"an" if kind[0] in "aeiou" else "a"} {kind}, not {value!r}', key)
+
+
+def parse_override_value(raw: str):
+    """A command-line value is read as a TOML value when it is one, else as a string."""
+    try:
+        return tomllib.loads(f'v = {raw}')['v']
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load(path: str | os.PathLike | None = None, overrides: Mapping[str, str] | None = None,
+         environ: Mapping | None = None) -> Config:
+    """Read and check pipeline.toml (with file, key and line in every error), then :func:`from_mapping`."""
+    path = Path(path or CONFIG_NAME).resolve()
+    try:
+        text = path.read_text(encoding='utf-8')
+    except FileNotFoundError:
+        raise ConfigError('file not found', file=str(path),
+                          hint='run `tg-pipeline init` in your project folder to create one') from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = re.search(r'line (\d+)', str(e))
+        raise ConfigError(f'not valid TOML: {e}', file=str(path), line=int(line.group(1)) if line else None,
+                          hint='fix the syntax at that line (strings need quotes, tables [like.this])') from None
+    return from_mapping(data, path=path, lines=LineIndex(text), overrides=overrides, environ=environ,
+                        origin=str(path))
+
+
+def from_mapping(data: Mapping, *, path: Path, root: Path | None = None, lines: LineIndex | None = None,
+                 overrides: Mapping[str, str] | None = None, environ: Mapping | None = None,
+                 origin: str = API_ORIGIN) -> Config:
+    """The checked configuration from ``data`` (parsed pipeline.toml, or the Python API's values).
+
+    ``origin`` names where ``data`` came from, in errors and in ``Config.origins`` (with the line
+    from ``lines`` when given). ``None`` values in ``data`` count as not given. Then the environment
+    (``TG_PIPELINE_BASE_IMAGE``) and ``overrides`` (command-line ``name=value`` text) apply on top.
+    """
+    return build(data, Path(path), root, lines, overrides, environ, origin)

@@ -12,7 +12,7 @@ import os
 import paramiko
 from paramiko.auth_strategy import AuthStrategy, InMemoryPrivateKey, OnDiskPrivateKey
 
-from tg_pipeline import compat
+from tg_pipeline.compat.paramiko import agent_keys
 
 
 class OpenSSHKeys(AuthStrategy):
@@ -76,7 +76,7 @@ class OpenSSHKeys(AuthStrategy):
         if agent == 'none':
             return []
         try:
-            keys = list(compat.agent_keys(agent or None))
+            keys = list(agent_keys(agent or None))
         except (paramiko.SSHException, OSError) as e:
             self.unusable.append(f'the agent {agent or "$SSH_AUTH_SOCK"} does not answer ({e})')
             return []

@@ -33,7 +33,7 @@ API
     it takes after the lock is released) counts only together with the stamp.
 
 That ``uptodate`` check also sets doit's SQLite connection to autocommit with a
-60 s busy timeout (``compat.share_doit_state``): doit deletes a failed task's row right away but
+60 s busy timeout (``share_doit_state``): doit deletes a failed task's row right away but
 commits only when the run ends, and until then every other process that ended failed
 to save its state ("database is locked" after 5 s, e.g. under ``doit --continue``).
 """
@@ -52,7 +52,7 @@ from doit.dependency import UptodateCalculator
 from doit.exceptions import BaseFail
 from doit.tools import config_changed
 
-from tg_pipeline import compat
+from tg_pipeline.compat.doit import share_doit_state
 
 STATE_FILE = '.doit.sqlite3'
 
@@ -190,7 +190,7 @@ class _Guard(UptodateCalculator):
 
     def setup(self, dep_manager, tasks_dict):
         super().setup(dep_manager, tasks_dict)
-        compat.share_doit_state(dep_manager)
+        share_doit_state(dep_manager)
 
     def __call__(self) -> bool:
         """doit's uptodate check: a stamp for exactly the current inputs and targets."""

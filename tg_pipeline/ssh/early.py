@@ -1,6 +1,6 @@
 """The SSH login to [remote], started in a thread as soon as a doit command that runs run_remote has read its
 configuration (:func:`connect_early`), while this process makes its tasks and does its local steps;
-:func:`tg_pipeline.hosts.open_host` takes that connection when it needs one (:func:`take`).
+:func:`tg_pipeline.hosts.host.open_host` takes that connection when it needs one (:func:`take`).
 
 This module imports neither docker nor paramiko: the thread starts before the main thread imports the Docker SDK
 (~50 ms), and imports paramiko and fabric itself.
@@ -23,7 +23,7 @@ def connect_early(config) -> None:
 
     def login():
         try:
-            from tg_pipeline.ssh import Remote, RemoteTarget
+            from tg_pipeline.ssh.connection import Remote, RemoteTarget
             remote = Remote(RemoteTarget.from_config(config.remote))
             box['remote'] = remote
             remote.docker  # noqa: B018  (the engine's version, asked over the new connection)

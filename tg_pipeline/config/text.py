@@ -6,7 +6,6 @@ as valid TOML, every value followed by a comment naming where it came from.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import re
@@ -89,36 +88,3 @@ def toml_value(value: Any) -> str:
     raise TypeError(f'no TOML value for {type(value).__name__}')
 
 
-def _setting(key: str, value: Any, origin: str) -> str:
-    try:
-        text = toml_value(value)
-    except TypeError:
-        text, origin = toml_string(repr(value)), f'{origin}; not a TOML value, shown as its repr'
-    return f'{toml_key(key)} = {text}  # {origin}'
-
-
-def describe(config, jobs=None, environ=None) -> str:
-    """The effective configuration as TOML: each value with its origin, env values shown (secrets masked)."""
-    from tg_pipeline import config as settings
-    path = str(config.path)
-
-    def origin(dotted: str) -> str:
-        return config.origins.get(dotted, 'default').replace(path, config.path.name)
-
-    lines = [f'# {config.path}', f'# project {config.project} (owner {config.owner})']
-    for section in settings.SECTIONS:
-        values = getattr(config, section)
-        lines.append(f'[{section}]')
-        lines += [_setting(f.name, getattr(values, f.name), origin(f'{section}.{f.name}'))
-                  for f in dataclasses.fields(values)]
-        if section == 'docker':
-            lines.append(f'# base image used: {config.base_image}')
-    for name in jobs or sorted(config.jobs):
-        job = config.job(name)
-        lines.append(f'[jobs.{toml_key(name)}]  # module {job.module}')
-        for key in settings.JOB_KEYS:
-            lines.append(_setting(key, getattr(job, key), origin(f'jobs.{name}.{key}')))
-            if key == 'env':
-                lines += [f'#   env.{toml_key(n)} = {toml_literal(v)}'
-                          for n, v in settings.shown_env(job.env, environ).items()]
-    return '\n'.join(lines)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from tg_pipeline import compat
+from tg_pipeline.compat.paramiko import keepalive_request, track_received
 
 
 class Watchdog:
@@ -25,7 +25,7 @@ class Watchdog:
         self.reason: str | None = None
         self.last = time.monotonic()
         self._stop = threading.Event()
-        compat.track_received(transport, self._heard)
+        track_received(transport, self._heard)
         self._thread = threading.Thread(target=self._watch, name=f'ssh-keepalive {name}', daemon=True)
         self._thread.start()
 
@@ -49,7 +49,7 @@ class Watchdog:
 
     def _send(self) -> None:
         try:
-            compat.keepalive_request(self.transport)
+            keepalive_request(self.transport)
         except Exception:  # noqa: BLE001 - the connection is going anyway; the watchdog counts on
             pass
 

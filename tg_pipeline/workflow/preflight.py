@@ -11,9 +11,9 @@ import sys
 import tarfile
 
 from tg_pipeline.errors import PipelineError
-from tg_pipeline.hosts import local_engine
+from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.image.registry import pull, push, remote_reference
-from tg_pipeline.ssh import Remote, RemoteTarget, connect, describe, run
+from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect, describe, run
 
 PROBE = 'tg-pipeline-probe:1'
 

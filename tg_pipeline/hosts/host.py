@@ -7,56 +7,18 @@ for people (``local``, ``remote user@host:22``, ``swarm local``).
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 from dataclasses import dataclass, field
 
-from tg_pipeline import compat
+from tg_pipeline.compat.docker import import_docker_without_paramiko
 from tg_pipeline.errors import ConfigError, DockerUnavailable, PipelineError, RemoteError
 
-compat.import_docker_without_paramiko()
+import_docker_without_paramiko()
 
 import docker  # noqa: E402
-from docker.errors import DockerException  # noqa: E402
+from tg_pipeline.hosts.engine import local_engine
+from tg_pipeline.errors import SwarmError
 
 WHERE = ('local', 'remote', 'swarm')
-DEFAULT_SOCKET = 'unix:///var/run/docker.sock'
-
-
-@functools.lru_cache(maxsize=None)
-def local_engine() -> docker.DockerClient:
-    """The engine that DOCKER_HOST (or the default socket) names; one client per process."""
-    try:
-        client = docker.from_env()  # asks the engine its API version: no engine, no client (no ping needed)
-    except DockerException as e:
-        where = os.environ.get('DOCKER_HOST')
-        hint = ('start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it'
-                if not where else 'start the engine there, or point DOCKER_HOST at one that runs (unset DOCKER_HOST '
-                                  'for this machine\'s default socket)')
-        raise DockerUnavailable(f'no Docker engine answers at {where or DEFAULT_SOCKET}'
-                                f'{" (DOCKER_HOST)" if where else ""}: {_cause(e)}', hint=hint) from None
-    return client
-
-
-def _cause(error: BaseException, depth: int = 0) -> str:
-    """The innermost OS error's text in a chain of wrapped exceptions (requests wraps them in arguments)."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    inner = [a for a in getattr(error, 'args', ()) if isinstance(a, BaseException)]
-    inner += [e for e in (error.__cause__, error.__context__) if e is not None]
-    for e in inner if depth < 8 else []:
-        found = _cause(e, depth + 1)
-        if found:
-            return found
-    return str(error) if depth == 0 else ''
-
-
-def image_exists(client, image_id: str) -> bool:
-    try:
-        client.api.inspect_image(image_id)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
 
 
 @dataclass
@@ -113,9 +75,9 @@ def _local_host() -> Host:
 
 
 def _remote(config):
-    """The [remote] login: the one :func:`tg_pipeline.early_ssh.connect_early` started, or a new one."""
-    from tg_pipeline import early_ssh
-    from tg_pipeline.ssh import Remote, RemoteTarget
+    """The [remote] login: the one :func:`tg_pipeline.ssh.early.connect_early` started, or a new one."""
+    from tg_pipeline.ssh import early as early_ssh
+    from tg_pipeline.ssh.connection import Remote, RemoteTarget
     early = early_ssh.take(config)
     return early if early is not None else Remote(RemoteTarget.from_config(config.remote))
 
@@ -155,7 +117,6 @@ def _swarm_host(config) -> Host:
         manager_nodes = {n.id for n in host.docker.nodes.list()}
     except docker.errors.APIError as e:
         host.close()
-        from tg_pipeline.runs.swarm import not_a_manager
         raise not_a_manager(host.name, e) from None
     host.nodes = [e for e in host.nodes if e.info().get('Swarm', {}).get('NodeID') in manager_nodes]
     return host
@@ -169,10 +130,7 @@ def _optional_local_engine() -> list:
         return []
 
 
-def backend(host: Host, config=None):
-    """The run backend for this host: swarm runs on a swarm manager, container runs on any other engine."""
-    if host.where == 'swarm':
-        from tg_pipeline.runs.swarm import SwarmBackend
-        return SwarmBackend(host, config.swarm if config is not None else None)
-    from tg_pipeline.runs.container import ContainerBackend
-    return ContainerBackend(host)
+def not_a_manager(host: str, error) -> SwarmError:
+    return SwarmError(f'the Docker engine of {host} is not a swarm manager: {error.explanation or error}',
+                      hint='docker swarm init (there), or point [swarm] manager at a manager: manager=local (this '
+                           'machine) or manager=remote with host= the head node')

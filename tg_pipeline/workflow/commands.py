@@ -1,17 +1,19 @@
 """The actions of the commands that reach into runs already started or clean up after them: ``doit exec``,
 ``doit forward`` (into a running job's container) and ``doit cleanup`` (this project's ended runs, unused images
-and caches on a host). Like :mod:`tg_pipeline.steps`, each takes the :class:`~tg_pipeline.steps.Context`."""
+and caches on a host). Like :mod:`tg_pipeline.workflow.build_steps`, each takes the :class:`~tg_pipeline.workflow.build_steps.Context`."""
 from __future__ import annotations
 
 from tg_pipeline.errors import ConfigError, PipelineError
 from tg_pipeline.paths import JobPaths
-from tg_pipeline.steps import Context
+from tg_pipeline.workflow.context import Context
 
 
 def reach_step(ctx: Context, job: str, step: str) -> None:
     """exec / forward: into this project's latest running run of the job (or run_id=), where= names."""
-    from tg_pipeline.hosts import backend, open_host
-    from tg_pipeline.runs import lifecycle, reach
+    from tg_pipeline.runs import backend_for
+    from tg_pipeline.hosts.host import open_host
+    from tg_pipeline.runs import lifecycle
+    from tg_pipeline.runs.lifecycle import exec_command, forward
     import sys
     if not ctx.variables.get('job') and f'{step}:{job}' not in sys.argv[1:]:  # not once per job of the project
         raise ConfigError(f'doit {step} needs the job: job=NAME', key='job',
@@ -27,12 +29,12 @@ def reach_step(ctx: Context, job: str, step: str) -> None:
         raise ConfigError(f'doit forward needs the port of the job to reach: port=1..65535, not {port}', key='port',
                           hint=f'e.g. doit forward job={job} where={where} port=6006')
     with open_host(ctx.config, where) as host:
-        kind = backend(host, ctx.config)
+        kind = backend_for(host, ctx.config)
         if step == 'forward':
             local = number(ctx, 'local_port', str(port), int, hint='e.g. local_port=16006')
-            reach.forward(kind, scope, paths, run_id, port, local)
+            forward(kind, scope, paths, run_id, port, local)
             return
-        code = reach.exec_command(kind, scope, paths, run_id, ctx.variables['cmd'])
+        code = exec_command(kind, scope, paths, run_id, ctx.variables['cmd'])
     if code != 0:
         raise PipelineError(f'the command exited with code {code} in job {job}\'s run ({where})')
 
@@ -51,17 +53,39 @@ def number(ctx: Context, name: str, default: str, kind=float, hint: str = ''):
 def cleanup(ctx: Context) -> None:
     """This project's ended runs older than days=N (collected first), then its job images that no run
     uses, keeping the newest keep=N per job (default 2), on the host where= names."""
-    from tg_pipeline.hosts import backend, open_host
+    from tg_pipeline.runs import backend_for
+    from tg_pipeline.hosts.host import open_host
     from tg_pipeline.image.housekeeping import prune_job_images
     from tg_pipeline.runs import lifecycle
     days = number(ctx, 'days', '7', hint='e.g. days=7 (days=0: all ended runs)')
     keep = number(ctx, 'keep', '2', int, hint='e.g. keep=2: the newest images per job that stay')
     where = ctx.where()
     with open_host(ctx.config, where) as host:
-        lifecycle.cleanup(backend(host, ctx.config), ctx.config.project, days,
+        lifecycle.cleanup(backend_for(host, ctx.config), ctx.config.project, days,
                           lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
         if where != 'swarm':
             prune_job_images(host.docker, ctx.config.project, keep=keep)
         if ctx.flag('caches'):
             from tg_pipeline.runs.resources import remove_caches
             remove_caches([host.docker, *host.nodes], ctx.config.project, host.name)
+
+
+def draw_graph(ctx: Context, tasks: dict, probe) -> None:
+    """``doit graph``: the chosen jobs' steps (``tasks``: step -> sub-task dicts), marked by ``probe`` (doit's
+    own up-to-date answers), as build/graph.dot and .png."""
+    from tg_pipeline.workflow.graph import write_graph
+    write_graph(tasks, ctx.config.build_dir / 'graph.dot', probe, everything=ctx.flag('all'),
+                files=ctx.flag('files'), root=ctx.config.root)
+
+
+def show_config(ctx: Context, jobs: list[str]) -> None:
+    from tg_pipeline.config.describe import describe
+    print(describe(ctx.config, jobs))
+
+
+def check_remote(ctx: Context) -> None:
+    from tg_pipeline.workflow.preflight import check_remote as preflight
+    from tg_pipeline.ssh.connection import RemoteTarget
+    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth())
+    if failed:
+        raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')

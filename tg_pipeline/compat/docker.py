@@ -1,0 +1,122 @@
+"""Private names of docker-py (``docker>=7,<8``), see :mod:`tg_pipeline.compat`: the log and exec frame
+readers, the SDK imported without paramiko, and the SSH adapter that rides on our fabric connection."""
+from __future__ import annotations
+import struct
+import sys
+
+
+def import_docker_without_paramiko() -> None:
+    if 'docker' in sys.modules or 'paramiko' in sys.modules:
+        return
+    sys.modules['paramiko'] = None  # makes `import paramiko` raise ImportError, just this once
+    try:
+        import docker  # noqa: F401
+    finally:
+        del sys.modules['paramiko']
+
+
+def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
+    """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr
+    (of ``streams`` only), one frame at a time (the engine's frames are at most 16 KiB)."""
+    api = client.api
+    params = {'stdout': int(1 in streams), 'stderr': int(2 in streams), 'follow': int(follow), 'timestamps': 0,
+              'tail': 'all'}
+    response = api._get(api._url('/containers/{0}/logs', container_id), stream=True, params=params)
+    yield from _frames(api, response)
+
+
+def exec_frames(client, exec_id: str):
+    """(stream, bytes) frames of a created exec's output, as it runs (stream 1 stdout, 2 stderr).
+
+    Started as ``exec_start`` does (``APIClient._post_json``, asking to upgrade the connection), then read from
+    the connection's buffered file (``response.raw._fp.fp``), which holds the bytes that came with the response
+    headers: ``exec_start`` reads the bare socket and misses those over SSH, and without the upgrade the engine
+    answers "read until close", where http.client closes the SSH channel at once."""
+    api = client.api
+    response = api._post_json(api._url('/exec/{0}/start', exec_id), data={'Tty': False, 'Detach': False},
+                              headers={'Connection': 'Upgrade', 'Upgrade': 'tcp'}, stream=True)
+    source = response.raw._fp.fp if response.status_code == 101 else response.raw
+    yield from _frames(api, response, source)
+
+
+def _frames(api, response, source=None):
+    api._raise_for_status(response)
+    source = response.raw if source is None else source
+    try:
+        api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for hours
+    except (AttributeError, TypeError):
+        pass  # not a real socket (a fake engine in the unit tests)
+    try:
+        while True:
+            header = _read_exactly(source, 8)
+            if len(header) < 8:
+                return
+            kind, length = struct.unpack('>BxxxL', header)
+            yield kind, (_read_exactly(source, length) if length else b'')
+    finally:
+        response.close()
+
+
+def _read_exactly(raw, length: int) -> bytes:
+    chunks, left = [], length
+    while left:
+        chunk = raw.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b''.join(chunks)
+
+
+POOL_SIZE = 2  # idle Docker API channels kept per SSH connection (each is a session: sshd allows 10)
+
+
+def docker_over_fabric(connection, version: str, timeout: int = 60, translate=None):
+    """A DockerClient whose every request rides on ``connection`` (an open fabric Connection): docker-py's SSH
+    adapter with its paramiko client swapped for the connection's (same login, same host-key policy), each
+    HTTP connection a ``docker system dial-stdio`` channel of it, reused from ONE pool of at most
+    :data:`POOL_SIZE` idle channels. ``translate(exception)`` may turn a paramiko error of a request into
+    one of ours (returns None to keep it)."""
+    import docker
+    import paramiko
+    from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
+
+    class FabricAdapter(SSHHTTPAdapter):
+        def __init__(self):
+            self._fabric = connection
+            super().__init__(f'ssh://{connection.host}', timeout=timeout, max_pool_size=POOL_SIZE, shell_out=False)
+
+        def _create_paramiko_client(self, base_url):
+            self.ssh_client = self._fabric.client
+
+        def _connect(self):
+            self._fabric.open()  # reconnects with the same settings and host-key policy
+
+        def get_connection(self, url, proxies=None):
+            with self.pools.lock:
+                pool = self.pools.get('ssh')
+                if pool is None:
+                    if not self.ssh_client.get_transport():
+                        self._connect()
+                    pool = SSHConnectionPool(ssh_client=self.ssh_client, timeout=self.timeout,
+                                             maxsize=self.max_pool_size, host=self.ssh_host)
+                    self.pools['ssh'] = pool
+            return pool
+
+        def send(self, request, *args, **kwargs):
+            try:
+                return super().send(request, *args, **kwargs)
+            except paramiko.SSHException as e:
+                ours = translate(e) if translate else None
+                if ours is None:
+                    raise
+                raise ours from None
+
+    # a client for a placeholder address (no request is made with it: the version is given), then every
+    # request goes through the adapter
+    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
+    adapter = FabricAdapter()
+    client.api._custom_adapter = adapter
+    client.api.mount('http+docker://ssh', adapter)
+    client.api.base_url = 'http+docker://ssh'
+    return client

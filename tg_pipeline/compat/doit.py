@@ -1,0 +1,85 @@
+"""Private names of doit (``doit>=0.36,<0.38``), see :mod:`tg_pipeline.compat`: the command-line
+variables, the shared sqlite3 state, where a task's outcome goes, and the process's exit."""
+from __future__ import annotations
+import os
+import sys
+
+
+DOIT_BUSY_TIMEOUT_MS = 60_000
+
+
+def share_doit_state(dep_manager) -> None:
+    """Autocommit + a long busy timeout on doit's sqlite3 connection (other backends: nothing)."""
+    import sqlite3
+    conn = getattr(getattr(dep_manager, 'backend', None), '_conn', None)
+    if not isinstance(conn, sqlite3.Connection):
+        return
+    try:
+        if conn.isolation_level is not None:
+            conn.isolation_level = None  # commits what is pending; each later statement commits itself
+            conn.execute(f'PRAGMA busy_timeout = {DOIT_BUSY_TIMEOUT_MS}')
+    except sqlite3.ProgrammingError:  # already closed: the run is over
+        pass
+
+
+def command_line_vars() -> dict[str, str]:
+    """doit's ``name=value`` command-line variables."""
+    from doit import doit_cmd
+    return dict(getattr(doit_cmd, '_CMDLINE_VARS', None) or {})
+
+
+def outcome_stream():
+    """Where the outcome of a task goes (``Result: ...``): its stdout, unless doit captures that stdout without
+    showing it (``doit -v 0``, ``-v 1``: only a failure shows it), then the process's own stdout."""
+    out = sys.stdout
+    try:
+        from doit.action import Writer
+    except ImportError:  # pragma: no cover - doit is a dependency
+        return out
+    if isinstance(out, Writer) and getattr(out, 'orig_stream', None) is None and sys.__stdout__ is not None:
+        out.flush()
+        return sys.__stdout__
+    return out
+
+
+def doit_command_line() -> bool:
+    """Whether this process is the ``doit`` command (``doit ...`` or ``python -m doit ...``), not a program that
+    runs doit inside (the Python API, a test, ``python -m cProfile -m doit``, ``coverage run -m doit``)."""
+    orig = getattr(sys, 'orig_argv', None)  # Python 3.10+: the interpreter's own command line
+    if orig is not None:
+        args, i = orig[1:], 0
+        while i < len(args) and args[i].startswith('-') and args[i] != '-m':
+            i += 2 if args[i] in ('-X', '-W') else 1
+        return args[i:i + 2] == ['-m', 'doit'] or (i < len(args) and os.path.basename(args[i]) == 'doit')
+    main = sys.modules.get('__main__')
+    return os.path.basename(sys.argv[0] if sys.argv else '') == 'doit' or \
+        getattr(getattr(main, '__spec__', None), 'name', '') == 'doit.__main__'
+
+
+def doit_exit_code(failures: list, runtime_errors: list) -> int:
+    """The code doit's runner returns after these failures (doit's TaskFailed / TaskError): 2 for an error (an
+    exception, not a task's failure), else 1 for a failure, else 0 (doit.runner: ``final_result``)."""
+    from doit.exceptions import TaskFailed
+    if runtime_errors or any(not isinstance(f, TaskFailed) for f in failures):
+        return 2
+    return 1 if failures else 0
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` once the exit handlers have run (atexit: logging, SSH connections ...), without
+    the interpreter's teardown of every module, which for docker, paramiko and fabric loaded takes ~60 ms of
+    every command. Not with TG_PIPELINE_DEBUG=1, nor while a thread the normal exit would wait for still runs.
+    ``atexit._run_exitfuncs`` is CPython's (3.9 to 3.13); without it, nothing is done."""
+    import atexit
+    import threading
+    run_handlers = getattr(atexit, '_run_exitfuncs', None)
+    waiting = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if os.environ.get('TG_PIPELINE_DEBUG') == '1' or run_handlers is None or waiting:
+        return
+    run_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (doit list | head): nothing more to say
+            pass
+    os._exit(code)

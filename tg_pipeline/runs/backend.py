@@ -1,0 +1,62 @@
+"""The Backend protocol: what a kind of run (container, swarm service) offers the lifecycle, and how a
+lost connection to a remote host is said while a run is watched."""
+from __future__ import annotations
+import contextlib
+from typing import Protocol
+from tg_pipeline.errors import PipelineError, RemoteError
+from tg_pipeline.runs.model import RunHandle, RunResult, RunSpec
+
+
+@contextlib.contextmanager
+def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle', going_on: str, why=None):
+    """Around watching a run on a remote host: a connection that breaks (not one of our errors) becomes a
+    RemoteError saying the run goes on there and how to re-attach; ``why()`` may know the cause (e.g. the
+    keepalive watchdog found the connection dead)."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as e:
+        if not remote:
+            raise
+        reason = (why() if why else None) or f'{type(e).__name__}: {e}'
+        raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
+                          hint=f're-attach and see its whole output: {handle.commands()}') from None
+
+
+class Backend(Protocol):
+    """One kind of run on one host. ``where`` names the kind for people and for ``build/JOB/runs/WHERE``."""
+    where: str
+    host: str
+
+    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+        """Everything before the run exists on the host starts (container: created, not started)."""
+
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
+
+    def refresh(self, handle: RunHandle) -> RunHandle: ...
+
+    def ended_at(self, handle: RunHandle): ...
+
+    def watch(self, handle: RunHandle, sink) -> None:
+        """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""
+
+    def find(self, job: str | None, project: str | None) -> dict[str, RunHandle]:
+        """run_id -> handle of the runs on this host (of ``job`` / ``project`` when given)."""
+
+    def log_chunks(self, handle: RunHandle, stream: int):
+        """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
+
+    def stop(self, handle: RunHandle) -> None: ...
+
+    def collect(self, handle: RunHandle, paths) -> RunResult:
+        """An ended (or stopped) run: its files to ``paths`` (a RunPaths), its record written, the host cleaned."""
+
+    def discard(self, handle: RunHandle) -> None:
+        """Remove it from the host without collecting anything."""
+
+    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+        """Run ``command`` (a shell command line) in the running run; stream its output; its exit code."""
+
+    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+        """Forward ``local_port`` here to ``port`` of the running run, until Ctrl-C or the run's end."""

@@ -1,0 +1,123 @@
+"""The actions behind the doit tasks: one small function per step, over a :class:`Context`.
+
+Each takes the context and a job name, calls the library function of its step (``job/``, ``package/``,
+``image/``, ``runs/``) and keeps what the caller needs in ``ctx.results``. Heavy modules are imported inside
+the functions, so that listing tasks and deciding that nothing changed stays cheap.
+"""
+from __future__ import annotations
+
+
+from tg_pipeline.console.progress import step_note as note
+from tg_pipeline.workflow.context import Context
+from tg_pipeline.workflow.context import config_origin_is_api
+
+
+# --- build steps -------------------------------------------------------------------------------------
+def serialize(ctx: Context, job: str) -> None:
+    from tg_pipeline.job.factory import make_job
+    from tg_pipeline.job.pickling import check_source_roots, serialize as dump
+    from tg_pipeline.paths import write_if_changed
+    p = ctx.paths(job)
+    if job in ctx.payloads:
+        for name, data in ctx.payloads[job].items():
+            write_if_changed(p.resource(name), data)
+        return
+    config, j = ctx.config, ctx.config.job(job)
+    check_source_roots(config.source_roots, str(config.path))
+    where = (config.root, str(config.path), f'jobs.{job}.factory', j.factory_line)
+    variants = [(label, make_job(j.factory, list(j.args), dict(kwargs), *where)) for label, kwargs in j.variants()]
+    payload_job = variants[0][1] if variants else make_job(j.factory, list(j.args), dict(j.kwargs), *where)
+    dump(payload_job, p.payload, config.source_roots)
+    if variants:  # every variant in the one image; a swarm task picks its own by its slot
+        dump(variants, p.resource('variants'), config.source_roots)
+
+
+def sdist(ctx: Context, job: str) -> None:
+    from tg_pipeline.job.checks import start_import_check
+    from tg_pipeline.package.sdist import sdist_archive
+    from tg_pipeline.paths import write_if_changed
+    config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
+    names = ctx.resource_names(job)
+    setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
+        else f'source_roots in [package] of {config.path.name}'
+    check = start_import_check(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots,
+                               config.root, setting, record=p.import_check)  # runs while the sdist is made
+    try:
+        resources = {n: p.resource(n).read_bytes() for n in names}
+        name, data = sdist_archive(j.package, j.version, j.module, config.source_roots, resources,
+                                   list(j.dependencies), cache=p.pyproject)
+    except BaseException:
+        check.cancel()
+        raise
+    check.finish()  # bad input stops here, before anything is written
+    write_if_changed(p.context / name, data)
+    for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
+        if stale.name != name:
+            stale.unlink()
+
+
+def dockerfile_values(ctx: Context, job: str) -> dict:
+    j = ctx.config.job(job)
+    return dict(job=j.name, package=j.package, version=j.version, module=j.module, project=ctx.config.project,
+                base_image=ctx.config.base_image, dependencies=list(j.dependencies))
+
+
+def dockerfile(ctx: Context, job: str) -> None:
+    from tg_pipeline.package.dockerfile import make_dockerfile
+    make_dockerfile(ctx.paths(job).context, **dockerfile_values(ctx, job))
+
+
+def image_settings(ctx: Context, job: str) -> dict:
+    from tg_pipeline.package.dockerfile import job_image_settings
+    return job_image_settings(**dockerfile_values(ctx, job))
+
+
+def build_image(ctx: Context, job: str) -> None:
+    """The job image on the local engine: its dependency image (built only when the requirements changed) plus
+    the code layer, appended without a build."""
+    from tg_pipeline.hosts.engine import local_engine
+    from tg_pipeline.image.job_image import build_job_image, record_image
+    from tg_pipeline.job.checks import check_python_version
+    p, client = ctx.paths(job), local_engine()
+    check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
+                         ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
+    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose,
+                            load_here=ctx.image_here)
+    record_image(p, image, ctx.image_tag(job))
+    note(('dependencies and code layer' if image.deps_built else 'code layer only')
+         + ('' if ctx.image_here else ', for the remote'))
+
+
+def registry_reference(ctx: Context, job: str) -> str:
+    from tg_pipeline.image.registry import remote_reference
+    return remote_reference(ctx.config.registry.address, ctx.image_tag(job))
+
+
+def push(ctx: Context, job: str) -> None:
+    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.registry import push as send
+    p = ctx.paths(job)
+    send(recorded_image(p.image)['image_id'], registry_reference(ctx, job), p.push, auth=ctx.registry_auth())
+
+
+def push_current(ctx: Context, job: str) -> bool:
+    from tg_pipeline.image.registry import push_up_to_date
+    p = ctx.paths(job)
+    return push_up_to_date(p.push, p.image, auth=ctx.registry_auth())
+
+
+def image_current(ctx: Context, job: str) -> bool:
+    """build_image's up-to-date check. Without an engine here it is not up to date, so that the step runs and says
+    so in one ERROR/TIP paragraph (an error raised in a check shows as doit's traceback)."""
+    from tg_pipeline.errors import DockerUnavailable
+    from tg_pipeline.image.build import image_up_to_date
+    try:
+        if not ctx.image_here:
+            from tg_pipeline.hosts.engine import local_engine
+            from tg_pipeline.image.job_image import composed_up_to_date
+            return composed_up_to_date(local_engine(), ctx.paths(job))
+        return image_up_to_date(ctx.paths(job).image)
+    except DockerUnavailable:
+        return False
+
+
