@@ -12,26 +12,25 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert 'tg_pipeline.templates' in listed
 
 
-def make_layout(root: Path, folders: list[str], files: list[str] = ()) -> Path:
-    for folder in folders:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / folder / 'Dockerfile.j2').write_text(f'FROM {folder}\n')
-    for name in files:
-        (root / name).write_text('')
-    return root / 'tg_pipeline'
+def test_a_stray_templates_folder_on_the_path_is_never_taken_for_ours(tmp_path, monkeypatch):
+    """Another distribution's top-level ``templates`` package is not ``tg_pipeline.templates``: the import system
+    finds ours (the checkout's templates/ here, the package's own folder in a wheel: see test_ux)."""
+    from tg_pipeline.package import templates
+    stray = tmp_path / 'templates'
+    stray.mkdir()
+    (stray / '__init__.py').write_text('')
+    (stray / 'Dockerfile.j2').write_text('FROM stray\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    templates.environment.cache_clear()
+    try:
+        assert templates.folder() == REPO / 'templates'
+        assert 'FROM stray' not in templates.render('Dockerfile.j2', job='j', package='p', version='1', module='m',
+                                                    base_image='b', project='x', requirements=[])
+    finally:
+        templates.environment.cache_clear()
 
 
-def test_an_installed_package_uses_its_own_templates_not_a_stray_folder_beside_it(tmp_path):
-    from tg_pipeline.package.templates import search_path
-    site_packages = tmp_path / 'site-packages'  # another distribution left a top-level templates/ there
-    package = make_layout(site_packages, ['tg_pipeline/templates', 'templates'])
-    assert search_path(package) == [package / 'templates']
-    bare = make_layout(tmp_path / 'other', ['templates', 'tg_pipeline'])
-    assert search_path(bare) == []  # a templates/ beside a package is ours only in a checkout
-
-
-def test_a_checkout_uses_the_repository_templates(tmp_path):
-    from tg_pipeline.package.templates import SEARCH, search_path
-    package = make_layout(tmp_path, ['templates', 'tg_pipeline'], ['pyproject.toml'])
-    assert search_path(package) == [tmp_path / 'templates']
-    assert SEARCH == [REPO / 'templates']  # this checkout
+def test_a_checkout_uses_the_repository_templates():
+    from tg_pipeline.package import templates
+    assert templates.folder() == REPO / 'templates'
+    assert {p.name for p in templates.files()} == {'Dockerfile.j2', 'pyproject.toml.j2'}

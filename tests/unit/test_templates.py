@@ -29,15 +29,16 @@ def test_a_cached_render_does_not_import_jinja(tmp_path):
 
 
 def test_an_edited_template_is_rendered_again(tmp_path, monkeypatch):
-    folder = tmp_path / 'templates'
-    folder.mkdir()
-    (folder / 'pyproject.toml.j2').write_text('name = {{ module }}\n')
-    monkeypatch.setattr(templates, 'SEARCH', [folder])
-    templates.environment.cache_clear()
+    package = tmp_path / 'edited_templates'
+    package.mkdir()
+    (package / '__init__.py').write_text('')
+    (package / 'pyproject.toml.j2').write_text('name = {{ module }}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(templates, 'PACKAGE', 'edited_templates')
     cache = tmp_path / 'cache.json'
     try:
         assert templates.render_cached('pyproject.toml.j2', cache, **VALUES) == 'name = train__1\n'
-        (folder / 'pyproject.toml.j2').write_text('module = {{ module }}\n')
+        (package / 'pyproject.toml.j2').write_text('module = {{ module }}\n')
         templates.environment.cache_clear()
         assert templates.render_cached('pyproject.toml.j2', cache, **VALUES) == 'module = train__1\n'
     finally:
