@@ -45,7 +45,7 @@ def test_fifty_mixed_runs_leave_no_orphans(project, docker_client, remote_docker
     with Remote(RemoteTarget.from_config(ctx.config.remote)) as remote:
         remote_specs = {}
         for job, spec in local_specs.items():
-            reference = steps.registry_reference(ctx, job)
+            reference = ctx.delivery(job).registry_reference()
             pull(remote.docker, reference, spec.image_id, silent=True)
             remote_specs[job] = dataclasses.replace(spec, reference=reference)
         engines = {'local': (docker_client, local_specs), 'remote': (remote.docker, remote_specs)}

@@ -79,8 +79,11 @@ def test_only_a_command_that_runs_run_remote_logs_in_early(argv, expected):
     (['info', 'run_remote:Train'], 'ssh', True),
 ])
 def test_only_a_registry_free_remote_run_alone_skips_loading_the_image_here(argv, transfer, expected):
-    from tg_pipeline.workflow.main import image_needed_here
-    assert image_needed_here(argv, transfer) is expected
+    from tg_pipeline.image.delivery import Delivery
+    from tg_pipeline.workflow.params import run_steps
+    from tg_pipeline.workflow.tasks import STEPS
+    delivery = Delivery('Train', 'train:0.1', 'local', transfer, '')
+    assert delivery.loads_here(run_steps(argv, STEPS)) is expected
 
 
 def test_the_login_starts_before_the_docker_sdk_is_imported():

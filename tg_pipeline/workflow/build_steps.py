@@ -81,23 +81,18 @@ def build_image(ctx: Context, job: str) -> None:
     p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
+    here = ctx.loads_here(job)
     image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose,
-                            load_here=ctx.image_here)
+                            load_here=here)
     record_image(p, image, ctx.image_tag(job))
-    note(('dependencies and code layer' if image.deps_built else 'code layer only')
-         + ('' if ctx.image_here else ', for the remote'))
-
-
-def registry_reference(ctx: Context, job: str) -> str:
-    from tg_pipeline.image.registry import remote_reference
-    return remote_reference(ctx.config.registry.address, ctx.image_tag(job))
+    note(('dependencies and code layer' if image.deps_built else 'code layer only') + ('' if here else ', for the remote'))
 
 
 def push(ctx: Context, job: str) -> None:
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import push as send
     p = ctx.paths(job)
-    send(recorded_image(p.image)['image_id'], registry_reference(ctx, job), p.push, auth=ctx.registry_auth())
+    send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth())
 
 
 def push_current(ctx: Context, job: str) -> bool:
@@ -112,7 +107,7 @@ def image_current(ctx: Context, job: str) -> bool:
     from tg_pipeline.errors import DockerUnavailable
     from tg_pipeline.image.build import image_up_to_date
     try:
-        if not ctx.image_here:
+        if not ctx.loads_here(job):
             from tg_pipeline.hosts.engine import local_engine
             from tg_pipeline.image.job_image import composed_up_to_date
             return composed_up_to_date(local_engine(), ctx.paths(job))

@@ -19,7 +19,8 @@ class Context:
     capture: bool = False
     results: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
-    image_here: bool = True  # build_image loads the job image into the local engine (see tasks.image_needed_here)
+    quiet_build: bool = False  # the Python API's Containering.silent: build steps print nothing (runs still do)
+    requested: list = field(default_factory=list)  # the run steps this doit command runs ([]: not known)
 
     def flag(self, name: str) -> bool:
         """A yes/no command-line variable: detach=1, follow=true ..."""
@@ -43,12 +44,17 @@ class Context:
         j = self.config.job(job)
         return [label for label, _ in j.variants()] if j.sweep else ['job']
 
-    def image_tag(self, job: str) -> str:
-        j = self.config.job(job)
-        return j.image or f'{self.config.docker.image_prefix}{j.package}:{j.version}'
+    def delivery(self, job: str):
+        """How the job's image gets to where it runs (:mod:`tg_pipeline.image.delivery`)."""
+        from tg_pipeline.image.delivery import Delivery
+        return Delivery.of(self.config, job)
 
-    def transfer(self) -> str:
-        return self.config.remote.transfer or ('registry' if self.config.registry.address else 'ssh')
+    def image_tag(self, job: str) -> str:
+        return self.delivery(job).tag
+
+    def loads_here(self, job: str) -> bool:
+        """Whether build_image loads the job image into the local engine for this command."""
+        return self.delivery(job).loads_here(self.requested)
 
     def registry_auth(self):
         from tg_pipeline.image.registry import auth_config

@@ -3,7 +3,7 @@ lifecycle commands (``status``, ``logs``, ``stop``, ``result``), over a :class:`
 from __future__ import annotations
 from tg_pipeline.errors import ConfigError
 from tg_pipeline.workflow.context import Context
-from tg_pipeline.workflow.build_steps import image_settings, registry_reference
+from tg_pipeline.workflow.build_steps import image_settings
 from tg_pipeline.workflow.context import config_origin_is_api
 
 
@@ -87,87 +87,28 @@ def run_remote(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
     check_env(ctx, job)
     with open_host(ctx.config, 'remote') as host:
-        image_id, reference = remote_image(ctx, job, host)
+        image_id, reference = ctx.delivery(job).to_remote(host, ctx.paths(job), image_settings(ctx, job),
+                                                          ctx.registry_auth(), ctx.capture, ctx.config.docker.verbose)
         _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
-
-
-def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
-    """(image id, name for people) of the job image on the remote: built there (build_on = "remote"), or the
-    one built here, sent over SSH (transfer = "ssh") or pulled from the registry by digest."""
-    from tg_pipeline.image.build import recorded_image
-    tag, where = ctx.image_tag(job), host.connection.host
-    if ctx.config.job(job).build_on == 'remote':
-        from tg_pipeline.image.job_image import build_job_image
-        from tg_pipeline.console.progress import Progress
-        with Progress('build', unit='', silent=ctx.capture, keep=True) as shown:  # inside a run step: a line
-            image = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job), engine=host.name,
-                                    silent=ctx.capture, host=where, verbose=ctx.config.docker.verbose)
-            shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
-                        f'(image {image.image_id[7:19]})')
-        return image.image_id, tag
-    image_id = recorded_image(ctx.paths(job).image)['image_id']
-    if ctx.transfer() == 'ssh':
-        from tg_pipeline.hosts.engine import local_engine
-        from tg_pipeline.image.job_image import deps_tag, recorded_composed
-        from tg_pipeline.image.transfer import send_job_image, transfer
-        image = recorded_composed(ctx.paths(job))  # None unless image.json's image was composed here
-        if image is None:  # built by the engine itself: the whole image, missing layers only
-            transfer(local_engine(), host.docker, image_id, tag, ctx.capture, host=where)
-        else:
-            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), ctx.capture, host=where)
-        return image_id, tag
-    from tg_pipeline.image.registry import pull, recorded_push
-    reference = registry_reference(ctx, job)
-    pull(host.docker, reference, image_id, ctx.registry_auth(), ctx.capture, host=where,
-         digest=recorded_push(ctx.paths(job).push, image_id))
-    return image_id, reference
 
 
 def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
-    from tg_pipeline.image.registry import recorded_push
     check_env(ctx, job)
-    if not ctx.config.registry.address:
-        raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
-                          key='registry.address', hint='set address in [registry] of pipeline.toml')
-    if ctx.config.job(job).build_on == 'remote':
-        image_id, reference = pushed_from_remote(ctx, job)
-    else:
-        image_id, reference = run_spec(ctx, job).image_id, registry_reference(ctx, job)
-        digest = recorded_push(ctx.paths(job).push, image_id)
-        if digest:  # every node runs exactly the pushed manifest, whatever the tag points at by then
-            reference = by_digest(reference, digest)
+    image_id, reference = ctx.delivery(job).for_swarm(ctx.paths(job), lambda: open_host(ctx.config, 'remote'),
+                                                      image_settings(ctx, job), ctx.registry_auth(), ctx.capture,
+                                                      ctx.config.docker.verbose)
     with open_host(ctx.config, 'swarm') as host:
         _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
 
 
-def pushed_from_remote(ctx: Context, job: str) -> tuple[str, str]:
-    """build_on = "remote" for a swarm run: the [remote] host builds the job image and pushes it to the registry
-    itself, so nothing but the inputs crosses this machine's link; (image id, ``repository@digest``)."""
-    from tg_pipeline.hosts.host import open_host
-    from tg_pipeline.image.registry import push
-    reference = registry_reference(ctx, job)
-    with open_host(ctx.config, 'remote') as host:
-        image_id, _ = remote_image(ctx, job, host)
-        digest = push(image_id, reference, auth=ctx.registry_auth(), silent=ctx.capture, client=host.docker)
-    return image_id, by_digest(reference, digest)
-
-
-def by_digest(reference: str, digest: str) -> str:
-    """``registry/name@sha256:...`` for ``registry/name:tag``: exactly that manifest, whatever the tag says now."""
-    return f'{reference.rpartition(":")[0]}@{digest}'
-
-
 def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     """status / logs / stop / result of a run, on the host ``where=`` names, for every kind of run."""
-    from tg_pipeline.runs import backend_for
-    from tg_pipeline.hosts.host import open_host
-    from tg_pipeline.runs import lifecycle
+    from tg_pipeline.runs import backend_on, lifecycle
     where, run_id = ctx.where(), ctx.variables.get('run_id') or None
     scope = lifecycle.Scope(job, ctx.config.project, ctx.flag('all_projects'))
     paths = ctx.paths(job).runs(where)
-    with open_host(ctx.config, where) as host:
-        kind = backend_for(host, ctx.config)
+    with backend_on(ctx.config, where) as kind:
         if step == 'status':
             ctx.results[job] = lifecycle.status(kind, scope, paths, run_id)
         elif step == 'stop':

@@ -1,0 +1,127 @@
+"""How the job image gets to where a run happens, decided in ONE place.
+
+A :class:`Delivery` is made from the configuration and one job (:meth:`Delivery.of`). It says:
+
+* where the dependency image is built: here (``build_on = "local"``), or by the remote engine from
+  requirements.txt (``"remote"``: only the inputs, the image config and the code layer cross the link);
+* how an image built here reaches a remote engine: pushed to the registry and pulled there by digest
+  (``transfer = "registry"``, the default when ``[registry]`` has an address), or only its missing layers sent
+  over the run's SSH connection (``"ssh"``);
+* whether ``build_image`` loads the job image into the local engine at all (:meth:`loads_here`): not for a
+  command that only runs it on the remote over SSH, which sends it from its files;
+* which build steps a run step waits for (:meth:`needs`);
+
+and it does it: :meth:`to_remote` puts the image on a remote engine, :meth:`for_swarm` makes the registry hold it
+for a swarm's nodes. Both return ``(image id, the image's name there for people)``; runs use the id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tg_pipeline.errors import ConfigError
+
+RUN_STEPS = ('run_local', 'run_remote', 'run_swarm')
+
+
+@dataclass(frozen=True)
+class Delivery:
+    job: str
+    tag: str  # name:version of the job image, for people
+    build_on: str  # 'local' | 'remote'
+    transfer: str  # 'registry' | 'ssh'
+    registry: str  # the registry's address ('' without one)
+
+    @classmethod
+    def of(cls, config, job: str) -> 'Delivery':
+        j = config.job(job)
+        transfer = config.remote.transfer or ('registry' if config.registry.address else 'ssh')
+        return cls(job, j.image or f'{config.docker.image_prefix}{j.package}:{j.version}', j.build_on, transfer,
+                   config.registry.address)
+
+    # --- the decisions -------------------------------------------------------------------------------
+    def needs(self, step: str) -> list[str]:
+        """The build steps that ``step`` (a run step) waits for."""
+        job = self.job
+        if step == 'run_local':
+            return [f'build_image:{job}']
+        if self.build_on == 'remote':  # the remote engine builds: only the inputs are needed here
+            return [f'sdist:{job}', f'dockerfile:{job}']
+        if step == 'run_remote' and self.transfer == 'ssh':
+            return [f'build_image:{job}']
+        return [f'push:{job}']
+
+    def loads_here(self, requested: list[str]) -> bool:
+        """Whether build_image loads the job image into the local engine, for a doit command that runs the steps
+        ``requested`` ([] when it names none: everything may follow). Not when it runs only run_remote over SSH:
+        the image then goes from its files to the remote engine, and loading it here too would only cost time
+        (build_image loads it for run_local and push)."""
+        return not requested or set(requested) != {'run_remote'} or self.transfer != 'ssh'
+
+    def registry_reference(self) -> str:
+        """``registry/name:tag``, where push puts the image and the remote pulls it."""
+        from tg_pipeline.image.registry import remote_reference
+        return remote_reference(self.registry, self.tag)
+
+    def check_swarm(self) -> None:
+        if not self.registry:
+            raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
+                              key='registry.address', hint='set address in [registry] of pipeline.toml')
+
+    # --- doing it ------------------------------------------------------------------------------------
+    def to_remote(self, host, paths, settings: dict, auth=None, quiet: bool = False,
+                  verbose: bool = False) -> tuple[str, str]:
+        """The job image on ``host``'s engine (a remote Host): built there, sent over SSH, or pulled by digest."""
+        where = host.connection.host
+        if self.build_on == 'remote':
+            return self._build_there(host, paths, settings, quiet, verbose), self.tag
+        from tg_pipeline.image.build import recorded_image
+        image_id = recorded_image(paths.image)['image_id']
+        if self.transfer == 'ssh':
+            from tg_pipeline.hosts.engine import local_engine
+            from tg_pipeline.image.job_image import deps_tag, recorded_composed
+            from tg_pipeline.image.transfer import send_job_image, transfer
+            image = recorded_composed(paths)  # None unless image.json's image was composed here
+            if image is None:  # built by the engine itself: the whole image, missing layers only
+                transfer(local_engine(), host.docker, image_id, self.tag, quiet, host=where)
+            else:
+                send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), quiet, host=where)
+            return image_id, self.tag
+        from tg_pipeline.image.registry import pull, recorded_push
+        reference = self.registry_reference()
+        pull(host.docker, reference, image_id, auth, quiet, host=where, digest=recorded_push(paths.push, image_id))
+        return image_id, reference
+
+    def _build_there(self, host, paths, settings: dict, quiet: bool, verbose: bool) -> str:
+        from tg_pipeline.console.progress import Progress
+        from tg_pipeline.image.job_image import build_job_image
+        where = host.connection.host
+        with Progress('build', unit='', silent=quiet, keep=True) as shown:  # inside a run step: a line of its own
+            image = build_job_image(host.docker, paths, self.tag, settings, engine=host.name, silent=quiet,
+                                    host=where, verbose=verbose)
+            shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
+                        f'(image {image.image_id[7:19]})')
+        return image.image_id
+
+    def for_swarm(self, paths, open_remote, settings: dict, auth=None, quiet: bool = False,
+                  verbose: bool = False) -> tuple[str, str]:
+        """(image id, ``repository@digest``) for a swarm run: every node runs exactly the pushed manifest,
+        whatever the tag points at by then. With build_on = "remote", the [remote] host (``open_remote()``, a
+        context manager giving its Host) builds the job image and pushes it to the registry itself, so nothing but
+        the inputs crosses this machine's link."""
+        self.check_swarm()
+        from tg_pipeline.image.build import recorded_image
+        from tg_pipeline.image.registry import push, recorded_push
+        reference = self.registry_reference()
+        if self.build_on == 'remote':
+            with open_remote() as host:
+                image_id = self._build_there(host, paths, settings, quiet, verbose)
+                digest = push(image_id, reference, auth=auth, silent=quiet, client=host.docker)
+            return image_id, by_digest(reference, digest)
+        image_id = (recorded_image(paths.image) or {}).get('image_id') or self.tag
+        digest = recorded_push(paths.push, image_id)
+        return image_id, by_digest(reference, digest) if digest else reference
+
+
+def by_digest(reference: str, digest: str) -> str:
+    """``registry/name@sha256:...`` for ``registry/name:tag``: exactly that manifest, whatever the tag says now."""
+    return f'{reference.rpartition(":")[0]}@{digest}'
