@@ -159,19 +159,11 @@ class _Run:
 
     def tasks(self, step: str):
         """Run ``step`` for the job (and what it depends on); raise the first error."""
-        from doit.cmd_base import ModuleTaskLoader
-        from doit.doit_cmd import DoitMain
         from tg_pipeline.workflow.context import Context
-        from tg_pipeline.workflow.main import doit_config, image_needed_here
-        from tg_pipeline.workflow.tasks import doit_functions
-        ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True)
-        ctx.image_here = image_needed_here([step], ctx.transfer())
-        functions = doit_functions(ctx, [self.job])
-        self.pipeline_config.build_dir.mkdir(parents=True, exist_ok=True)
-        functions['DOIT_CONFIG'] = doit_config(self.pipeline_config.build_dir, reporter='zero', verbosity=2)
-        if self.config.containering.silent:
-            functions = _silence_build(functions)
-        code = DoitMain(ModuleTaskLoader(functions)).run([f'{step}:{self.job}'])
+        from tg_pipeline.workflow.main import run_tasks
+        ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True,
+                      requested=[step], quiet_build=bool(self.config.containering.silent))
+        code = run_tasks(ctx, [self.job], [f'{step}:{self.job}'], reporter='zero', verbosity=2)
         if ctx.errors:
             raise ctx.errors[0]
         if code != 0:
@@ -231,31 +223,6 @@ def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
         setting, hint = 'Packaging.name', f'e.g. Packaging({proposal!r}, {packaging.version!r}, payload)'
     return InvalidName(f'{setting} {error.value!r} is not valid: {reason}', file=config_module.API_ORIGIN,
                        hint=hint, setting=setting, value=error.value, reason=reason, proposal=error.proposal)
-
-
-def _silence_build(functions: dict) -> dict:
-    """With Containering.silent, the build/push steps print nothing; the job's own output still shows."""
-    import contextlib
-    import io
-    wrapped = dict(functions)
-    for step in ('task_build_image', 'task_push', 'task_sdist'):
-        original = functions[step]
-
-        def creator(original=original):
-            for task in original():
-                if not task.get('actions'):  # the group task
-                    yield task
-                    continue
-                actions = []
-                for action in task['actions']:
-                    def quiet(action=action):
-                        with contextlib.redirect_stdout(io.StringIO()):
-                            return action()
-                    actions.append(quiet)
-                yield dict(task, actions=actions)
-        creator.__doc__ = original.__doc__
-        wrapped[step] = creator
-    return wrapped
 
 
 class Executor:
@@ -318,16 +285,14 @@ class Executor:
         return self._lifecycle(lambda b, s, p: exec_command(b, s, p, run_id, command))
 
     def _lifecycle(self, function):
-        from tg_pipeline.runs import backend_for
-        from tg_pipeline.hosts.host import open_host
+        from tg_pipeline.runs import backend_on
         from tg_pipeline.runs.lifecycle import Scope
         if self.where == 'attached':
             raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')
         run = self._run()
         config, job = run.pipeline_config, run.job
-        with open_host(config, self.where) as host:
-            return function(backend_for(host, config), Scope(job, config.project), _paths(self.config.packaging).runs(
-                self.where))
+        with backend_on(config, self.where) as backend:
+            return function(backend, Scope(job, config.project), _paths(self.config.packaging).runs(self.where))
 
 
 class AttachedExecutor(Executor):

@@ -12,24 +12,28 @@ from tg_pipeline.errors import PipelineError, report
 from tg_pipeline.workflow.tasks import STEPS, doit_functions
 
 
-def doit_config(build_dir: Path, **extra) -> dict:
-    """DOIT_CONFIG: doit's state in a file any number of doit processes share (see tg_pipeline.workflow.locks)."""
+def task_module(ctx: Context, jobs: list[str], **doit_config) -> dict:
+    """What doit loads, for the doit command (a dodo.py's globals) and for the Python API alike: the task_*
+    creators of ``jobs`` and DOIT_CONFIG, whose state file any number of doit processes share (see
+    :mod:`tg_pipeline.workflow.locks`), with ``doit_config`` on top."""
     from tg_pipeline.workflow import locks
-    return {**locks.doit_config(build_dir), **extra}
+    functions = doit_functions(ctx, jobs)
+    functions['DOIT_CONFIG'] = {**locks.doit_config(ctx.config.build_dir), **doit_config}
+    return functions
+
+
+def run_tasks(ctx: Context, jobs: list[str], names: list[str], **doit_config) -> int:
+    """Run doit on the tasks ``names`` of ``jobs`` in this process, as the doit command would (doit's own
+    ``DoitMain`` over the same :func:`task_module`); doit's exit code."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+    return DoitMain(ModuleTaskLoader(task_module(ctx, jobs, **doit_config))).run(names)
 
 
 def runs_remote(argv: list[str]) -> bool:
     """Whether this doit command runs run_remote (``doit run_remote ...``, ``doit run run_remote:X``), not merely
     names it (``doit help run_remote``, ``doit info ...``)."""
     return 'run_remote' in params.run_steps(argv, STEPS)
-
-
-def image_needed_here(argv: list[str], transfer: str) -> bool:
-    """False for a command that only runs run_remote with transfer = "ssh": the job image then goes from its
-    files to the remote engine; loading it here too would only cost time (build_image loads it for run_local
-    and push)."""
-    requested = params.run_steps(argv, STEPS)
-    return not requested or set(requested) != {'run_remote'} or transfer != 'ssh'
 
 
 def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
@@ -47,13 +51,8 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
             from tg_pipeline.ssh.early import connect_early
             connect_early(config)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
-        ctx = Context(config, variables)
-        ctx.image_here = image_needed_here(sys.argv[1:], ctx.transfer())
-        functions = doit_functions(ctx, jobs)
+        ctx = Context(config, variables, requested=params.run_steps(sys.argv[1:], STEPS))
+        return task_module(ctx, jobs, default_tasks=['build_image'], verbosity=1, reporter=console_reporter())
     except PipelineError as e:
         report(e)
         sys.exit(2)
-    config.build_dir.mkdir(parents=True, exist_ok=True)
-    functions['DOIT_CONFIG'] = doit_config(config.build_dir, default_tasks=['build_image'], verbosity=1,
-                                           reporter=console_reporter())
-    return functions

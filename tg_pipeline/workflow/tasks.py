@@ -12,6 +12,9 @@ up-to-date checks say when it must run again.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
@@ -53,11 +56,16 @@ SINGLE_TASKS = {
 }
 
 
-def action(ctx: Context, function, *args):
-    """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback."""
+def action(ctx: Context, function, *args, build: bool = False):
+    """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback. A ``build`` step
+    prints nothing with ``ctx.quiet_build``."""
     def run():
         try:
-            function(ctx, *args)
+            if build and ctx.quiet_build:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    function(ctx, *args)
+            else:
+                function(ctx, *args)
         except PipelineError as e:  # said once, as ERROR/TIP: doit's reporter does not repeat it
             ctx.errors.append(e)
             if not ctx.capture:
@@ -135,18 +143,14 @@ STREAMED = {'capture': False}
 
 
 def run_tasks(ctx: Context, job: str) -> dict[str, dict]:
-    if ctx.config.job(job).build_on == 'remote':  # the remote engine builds: only the inputs are needed here
-        remote_needs = swarm_needs = [f'sdist:{job}', f'dockerfile:{job}']
-    else:
-        remote_needs, swarm_needs = [f'push:{job}' if ctx.transfer() == 'registry' else f'build_image:{job}'], \
-            [f'push:{job}']
+    delivery = ctx.delivery(job)
     tasks = {
         'run_attached': dict(actions=[action(ctx, run_attached, job)], task_dep=[f'serialize:{job}']),
-        'run_local': dict(actions=[action(ctx, run_local, job)], task_dep=[f'build_image:{job}'],
+        'run_local': dict(actions=[action(ctx, run_local, job)], task_dep=delivery.needs('run_local'),
                           clean=[(clean_runs, [ctx, job, 'local'])]),
-        'run_remote': dict(actions=[action(ctx, run_remote, job)], task_dep=remote_needs,
+        'run_remote': dict(actions=[action(ctx, run_remote, job)], task_dep=delivery.needs('run_remote'),
                            clean=[(clean_runs, [ctx, job, 'remote'])]),
-        'run_swarm': dict(actions=[action(ctx, run_swarm, job)], task_dep=swarm_needs,
+        'run_swarm': dict(actions=[action(ctx, run_swarm, job)], task_dep=delivery.needs('run_swarm'),
                           clean=[(clean_runs, [ctx, job, 'swarm'])]),
         **{step: dict(actions=[action(ctx, lifecycle_step, job, step)], uptodate=[False])
            for step in LIFECYCLE},
