@@ -180,3 +180,24 @@ def engine():
 def client(engine):
     """A real docker.DockerClient talking to ``engine``."""
     return engine.client()
+
+
+# --- what a doit process loads ------------------------------------------------------------------------------
+HEAVY = {'paramiko', 'fabric', 'jinja2'}
+_PROBE = ('import atexit, runpy, sys\n'
+          'atexit.register(lambda: sys.stderr.write("LOADED " + " ".join(sorted({name.split(".")[0] for name, module '
+          'in list(sys.modules.items()) if module is not None})) + "\\n"))\n'
+          'sys.argv = ["doit", *sys.argv[1:]]\n'
+          'runpy.run_module("doit", run_name="__main__", alter_sys=True)\n')
+
+
+def imported_tops(project, *args: str, env: dict | None = None) -> set[str]:
+    """The top-level packages loaded in a ``doit ARGS`` process in ``project`` (sys.modules when it exits)."""
+    result = subprocess.run([sys.executable, '-c', _PROBE, *args], cwd=project.root, env=project.env(env),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    loaded = [line for line in result.stderr.splitlines() if line.startswith('LOADED ')]
+    assert len(loaded) == 1, result.stderr
+    tops = set(loaded[0].split()[1:])
+    assert 'doit' in tops and 'tg_pipeline' in tops
+    return tops

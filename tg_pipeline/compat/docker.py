@@ -6,6 +6,8 @@ import sys
 
 
 def import_docker_without_paramiko() -> None:
+    """Import the Docker SDK without its paramiko transport, unless either is imported already. Done when this
+    module is imported: modules of ours take the SDK as ``from tg_pipeline.compat.docker import docker``."""
     if 'docker' in sys.modules or 'paramiko' in sys.modules:
         return
     sys.modules['paramiko'] = None  # makes `import paramiko` raise ImportError, just this once
@@ -13,6 +15,10 @@ def import_docker_without_paramiko() -> None:
         import docker  # noqa: F401
     finally:
         del sys.modules['paramiko']
+
+
+import_docker_without_paramiko()
+import docker  # noqa: E402,F401  (the SDK, for the modules of tg_pipeline)
 
 
 def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
@@ -77,7 +83,6 @@ def docker_over_fabric(connection, version: str, timeout: int = 60, translate=No
     HTTP connection a ``docker system dial-stdio`` channel of it, reused from ONE pool of at most
     :data:`POOL_SIZE` idle channels. ``translate(exception)`` may turn a paramiko error of a request into
     one of ours (returns None to keep it)."""
-    import docker
     import paramiko
     from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 

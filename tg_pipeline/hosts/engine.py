@@ -3,9 +3,8 @@ the plain engine questions every stage asks: is that image there."""
 from __future__ import annotations
 import functools
 import os
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import DockerUnavailable
-import docker  # noqa: E402
-from docker.errors import DockerException  # noqa: E402
 
 
 DEFAULT_SOCKET = 'unix:///var/run/docker.sock'
@@ -16,7 +15,7 @@ def local_engine() -> docker.DockerClient:
     """The engine that DOCKER_HOST (or the default socket) names; one client per process."""
     try:
         client = docker.from_env()  # asks the engine its API version: no engine, no client (no ping needed)
-    except DockerException as e:
+    except docker.errors.DockerException as e:
         where = os.environ.get('DOCKER_HOST')
         hint = ('start one (sudo dockerd, or scripts/setup_docker.sh on Debian) or point DOCKER_HOST at it'
                 if not where else 'start the engine there, or point DOCKER_HOST at one that runs (unset DOCKER_HOST '

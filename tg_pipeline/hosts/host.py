@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from tg_pipeline.compat.docker import import_docker_without_paramiko
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import ConfigError, DockerUnavailable, PipelineError, RemoteError
 
-import_docker_without_paramiko()
 
-import docker  # noqa: E402
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import SwarmError
 

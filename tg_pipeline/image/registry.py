@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-import docker
 
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
 from tg_pipeline.paths import read_json, write_if_changed

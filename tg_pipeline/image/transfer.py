@@ -18,8 +18,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
-import docker
 
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import RemoteError
 
 CHUNK = 1 << 20

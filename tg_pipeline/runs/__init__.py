@@ -1,6 +1,8 @@
 """Step 6: runs. One backend protocol (base), container and swarm runs, and their lifecycle, written once."""
 from __future__ import annotations
 
+import contextlib
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,3 +16,12 @@ def backend_for(host: Host, config=None):
         return SwarmBackend(host, config.swarm if config is not None else None)
     from tg_pipeline.runs.container import ContainerBackend
     return ContainerBackend(host)
+
+
+@contextlib.contextmanager
+def backend_on(config, where: str):
+    """The run backend for ``where`` (local, remote, swarm) of this configuration, on its host, opened here and
+    closed on exit."""
+    from tg_pipeline.hosts.host import open_host
+    with open_host(config, where) as host:
+        yield backend_for(host, config)

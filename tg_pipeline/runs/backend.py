@@ -2,7 +2,7 @@
 lost connection to a remote host is said while a run is watched."""
 from __future__ import annotations
 import contextlib
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runs.model import RunHandle, RunResult, RunSpec
 
@@ -24,19 +24,35 @@ def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle',
                           hint=f're-attach and see its whole output: {handle.commands()}') from None
 
 
+@runtime_checkable
 class Backend(Protocol):
-    """One kind of run on one host. ``where`` names the kind for people and for ``build/JOB/runs/WHERE``."""
-    where: str
-    host: str
+    """One kind of run on one host: everything :mod:`tg_pipeline.runs.lifecycle` uses of it.
+
+    Implemented by :class:`~tg_pipeline.runs.container.ContainerBackend` (a container on one engine) and
+    :class:`~tg_pipeline.runs.swarm.SwarmBackend` (a replicated-job service on a swarm manager)."""
+    where: str  # local | remote | swarm: also the folder under build/JOB/runs/
+    host: str  # the host for people: 'local', 'remote user@host:22', 'swarm local'
+    remote: bool  # the engine is reached over SSH
+    kind: str  # what a run is there, for people: 'container', 'swarm service'
+    noun: str  # 'run', 'swarm run'
+    streams_to_files: bool  # watching a run writes its output files here as it comes
+    announce_attached: bool  # an attached run says that it started (a swarm's tasks may wait to be placed)
+    stop_takes_output: bool  # stopping removes what its owner has not collected: only its project stops it
 
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         """Everything before the run exists on the host starts (container: created, not started)."""
 
-    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle: ...
+    def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle:
+        """Start the prepared run."""
 
-    def refresh(self, handle: RunHandle) -> RunHandle: ...
+    def start_line(self, handle: RunHandle) -> str:
+        """The line that says a run started (detached, or announced)."""
 
-    def ended_at(self, handle: RunHandle): ...
+    def refresh(self, handle: RunHandle) -> RunHandle:
+        """The handle with the run's state as the host tells it now."""
+
+    def ended_at(self, handle: RunHandle):
+        """When the run ended, by the host's clock (an aware datetime), or None."""
 
     def watch(self, handle: RunHandle, sink) -> None:
         """Stream the run's output into ``sink`` (an :class:`~tg_pipeline.runs.output.OutputSink`) until it ends."""
@@ -47,13 +63,18 @@ class Backend(Protocol):
     def log_chunks(self, handle: RunHandle, stream: int):
         """The bytes the run printed so far on ``stream`` (1 stdout, 2 stderr), from the first, in chunks."""
 
-    def stop(self, handle: RunHandle) -> None: ...
+    def stop(self, handle: RunHandle) -> None:
+        """Stop the running run (what it left stays on the host until collected)."""
 
-    def collect(self, handle: RunHandle, paths) -> RunResult:
-        """An ended (or stopped) run: its files to ``paths`` (a RunPaths), its record written, the host cleaned."""
+    def collect(self, handle: RunHandle, paths, logs_saved: bool = True) -> RunResult:
+        """An ended (or stopped) run: its files to ``paths`` (a RunPaths), its record written, the host cleaned.
+        ``logs_saved``: its output files were written here while it was watched."""
 
     def discard(self, handle: RunHandle) -> None:
         """Remove it from the host without collecting anything."""
+
+    def refuse_reach(self, what: str, job: str, run_id: str = '') -> None:
+        """Raise the error that says ``what`` (exec, forward) cannot reach this kind of run; nothing when it can."""
 
     def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
         """Run ``command`` (a shell command line) in the running run; stream its output; its exit code."""

@@ -16,8 +16,8 @@ import shutil
 import tarfile
 import tempfile
 
-import docker
 
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.compat.docker import log_frames
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
@@ -109,7 +109,7 @@ def state_text(attrs: dict) -> tuple[str, bool]:
 
 class ContainerBackend:
     """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.host.Host`."""
-    kind, noun, streams_to_files, announce_attached = 'container', 'run', True, False
+    kind, noun, streams_to_files, announce_attached, stop_takes_output = 'container', 'run', True, False, False
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
@@ -308,6 +308,10 @@ class ContainerBackend:
             pass
 
     # --- reaching a running run ---------------------------------------------------------------------
+    @staticmethod
+    def refuse_reach(what: str, job: str, run_id: str = '') -> None:
+        """exec and forward reach a container run: nothing to refuse."""
+
     def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
         from tg_pipeline.runs import reach
         return reach.exec_in_container(self.client, handle, command, out, err)

@@ -13,6 +13,7 @@ import datetime
 import sys
 
 from tg_pipeline.errors import PipelineError
+from tg_pipeline.runs.backend import Backend
 from tg_pipeline.runs.model import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
 from tg_pipeline.console.units import duration
@@ -32,7 +33,7 @@ class Scope:
         return handle.project == self.project
 
 
-def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False, out=None, err=None,
+def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False, out=None, err=None,
         environ=None):
     """Start a run; unless ``detach``, stream it to its end and collect it. Returns the RunHandle
     (detached) or the RunResult; raises JobFailed when the job failed."""
@@ -56,7 +57,7 @@ def run(backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False
         raise
 
 
-def watch_and_collect(backend, handle, paths, silent=False, out=None, err=None) -> RunResult:
+def watch_and_collect(backend: Backend, handle, paths, silent=False, out=None, err=None) -> RunResult:
     with OutputSink(paths if backend.streams_to_files else None, handle.run_id, silent, out, err) as sink:
         backend.watch(handle, sink)
     result = backend.collect(handle, paths, logs_saved=True)
@@ -72,7 +73,7 @@ def judged(result: RunResult) -> RunResult:
     return result
 
 
-def interrupted(backend, handle, paths, on_interrupt: str, err) -> None:
+def interrupted(backend: Backend, handle, paths, on_interrupt: str, err) -> None:
     """Ctrl-C: leave a started run to itself (``on_interrupt='detach'``), or stop it and collect what it
     left (output folder, logs, state: as ``doit stop`` does), then remove it."""
     try:
@@ -98,7 +99,7 @@ def interrupted(backend, handle, paths, on_interrupt: str, err) -> None:
 
 
 # --- finding runs --------------------------------------------------------------------------------------
-def pick(backend, scope: Scope, paths, run_id: str | None, running_only=False) -> tuple[str, RunHandle | None]:
+def pick(backend: Backend, scope: Scope, paths, run_id: str | None, running_only=False) -> tuple[str, RunHandle | None]:
     """(run id, its handle on the host or None when only collected here): ``run_id``, or the job's latest."""
     mine = backend.find(scope.job, scope.project)
     ids = sorted(r for r, h in mine.items() if h.running or not running_only)
@@ -129,7 +130,7 @@ def whose(handle: RunHandle) -> str:
 STATUS_COLUMNS = ('run_id', 'state', 'started', 'duration', 'version', 'owner', 'host')
 
 
-def status(backend, scope: Scope, paths, run_id: str | None = None, out=None, now=None) -> list[dict]:
+def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, out=None, now=None) -> list[dict]:
     """Print (and return) the runs: on the host, and those collected here, as a table. DURATION is the time
     since the start for a running run, from start to end for an ended one (``now``: the time it is now)."""
     out = out or sys.stdout
@@ -165,7 +166,7 @@ def saved_row(run_id: str, record: dict, backend) -> dict:
             'host': f'{backend.host} (collected here)', 'owner': record.get('owner', '')}
 
 
-def logs(backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
+def logs(backend: Backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
          err=None) -> RunResult | None:
     """Print a run's whole output. With ``follow``, a running run is re-attached: its output streams from
     the first line until it ends, then (this project's run) it is collected like an attached run. Ctrl-C
@@ -236,11 +237,11 @@ def _write(out, chunks_of) -> None:
     out.flush()
 
 
-def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> RunResult | None:
+def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, out=None) -> RunResult | None:
     """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
     out = out or sys.stdout
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
-    if not scope.mine(handle) and getattr(backend, 'stop_takes_output', False):
+    if not scope.mine(handle) and backend.stop_takes_output:
         raise PipelineError(f'{backend.noun} {found} belongs to {whose(handle)}: stopping it removes its service '
                             f'and the output its owner has not collected yet, so only that project stops it',
                             hint=f'read its output: doit logs job={handle.job} where={backend.where} run_id={found}; '
@@ -258,7 +259,7 @@ def stop(backend, scope: Scope, paths, run_id: str | None = None, out=None) -> R
     return result
 
 
-def result(backend, scope: Scope, paths, run_id: str | None = None) -> RunResult:
+def result(backend: Backend, scope: Scope, paths, run_id: str | None = None) -> RunResult:
     """The result of an ended run (``run_id`` or the latest), collecting it when it is this project's;
     raises JobFailed for a failed one, and an error saying how to follow one still running."""
     found, handle = pick(backend, scope, paths, run_id)
@@ -279,7 +280,7 @@ def result(backend, scope: Scope, paths, run_id: str | None = None) -> RunResult
     return judged(saved)
 
 
-def cleanup(backend, project: str, days: float, paths_of, out=None) -> list[str]:
+def cleanup(backend: Backend, project: str, days: float, paths_of, out=None) -> list[str]:
     """Remove this project's ended runs older than ``days`` from the host, after collecting them into
     ``paths_of(job)``. Running runs, and other projects' runs, are never touched."""
     out = out or sys.stdout
@@ -344,11 +345,10 @@ __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'repor
 
 
 # --- on the lifecycle's terms: this project's latest running run, or run_id= -------------------------------
-def exec_command(backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
+def exec_command(backend: Backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
     """Run ``command`` in the running run; print its output and exit code; return the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
-    if hasattr(backend, 'refuse_reach'):
-        backend.refuse_reach('exec', scope.job)
+    backend.refuse_reach('exec', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
     print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
@@ -357,10 +357,9 @@ def exec_command(backend, scope, paths, run_id: str | None, command: str, out=No
     return code
 
 
-def forward(backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
+def forward(backend: Backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
     """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
-    if hasattr(backend, 'refuse_reach'):
-        backend.refuse_reach('forward', scope.job)
+    backend.refuse_reach('forward', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     backend.forward(handle, port, local_port, out or sys.stdout)
 

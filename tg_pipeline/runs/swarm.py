@@ -20,9 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-import docker
-from docker.types import Resources, RestartPolicy, ServiceMode
 
+from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import SwarmError
 from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, Variant, new_run_id, strip_labels
 from tg_pipeline.runs.backend import lost_connection_means_detached
@@ -130,7 +129,7 @@ class SwarmBackend:
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
         mounts, generic = swarm_options(spec.resources, spec.project, o.gpu_resource)
-        reserved = Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
+        reserved = docker.types.Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
                              cpu_reservation=int(o.cpu_reservation * 1e9) or None,
                              mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
                              generic_resources=generic)
@@ -138,8 +137,8 @@ class SwarmBackend:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
                 container_labels=labels, init=True, resources=reserved, mounts=mounts or None,
-                mode=ServiceMode('replicated-job', replicas=count, concurrency=o.max_concurrent or count),
-                restart_policy=RestartPolicy(condition='none'), constraints=list(o.constraints))
+                mode=docker.types.ServiceMode('replicated-job', replicas=count, concurrency=o.max_concurrent or count),
+                restart_policy=docker.types.RestartPolicy(condition='none'), constraints=list(o.constraints))
         except docker.errors.APIError as e:
             raise SwarmError(f'the swarm on {self.host} refused the service: {e.explanation or e}',
                              hint='check [swarm] constraints and that the manager can reach the registry') from None

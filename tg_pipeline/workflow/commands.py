@@ -10,11 +10,9 @@ from tg_pipeline.workflow.context import Context
 
 def reach_step(ctx: Context, job: str, step: str) -> None:
     """exec / forward: into this project's latest running run of the job (or run_id=), where= names."""
-    from tg_pipeline.runs import backend_for
-    from tg_pipeline.hosts.host import open_host
-    from tg_pipeline.runs import lifecycle
-    from tg_pipeline.runs.lifecycle import exec_command, forward
     import sys
+    from tg_pipeline.runs import backend_on, lifecycle
+    from tg_pipeline.runs.lifecycle import exec_command, forward
     if not ctx.variables.get('job') and f'{step}:{job}' not in sys.argv[1:]:  # not once per job of the project
         raise ConfigError(f'doit {step} needs the job: job=NAME', key='job',
                           hint=f'e.g. doit {step} job={job} ' + ('cmd="nvidia-smi"' if step == 'exec' else 'port=6006'))
@@ -28,8 +26,7 @@ def reach_step(ctx: Context, job: str, step: str) -> None:
     if step == 'forward' and not 0 < port < 65536:
         raise ConfigError(f'doit forward needs the port of the job to reach: port=1..65535, not {port}', key='port',
                           hint=f'e.g. doit forward job={job} where={where} port=6006')
-    with open_host(ctx.config, where) as host:
-        kind = backend_for(host, ctx.config)
+    with backend_on(ctx.config, where) as kind:
         if step == 'forward':
             local = number(ctx, 'local_port', str(port), int, hint='e.g. local_port=16006')
             forward(kind, scope, paths, run_id, port, local)
