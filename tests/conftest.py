@@ -169,10 +169,7 @@ def ran(output: str, task: str) -> bool:
 @pytest.fixture
 def engine():
     """A fresh fake engine; a test module overrides this fixture to program it."""
-    unit = str(Path(__file__).resolve().parent / 'unit')
-    if unit not in sys.path:
-        sys.path.insert(0, unit)
-    from fake_engine import FakeEngine
+    from fakes.engine import FakeEngine
     return FakeEngine()
 
 

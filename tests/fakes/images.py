@@ -10,9 +10,9 @@ import json
 import shlex
 import tarfile
 
-from fake_containers import Abort, filter_values
-from fake_state import FakeImage, FakeRegistry, digest, normalize, split_reference
-from fake_wire import Reply
+from .containers import Abort, filter_values
+from .state import FakeImage, FakeRegistry, digest, normalize, split_reference
+from .wire import Reply
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
 The engine is a swarm manager only after ``FakeEngine.swarm(...)`` (before, ``/nodes`` answers 503 as
 a plain engine does). A service runs at once: on create, each of its tasks (one per completion of a
-replicated job, or per replica) has already run the :class:`fake_state.Program` given for its slot by
+replicated job, or per replica) has already run the :class:`fakes.state.Program` given for its slot by
 ``FakeEngine.program_tasks(image, [program, ...])`` and ended as programmed (``complete`` for exit code 0,
 else ``failed``). Its log (``/services/{id}/logs``) is every task's frames, each line prefixed with the
 task's details when asked (``details=1``), as the manager gathers them from the nodes. The fake knows
@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from fake_containers import Abort, filter_values
-from fake_state import Program, digest, frame, rfc3339
-from fake_wire import Reply
+from .containers import Abort, filter_values
+from .state import Program, digest, frame, rfc3339
+from .wire import Reply
 
 
 @dataclass

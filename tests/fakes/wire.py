@@ -1,4 +1,4 @@
-"""The wire under :class:`fake_engine.FakeEngine`: a ``requests`` adapter that answers without a socket.
+"""The wire under :class:`fakes.engine.FakeEngine`: a ``requests`` adapter that answers without a socket.
 
 A reply is written out as the bytes an engine sends (status line, headers, then a body that is
 ``Transfer-Encoding: chunked`` for streams) and read back by the standard library's

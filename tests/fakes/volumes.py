@@ -3,9 +3,9 @@
 engine's volume JSON)."""
 from __future__ import annotations
 
-from fake_containers import filter_values
-from fake_state import rfc3339
-from fake_wire import Reply
+from .containers import filter_values
+from .state import rfc3339
+from .wire import Reply
 
 
 class VolumeRoutes:

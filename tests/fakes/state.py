@@ -1,7 +1,7 @@
 """What the fake engine keeps: images, containers (each running a :class:`Program`), registries.
 
 Plain data with the engine's JSON shapes (inspect, list summaries); the endpoints that change them
-are in :mod:`fake_containers` and :mod:`fake_images`.
+are in :mod:`fakes.containers` and :mod:`fakes.images`.
 """
 from __future__ import annotations
 

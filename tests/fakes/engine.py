@@ -1,6 +1,6 @@
 """FakeEngine: a stateful, in-memory Docker Engine (API 1.41) under a real ``docker.DockerClient``.
 
-Only the lowest level is fake: a ``requests`` transport adapter (:mod:`fake_wire`) mounted on the
+Only the lowest level is fake: a ``requests`` transport adapter (:mod:`fakes.wire`) mounted on the
 client's ``APIClient`` answers each request from the state kept here. docker-py builds every
 request, maps every error (``NotFound``, ``ImageNotFound``, ``APIError`` with the engine's
 ``explanation``) and makes every model (``Container``, ``Image``) for real. No socket, no thread,
@@ -25,12 +25,12 @@ end, or at :meth:`FakeEngine.finish`; with ``run_until_stopped`` only ``stop``/`
 removal end it (a wait or follow on it raises :class:`FakeEngineBlocked` instead of hanging).
 The programmed ``files`` appear under ``/tg_pipeline/run`` once it exited.
 
-Asserting: ``engine.calls`` holds every request as a :class:`fake_wire.Call` (method, path without
+Asserting: ``engine.calls`` holds every request as a :class:`fakes.wire.Call` (method, path without
 the version prefix, params, body as decoded JSON); ``engine.last('POST', '/containers/create')``
 and ``engine.find('POST', '/containers/*/stop')`` pick them. State: ``engine.images``,
 ``engine.containers`` (id -> FakeContainer, with the create body verbatim), ``engine.removed``,
-``engine.builds``, ``engine.registries``, ``engine.services`` (id -> :class:`fake_swarm.FakeService`,
-with its tasks), ``engine.removed_services``, ``engine.volumes`` (:mod:`fake_volumes`). A service's tasks have
+``engine.builds``, ``engine.registries``, ``engine.services`` (id -> :class:`fakes.swarm.FakeService`,
+with its tasks), ``engine.removed_services``, ``engine.volumes`` (:mod:`fakes.volumes`). A service's tasks have
 run as soon as it is created.
 
 Private docker-py names the fake had to satisfy (our ``runs.container.output_stream`` calls
@@ -38,7 +38,7 @@ Private docker-py names the fake had to satisfy (our ``runs.container.output_str
 ``api._disable_socket_timeout``; docker-py's own stream helpers reach further):
 
 - ``response.raw._fp.fp.raw``: ``_get_raw_response_socket`` takes it as the socket and sets
-  ``._response`` on it; here it is :class:`fake_wire.EngineSide` (a RawIOBase under a real
+  ``._response`` on it; here it is :class:`fakes.wire.EngineSide` (a RawIOBase under a real
   ``io.BufferedReader`` under a real ``http.client.HTTPResponse`` under a real ``urllib3.HTTPResponse``).
 - ``settimeout`` / ``gettimeout`` on that object (and a missing ``_sock``): ``_disable_socket_timeout``.
 - ``response.raw._fp.chunked`` and ``response.raw._fp.chunk_left``: ``_stream_helper`` (build, push,
@@ -58,13 +58,13 @@ import re
 
 import docker
 
-from fake_containers import Abort, ContainerRoutes
-from fake_images import BuildFailure, ImageRoutes
-from fake_swarm import FakeService, SwarmRoutes, node
-from fake_volumes import VolumeRoutes
-from fake_state import (FakeContainer, FakeEngineBlocked, FakeEngineError, FakeImage, FakeRegistry, Program,
+from .containers import Abort, ContainerRoutes
+from .images import BuildFailure, ImageRoutes
+from .swarm import FakeService, SwarmRoutes, node
+from .volumes import VolumeRoutes
+from .state import (FakeContainer, FakeEngineBlocked, FakeEngineError, FakeImage, FakeRegistry, Program,
                         digest, normalize, split_reference)
-from fake_wire import API_VERSION, Call, FakeAdapter, Reply
+from .wire import API_VERSION, Call, FakeAdapter, Reply
 
 __all__ = ['FakeEngine', 'FakeEngineError', 'FakeEngineBlocked', 'Program', 'FakeContainer', 'FakeImage',
            'FakeRegistry', 'Call']
@@ -172,7 +172,7 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
                 files=None, oom: bool = False, run_until_stopped: bool = False, *, output=None,
                 start_error: str | None = None, break_stream=None, stop_exit_code: int = 143,
                 create_image: bool = True) -> Program:
-        """What containers of ``image_ref`` do (see :class:`fake_state.Program`); the image is added
+        """What containers of ``image_ref`` do (see :class:`fakes.state.Program`); the image is added
         when the engine has none by that reference (unless ``create_image=False``)."""
         program = Program(stdout, stderr, output, exit_code, files, oom, run_until_stopped, start_error,
                           break_stream, stop_exit_code)
@@ -219,7 +219,7 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
         return manifest
 
     def swarm(self, nodes: int = 1, cpus: float = 2, memory_gb: float = 24) -> list[dict]:
-        """Make this engine a swarm manager of ``nodes`` ready nodes of that size (see :mod:`fake_swarm`)."""
+        """Make this engine a swarm manager of ``nodes`` ready nodes of that size (see :mod:`fakes.swarm`)."""
         self.nodes = [node(index, cpus, memory_gb) for index in range(nodes)]
         return self.nodes
 

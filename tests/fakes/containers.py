@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import signal
 
-from fake_state import STDERR, STDOUT, FakeContainer, FakeEngineBlocked, digest, frame, normalize, path_stat, tar_of
-from fake_wire import Reply
+from .state import STDERR, STDOUT, FakeContainer, FakeEngineBlocked, digest, frame, normalize, path_stat, tar_of
+from .wire import Reply
 
 NAME = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]+')
 ARCHIVE_PIECE = 64 * 1024
