@@ -6,8 +6,6 @@ import uuid
 import pytest
 
 from conftest import ran
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
-from test_swarm import swarm  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.remote
 

@@ -1,6 +1,6 @@
-"""serialize + sdist without Docker: reproducible bytes, real installable sdist, refusals with a fix."""
+"""serialize + sdist without Docker: reproducible bytes, refusals with a fix. (The sdist installed with pip and
+run: tests/integration/test_packaging.py.)"""
 import os
-import subprocess
 import sys
 import tarfile
 import threading
@@ -54,27 +54,6 @@ def test_unchanged_sdist_keeps_its_mtime(tmp_path, sources):
     os.utime(path, (1000, 1000))
     build(tmp_path, 'a')
     assert path.stat().st_mtime == 1000
-
-
-@pytest.mark.slow
-def test_sdist_installs_with_pip_and_runs_its_entry_point(tmp_path, sources):
-    sys.path.insert(0, str(tmp_path / 'src'))
-    try:
-        from jobs.example_job import ExampleJob
-        payload, _ = dumps(ExampleJob(['HOME']))
-    finally:
-        sys.path.remove(str(tmp_path / 'src'))
-    sdist = build(tmp_path, 'dist', payload)
-    target = tmp_path / 'site'
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
-                    '--target', str(target), str(sdist)], check=True)
-    result = subprocess.run([sys.executable, '-m', 'examplejob__0_0_0'], cwd=tmp_path, capture_output=True,
-                            text=True, env={**os.environ, 'PYTHONPATH': str(target)})
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Job of type <class 'examplejob__0_0_0.jobs.example_job.ExampleJob'> is loaded" in out
-    assert 'Variable HOME is found: True' in out
-    assert out.index('Welcome to Training Grounds!') < out.index('SUCCESS') < out.index('DONE.')
 
 
 class Holder:

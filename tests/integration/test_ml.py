@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -26,30 +25,6 @@ from conftest import wait_for
 
 pytestmark = pytest.mark.remote
 LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)$', re.M)
-STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
-
-
-@pytest.fixture(scope='module')
-def remote_env():
-    """The simulated remote as scripts/setup_remote.sh describes it. (Not imported from test_remote: its
-    ``from conftest import`` finds tests/unit/conftest.py when this file runs together with tests/unit.)"""
-    path = STATE / 'remote.env'
-    values = dict(line.split('=', 1) for line in path.read_text().splitlines() if '=' in line) \
-        if path.exists() else {}
-    try:
-        socket.create_connection((values['TG_REMOTE_HOST'], int(values['TG_REMOTE_PORT'])), timeout=3).close()
-    except (KeyError, OSError) as e:
-        message = f'the simulated remote host is not available ({type(e).__name__}: {e}); run scripts/setup_remote.sh'
-        if os.environ.get('CI') == 'true':
-            pytest.fail('CI must run this test for real: ' + message)
-        pytest.skip(message)
-    return values
-
-
-@pytest.fixture(scope='module')
-def remote_docker(remote_env, docker_client):
-    import docker
-    return docker.DockerClient(base_url=remote_env['TG_REMOTE_DOCKER_HOST'])
 
 
 @pytest.fixture

@@ -3,23 +3,6 @@
 import json
 import re
 
-import pytest
-
-from conftest import need
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
-
-
-@pytest.fixture(scope='session')
-def swarm(docker_client, remote_docker):  # noqa: F811
-    try:
-        nodes = [n for n in docker_client.nodes.list() if n.attrs['Status']['State'] == 'ready']
-    except Exception as e:
-        nodes, problem = [], f'{type(e).__name__}: {e}'
-    else:
-        problem = None if len(nodes) >= 2 else f'{len(nodes)} ready node(s)'
-    need(problem, 'a two-node swarm', 'scripts/setup_swarm.sh')
-    return nodes
-
 
 def left_behind(client, job, project=None):
     """The job's services (asked of a manager) and containers (of any engine) still there (of the test's
@@ -105,7 +88,7 @@ def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
 
 def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remote_docker, swarm):  # noqa: F811
     from tg_pipeline import SwarmExecutor
-    from test_api import config_for, job_package
+    from unit.test_api import config_for, job_package
     name, _ = job_package(tmp_path, '''
         class Power:
             def __init__(self, base, exponent):
@@ -124,18 +107,3 @@ def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remo
     assert executor.result() == {'2^0': 1, '2^1': 2, '2^2': 4}  # the last run, collected here
     assert left_behind(docker_client, 'power') == []
     assert left_behind(remote_docker, 'power') == []
-
-
-def test_each_variant_is_judged_by_its_first_ended_task():
-    """The engine may start a failed slot again: a completed task wins, else the first that ended."""
-    from tg_pipeline.runs.swarm import chosen_tasks
-
-    def task(slot, state, created):
-        return {'ID': f'{slot}-{created}', 'Slot': slot, 'CreatedAt': created, 'Status': {'State': state}}
-    tasks = [task(2, 'failed', '1'), task(2, 'pending', '2'), task(1, 'complete', '1'), task(3, 'running', '1'),
-             task(0, 'failed', '1'), task(0, 'complete', '2'), task(4, 'failed', '1'), task(4, 'failed', '2')]
-    chosen = {slot: t['ID'] for slot, t in chosen_tasks(tasks).items()}
-    assert chosen == {2: '2-1', 1: '1-1', 3: '3-1', 0: '0-2', 4: '4-1'}
-    zero = task(0, 'complete', '1')
-    del zero['Slot']  # the API leaves a zero slot out
-    assert list(chosen_tasks([zero])) == [0]

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import Project, ran
+from unit.test_concurrency import GUARDED_DODO, dodo_project
 
 GROUPS, TASKS_PER_GROUP = 3, 40
 
@@ -33,47 +34,6 @@ def task_step():
         yield dict(name=name, actions=[(copy, [f'in/{{name}}', f'out/{{name}}'])], file_dep=[f'in/{{name}}'],
                    targets=[f'out/{{name}}'])
 '''
-
-GUARDED_DODO = '''
-import os, time
-from doit.tools import config_changed
-from tg_pipeline.workflow.locks import JobLock, doit_config
-DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
-LOCK = JobLock('build/J/.lock', 'J')
-
-def slow_copy():
-    with open('executions', 'a') as file:
-        file.write(f'start {os.getpid()}\\n')
-    time.sleep(0.5)
-    data = open('in.txt').read()
-    with open('out.txt', 'w') as file:
-        file.write(data)
-    with open('executions', 'a') as file:
-        file.write(f'end {os.getpid()}\\n')
-
-def fail():
-    open('failed', 'w').close()
-    return False
-
-def task_copy():
-    return LOCK.guard('copy', dict(actions=[slow_copy], file_dep=['in.txt'], targets=['out.txt'],
-                                   uptodate=[config_changed({'mode': 'copy'})]))
-
-def task_fail():
-    return LOCK.guard('fail', dict(actions=[fail], uptodate=[False]))
-
-def task_long():
-    return dict(actions=[lambda: time.sleep(6)], uptodate=[False])
-
-def task_ok():
-    return dict(actions=[lambda: None], uptodate=[False])
-'''
-
-
-def dodo_project(tmp_path, text: str) -> Project:
-    project = Project(tmp_path)
-    project.write('dodo.py', textwrap.dedent(text))
-    return project
 
 
 @pytest.mark.slow
@@ -144,20 +104,6 @@ def test_guarded_step_runs_once_across_processes_at_once(tmp_path):
     processes = [project.popen('copy') for _ in range(3)]
     assert [p.wait(timeout=60) for p in processes] == [0] * 3
     assert len(project.read('executions').splitlines()) == 8 and project.read('out.txt') == 'two'
-
-
-def test_a_failed_step_does_not_keep_other_processes_from_saving(tmp_path):
-    project = dodo_project(tmp_path, GUARDED_DODO)
-    failing = project.popen('--continue', 'fail', 'long')  # fails, then runs 6 s more
-    deadline = time.time() + 30
-    while not project.path('failed').exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # doit has removed the failed task's record
-    other = project.doit('ok', check=False, timeout=60)
-    assert other.returncode == 0, other.stderr  # before: "database is locked" after 5 s
-    assert failing.poll() is None  # the failed run was still going (its delete pending) all that time
-    failing.kill()
-    failing.wait(timeout=60)
 
 
 # --- three pipelines at once on the real engine ------------------------------------------------------------

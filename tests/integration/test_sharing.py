@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from conftest import copy_project
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 MARKER_JOB = '''
 """Says which copy of the project and which edit it was built from."""

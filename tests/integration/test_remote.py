@@ -5,17 +5,17 @@ store; the assertions read that engine directly through its socket.
 """
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import need, ran
+from conftest import ran
+
+from .conftest import STATE
 
 pytestmark = pytest.mark.remote
-STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
 
 ENV_VALUES = {
     'V_SPACES': 'several words  with   spaces ',
@@ -32,38 +32,6 @@ ENV_VALUES = {
     'V_EMPTY': '',
     'V_DASH': '--privileged -v /:/host',
 }
-
-
-def read_env_file(path: Path) -> dict:
-    values = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition('=')
-        values[key.strip()] = value.strip()
-    return values
-
-
-@pytest.fixture(scope='session')
-def remote_env():
-    env_file = STATE / 'remote.env'
-    problem = None
-    if not env_file.exists():
-        problem = f'{env_file} is missing'
-    else:
-        values = read_env_file(env_file)
-        try:
-            socket.create_connection((values['TG_REMOTE_HOST'], int(values['TG_REMOTE_PORT'])), timeout=3).close()
-        except OSError as e:
-            problem = f'sshd of the test remote does not answer: {e}'
-    need(problem, 'the simulated remote host', 'scripts/setup_remote.sh')
-    return values
-
-
-@pytest.fixture(scope='session')
-def remote_docker(remote_env, docker_client):
-    import docker
-    client = docker.DockerClient(base_url=remote_env['TG_REMOTE_DOCKER_HOST'])
-    assert client.info()['DockerRootDir'] != docker_client.info()['DockerRootDir']  # separate image stores
-    return client
 
 
 def forget_image(client, reference):

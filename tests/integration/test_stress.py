@@ -17,7 +17,6 @@ from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs.lifecycle import run_container
 from tg_pipeline.ssh.connection import Remote, RemoteTarget
 
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 KINDS = {'ResultJob': 'success', 'FailingJob': 'failure', 'Counter': 'ctrl-c', 'MemoryHog': 'oom'}
 RUNS = 50

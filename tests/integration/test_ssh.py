@@ -24,7 +24,7 @@ import pytest
 from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
-from test_remote import STATE, remote_docker, remote_env  # noqa: F401  (fixtures)
+from .conftest import STATE
 
 pytestmark = pytest.mark.remote
 HOST_IF = 'tgr-host'  # the test link's end on this side (scripts/setup_remote.sh)

@@ -10,9 +10,11 @@ import sys
 
 import pytest
 
-from conftest import PROJECTS
-from test_lifecycle import engine, ours, run_id_of, wait_for
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
+from conftest import PROJECTS, wait_for
+
+from unit.test_faults import assert_exit_status_reported
+
+from .test_lifecycle import engine, ours, run_id_of
 
 WHERE = ['local', 'remote']
 
@@ -94,30 +96,8 @@ def test_the_jobs_exit_status_is_the_runs(project, where, docker_client, remote_
             assert_exit_status_reported(outcome, code, how)
 
 
-def assert_exit_status_reported(outcome, code: int, how: str) -> None:
-    """A job's sys.exit(code) is the doit command's failure (one ERROR paragraph, no traceback), exit 0 a success."""
-    if code:
-        assert outcome.returncode != 0, how
-        assert f'ERROR: job SysExit exited with status {code}: it called sys.exit' in outcome.stderr
-        assert f'exit code: {code}' in outcome.stderr
-        assert 'Traceback' not in outcome.stderr
-    else:
-        assert outcome.returncode == 0, outcome.stderr
-        assert 'Result: None' in outcome.stdout
-
-
 def run_id_of_record(project, job, where):
     return max(p.stem for p in runs_dir(project, job, where).glob('*.json'))
-
-
-def test_the_jobs_exit_status_is_the_attached_runs(project):
-    for how, code in (('7', 7), ('none', 0)):
-        # a second task after it: a job's sys.exit must not end doit itself
-        run = project.doit('run_attached:SysExit', 'serialize:ExampleJob', env={'EXIT_WITH': how}, check=False)
-        assert f'exiting with {how}' in run.stdout
-        assert_exit_status_reported(run, code, how)
-        if not code:
-            assert 'serialize:ExampleJob' in run.stdout  # doit went on to the next task
 
 
 # --- 3. logs byte for byte --------------------------------------------------------------------------------

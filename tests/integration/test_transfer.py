@@ -8,7 +8,6 @@ from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.ssh.connection import Remote, RemoteTarget
 from tg_pipeline.image.transfer import remote_layers, transfer
 
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.remote
 

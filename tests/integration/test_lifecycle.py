@@ -9,7 +9,6 @@ import time
 import pytest
 
 from conftest import need, wait_for  # noqa: F401
-from test_remote import remote_docker, remote_env  # noqa: F401  (fixtures)
 
 JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
 
@@ -18,8 +17,6 @@ def ours(client, job, project=None):
     """The job's containers on that engine (of the test's project, when given: the engine is shared)."""
     labels = project.labels(job) if project else [f'tg_pipeline.job={job}']
     return client.containers.list(all=True, filters={'label': labels}, ignore_removed=True)
-
-
 
 
 def run_id_of(output):
@@ -196,14 +193,6 @@ def test_cleanup_removes_ended_runs_only(project, docker_client):
     result = project.doit('result', 'job=ResultJob')  # collected before it was removed
     assert "Result: {'sum': 45" in result.stdout
     project.doit('stop', 'job=Counter', f'run_id={running_id}')
-
-
-def test_config_task_masks_secret_looking_values(project):
-    shown = project.doit('config', 'job=SecretSleep', env={'SECRET_TOKEN': 'hunter2-value',
-                                                           'EXAMPLE_VARIABLE': 'visible-value'})
-    assert "env.SECRET_TOKEN = '***'" in shown.stdout
-    assert "env.EXAMPLE_VARIABLE = 'visible-value'" in shown.stdout
-    assert 'hunter2-value' not in shown.stdout + shown.stderr
 
 
 def test_bad_lifecycle_input_is_named(project, docker_client):
