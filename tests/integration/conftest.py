@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import PROJECTS, need, wait_for
 
 STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
 
@@ -78,3 +78,36 @@ def swarm(docker_client, remote_docker):
         problem = None if len(nodes) >= 2 else f'{len(nodes)} ready node(s)'
     need(problem, 'a two-node swarm', 'scripts/setup_swarm.sh')
     return nodes
+
+
+# --- held runs: a run that must still be going while a test looks at it waits for the test, never for a time ---
+HOLD = 'env_files=hold.env'  # on the command line of a run of the basic project: its job waits (jobs/hold.py)
+RELEASE_FILE = read_env_file(PROJECTS / 'basic' / 'hold.env')['TG_TEST_HOLD']  # in the container
+
+
+def release(*containers) -> int:
+    """Let held runs end: create, in each container, the file its job waits for. A container that is gone or
+    no longer running is passed over (so a ``finally`` may call this too); returns how many were released."""
+    import docker
+    released = 0
+    for container in containers:
+        try:
+            done = container.exec_run(['touch', RELEASE_FILE])
+        except docker.errors.APIError:  # removed (404) or not running (409): nothing holds there
+            continue
+        assert done.exit_code == 0, done.output
+        released += 1
+    return released
+
+
+def running_containers(project, job, *clients) -> list:
+    """The running containers of ``project``'s ``job`` on those engines (a swarm run's tasks: on any node)."""
+    return [c for client in clients for c in client.containers.list(filters={'label': project.labels(job)})]
+
+
+def release_when_running(project, job, *clients, count=1) -> None:
+    """Wait until ``count`` containers of the held ``job`` run on those engines (a swarm run's tasks start one
+    by one), then release them all."""
+    found = wait_for(lambda: c if len(c := running_containers(project, job, *clients)) >= count else None,
+                     timeout=180, what=f'{count} running container(s) of {job}')
+    assert release(*found) == len(found)

@@ -14,6 +14,8 @@ from tg_pipeline.errors import JobFailed, PipelineError
 from conftest import REPO
 from unit.test_api import config_for, job_package
 
+from .conftest import RELEASE_FILE, release
+
 SEED_EXAMPLE = '''
 from tg_pipeline.ssh_docker import (SSHAttachedExecutor, SSHLocalExecutor, SSHRemoteExecutor, SSHDockerOptions, SSHDockerConfig)
 from tg_pipeline.delivery import Packaging, Containering
@@ -162,18 +164,20 @@ def test_versions_install_side_by_side_in_one_process(tmp_path):
 @pytest.mark.docker
 def test_two_versions_run_concurrently_on_one_engine(tmp_path, docker_client):
     name, _ = job_package(tmp_path, '''
-        import time
+        import os, time
         class Napper:
-            def __init__(self, seconds):
-                self.seconds = seconds
+            """Naps until the test creates the file ``release`` in its container."""
+            def __init__(self, release):
+                self.release = release
             def run(self):
-                time.sleep(self.seconds)
+                while not os.path.exists(self.release):
+                    time.sleep(0.1)
                 return 'rested'
         ''')
     module = __import__(f'{name}.jobs', fromlist=['Napper'])
     run_ids, executors = [], []
     for version in ('1.0.0', '2.0.0'):
-        config = config_for(module.Napper(6), 'napper', tmp_path, version, wait_for_stop=False)
+        config = config_for(module.Napper(RELEASE_FILE), 'napper', tmp_path, version, wait_for_stop=False)
         executors.append(SSHLocalExecutor(config))
         run_ids.append(executors[-1].execute())
     try:
@@ -187,6 +191,7 @@ def test_two_versions_run_concurrently_on_one_engine(tmp_path, docker_client):
         assert [states[r] for r in run_ids] == ['running', 'running']
         with pytest.raises(PipelineError, match='is still running'):
             executors[0].result(run_ids[0])
+        assert release(*(by_run[r] for r in run_ids)) == 2
         for executor, run_id in zip(executors, run_ids):
             by_run[run_id].wait(timeout=60)
             assert executor.result(run_id) == 'rested'  # collected: value back, container removed

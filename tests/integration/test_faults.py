@@ -14,6 +14,7 @@ from conftest import PROJECTS, wait_for
 
 from unit.test_faults import assert_exit_status_reported
 
+from .conftest import HOLD, release
 from .test_lifecycle import engine, ours, run_id_of
 
 WHERE = ['local', 'remote']
@@ -41,7 +42,7 @@ def wait_until_exited(client, job, project):
 
 # --- 1. Ctrl-C --------------------------------------------------------------------------------------------
 def test_ctrl_c_while_following_only_detaches(project, docker_client):
-    run_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1').stdout)
+    run_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1', HOLD).stdout)
     follower = project.popen('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
     saved = runs_dir(project, 'Counter', 'local') / f'{run_id}.out'
     wait_for(lambda: saved.exists() and 'line 1\n' in saved.read_text(), what='the follower to show line 1')
@@ -52,6 +53,7 @@ def test_ctrl_c_while_following_only_detaches(project, docker_client):
     assert 'Traceback' not in stderr
     assert [c.status for c in ours(docker_client, 'Counter', project)] == ['running']
     assert re.search(rf'{run_id}\s+running', project.doit('status', 'job=Counter').stdout)
+    assert release(*ours(docker_client, 'Counter', project)) == 1
     followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
     assert 'Result: 16' in followed.stdout
@@ -63,7 +65,7 @@ def test_ctrl_c_while_following_only_detaches(project, docker_client):
 def test_ctrl_c_of_an_attached_run_keeps_its_checkpoint(project, where, docker_client, remote_docker):  # noqa: F811
     client = engine(where, docker_client, remote_docker)
     build(project, where, 'Checkpoint')
-    process = project.popen(f'run_{where}', 'job=Checkpoint')
+    process = project.popen(f'run_{where}', 'job=Checkpoint', HOLD)
     running = wait_for(lambda: [c for c in ours(client, 'Checkpoint', project) if c.status == 'running'],
                        what='the container')
     wait_for(lambda: b'checkpoint written' in running[0].logs(), what='the checkpoint')

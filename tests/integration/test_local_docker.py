@@ -6,6 +6,8 @@ import pytest
 
 from conftest import ran
 
+from .conftest import HOLD, release
+
 pytestmark = pytest.mark.docker
 JOB_TASKS = ['serialize', 'sdist', 'dockerfile', 'build_image']
 
@@ -167,7 +169,7 @@ def test_failing_job_fails_the_task_with_its_traceback(project, docker_client):
 
 
 def test_cpu_and_memory_limits_are_applied(project, docker_client):
-    process = project.popen('run_local', 'job=SleepJob')
+    process = project.popen('run_local', 'job=SleepJob', HOLD)  # running until released
     try:
         deadline = time.time() + 120
         found = []
@@ -182,6 +184,7 @@ def test_cpu_and_memory_limits_are_applied(project, docker_client):
         assert labels['tg_pipeline.package'] == 'sleepjob' and labels['tg_pipeline.version'] == '0.0.0'
         assert labels['tg_pipeline.run_id']
     finally:
+        release(*leftovers(docker_client, 'SleepJob', project))
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert 'slept' in out
@@ -190,7 +193,7 @@ def test_cpu_and_memory_limits_are_applied(project, docker_client):
 
 def test_memory_override_on_the_command_line(project, docker_client):
     project.doit('build_image', 'job=SleepJob')
-    process = project.popen('run_local', 'job=SleepJob', 'memory=0.125', 'cpu=0.25')
+    process = project.popen('run_local', 'job=SleepJob', 'memory=0.125', 'cpu=0.25', HOLD)
     try:
         found, deadline = [], time.time() + 60
         while not found and time.time() < deadline and process.poll() is None:
@@ -200,5 +203,6 @@ def test_memory_override_on_the_command_line(project, docker_client):
         host = found[0].attrs['HostConfig']
         assert (host['Memory'], host['NanoCpus']) == (128 * 1024 ** 2, 250_000_000)
     finally:
+        release(*leftovers(docker_client, 'SleepJob', project))
         process.communicate(timeout=120)
     assert process.returncode == 0

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ran
 
-from .conftest import STATE
+from .conftest import HOLD, STATE, release
 
 pytestmark = pytest.mark.remote
 
@@ -94,19 +94,20 @@ def process_command_lines() -> list[bytes]:
 
 def test_env_values_never_on_a_command_line_nor_in_the_image(project, remote_docker):
     secret = 'tg-secret-' + os.urandom(6).hex()
-    process = project.popen('run_remote', 'job=SecretSleep', env={'SECRET_TOKEN': secret})
+    process = project.popen('run_remote', 'job=SecretSleep', HOLD, env={'SECRET_TOKEN': secret})
     seen_running = False
     try:
         deadline = time.time() + 180
-        while time.time() < deadline and process.poll() is None:
+        while time.time() < deadline and process.poll() is None and not seen_running:
             running = remote_docker.containers.list(filters={'label': project.labels('SecretSleep')})
-            if running:
+            if running:  # held: it keeps running until released below
                 seen_running = True
                 assert not [c for c in process_command_lines() if secret.encode() in c]
                 env = running[0].attrs['Config']['Env']
                 assert f'SECRET_TOKEN={secret}' in env  # it did arrive, as container config
             time.sleep(0.2)
     finally:
+        release(*remote_docker.containers.list(filters={'label': project.labels('SecretSleep')}))
         out, err = process.communicate(timeout=180)
     assert process.returncode == 0, err
     assert seen_running

@@ -2,11 +2,12 @@
 running at the same moment, each must run its own code; and one project never sees, stops, collects or
 cleans up another project's runs (tests/projects/basic, copied twice into temp folders)."""
 import re
-import subprocess
 
 import pytest
 
-from conftest import copy_project
+from conftest import copy_project, wait_for
+
+from .conftest import HOLD
 
 MARKER_JOB = '''
 """Says which copy of the project and which edit it was built from."""
@@ -58,17 +59,15 @@ def test_one_project_never_acts_on_another_projects_runs(tmp_path, docker_client
     client = docker_client if where == 'local' else remote_docker
     a, b = two_copies(tmp_path)
     at = f'where={where}'
-    b_running = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout).group(1)
+    b_running = re.search(r'Started run (\S+)',  # held: running until A stops it
+                          b.doit(f'run_{where}', 'job=Counter', 'detach=1', HOLD).stdout).group(1)
     b_ended = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=ResultJob', 'detach=1').stdout).group(1)
 
     def b_containers():
         return {c.labels['tg_pipeline.run_id']: c.status for c in client.containers.list(
             all=True, filters={'label': 'tg_pipeline.run_id'}, ignore_removed=True)
             if c.labels['tg_pipeline.run_id'] in (b_running, b_ended)}
-    for _ in range(100):
-        if b_containers().get(b_ended) == 'exited':
-            break
-        subprocess.run(['sleep', '0.2'])
+    wait_for(lambda: b_containers().get(b_ended) == 'exited', what="B's ResultJob run to end")
     assert b_running not in a.doit('status', 'job=Counter', at).stdout
     assert 'has no running run' in a.doit('stop', 'job=Counter', at, check=False).stderr
     assert 'has no run' in a.doit('result', 'job=ResultJob', at, check=False).stderr

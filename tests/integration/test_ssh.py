@@ -24,7 +24,9 @@ import pytest
 from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
-from .conftest import STATE
+from conftest import wait_for
+
+from .conftest import HOLD, STATE, release
 
 pytestmark = pytest.mark.remote
 HOST_IF = 'tgr-host'  # the test link's end on this side (scripts/setup_remote.sh)
@@ -233,14 +235,16 @@ def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd
     env = {'TG_PIPELINE_SSH_CONFIG': config}
     args = ('job=Counter', 'host=tg-stock', 'jobs.Counter.args=[45, 2]')  # ~90 s
     project.doit('push', *args)
-    process = project.popen('run_remote', *args, env=env)
+    process = project.popen('run_remote', *args, HOLD, env=env)
     rules = []
     try:
         deadline = time.time() + 120
         while not [c for c in ours(remote_docker, 'Counter', project) if c.status == 'running']:
             assert process.poll() is None and time.time() < deadline, process.communicate()
             time.sleep(0.2)
-        time.sleep(3)
+        run_id = ours(remote_docker, 'Counter', project)[0].labels['tg_pipeline.run_id']
+        saved = project.path(f'build/Counter/runs/remote/{run_id}.out')  # doit follows the run: its log grows
+        wait_for(lambda: saved.exists() and 'line 0\n' in saved.read_text(), what='doit to follow the run')
         rules = drop_rules(stock_sshd, local_port_of(process.pid, stock_sshd))
         for rule in rules:
             subprocess.run(['iptables', '-I', *rule], check=True)
@@ -259,6 +263,7 @@ def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd
     assert stderr.count('ERROR: ') == 1 and 'Traceback' not in stderr and 'paramiko' not in stderr.lower()
     run_id = re.search(r'was lost during run (\S+)', stderr).group(1)
     assert [c.status for c in ours(remote_docker, 'Counter', project)] == ['running']
+    assert release(*ours(remote_docker, 'Counter', project)) == 1
     followed = project.doit('logs', 'job=Counter', 'where=remote', f'run_id={run_id}', 'follow=1', 'host=tg-stock',
                             env=env)
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(45)]

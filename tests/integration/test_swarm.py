@@ -3,6 +3,8 @@
 import json
 import re
 
+from .conftest import HOLD, release_when_running
+
 
 def left_behind(client, job, project=None):
     """The job's services (asked of a manager) and containers (of any engine) still there (of the test's
@@ -65,8 +67,8 @@ def test_unsatisfiable_constraint_times_out_with_a_clear_error(project, docker_c
     assert left_behind(docker_client, 'Sweep', project) == []
 
 
-def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
-    started = project.doit('run_swarm', 'job=SlowSweep', 'detach=1')
+def test_detached_swarm_run_status_logs_stop(project, docker_client, remote_docker, swarm):
+    started = project.doit('run_swarm', 'job=SlowSweep', 'detach=1', HOLD)  # its tasks run until released
     run_id = re.search(r'Started swarm run (\S+)', started.stdout).group(1)
     service, = docker_client.services.list(filters={'label': f'tg_pipeline.run_id={run_id}'})
     assert service.attrs['Spec']['Labels']['team'] == 'tests'  # [swarm] labels, on the service
@@ -74,13 +76,14 @@ def test_detached_swarm_run_status_logs_stop(project, docker_client, swarm):
     assert service.attrs['Spec']['Mode'] == {'ReplicatedJob': {'MaxConcurrent': 2, 'TotalCompletions': 2}}
     status = project.doit('status', 'job=SlowSweep', 'where=swarm')
     assert re.search(rf'{run_id}  \d+ (running|starting|preparing|assigned|pending)', status.stdout), status.stdout
+    release_when_running(project, 'SlowSweep', docker_client, remote_docker, count=2)  # a task on either node
     followed = project.doit('logs', 'job=SlowSweep', 'where=swarm', f'run_id={run_id}', 'follow=1')
     assert "variant 1 (rate=2,width=10): complete, exit 0, result {'rate': 2, 'width': 10, 'score': 20}" \
         in followed.stdout
     status = project.doit('status', 'job=SlowSweep', 'where=swarm', f'run_id={run_id}')
     assert f'{run_id}  collected, 2/2 variants succeeded' in status.stdout
     second = re.search(r'Started swarm run (\S+)',
-                       project.doit('run_swarm', 'job=SlowSweep', 'detach=1').stdout).group(1)
+                       project.doit('run_swarm', 'job=SlowSweep', 'detach=1', HOLD).stdout).group(1)
     stopped = project.doit('stop', 'job=SlowSweep', 'where=swarm', f'run_id={second}')
     assert f'Stopped swarm run {second} of job SlowSweep' in stopped.stdout
     assert left_behind(docker_client, 'SlowSweep', project) == []

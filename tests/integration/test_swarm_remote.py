@@ -11,6 +11,8 @@ import pytest
 
 from conftest import copy_project, need, wait_for
 
+from .conftest import HOLD
+
 pytestmark = pytest.mark.remote
 STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
 
@@ -162,7 +164,7 @@ def test_status_logs_stop_result_cleanup_through_the_head_node(swarm_project, he
     status = swarm_project.doit('status', 'job=GpuSweep', 'where=swarm', f'run_id={run_id}')
     assert f'{run_id}  collected, 3/3 variants succeeded' in status.stdout
 
-    second = run_id_of(swarm_project.doit('run_swarm', 'job=SlowSweep', 'detach=1').stdout)
+    second = run_id_of(swarm_project.doit('run_swarm', 'job=SlowSweep', 'detach=1', HOLD).stdout)
     stopped = swarm_project.doit('stop', 'job=SlowSweep', 'where=swarm', f'run_id={second}')
     assert re.search(rf'Stopped swarm run {second} of job SlowSweep on swarm \S+ \(\d/2 variants succeeded\)',
                      stopped.stdout), stopped.stdout
@@ -184,8 +186,7 @@ def test_status_logs_stop_result_cleanup_through_the_head_node(swarm_project, he
 def test_nothing_acts_on_another_projects_swarm_runs(swarm_project, head, tmp_path):
     other = headed(copy_project('basic', tmp_path / 'other'), head)
     try:
-        theirs = run_id_of(other.doit('run_swarm', 'job=SlowSweep', 'detach=1',
-                                      'jobs.SlowSweep.kwargs.seconds=60').stdout)
+        theirs = run_id_of(other.doit('run_swarm', 'job=SlowSweep', 'detach=1', HOLD).stdout)  # until stopped
         assert theirs not in swarm_project.doit('status', 'job=SlowSweep', 'where=swarm').stdout
         assert theirs in swarm_project.doit('status', 'job=SlowSweep', 'where=swarm', 'all_projects=1').stdout
         swarm_project.doit('cleanup', 'where=swarm', 'days=0')
