@@ -1,14 +1,16 @@
 """Run lifecycle on the real local engine and the simulated remote: results back, detach/status/logs/
 stop/result, Ctrl-C, a dropped SSH connection, OOM, cleanup, and no container left behind."""
 import os
+import pwd
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import need, wait_for  # noqa: F401
+
+from .conftest import HOLD, release
 
 JOBS = ('ResultJob', 'FailingJob', 'Counter', 'MemoryHog')
 
@@ -27,6 +29,17 @@ def engine(where, docker_client, remote_docker):  # noqa: F811
     return docker_client if where == 'local' else remote_docker
 
 
+def running(client, job, project):
+    return [c for c in ours(client, job, project) if c.status == 'running']
+
+
+def streaming(project, where, container) -> bool:
+    """Whether the attached doit process writes the run's output to its saved log already (it follows it)."""
+    saved = project.path(f'build/{container.labels["tg_pipeline.job"]}/runs/{where}/'
+                         f'{container.labels["tg_pipeline.run_id"]}.out')
+    return saved.exists() and 'line 0\n' in saved.read_text()
+
+
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_return_value_and_output_folder_come_back(project, where, docker_client, remote_docker):  # noqa: F811
     result = project.doit(f'run_{where}', 'job=ResultJob')
@@ -43,7 +56,7 @@ def test_return_value_and_output_folder_come_back(project, where, docker_client,
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_detach_status_logs_result(project, where, docker_client, remote_docker):  # noqa: F811
     client = engine(where, docker_client, remote_docker)
-    started = project.doit(f'run_{where}', 'job=Counter', 'detach=1')
+    started = project.doit(f'run_{where}', 'job=Counter', 'detach=1', HOLD)
     run_id = run_id_of(started.stdout)
     assert 'line 0' not in started.stdout  # returned at once, the run goes on there
     status = project.doit('status', 'job=Counter', f'where={where}')
@@ -52,6 +65,7 @@ def test_detach_status_logs_result(project, where, docker_client, remote_docker)
     assert early.returncode != 0
     assert f'ERROR: run {run_id} of job Counter is still running' in early.stderr
     assert f'follow=1' in early.stderr
+    assert release(*ours(client, 'Counter', project)) == 1
     followed = project.doit('logs', 'job=Counter', f'where={where}', f'run_id={run_id}', 'follow=1')
     assert [f'line {i}' for i in range(16)] == re.findall(r'^line \d+$', followed.stdout, re.M)
     assert 'Result: 16' in followed.stdout
@@ -65,8 +79,9 @@ def test_detach_status_logs_result(project, where, docker_client, remote_docker)
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_stop_a_detached_run(project, where, docker_client, remote_docker):  # noqa: F811
     client = engine(where, docker_client, remote_docker)
-    run_id = run_id_of(project.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout)
-    wait_for(lambda: [c for c in ours(client, 'Counter', project) if c.status == 'running'], what='the run to start')
+    run_id = run_id_of(project.doit(f'run_{where}', 'job=Counter', 'detach=1', HOLD).stdout)
+    started = wait_for(lambda: running(client, 'Counter', project), what='the run to start')
+    wait_for(lambda: b'line 0' in started[0].logs(), what='its first line')
     stopped = project.doit('stop', 'job=Counter', f'where={where}')
     assert f'Stopped run {run_id} of job Counter' in stopped.stdout
     assert ours(client, 'Counter', project) == []
@@ -79,9 +94,9 @@ def test_stop_a_detached_run(project, where, docker_client, remote_docker):  # n
 def test_sigint_stops_the_container(project, where, docker_client, remote_docker):  # noqa: F811
     client = engine(where, docker_client, remote_docker)
     project.doit('build_image' if where == 'local' else 'push', 'job=Counter')
-    process = project.popen(f'run_{where}', 'job=Counter')
-    wait_for(lambda: [c for c in ours(client, 'Counter', project) if c.status == 'running'], what='the container')
-    time.sleep(1)
+    process = project.popen(f'run_{where}', 'job=Counter', HOLD)
+    started = wait_for(lambda: running(client, 'Counter', project), what='the container')
+    wait_for(lambda: streaming(project, where, started[0]), what='doit to follow the run')
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
@@ -92,8 +107,8 @@ def test_sigint_stops_the_container(project, where, docker_client, remote_docker
 
 def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_client):
     project.doit('build_image', 'job=Counter')
-    process = project.popen('run_local', 'job=Counter', 'on_interrupt=detach')
-    wait_for(lambda: [c for c in ours(docker_client, 'Counter', project) if c.status == 'running'], what='the container')
+    process = project.popen('run_local', 'job=Counter', 'on_interrupt=detach', HOLD)
+    wait_for(lambda: running(docker_client, 'Counter', project), what='the container')
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     run_id = re.search(r"Interrupted: run (\S+) keeps running", stderr)
@@ -101,6 +116,7 @@ def test_sigint_with_on_interrupt_detach_leaves_it_running(project, docker_clien
     run_id = run_id.group(1)
     assert f'doit logs job=Counter where=local run_id={run_id} follow=1' in stderr
     assert [c.status for c in ours(docker_client, 'Counter', project)] == ['running']
+    assert release(*ours(docker_client, 'Counter', project)) == 1
     followed = project.doit('logs', 'job=Counter', f'run_id={run_id}', 'follow=1')
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
     assert ours(docker_client, 'Counter', project) == []
@@ -146,19 +162,39 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
             container.remove(force=True)
 
 
-def test_dropped_ssh_connection_leaves_the_job_running(project, remote_docker):  # noqa: F811
+def sshd_serving(process, remote_env) -> list[int]:
+    """The remote sshd processes of ``process``'s one SSH connection, found by its port here, run as the remote
+    user (the session's own process, not its privileged monitor): others' sessions with that sshd and that user
+    are not ours to end. The remote's network namespace shares this machine's PID space."""
+    host, port = remote_env['TG_REMOTE_HOST'], remote_env['TG_REMOTE_PORT']
+    here = subprocess.run(['ss', '-tnpH', 'state', 'established', 'dst', f'{host}:{port}'],
+                          capture_output=True, text=True, check=True).stdout
+    ports = [line.split()[2].rsplit(':', 1)[1] for line in here.splitlines() if f'pid={process.pid},' in line]
+    assert len(ports) == 1, here
+    there = subprocess.run(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', 'ss', '-tnpH', 'state',
+                            'established', 'sport', '=', f':{port}', 'and', 'dport', '=', f':{ports[0]}'],
+                           capture_output=True, text=True, check=True).stdout
+    user = pwd.getpwnam(remote_env['TG_REMOTE_USER']).pw_uid
+    pids = [int(pid) for pid in sorted(set(re.findall(r'pid=(\d+)', there))) if os.stat(f'/proc/{pid}').st_uid == user]
+    assert pids, there
+    return pids
+
+
+def test_dropped_ssh_connection_leaves_the_job_running(project, remote_env, remote_docker):  # noqa: F811
     project.doit('push', 'job=Counter')
-    process = project.popen('run_remote', 'job=Counter')
-    wait_for(lambda: [c for c in ours(remote_docker, 'Counter', project) if c.status == 'running'], what='the container')
-    time.sleep(1.5)
-    # kill the remote sshd serving this connection: the client's transport dies mid-run
-    subprocess.run(['pkill', '-u', 'tgremote', '-f', 'sshd: tgremote'], check=True)
+    process = project.popen('run_remote', 'job=Counter', HOLD)
+    started = wait_for(lambda: running(remote_docker, 'Counter', project), what='the container')
+    wait_for(lambda: streaming(project, 'remote', started[0]), what='doit to follow the run')
+    # kill the remote sshd process serving this connection (only it): the client's transport dies mid-run
+    for pid in sshd_serving(process, remote_env):
+        os.kill(pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
     assert 'was lost during run' in stderr and 'the job keeps running there' in stderr
     assert 'Traceback' not in stderr
     run_id = re.search(r'was lost during run (\S+)', stderr).group(1)
     assert [c.status for c in ours(remote_docker, 'Counter', project)] == ['running']
+    assert release(*ours(remote_docker, 'Counter', project)) == 1
     followed = project.doit('logs', 'job=Counter', 'where=remote', f'run_id={run_id}', 'follow=1')
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(16)]
     assert 'Result: 16' in followed.stdout
@@ -182,7 +218,7 @@ def test_oom_kill_is_reported_with_the_limit(project, where, docker_client, remo
 def test_cleanup_removes_ended_runs_only(project, docker_client):
     project.doit('run_local', 'job=ResultJob', 'detach=1')
     ended = wait_for(lambda: [c for c in ours(docker_client, 'ResultJob', project) if c.status == 'exited'], what='exit')
-    running_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1').stdout)
+    running_id = run_id_of(project.doit('run_local', 'job=Counter', 'detach=1', HOLD).stdout)
     kept = project.doit('cleanup', 'days=1')
     assert '0 ended run(s) older than 1 day(s) removed' in kept.stdout
     assert len(ours(docker_client, 'ResultJob', project)) == 1
