@@ -1,18 +1,18 @@
 """Many doit processes in one project folder at once: the state survives, no step runs twice at once.
 
 The first tests drive small dodo files of their own (no Docker); the last one runs
-three pipelines at once on the basic fixture project, round after round.
+three pipelines at once on the basic fixture project, round after round. "At once" is made, never waited
+for: the process that holds a lock holds it until the others say they wait for it.
 """
 import json
 import secrets
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from conftest import Project, ran
+from conftest import Project, ran, wait_for
 from unit.test_concurrency import GUARDED_DODO, dodo_project
 
 GROUPS, TASKS_PER_GROUP = 3, 40
@@ -52,11 +52,16 @@ def test_job_lock_excludes_processes_and_names_the_holder(tmp_path):
     ''')
     env = Project(tmp_path).env()
     from tg_pipeline.workflow.locks import JobLock
-    with JobLock(lock_path, 'J'):  # every worker starts by waiting for this process
-        workers = [subprocess.Popen([sys.executable, '-c', worker], env=env, stderr=subprocess.PIPE, text=True)
-                   for _ in range(4)]
-        time.sleep(1)
-    errors = [w.communicate(timeout=60)[1] for w in workers]
+    stderr_files, workers = [tmp_path / f'worker_{i}.err' for i in range(4)], []
+    with JobLock(lock_path, 'J'):  # every worker starts by waiting for this process: held until all say so
+        for path in stderr_files:
+            with open(path, 'w') as stderr:
+                workers.append(subprocess.Popen([sys.executable, '-c', worker], env=env, stderr=stderr, text=True))
+        wait_for(lambda: all('waiting for another' in p.read_text() or w.poll() is not None
+                             for p, w in zip(stderr_files, workers)), what='every worker to wait for the lock')
+    for w in workers:
+        w.wait(timeout=60)
+    errors = [path.read_text() for path in stderr_files]
     assert [w.returncode for w in workers] == [0] * 4, errors
     import os
     assert all(f'waiting for another doit process building J (pid {os.getpid()})' in e for e in errors), errors
@@ -81,12 +86,29 @@ def test_state_survives_doit_processes_at_once(tmp_path):
     assert [ran(again.stdout, f'step:{name}') for name in names] == [False] * len(names)  # nothing lost
 
 
+def copies_at_once(project, count=3) -> list[tuple[int, str, str]]:
+    """``count`` doit processes of ``copy`` started together; the one that takes the lock copies (GUARDED_DODO's
+    held()) once all the others wait for it, as their stderr says. (exit code, stdout, stderr) of each."""
+    project.path('release').unlink(missing_ok=True)
+    stderr_files, processes = [project.path(f'copy_{i}.err') for i in range(count)], []
+    try:
+        for path in stderr_files:
+            with open(path, 'w') as stderr:
+                processes.append(subprocess.Popen([sys.executable, '-m', 'doit', 'copy'], cwd=project.root,
+                                                  env=project.env(), stdout=subprocess.PIPE, stderr=stderr, text=True))
+        wait_for(lambda: sum('waiting for another doit process' in p.read_text() for p in stderr_files) >= count - 1
+                 or any(p.poll() is not None for p in processes), what=f'{count - 1} processes to wait for the lock')
+    finally:
+        project.write('release', '')
+    outputs = [p.communicate(timeout=60)[0] for p in processes]
+    return [(p.returncode, out, path.read_text()) for p, out, path in zip(processes, outputs, stderr_files)]
+
+
 @pytest.mark.slow
 def test_guarded_step_runs_once_across_processes_at_once(tmp_path):
     project = dodo_project(tmp_path, GUARDED_DODO)
     project.write('in.txt', 'one')
-    processes = [project.popen('copy') for _ in range(3)]
-    results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
+    results = copies_at_once(project)
     assert [code for code, _, _ in results] == [0] * 3, results
     assert project.read('executions').splitlines()[0].startswith('start')
     assert len(project.read('executions').splitlines()) == 2  # one start, one end
@@ -101,8 +123,7 @@ def test_guarded_step_runs_once_across_processes_at_once(tmp_path):
     assert len(project.read('executions').splitlines()) == 6
 
     project.write('in.txt', 'two')  # a changed input runs again, once
-    processes = [project.popen('copy') for _ in range(3)]
-    assert [p.wait(timeout=60) for p in processes] == [0] * 3
+    assert [code for code, _, _ in copies_at_once(project)] == [0] * 3
     assert len(project.read('executions').splitlines()) == 8 and project.read('out.txt') == 'two'
 
 

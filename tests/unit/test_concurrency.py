@@ -1,10 +1,12 @@
 """Two doit processes in one project folder, on a small dodo file of their own (no Docker): a failed step does
-not keep the other from saving its state. (Many processes at once: tests/integration/test_concurrency.py.)"""
+not keep the other from saving its state. (Many processes at once: tests/integration/test_concurrency.py.)
+
+A step that must still be going while the test looks waits for a file the test creates (``release``), never for
+a time.
+"""
 import textwrap
-import time
 
-from conftest import Project
-
+from conftest import Project, wait_for
 
 GUARDED_DODO = '''
 import os, time
@@ -13,10 +15,15 @@ from tg_pipeline.workflow.locks import JobLock, doit_config
 DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
 LOCK = JobLock('build/J/.lock', 'J')
 
+def held():  # until the test creates the file: at most 10 minutes (a failed test leaves no process for long)
+    deadline = time.monotonic() + 600
+    while not os.path.exists('release') and time.monotonic() < deadline:
+        time.sleep(0.02)
+
 def slow_copy():
     with open('executions', 'a') as file:
         file.write(f'start {os.getpid()}\\n')
-    time.sleep(0.5)
+    held()
     data = open('in.txt').read()
     with open('out.txt', 'w') as file:
         file.write(data)
@@ -34,8 +41,12 @@ def task_copy():
 def task_fail():
     return LOCK.guard('fail', dict(actions=[fail], uptodate=[False]))
 
+def long():
+    open('long started', 'w').close()
+    held()
+
 def task_long():
-    return dict(actions=[lambda: time.sleep(6)], uptodate=[False])
+    return dict(actions=[long], uptodate=[False])
 
 def task_ok():
     return dict(actions=[lambda: None], uptodate=[False])
@@ -50,13 +61,13 @@ def dodo_project(tmp_path, text: str) -> Project:
 
 def test_a_failed_step_does_not_keep_other_processes_from_saving(tmp_path):
     project = dodo_project(tmp_path, GUARDED_DODO)
-    failing = project.popen('--continue', 'fail', 'long')  # fails, then runs 6 s more
-    deadline = time.time() + 30
-    while not project.path('failed').exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # doit has removed the failed task's record
-    other = project.doit('ok', check=False, timeout=60)
-    assert other.returncode == 0, other.stderr  # before: "database is locked" after 5 s
-    assert failing.poll() is None  # the failed run was still going (its delete pending) all that time
-    failing.kill()
-    failing.wait(timeout=60)
+    failing = project.popen('--continue', 'fail', 'long')  # fails, then runs on until killed
+    try:
+        # the next task started: doit has removed the failed one's record (the delete pending until it ends)
+        wait_for(lambda: project.path('long started').exists(), what='the task after the failed one')
+        other = project.doit('ok', check=False, timeout=60)
+        assert other.returncode == 0, other.stderr  # before: "database is locked" after 5 s
+        assert failing.poll() is None  # the failed run was still going (its delete pending) all that time
+    finally:
+        failing.kill()
+        failing.wait(timeout=60)
