@@ -1,12 +1,17 @@
-"""Shared fixtures: fixture projects copied to a temp folder, doit run as a user would, a real engine.
+"""Shared by both tiers: fixture projects copied to a temp folder, doit run as a user would, waiting for a
+condition, and the fake engine of the fast tier.
 
-Tests marked ``docker``/``remote`` use the real engine and the simulated remote
-host. Outside CI they are skipped, with the reason, when those are missing;
-under CI (CI=true) a missing engine fails them instead.
+Two tiers, by folder. ``tests/unit/`` is the fast tier: no engine, no SSH, no registry, no pip install, no
+crowd of doit processes (the fake engine of ``tests/fakes/`` under the real docker-py client, config,
+packaging, command-line errors); ``pytest tests/unit`` runs it. ``tests/integration/`` is the rest, against the
+real engines, the simulated remote host, the registry and the swarms (its fixtures:
+``tests/integration/conftest.py``). :func:`pytest_collection_modifyitems` marks ``docker`` every test of
+``tests/integration/``, so ``pytest -m "not docker"`` selects the same fast tier; a test of ``tests/unit/``
+that asks for an engine fixture (or is marked ``remote``/``slow``) stops the collection: it belongs in
+``tests/integration/``.
 
-``pytest -m "not docker"`` is the fast tier (tests/unit over the fake engine, config, packaging,
-command-line errors): :func:`pytest_collection_modifyitems` marks ``docker`` every test that needs
-a real engine, the SSH host or the registry.
+Outside CI an integration test whose engine or host is missing is skipped, with the reason; under CI
+(CI=true) it fails instead (:func:`need`).
 """
 from __future__ import annotations
 
@@ -40,35 +45,30 @@ def need(condition_error: str | None, what: str, setup: str):
     pytest.skip(message)
 
 
-def engine_error() -> str | None:
-    try:
-        import docker
-        docker.from_env().ping()
-    except Exception as e:  # anything: the reason goes into the skip message
-        return f'{type(e).__name__}: {e}'
-    return None
-
-
-# fixtures that reach a real engine, the SSH host or the registry (test_remote.py defines the remote ones)
+# fixtures that reach a real engine, the SSH host or the registry (tests/integration/conftest.py)
 ENGINE_FIXTURES = frozenset({'docker_client', 'remote_docker', 'remote_env'})
+UNIT = Path(__file__).resolve().parent / 'unit'
+INTEGRATION = Path(__file__).resolve().parent / 'integration'
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark ``docker`` each test that uses an engine fixture (directly or through another fixture) or
-    carries ``remote``. Every test that drives Docker through doit (run_local, build_image, push, ...)
-    asks for one of those fixtures; the doit tests without one stop before any task touches an engine
-    (bad config, list, graph, config) or run no engine task (serialize, sdist)."""
+    """Mark ``docker`` every test of tests/integration. A test of tests/unit that uses an engine fixture
+    (directly or through another fixture), or carries ``remote`` or ``slow``, is refused: ``pytest tests/unit``
+    and ``pytest -m "not docker"`` are the same fast tier. (Every test that drives Docker through doit asks
+    for one of those fixtures; the doit tests without one stop before any task touches an engine (bad config,
+    list, graph, config) or run no engine task (serialize, sdist).)"""
+    misplaced = []
     for item in items:
-        if ENGINE_FIXTURES & set(getattr(item, 'fixturenames', ())) or item.get_closest_marker('remote') \
-                or item.get_closest_marker('slow'):
+        path = Path(str(item.path))
+        needs_more = ENGINE_FIXTURES & set(getattr(item, 'fixturenames', ())) or item.get_closest_marker('remote') \
+            or item.get_closest_marker('slow')
+        if needs_more and path.is_relative_to(UNIT):
+            misplaced.append(item.nodeid)
+        if path.is_relative_to(INTEGRATION) or needs_more:
             item.add_marker(pytest.mark.docker)
-
-
-@pytest.fixture(scope='session')
-def docker_client():
-    need(engine_error(), 'a Docker engine', 'scripts/setup_docker.sh')
-    import docker
-    return docker.from_env()
+    if misplaced:
+        raise pytest.UsageError('these tests need an engine, the SSH host, the registry, a pip install or many '
+                                'doit processes; move them to tests/integration/:\n  ' + '\n  '.join(misplaced))
 
 
 class Project:
@@ -169,10 +169,7 @@ def ran(output: str, task: str) -> bool:
 @pytest.fixture
 def engine():
     """A fresh fake engine; a test module overrides this fixture to program it."""
-    unit = str(Path(__file__).resolve().parent / 'unit')
-    if unit not in sys.path:
-        sys.path.insert(0, unit)
-    from fake_engine import FakeEngine
+    from fakes.engine import FakeEngine
     return FakeEngine()
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_engine import FakeEngine
-from fake_runs import IMAGE, local_backend, make_spec, run
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import model as base, lifecycle, records, results

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fake_engine import FakeEngine
+from fakes.engine import FakeEngine
 from tg_pipeline.errors import BuildError, RegistryError
 from tg_pipeline.image.build import build_image, image_up_to_date
 from tg_pipeline.image.registry import push, push_up_to_date, registry_digest

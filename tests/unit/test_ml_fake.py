@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_runs import IMAGE, local_backend, make_spec, run
+from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline import config
 from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, pipeline_config
 from tg_pipeline.config.schema import SwarmSettings

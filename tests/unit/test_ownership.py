@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from fake_engine import FakeEngine
-from fake_runs import IMAGE, local_backend, make_spec
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, local_backend, make_spec
 from tg_pipeline.errors import JobFailed, PipelineError
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle

@@ -9,8 +9,8 @@ import pickle
 import docker
 import pytest
 
-from fake_engine import FakeEngine
-from fake_runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed, PipelineError, RemoteError
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle

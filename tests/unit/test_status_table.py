@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from fake_engine import FakeEngine
-from fake_runs import IMAGE, local_backend, make_spec
-from fake_state import rfc3339
-from test_swarm_fake import outcome, task
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, local_backend, make_spec
+from fakes.state import rfc3339
+from .test_swarm_fake import outcome, task
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle

@@ -9,9 +9,9 @@ import types
 
 import pytest
 
-from fake_engine import FakeEngine
-from fake_runs import IMAGE, TRACE, make_spec
-from fake_state import Program
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, TRACE, make_spec
+from fakes.state import Program
 from tg_pipeline.config.schema import SwarmSettings
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.hosts.host import Host

@@ -1,5 +1,8 @@
-"""Prints numbered lines slowly: a run to detach from, lose the connection to, and re-attach to."""
+"""Prints numbered lines slowly: a run to detach from, lose the connection to, and re-attach to (held at its end
+until the test releases it: jobs/hold.py)."""
 import time
+
+from .hold import pause
 
 
 class Counter:
@@ -10,4 +13,5 @@ class Counter:
         for i in range(self.lines):
             print(f'line {i}', flush=True)
             time.sleep(self.every)
+        pause()
         return self.lines

@@ -2,7 +2,6 @@
 bytes no decoder would keep, and large output, output folders and return values."""
 import os
 import sys
-import time
 
 # One valid line longer than the engine's 16 KiB log frames, cut into several of them
 LONG_LINE = bytes(range(32, 127)) * 400 + b'\n'
@@ -18,7 +17,7 @@ def raw_payload(stream: str) -> bytes:
 
 
 class Checkpoint:
-    """Writes a checkpoint into its output folder, then sleeps: what an interrupted run must keep."""
+    """Writes a checkpoint into its output folder, then sleeps (jobs/hold.py): what an interrupted run must keep."""
 
     def __init__(self, seconds=60):
         self.seconds = seconds
@@ -27,7 +26,8 @@ class Checkpoint:
         with open(os.path.join(os.environ['TG_PIPELINE_OUTPUT'], 'checkpoint.txt'), 'w') as file:
             file.write('epoch 1 done\n')
         print('checkpoint written', flush=True)
-        time.sleep(self.seconds)
+        from .hold import pause  # not at the top: tests/integration/test_faults.py loads this file alone
+        pause(self.seconds)
         return 'finished'
 
 

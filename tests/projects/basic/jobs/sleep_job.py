@@ -1,4 +1,4 @@
-import time
+from .hold import pause
 
 
 class SleepJob:
@@ -7,5 +7,5 @@ class SleepJob:
 
     def run(self):
         print('sleeping', self.seconds, flush=True)
-        time.sleep(self.seconds)
+        pause(self.seconds)
         print('slept', flush=True)

@@ -1,6 +1,7 @@
 """One variant of a sweep: returns its parameters and score, writes its output file; may fail on purpose."""
 import os
-import time
+
+from .hold import pause
 
 
 class Train:
@@ -9,7 +10,7 @@ class Train:
 
     def run(self):
         print('training', self.rate, self.width, 'on', os.uname().nodename, flush=True)
-        time.sleep(self.seconds)
+        pause(self.seconds)
         if (self.rate, self.width) == tuple(self.fail_at or ()):
             raise ValueError(f'diverged at rate={self.rate} width={self.width}')
         with open(os.path.join(os.environ['TG_PIPELINE_OUTPUT'], 'score.txt'), 'w') as file:

@@ -1,0 +1,207 @@
+"""Remote delivery against the simulated remote host (network namespace, its own engine, sshd, registry).
+
+No mock: images really travel through the registry into the other engine's
+store; the assertions read that engine directly through its socket.
+"""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ran
+
+from .conftest import HOLD, STATE, release
+
+pytestmark = pytest.mark.remote
+
+ENV_VALUES = {
+    'V_SPACES': 'several words  with   spaces ',
+    'V_DQUOTE': 'a "double" quote and a lone "',
+    'V_SQUOTE': "it's a 'single' quote and a lone '",
+    'V_SUBST': '$(id -un)',
+    'V_BACKTICK': '`id -un`',
+    'V_VAR': '$HOME and ${USER}',
+    'V_SEMI': 'a; echo injected; b',
+    'V_NEWLINE': 'first line\nsecond line\n',
+    'V_UNICODE': 'naïve café ✓ 日本語 😀',
+    'V_MIXED': '"\'$(x)`y`;\\ \t&|<>*?~#',
+    'V_BACKSLASH': 'C:\\path\\to\\n not a newline',
+    'V_EMPTY': '',
+    'V_DASH': '--privileged -v /:/host',
+}
+
+
+def forget_image(client, reference):
+    try:
+        client.images.remove(reference, force=True)
+    except Exception:
+        pass
+
+
+def test_run_remote_example_job_end_to_end(project, remote_docker):
+    forget_image(remote_docker, '127.0.0.1:5000/tgtest-examplejob:0.0.0')
+    result = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
+    out = result.stdout
+    for line in ['Welcome to Training Grounds!', 'Variable EXAMPLE_VARIABLE is found: True', 'SUCCESS',
+                 'Job has exited successfully', 'DONE. Exiting Training Grounds.']:
+        assert f' INFO: {line}' in out
+    # the image really travelled into the remote engine: the pull's one summary line (its progress bar's end)
+    assert 'pull  127.0.0.1:5000/tgtest-examplejob:0.0.0 on ' in result.stderr and ' layers new' in result.stderr
+    local_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
+    assert remote_docker.images.get('127.0.0.1:5000/tgtest-examplejob:0.0.0').id == local_id
+    assert remote_docker.containers.list(all=True, filters={'label': project.labels('ExampleJob')}) == []
+
+    again = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
+    assert not ran(again.stdout, 'build_image:ExampleJob')
+    assert not ran(again.stdout, 'push:ExampleJob')  # the registry still has that digest
+    assert 'pull  ' not in again.stderr  # the remote still has that image id
+    assert 'Variable EXAMPLE_VARIABLE is found: True' in again.stdout
+
+    logs = project.doit('logs', 'job=ExampleJob', 'where=remote')
+    assert 'Variable EXAMPLE_VARIABLE is found: True' in logs.stdout
+    assert '# job ExampleJob, run ' in logs.stdout
+
+
+def test_failing_remote_job_fails_with_its_traceback(project, remote_docker):
+    result = project.doit('run_remote', 'job=FailingJob', check=False)
+    assert result.returncode == 1
+    assert 'ERROR: job FailingJob failed (remote tgremote@10.231.0.2:22 run)' in result.stderr
+    assert 'RuntimeError: boom from the fixture' in result.stderr
+    assert 'jobs/failing_job.py' in result.stderr
+
+
+def test_env_values_arrive_byte_for_byte(project, remote_docker):
+    result = project.doit('run_remote', 'job=EnvDump', env=ENV_VALUES)
+    line = next(l for l in result.stdout.splitlines() if l.startswith('ENVDUMP '))
+    received = json.loads(line[len('ENVDUMP '):])
+    assert received == ENV_VALUES
+
+
+def process_command_lines() -> list[bytes]:
+    """Every process's command line on this machine (remote and local share the PID space)."""
+    found = []
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / 'cmdline').read_bytes())
+            except OSError:
+                pass
+    return found
+
+
+def test_env_values_never_on_a_command_line_nor_in_the_image(project, remote_docker):
+    secret = 'tg-secret-' + os.urandom(6).hex()
+    process = project.popen('run_remote', 'job=SecretSleep', HOLD, env={'SECRET_TOKEN': secret})
+    seen_running = False
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and process.poll() is None and not seen_running:
+            running = remote_docker.containers.list(filters={'label': project.labels('SecretSleep')})
+            if running:  # held: it keeps running until released below
+                seen_running = True
+                assert not [c for c in process_command_lines() if secret.encode() in c]
+                env = running[0].attrs['Config']['Env']
+                assert f'SECRET_TOKEN={secret}' in env  # it did arrive, as container config
+            time.sleep(0.2)
+    finally:
+        release(*remote_docker.containers.list(filters={'label': project.labels('SecretSleep')}))
+        out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, err
+    assert seen_running
+    assert f'"SECRET_TOKEN": "{secret}"' in out  # printed by the job itself, nobody else
+    assert secret not in err
+    history = remote_docker.images.get('127.0.0.1:5000/tgtest-secretsleep:0.0.0').history()
+    assert secret not in json.dumps(history)
+    assert secret not in project.path('build/SecretSleep/context/Dockerfile').read_text()
+
+
+def ssh_home(tmp_path, remote_env, *, known_hosts=True, key=None, user=None) -> dict:
+    """A $HOME with an ssh config that defines tg-remote, used through TG_PIPELINE_SSH_CONFIG (OpenSSH reads
+    the config of the passwd home, not of $HOME); its known_hosts is $HOME's, as TIP commands name it."""
+    ssh = tmp_path / 'home' / '.ssh'
+    ssh.mkdir(parents=True)
+    lines = ['Host tg-remote', f'  HostName {remote_env["TG_REMOTE_HOST"]}',
+             f'  User {user or remote_env["TG_REMOTE_USER"]}', f'  Port {remote_env["TG_REMOTE_PORT"]}',
+             f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}', f'  UserKnownHostsFile {ssh / "known_hosts"}',
+             '  GlobalKnownHostsFile /dev/null']
+    (ssh / 'config').write_text('\n'.join(lines) + '\n')
+    if known_hosts:
+        (ssh / 'known_hosts').write_text(Path(remote_env['TG_REMOTE_KNOWN_HOSTS']).read_text())
+    return {'HOME': str(tmp_path / 'home'), 'TG_PIPELINE_SSH_CONFIG': str(ssh / 'config')}
+
+
+def test_unknown_host_key_is_refused_unless_accepted(project, remote_env, remote_docker, tmp_path):
+    env = ssh_home(tmp_path, remote_env, known_hosts=False)
+    result = project.doit('run_remote', 'job=ExampleJob', env=env, check=False)
+    assert result.returncode != 0
+    assert 'ERROR: the host key of 10.231.0.2 (alias tg-remote) is unknown' in result.stderr
+    assert 'TIP: check the key and trust it: ssh-keyscan 10.231.0.2 >> ~/.ssh/known_hosts' in result.stderr
+    assert 'Traceback' not in result.stderr
+    accepted = project.doit('run_remote', 'job=ExampleJob', 'remote.accept_unknown_host_keys=true', env=env)
+    assert 'SUCCESS' in accepted.stdout
+
+
+def test_wrong_key_is_a_clear_ssh_error(project, remote_env, remote_docker, tmp_path):
+    key = tmp_path / 'wrong_key'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)], check=True)
+    result = project.doit('run_remote', 'job=ExampleJob', env=ssh_home(tmp_path, remote_env, key=key), check=False)
+    assert result.returncode != 0
+    assert 'ERROR: SSH login as tgremote to 10.231.0.2 (alias tg-remote) was refused' in result.stderr
+    assert 'authorized_keys' in result.stderr
+
+
+def test_wrong_user_is_a_clear_ssh_error(project, remote_docker):
+    result = project.doit('run_remote', 'job=ExampleJob', 'remote.user=nosuchuser', check=False)
+    assert result.returncode != 0
+    assert 'ERROR: SSH login as nosuchuser to 10.231.0.2 (alias tg-remote) was refused' in result.stderr
+
+
+def test_docker_permission_denied_names_the_group(project, remote_env, remote_docker):
+    user = remote_env['TG_REMOTE_NODOCKER_USER']
+    result = project.doit('run_remote', 'job=ExampleJob', f'remote.user={user}', check=False)
+    assert result.returncode != 0
+    assert f'ERROR: user {user} may not use Docker on 10.231.0.2: permission denied on the Docker socket' \
+        in result.stderr
+    assert f'sudo usermod -aG docker {user}' in result.stderr
+
+
+def test_unreachable_registry_is_a_clear_error(project, remote_docker):
+    result = project.doit('run_remote', 'job=ExampleJob', 'registry=127.0.0.1:5999', check=False)
+    assert result.returncode != 0
+    assert 'ERROR: pushing 127.0.0.1:5999/tgtest-examplejob:0.0.0 failed' in result.stderr
+    assert 'TIP: the registry 127.0.0.1:5999 is unreachable from this Docker engine' in result.stderr
+
+
+def test_check_remote_reports_each_check(project, remote_env, remote_docker):
+    result = project.doit('check_remote')
+    lines = result.stdout.splitlines()
+    for check in ['ssh login', 'docker on the remote', 'registry push from here', 'registry pull on the remote',
+                  'remote versions']:
+        assert any(l.startswith(f'[ OK ] {check}: ') for l in lines), result.stdout
+    assert 'all checks passed' in lines
+    bad = project.doit('check_remote', f'remote.user={remote_env["TG_REMOTE_NODOCKER_USER"]}', check=False)
+    assert bad.returncode != 0
+    assert '[FAIL] docker on the remote: user tgnodocker may not use Docker' in bad.stdout
+    assert 'TIP: on 10.231.0.2, add tgnodocker to the group' in bad.stdout
+
+
+def test_registry_refusing_the_push_says_so(project, remote_env, docker_client):
+    password = (STATE / 'registry' / 'auth' / 'password').read_text().strip()
+    refused = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001', check=False)
+    assert refused.returncode != 0
+    assert 'ERROR: pushing 127.0.0.1:5001/tgtest-examplejob:0.0.0 failed' in refused.stderr
+    assert 'TIP: the registry 127.0.0.1:5001 wants a login: set username_env/password_env' in refused.stderr
+    assert 'Traceback' not in refused.stderr
+    project.edit('pipeline.toml', 'address = "127.0.0.1:5000"',
+                 'address = "127.0.0.1:5000"\nusername_env = "TG_REG_USER"\npassword_env = "TG_REG_PASSWORD"')
+    wrong = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
+                         env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': 'not-the-password'}, check=False)
+    assert wrong.returncode != 0 and 'refused the credentials' in wrong.stderr
+    assert 'not-the-password' not in wrong.stdout + wrong.stderr
+    pushed = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
+                          env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': password})
+    assert 'push:ExampleJob  ' in pushed.stdout and '(127.0.0.1:5001/tgtest-examplejob:0.0.0: ' in pushed.stdout
+    assert password not in pushed.stdout + pushed.stderr

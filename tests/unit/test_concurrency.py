@@ -1,0 +1,73 @@
+"""Two doit processes in one project folder, on a small dodo file of their own (no Docker): a failed step does
+not keep the other from saving its state. (Many processes at once: tests/integration/test_concurrency.py.)
+
+A step that must still be going while the test looks waits for a file the test creates (``release``), never for
+a time.
+"""
+import textwrap
+
+from conftest import Project, wait_for
+
+GUARDED_DODO = '''
+import os, time
+from doit.tools import config_changed
+from tg_pipeline.workflow.locks import JobLock, doit_config
+DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
+LOCK = JobLock('build/J/.lock', 'J')
+
+def held():  # until the test creates the file: at most 10 minutes (a failed test leaves no process for long)
+    deadline = time.monotonic() + 600
+    while not os.path.exists('release') and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+def slow_copy():
+    with open('executions', 'a') as file:
+        file.write(f'start {os.getpid()}\\n')
+    held()
+    data = open('in.txt').read()
+    with open('out.txt', 'w') as file:
+        file.write(data)
+    with open('executions', 'a') as file:
+        file.write(f'end {os.getpid()}\\n')
+
+def fail():
+    open('failed', 'w').close()
+    return False
+
+def task_copy():
+    return LOCK.guard('copy', dict(actions=[slow_copy], file_dep=['in.txt'], targets=['out.txt'],
+                                   uptodate=[config_changed({'mode': 'copy'})]))
+
+def task_fail():
+    return LOCK.guard('fail', dict(actions=[fail], uptodate=[False]))
+
+def long():
+    open('long started', 'w').close()
+    held()
+
+def task_long():
+    return dict(actions=[long], uptodate=[False])
+
+def task_ok():
+    return dict(actions=[lambda: None], uptodate=[False])
+'''
+
+
+def dodo_project(tmp_path, text: str) -> Project:
+    project = Project(tmp_path)
+    project.write('dodo.py', textwrap.dedent(text))
+    return project
+
+
+def test_a_failed_step_does_not_keep_other_processes_from_saving(tmp_path):
+    project = dodo_project(tmp_path, GUARDED_DODO)
+    failing = project.popen('--continue', 'fail', 'long')  # fails, then runs on until killed
+    try:
+        # the next task started: doit has removed the failed one's record (the delete pending until it ends)
+        wait_for(lambda: project.path('long started').exists(), what='the task after the failed one')
+        other = project.doit('ok', check=False, timeout=60)
+        assert other.returncode == 0, other.stderr  # before: "database is locked" after 5 s
+        assert failing.poll() is None  # the failed run was still going (its delete pending) all that time
+    finally:
+        failing.kill()
+        failing.wait(timeout=60)
