@@ -1,7 +1,7 @@
 """Both kinds of run offer everything the lifecycle uses of them: the Backend protocol, complete."""
 import typing
 
-from fake_engine import FakeEngine
+from fakes.engine import FakeEngine
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.runs import backend_for
 from tg_pipeline.runs.backend import Backend
