@@ -11,12 +11,6 @@ import re
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
-# the keys of this module, in [run] and in a job's table (the job's own value wins; lists are joined with
-# [run]'s, a job's caches are added to [run]'s); env_files are read here at run time, relative to the project
-SCALAR_KEYS = ('gpus', 'shm_gb', 'ipc', 'max_runtime_s')
-LIST_KEYS = ('mounts', 'ports', 'env_files')
-RUN_KEYS = (*SCALAR_KEYS, 'mounts', 'caches', 'ports', 'env_files')
-
 GPU_FORMS = ('"all", a count (gpus = 2), or device ids (gpus = "0,2"; one device by its id: gpus = "device=1"); '
              '0 or "" = none')
 _DEVICE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
