@@ -1,6 +1,7 @@
 """Each setting is defined once, as a field of its section's dataclass: a new run setting is one field, and the
 configuration ([run], a job's table, the command line), the Python API's keyword, ``doit help``, ``doit config``
-and the job merge all pick it up. Also the precedence function and the API's unknown keyword."""
+and the job merge all pick it up. Also the precedence function, the API's unknown keyword, and env files read
+with python-dotenv."""
 import dataclasses
 import sys
 
@@ -15,7 +16,9 @@ from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerO
 from tg_pipeline.config import describe, from_mapping, schema
 from tg_pipeline.config.build import Given, _At, _Source, merge
 from tg_pipeline.config.schema import JOIN, MERGE, RunSettings, setting
+from tg_pipeline.config.values import read_env_file
 from tg_pipeline.errors import ConfigError
+from tg_pipeline.runs.resources import env_file_values
 from tg_pipeline.workflow import params
 
 
@@ -102,3 +105,22 @@ def test_merge_is_the_precedence_of_every_layer():
     assert merge(version, [Given('default', '0.0.0', at('default')),
                            Given('section command line', '2.0', at('command line')),
                            Given('job', '1.0', at('file:5'))]).value == '1.0'  # OWN: the job's own always
+
+
+def test_env_files_are_read_with_dotenv_syntax_without_expansion(tmp_path):
+    path = tmp_path / 'secrets.env'
+    path.write_text('# tokens\nexport HF_TOKEN="hf_abc=123"\nPLAIN=a b\n\nHOME_TOO=${HOME}\nQUOTED=\'x # y\'\n'
+                    'MULTI="one\\ntwo"\n')
+    assert read_env_file(path) == {'HF_TOKEN': 'hf_abc=123', 'PLAIN': 'a b', 'HOME_TOO': '${HOME}',
+                                   'QUOTED': 'x # y', 'MULTI': 'one\ntwo'}
+    for text, line in (('A=1\n\n\nBAD LINE\n', 4), ('A=1\nNOVALUE\n', 2), ('1X=2\n', 1)):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f'{path}:{line}: not NAME=value'):
+            read_env_file(path)
+    job = from_mapping({'jobs': {'J': {'factory': 'a:B', 'env_files': ['secrets.env']}}}, path=tmp_path / 'x',
+                       root=tmp_path).job('J')
+    with pytest.raises(ConfigError) as info:
+        env_file_values(job, tmp_path)
+    assert info.value.render().splitlines() == [
+        f"ERROR: key 'jobs.J.env_files': env file {path}:1: not NAME=value",
+        'TIP: write one NAME=value per line (# starts a comment)']
