@@ -1,7 +1,7 @@
 """Each setting is defined once, as a field of its section's dataclass: a new run setting is one field, and the
-configuration ([run], a job's table, the command line), the Python API's keyword, ``doit help``, ``doit config``
-and the job merge all pick it up. Also the precedence function, the API's unknown keyword, and env files read
-with python-dotenv."""
+configuration ([run], a job's table, the command line), the Python API's keyword, ``doit help``, ``doit config``,
+the reference and the job merge all pick it up. Also the precedence function, the API's unknown keyword, env
+files read with python-dotenv, and the Markdown reference."""
 import dataclasses
 import sys
 
@@ -13,7 +13,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, pipeline_config
-from tg_pipeline.config import describe, from_mapping, schema
+from tg_pipeline.config import describe, from_mapping, reference, schema
 from tg_pipeline.config.build import Given, _At, _Source, merge
 from tg_pipeline.config.schema import JOIN, MERGE, RunSettings, setting
 from tg_pipeline.config.values import read_env_file
@@ -52,11 +52,12 @@ def test_a_new_run_setting_is_one_field(nice, tmp_path):
     packaging = Packaging('scaled', '0.1.0', {'job': 1})
     api = pipeline_config(SSHDockerConfig(packaging, Containering('scaled', '0.1.0'), SSHDockerOptions(nice=4)), [])
     assert api.job('scaled').run.nice == 4
-    # doit help and doit config
+    # doit help, doit config and the reference
     helps = {p['name']: p['help'] for p in params.settings(c, 'A')}
     assert helps['nice'].startswith('the CPU niceness of the job\'s processes (as run.nice); now 5')
     assert helps['jobs.A.nice'].startswith('the CPU niceness of the job\'s processes (default: run.nice); now 3')
     assert tomllib.loads(describe(c))['jobs']['A']['nice'] == 3
+    assert '| `nice` | integer | `0` | `nice=`, `run.nice=` |' in reference.markdown()
 
 
 def test_unknown_api_keyword_is_one_paragraph_naming_the_known_ones():
@@ -124,3 +125,16 @@ def test_env_files_are_read_with_dotenv_syntax_without_expansion(tmp_path):
     assert info.value.render().splitlines() == [
         f"ERROR: key 'jobs.J.env_files': env file {path}:1: not NAME=value",
         'TIP: write one NAME=value per line (# starts a comment)']
+
+
+def test_the_reference_has_a_table_per_section_from_the_fields():
+    text = reference.markdown()
+    headings = [line for line in text.splitlines() if line.startswith('## ')]
+    assert headings == ['## [package]', '## [docker]', '## [run]', '## [remote]', '## [swarm]', '## [registry]',
+                        '## [jobs.NAME]']
+    assert '| key | type | default | command line | what it does |' in text
+    assert ('| `memory_gb` | number | `0.0` | `memory=`, `run.memory_gb=` | memory limit in GB, 0 = none; at least '
+            '0 (no limit) |') in text
+    assert '| `cpu` | number | `run.cpu` | `jobs.NAME.cpu=` | CPU limit in cores, 0 = none (default: run.cpu) |' in text
+    assert '`"" or "registry" or "ssh"`'.replace(' or ', '` or `') in text  # choices
+    assert 'TG_PIPELINE_BASE_IMAGE' in text and 'on_interrupt' in text.split('## [jobs.NAME]')[1]

@@ -8,6 +8,7 @@
 * :mod:`.requirements`: pip requirements, parsed once.
 * :mod:`.identity`: the owner, the project id and the unique module name.
 * :mod:`.text`, :mod:`.describe`: where a key sits in pipeline.toml; the effective settings as TOML.
+* :mod:`.reference`: the configuration reference as Markdown, from the fields.
 """
 from tg_pipeline.config.build import from_mapping, load
 from tg_pipeline.config.describe import describe, shown_env
