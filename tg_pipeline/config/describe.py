@@ -7,8 +7,6 @@ import os
 import re
 from typing import Any
 
-import tomlkit
-
 from tg_pipeline.config.text import toml_item, toml_key, toml_literal
 
 
@@ -36,6 +34,7 @@ def _setting(table, key: str, value: Any, origin: str) -> None:
 
 def describe(config, jobs=None, environ=None) -> str:
     """The effective configuration as TOML: each value with its origin, env values shown (secrets masked)."""
+    import tomlkit
     from tg_pipeline.config import schema
     path = str(config.path)
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-import tomlkit
-import tomlkit.exceptions
-
 _HEADER = re.compile(r'^\[\s*([^\[\]]+?)\s*\]')
 _KEY = re.compile(r'^([A-Za-z0-9_\-."]+)\s*=')
 _SURROGATE = re.compile('[\ud800-\udfff]')
@@ -45,6 +42,8 @@ class LineIndex:
 def toml_item(value: Any):
     """One value as a tomlkit item: tables inline (``{ a = 1 }``), tuples as arrays, a lone surrogate (an
     undecodable byte of an environment value) as U+FFFD; TypeError when TOML has no such value."""
+    import tomlkit  # imported when a value is written (about 20 ms)
+    import tomlkit.exceptions
     if isinstance(value, str):
         return tomlkit.string(_SURROGATE.sub('\ufffd', value))
     if isinstance(value, (list, tuple)):
@@ -72,11 +71,14 @@ def toml_text(value: Any) -> str:
 
 def toml_key(key: str) -> str:
     """A key as TOML writes it: bare when it can be, else quoted."""
+    import tomlkit
     return tomlkit.key(key).as_string()
 
 
 def toml_literal(text: str) -> str:
     """``'text'`` when a TOML literal string can hold it, else a basic string."""
+    import tomlkit
+    import tomlkit.exceptions
     try:
         return tomlkit.string(text, literal=True).as_string()
     except tomlkit.exceptions.InvalidStringError:
