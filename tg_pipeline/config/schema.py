@@ -90,8 +90,9 @@ class PackageSettings(_Section):
     build_dir: str = setting('build', help='where the task files and doit\'s state go, relative to pipeline.toml')
 
 
-BUILD_ON_MEANS = ('"local": built here and sent (registry or SSH); "remote": built by the remote engine from '
-                  'requirements.txt, so only requirements and code cross the link')
+BUILD_ON_MEANS = ('where run_remote gets the dependency image: "local": built here and sent (registry or SSH); '
+                  '"remote": built by the remote engine from requirements.txt, so only requirements and code cross '
+                  'the link')
 
 
 @dataclasses.dataclass(frozen=True)
