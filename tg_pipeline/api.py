@@ -7,13 +7,17 @@ twice with an unchanged job rebuilds nothing, exactly like ``doit run_local``.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
+import inspect
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from tg_pipeline import config as config_module
+from tg_pipeline.config.schema import RUN_ONLY
 from tg_pipeline.errors import ConfigError, InvalidName, PipelineError
 
 
@@ -101,21 +105,57 @@ class Containering:
 
 
 class SSHDockerOptions:
-    """How the job runs. ``env_missing``: "error" (the default, as [run] env_missing in pipeline.toml) stops a
-    run before it starts when a variable of ``env_variables_to_propagate`` is not set in this process;
-    "ignore" runs without it. The keyword-only settings are those of [run] (see README, "GPUs, data and
-    caches"); None leaves one unset."""
+    """How the job runs: the settings of [run] in pipeline.toml, as keywords (``gpus=1``, ``mounts=[...]``; None
+    leaves one unset), after the original's positional four: ``env_variables_to_propagate`` (``env``),
+    ``cpu_limit`` (``cpu``), ``memory_limit_in_gygabytes`` (``memory_gb``) and ``env_missing``: "error" (the
+    default) stops a run before it starts when a variable of ``env_variables_to_propagate`` is not set in this
+    process, "ignore" runs without it. ``wait_for_stop=False`` starts the run and returns its run id.
+
+    The keywords are the fields of :class:`tg_pipeline.config.RunSettings`: a new setting there is a keyword
+    here; an unknown one is an error naming the known ones."""
 
     def __init__(self, env_variables_to_propagate=(), wait_for_stop: bool = True, cpu_limit=None,
-                 memory_limit_in_gygabytes=None, env_missing: str | None = None, *, gpus=None, shm_gb=None,
-                 ipc=None, max_runtime_s=None, mounts=None, caches=None, ports=None, env_files=None):
-        self.env_variables_to_propagate = list(env_variables_to_propagate)
-        self.wait_for_stop = wait_for_stop
-        self.cpu_limit = cpu_limit
-        self.memory_limit_in_gygabytes = memory_limit_in_gygabytes
-        self.env_missing = env_missing
-        self.gpus, self.shm_gb, self.ipc, self.max_runtime_s = gpus, shm_gb, ipc, max_runtime_s
-        self.mounts, self.caches, self.ports, self.env_files = mounts, caches, ports, env_files
+                 memory_limit_in_gygabytes=None, env_missing: str | None = None, **settings):
+        known = [f.name for f in dataclasses.fields(config_module.SECTIONS['run']) if f.name != 'env_missing']
+        unknown = [name for name in settings if name not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ConfigError(f'SSHDockerOptions got an unknown keyword {unknown[0]!r}', file=config_module.API_ORIGIN,
+                              hint=(f'did you mean {close[0]}? ' if close else '') + 'the keywords it takes: '
+                              + ', '.join(known))
+        legacy = {'env': list(env_variables_to_propagate) or None, 'cpu': cpu_limit,
+                  'memory_gb': memory_limit_in_gygabytes}
+        for name, value in legacy.items():
+            if value is not None and settings.get(name) is not None:
+                raise ConfigError(f'SSHDockerOptions got both {_LEGACY_NAMES[name]} and {name}',
+                                  file=config_module.API_ORIGIN,
+                                  hint=f'give one of them ({name} is {_LEGACY_NAMES[name]})')
+            settings[name] = value if value is not None else settings.get(name)
+        self.wait_for_stop, self.env_missing = wait_for_stop, env_missing
+        for name in known:
+            setattr(self, _LEGACY_NAMES.get(name, name), settings.get(name))
+        self.env_variables_to_propagate = list(self.env_variables_to_propagate or ())
+
+    def settings(self) -> dict:
+        """{field of [run]: value} as given (None: not given)."""
+        names = [f.name for f in dataclasses.fields(config_module.SECTIONS['run'])]
+        return {name: getattr(self, _LEGACY_NAMES.get(name, name), None) for name in names}
+
+
+# the settings the original named otherwise (the attribute that holds each)
+_LEGACY_NAMES = {'env': 'env_variables_to_propagate', 'cpu': 'cpu_limit', 'memory_gb': 'memory_limit_in_gygabytes'}
+
+
+def _options_signature() -> inspect.Signature:
+    """SSHDockerOptions' signature for help() and editors: the original's positional five, then every field of
+    [run] as a keyword."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    positional = list(inspect.signature(SSHDockerOptions.__init__).parameters.values())[:-1]
+    fields = [f.name for f in dataclasses.fields(config_module.SECTIONS['run']) if f.name != 'env_missing']
+    return inspect.Signature(positional + [inspect.Parameter(name, keyword, default=None) for name in fields])
+
+
+SSHDockerOptions.__init__.__signature__ = _options_signature()
 
 
 class SSHDockerConfig:
@@ -185,17 +225,19 @@ def _source_roots(packaging: Packaging, modules: dict) -> list[Path]:
 def pipeline_config(config: SSHDockerConfig, roots: list[Path], swarm: dict | None = None):
     """The same validated configuration pipeline.toml gives, from the API's objects (one from_mapping)."""
     packaging, containering, options = config.packaging, config.containering, config.options
+    run_only = {f.name for f in dataclasses.fields(config_module.SECTIONS['run'])
+                if f.metadata.get('combine') == RUN_ONLY}
+    settings = options.settings()
     job = {'factory': 'tg_pipeline.api:payload', 'package': packaging.name, 'version': packaging.version,
-           'dependencies': packaging.requirements(), 'env': list(options.env_variables_to_propagate),
-           'cpu': float(options.cpu_limit or 0), 'memory_gb': float(options.memory_limit_in_gygabytes or 0),
-           'image': containering.image, 'env_missing': getattr(options, 'env_missing', None),
-           **{key: getattr(options, key, None) for key in config_module.RUN_KEYS}}
+           'dependencies': packaging.requirements(), 'image': containering.image,
+           **{key: value for key, value in settings.items() if key not in run_only}}
     remote = {'host': config.host or '', 'user': config.username or '', 'port': config.port or 0,
               'identity_file': config.identity_file or '', 'accept_unknown_host_keys': config.accept_unknown_host_keys}
     data = {'package': {'version': packaging.version, 'source_roots': [str(r) for r in roots],
                         'build_dir': str(Path(packaging.build_dir).resolve())},
             'docker': {'base_image': containering.base_image or '',
                        'build_on': getattr(containering, 'build_on', None) or 'local'}, 'remote': remote,
+            'run': {key: value for key, value in settings.items() if key in run_only},
             'registry': {'address': containering.registry or ''}, 'swarm': dict(swarm or {}),
             'jobs': {packaging.name: job}}
     try:

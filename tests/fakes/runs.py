@@ -18,7 +18,7 @@ TRACE = 'Traceback (most recent call last):\n  File "job.py", line 3, in run\nRu
 def make_spec(engine, image: str = IMAGE, **changes) -> RunSpec:
     """The spec of job Greeter run from the id of ``image`` (programmed on ``engine`` already)."""
     values = dict(image_id=engine.image(image).id if image else MISSING_ID, job='Greeter', package='greeter',
-                  version='0.0.1', module='greeter__0_0_1', env_names=(), project='proj-a', owner='alice')
+                  version='0.0.1', module='greeter__0_0_1', project='proj-a', owner='alice')
     return RunSpec(**{**values, **changes})
 
 

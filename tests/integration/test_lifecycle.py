@@ -139,7 +139,7 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
     image = docker_client.images.get(tag).labels
     spec = RunSpec(image_id=tag, job=image[f'{LABEL}.job'], package=image[f'{LABEL}.package'],
-                   version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'], env_names=[],
+                   version=image[f'{LABEL}.version'], module=image[f'{LABEL}.module'],
                    project=project.id)
     owner, step = APIClient, 'start' if step == 'start' else 'create_container'
     real = getattr(owner, step)
@@ -246,7 +246,7 @@ def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F81
     from tg_pipeline.runs.model import RunSpec
     from tg_pipeline.runs.lifecycle import run_container
     spec = RunSpec(image_id='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
-                   module='ghost__0_0_0', env_names=[])
+                   module='ghost__0_0_0')
     with Remote(RemoteTarget('tg-remote')) as remote:
         with pytest.raises(PipelineError) as info:
             run_container(remote.docker, spec, where=f'remote {remote.name}')

@@ -22,7 +22,7 @@ def test_pyproject_pins_the_ranges_compat_was_checked_on():
     def text(version):
         return str(version[0]) if version[1:] == (0,) and version[0] else '.'.join(map(str, version))
     for name, (low, high) in (('docker', compat.DOCKER_RANGE), ('doit', compat.DOIT_RANGE),
-                              ('paramiko', compat.PARAMIKO_RANGE)):
+                              ('paramiko', compat.PARAMIKO_RANGE), ('python-dotenv', compat.DOTENV_RANGE)):
         assert f'>={text(low)}' in pins[name] and f'<{text(high)}' in pins[name], pins[name]
 
 

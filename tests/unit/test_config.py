@@ -18,9 +18,9 @@ def test_basic_project_is_merged_with_defaults():
     job = c.job('ExampleJob')
     assert job.module == 'examplejob__0_0_0'
     assert list(job.args) == [['EXAMPLE_VARIABLE']]
-    assert (job.cpu, job.memory_gb) == (1.0, 0.5)
+    assert (job.run.cpu, job.run.memory_gb) == (1.0, 0.5)
     sleep = c.job('SleepJob')
-    assert (sleep.cpu, sleep.memory_gb) == (0.5, 0.25)  # the job's own table wins over [run]
+    assert (sleep.run.cpu, sleep.run.memory_gb) == (0.5, 0.25)  # the job's own table wins over [run]
     assert c.base_image == 'python:%d.%d-slim' % sys.version_info[:2]
     assert list(c.package.source_roots) == ['jobs']
 
@@ -28,8 +28,8 @@ def test_basic_project_is_merged_with_defaults():
 def test_environment_then_command_line_override_the_file():
     c = load(environ={'TG_PIPELINE_BASE_IMAGE': 'my/base:1'}, overrides={'memory': '2', 'run.cpu': '0.5'})
     assert c.base_image == 'my/base:1'
-    assert c.job('SleepJob').memory_gb == 2  # the command line wins over the job's table
-    assert c.job('ExampleJob').cpu == 0.5
+    assert c.job('SleepJob').run.memory_gb == 2  # the command line wins over the job's table
+    assert c.job('ExampleJob').run.cpu == 0.5
     assert load(environ={}, overrides={'base_image': 'other:2'}).base_image == 'other:2'
 
 

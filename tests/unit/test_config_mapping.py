@@ -66,8 +66,8 @@ def test_from_mapping_builds_what_the_python_api_gives(tmp_path):
     c = config.from_mapping(api_mapping(tmp_path), path=tmp_path / '<python api>', root=tmp_path, environ={})
     job = c.job('Scaled')
     assert (job.factory, job.image, job.module) == ('', 'scaled:0.3.0', 'scaled__0_3_0')
-    assert (job.cpu, job.memory_gb, job.args, dict(job.kwargs)) == (0.5, 1.0, (), {})
-    assert job.dependencies == ('tabulate==0.9.0',) and job.env == ('HOME',)
+    assert (job.run.cpu, job.run.memory_gb, job.args, dict(job.kwargs)) == (0.5, 1.0, (), {})
+    assert job.dependencies == ('tabulate==0.9.0',) and job.run.env == ('HOME',)
     assert c.build_dir == tmp_path / 'b' and c.source_roots == [tmp_path / 'src']
     assert (c.remote.host, c.remote.user, c.remote.port, c.remote.accept_unknown_host_keys) == \
            ('gpu-box', '', 2222, True)
@@ -134,7 +134,7 @@ def test_everything_is_frozen(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.run.cpu = 3
     with pytest.raises(dataclasses.FrozenInstanceError):
-        c.job('Train').cpu = 3
+        c.job('Train').run.cpu = 3
     with pytest.raises(TypeError):
         c.job('Train').kwargs['lr'] = 1
     with pytest.raises(TypeError):
@@ -179,10 +179,10 @@ def test_job_settings_from_the_command_line(tmp_path):
     job = c.job('Train')
     assert dict(job.kwargs) == {'lr': 0.01, 'name': 'base', 'note': 'fast run'}
     assert job.args == (1, 2)
-    assert job.env == ('PLAIN', 'API_TOKEN', 'EXTRA', 'MORE')
-    assert job.cpu == 4  # the command line's [run] wins over the job's table ...
+    assert job.run.env == ('PLAIN', 'API_TOKEN', 'EXTRA', 'MORE')
+    assert job.run.cpu == 4  # the command line's [run] wins over the job's table ...
     own = load(tmp_path, overrides={'cpu': '4', 'jobs.Train.cpu': '3'})
-    assert own.job('Train').cpu == 3  # ... and loses to the job's own on the command line
+    assert own.job('Train').run.cpu == 3  # ... and loses to the job's own on the command line
     assert c.origins['jobs.Train.kwargs.lr'] == 'command line'
     assert c.origins['jobs.Train.kwargs'] == f'{c.path}:13 + command line'
     assert job.fingerprint()['kwargs'] == {'lr': 0.01, 'name': 'base', 'note': 'fast run'}
@@ -265,10 +265,10 @@ def test_fingerprint_is_json_and_variants_as_before(tmp_path):
 def test_a_config_made_by_hand_is_frozen_too(tmp_path):
     c = config.Config(path=tmp_path / 'x', root=tmp_path, jobs={'J': config.JobConfig(
         name='J', factory='', args=[], kwargs={}, package='j', version='1', module='j__1', dependencies=[],
-        env=[], cpu=0, memory_gb=0)})
+        run=config.RunSettings(env=[], cpu=0, memory_gb=0))})
     with pytest.raises(TypeError):
         c.jobs['K'] = c.jobs['J']
-    assert c.job('J').args == () and c.job('J').env == () and c.run.on_interrupt == 'stop'
+    assert c.job('J').args == () and c.job('J').run.env == () and c.run.on_interrupt == 'stop'
 
 
 def test_a_table_set_only_on_the_command_line_comes_from_there(tmp_path):

@@ -30,7 +30,7 @@ def context(tmp_path, text=PIPELINE, **overrides):
 
 def test_unset_variables_are_an_error_naming_them_and_both_fixes(tmp_path):
     ctx = context(tmp_path)
-    assert ctx.config.run.env_missing == 'error' and ctx.config.job('Train').env_missing == 'error'
+    assert ctx.config.run.env_missing == 'error' and ctx.config.job('Train').run.env_missing == 'error'
     with pytest.raises(ConfigError) as info:
         check_env(ctx, 'Train', environ={'PLAIN_B': 'x', 'OTHER': 'y'})
     text = info.value.render()
@@ -51,15 +51,15 @@ def test_unset_variables_are_an_error_naming_them_and_both_fixes(tmp_path):
 ])
 def test_ignore_from_the_file_a_job_or_the_command_line_allows_it(tmp_path, text, overrides):
     ctx = context(tmp_path, text, **overrides)
-    assert ctx.config.job('Train').env_missing == 'ignore'
+    assert ctx.config.job('Train').run.env_missing == 'ignore'
     check_env(ctx, 'Train', environ={})
 
 
 def test_the_command_line_wins_over_the_file_and_a_job_over_run(tmp_path):
     ignoring = PIPELINE.replace('[run]\n', '[run]\nenv_missing = "ignore"\n')
-    assert context(tmp_path, ignoring, env_missing='error').config.job('Train').env_missing == 'error'
+    assert context(tmp_path, ignoring, env_missing='error').config.job('Train').run.env_missing == 'error'
     own = PIPELINE.replace('[run]\n', '[run]\nenv_missing = "ignore"\n') + 'env_missing = "error"\n'
-    assert context(tmp_path, own).config.job('Train').env_missing == 'error'
+    assert context(tmp_path, own).config.job('Train').run.env_missing == 'error'
     with pytest.raises(ConfigError, match='run.env_missing must be "error" or "ignore", not \'warn\''):
         context(tmp_path, env_missing='warn')
 
@@ -81,7 +81,7 @@ def test_the_python_api_has_the_same_default_and_names_its_own_fix(tmp_path):
         return pipeline_config(SSHDockerConfig(packaging, Containering.from_packaging(packaging),
                                                SSHDockerOptions(['TOKEN_A'], **options)), [])
     default = api()
-    assert default.job('train').env_missing == 'error'
+    assert default.job('train').run.env_missing == 'error'
     with pytest.raises(ConfigError) as info:
         check_env(Context(default), 'train', environ={})
     assert "TIP: set it first: export TOKEN_A=...; or, to run without, SSHDockerOptions(..., env_missing='ignore')" \

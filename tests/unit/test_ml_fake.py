@@ -11,7 +11,7 @@ import pytest
 from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline import config
 from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, pipeline_config
-from tg_pipeline.config.schema import SwarmSettings
+from tg_pipeline.config.schema import RunSettings, SwarmSettings
 from tg_pipeline.errors import ConfigError, JobFailed, PipelineError
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
@@ -19,7 +19,7 @@ from tg_pipeline.runs import lifecycle, reach
 from tg_pipeline.runs.lifecycle import exec_command, forward
 from tg_pipeline.runs.model import RunHandle, RunResult
 from tg_pipeline.runs.records import failure, state_of_record
-from tg_pipeline.runs.resources import RunResources, remove_caches
+from tg_pipeline.runs.resources import remove_caches
 from tg_pipeline.runs.swarm import SwarmBackend
 from tg_pipeline.errors import SwarmError
 from tg_pipeline.runtime import protocol
@@ -53,11 +53,11 @@ def load(tmp_path, text=PIPELINE, **overrides):
 def test_run_settings_reach_every_job_and_a_job_refines_them(tmp_path):
     c = load(tmp_path)
     train, evaluate = c.job('Train'), c.job('Eval')
-    assert (evaluate.gpus, evaluate.shm_gb, evaluate.max_runtime_s) == ('2', 1.0, 3600.0)  # gpus = 2: a count
-    assert train.gpus == '0,2'
-    assert train.mounts == ('/data/imagenet:/data', '/scratch:/scratch:rw')
-    assert dict(train.caches) == {'pip': '/root/.cache/pip', 'huggingface': '/root/.cache/huggingface'}
-    assert dict(evaluate.caches) == {'pip': '/root/.cache/pip'}
+    assert (evaluate.run.gpus, evaluate.run.shm_gb, evaluate.run.max_runtime_s) == ('2', 1.0, 3600.0)  # gpus = 2: a count
+    assert train.run.gpus == '0,2'
+    assert train.run.mounts == ('/data/imagenet:/data', '/scratch:/scratch:rw')
+    assert dict(train.run.caches) == {'pip': '/root/.cache/pip', 'huggingface': '/root/.cache/huggingface'}
+    assert dict(evaluate.run.caches) == {'pip': '/root/.cache/pip'}
     assert c.origins['jobs.Train.gpus'].endswith('pipeline.toml:10')
     assert c.origins['jobs.Eval.gpus'].endswith('pipeline.toml:2')
 
@@ -66,10 +66,10 @@ def test_the_command_line_wins_over_the_file_and_the_job(tmp_path):
     c = load(tmp_path, gpus='all', ipc='host', shm_gb='0', max_runtime_s='5', ports='6006',
              **{'jobs.Eval.mounts': '/a:/b:rw,/c:/d', 'run.caches.pip': '/pip'})
     train, evaluate = c.job('Train'), c.job('Eval')
-    assert train.gpus == evaluate.gpus == 'all'
-    assert train.ipc == 'host' and train.shm_gb == 0 and train.max_runtime_s == 5
-    assert evaluate.ports == ('6006',) and evaluate.mounts == ('/data/imagenet:/data', '/a:/b:rw', '/c:/d')
-    assert dict(evaluate.caches) == {'pip': '/pip'}
+    assert train.run.gpus == evaluate.run.gpus == 'all'
+    assert train.run.ipc == 'host' and train.run.shm_gb == 0 and train.run.max_runtime_s == 5
+    assert evaluate.run.ports == ('6006',) and evaluate.run.mounts == ('/data/imagenet:/data', '/a:/b:rw', '/c:/d')
+    assert dict(evaluate.run.caches) == {'pip': '/pip'}
     assert c.origins['jobs.Train.gpus'] == 'command line'
 
 
@@ -113,17 +113,20 @@ def api_options(tmp_path, **options):
 def test_the_python_api_has_the_same_settings(tmp_path):
     job = api_options(tmp_path, cpu_limit=2, memory_limit_in_gygabytes=4, gpus=1, shm_gb=2, ipc=None,
                       mounts=['/data:/data'], caches={'hf': '/root/.cache/huggingface'}, max_runtime_s=30).job('scaled')
-    assert (job.cpu, job.memory_gb, job.gpus, job.shm_gb, job.ipc) == (2.0, 4.0, '1', 2.0, '')
-    assert job.mounts == ('/data:/data',) and dict(job.caches) == {'hf': '/root/.cache/huggingface'}
-    assert job.max_runtime_s == 30
+    assert (job.run.cpu, job.run.memory_gb, job.run.gpus, job.run.shm_gb, job.run.ipc) == (2.0, 4.0, '1', 2.0, '')
+    assert job.run.mounts == ('/data:/data',) and dict(job.run.caches) == {'hf': '/root/.cache/huggingface'}
+    assert job.run.max_runtime_s == 30
     with pytest.raises(ConfigError) as caught:
         api_options(tmp_path, gpus='two')
     assert caught.value.file == 'Python API'
 
 
 # --- container runs ---------------------------------------------------------------------------------------
-def resources(**values) -> RunResources:
-    return RunResources(**values)
+def resources(env=(), **values) -> dict:
+    """A RunSpec's run settings (caches as (name, path) pairs) and env file values (``env``)."""
+    if 'caches' in values:
+        values['caches'] = dict(values['caches'])
+    return {'run': RunSettings(**values), 'env_file_values': env}
 
 
 def created(engine) -> dict:
@@ -134,7 +137,7 @@ def test_a_container_run_asks_the_engine_for_all_of_it(engine, client, tmp_path)
     engine.program(IMAGE, stdout=b'ok\n')
     data = tmp_path / 'imagenet'
     data.mkdir()
-    spec = make_spec(engine, resources=resources(
+    spec = make_spec(engine, **resources(
         gpus='all', shm_gb=0.5, mounts=(f'{data}:/data', f'{tmp_path}:/out:rw'), caches=(('pip', '/root/.cache/pip'),),
         ports=('6006', '16007:6007', '0.0.0.0:8888:8080'), max_runtime_s=90, env=(('FROM_FILE', 'x'),)))
     result, _, _ = run(client, spec)
@@ -159,7 +162,7 @@ def test_a_container_run_asks_the_engine_for_all_of_it(engine, client, tmp_path)
 
 def test_device_ids_and_ipc_host(engine, client):
     engine.program(IMAGE)
-    run(client, make_spec(engine, resources=resources(gpus='device=1', ipc='host')))
+    run(client, make_spec(engine, **resources(gpus='device=1', ipc='host')))
     host = created(engine)['HostConfig']
     assert host['DeviceRequests'][0]['DeviceIDs'] == ['1'] and host['DeviceRequests'][0]['Count'] == 0
     assert host['IpcMode'] == 'host' and 'ShmSize' not in host
@@ -167,7 +170,7 @@ def test_device_ids_and_ipc_host(engine, client):
 
 def test_an_engine_without_gpus_is_one_paragraph_naming_the_host_and_the_fix(engine, client):
     engine.program(IMAGE, start_error='could not select device driver "" with capabilities: [[gpu]]')
-    failure, _, _ = run(client, make_spec(engine, resources=resources(gpus='2')), where='remote gpu@box:2222')
+    failure, _, _ = run(client, make_spec(engine, **resources(gpus='2')), where='remote gpu@box:2222')
     assert isinstance(failure, PipelineError)
     assert failure.message.startswith('job Greeter asks for GPUs (gpus = "2"), and the Docker engine on gpu@box:2222 '
                                       'cannot give any: could not select device driver')
@@ -179,7 +182,7 @@ def test_an_engine_without_gpus_is_one_paragraph_naming_the_host_and_the_fix(eng
 def test_a_missing_host_path_is_refused_before_any_container(engine, client, tmp_path):
     engine.program(IMAGE)
     missing = tmp_path / 'not-there'
-    failure, _, _ = run(client, make_spec(engine, resources=resources(mounts=(f'{missing}:/data',))))
+    failure, _, _ = run(client, make_spec(engine, **resources(mounts=(f'{missing}:/data',))))
     assert isinstance(failure, PipelineError)
     assert failure.message == (f'job Greeter mounts {missing} (mounts entry "{missing}:/data"), which does not exist '
                                f'on this machine')
@@ -192,7 +195,7 @@ def test_a_timed_out_run_is_recorded_and_reported_as_such(engine, client, tmp_pa
     engine.program(IMAGE, stdout=b'tick\n', exit_code=124,
                    files={protocol.EXIT_FILE: json.dumps(record), 'output/partial.txt': 'half'})
     paths = RunPaths(tmp_path / 'local')
-    failure, _, _ = run(client, make_spec(engine, resources=resources(max_runtime_s=5)), paths)
+    failure, _, _ = run(client, make_spec(engine, **resources(max_runtime_s=5)), paths)
     assert isinstance(failure, JobFailed)
     assert failure.message.startswith('job Greeter ran out of its time limit of 5 s (max_runtime_s; local run)')
     assert failure.exit_code == 124 and 'max_runtime_s=10 (0 = no limit)' in failure.hint
@@ -207,8 +210,8 @@ def test_a_timed_out_run_is_recorded_and_reported_as_such(engine, client, tmp_pa
 
 def test_cleanup_removes_this_projects_caches_only(engine, client):
     engine.program(IMAGE)
-    run(client, make_spec(engine, resources=resources(caches=(('hf', '/hf'),))))
-    run(client, make_spec(engine, project='proj-b', resources=resources(caches=(('hf', '/hf'),))))
+    run(client, make_spec(engine, **resources(caches=(('hf', '/hf'),))))
+    run(client, make_spec(engine, project='proj-b', **resources(caches=(('hf', '/hf'),))))
     out = io.StringIO()
     assert remove_caches([client], 'proj-a', 'local', out) == ['proj-a-cache-hf']
     assert set(engine.volumes) == {'proj-b-cache-hf'}
@@ -228,7 +231,7 @@ def swarm(engine):
 
 def service_body(engine, backend, **values) -> dict:
     """The service a swarm run of these resources asks the manager for."""
-    spec = make_spec(engine, reference=REFERENCE, variants=('0',), resources=resources(**values))
+    spec = make_spec(engine, reference=REFERENCE, variants=('0',), **resources(**values))
     handle = backend.start(backend.prepare(spec), spec)
     return engine.services[handle.ref].body
 

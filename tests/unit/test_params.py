@@ -4,16 +4,17 @@ like ``memory=0.5``."""
 import pytest
 
 from tg_pipeline.workflow import params
-from tg_pipeline.config.schema import ALIASES, CONTROL_VARS, JOB_KEYS, SECTIONS, _specs
+from tg_pipeline.config.schema import CONTROL_VARS, SECTIONS, _specs, aliases, job_specs
 from tg_pipeline.config.build import from_mapping
 from tg_pipeline.errors import ConfigError
 
 
 def test_every_setting_says_what_it_does():
-    assert set(params.SETTINGS) == {f'{name}.{key}' for name, cls in SECTIONS.items() for key in _specs(cls)}
-    assert set(params.JOB_SETTINGS) == set(JOB_KEYS)
+    every = {f'{name}.{key}': spec for name, cls in SECTIONS.items() for key, spec in _specs(cls).items()}
+    assert [dotted for dotted, spec in every.items() if not spec.meta.get('help')] == []  # the field's help
+    assert [key for key, spec in job_specs().items() if not spec.meta.get('help')] == []
     assert set(params.CONTROLS) <= CONTROL_VARS
-    assert set(ALIASES.values()) <= set(params.SETTINGS)
+    assert set(aliases().values()) <= set(every)
 
 
 def test_each_task_lists_its_controls_then_every_setting(tmp_path):
@@ -21,12 +22,12 @@ def test_each_task_lists_its_controls_then_every_setting(tmp_path):
                           path=tmp_path / 'pipeline.toml')
     settings = params.settings(config, 'Train')
     status = params.for_task('status', settings, ['Train'])
-    assert [p['name'] for p in status[:5]] == ['job', 'where', 'run_id', 'all_projects', 'memory']
+    assert [p['name'] for p in status[:5]] == ['job', 'where', 'run_id', 'all_projects', list(aliases())[0]]
     assert [p['type'] for p in status[:4]] == [str, str, str, bool]  # all_projects is a flag: --all_projects
     names = [p['name'] for p in settings]
-    assert names[:len(ALIASES)] == list(ALIASES)
+    assert names[:len(aliases())] == list(aliases())
     assert {f'{s}.{k}' for s, cls in SECTIONS.items() for k in _specs(cls)} <= set(names)
-    assert [n for n in names if n.startswith('jobs.')] == [f'jobs.Train.{k}' for k in JOB_KEYS]
+    assert [n for n in names if n.startswith('jobs.')] == [f'jobs.Train.{k}' for k in job_specs()]
     memory = next(p for p in settings if p['name'] == 'run.memory_gb')
     assert memory['help'] == 'memory limit in GB, 0 = none; now 0.5 (Python API)'
     assert [p['name'] for p in params.settings(config, None) if p['name'].startswith('jobs.')] == ['jobs.NAME.KEY']

@@ -11,6 +11,7 @@ import pytest
 
 from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
+from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.errors import JobFailed, PipelineError, RemoteError
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
@@ -74,7 +75,7 @@ def test_failing_job_without_traceback_file_quotes_the_output(engine, client):
 
 def test_oom_message_names_the_memory_limit(engine, client, paths):
     engine.program(IMAGE, stdout=b'allocating\n', oom=True)
-    failure, _, _ = run(client, make_spec(engine, memory_gb=0.25), paths)
+    failure, _, _ = run(client, make_spec(engine, run=RunSettings(memory_gb=0.25)), paths)
     assert isinstance(failure, JobFailed) and failure.exit_code == 137
     assert 'exceeding its memory limit of 0.25 GB' in failure.message
     assert 'memory_gb' in failure.hint
@@ -92,7 +93,7 @@ def test_env_labels_and_limits_reach_the_create_request_verbatim(engine, client)
     engine.program(IMAGE)
     tricky = 'a b; $(rm -rf /) "quoted" \'single\'\nsecond line'
     environ = {'TOKEN': tricky, 'PLAIN': 'x', 'UNLISTED': 'no'}
-    spec = make_spec(engine, env_names=('TOKEN', 'PLAIN', 'MISSING'), cpu=1.5, memory_gb=0.5)
+    spec = make_spec(engine, run=RunSettings(env=('TOKEN', 'PLAIN', 'MISSING'), cpu=1.5, memory_gb=0.5))
     result, _, _ = run(client, spec, silent=True, environ=environ)
     create = engine.last('POST', '/containers/create')
     env = dict(e.split('=', 1) for e in create.body['Env'])

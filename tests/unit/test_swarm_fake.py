@@ -12,7 +12,7 @@ import pytest
 from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, TRACE, make_spec
 from fakes.state import Program
-from tg_pipeline.config.schema import SwarmSettings
+from tg_pipeline.config.schema import RunSettings, SwarmSettings
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
@@ -79,7 +79,7 @@ def test_each_variant_comes_back_from_the_marker_lines(engine, backend, tmp_path
 
 def test_the_service_is_made_from_the_reference_with_the_digest_and_labelled(engine, backend, tmp_path):
     engine.program_tasks(REFERENCE, [task(0, b'', outcome(1))])
-    spec = swarm_spec(engine, project='proj-a', owner='alice', env_names=('TOKEN',))
+    spec = swarm_spec(engine, project='proj-a', owner='alice', run=RunSettings(env=('TOKEN',)))
     handle = lifecycle.run(backend, spec, RunPaths(tmp_path), detach=True, silent=True, environ={'TOKEN': 'a b'})
     body = engine.last('POST', '/services/create').body
     container = body['TaskTemplate']['ContainerSpec']

@@ -29,6 +29,9 @@
   is doit's ``ConsoleReporter`` with the step lines of :mod:`tg_pipeline.workflow.reporter` instead of doit's
   ``.  TASK`` / ``-- TASK`` lines (its hooks ``execute_task``, ``add_success``, ``add_failure``,
   ``skip_uptodate``, ``skip_ignore``, ``complete_run``, and ``task.io.capture``, ``task.meta``).
+* python-dotenv (``python-dotenv>=1.0,<2``): :func:`~.dotenv.bindings` reads an env file with
+  ``dotenv.parser.parse_stream`` (each binding with its line and an ``error`` flag, nothing expanded): the
+  public ``dotenv_values`` skips a bad line with a warning, where we name its file and line.
 
 ``tests/unit/test_compat.py`` checks that the installed versions are in range and that these names exist.
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 DOCKER_RANGE = ((7, 0), (8, 0))
 DOIT_RANGE = ((0, 36), (0, 38))
 PARAMIKO_RANGE = ((3, 2), (6, 0))
+DOTENV_RANGE = ((1, 0), (2, 0))
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -47,15 +51,18 @@ def _version(text: str) -> tuple[int, int]:
 
 def problems() -> list[str]:
     """What is off with the installed dependencies, for the private names used here (empty: all good)."""
+    import importlib.metadata
     import docker
     import doit
+    import dotenv.parser
     import paramiko
     from doit import doit_cmd
     found = []
     for name, version, (low, high) in (('docker', docker.__version__, DOCKER_RANGE),
                                        ('doit', '.'.join(map(str, doit.__version__)) if isinstance(
                                            doit.__version__, tuple) else doit.__version__, DOIT_RANGE),
-                                       ('paramiko', paramiko.__version__, PARAMIKO_RANGE)):
+                                       ('paramiko', paramiko.__version__, PARAMIKO_RANGE),
+                                       ('python-dotenv', importlib.metadata.version('python-dotenv'), DOTENV_RANGE)):
         if not low <= _version(version) < high:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
@@ -76,6 +83,9 @@ def problems() -> list[str]:
     from doit.action import Writer
     if not hasattr(Writer(), 'orig_stream'):
         found.append('doit.action.Writer.orig_stream is gone')
+    if not hasattr(dotenv.parser, 'parse_stream') or not {'key', 'value', 'original', 'error'} <= set(
+            getattr(dotenv.parser.Binding, '_fields', ())):
+        found.append('dotenv.parser.parse_stream and its Binding(key, value, original, error) are gone')
     return found
 
 

@@ -1,33 +1,40 @@
 """How :func:`tg_pipeline.config.from_mapping` builds a Config: each value checked against its field.
 
-A value's type hint is its check (see :mod:`tg_pipeline.config`); the field's metadata adds
-bounds. Each value remembers its source (default, a file and line, the environment, the
-command line, the Python API), for ``Config.origins`` and so that an error names that source.
+A value's type hint is its check (see :mod:`tg_pipeline.config.schema`); the field's metadata adds
+bounds. Each layer's value of a setting is collected with its source (default, a file and line, the
+environment, the command line, the Python API); :func:`merge` is the precedence, the one place that
+says which value a setting ends with and where it came from (``Config.origins``, and the source an
+error names).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import re
 import shlex
+import sys
 import types
 from pathlib import Path
-from typing import Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from tg_pipeline.config import values as config_run
-from tg_pipeline.config.schema import (ALIASES, API_ORIGIN, COMMAND_LINE, CONTROL_VARS, DEFAULT, EMPTY, ENV_SETTINGS, JOB_KEYS, SECTIONS, Config, JobConfig, _Spec, _specs)
 from tg_pipeline.config.identity import module_name
-from tg_pipeline.config.names import (component, component_problem, prefix_problem, proposed_job_name, proposed_prefix, proposed_reference, proposed_version, reference_problem, repository_problem, valid_job_name, version_problem)
-from tg_pipeline.config.text import LineIndex, toml_string
-from tg_pipeline.errors import ConfigError, InvalidName
+from tg_pipeline.config.names import (component, component_problem, prefix_problem, proposed_job_name,
+                                      proposed_prefix, proposed_reference, proposed_version, reference_problem,
+                                      repository_problem, valid_job_name, version_problem)
 from tg_pipeline.config.requirements import check_requirements
-import sys
+from tg_pipeline.config.schema import (API_ORIGIN, COMMAND_LINE, CONFIG_NAME, CONTROL_VARS, DEFAULT, JOIN, OWN,
+                                       REPLACE, RUN_ONLY, SECTIONS, Config, JobConfig, _Spec, _specs, aliases,
+                                       env_settings, inherited, job_specs)
+from tg_pipeline.config.text import LineIndex, toml_text
+from tg_pipeline.errors import ConfigError, InvalidName
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from tg_pipeline.config.schema import CONFIG_NAME
 
 TYPE_NAMES = {'str': 'string', 'int': 'integer', 'float': 'number', 'bool': 'boolean (true/false)',
               'strs': 'list of strings', 'array': 'array', 'table': 'table', 'strtable': 'table of strings'}
@@ -100,7 +107,7 @@ class _At(NamedTuple):
         elif self.source.label == COMMAND_LINE:
             hint = f'e.g. {shlex.quote(f"{dotted}={proposal}")} on the command line'
         else:
-            hint = f'e.g. {key} = {toml_string(proposal)} in [{prefix}]'
+            hint = f'e.g. {key} = {toml_text(proposal)} in [{prefix}]'
         return self.error(f'{dotted} = {value!r} is not a valid {what}: {reason}', dotted, hint, InvalidName,
                           setting=dotted, value=value, reason=reason, proposal=proposal)
 
@@ -109,6 +116,67 @@ _COMMAND_LINE = _At(_Source(COMMAND_LINE), '', None)
 _DEFAULT = _At(_Source(DEFAULT), '', None)
 
 
+# --- the layers and the precedence ----------------------------------------------------------------------
+# where a value may come from, lowest first; the last two layers' values are a job's own, the others its section's
+LAYERS = ('default', 'section', 'job', 'environment', 'section command line', 'job command line')
+JOB_LAYERS = ('job', 'job command line')
+
+
+class Given(NamedTuple):
+    """One layer's value of one setting."""
+    layer: str  # one of LAYERS
+    value: Any
+    at: _At
+    entry: Optional[str] = None  # the value is this one entry of a table (swarm.labels.team=ml)
+
+
+class Merged(NamedTuple):
+    value: Any
+    origin: str  # for Config.origins: 'default', '/x/pipeline.toml:7', '/x/pipeline.toml:13 + command line' ...
+    at: _At  # what an error about the value names
+
+
+def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
+    """The precedence of every setting: the value it ends with, from what each layer gives (see LAYERS).
+
+    The field's ``combine`` (metadata, see :func:`tg_pipeline.config.schema.setting`) says how a job's own value
+    meets the one it inherits: REPLACE (the default), the later layer wins (the job's table over [run], the
+    command line's [run] over the job's table, a command-line jobs.NAME.KEY over all); OWN, the job's own value
+    when it has one; JOIN, [run]'s list then the job's, without duplicates; MERGE, the job's entries added to
+    [run]'s. In each layer a whole value replaces what came before and an entry (``run.caches.pip=/pip``) is
+    added to it.
+    """
+    combine = spec.meta.get('combine', REPLACE)
+    given = sorted(given, key=lambda g: LAYERS.index(g.layer))
+    if combine in (REPLACE, RUN_ONLY):
+        return _fold(given)
+    section = _fold([g for g in given if g.layer not in JOB_LAYERS])
+    own = _fold([g for g in given if g.layer in JOB_LAYERS])
+    if own is None:
+        return section
+    if combine == OWN or section is None:
+        return own
+    if combine == JOIN:
+        value = tuple(dict.fromkeys([*section.value, *own.value]))
+    else:
+        value = types.MappingProxyType({**section.value, **own.value})
+    origins = [*(section.origin.split(' + ') if section.value else ()), *own.origin.split(' + ')]
+    return Merged(value, ' + '.join(dict.fromkeys(origins)), own.at)
+
+
+def _fold(given: list[Given]) -> Merged | None:
+    value, origins, at = None, [], None
+    for g in given:
+        origin = g.at.source.origin(g.at.table, g.at.field)
+        if g.entry is None:
+            value, origins, at = g.value, [origin], g.at
+        else:
+            value = types.MappingProxyType({**(value or {}), g.entry: g.value})
+            origins, at = [o for o in origins if o != DEFAULT] + [origin], at or g.at
+    return None if at is None else Merged(value, ' + '.join(dict.fromkeys(origins)), at)
+
+
+# --- the builder ----------------------------------------------------------------------------------------
 def build(data: Mapping, path: Path, root: Path | None, lines: LineIndex | None,
           overrides: Mapping[str, str] | None, environ: Mapping | None, origin: str) -> Config:
     """:func:`tg_pipeline.config.from_mapping`."""
@@ -137,20 +205,19 @@ class _Override(NamedTuple):
 
 
 def _parse_overrides(overrides: Mapping[str, str]) -> list[_Override]:
-    parsed = []
+    parsed, short = [], aliases()
     for raw_key, raw in overrides.items():
         if raw_key in CONTROL_VARS:
             continue
-        parts = ALIASES.get(raw_key, raw_key).split('.')
+        parts = short.get(raw_key, raw_key).split('.')
         head = 2 if parts[0] == 'jobs' else 1
-        cls = JobConfig if head == 2 else SECTIONS.get(parts[0])
-        known = JOB_KEYS if head == 2 else _specs(cls) if cls else ()
+        specs = job_specs() if head == 2 else _specs(SECTIONS[parts[0]]) if parts[0] in SECTIONS else {}
         key, sub = (parts + ['', ''])[head], parts[head + 1:]
-        if key not in known or (sub and (len(sub) > 1 or _specs(cls)[key].kind not in ('table', 'strtable'))):
+        if key not in specs or (sub and (len(sub) > 1 or specs[key].kind not in ('table', 'strtable'))):
             error = ConfigError(
                 f'unknown command-line setting {raw_key}={raw}', key=raw_key,
                 hint='use section.key (e.g. run.memory_gb=0.5), jobs.NAME.key (e.g. jobs.Train.kwargs.lr=0.01) '
-                     'or one of: ' + ', '.join(sorted(ALIASES)))
+                     'or one of: ' + ', '.join(sorted(short)))
             error.file = COMMAND_LINE
             raise error
         parsed.append(_Override(raw_key, str(raw), '.'.join(parts[:head]), key, sub[0] if sub else None))
@@ -171,56 +238,57 @@ class _Builder:
     def __init__(self, source: _Source, overrides: Mapping[str, str], environ: Mapping):
         self.source, self.environ = source, environ
         self.overrides = _parse_overrides(overrides)
+        self.given: dict[str, list[Given]] = {}  # dotted key -> each layer's value
         self.at: dict[str, _At] = {}
         self.origins: dict[str, str] = {}
 
-    def note(self, dotted: str, at: _At) -> None:
-        self.at[dotted], self.origins[dotted] = at, at.source.origin(at.table, at.field)
+    def add(self, dotted: str, given: Given) -> None:
+        self.given.setdefault(dotted, []).append(given)
+        if given.entry is not None:
+            self.at[f'{dotted}.{given.entry}'] = given.at
+            self.origins[f'{dotted}.{given.entry}'] = COMMAND_LINE
 
-    def given(self, prefix: str, table: Mapping, specs: dict, what: str) -> dict:
+    def table(self, prefix: str, table: Mapping, specs: dict, what: str, layer: str) -> None:
         """The values ``table`` sets, checked and converted."""
-        values = {}
         for key, value in table.items():
             if key not in specs:
                 raise self.source.error(f'unknown key {key!r} in [{prefix}]', f'{prefix}.{key}', prefix, key,
                                         hint=f'known keys of {what}: ' + ', '.join(specs))
             if value is not None:
                 at = _At(self.source, prefix, key)
-                values[key] = _checked(specs[key], value, f'{prefix}.{key}', at, f'{prefix}.{key}')
-                self.note(f'{prefix}.{key}', at)
-        return values
+                self.add(f'{prefix}.{key}', Given(layer, _checked(specs[key], value, f'{prefix}.{key}', at,
+                                                                  f'{prefix}.{key}'), at))
 
-    def apply(self, prefix: str, specs: dict, values: dict) -> None:
-        """The command line's settings for ``prefix`` ('run', 'jobs.Train'), over ``values``."""
+    def command_line(self, prefix: str, specs: dict, layer: str) -> None:
+        """The command line's settings for ``prefix`` ('run', 'jobs.Train')."""
         for o in (o for o in self.overrides if o.prefix == prefix):
             spec = specs[o.key]
+            name = f'{prefix}.{o.key}' if spec.kind == 'choice' else o.raw_key  # choices: name the setting
             if o.sub is None:
-                value = _text_value(spec.kind, o.raw)
+                value = _checked(spec, _text_value(spec.kind, o.raw), name, _COMMAND_LINE, o.raw_key)
             else:
                 item = _text_value('str' if spec.kind == 'strtable' else 'any', o.raw)
-                value = {**(values.get(o.key) or {}), o.sub: item}
-            name = f'{prefix}.{o.key}' if spec.kind == 'choice' else o.raw_key  # choices: name the setting
-            values[o.key] = _checked(spec, value, name, _COMMAND_LINE, o.raw_key)
-            whole = f'{prefix}.{o.key}'
-            if o.sub is None:
-                self.note(whole, _COMMAND_LINE)
-                continue
-            self.note(f'{whole}.{o.sub}', _COMMAND_LINE)  # and the table as a whole: partly from here
-            before = [part for part in self.origins.get(whole, DEFAULT).split(' + ') if part != DEFAULT]
-            self.origins[whole] = ' + '.join(dict.fromkeys([*before, COMMAND_LINE]))
+                value = _checked(spec, {o.sub: item}, name, _COMMAND_LINE, o.raw_key)[o.sub]
+            self.add(f'{prefix}.{o.key}', Given(layer, value, _COMMAND_LINE, o.sub))
+
+    def settle(self, dotted: str, spec: _Spec, given: list[Given]) -> Any:
+        """The value ``dotted`` ends with (:func:`merge`), its origin and source noted."""
+        merged = merge(spec, given)
+        self.at[dotted], self.origins[dotted] = merged.at, merged.origin
+        return merged.value
 
     def section(self, name: str, table: Mapping) -> dict:
         specs = _specs(SECTIONS[name])
-        values = self.given(name, table, specs, f'[{name}]')
         for key, spec in specs.items():
-            if key not in values:
-                values[key] = spec.default
-                self.note(f'{name}.{key}', _DEFAULT)
-        for dotted, variable in ENV_SETTINGS.items():
+            self.add(f'{name}.{key}', Given('default', spec.default, _DEFAULT))
+        self.table(name, table, specs, f'[{name}]', 'section')
+        for dotted, variable in env_settings().items():
             if dotted.startswith(name + '.') and self.environ.get(variable):
-                values[dotted.split('.', 1)[1]] = self.environ[variable]
-                self.note(dotted, _At(_Source(f'environment {variable}'), '', None))
-        self.apply(name, specs, values)
+                at = _At(_Source(f'environment {variable}'), '', None)
+                self.add(dotted, Given('environment', _checked(specs[dotted.split('.', 1)[1]], self.environ[variable],
+                                                               dotted, at, dotted), at))
+        self.command_line(name, specs, 'section command line')
+        values = {key: self.settle(f'{name}.{key}', spec, self.given[f'{name}.{key}']) for key, spec in specs.items()}
         self.check(name, specs, values)
         return values
 
@@ -264,12 +332,12 @@ class _Builder:
 
     def names(self, t: str, name: str, values: dict, docker) -> None:
         """The job's package is one part of a Docker image name, also after [docker] image_prefix."""
-        package, given = values['package'].lower(), self.at.get(f'{t}.package')
+        package, given = values['package'].lower(), self.at[f'{t}.package']
         problem = component_problem(package)
-        if problem and given is None:  # the job's name, lowercased
+        if problem and given is _DEFAULT:  # the job's name, lowercased
             raise self.source.error(
                 f'job name {name!r} gives the image name {package!r}, which Docker refuses: {problem}', t, t,
-                hint=f'set package = {toml_string(component(name))} in [{t}], or rename the job', cls=InvalidName,
+                hint=f'set package = {toml_text(component(name))} in [{t}], or rename the job', cls=InvalidName,
                 setting=t, value=name, reason=problem, proposal=component(name))
         if problem:
             raise given.invalid('image name', f'{t}.package', values['package'], problem, component(package))
@@ -289,12 +357,29 @@ class _Builder:
         return {name: self.job(name, job, sections) for name, job in table.items()}
 
     def job(self, name: str, table, sections: dict) -> JobConfig:
-        t, specs = f'jobs.{name}', {k: v for k, v in _specs(JobConfig).items() if k in JOB_KEYS}
+        t, specs = f'jobs.{name}', job_specs()
         if not isinstance(table, Mapping):
             raise self.source.error(f'[{t}] must be a table', t, 'jobs', name)
-        values = self.given(t, table, specs, 'a job')
-        self.apply(t, specs, values)
-        factory = values.get('factory', '')
+        self.table(t, table, specs, 'a job', 'job')
+        self.command_line(t, specs, 'job command line')
+        values = {}
+        for key, spec in specs.items():  # each from what the job inherits, then its own table and command line
+            start = inherited(key)
+            base = self.given[start] if start else [Given('default', name if key == 'package' else spec.default,
+                                                          _DEFAULT)]
+            values[key] = self.settle(f'{t}.{key}', spec, [*base, *self.given.get(f'{t}.{key}', [])])
+        self.check_job(t, name, values)
+        self.names(t, name, values, sections['docker'])
+        self.check(t, specs, values)
+        run = {key: values.pop(key) for key in list(values) if key in _specs(SECTIONS['run'])}
+        package = values.pop('package').lower()
+        return JobConfig(name=name, module=module_name(package, values['version']), package=package,
+                         run=dataclasses.replace(sections['run'], **run), **values,
+                         line=self.source.line(t), factory_line=self.source.line(t, 'factory'))
+
+    def check_job(self, t: str, name: str, values: dict) -> None:
+        """A factory (but from the Python API, which gives the job itself) and a name Docker and doit take."""
+        factory = values['factory']
         if not factory and self.source.label != API_ORIGIN:
             raise self.source.error(f'[{t}] needs factory = "module.path:ClassOrFunction"', f'{t}.factory', t,
                                     hint='e.g. factory = "jobs.example_job:ExampleJob"')
@@ -305,55 +390,7 @@ class _Builder:
             raise self.source.error(f'job name {name!r} must be letters, digits, _ or - (ASCII, starting with a '
                                     f'letter or _)', t, t, hint=f'rename [{t}] to [jobs.{proposed_job_name(name)}]',
                                     cls=InvalidName, setting=t, value=name, reason='', proposal=proposed_job_name(name))
-        self.inherit_run(t, values, sections['run'])
-        self.inherit(t, values, sections)
-        self.names(t, name, values, sections['docker'])
-        self.check(t, specs, values)
-        package = values['package'].lower()
-        return JobConfig(name=name, module=module_name(package, values['version']), **{**values, 'package': package},
-                         line=self.source.line(t), factory_line=self.source.line(t, 'factory'))
 
-    def inherit_run(self, t: str, values: dict, run) -> None:
-        """GPUs, data and caches from [run]: the job's own value wins (unless [run]'s is from the command line),
-        lists are joined with [run]'s, caches added to [run]'s."""
-        for key in config_run.SCALAR_KEYS:
-            own = self.at.get(f'{t}.{key}') if key in values else None
-            if own is None or (own is not _COMMAND_LINE and self.at[f'run.{key}'] is _COMMAND_LINE):
-                values[key] = getattr(run, key)
-                self.note(f'{t}.{key}', self.at[f'run.{key}'])
-        for key in (*config_run.LIST_KEYS, 'caches'):
-            inherited, ours = getattr(run, key), key in values
-            if key == 'caches':
-                values[key] = types.MappingProxyType({**inherited, **values.get(key, {})})
-            else:
-                values[key] = tuple(dict.fromkeys([*inherited, *values.get(key, ())]))
-            froms = [self.origins[f'run.{key}']] if inherited or not ours else []
-            froms += [self.origins[f'{t}.{key}']] if ours else []
-            self.origins[f'{t}.{key}'] = ' + '.join(dict.fromkeys(froms))
-
-    def inherit(self, t: str, values: dict, sections: dict) -> None:
-        """What the job does not set itself, from [package] and [run]; lists are joined."""
-        package = sections['package']
-        for key, section in (('cpu', 'run'), ('memory_gb', 'run'), ('env_missing', 'run'), ('build_on', 'docker')):
-            own = self.at.get(f'{t}.{key}') if key in values else None  # a command-line setting beats the job's
-            if own is None or (own is not _COMMAND_LINE and self.at[f'{section}.{key}'] is _COMMAND_LINE):
-                values[key] = getattr(sections[section], key)
-                self.note(f'{t}.{key}', self.at[f'{section}.{key}'])
-        for key, section in (('env', 'run'), ('dependencies', 'package')):
-            inherited, ours = getattr(sections[section], key), key in values
-            values[key] = tuple(dict.fromkeys([*inherited, *values.get(key, ())]))
-            froms = [self.origins[f'{section}.{key}']] if inherited or not ours else []
-            froms += [self.origins[f'{t}.{key}']] if ours else []
-            self.origins[f'{t}.{key}'] = ' + '.join(dict.fromkeys(froms))
-        if 'version' not in values:
-            values['version'] = package.version
-            self.origins[f'{t}.version'] = self.origins['package.version']
-        values.setdefault('package', t[5:])
-        for key in JOB_KEYS:
-            if key not in values:
-                default = _specs(JobConfig)[key].default
-                values[key] = {'factory': '', 'args': (), 'kwargs': EMPTY}.get(key, default)
-            self.origins.setdefault(f'{t}.{key}', DEFAULT)
 
 
 def _checked(spec: _Spec, value, name: str, at: _At, key: str):
@@ -361,9 +398,9 @@ def _checked(spec: _Spec, value, name: str, at: _At, key: str):
     if converted is not _convert:
         return converted
     if spec.kind == 'choice':
-        help_text = spec.meta.get('help')
+        means = spec.meta.get('means')
         raise at.error(f'{name} must be {_choices(spec.choices)}, not {value!r}', key,
-                       hint=f'choose {_choices(spec.choices)}' + (f' ({help_text})' if help_text else ''))
+                       hint=f'choose {_choices(spec.choices)}' + (f' ({means})' if means else ''))
     kind = TYPE_NAMES[spec.kind]
     raise at.error(f'{name} must be {"an" if kind[0] in "aeiou" else "a"} {kind}, not {value!r}', key)
 

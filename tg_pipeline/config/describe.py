@@ -1,12 +1,13 @@
-"""The effective configuration as TOML (``doit config``): every value with the place it came from, env
-values shown with secret-looking names masked."""
+"""The effective configuration as TOML (``doit config``), written with tomlkit: every value with the place it
+came from as its comment, env values shown with secret-looking names masked."""
 from __future__ import annotations
+
 import dataclasses
 import os
 import re
 from typing import Any
-from tg_pipeline.config.text import LineIndex  # noqa: F401 (part of this module's interface)
-from tg_pipeline.config.text import toml_key, toml_literal, toml_string, toml_value
+
+from tg_pipeline.config.text import toml_item, toml_key, toml_literal
 
 
 def secret_name(name: str) -> bool:
@@ -20,36 +21,47 @@ def shown_env(names, environ=None) -> dict[str, str]:
     return {n: ('***' if secret_name(n) else environ.get(n, '<unset>')) for n in names}
 
 
-def _setting(key: str, value: Any, origin: str) -> str:
+def _setting(table, key: str, value: Any, origin: str) -> None:
+    """``key = value  # origin`` into ``table``."""
     try:
-        text = toml_value(value)
+        item = toml_item(value)
     except TypeError:
-        text, origin = toml_string(repr(value)), f'{origin}; not a TOML value, shown as its repr'
-    return f'{toml_key(key)} = {text}  # {origin}'
+        item, origin = toml_item(repr(value)), f'{origin}; not a TOML value, shown as its repr'
+    item.comment(origin)
+    item.trivia.comment_ws = '  '
+    table.add(key, item)
 
 
 def describe(config, jobs=None, environ=None) -> str:
     """The effective configuration as TOML: each value with its origin, env values shown (secrets masked)."""
-    from tg_pipeline.config import schema as settings
+    import tomlkit
+    from tg_pipeline.config import schema
     path = str(config.path)
 
     def origin(dotted: str) -> str:
         return config.origins.get(dotted, 'default').replace(path, config.path.name)
 
-    lines = [f'# {config.path}', f'# project {config.project} (owner {config.owner})']
-    for section in settings.SECTIONS:
-        values = getattr(config, section)
-        lines.append(f'[{section}]')
-        lines += [_setting(f.name, getattr(values, f.name), origin(f'{section}.{f.name}'))
-                  for f in dataclasses.fields(values)]
+    document = tomlkit.document()
+    document.add(tomlkit.comment(str(config.path)))
+    document.add(tomlkit.comment(f'project {config.project} (owner {config.owner})'))
+    for section in schema.SECTIONS:
+        values, table = getattr(config, section), tomlkit.table()
+        for f in dataclasses.fields(values):
+            _setting(table, f.name, getattr(values, f.name), origin(f'{section}.{f.name}'))
         if section == 'docker':
-            lines.append(f'# base image used: {config.base_image}')
+            table.add(tomlkit.comment(f'base image used: {config.base_image}'))
+        document.add(section, table)
+    every = tomlkit.table(is_super_table=True)
     for name in jobs or sorted(config.jobs):
-        job = config.job(name)
-        lines.append(f'[jobs.{toml_key(name)}]  # module {job.module}')
-        for key in settings.JOB_KEYS:
-            lines.append(_setting(key, getattr(job, key), origin(f'jobs.{name}.{key}')))
+        job, table = config.job(name), tomlkit.table()
+        table.comment(f'module {job.module}')
+        table.trivia.comment_ws = '  '
+        for key in schema.job_specs():
+            _setting(table, key, job.value(key), origin(f'jobs.{name}.{key}'))
             if key == 'env':
-                lines += [f'#   env.{toml_key(n)} = {toml_literal(v)}'
-                          for n, v in shown_env(job.env, environ).items()]
-    return '\n'.join(lines)
+                for variable, shown in shown_env(job.run.env, environ).items():
+                    table.add(tomlkit.comment(f'  env.{toml_key(variable)} = {toml_literal(shown)}'))
+        every.add(name, table)
+    if every:
+        document.add('jobs', every)
+    return document.as_string().rstrip('\n')

@@ -1,20 +1,17 @@
-"""The text side of the configuration: where a key sits in pipeline.toml, and the effective settings as TOML.
+"""The text side of the configuration: where a key sits in pipeline.toml, and values as TOML text.
 
-:class:`LineIndex` finds the line of a ``key = value`` inside a ``[table]`` (tomllib
-gives values, not positions). :func:`describe` prints the effective configuration
-as valid TOML, every value followed by a comment naming where it came from.
+:class:`LineIndex` finds the line of a ``key = value`` inside a ``[table]`` (tomllib gives values, not
+positions). :func:`toml_item` makes a value a tomlkit item, for ``doit config`` (:mod:`.describe`), the
+values ``doit help`` shows and the TIPs that name a value to write.
 """
 from __future__ import annotations
 
-import datetime
-import math
 import re
 from typing import Any, Mapping
 
 _HEADER = re.compile(r'^\[\s*([^\[\]]+?)\s*\]')
 _KEY = re.compile(r'^([A-Za-z0-9_\-."]+)\s*=')
-_BARE_KEY = re.compile(r'[A-Za-z0-9_-]+')
-_ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\t': '\\t', '\n': '\\n', '\f': '\\f', '\r': '\\r'}
+_SURROGATE = re.compile('[\ud800-\udfff]')
 
 
 class LineIndex:
@@ -42,49 +39,47 @@ class LineIndex:
         return self.tables.get(table)
 
 
+def toml_item(value: Any):
+    """One value as a tomlkit item: tables inline (``{ a = 1 }``), tuples as arrays, a lone surrogate (an
+    undecodable byte of an environment value) as U+FFFD; TypeError when TOML has no such value."""
+    import tomlkit  # imported when a value is written (about 20 ms)
+    import tomlkit.exceptions
+    if isinstance(value, str):
+        return tomlkit.string(_SURROGATE.sub('\ufffd', value))
+    if isinstance(value, (list, tuple)):
+        array = tomlkit.array()
+        array.extend(toml_item(v) for v in value)
+        return array
+    if isinstance(value, Mapping):
+        table = tomlkit.inline_table()
+        items = [(str(k), toml_item(v)) for k, v in value.items()]
+        if items:  # spaced inside the braces, as people write them
+            items[0][1].trivia.indent, items[-1][1].trivia.trail = ' ', ' '
+        for key, item in items:
+            table.append(key, item)
+        return table
+    try:
+        return tomlkit.item(value)
+    except (tomlkit.exceptions.ConvertError, ValueError) as e:
+        raise TypeError(f'no TOML value for {type(value).__name__}') from e
+
+
+def toml_text(value: Any) -> str:
+    """One value as TOML text (inline tables on one line); TypeError when TOML has no such value."""
+    return toml_item(value).as_string()
+
+
 def toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else toml_string(key)
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    return '"' + ''.join(_escape(c) for c in text) + '"'
-
-
-def _escape(char: str) -> str:
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    code = ord(char)
-    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate (undecodable bytes of an environment value)
-        return '\\ufffd'
-    return f'\\u{code:04x}' if code < 0x20 or code == 0x7F else char
+    """A key as TOML writes it: bare when it can be, else quoted."""
+    import tomlkit
+    return tomlkit.key(key).as_string()
 
 
 def toml_literal(text: str) -> str:
     """``'text'`` when a TOML literal string can hold it, else a basic string."""
-    plain = all(c == '\t' or (0x20 <= ord(c) != 0x7F and not 0xD800 <= ord(c) <= 0xDFFF) for c in text)
-    return f"'{text}'" if plain and "'" not in text else toml_string(text)
-
-
-def toml_value(value: Any) -> str:
-    """One value as TOML (inline tables on one line); TypeError when TOML has no such value."""
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return 'nan'
-        return ('inf' if value > 0 else '-inf') if math.isinf(value) else repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return '[' + ', '.join(toml_value(v) for v in value) + ']'
-    if isinstance(value, Mapping):
-        items = ', '.join(f'{toml_key(str(k))} = {toml_value(v)}' for k, v in value.items())
-        return '{ ' + items + ' }' if items else '{}'
-    raise TypeError(f'no TOML value for {type(value).__name__}')
-
-
+    import tomlkit
+    import tomlkit.exceptions
+    try:
+        return tomlkit.string(text, literal=True).as_string()
+    except tomlkit.exceptions.InvalidStringError:
+        return toml_text(text)

@@ -8,14 +8,7 @@ entry it is about).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Mapping, NamedTuple
-
-# the keys of this module, in [run] and in a job's table (the job's own value wins; lists are joined with
-# [run]'s, a job's caches are added to [run]'s); env_files are read here at run time, relative to the project
-SCALAR_KEYS = ('gpus', 'shm_gb', 'ipc', 'max_runtime_s')
-LIST_KEYS = ('mounts', 'ports', 'env_files')
-RUN_KEYS = (*SCALAR_KEYS, 'mounts', 'caches', 'ports', 'env_files')
 
 GPU_FORMS = ('"all", a count (gpus = 2), or device ids (gpus = "0,2"; one device by its id: gpus = "device=1"); '
              '0 or "" = none')
@@ -133,17 +126,16 @@ def check_together(values: Mapping, prefix: str):
 
 
 def read_env_file(path) -> dict[str, str]:
-    """``NAME=value`` lines (``export`` and matching quotes allowed, ``#`` comments); ValueError on a bad line."""
+    """The ``NAME=value`` lines of an env file, in python-dotenv's syntax (``export``, quotes, ``#`` comments,
+    escapes in double quotes, a quoted value over several lines), without its ``${VAR}`` expansion: a value is
+    sent as written. ValueError naming ``file:line`` for a line that is no ``NAME=value``."""
+    from tg_pipeline.compat.dotenv import bindings
     values = {}
-    for number, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith('#'):
-            continue
-        name, equals, value = line.removeprefix('export ').partition('=')
-        name, value = name.strip(), value.strip()
-        if not equals or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', name):
-            raise ValueError(f'{path}:{number}: not NAME=value')
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
-            value = value[1:-1]
-        values[name] = value
+    with open(path, encoding='utf-8') as stream:
+        for binding in bindings(stream):
+            if binding.name is None and not binding.bad:  # a comment or a blank line
+                continue
+            if binding.bad or binding.value is None or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', binding.name):
+                raise ValueError(f'{path}:{binding.line}: not NAME=value')
+            values[binding.name] = binding.value
     return values

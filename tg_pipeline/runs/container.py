@@ -121,15 +121,15 @@ class ContainerBackend:
         """Create the container (not started yet)."""
         run_id = new_run_id()
         name = container_name(spec, run_id)
-        labels = {**spec.labels(run_id, self.where), **spec.resources.labels()}
-        resources.check_host_paths(spec.resources, self.place, spec.job)
-        resources.ensure_caches(self.client, spec.resources, spec.project)
-        create, host_config = resources.container_options(spec.resources, spec.project)
+        labels = {**spec.labels(run_id, self.where), **resources.labels(spec.run)}
+        resources.check_host_paths(spec.run, self.place, spec.job)
+        resources.ensure_caches(self.client, spec.run, spec.project)
+        create, host_config = resources.container_options(spec.run, spec.project)
         try:
             container = self.client.api.create_container(
                 spec.image_id, name=name, environment=spec.run_environment(run_id, environ), labels=labels,
                 detach=True, host_config=self.client.api.create_host_config(
-                    init=True, **limits(spec.cpu, spec.memory_gb), **host_config), **create)
+                    init=True, **limits(spec.run.cpu, spec.run.memory_gb), **host_config), **create)
         except docker.errors.ImageNotFound:
             raise PipelineError(f'image {spec.reference or spec.image_id} is not on the {self.host} Docker engine',
                                 hint='run the build (and push) tasks first, e.g. doit build_image') from None

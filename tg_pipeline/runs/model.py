@@ -1,7 +1,7 @@
 """The run model every backend shares.
 
 * :class:`RunSpec`: what to run: the exact image (by id), its identity (job, package, version, project,
-  owner), env names, limits.
+  owner), the job's run settings (env names, limits, GPUs, mounts ...) and the values of its env files.
 * :class:`RunHandle`: one run on one host, found by its labels: run id, where, host, container/service id.
 * :class:`RunResult`: how a run ended: exit code, run folder here (return value, traceback, output/), logs.
 * :class:`Backend`: start / watch / find / log_chunks / stop / collect / discard, implemented by container runs
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from tg_pipeline.runs.resources import RunResources
+from tg_pipeline.config.schema import RunSettings
+from tg_pipeline.runs import resources
 from tg_pipeline.runtime import protocol
 from tg_pipeline.runs.results import load_result
 
@@ -45,29 +46,27 @@ class RunSpec:
     package: str
     version: str
     module: str
-    env_names: tuple = ()
-    cpu: float = 0
-    memory_gb: float = 0
     project: str = ''
     owner: str = ''
     reference: str = ''  # the image's name where the run happens (tag or registry reference), for people
     variants: tuple = ()  # swarm: one task per variant label
-    resources: RunResources = RunResources()  # GPUs, shared memory, mounts, caches, ports, env files, time limit
+    run: RunSettings = RunSettings()  # the job's run settings: env names, limits, GPUs, mounts, caches, ports ...
+    env_file_values: tuple = ()  # (name, value) read from its env files, here, when the run step began
 
     def environment(self, environ=None) -> dict[str, str]:
         environ = os.environ if environ is None else environ
-        return {n: environ[n] for n in self.env_names if n in environ}
+        return {n: environ[n] for n in self.run.env if n in environ}
 
     def labels(self, run_id: str, where: str) -> dict[str, str]:
         values = {'job': self.job, 'package': self.package, 'version': self.version, 'module': self.module,
                   'run_id': run_id, 'where': where, 'project': self.project, 'owner': self.owner,
-                  'image': self.image_id, 'memory_gb': f'{self.memory_gb:g}',
+                  'image': self.image_id, 'memory_gb': f'{self.run.memory_gb:g}',
                   'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
-        return {**self.resources.environment(), **self.environment(environ), protocol.ENV_RUN_DIR: protocol.RUN_DIR,
-                protocol.ENV_RUN_ID: run_id}
+        return {**dict(self.env_file_values), **resources.environment(self.run), **self.environment(environ),
+                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id}
 
 
 @dataclass(frozen=True)

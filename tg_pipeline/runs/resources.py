@@ -1,6 +1,6 @@
 """What a run gets from its host besides CPU and memory: GPUs, shared memory, IPC, host folders, cache volumes,
-published ports, values from env files and a time limit (:class:`RunResources`, from the job's settings), and
-how each kind of run asks its engine for them.
+published ports, values from env files and a time limit (the job's :class:`~tg_pipeline.config.RunSettings`,
+which the run's spec carries), and how each kind of run asks its engine for them.
 
 * Container runs (:func:`container_options`): a device request with the capability ``gpu``, ``ShmSize``,
   ``IpcMode``, bind mounts (read-only unless ``:rw``), the project's cache volumes, port bindings. A host path
@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.config.values import parse_gpus, parse_mount, parse_port, read_env_file
 from tg_pipeline.errors import ConfigError, PipelineError
 from tg_pipeline.runtime import protocol
@@ -32,62 +32,48 @@ TOOLKIT_URL = 'https://docs.nvidia.com/datacenter/cloud-native/container-toolkit
 GPU_REFUSALS = ('could not select device driver', 'nvidia-container-cli', 'nvidia-container-runtime')
 
 
-@dataclass(frozen=True)
-class RunResources:
-    gpus: str = ''  # as configured: '', 'all', '2', '0,2', 'device=1'
-    shm_gb: float = 0
-    ipc: str = ''
-    mounts: tuple = ()  # 'HOST:CONTAINER[:ro|:rw]'
-    caches: tuple = ()  # (name, path in the container)
-    ports: tuple = ()  # 'PORT', 'HOST_PORT:PORT', 'IP:HOST_PORT:PORT'
-    max_runtime_s: float = 0
-    env: tuple = ()  # (name, value) read from the env files, here
+def env_file_values(job, root: Path) -> tuple:
+    """(name, value) of a JobConfig's env files, read now, relative to the project folder ``root``."""
+    env = {}
+    for name in job.run.env_files:
+        path = Path(root, name)
+        try:
+            env.update(read_env_file(path))
+        except FileNotFoundError:
+            raise ConfigError(f'env file {path} does not exist', key=f'jobs.{job.name}.env_files',
+                              hint=f'create it (NAME=value lines), or drop {name!r} from env_files') from None
+        except (OSError, ValueError) as e:
+            raise ConfigError(f'env file {e}', key=f'jobs.{job.name}.env_files',
+                              hint='write one NAME=value per line (# starts a comment)') from None
+    return tuple(env.items())
 
-    @classmethod
-    def of(cls, job, root: Path) -> 'RunResources':
-        """A JobConfig's settings; its env files read now, relative to the project folder ``root``."""
-        env = {}
-        for name in job.env_files:
-            path = Path(root, name)
-            try:
-                env.update(read_env_file(path))
-            except FileNotFoundError:
-                raise ConfigError(f'env file {path} does not exist', key=f'jobs.{job.name}.env_files',
-                                  hint=f'create it (NAME=value lines), or drop {name!r} from env_files') from None
-            except (OSError, ValueError) as e:
-                raise ConfigError(f'env file {e}', key=f'jobs.{job.name}.env_files',
-                                  hint='write one NAME=value per line (# starts a comment)') from None
-        return cls(job.gpus, job.shm_gb, job.ipc, tuple(job.mounts), tuple(job.caches.items()), tuple(job.ports),
-                   job.max_runtime_s, tuple(env.items()))
 
-    def environment(self) -> dict[str, str]:
-        """What the container's environment gets from these settings (env files, the time limit)."""
-        found = dict(self.env)
-        if self.max_runtime_s:
-            found[protocol.ENV_MAX_RUNTIME] = f'{self.max_runtime_s:g}'
-        return found
+def environment(settings: RunSettings) -> dict[str, str]:
+    """What the container's environment gets from the run settings besides env values (the time limit)."""
+    return {protocol.ENV_MAX_RUNTIME: f'{settings.max_runtime_s:g}'} if settings.max_runtime_s else {}
 
-    def labels(self) -> dict[str, str]:
-        found = {'gpus': self.gpus} if parse_gpus(self.gpus).wanted else {}
-        if self.max_runtime_s:
-            found['max_runtime_s'] = f'{self.max_runtime_s:g}'
-        return {f'{protocol.LABEL}.{k}': v for k, v in found.items()}
+
+def labels(settings: RunSettings) -> dict[str, str]:
+    found = {'gpus': settings.gpus} if parse_gpus(settings.gpus).wanted else {}
+    if settings.max_runtime_s:
+        found['max_runtime_s'] = f'{settings.max_runtime_s:g}'
+    return {f'{protocol.LABEL}.{k}': v for k, v in found.items()}
 
 
 def cache_volume(project: str, name: str) -> str:
     return f'{project}-cache-{name}'
 
 
-def _bind_and_cache_mounts(res: RunResources, project: str) -> list:
+def _bind_and_cache_mounts(res: RunSettings, project: str) -> list:
     from docker.types import Mount
     mounts = [Mount(m.container, m.host, type='bind', read_only=m.read_only) for m in map(parse_mount, res.mounts)]
-    for name, path in res.caches:
+    for name, path in res.caches.items():
         mounts.append(Mount(path, cache_volume(project, name), type='volume',
                             labels={f'{protocol.LABEL}.project': project, CACHE_LABEL: name}))
     return mounts
 
 
-def container_options(res: RunResources, project: str) -> tuple[dict, dict]:
+def container_options(res: RunSettings, project: str) -> tuple[dict, dict]:
     """(create_container kwargs, create_host_config kwargs) for these resources."""
     from docker.types import DeviceRequest
     create, host = {}, {}
@@ -147,7 +133,7 @@ def where_text(host) -> str:
     return host.name.split(' ', 1)[1] if host.remote else 'this machine'
 
 
-def check_host_paths(res: RunResources, host, job: str) -> None:
+def check_host_paths(res: RunSettings, host, job: str) -> None:
     """Every mount's host path exists on the host the job runs on (before the container is made)."""
     if not res.mounts:
         return
@@ -165,9 +151,9 @@ def check_host_paths(res: RunResources, host, job: str) -> None:
                              f'or [run] (on the command line: mounts=HOST_PATH:CONTAINER_PATH)')
 
 
-def ensure_caches(client, res: RunResources, project: str) -> None:
+def ensure_caches(client, res: RunSettings, project: str) -> None:
     """The project's cache volumes, made (labelled) when the host has none yet."""
-    for name, _ in res.caches:
+    for name in res.caches:
         client.api.create_volume(cache_volume(project, name),
                                  labels={f'{protocol.LABEL}.project': project, CACHE_LABEL: name})
 

@@ -25,7 +25,8 @@ from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import SwarmError
 from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, Variant, new_run_id, strip_labels
 from tg_pipeline.runs.backend import lost_connection_means_detached
-from tg_pipeline.runs.resources import RunResources, _bind_and_cache_mounts
+from tg_pipeline.config.schema import RunSettings
+from tg_pipeline.runs.resources import _bind_and_cache_mounts
 from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
 from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
@@ -115,7 +116,7 @@ class SwarmBackend:
     # --- start --------------------------------------------------------------------------------------
     def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
-        check_swarm(self.client.api.nodes(), spec.resources, self.options.gpu_resource, self.host)
+        check_swarm(self.client.api.nodes(), spec.run, self.options.gpu_resource, self.host)
         run_id = new_run_id()
         labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
@@ -128,11 +129,12 @@ class SwarmBackend:
                   **{f'{LABEL}.{k}': v for k, v in handle.labels.items()}}
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
-        mounts, generic = swarm_options(spec.resources, spec.project, o.gpu_resource)
-        reserved = docker.types.Resources(cpu_limit=int(spec.cpu * 1e9) or None, mem_limit=int(spec.memory_gb * 1024 ** 3) or None,
-                             cpu_reservation=int(o.cpu_reservation * 1e9) or None,
-                             mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
-                             generic_resources=generic)
+        mounts, generic = swarm_options(spec.run, spec.project, o.gpu_resource)
+        reserved = docker.types.Resources(cpu_limit=int(spec.run.cpu * 1e9) or None,
+                                          mem_limit=int(spec.run.memory_gb * 1024 ** 3) or None,
+                                          cpu_reservation=int(o.cpu_reservation * 1e9) or None,
+                                          mem_reservation=int(o.memory_reservation_gb * 1024 ** 3) or None,
+                                          generic_resources=generic)
         try:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
@@ -343,7 +345,7 @@ class SwarmBackend:
 
 
 # --- swarm ---------------------------------------------------------------------------------------------
-def check_swarm(nodes: list, res: RunResources, gpu_resource: str, host: str) -> None:
+def check_swarm(nodes: list, res: RunSettings, gpu_resource: str, host: str) -> None:
     """Refuse at once what a swarm service cannot have, and a GPU count no ready node advertises."""
     from tg_pipeline.errors import SwarmError
     for key, given in (('ipc', res.ipc), ('ports', res.ports)):
@@ -379,7 +381,7 @@ def gpu_count(node_resources: dict, kind: str) -> int:
     return count
 
 
-def swarm_options(res: RunResources, project: str, gpu_resource: str) -> tuple[list, dict | None]:
+def swarm_options(res: RunSettings, project: str, gpu_resource: str) -> tuple[list, dict | None]:
     """(mounts, generic resources to reserve) of a swarm service."""
     from docker.types import Mount
     mounts = _bind_and_cache_mounts(res, project)

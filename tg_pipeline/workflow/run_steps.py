@@ -26,8 +26,8 @@ def check_env(ctx: Context, job: str, environ=None) -> None:
     import shlex
     j = ctx.config.job(job)
     environ = os.environ if environ is None else environ
-    missing = [name for name in j.env if name not in environ]
-    if not missing or j.env_missing == 'ignore':
+    missing = [name for name in j.run.env if name not in environ]
+    if not missing or j.run.env_missing == 'ignore':
         return
     origin = ctx.config.origins.get(f'jobs.{job}.env', '')
     exports = ' '.join(f'{shlex.quote(name)}=...' for name in missing)
@@ -45,13 +45,13 @@ def check_env(ctx: Context, job: str, environ=None) -> None:
 def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.runs.model import RunSpec
-    from tg_pipeline.runs.resources import RunResources
+    from tg_pipeline.runs.resources import env_file_values
     j = ctx.config.job(job)
     record = recorded_image(ctx.paths(job).image) or {}
     return RunSpec(image_id=image_id or record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
-                   version=j.version, module=j.module, env_names=tuple(j.env), cpu=j.cpu, memory_gb=j.memory_gb,
-                   project=ctx.config.project, owner=ctx.config.owner, reference=reference or ctx.image_tag(job),
-                   variants=tuple(ctx.variant_labels(job)), resources=RunResources.of(j, ctx.config.root))
+                   version=j.version, module=j.module, project=ctx.config.project, owner=ctx.config.owner,
+                   reference=reference or ctx.image_tag(job), variants=tuple(ctx.variant_labels(job)), run=j.run,
+                   env_file_values=env_file_values(j, ctx.config.root))
 
 
 def _run(ctx: Context, job: str, host, spec) -> None:
