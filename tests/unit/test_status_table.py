@@ -12,6 +12,7 @@ from fake_runs import IMAGE, local_backend, make_spec
 from fake_state import rfc3339
 from test_swarm_fake import outcome, task
 from tg_pipeline.hosts.host import Host
+from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
 from tg_pipeline.runs.lifecycle import run_container
@@ -42,14 +43,14 @@ def engine(clock):
 
 def table(backend, paths, **kwargs):
     out = io.StringIO()
-    rows = lifecycle.status(backend, SCOPE, paths, out=out, **kwargs)
+    rows = lifecycle.status(backend, SCOPE, paths, console=Console(out=out), **kwargs)
     return rows, out.getvalue().splitlines()
 
 
 def test_the_table_has_headers_and_an_ended_run_lasts_from_its_start_to_its_end(engine, clock, tmp_path):
     engine.program(IMAGE, stdout=b'hi\n')
     client, paths = engine.client(), RunPaths(tmp_path / 'local')
-    run_id = run_container(client, make_spec(engine), detach=True, silent=True).run_id
+    run_id = run_container(client, make_spec(engine), detach=True, console=Console(quiet=True)).run_id
     clock.now = T0 + datetime.timedelta(minutes=1, seconds=15)
     engine.finish()
     clock.now = T0 + datetime.timedelta(hours=5)  # the time of the status: no part of an ended run's duration
@@ -68,7 +69,7 @@ def test_the_table_has_headers_and_an_ended_run_lasts_from_its_start_to_its_end(
 def test_a_running_run_lasts_since_its_start(engine, tmp_path):
     engine.program(IMAGE, run_until_stopped=True)
     client = engine.client()
-    handle = run_container(client, make_spec(engine), detach=True, silent=True)
+    handle = run_container(client, make_spec(engine), detach=True, console=Console(quiet=True))
     started = datetime.datetime.fromisoformat(handle.labels['started'])
     assert started.tzinfo is not None  # the label says its offset: any reader gets the same moment
     later = started + datetime.timedelta(hours=3, minutes=7, seconds=5)
@@ -96,7 +97,7 @@ def test_a_swarm_run_lasts_from_its_first_task_to_its_last(engine, clock, tmp_pa
     backend = SwarmBackend(Host('swarm', 'swarm local', engine.client()))
     paths = RunPaths(tmp_path / 'swarm')
     spec = make_spec(engine, reference=reference, variants=('lr=0.1', 'lr=1'))
-    run_id = lifecycle.run(backend, spec, paths, detach=True, silent=True).run_id
+    run_id = lifecycle.run(backend, spec, paths, detach=True, console=Console(quiet=True)).run_id
     [service] = engine.services.values()
     service.tasks[1]['Status']['Timestamp'] = rfc3339(T0 + datetime.timedelta(minutes=2, seconds=3))
     rows, _ = table(backend, paths)

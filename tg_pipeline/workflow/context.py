@@ -64,7 +64,8 @@ class Context:
         if not self.capture:
             from tg_pipeline.compat.doit import outcome_stream
             from tg_pipeline.runs.lifecycle import report
-            report(result, out=outcome_stream())
+            from tg_pipeline.console import Console
+            report(result, Console(out=outcome_stream()))
 
 
 def config_origin_is_api(origin: str) -> bool:

@@ -57,9 +57,11 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
+    from tg_pipeline.console import Console
     silent = ctx.capture and host.where == 'swarm'  # a job's own output always shows, but for sweeps in the API
     outcome = lifecycle.run(backend_for(host, ctx.config), spec, ctx.paths(job).runs(host.where),
-                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=silent)
+                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
+                            console=Console(quiet=silent))
     if hasattr(outcome, 'exit_code'):
         ctx.say(job, outcome)
     else:
