@@ -10,6 +10,7 @@ import io
 import sys
 import tarfile
 
+from tg_pipeline.console import Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.image.registry import pull, push, remote_reference
@@ -80,7 +81,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
             client = local_engine()
             image_id = _probe_image(client)
             reference = remote_reference(registry, PROBE)
-            push(image_id, reference, auth=auth, silent=True, client=client)
+            push(image_id, reference, auth=auth, console=Console(quiet=True), client=client)
             report.ok('registry push from here', f'{reference}')
         except PipelineError as e:
             report.fail('registry push from here', e)
@@ -89,7 +90,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
         report.skip('registry', 'no [registry] address configured')
     if remote is not None and reference:
         try:
-            pull(remote.docker, reference, image_id, auth, silent=True, host=remote.connection.host)
+            pull(remote.docker, reference, image_id, auth, Console(quiet=True), host=remote.connection.host)
             report.ok('registry pull on the remote', reference)
             remote.docker.images.remove(reference, force=True)
         except PipelineError as e:

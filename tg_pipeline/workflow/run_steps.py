@@ -1,6 +1,7 @@
 """The actions of the run steps (``run_attached``, ``run_local``, ``run_remote``, ``run_swarm``) and of the
 lifecycle commands (``status``, ``logs``, ``stop``, ``result``), over a :class:`~.context.Context`."""
 from __future__ import annotations
+from tg_pipeline.console import Console
 from tg_pipeline.errors import ConfigError
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.build_steps import image_settings, registry_reference
@@ -57,7 +58,6 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
-    from tg_pipeline.console import Console
     silent = ctx.capture and host.where == 'swarm'  # a job's own output always shows, but for sweeps in the API
     outcome = lifecycle.run(backend_for(host, ctx.config), spec, ctx.paths(job).runs(host.where),
                             detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
@@ -100,10 +100,10 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
     tag, where = ctx.image_tag(job), host.connection.host
     if ctx.config.job(job).build_on == 'remote':
         from tg_pipeline.image.job_image import build_job_image
-        from tg_pipeline.console.progress import Progress
-        with Progress('build', unit='', silent=ctx.capture, keep=True) as shown:  # inside a run step: a line
+        console = Console(quiet=ctx.capture, verbose=ctx.config.docker.verbose)
+        with console.progress('build', unit='', keep=True) as shown:  # inside a run step: a line
             image = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job), engine=host.name,
-                                    silent=ctx.capture, host=where, verbose=ctx.config.docker.verbose)
+                                    console=console, host=where)
             shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
                         f'(image {image.image_id[7:19]})')
         return image.image_id, tag
@@ -114,13 +114,14 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
         from tg_pipeline.image.transfer import send_job_image, transfer
         image = recorded_composed(ctx.paths(job))  # None unless image.json's image was composed here
         if image is None:  # built by the engine itself: the whole image, missing layers only
-            transfer(local_engine(), host.docker, image_id, tag, ctx.capture, host=where)
+            transfer(local_engine(), host.docker, image_id, tag, Console(quiet=ctx.capture), host=where)
         else:
-            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), ctx.capture, host=where)
+            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), Console(quiet=ctx.capture),
+                           host=where)
         return image_id, tag
     from tg_pipeline.image.registry import pull, recorded_push
     reference = registry_reference(ctx, job)
-    pull(host.docker, reference, image_id, ctx.registry_auth(), ctx.capture, host=where,
+    pull(host.docker, reference, image_id, ctx.registry_auth(), Console(quiet=ctx.capture), host=where,
          digest=recorded_push(ctx.paths(job).push, image_id))
     return image_id, reference
 
@@ -151,7 +152,8 @@ def pushed_from_remote(ctx: Context, job: str) -> tuple[str, str]:
     reference = registry_reference(ctx, job)
     with open_host(ctx.config, 'remote') as host:
         image_id, _ = remote_image(ctx, job, host)
-        digest = push(image_id, reference, auth=ctx.registry_auth(), silent=ctx.capture, client=host.docker)
+        digest = push(image_id, reference, auth=ctx.registry_auth(), console=Console(quiet=ctx.capture),
+                      client=host.docker)
     return image_id, by_digest(reference, digest)
 
 
