@@ -161,16 +161,20 @@ class _Run:
         """Run ``step`` for the job (and what it depends on); raise the first error."""
         from doit.cmd_base import ModuleTaskLoader
         from doit.doit_cmd import DoitMain
+        from tg_pipeline.console import Console
         from tg_pipeline.workflow.context import Context
         from tg_pipeline.workflow.main import doit_config, image_needed_here
         from tg_pipeline.workflow.tasks import doit_functions
-        ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True)
+        # Containering.silent (Packaging.silent for the sdist alone): the build steps print nothing; the job's own
+        # output still shows (see Context.run_console)
+        quiet = self.config.containering.silent or (step == 'sdist' and self.config.packaging.silent)
+        console = Console(quiet=quiet, verbose=bool(self.pipeline_config.docker.verbose))
+        ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True,
+                      console=console)
         ctx.image_here = image_needed_here([step], ctx.transfer())
         functions = doit_functions(ctx, [self.job])
         self.pipeline_config.build_dir.mkdir(parents=True, exist_ok=True)
         functions['DOIT_CONFIG'] = doit_config(self.pipeline_config.build_dir, reporter='zero', verbosity=2)
-        if self.config.containering.silent:
-            functions = _silence_build(functions)
         code = DoitMain(ModuleTaskLoader(functions)).run([f'{step}:{self.job}'])
         if ctx.errors:
             raise ctx.errors[0]
@@ -231,31 +235,6 @@ def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
         setting, hint = 'Packaging.name', f'e.g. Packaging({proposal!r}, {packaging.version!r}, payload)'
     return InvalidName(f'{setting} {error.value!r} is not valid: {reason}', file=config_module.API_ORIGIN,
                        hint=hint, setting=setting, value=error.value, reason=reason, proposal=error.proposal)
-
-
-def _silence_build(functions: dict) -> dict:
-    """With Containering.silent, the build/push steps print nothing; the job's own output still shows."""
-    import contextlib
-    import io
-    wrapped = dict(functions)
-    for step in ('task_build_image', 'task_push', 'task_sdist'):
-        original = functions[step]
-
-        def creator(original=original):
-            for task in original():
-                if not task.get('actions'):  # the group task
-                    yield task
-                    continue
-                actions = []
-                for action in task['actions']:
-                    def quiet(action=action):
-                        with contextlib.redirect_stdout(io.StringIO()):
-                            return action()
-                    actions.append(quiet)
-                yield dict(task, actions=actions)
-        creator.__doc__ = original.__doc__
-        wrapped[step] = creator
-    return wrapped
 
 
 class Executor:

@@ -72,3 +72,25 @@ def test_progress_goes_to_err_and_a_quiet_console_notes_nothing():
     assert quiet.getvalue() == '' and take_step_notes() == []
     Console().step_note('kept')
     assert take_step_notes() == ['kept']
+
+
+def workflow_context(tmp_path, verbose=0, **api):
+    """A Context as dodo.py makes it (``api`` empty) or as the Python API does (capture, its console given)."""
+    from tg_pipeline import config
+    from tg_pipeline.workflow.context import Context
+    path = tmp_path / 'pipeline.toml'
+    path.write_text(f'[docker]\nverbose = {verbose}\n\n[jobs.Train]\nfactory = "jobs.train:Train"\n')
+    settings = config.load(path, environ={})
+    return Context(settings, {}, capture=True, console=Console(**api)) if api else Context(settings, {})
+
+
+def test_the_workflow_console_verbose_from_the_config_and_the_python_api_s_consoles(tmp_path):
+    cli = workflow_context(tmp_path, verbose=1)
+    assert cli.console.verbose and not cli.console.quiet
+    assert not any(c.quiet for c in (cli.run_console('swarm'), cli.delivery_console(), cli.outcome_console()))
+    silent = workflow_context(tmp_path, quiet=True)  # Containering.silent: the build steps print nothing
+    assert silent.console.quiet and silent.delivery_console().quiet
+    assert not silent.run_console('local').quiet  # the job's own output still shows
+    assert silent.run_console('swarm').quiet  # a sweep's caller gets its values
+    shown = workflow_context(tmp_path, quiet=False)
+    assert not shown.console.quiet and shown.delivery_console().quiet and not shown.run_console('remote').quiet

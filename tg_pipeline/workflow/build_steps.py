@@ -7,8 +7,6 @@ the functions, so that listing tasks and deciding that nothing changed stays che
 from __future__ import annotations
 
 
-from tg_pipeline.console import Console
-from tg_pipeline.console.progress import step_note as note
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.context import config_origin_is_api
 
@@ -83,9 +81,9 @@ def build_image(ctx: Context, job: str) -> None:
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
     image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job),
-                            console=Console(verbose=ctx.config.docker.verbose), load_here=ctx.image_here)
+                            console=ctx.console, load_here=ctx.image_here)
     record_image(p, image, ctx.image_tag(job))
-    note(('dependencies and code layer' if image.deps_built else 'code layer only')
+    ctx.console.step_note(('dependencies and code layer' if image.deps_built else 'code layer only')
          + ('' if ctx.image_here else ', for the remote'))
 
 
@@ -98,7 +96,8 @@ def push(ctx: Context, job: str) -> None:
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import push as send
     p = ctx.paths(job)
-    send(recorded_image(p.image)['image_id'], registry_reference(ctx, job), p.push, auth=ctx.registry_auth())
+    send(recorded_image(p.image)['image_id'], registry_reference(ctx, job), p.push, auth=ctx.registry_auth(),
+         console=ctx.console)
 
 
 def push_current(ctx: Context, job: str) -> bool:

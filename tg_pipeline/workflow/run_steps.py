@@ -1,22 +1,21 @@
 """The actions of the run steps (``run_attached``, ``run_local``, ``run_remote``, ``run_swarm``) and of the
 lifecycle commands (``status``, ``logs``, ``stop``, ``result``), over a :class:`~.context.Context`."""
 from __future__ import annotations
-from tg_pipeline.console import Console
 from tg_pipeline.errors import ConfigError
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.build_steps import image_settings, registry_reference
 from tg_pipeline.workflow.context import config_origin_is_api
 
 
-def say_failed_run(error) -> None:
-    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are)."""
+def say_failed_run(error, console) -> None:
+    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are), on
+    ``console`` (see :meth:`Context.outcome_console`)."""
     result = getattr(error, 'result', None)
     if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
-        from tg_pipeline.compat.doit import outcome_stream
         from tg_pipeline.runs.lifecycle import final_line
         line = final_line(result)
         if line:
-            print(line, file=outcome_stream(), flush=True)
+            console.print(line)
 
 
 # --- run steps -----------------------------------------------------------------------------------------
@@ -58,10 +57,9 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
-    silent = ctx.capture and host.where == 'swarm'  # a job's own output always shows, but for sweeps in the API
     outcome = lifecycle.run(backend_for(host, ctx.config), spec, ctx.paths(job).runs(host.where),
                             detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
-                            console=Console(quiet=silent))
+                            console=ctx.run_console(host.where))
     if hasattr(outcome, 'exit_code'):
         ctx.say(job, outcome)
     else:
@@ -73,9 +71,8 @@ def run_attached(ctx: Context, job: str) -> None:
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
     if not ctx.capture:
-        from tg_pipeline.compat.doit import outcome_stream
         from tg_pipeline.runs.results import shown_object
-        print(f'Result: {shown_object(value)}', file=outcome_stream(), flush=True)
+        ctx.outcome_console().print(f'Result: {shown_object(value)}')
 
 
 def run_local(ctx: Context, job: str) -> None:
@@ -97,10 +94,9 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
     """(image id, name for people) of the job image on the remote: built there (build_on = "remote"), or the
     one built here, sent over SSH (transfer = "ssh") or pulled from the registry by digest."""
     from tg_pipeline.image.build import recorded_image
-    tag, where = ctx.image_tag(job), host.connection.host
+    tag, where, console = ctx.image_tag(job), host.connection.host, ctx.delivery_console()
     if ctx.config.job(job).build_on == 'remote':
         from tg_pipeline.image.job_image import build_job_image
-        console = Console(quiet=ctx.capture, verbose=ctx.config.docker.verbose)
         with console.progress('build', unit='', keep=True) as shown:  # inside a run step: a line
             image = build_job_image(host.docker, ctx.paths(job), tag, image_settings(ctx, job), engine=host.name,
                                     console=console, host=where)
@@ -114,14 +110,13 @@ def remote_image(ctx: Context, job: str, host) -> tuple[str, str]:
         from tg_pipeline.image.transfer import send_job_image, transfer
         image = recorded_composed(ctx.paths(job))  # None unless image.json's image was composed here
         if image is None:  # built by the engine itself: the whole image, missing layers only
-            transfer(local_engine(), host.docker, image_id, tag, Console(quiet=ctx.capture), host=where)
+            transfer(local_engine(), host.docker, image_id, tag, console, host=where)
         else:
-            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), Console(quiet=ctx.capture),
-                           host=where)
+            send_job_image(local_engine(), host.docker, image, tag, deps_tag(tag), console, host=where)
         return image_id, tag
     from tg_pipeline.image.registry import pull, recorded_push
     reference = registry_reference(ctx, job)
-    pull(host.docker, reference, image_id, ctx.registry_auth(), Console(quiet=ctx.capture), host=where,
+    pull(host.docker, reference, image_id, ctx.registry_auth(), console, host=where,
          digest=recorded_push(ctx.paths(job).push, image_id))
     return image_id, reference
 
@@ -152,7 +147,7 @@ def pushed_from_remote(ctx: Context, job: str) -> tuple[str, str]:
     reference = registry_reference(ctx, job)
     with open_host(ctx.config, 'remote') as host:
         image_id, _ = remote_image(ctx, job, host)
-        digest = push(image_id, reference, auth=ctx.registry_auth(), console=Console(quiet=ctx.capture),
+        digest = push(image_id, reference, auth=ctx.registry_auth(), console=ctx.delivery_console(),
                       client=host.docker)
     return image_id, by_digest(reference, digest)
 
@@ -172,12 +167,13 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     paths = ctx.paths(job).runs(where)
     with open_host(ctx.config, where) as host:
         kind = backend_for(host, ctx.config)
+        console = ctx.run_console()  # what the command prints is its point
         if step == 'status':
-            ctx.results[job] = lifecycle.status(kind, scope, paths, run_id)
+            ctx.results[job] = lifecycle.status(kind, scope, paths, run_id, console)
         elif step == 'stop':
-            lifecycle.stop(kind, scope, paths, run_id)
+            lifecycle.stop(kind, scope, paths, run_id, console)
         elif step == 'logs':
-            result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'))
+            result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'), console=console)
             if result is not None:  # followed to its end: collected like an attached run
                 ctx.say(job, result)
         else:

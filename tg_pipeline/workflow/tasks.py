@@ -62,7 +62,7 @@ def action(ctx: Context, function, *args):
             ctx.errors.append(e)
             if not ctx.capture:
                 report(e)
-                say_failed_run(e)
+                say_failed_run(e, ctx.outcome_console())
             return TaskFailed(e.message.splitlines()[0], report=ctx.capture)
         except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
             ctx.errors.append(e)
