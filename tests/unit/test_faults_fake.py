@@ -59,7 +59,7 @@ def test_a_large_value_is_summed_up_and_never_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(results, 'load_result', lambda *a: pytest.fail('a large value was loaded to be shown'))
     size = (folder / protocol.RESULT_FILE).stat().st_size
     assert shown_value(folder, '') == \
-        f'<list, {size / 1024:.1f} KB pickled, in {folder / protocol.RESULT_FILE}>'
+        f'<list, {size / 1000:.1f} kB pickled, in {folder / protocol.RESULT_FILE}>'
 
 
 def test_a_value_with_a_long_repr_is_summed_up(tmp_path):
@@ -86,7 +86,7 @@ def test_the_report_sums_up_a_large_value(tmp_path):
     result = base.RunResult(run_id='r1', where='local', host='local', job='Big', exit_code=0, run_dir=folder)
     out = io.StringIO()
     lifecycle.report(result, Console(out=out))
-    assert out.getvalue().splitlines()[0] == f'Result: <bytes, 100.0 KB pickled, in {folder / "result.pkl"}>'
+    assert out.getvalue().splitlines()[0] == f'Result: <bytes, 102.4 kB pickled, in {folder / "result.pkl"}>'
     assert result.value == bytes(100 << 10)  # the Python API still gets the value itself
 
 

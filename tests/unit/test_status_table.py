@@ -57,12 +57,12 @@ def test_the_table_has_headers_and_an_ended_run_lasts_from_its_start_to_its_end(
     backend = local_backend(client)
     rows, lines = table(backend, paths)
     assert lines[1].split() == ['RUN', 'ID', 'STATE', 'STARTED', 'DURATION', 'VERSION', 'OWNER', 'HOST']
-    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, 'exited 0', '1m 15s')]
+    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, 'exited 0', '1 min 15 s')]
     assert lines[2].startswith(f'{run_id}  exited 0  ')
     assert rows[0]['started'] == T0.astimezone().strftime('%Y-%m-%d %H:%M:%S')  # the host's start, local time
     lifecycle.result(backend, SCOPE, paths)  # collected and removed from the engine
     rows, lines = table(backend, paths)
-    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, 'collected, exited 0', '1m 15s')]
+    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, 'collected, exited 0', '1 min 15 s')]
     assert lines[2].startswith(f'{run_id}  collected, exited 0  ')
 
 
@@ -74,7 +74,7 @@ def test_a_running_run_lasts_since_its_start(engine, tmp_path):
     assert started.tzinfo is not None  # the label says its offset: any reader gets the same moment
     later = started + datetime.timedelta(hours=3, minutes=7, seconds=5)
     rows, lines = table(local_backend(client), RunPaths(tmp_path / 'local'), now=later)
-    assert [(r['state'], r['duration']) for r in rows] == [('running', '3h 07m')]
+    assert [(r['state'], r['duration']) for r in rows] == [('running', '3 h 07 min')]
     assert lines[2].startswith(f'{handle.run_id}  running  ')
 
 
@@ -86,7 +86,7 @@ def test_a_run_collected_before_the_host_times_were_recorded_uses_its_started_la
         'run_id': '20260301-080000-000000-abcdef', 'job': 'Greeter', 'exit_code': 0, 'version': '0.0.1',
         'started': local_start.isoformat(timespec='seconds'), 'finished': rfc3339(finished)})
     rows, _ = table(local_backend(engine.client()), paths)
-    assert [(r['state'], r['duration']) for r in rows] == [('collected, exited 0', '1m 30s')]
+    assert [(r['state'], r['duration']) for r in rows] == [('collected, exited 0', '1 min 30 s')]
 
 
 def test_a_swarm_run_lasts_from_its_first_task_to_its_last(engine, clock, tmp_path):
@@ -101,18 +101,18 @@ def test_a_swarm_run_lasts_from_its_first_task_to_its_last(engine, clock, tmp_pa
     [service] = engine.services.values()
     service.tasks[1]['Status']['Timestamp'] = rfc3339(T0 + datetime.timedelta(minutes=2, seconds=3))
     rows, _ = table(backend, paths)
-    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, '2 complete', '2m 03s')]
+    assert [(r['run_id'], r['state'], r['duration']) for r in rows] == [(run_id, '2 complete', '2 min 03 s')]
     lifecycle.result(backend, SCOPE, paths)
     rows, lines = table(backend, paths)
-    assert [(r['state'], r['duration']) for r in rows] == [('collected, 2/2 variants succeeded', '2m 03s')]
+    assert [(r['state'], r['duration']) for r in rows] == [('collected, 2/2 variants succeeded', '2 min 03 s')]
     assert lines[2].startswith(f'{run_id}  collected, 2/2 variants succeeded  ')
     record = json.loads(paths.record(run_id).read_text())
     from tg_pipeline.runs.records import parse_time
     assert [parse_time(record[k]) for k in ('started_at', 'finished')] == [T0, T0 + datetime.timedelta(seconds=123)]
 
 
-@pytest.mark.parametrize('seconds, shown', [(0, '0s'), (59, '59s'), (60, '1m 00s'), (3599, '59m 59s'),
-                                            (3600, '1h 00m'), (86399, '23h 59m'), (90061, '1d 01h')])
+@pytest.mark.parametrize('seconds, shown', [(0, '0 s'), (59, '59 s'), (60, '1 min 00 s'), (3599, '59 min 59 s'),
+                                            (3600, '1 h 00 min'), (86399, '23 h 59 min'), (90061, '1 d 01 h')])
 def test_durations_read_in_the_two_largest_units(seconds, shown):
     from tg_pipeline.console.units import duration
     assert duration(T0, T0 + datetime.timedelta(seconds=seconds)) == shown
