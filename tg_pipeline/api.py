@@ -199,10 +199,15 @@ class _Run:
 
     def tasks(self, step: str):
         """Run ``step`` for the job (and what it depends on); raise the first error."""
+        from tg_pipeline.console import Console
         from tg_pipeline.workflow.context import Context
         from tg_pipeline.workflow.main import run_tasks
+        # Containering.silent (Packaging.silent for the sdist alone): the build steps print nothing; the job's own
+        # output still shows (see Context.run_console)
+        quiet = self.config.containering.silent or (step == 'sdist' and self.config.packaging.silent)
+        console = Console(quiet=quiet, verbose=bool(self.pipeline_config.docker.verbose))
         ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True,
-                      requested=[step], quiet_build=bool(self.config.containering.silent))
+                      requested=[step], console=console)
         code = run_tasks(ctx, [self.job], [f'{step}:{self.job}'], reporter='zero', verbosity=2)
         if ctx.errors:
             raise ctx.errors[0]

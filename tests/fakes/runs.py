@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from tg_pipeline.console import Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.runs.model import RunSpec
@@ -26,11 +27,11 @@ def local_backend(client, where: str = 'local') -> ContainerBackend:
     return ContainerBackend(Host(where.split()[0], where, client, remote=where != 'local'))
 
 
-def run(client, spec: RunSpec, paths=None, **kwargs):
+def run(client, spec: RunSpec, paths=None, quiet: bool = False, **kwargs):
     """run_container with its output kept: (result, handle or exception; stdout text; stderr text)."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        result = run_container(client, spec, paths=paths, out=out, err=err, **kwargs)
+        result = run_container(client, spec, paths=paths, console=Console(quiet, out=out, err=err), **kwargs)
     except PipelineError as e:
         result = e
     return result, out.getvalue(), err.getvalue()

@@ -134,6 +134,7 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
 
     from tg_pipeline.runs.model import LABEL, RunSpec
     from tg_pipeline.runs.lifecycle import run_container
+    from tg_pipeline.console import Console
 
     project.doit('build_image', 'job=Counter')
     tag = json.loads(project.path('build/Counter/image.json').read_text())['tag']
@@ -152,7 +153,7 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
     err = io.StringIO()
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_container(docker_client, spec, silent=True, err=err, on_interrupt=on_interrupt)
+            run_container(docker_client, spec, console=Console(quiet=True, err=err), on_interrupt=on_interrupt)
         assert [c.status for c in ours(docker_client, 'Counter', project)] == left
         if step == 'start':
             expected = 'keeps running in container' if left else 'Interrupted: stopping container'

@@ -37,9 +37,10 @@ def ml(project_factory, engines):
     """The fixture project in a folder of its own (a project id of its own); its job images go afterwards."""
     project = project_factory('ml')
     yield project
+    from tg_pipeline.console import Console
     from tg_pipeline.image.housekeeping import prune_job_images
     for client in engines.values():
-        prune_job_images(client, project.id, keep=0, out=io.StringIO())
+        prune_job_images(client, project.id, keep=0, console=Console(out=io.StringIO()))
 
 
 @pytest.fixture

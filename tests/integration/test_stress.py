@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from tg_pipeline import config as config_module
+from tg_pipeline.console import Console
 from tg_pipeline.workflow import build_steps as steps
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.run_steps import run_spec
@@ -45,15 +46,15 @@ def test_fifty_mixed_runs_leave_no_orphans(project, docker_client, remote_docker
         remote_specs = {}
         for job, spec in local_specs.items():
             reference = ctx.delivery(job).registry_reference()
-            pull(remote.docker, reference, spec.image_id, silent=True)
+            pull(remote.docker, reference, spec.image_id, console=Console(quiet=True))
             remote_specs[job] = dataclasses.replace(spec, reference=reference)
         engines = {'local': (docker_client, local_specs), 'remote': (remote.docker, remote_specs)}
         for i in range(RUNS):
             where = 'local' if i % 2 == 0 else 'remote'
             job = list(KINDS)[(i // 2) % len(KINDS)]
             client, specs = engines[where]
-            run = lambda: run_container(client, specs[job], where=where, silent=True,  # noqa: E731
-                                        paths=RunPaths(tmp_path / where), err=open(os.devnull, 'w'))
+            run = lambda: run_container(client, specs[job], where=where, paths=RunPaths(tmp_path / where),  # noqa: E731
+                                        console=Console(quiet=True, err=open(os.devnull, 'w')))
             if KINDS[job] == 'ctrl-c':
                 outcomes[where].append(('ctrl-c', interrupted(run)))
                 continue

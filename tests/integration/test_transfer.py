@@ -4,10 +4,13 @@ import re
 
 import pytest
 
+from tg_pipeline.console import Console
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.ssh.connection import Remote, RemoteTarget
 from tg_pipeline.image.transfer import remote_layers, transfer
 
+
+QUIET = Console(quiet=True)
 
 pytestmark = pytest.mark.remote
 
@@ -20,20 +23,20 @@ def test_ssh_transfer_sends_only_missing_layers(project, remote_docker, docker_c
     image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     base = docker_client.images.get('python:3.11-slim')
     with Remote(RemoteTarget('tg-remote')) as remote:
-        transfer(local_engine(), remote.docker, base.id, 'python:3.11-slim', silent=True)
+        transfer(local_engine(), remote.docker, base.id, 'python:3.11-slim', console=Console(quiet=True))
         before = remote_layers(remote.docker)
         local_layers = docker_client.api.inspect_image(image_id)['RootFS']['Layers']
         missing = [layer for layer in local_layers if layer not in before]
         assert missing and len(missing) < len(local_layers)  # the base is there, the job's layers are not
 
-        stats = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        stats = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', console=QUIET)
         assert sorted(stats.sent) == sorted(missing)
         assert stats.layers_sent == len(missing) and stats.layers_total == len(local_layers)
         base_size = docker_client.api.inspect_image(base.id)['Size']
         assert stats.bytes_sent < base_size / 2  # the base did not travel again
         assert remote_docker.api.inspect_image(image_id)['Id'] == image_id  # by id: the tag is shared with other clones
 
-        again = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', silent=True)
+        again = transfer(local_engine(), remote.docker, image_id, 'tgtest-examplejob:0.0.0', console=QUIET)
         assert (again.layers_sent, again.bytes_sent) == (0, 0)
 
 
@@ -109,7 +112,7 @@ def test_code_edit_over_ssh_sends_config_and_code_layer_only(project, remote_doc
     assert image is not None and image.image_id == json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     with Remote(RemoteTarget('tg-remote')) as remote:
         stats = send_job_image(_NoSave(docker_client), remote.docker, image, 'tgtest-examplejob:0.0.0',
-                               'tgtest-examplejob:0.0.0-deps', silent=True)
+                               'tgtest-examplejob:0.0.0-deps', console=Console(quiet=True))
     assert stats.sent == [image.diff_id] and stats.layers_sent == 1
     layer_size = (build / 'code_layer.tar').stat().st_size
     assert 0 < stats.bytes_sent < layer_size  # the archive is gzipped: less than the layer itself

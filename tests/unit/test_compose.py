@@ -11,6 +11,7 @@ import pytest
 
 from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config
 from tg_pipeline.api import pipeline_config
+from tg_pipeline.console import Console
 from tg_pipeline.errors import ConfigError
 from tg_pipeline.image.compose import Composed, code_layer, image_config, load_archive
 from tg_pipeline.image.job_image import deps_tag
@@ -147,7 +148,7 @@ def job_paths(engine, sdist, tmp_path):
 def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, client, job_paths):
     from tg_pipeline.image.job_image import build_job_image, record_image, recorded_composed
     paths = job_paths
-    image = build_job_image(client, paths, 'train:1', SETTINGS, silent=True)
+    image = build_job_image(client, paths, 'train:1', SETTINGS, console=Console(quiet=True))
     assert image.composed is None and image.deps_built
     deps, code = engine.builds[-2:]
     assert set(deps.files) == {'Dockerfile', 'requirements.txt'}  # the sdist stays out of the dependency build
@@ -167,7 +168,7 @@ def test_composed_for_the_remote_only_is_not_loaded_here_and_stays_current_while
     it stands on is gone from this engine."""
     from tg_pipeline.image.job_image import build_job_image, composed_up_to_date, record_image, recorded_composed
     paths = job_paths
-    image = build_job_image(client, paths, 'train:1', SETTINGS, silent=True, load_here=False)
+    image = build_job_image(client, paths, 'train:1', SETTINGS, console=Console(quiet=True), load_here=False)
     assert image.composed is not None and len(engine.builds) == 1  # the dependency image only
     assert image.image_id not in engine.images
     record_image(paths, image, 'train:1')

@@ -17,6 +17,7 @@ import pytest
 from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed
+from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import model as base, lifecycle, records, results
 from tg_pipeline.runs.results import shown_object, shown_value
@@ -58,7 +59,7 @@ def test_a_large_value_is_summed_up_and_never_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(results, 'load_result', lambda *a: pytest.fail('a large value was loaded to be shown'))
     size = (folder / protocol.RESULT_FILE).stat().st_size
     assert shown_value(folder, '') == \
-        f'<list, {size / 1024:.1f} KB pickled, in {folder / protocol.RESULT_FILE}>'
+        f'<list, {size / 1000:.1f} kB pickled, in {folder / protocol.RESULT_FILE}>'
 
 
 def test_a_value_with_a_long_repr_is_summed_up(tmp_path):
@@ -84,8 +85,8 @@ def test_the_report_sums_up_a_large_value(tmp_path):
     folder = keep(tmp_path / 'run', bytes(100 << 10))
     result = base.RunResult(run_id='r1', where='local', host='local', job='Big', exit_code=0, run_dir=folder)
     out = io.StringIO()
-    lifecycle.report(result, out)
-    assert out.getvalue().splitlines()[0] == f'Result: <bytes, 100.0 KB pickled, in {folder / "result.pkl"}>'
+    lifecycle.report(result, Console(out=out))
+    assert out.getvalue().splitlines()[0] == f'Result: <bytes, 102.4 kB pickled, in {folder / "result.pkl"}>'
     assert result.value == bytes(100 << 10)  # the Python API still gets the value itself
 
 
@@ -129,13 +130,13 @@ def test_logs_of_an_ended_run_are_printed_and_saved_as_they_are(engine, paths):
     engine.finish()
     backend, scope = local_backend(engine.client()), Scope('Greeter', 'proj-a')
     out = io.StringIO()
-    lifecycle.logs(backend, scope, paths, out=out)
+    lifecycle.logs(backend, scope, paths, console=Console(out=out))
     shown = out.getvalue().split('\n', 1)[1]
     assert shown == stdout.decode('utf-8', 'replace') + '# stderr\n' + stderr.decode('utf-8', 'replace')
     lifecycle.result(backend, scope, paths)
     assert paths.out(handle.run_id).read_bytes() == stdout and paths.err(handle.run_id).read_bytes() == stderr
     again = io.StringIO()
-    lifecycle.logs(backend, scope, paths, out=again)
+    lifecycle.logs(backend, scope, paths, console=Console(out=again))
     assert again.getvalue().split('\n', 1)[1] == shown
     assert lifecycle.saved_logs(paths, handle.run_id) == (stdout, stderr)
 

@@ -6,11 +6,13 @@ import json
 import pytest
 
 from fakes.engine import FakeEngine
+from tg_pipeline.console import Console
 from tg_pipeline.errors import BuildError, RegistryError
 from tg_pipeline.image.build import build_image, image_up_to_date
 from tg_pipeline.image.registry import push, push_up_to_date, registry_digest
 from tg_pipeline.console.progress import take_step_notes
 
+QUIET = Console(quiet=True)
 TAG = 'tgtest-greeter:0.0.1'
 REFERENCE = 'registry.test:5000/tgtest-greeter:0.0.1'
 DOCKERFILE = '''# as tg_pipeline's template writes it
@@ -66,7 +68,7 @@ def test_build_records_the_image_id_and_keeps_its_log_quiet(engine, client, cont
 
 
 def test_verbose_build_prints_its_whole_log_as_it_comes(client, context, capsys):
-    build_image(context, TAG, client=client, verbose=True)
+    build_image(context, TAG, client=client, console=Console(verbose=True))
     out = capsys.readouterr().out
     assert out.startswith('Step 1/7 : FROM python:3.11-slim\n') and f'Successfully tagged {TAG}\n' in out
 
@@ -81,10 +83,10 @@ def test_a_failed_build_prints_its_whole_log_even_when_not_verbose(engine, clien
 
 
 def test_silent_build_prints_nothing_and_same_context_same_image(client, context, capsys):
-    first = build_image(context, TAG, silent=True, client=client)
-    assert build_image(context, TAG, silent=True, client=client) == first
+    first = build_image(context, TAG, console=QUIET, client=client)
+    assert build_image(context, TAG, console=QUIET, client=client) == first
     (context / 'requirements.txt').write_text('requests==2.32.0\n')
-    assert build_image(context, TAG, silent=True, client=client) != first
+    assert build_image(context, TAG, console=QUIET, client=client) != first
     assert capsys.readouterr().out == ''
 
 
@@ -92,7 +94,7 @@ def test_pip_failure_line_is_quoted(engine, client, context, tmp_path):
     engine.fail_build(TAG, output=PIP_LINES)
     target = tmp_path / 'image.json'
     with pytest.raises(BuildError) as info:
-        build_image(context, TAG, target=target, silent=True, client=client)
+        build_image(context, TAG, target=target, console=QUIET, client=client)
     error = info.value
     assert error.message.startswith(f'pip cannot install the dependencies of {TAG}: {PIP_LINES[1]}\n')
     assert error.exit_code == 1 and error.command == f'docker build -t {TAG} {context}'
@@ -110,7 +112,7 @@ def test_pip_failure_line_is_quoted(engine, client, context, tmp_path):
 def test_other_build_failures_and_their_hints(engine, client, context, step, message, hint):
     engine.fail_build(TAG, error=message, step=step, code=1)
     with pytest.raises(BuildError) as info:
-        build_image(context, TAG, silent=True, client=client)
+        build_image(context, TAG, console=QUIET, client=client)
     assert info.value.message.startswith(f'building image {TAG} failed')
     assert message in info.value.output_tail
     assert (hint in info.value.hint) if hint else info.value.hint is None
@@ -138,7 +140,7 @@ def test_push_records_the_digest_and_stays_up_to_date(engine, client, tmp_path, 
     assert note.startswith(f'{REFERENCE}: 2 of 2 layers sent, 2.0 MB in ')
     assert registry_digest(client, REFERENCE) == digest
     assert push_up_to_date(target, image_target, client=client)
-    assert push(image.id, REFERENCE, client=client, silent=True) == digest  # layers already there
+    assert push(image.id, REFERENCE, client=client, console=QUIET) == digest  # layers already there
     del engine.registry('registry.test:5000').manifests[exact.split('/', 1)[1]]
     assert not push_up_to_date(target, image_target, client=client)  # the registry lost it
 
@@ -157,7 +159,7 @@ def test_push_errors_carry_a_hint(engine, client, tmp_path, settings, auth, said
     engine.registry('registry.test:5000', **settings)
     target = tmp_path / 'push.json'
     with pytest.raises(RegistryError) as info:
-        push(image.id, REFERENCE, target=target, auth=auth, silent=True, client=client)
+        push(image.id, REFERENCE, target=target, auth=auth, console=QUIET, client=client)
     error = info.value
     assert error.message.startswith(f'pushing {REFERENCE} failed: ') and said in error.message
     assert error.command == f'docker push {REFERENCE}'
@@ -170,6 +172,6 @@ def test_push_with_the_right_credentials(engine, client, tmp_path):
     image, _ = pushed_setup(engine, tmp_path)
     engine.registry('registry.test:5000', credentials=('ann', 'pw'))
     auth = {'username': 'ann', 'password': 'pw'}
-    digest = push(image.id, REFERENCE, auth=auth, silent=True, client=client)
+    digest = push(image.id, REFERENCE, auth=auth, console=QUIET, client=client)
     assert registry_digest(client, REFERENCE, auth) == digest
     assert registry_digest(client, REFERENCE) is None  # no login: refused, not an exception

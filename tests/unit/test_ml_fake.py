@@ -12,6 +12,7 @@ from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline import config
 from tg_pipeline.api import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, pipeline_config
 from tg_pipeline.config.schema import RunSettings, SwarmSettings
+from tg_pipeline.console import Console
 from tg_pipeline.errors import ConfigError, JobFailed, PipelineError
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
@@ -213,7 +214,7 @@ def test_cleanup_removes_this_projects_caches_only(engine, client):
     run(client, make_spec(engine, **resources(caches=(('hf', '/hf'),))))
     run(client, make_spec(engine, project='proj-b', **resources(caches=(('hf', '/hf'),))))
     out = io.StringIO()
-    assert remove_caches([client], 'proj-a', 'local', out) == ['proj-a-cache-hf']
+    assert remove_caches([client], 'proj-a', 'local', Console(out=out)) == ['proj-a-cache-hf']
     assert set(engine.volumes) == {'proj-b-cache-hf'}
     assert '1 cache volume(s) of project proj-a removed from local' in out.getvalue()
 

@@ -5,16 +5,17 @@ import io
 
 import pytest
 
+from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs.output import TAIL_BYTES, OutputSink
 
 STDOUT, STDERR = 1, 2
 
 
-def sink(tmp_path, silent=False, run_id='r1'):
+def sink(tmp_path, quiet=False, run_id='r1'):
     out, err = io.StringIO(), io.StringIO()
     paths = RunPaths(tmp_path / 'runs' / 'local')
-    return OutputSink(paths, run_id, silent, out, err), paths, out, err
+    return OutputSink(paths, run_id, Console(quiet, out=out, err=err)), paths, out, err
 
 
 def test_files_get_the_bytes_exactly_and_the_terminal_lenient_text(tmp_path):
@@ -33,7 +34,7 @@ def test_files_get_the_bytes_exactly_and_the_terminal_lenient_text(tmp_path):
 
 def test_the_files_hold_each_write_at_once(tmp_path):
     """A reader of the .out file (another process following it) sees each write when it is made."""
-    writer, paths, _, _ = sink(tmp_path, silent=True)
+    writer, paths, _, _ = sink(tmp_path, quiet=True)
     writer.write(STDOUT, b'first\n')
     assert paths.out('r1').read_bytes() == b'first\n'
     writer.close()
@@ -41,7 +42,7 @@ def test_the_files_hold_each_write_at_once(tmp_path):
 
 
 def test_silent_prints_nothing_but_keeps_files_and_tail(tmp_path):
-    writer, paths, out, err = sink(tmp_path, silent=True)
+    writer, paths, out, err = sink(tmp_path, quiet=True)
     with writer:
         writer.write(STDOUT, b'a\n')
         writer.write(STDERR, b'b\n')
@@ -54,13 +55,13 @@ def test_silent_prints_nothing_but_keeps_files_and_tail(tmp_path):
 def test_without_paths_or_run_id_no_file_is_written(tmp_path, paths, run_id):
     paths = RunPaths(tmp_path / 'runs') if paths else None
     out = io.StringIO()
-    with OutputSink(paths, run_id, out=out, err=io.StringIO()) as writer:
+    with OutputSink(paths, run_id, Console(out=out, err=io.StringIO())) as writer:
         writer.write(STDOUT, b'only here\n')
     assert out.getvalue() == 'only here\n' and not (tmp_path / 'runs').exists()
 
 
 def test_the_tail_is_bounded_whatever_was_written(tmp_path):
-    writer, paths, _, _ = sink(tmp_path, silent=True)
+    writer, paths, _, _ = sink(tmp_path, quiet=True)
     with writer:
         for n in range(50):
             writer.write(STDOUT if n % 2 else STDERR, (b'%05d ' % n) * 1000)

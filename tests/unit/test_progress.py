@@ -37,9 +37,14 @@ def test_bytes_in_decimal_units_as_docker_prints_them(n, text):
 
 
 @pytest.mark.parametrize('seconds, text', [(0.314, '0.31 s'), (12.44, '12.4 s'), (125, '2 min 05 s'),
-                                           (3725, '1 h 02 min')])
+                                           (3725, '1 h 02 min'), (90061, '1 d 01 h')])
 def test_durations(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_whole_seconds_where_a_fraction_means_nothing():
+    from tg_pipeline.console.units import format_duration
+    assert [format_duration(s, whole=True) for s in (0.4, 42.9, 125.9)] == ['0 s', '42 s', '2 min 05 s']
 
 
 def test_eta_in_whole_seconds():

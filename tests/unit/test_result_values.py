@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from tg_pipeline.console import Console
 from tg_pipeline.errors import PipelineError, ResultNotLoadable
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs.model import RunResult
@@ -43,7 +44,7 @@ def test_a_value_needing_a_module_missing_here_is_a_clear_error(tmp_path):
 
 def test_report_prints_one_line_and_the_tip_and_the_run_still_counts(tmp_path):
     out = io.StringIO()
-    report(run_with(tmp_path, HELD), out)
+    report(run_with(tmp_path, HELD), Console(out=out))
     lines = out.getvalue().splitlines()
     assert lines[0] == (f'Result: the value holds a {MISSING}.sub.Thing that cannot be loaded here '
                         f"(ModuleNotFoundError: No module named '{MISSING}'): {len(HELD)} bytes in "
@@ -83,7 +84,7 @@ def test_a_swarm_variant_whose_value_does_not_load_is_reported_and_raises(tmp_pa
     paths.write_record(run_id, {'job': 'J', 'module': 'job__1_0', 'variants': variants})
     result = saved_result(paths, run_id, 'swarm', 'swarm local')
     out = io.StringIO()
-    report(result, out)
+    report(result, Console(out=out))
     text = out.getvalue()
     assert 'variant 0 (v=0): complete, exit 0, result 7' in text
     assert f'variant 1 (v=1): complete, exit 0, result the value holds a {MISSING}.sub.Thing that cannot be ' in text

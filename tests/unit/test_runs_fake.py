@@ -13,6 +13,7 @@ from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
 from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.errors import JobFailed, PipelineError, RemoteError
+from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
 from tg_pipeline.runs.model import RunHandle, RunResult
@@ -45,7 +46,7 @@ def test_success_brings_back_the_value_output_and_logs(engine, client, paths):
 
 def test_silent_run_prints_nothing_and_without_paths_keeps_no_value(engine, client):
     engine.program(IMAGE, stdout=b'hello\n', files={'result.pkl': pickle.dumps(1)})
-    result, out, err = run(client, make_spec(engine), silent=True)
+    result, out, err = run(client, make_spec(engine), quiet=True)
     assert (out, err) == ('', '')
     assert result.output == 'hello\n' and result.value is None and result.run_dir is None
     assert engine.containers == {}
@@ -68,7 +69,7 @@ def test_failing_job_without_traceback_file_quotes_the_output(engine, client):
     """Without traceback.txt (the job died before the entry point could write one) the error quotes the
     end of what it printed; it claims no job traceback (the old API cut one out of the output)."""
     engine.program(IMAGE, stderr=TRACE.encode() + b'DONE. Exiting Training Grounds.\n', exit_code=2)
-    failure, _, _ = run(client, make_spec(engine), silent=True)
+    failure, _, _ = run(client, make_spec(engine), quiet=True)
     assert failure.exit_code == 2 and failure.remote_traceback is None
     assert failure.output_tail == TRACE + 'DONE. Exiting Training Grounds.'
 
@@ -85,7 +86,7 @@ def test_oom_message_names_the_memory_limit(engine, client, paths):
 
 def test_signal_kill_is_named(engine, client):
     engine.program(IMAGE, exit_code=137)
-    failure, _, _ = run(client, make_spec(engine), silent=True)
+    failure, _, _ = run(client, make_spec(engine), quiet=True)
     assert 'was killed by signal 9' in failure.message and failure.result.signal == 9
 
 
@@ -94,7 +95,7 @@ def test_env_labels_and_limits_reach_the_create_request_verbatim(engine, client)
     tricky = 'a b; $(rm -rf /) "quoted" \'single\'\nsecond line'
     environ = {'TOKEN': tricky, 'PLAIN': 'x', 'UNLISTED': 'no'}
     spec = make_spec(engine, run=RunSettings(env=('TOKEN', 'PLAIN', 'MISSING'), cpu=1.5, memory_gb=0.5))
-    result, _, _ = run(client, spec, silent=True, environ=environ)
+    result, _, _ = run(client, spec, quiet=True, environ=environ)
     create = engine.last('POST', '/containers/create')
     env = dict(e.split('=', 1) for e in create.body['Env'])
     assert env == {'TOKEN': tricky, 'PLAIN': 'x', 'TG_PIPELINE_RUN_DIR': '/tg_pipeline/run',
@@ -114,7 +115,7 @@ def test_env_labels_and_limits_reach_the_create_request_verbatim(engine, client)
 
 @pytest.mark.parametrize('reference, named', [('', MISSING_ID), (IMAGE, IMAGE)])
 def test_missing_image_is_named_and_nothing_is_created(engine, client, reference, named):
-    failure, _, _ = run(client, make_spec(engine, image=None, reference=reference), silent=True)
+    failure, _, _ = run(client, make_spec(engine, image=None, reference=reference), quiet=True)
     assert isinstance(failure, PipelineError)
     assert failure.message == f'image {named} is not on the local Docker engine'
     assert 'build_image' in failure.hint
@@ -136,13 +137,13 @@ def test_detach_leaves_it_running_and_returns_its_handle(engine, client):
 def test_start_failure_is_raised(engine, client):
     engine.program(IMAGE, start_error='OCI runtime create failed: unable to start container process')
     with pytest.raises(docker.errors.APIError, match='OCI runtime'):
-        run_container(client, make_spec(engine), silent=True)
+        run_container(client, make_spec(engine), console=Console(quiet=True))
 
 
 def test_start_failure_removes_the_container(engine, client):
     engine.program(IMAGE, start_error='OCI runtime create failed: unable to start container process')
     with pytest.raises(docker.errors.APIError):
-        run_container(client, make_spec(engine), silent=True)
+        run_container(client, make_spec(engine), console=Console(quiet=True))
     assert engine.containers == {} and len(engine.removed) == 1
 
 
@@ -161,7 +162,7 @@ def test_ctrl_c_while_watching(engine, client, on_interrupt, left):
     engine.program(IMAGE, stdout=b'1\n2\n', break_stream=(1, KeyboardInterrupt()))
     err = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        run_container(client, make_spec(engine), silent=True, err=err, on_interrupt=on_interrupt)
+        run_container(client, make_spec(engine), console=Console(quiet=True, err=err), on_interrupt=on_interrupt)
     assert [c.status for c in engine.containers.values()] == left
     assert ('keeps running' if left else 'stopping container') in err.getvalue()
 
@@ -170,7 +171,7 @@ def test_ctrl_c_stop_collects_what_the_run_left(engine, client, paths):
     engine.program(IMAGE, stdout=b'1\n2\n', break_stream=(1, KeyboardInterrupt()))
     err = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        run_container(client, make_spec(engine), paths=paths, silent=True, err=err)
+        run_container(client, make_spec(engine), paths=paths, console=Console(quiet=True, err=err))
     [run_id] = paths.saved_ids()
     assert engine.containers == {} and paths.out(run_id).read_bytes() == b'1\n2\n'
     assert paths.read_record(run_id)['exit_code'] == 143
@@ -180,21 +181,21 @@ def test_ctrl_c_stop_collects_what_the_run_left(engine, client, paths):
 # -- lifecycle: the state lives on the engine, as labels ------------------------------------------------
 
 def detached(engine, client, image=IMAGE, **changes) -> str:
-    return run_container(client, make_spec(engine, image, **changes), detach=True, silent=True).run_id
+    return run_container(client, make_spec(engine, image, **changes), detach=True, console=Console(quiet=True)).run_id
 
 
 def test_status_lists_running_and_collected_runs(engine, client, paths):
     engine.program(IMAGE, stdout=b'hi\n', files={'result.pkl': pickle.dumps(7)})
-    collected = run_container(client, make_spec(engine), paths=paths, silent=True).run_id
+    collected = run_container(client, make_spec(engine), paths=paths, console=Console(quiet=True)).run_id
     running = detached(engine, client)
     out = io.StringIO()
     backend, scope = local_backend(client), Scope('Greeter', 'proj-a')
-    rows = lifecycle.status(backend, scope, paths, out=out)
+    rows = lifecycle.status(backend, scope, paths, console=Console(out=out))
     states = {r['run_id']: r['state'] for r in rows}
     assert states == {collected: 'collected, exited 0', running: 'running'}
     assert out.getvalue().startswith('# job Greeter on local: 2 run(s)')
     with pytest.raises(PipelineError, match='no run 20990101-000000-abcdef of job Greeter on local'):
-        lifecycle.status(backend, scope, paths, run_id='20990101-000000-abcdef', out=out)
+        lifecycle.status(backend, scope, paths, run_id='20990101-000000-abcdef', console=Console(out=out))
 
 
 def test_swarm_task_containers_are_not_runs(engine, client):
@@ -251,13 +252,13 @@ def test_stop_a_run_that_runs_until_stopped(engine, client, paths):
     run_id = detached(engine, client)
     out = io.StringIO()
     backend, scope = local_backend(client), Scope('Greeter', 'proj-a')
-    stopped = lifecycle.stop(backend, scope, paths, out=out)
+    stopped = lifecycle.stop(backend, scope, paths, console=Console(out=out))
     assert (stopped.run_id, stopped.exit_code) == (run_id, 143)
     assert engine.last('POST', '/containers/*/stop').params == {'t': '10'}
     assert f'Stopped run {run_id} of job Greeter on local (exit code 143)' in out.getvalue()
     assert engine.containers == {} and paths.out(run_id).read_bytes() == b'tick\n'
     with pytest.raises(PipelineError, match='job Greeter has no running run on local'):
-        lifecycle.stop(backend, scope, paths, out=out)
+        lifecycle.stop(backend, scope, paths, console=Console(out=out))
 
 
 def test_run_ids_sort_in_the_order_runs_start(engine, client, paths):
@@ -267,7 +268,8 @@ def test_run_ids_sort_in_the_order_runs_start(engine, client, paths):
     assert sorted(ids) == ids and len(set(ids)) == len(ids)
     engine.program(IMAGE, run_until_stopped=True)
     first, second = detached(engine, client), detached(engine, client)
-    stopped = lifecycle.stop(local_backend(client), Scope('Greeter', 'proj-a'), paths, out=io.StringIO())
+    stopped = lifecycle.stop(local_backend(client), Scope('Greeter', 'proj-a'), paths,
+                             console=Console(out=io.StringIO()))
     assert stopped.run_id == second
     assert [c.labels['tg_pipeline.run_id'] for c in engine.containers.values() if c.status == 'running'] == [first]
 
@@ -277,11 +279,11 @@ def test_logs_follow_reattaches_and_collects(engine, client, paths):
     run_id = detached(engine, client)
     out = io.StringIO()
     backend, scope = local_backend(client), Scope('Greeter', 'proj-a')
-    result = lifecycle.logs(backend, scope, paths, run_id=run_id, follow=True, out=out)
+    result = lifecycle.logs(backend, scope, paths, run_id=run_id, follow=True, console=Console(out=out))
     assert result.value == 'done' and 'line 1\nline 2\n' in out.getvalue()
     assert engine.containers == {}
     plain = io.StringIO()
-    lifecycle.logs(backend, scope, paths, run_id=run_id, out=plain)
+    lifecycle.logs(backend, scope, paths, run_id=run_id, console=Console(out=plain))
     assert f'saved in {paths.dir}' in plain.getvalue() and 'line 2' in plain.getvalue()
 
 
@@ -294,7 +296,8 @@ def test_cleanup_removes_old_ended_runs_only(engine, client, tmp_path):
     engine.finish()  # ended in 2020: long ago for the real clock
     running = detached(engine, client, image='tgtest-forever:1')
     out = io.StringIO()
-    removed = lifecycle.cleanup(local_backend(client), 'proj-a', 1, lambda job: RunPaths(tmp_path / job), out=out)
+    removed = lifecycle.cleanup(local_backend(client), 'proj-a', 1, lambda job: RunPaths(tmp_path / job),
+                                console=Console(out=out))
     assert removed == [ended]
     assert [c.labels['tg_pipeline.run_id'] for c in engine.containers.values()] == [running]
     assert (tmp_path / 'Greeter' / f'{ended}.out').read_bytes() == b'old\n'

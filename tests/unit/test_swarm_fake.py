@@ -13,6 +13,7 @@ from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, TRACE, make_spec
 from fakes.state import Program
 from tg_pipeline.config.schema import RunSettings, SwarmSettings
+from tg_pipeline.console import Console
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
@@ -66,7 +67,7 @@ def test_each_variant_comes_back_from_the_marker_lines(engine, backend, tmp_path
                                      task(1, b'training lr=1\nepoch 2\n', outcome(0.5))])
     paths = RunPaths(tmp_path / 'swarm')
     spec = swarm_spec(engine)
-    result = lifecycle.run(backend, spec, paths, silent=True)
+    result = lifecycle.run(backend, spec, paths, console=Console(quiet=True))
     assert result.ok and result.value == {'lr=0.1': 0.9, 'lr=1': 0.5}
     run_dir = paths.run_dir(result.run_id)
     assert (run_dir / 'variant_1.out').read_text() == 'training lr=1\nepoch 2\n'  # no marker line left
@@ -80,7 +81,8 @@ def test_each_variant_comes_back_from_the_marker_lines(engine, backend, tmp_path
 def test_the_service_is_made_from_the_reference_with_the_digest_and_labelled(engine, backend, tmp_path):
     engine.program_tasks(REFERENCE, [task(0, b'', outcome(1))])
     spec = swarm_spec(engine, project='proj-a', owner='alice', run=RunSettings(env=('TOKEN',)))
-    handle = lifecycle.run(backend, spec, RunPaths(tmp_path), detach=True, silent=True, environ={'TOKEN': 'a b'})
+    handle = lifecycle.run(backend, spec, RunPaths(tmp_path), detach=True, console=Console(quiet=True),
+                           environ={'TOKEN': 'a b'})
     body = engine.last('POST', '/services/create').body
     container = body['TaskTemplate']['ContainerSpec']
     assert container['Image'] == REFERENCE and container['Init'] is True
@@ -104,23 +106,23 @@ def test_a_failed_variant_raises_with_its_own_traceback(engine, backend, tmp_pat
                                      task(1, b'diverged\n', failed, exit_code=1)])
     paths = RunPaths(tmp_path / 'swarm')
     with pytest.raises(JobFailed) as info:
-        lifecycle.run(backend, swarm_spec(engine), paths, silent=True)
+        lifecycle.run(backend, swarm_spec(engine), paths, console=Console(quiet=True))
     run_id = info.value.result.run_id
     assert info.value.message.startswith(f'1 variant(s) of job Greeter failed in swarm run {run_id} (swarm local): '
                                          'variant 1 (lr=1): failed exit 1\n')
     assert info.value.exit_code == 1 and info.value.remote_traceback == TRACE
     assert info.value.result.variants[0]['value'] == 0.9
-    assert lifecycle.status(backend, Scope('Greeter', 'proj-a'), paths, out=io.StringIO())[0]['state'] == \
-        'collected, 1/2 variants succeeded'
+    rows = lifecycle.status(backend, Scope('Greeter', 'proj-a'), paths, console=Console(out=io.StringIO()))
+    assert rows[0]['state'] == 'collected, 1/2 variants succeeded'
 
 
 def test_status_and_result_see_the_projects_own_swarm_runs(engine, backend, tmp_path):
     engine.program_tasks(REFERENCE, [task(0, b'', outcome('a')), task(1, b'', outcome('b'))])
     paths = RunPaths(tmp_path / 'swarm')
-    mine = lifecycle.run(backend, swarm_spec(engine), paths, detach=True, silent=True).run_id
+    mine = lifecycle.run(backend, swarm_spec(engine), paths, detach=True, console=Console(quiet=True)).run_id
     theirs = lifecycle.run(backend, swarm_spec(engine, project='proj-b', owner='bob'), paths, detach=True,
-                           silent=True).run_id
-    rows = lifecycle.status(backend, Scope('Greeter', 'proj-a'), paths, out=io.StringIO())
+                           console=Console(quiet=True)).run_id
+    rows = lifecycle.status(backend, Scope('Greeter', 'proj-a'), paths, console=Console(out=io.StringIO()))
     assert [(r['run_id'], r['state']) for r in rows] == [(mine, '2 complete')]
     result = lifecycle.result(backend, Scope('Greeter', 'proj-a'), paths)
     assert result.run_id == mine and result.value == {'lr=0.1': 'a', 'lr=1': 'b'}
@@ -132,7 +134,7 @@ def test_an_engine_that_is_no_swarm_manager_is_told_at_once(tmp_path):
     engine.program(IMAGE)
     backend = SwarmBackend(Host('swarm', 'swarm local', engine.client()))
     with pytest.raises(SwarmError, match='the Docker engine of swarm local is not a swarm manager'):
-        lifecycle.run(backend, swarm_spec(engine), RunPaths(tmp_path), silent=True)
+        lifecycle.run(backend, swarm_spec(engine), RunPaths(tmp_path), console=Console(quiet=True))
     assert engine.find('POST', '/services/create') == []
 
 
@@ -140,7 +142,7 @@ def test_reservations_no_node_can_hold_are_told_at_once(engine, tmp_path):
     backend = SwarmBackend(Host('swarm', 'swarm local', engine.client()),
                            SwarmSettings(cpu_reservation=4, memory_reservation_gb=1))
     with pytest.raises(SwarmError) as info:
-        lifecycle.run(backend, swarm_spec(engine), RunPaths(tmp_path), silent=True)
+        lifecycle.run(backend, swarm_spec(engine), RunPaths(tmp_path), console=Console(quiet=True))
     assert 'no ready node of the swarm has that much (2 ready, the largest has 2 CPU and 24.0 GB)' in \
         info.value.message
     assert engine.services == {}
@@ -181,11 +183,11 @@ def test_another_projects_swarm_run_is_not_stopped(engine, backend, tmp_path):
     engine.program_tasks(REFERENCE, [task(0, b'', outcome('a')), task(1, b'', outcome('b'))])
     paths = RunPaths(tmp_path / 'swarm')
     theirs = lifecycle.run(backend, swarm_spec(engine, project='proj-b', owner='bob'), paths, detach=True,
-                           silent=True).run_id
+                           console=Console(quiet=True)).run_id
     for running in next(iter(engine.services.values())).tasks:
         running['Status']['State'] = 'running'
     from tg_pipeline.errors import PipelineError
     with pytest.raises(PipelineError) as info:
-        lifecycle.stop(backend, Scope('Greeter', 'proj-a'), paths, theirs, out=io.StringIO())
+        lifecycle.stop(backend, Scope('Greeter', 'proj-a'), paths, theirs, console=Console(out=io.StringIO()))
     assert f'swarm run {theirs} belongs to project proj-b of bob' in info.value.message
     assert [s.labels['tg_pipeline.run_id'] for s in engine.services.values()] == [theirs]

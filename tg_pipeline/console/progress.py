@@ -13,7 +13,8 @@ ETA. Elsewhere (a log file, CI) it prints a plain line at most every :data:`PLAI
 an operation shorter than that prints nothing there. ``close(summary)`` erases the terminal line, ends a
 series of plain lines with the summary, and records the summary with :func:`step_note`: the doit
 reporter shows it after the step's duration (``push:Train  14.2 s (637.0 MB in 14.1 s, 45.2 MB/s)``).
-``silent=True`` prints and records nothing.
+``silent=True`` prints and records nothing. A printing function gets its bar from its
+:class:`~tg_pipeline.console.console.Console` (``console.progress(label)``: its ``err`` stream, quiet or not).
 
 :func:`step_note` records a short detail of the step now running (``code layer only``, ``nothing
 sent``); :func:`take_step_notes` hands them over (the reporter, once per step). Standard library only.
@@ -57,7 +58,7 @@ class Progress:
                  keep: bool = False):
         self.label, self.total, self.unit, self.silent, self.keep = label, total, unit, silent, keep
         self.out = sys.stderr if out is None else out
-        self.tty = _isatty(self.out) if tty is None else tty
+        self.tty = isatty(self.out) if tty is None else tty
         self.clock, self.interval = clock, interval
         self.done = 0.0
         self.status = ''
@@ -173,7 +174,8 @@ class Progress:
             pass
 
 
-def _isatty(stream) -> bool:
+def isatty(stream) -> bool:
+    """Whether ``stream`` is a terminal (a stream that cannot say is not)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, OSError, ValueError):

@@ -1,5 +1,6 @@
 """Step 4: build the job's image with the Docker SDK (classic builder); its log is kept, shown as one progress
-line (``verbose``: whole, as it comes; a failed build: whole, always; see :mod:`tg_pipeline.image.build_output`)."""
+line (a verbose console: whole, as it comes; a failed build: whole, always; see
+:mod:`tg_pipeline.image.build_output`)."""
 from __future__ import annotations
 
 import io
@@ -7,6 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import image_exists, local_engine
 from tg_pipeline.errors import BuildError
 from tg_pipeline.paths import read_json, write_if_changed
@@ -34,13 +36,13 @@ def context_archive(context_dir: Path, names: list[str], extra: dict | None = No
     return raw.getvalue()
 
 
-def build_image(context_dir: Path, tag: str, target: Path | None = None, silent: bool = False, client=None,
-                verbose: bool = False, only: list[str] | None = None, extra: dict | None = None) -> str:
+def build_image(context_dir: Path, tag: str, target: Path | None = None, console: Console = CONSOLE, client=None,
+                only: list[str] | None = None, extra: dict | None = None) -> str:
     """Build ``context_dir`` (``only`` those files of it and the ``extra`` ones, when given) as ``tag``; return
     the image id and record it in ``target`` (JSON)."""
     from tg_pipeline.image.build_output import BuildOutput
     client = client or local_engine()
-    with BuildOutput(tag, verbose=verbose, silent=silent) as shown:
+    with BuildOutput(tag, console) as shown:
         image_id = _build(client, context_dir, tag, shown, only, extra)
     if target is not None:
         write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())

@@ -1,15 +1,14 @@
 """What a person sees of an image build: by default one progress line (the build step or pip line now
-running) and a step note (``pip install ran``, ``pip layer from cache``); with ``verbose`` the whole
-build log as it comes; after a failed build, always the whole log.
+running) and a step note (``pip install ran``, ``pip layer from cache``); with a verbose console the whole
+build log as it comes; after a failed build, always the whole log (a quiet console: nothing at all).
 
 :class:`BuildOutput` takes the build's text lines one at a time (``add``) and keeps them all (``log``).
 """
 from __future__ import annotations
 
 import re
-import sys
 
-from tg_pipeline.console.progress import Progress, step_note
+from tg_pipeline.console import CONSOLE, Console
 
 STEP = re.compile(r'^Step \d+/\d+ : (.*)$')
 # pip lines worth a glance while the dependency layer builds
@@ -18,17 +17,15 @@ NOTE_CHARS = 70
 
 
 class BuildOutput:
-    """The build log of ``tag``: kept whole; printed live with ``verbose``; a progress line otherwise
-    (nothing at all with ``silent``). ``out`` (default stdout) gets the log, ``progress_out`` (default stderr)
-    the progress line."""
+    """The build log of ``tag``: kept whole; printed live on ``console.out`` when the console is verbose; a
+    progress line on ``console.err`` otherwise (nothing at all when it is quiet)."""
 
-    def __init__(self, tag: str, verbose: bool = False, silent: bool = False, out=None, progress_out=None):
-        self.tag, self.verbose, self.silent = tag, bool(verbose), silent
-        self.out = out
+    def __init__(self, tag: str, console: Console = CONSOLE):
+        self.tag, self.console = tag, console
         self.log: list[str] = []
         self.dependency_step = False  # the step now running is the dependency layer's pip install
         self.dependencies = ''  # '' no such step seen; 'cached' or 'built'
-        self.progress = Progress('build', unit='', out=progress_out, silent=silent or self.verbose)
+        self.progress = console.replace(quiet=console.quiet or console.verbose).progress('build', unit='')
 
     def __enter__(self) -> 'BuildOutput':
         return self
@@ -40,10 +37,8 @@ class BuildOutput:
         """One piece of the engine's build stream (a line, or several)."""
         for line in text.rstrip('\n').split('\n'):
             self._line(line)
-        if self.verbose and not self.silent:
-            stream = self.out or sys.stdout
-            stream.write(text)
-            stream.flush()
+        if self.console.verbose:
+            self.console.write(text)
 
     def _line(self, line: str) -> None:
         self.log.append(line)
@@ -62,22 +57,20 @@ class BuildOutput:
             self.progress.note(stripped[:NOTE_CHARS])
 
     def close(self, failed: bool = False) -> None:
-        """The build ended: a failed one prints its whole log (unless it was shown live, or ``silent``);
-        a good one notes whether pip ran or its layer came from the engine's cache."""
+        """The build ended: a failed one prints its whole log (unless it was shown live, or the console is
+        quiet); a good one notes whether pip ran or its layer came from the engine's cache."""
         self.progress.close(summary='')
         if failed:
             self.print_log()
             return
-        if not self.silent and self.dependencies:
-            step_note('pip install ran' if self.dependencies == 'built' else 'pip layer from cache')
+        if self.dependencies:
+            self.console.step_note('pip install ran' if self.dependencies == 'built' else 'pip layer from cache')
 
     def print_log(self) -> None:
         """The whole log, once (not again when it was printed as it came)."""
-        if self.verbose or self.silent or not self.log:
+        if self.console.verbose or not self.log:
             return
-        stream = self.out or sys.stdout
-        stream.write(f'--- build log of {self.tag} ---\n' + '\n'.join(self.log) + '\n--- end of build log ---\n')
-        stream.flush()
+        self.console.write(f'--- build log of {self.tag} ---\n' + '\n'.join(self.log) + '\n--- end of build log ---\n')
 
     def text(self) -> str:
         return '\n'.join(self.log)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import ConfigError
 
 RUN_STEPS = ('run_local', 'run_remote', 'run_swarm')
@@ -68,12 +69,11 @@ class Delivery:
                               key='registry.address', hint='set address in [registry] of pipeline.toml')
 
     # --- doing it ------------------------------------------------------------------------------------
-    def to_remote(self, host, paths, settings: dict, auth=None, quiet: bool = False,
-                  verbose: bool = False) -> tuple[str, str]:
+    def to_remote(self, host, paths, settings: dict, auth=None, console: Console = CONSOLE) -> tuple[str, str]:
         """The job image on ``host``'s engine (a remote Host): built there, sent over SSH, or pulled by digest."""
         where = host.connection.host
         if self.build_on == 'remote':
-            return self._build_there(host, paths, settings, quiet, verbose), self.tag
+            return self._build_there(host, paths, settings, console), self.tag
         from tg_pipeline.image.build import recorded_image
         image_id = recorded_image(paths.image)['image_id']
         if self.transfer == 'ssh':
@@ -82,28 +82,26 @@ class Delivery:
             from tg_pipeline.image.transfer import send_job_image, transfer
             image = recorded_composed(paths)  # None unless image.json's image was composed here
             if image is None:  # built by the engine itself: the whole image, missing layers only
-                transfer(local_engine(), host.docker, image_id, self.tag, quiet, host=where)
+                transfer(local_engine(), host.docker, image_id, self.tag, console, host=where)
             else:
-                send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), quiet, host=where)
+                send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), console, host=where)
             return image_id, self.tag
         from tg_pipeline.image.registry import pull, recorded_push
         reference = self.registry_reference()
-        pull(host.docker, reference, image_id, auth, quiet, host=where, digest=recorded_push(paths.push, image_id))
+        pull(host.docker, reference, image_id, auth, console, host=where, digest=recorded_push(paths.push, image_id))
         return image_id, reference
 
-    def _build_there(self, host, paths, settings: dict, quiet: bool, verbose: bool) -> str:
-        from tg_pipeline.console.progress import Progress
+    def _build_there(self, host, paths, settings: dict, console: Console) -> str:
         from tg_pipeline.image.job_image import build_job_image
         where = host.connection.host
-        with Progress('build', unit='', silent=quiet, keep=True) as shown:  # inside a run step: a line of its own
-            image = build_job_image(host.docker, paths, self.tag, settings, engine=host.name, silent=quiet,
-                                    host=where, verbose=verbose)
+        with console.progress('build', unit='', keep=True) as shown:  # inside a run step: a line of its own
+            image = build_job_image(host.docker, paths, self.tag, settings, engine=host.name, console=console,
+                                    host=where)
             shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
                         f'(image {image.image_id[7:19]})')
         return image.image_id
 
-    def for_swarm(self, paths, open_remote, settings: dict, auth=None, quiet: bool = False,
-                  verbose: bool = False) -> tuple[str, str]:
+    def for_swarm(self, paths, open_remote, settings: dict, auth=None, console: Console = CONSOLE) -> tuple[str, str]:
         """(image id, ``repository@digest``) for a swarm run: every node runs exactly the pushed manifest,
         whatever the tag points at by then. With build_on = "remote", the [remote] host (``open_remote()``, a
         context manager giving its Host) builds the job image and pushes it to the registry itself, so nothing but
@@ -114,8 +112,8 @@ class Delivery:
         reference = self.registry_reference()
         if self.build_on == 'remote':
             with open_remote() as host:
-                image_id = self._build_there(host, paths, settings, quiet, verbose)
-                digest = push(image_id, reference, auth=auth, silent=quiet, client=host.docker)
+                image_id = self._build_there(host, paths, settings, console)
+                digest = push(image_id, reference, auth=auth, console=console, client=host.docker)
             return image_id, by_digest(reference, digest)
         image_id = (recorded_image(paths.image) or {}).get('image_id') or self.tag
         digest = recorded_push(paths.push, image_id)

@@ -5,7 +5,7 @@ as ``<none>``. ``prune_job_images`` removes them.
 
 API
 ---
-``prune_job_images(client, project, keep=2, out=None, dry_run=False) -> list[str]``
+``prune_job_images(client, project, keep=2, console=CONSOLE, dry_run=False) -> list[str]``
     On the engine of ``client`` (docker SDK), take the images labelled
     ``tg_pipeline.project=<project>`` that nothing builds on (``docker images``
     without ``-a``: the classic builder's intermediate images have children and
@@ -35,8 +35,8 @@ leave it.
 from __future__ import annotations
 
 import re
-import sys
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.image.compose import DEPS_LABEL
 
 PROJECT_LABEL = 'tg_pipeline.project'
@@ -112,28 +112,28 @@ def _remove(client, image) -> tuple[bool, str]:
     return image.id in deleted, 'the engine kept it'
 
 
-def prune_job_images(client, project: str, keep: int = 2, out=None, dry_run: bool = False) -> list[str]:
+def prune_job_images(client, project: str, keep: int = 2, console: Console = CONSOLE,
+                     dry_run: bool = False) -> list[str]:
     """Remove ``project``'s job images except the ``keep`` newest per job and those in use (module doc)."""
     if keep < 0:
         raise ValueError(f'keep must be 0 or more, got {keep}')
-    out = out or sys.stdout
     images = client.images.list(filters={'label': f'{PROJECT_LABEL}={project}'})
     remove, kept, in_use = _plan(images, keep, _used_image_ids(client))
     removed, failed = [], 0
     for image in remove:
         if dry_run:
-            print(f'would remove {_describe(image)}', file=out)
+            console.print(f'would remove {_describe(image)}')
             removed.append(image.id)
             continue
         ok, why = _remove(client, image)
         if ok:
-            print(f'removed {_describe(image)}', file=out)
+            console.print(f'removed {_describe(image)}')
             removed.append(image.id)
         else:
-            print(f'kept {_describe(image)}: {why}', file=out)
+            console.print(f'kept {_describe(image)}: {why}')
             failed += 1
     verb = 'would remove' if dry_run else 'removed'
-    print(f'project {project}: {verb} {len(removed)} job image(s), kept {len(kept) + failed} '
-          f'(the {keep} newest per job; {in_use} more used by containers'
-          + (f'; {failed} the engine would not remove' if failed else '') + ')', file=out)
+    console.print(f'project {project}: {verb} {len(removed)} job image(s), kept {len(kept) + failed} '
+                  f'(the {keep} newest per job; {in_use} more used by containers'
+                  + (f'; {failed} the engine would not remove' if failed else '') + ')')
     return removed

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts.engine import image_exists
 from tg_pipeline.image.build import build_image
@@ -37,18 +38,18 @@ def deps_key(context_dir: Path) -> str:
 
 
 def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str = 'local',
-                silent: bool = False, verbose: bool = False) -> tuple[str, bool]:
+                console: Console = CONSOLE) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
     entry = (read_json(records) or {}).get(engine) or {}
     if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
-        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
+        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES)
     except BuildError as e:  # a cached step's image was removed meanwhile (someone's prune): once more
         if 'unable to find image' not in (e.output_tail or ''):
             raise
-        image_id = build_image(context_dir, tag, silent=silent, client=client, only=DEPS_FILES, verbose=verbose)
+        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES)
     found = read_json(records) or {}  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
@@ -64,13 +65,13 @@ class JobImage:
     deps_built: bool
 
 
-def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', silent: bool = False,
-                    host: str = 'this engine', verbose: bool = False, load_here: bool = True) -> JobImage:
+def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'local', console: Console = CONSOLE,
+                    host: str = 'this engine', load_here: bool = True) -> JobImage:
     """The job image on ``client``'s engine (``paths``: the job's :class:`~tg_pipeline.paths.JobPaths`,
     ``settings``: labels, env and cmd). Without ``load_here`` it is only composed (the dependency image is
     there, the config and code layer are files): for a command that sends it to another engine and runs
     nothing here."""
-    deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, silent, verbose)
+    deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, console)
     image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
     if not load_here:
         return JobImage(image.image_id, image, built)
@@ -79,19 +80,18 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
     except MissingLayers:
         raise
     except BuildError:  # an engine that takes no partial archive (e.g. Docker's containerd image store)
-        return JobImage(build_code_layer(client, deps_id, paths, tag, settings, silent, verbose), None, built)
+        return JobImage(build_code_layer(client, deps_id, paths, tag, settings, console), None, built)
     return JobImage(image.image_id, image, built)
 
 
-def build_code_layer(client, deps_id: str, paths, tag: str, settings: dict, silent: bool = False,
-                     verbose: bool = False) -> str:
+def build_code_layer(client, deps_id: str, paths, tag: str, settings: dict, console: Console = CONSOLE) -> str:
     """The same job image made by the engine itself: ``docker build`` of the sdist on the dependency image
     (the context holds the sdist and this Dockerfile only). Its id is the engine's; runs use it all the same."""
     labels = ' '.join(f'{k}={json.dumps(v)}' for k, v in settings['labels'].items())
     env = ' '.join(f'{k}={json.dumps(v)}' for k, v in settings['env'].items())
     dockerfile = (f'FROM {deps_id}\nLABEL {DEPS_LABEL}="" {labels}\nENV {env}\nCMD {json.dumps(settings["cmd"])}\n'
                   f'ADD {paths.sdist.name} /opt/tg_pipeline/\n')
-    return build_image(paths.context, tag, silent=silent, client=client, verbose=verbose, only=[paths.sdist.name],
+    return build_image(paths.context, tag, console=console, client=client, only=[paths.sdist.name],
                        extra={'Dockerfile': dockerfile.encode()})
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 from tg_pipeline.compat.docker import docker
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
 from tg_pipeline.paths import read_json, write_if_changed
@@ -49,10 +50,9 @@ class LayerProgress:
     MOVED = ('Pushed', 'Download complete', 'Pull complete')
     THERE = ('Layer already exists', 'Already exists')
 
-    def __init__(self, verb: str, silent: bool = False, out=None, keep: bool = False):
-        from tg_pipeline.console.progress import Progress
+    def __init__(self, verb: str, console: Console = CONSOLE, keep: bool = False):
         self.verb = verb
-        self.bar = Progress(verb, silent=silent, out=out, keep=keep)
+        self.bar = console.progress(verb, keep=keep)
         self.layers: dict[str, str] = {}
         self.new: set[str] = set()
         self.current: dict[str, int] = {}
@@ -105,14 +105,14 @@ def exact_tag(tag: str, image_id: str) -> str:
     return f'{tag}-{image_id.split(":")[-1][:12]}'
 
 
-def push(image_id: str, reference: str, target: Path | None = None, auth=None, silent: bool = False,
+def push(image_id: str, reference: str, target: Path | None = None, auth=None, console: Console = CONSOLE,
          client=None) -> str:
     """Push ``image_id`` as ``reference``'s repository with its exact tag (see :func:`exact_tag`), then as
     ``reference`` itself (the name for people, which another build may re-point at any time); return the
     exact tag's digest and record it in ``target``. Runs pull that digest, never the name for people."""
     client = client or local_engine()
     repository, _, tag = reference.rpartition(':')
-    progress = LayerProgress('push', silent)  # one bar for both tags (the second sends no layer)
+    progress = LayerProgress('push', console)  # one bar for both tags (the second sends no layer)
     try:
         digest = _push_tag(client, image_id, repository, exact_tag(tag, image_id), auth, progress, reference)
         _push_tag(client, image_id, repository, tag, auth, progress, reference)
@@ -180,7 +180,7 @@ def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) ->
     return registry_digest(client or local_engine(), exact, auth) == record['digest']
 
 
-def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, silent: bool = False,
+def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, console: Console = CONSOLE,
          host: str = 'the remote', digest: str | None = None) -> bool:
     """Make the image built here as ``image_id`` present on ``client``'s engine; False when it was.
 
@@ -194,7 +194,7 @@ def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, 
     repository, _, tag = reference.rpartition(':')
     if digest:
         tag = digest
-    progress = LayerProgress('pull', silent, keep=True)  # inside a run step: its own line
+    progress = LayerProgress('pull', console, keep=True)  # inside a run step: its own line
     try:
         for event in client.api.pull(repository, tag, stream=True, decode=True, auth_config=auth):
             if 'error' in event:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 
 from tg_pipeline.compat.docker import docker
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import RemoteError
 
 CHUNK = 1 << 20
@@ -151,19 +152,18 @@ def _archive(local: docker.DockerClient, image_id: str, reference: str, have: se
 
 
 def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: str, reference: str,
-             silent: bool = False, host: str = 'the remote', summary: bool = True) -> TransferStats:
+             console: Console = CONSOLE, host: str = 'the remote', summary: bool = True) -> TransferStats:
     """Make ``image_id`` present on ``remote`` as ``reference``; send only what it lacks (``summary``: end with
     a line saying what was sent; the caller that sends more afterwards says it for both)."""
-    from tg_pipeline.console.progress import Progress
     stats = TransferStats()
-    bar = Progress('transfer', silent=silent)  # the layers' lines as its note, then the bytes sent
+    bar = console.progress('transfer')  # the layers' lines as its note, then the bytes sent
 
     def progress(line):
         if line.startswith('transfer: layer'):
             bar.note(line[len('transfer: '):])
-        elif not silent:
+        elif not console.quiet:
             bar.close(summary='')
-            print(line, flush=True)
+            console.print(line)
     try:
         if remote.images.get(image_id).id == image_id:
             remote.api.tag(image_id, *reference.rsplit(':', 1))
@@ -210,7 +210,7 @@ def transfer(local: docker.DockerClient, remote: docker.DockerClient, image_id: 
 
 
 def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, image, tag: str, deps_tag: str,
-                   silent: bool = False, host: str = 'the remote') -> TransferStats:
+                   console: Console = CONSOLE, host: str = 'the remote') -> TransferStats:
     """Make the composed job ``image`` (:class:`~tg_pipeline.image.compose.Composed`) present on ``remote``: its
     config and code layer go as one small ``docker load``; ``docker save`` runs only when the engine says it
     lacks a dependency layer (the first run, or after the requirements changed), and then sends only the layers
@@ -219,21 +219,18 @@ def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, imag
     from tg_pipeline.image.job_image import place
     stats = TransferStats(layers_total=len(image.base_layers) + 1)
 
-    def say(line):
-        if not silent:
-            print(line, flush=True)
     try:  # the remote usually has the dependency layers: then this is all that travels
         sent = place(remote, image, tag, host)
         if not sent:
-            say(f'transfer: {host} has the image already: nothing sent')
+            console.print(f'transfer: {host} has the image already: nothing sent')
             return stats
     except MissingLayers:  # it lacks some: the dependency image first (only the layers it lacks), then again
         deps_id = json.loads(image.config)['config']['Image']
-        deps = transfer(local, remote, deps_id, deps_tag, silent, host, summary=False)
+        deps = transfer(local, remote, deps_id, deps_tag, console, host, summary=False)
         stats.layers_sent, stats.bytes_sent, stats.sent = deps.layers_sent, deps.bytes_sent, list(deps.sent)
         sent = load(remote, image, tag, host)
     stats.layers_sent += 1
     stats.bytes_sent += sent
     stats.sent.append(image.diff_id)
-    say(f'transfer: {stats.summary()}')
+    console.print(f'transfer: {stats.summary()}')
     return stats

@@ -3,6 +3,8 @@ lost connection to a remote host is said while a run is watched."""
 from __future__ import annotations
 import contextlib
 from typing import Protocol, runtime_checkable
+
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.runs.model import RunHandle, RunResult, RunSpec
 
@@ -76,8 +78,9 @@ class Backend(Protocol):
     def refuse_reach(self, what: str, job: str, run_id: str = '') -> None:
         """Raise the error that says ``what`` (exec, forward) cannot reach this kind of run; nothing when it can."""
 
-    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
-        """Run ``command`` (a shell command line) in the running run; stream its output; its exit code."""
+    def exec(self, handle: RunHandle, command: str, console: Console = CONSOLE) -> int:
+        """Run ``command`` (a shell command line) in the running run; stream its output to ``console``; its exit
+        code."""
 
-    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+    def forward(self, handle: RunHandle, port: int, local_port: int, console: Console = CONSOLE) -> None:
         """Forward ``local_port`` here to ``port`` of the running run, until Ctrl-C or the run's end."""

@@ -19,6 +19,7 @@ import tempfile
 
 from tg_pipeline.compat.docker import docker
 from tg_pipeline.compat.docker import log_frames
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, new_run_id, strip_labels
 from tg_pipeline.runs.backend import lost_connection_means_detached
@@ -312,13 +313,13 @@ class ContainerBackend:
     def refuse_reach(what: str, job: str, run_id: str = '') -> None:
         """exec and forward reach a container run: nothing to refuse."""
 
-    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+    def exec(self, handle: RunHandle, command: str, console: Console = CONSOLE) -> int:
         from tg_pipeline.runs import reach
-        return reach.exec_in_container(self.client, handle, command, out, err)
+        return reach.exec_in_container(self.client, handle, command, console)
 
-    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+    def forward(self, handle: RunHandle, port: int, local_port: int, console: Console = CONSOLE) -> None:
         from tg_pipeline.runs import reach
-        reach.forward_to_container(self, handle, port, local_port, out)
+        reach.forward_to_container(self, handle, port, local_port, console)
 
     def _remove_named(self, name: str) -> None:
         try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import codecs
 import datetime
-import sys
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.runs.backend import Backend
 from tg_pipeline.runs.model import RunHandle, RunResult, reattach_commands
@@ -33,11 +33,10 @@ class Scope:
         return handle.project == self.project
 
 
-def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', silent=False, out=None, err=None,
-        environ=None):
+def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', console: Console = CONSOLE, environ=None):
     """Start a run; unless ``detach``, stream it to its end and collect it. Returns the RunHandle
-    (detached) or the RunResult; raises JobFailed when the job failed."""
-    out, err = out or sys.stdout, err or sys.stderr
+    (detached) or the RunResult; raises JobFailed when the job failed. A quiet ``console`` shows neither our
+    lines nor the job's output (what follows a Ctrl-C shows all the same)."""
     handle = backend.prepare(spec, environ)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         try:
@@ -45,20 +44,19 @@ def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', sil
         except Exception:  # the engine refused to start it: nothing of it may stay behind
             backend.discard(handle)
             raise
-        if not silent and (detach or backend.announce_attached):
-            print(backend.start_line(handle), file=out, flush=True)
+        if detach or backend.announce_attached:
+            console.print(backend.start_line(handle))
         if detach:
-            if not silent:
-                print(f'  follow it: {handle.commands()}', file=out, flush=True)
+            console.print(f'  follow it: {handle.commands()}')
             return handle
-        return watch_and_collect(backend, handle, paths, silent=silent, out=out, err=err)
+        return watch_and_collect(backend, handle, paths, console)
     except KeyboardInterrupt:
-        interrupted(backend, handle, paths, on_interrupt, err)
+        interrupted(backend, handle, paths, on_interrupt, console)
         raise
 
 
-def watch_and_collect(backend: Backend, handle, paths, silent=False, out=None, err=None) -> RunResult:
-    with OutputSink(paths if backend.streams_to_files else None, handle.run_id, silent, out, err) as sink:
+def watch_and_collect(backend: Backend, handle, paths, console: Console = CONSOLE) -> RunResult:
+    with OutputSink(paths if backend.streams_to_files else None, handle.run_id, console) as sink:
         backend.watch(handle, sink)
     result = backend.collect(handle, paths, logs_saved=True)
     result.output = sink.text()
@@ -73,29 +71,30 @@ def judged(result: RunResult) -> RunResult:
     return result
 
 
-def interrupted(backend: Backend, handle, paths, on_interrupt: str, err) -> None:
+def interrupted(backend: Backend, handle, paths, on_interrupt: str, console: Console = CONSOLE) -> None:
     """Ctrl-C: leave a started run to itself (``on_interrupt='detach'``), or stop it and collect what it
-    left (output folder, logs, state: as ``doit stop`` does), then remove it."""
+    left (output folder, logs, state: as ``doit stop`` does), then remove it; said on ``console.err`` even
+    when it is quiet."""
     try:
         handle = backend.refresh(handle)
         started = handle.state != 'created'
     except Exception:  # noqa: BLE001 - the host is unreachable: keep what may be running, as asked
         started = True
     if on_interrupt == 'detach' and started:
-        print(f'\nInterrupted: run {handle.run_id} keeps running in {backend.kind} {handle.name} ({handle.host})\n'
-              f'  re-attach: {handle.commands()}', file=err, flush=True)
+        console.warn(f'\nInterrupted: run {handle.run_id} keeps running in {backend.kind} {handle.name} '
+                     f'({handle.host})\n  re-attach: {handle.commands()}')
         return
-    print(f'\nInterrupted: stopping {backend.kind} {handle.name} ({handle.host})', file=err, flush=True)
+    console.warn(f'\nInterrupted: stopping {backend.kind} {handle.name} ({handle.host})')
     try:
         backend.stop(handle)
         if started and paths is not None:
             backend.collect(handle, paths, logs_saved=False)
-            print(f'  what it left is in {paths.run_dir(handle.run_id)}', file=err, flush=True)
+            console.warn(f'  what it left is in {paths.run_dir(handle.run_id)}')
         else:
             backend.discard(handle)
     except Exception as e:  # noqa: BLE001 - the interrupt stays what the user sees; say what is left
         backend_error = f'{type(e).__name__}: {e}'
-        print(f'  could not stop and collect it ({backend_error}); see: {handle.commands()}', file=err, flush=True)
+        console.warn(f'  could not stop and collect it ({backend_error}); see: {handle.commands()}')
 
 
 # --- finding runs --------------------------------------------------------------------------------------
@@ -130,10 +129,10 @@ def whose(handle: RunHandle) -> str:
 STATUS_COLUMNS = ('run_id', 'state', 'started', 'duration', 'version', 'owner', 'host')
 
 
-def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, out=None, now=None) -> list[dict]:
+def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, console: Console = CONSOLE,
+           now=None) -> list[dict]:
     """Print (and return) the runs: on the host, and those collected here, as a table. DURATION is the time
     since the start for a running run, from start to end for an ended one (``now``: the time it is now)."""
-    out = out or sys.stdout
     now = now or datetime.datetime.now(datetime.timezone.utc)
     on_host = backend.find(scope.job, None if scope.all_projects else scope.project)
     saved = paths.saved_ids()
@@ -142,12 +141,11 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, out
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
     rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
             for rid in sorted({*on_host, *saved})]
-    print(f'# job {scope.job} on {backend.host}: {len(rows)} run(s)', file=out)
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in STATUS_COLUMNS}
-    print('  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
-    for row in rows:
-        print('  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip(), file=out)
-    out.flush()
+    lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
+             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip()]
+    lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip() for row in rows]
+    console.print('\n'.join(lines))
     return rows
 
 
@@ -166,34 +164,33 @@ def saved_row(run_id: str, record: dict, backend) -> dict:
             'host': f'{backend.host} (collected here)', 'owner': record.get('owner', '')}
 
 
-def logs(backend: Backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False, out=None,
-         err=None) -> RunResult | None:
+def logs(backend: Backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False,
+         console: Console = CONSOLE) -> RunResult | None:
     """Print a run's whole output. With ``follow``, a running run is re-attached: its output streams from
     the first line until it ends, then (this project's run) it is collected like an attached run. Ctrl-C
     while following only detaches: the run goes on."""
-    out, err = out or sys.stdout, err or sys.stderr
     found, handle = pick(backend, scope, paths, run_id)
     if handle is None:
-        print(f'# job {scope.job}, run {found}, {backend.host}: saved in {paths.dir}', file=out, flush=True)
-        _write(out, lambda stream: saved_chunks(paths, found, stream))
+        console.print(f'# job {scope.job}, run {found}, {backend.host}: saved in {paths.dir}')
+        _write(console, lambda stream: saved_chunks(paths, found, stream))
         return None
     foreign = '' if scope.mine(handle) else f' ({whose(handle)}: read only)'
     if not follow:
-        print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state})'
-              f'{foreign}', file=out, flush=True)
-        _write(out, lambda stream: backend.log_chunks(handle, stream))
+        console.print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} '
+                      f'({handle.state}){foreign}')
+        _write(console, lambda stream: backend.log_chunks(handle, stream))
         return None
-    print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state}), '
-          f'following{foreign}', file=out, flush=True)
+    console.print(f'# job {scope.job}, run {found}, {backend.host}: {backend.kind} {handle.name} ({handle.state}), '
+                  f'following{foreign}')
     try:
         if foreign:
-            with OutputSink(None, found, out=out, err=err) as sink:
+            with OutputSink(None, found, console) as sink:
                 backend.watch(handle, sink)
             return None
-        return watch_and_collect(backend, handle, paths, out=out, err=err)
+        return watch_and_collect(backend, handle, paths, console)
     except KeyboardInterrupt:
-        print(f'\nInterrupted: stopped following; run {found} keeps running ({handle.host})\n'
-              f'  re-attach: {handle.commands()}', file=err, flush=True)
+        console.warn(f'\nInterrupted: stopped following; run {found} keeps running ({handle.host})\n'
+                     f'  re-attach: {handle.commands()}')
         raise
 
 
@@ -224,22 +221,21 @@ def saved_logs(paths, run_id: str) -> tuple[bytes, bytes]:
     return b''.join(saved_chunks(paths, run_id, 1)), b''.join(saved_chunks(paths, run_id, 2))
 
 
-def _write(out, chunks_of) -> None:
-    """stdout, then (when it has any) ``# stderr`` and stderr, chunk by chunk, decoded for people."""
+def _write(console: Console, chunks_of) -> None:
+    """stdout, then (when it has any) ``# stderr`` and stderr, chunk by chunk, decoded for people, all on
+    ``console.out``."""
     for stream in (1, 2):
         decoder, started = codecs.getincrementaldecoder('utf-8')('replace'), False
         for chunk in chunks_of(stream):
             if stream == 2 and chunk and not started:
-                print('# stderr', file=out)
+                console.print('# stderr')
             started = started or bool(chunk)
-            out.write(decoder.decode(chunk))
-        out.write(decoder.decode(b'', final=True))
-    out.flush()
+            console.write(decoder.decode(chunk))
+        console.write(decoder.decode(b'', final=True))
 
 
-def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, out=None) -> RunResult | None:
+def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, console: Console = CONSOLE) -> RunResult | None:
     """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
-    out = out or sys.stdout
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     if not scope.mine(handle) and backend.stop_takes_output:
         raise PipelineError(f'{backend.noun} {found} belongs to {whose(handle)}: stopping it removes its service '
@@ -248,14 +244,14 @@ def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, out=N
                                  f'ask its owner to stop it')
     backend.stop(handle)
     if not scope.mine(handle):
-        print(f'Stopped {backend.noun} {found} of job {handle.job} on {backend.host}; it belongs to '
-              f'{whose(handle)}, who collects it', file=out, flush=True)
+        console.print(f'Stopped {backend.noun} {found} of job {handle.job} on {backend.host}; it belongs to '
+                      f'{whose(handle)}, who collects it')
         return None
     result = backend.collect(handle, paths, logs_saved=False)
     ended = f'exit code {result.exit_code}' if not result.variants else \
         f'{sum(1 for v in result.variants if v.get("ok"))}/{len(result.variants)} variants succeeded'
-    print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '
-          f'its output and results are in {paths.dir}', file=out, flush=True)
+    console.print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '
+                  f'its output and results are in {paths.dir}')
     return result
 
 
@@ -280,10 +276,9 @@ def result(backend: Backend, scope: Scope, paths, run_id: str | None = None) -> 
     return judged(saved)
 
 
-def cleanup(backend: Backend, project: str, days: float, paths_of, out=None) -> list[str]:
+def cleanup(backend: Backend, project: str, days: float, paths_of, console: Console = CONSOLE) -> list[str]:
     """Remove this project's ended runs older than ``days`` from the host, after collecting them into
     ``paths_of(job)``. Running runs, and other projects' runs, are never touched."""
-    out = out or sys.stdout
     if not project:
         raise PipelineError('cleanup needs the project whose runs it removes', hint='run it through doit cleanup')
     limit = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
@@ -296,31 +291,27 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, out=None) -> 
             continue
         backend.collect(handle, paths_of(handle.job), logs_saved=False)
         removed.append(run_id)
-        print(f'removed run {run_id} of job {handle.job} ({handle.name})', file=out, flush=True)
-    print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}', file=out, flush=True)
+        console.print(f'removed run {run_id} of job {handle.job} ({handle.name})')
+    console.print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}')
     return removed
 
 
-def report(result, out=None) -> None:
+def report(result, console: Console = CONSOLE) -> None:
     """What a person reads at the end of a run: the return value and where everything is kept."""
-    out = out or sys.stdout
+    hints = []
     if result.variants:
-        print(f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})', file=out)
-        hints = []
+        lines = [f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})']
         for v in result.variants:
             value = shown_value(v.get('run_dir'), result.module, hints) if v.get('ok') else 'None'
-            print(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
-                  f'result {value}', file=out)
-        for hint in dict.fromkeys(hints):
-            print(f'TIP: {hint}', file=out)
+            lines.append(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
+                         f'result {value}')
+        lines += [f'TIP: {hint}' for hint in dict.fromkeys(hints)]
     else:
-        hints = []
-        print(f'Result: {shown_value(result.run_dir, result.module, hints)}', file=out)
-        for hint in hints:
-            print(f'TIP: {hint}', file=out)
+        lines = [f'Result: {shown_value(result.run_dir, result.module, hints)}']
+        lines += [f'TIP: {hint}' for hint in hints]
         if result.run_dir:
-            print(final_line(result), file=out)
-    out.flush()
+            lines.append(final_line(result))
+    console.print('\n'.join(lines))
 
 
 def final_line(result) -> str:
@@ -345,23 +336,23 @@ __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'repor
 
 
 # --- on the lifecycle's terms: this project's latest running run, or run_id= -------------------------------
-def exec_command(backend: Backend, scope, paths, run_id: str | None, command: str, out=None, err=None) -> int:
+def exec_command(backend: Backend, scope, paths, run_id: str | None, command: str, console: Console = CONSOLE) -> int:
     """Run ``command`` in the running run; print its output and exit code; return the exit code."""
-    out, err = out or sys.stdout, err or sys.stderr
     backend.refuse_reach('exec', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
     foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
-    print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}', file=out, flush=True)
-    code = backend.exec(handle, command, out, err)
-    print(f'# exit code {code}', file=out, flush=True)
+    console.print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}')
+    code = backend.exec(handle, command, console)
+    console.print(f'# exit code {code}')
     return code
 
 
-def forward(backend: Backend, scope, paths, run_id: str | None, port: int, local_port: int, out=None) -> None:
+def forward(backend: Backend, scope, paths, run_id: str | None, port: int, local_port: int,
+            console: Console = CONSOLE) -> None:
     """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
     backend.refuse_reach('forward', scope.job)
     found, handle = pick(backend, scope, paths, run_id, running_only=True)
-    backend.forward(handle, port, local_port, out or sys.stdout)
+    backend.forward(handle, port, local_port, console)
 
 
 def run_container(client, spec: RunSpec, where: str = 'local', paths=None, **kwargs):

@@ -1,17 +1,17 @@
 """Where a run's output goes while it streams: log files (raw bytes, exactly as the job wrote them),
-the terminal (decoded leniently, unless silent), and a bounded tail kept for error messages."""
+the console (decoded leniently; nothing when it is quiet), and a bounded tail kept for error messages."""
 from __future__ import annotations
 
 import codecs
-import sys
+
+from tg_pipeline.console import CONSOLE, Console
 
 TAIL_BYTES = 64 * 1024
 
 
 class OutputSink:
-    def __init__(self, paths=None, run_id: str = '', silent: bool = False, out=None, err=None, prefix: str = ''):
-        self.silent, self.prefix = silent, prefix
-        self.targets = (out or sys.stdout, err or sys.stderr)
+    def __init__(self, paths=None, run_id: str = '', console: Console = CONSOLE, prefix: str = ''):
+        self.console, self.prefix = console, prefix
         self.decoders = [codecs.getincrementaldecoder('utf-8')('replace') for _ in range(2)]
         self.tail = bytearray()
         self.files = (None, None)
@@ -30,21 +30,15 @@ class OutputSink:
         if file:
             file.write(data)
             file.flush()
-        if not self.silent:
-            text = self.decoders[index].decode(data)
-            if text:
-                self.targets[index].write(text)
-                self.targets[index].flush()
+        if not self.console.quiet:
+            self.console.write(self.decoders[index].decode(data), err=index == 1)
 
     def text(self) -> str:
         return self.tail.decode('utf-8', 'replace')
 
     def close(self) -> None:
         for index, decoder in enumerate(self.decoders):  # a character cut short at the end shows as U+FFFD
-            text = decoder.decode(b'', final=True)
-            if text and not self.silent:
-                self.targets[index].write(text)
-                self.targets[index].flush()
+            self.console.write(decoder.decode(b'', final=True), err=index == 1)
         for file in self.files:
             if file:
                 file.close()

@@ -9,25 +9,22 @@ engine's bridge network (a local run's container is reached at its address direc
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 
 from tg_pipeline.compat.docker import exec_frames
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError
 
 CHUNK = 64 * 1024
 
 
 # --- container runs ------------------------------------------------------------------------------------
-def exec_in_container(client, handle, command: str, out=None, err=None) -> int:
+def exec_in_container(client, handle, command: str, console: Console = CONSOLE) -> int:
     """``sh -c COMMAND`` in the container, its output streamed as it comes; its exit code."""
-    out, err = out or sys.stdout, err or sys.stderr
     created = client.api.exec_create(handle.ref, ['sh', '-c', command], stdout=True, stderr=True)
     for stream, data in exec_frames(client, created['Id']):
-        target = err if stream == 2 else out
-        target.write(data.decode('utf-8', 'replace'))
-        target.flush()
+        console.write(data.decode('utf-8', 'replace'), err=stream == 2)
     for _ in range(50):  # the engine records the exit code a moment after the stream ends
         code = client.api.exec_inspect(created['Id']).get('ExitCode')
         if code is not None:
@@ -47,10 +44,9 @@ def container_address(client, handle) -> str:
     return address
 
 
-def forward_to_container(backend, handle, port: int, local_port: int, out=None) -> None:
+def forward_to_container(backend, handle, port: int, local_port: int, console: Console = CONSOLE) -> None:
     """Listen on 127.0.0.1:``local_port``; each connection goes to the container's ``port`` (over the SSH
     connection for a remote host) until Ctrl-C, or until the run ends."""
-    out = out or sys.stdout
     address = container_address(backend.client, handle)
     if backend.remote:
         transport = backend.place.connection.client.get_transport()
@@ -61,13 +57,13 @@ def forward_to_container(backend, handle, port: int, local_port: int, out=None) 
         def connect():
             return socket.create_connection((address, port), timeout=10)
     listener = _listen(local_port, handle)
-    print(f'Forwarding 127.0.0.1:{local_port} -> port {port} of run {handle.run_id} ({handle.host}, container '
-          f'{handle.name} at {address}); Ctrl-C stops', file=out, flush=True)
+    console.print(f'Forwarding 127.0.0.1:{local_port} -> port {port} of run {handle.run_id} ({handle.host}, '
+                  f'container {handle.name} at {address}); Ctrl-C stops')
     try:
-        _serve(listener, connect, lambda: backend.refresh(handle).running, out)
-        print(f'Run {handle.run_id} has ended: forwarding stopped', file=out, flush=True)
+        _serve(listener, connect, lambda: backend.refresh(handle).running, console)
+        console.print(f'Run {handle.run_id} has ended: forwarding stopped')
     except KeyboardInterrupt:
-        print('\nStopped forwarding (the run goes on)', file=out, flush=True)
+        console.print('\nStopped forwarding (the run goes on)')
     finally:
         listener.close()
 
@@ -87,7 +83,7 @@ def _listen(local_port: int, handle) -> socket.socket:
     return listener
 
 
-def _serve(listener, connect, alive, out) -> None:
+def _serve(listener, connect, alive, console: Console) -> None:
     """Accept until the run ends (checked every few seconds), one pair of pumps per connection."""
     checked = time.monotonic()
     while True:
@@ -99,14 +95,14 @@ def _serve(listener, connect, alive, out) -> None:
                 if not alive():
                     return
             continue
-        threading.Thread(target=_pair, args=(client, connect, out), daemon=True).start()
+        threading.Thread(target=_pair, args=(client, connect, console), daemon=True).start()
 
 
-def _pair(client, connect, out) -> None:
+def _pair(client, connect, console: Console) -> None:
     try:
         upstream = connect()
     except Exception as e:  # noqa: BLE001 - nothing listens there (yet): this connection only
-        print(f'  a connection could not be forwarded: {type(e).__name__}: {e}', file=out, flush=True)
+        console.print(f'  a connection could not be forwarded: {type(e).__name__}: {e}')
         client.close()
         return
     client.settimeout(None)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 from tg_pipeline.config.schema import RunSettings
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.config.values import parse_gpus, parse_mount, parse_port, read_env_file
 from tg_pipeline.errors import ConfigError, PipelineError
 from tg_pipeline.runtime import protocol
@@ -177,10 +177,9 @@ def start_problem(error, host, job: str, gpus: str) -> PipelineError | None:
 
 
 # --- cleanup -------------------------------------------------------------------------------------------
-def remove_caches(engines: list, project: str, host: str, out=None) -> list[str]:
+def remove_caches(engines: list, project: str, host: str, console: Console = CONSOLE) -> list[str]:
     """Remove this project's cache volumes from ``engines``; a volume a container still uses is kept."""
     import docker
-    out = out or sys.stdout
     removed = []
     for engine in engines:
         found = engine.api.volumes(filters={'label': [f'{protocol.LABEL}.project={project}', CACHE_LABEL]})
@@ -190,9 +189,9 @@ def remove_caches(engines: list, project: str, host: str, out=None) -> list[str]
             except docker.errors.NotFound:
                 continue
             except docker.errors.APIError as e:
-                print(f'kept cache volume {volume["Name"]}: {e.explanation or e}', file=out, flush=True)
+                console.print(f'kept cache volume {volume["Name"]}: {e.explanation or e}')
                 continue
             removed.append(volume['Name'])
-            print(f'removed cache volume {volume["Name"]}', file=out, flush=True)
-    print(f'{len(removed)} cache volume(s) of project {project} removed from {host}', file=out, flush=True)
+            console.print(f'removed cache volume {volume["Name"]}')
+    console.print(f'{len(removed)} cache volume(s) of project {project} removed from {host}')
     return removed

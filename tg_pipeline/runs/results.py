@@ -3,6 +3,7 @@ as a person reads it (its repr, or its type and size when large), or why it cann
 from __future__ import annotations
 import pickle
 from pathlib import Path
+from tg_pipeline.console.units import format_bytes
 from tg_pipeline.runtime import protocol
 import json
 
@@ -75,13 +76,6 @@ SHOWN_PICKLE_BYTES = 64 * 1024  # a larger return value is summed up, never load
 SHOWN_REPR_CHARS = 2000
 
 
-def human_size(size: int) -> str:
-    for unit, scale in (('GB', 1 << 30), ('MB', 1 << 20), ('KB', 1 << 10)):
-        if size >= scale:
-            return f'{size / scale:.1f} {unit}'
-    return f'{size} bytes'
-
-
 def shown_value(run_dir, module: str, hints: list | None = None) -> str:
     """The return value kept in ``run_dir`` as a person reads it: its repr, or, when that would be large (a
     pickle over 64 KiB, or a repr over 2000 characters), ``<TYPE, SIZE pickled, in PATH>``; a large value
@@ -100,12 +94,12 @@ def shown_value(run_dir, module: str, hints: list | None = None) -> str:
                 hints.append(e.hint)
             return f'the value {e.summary}'
         except Exception as e:  # noqa: BLE001 - any other unpickling failure: say so, do not fail
-            return f'<{kind}, {human_size(size)} pickled, in {path}; not loadable here: {type(e).__name__}: {e}>'
+            return f'<{kind}, {format_bytes(size)} pickled, in {path}; not loadable here: {type(e).__name__}: {e}>'
         text = repr(value)
         if len(text) <= SHOWN_REPR_CHARS:
             return text
         kind = type(value).__name__
-    return f'<{kind}, {human_size(size)} pickled, in {path}>'
+    return f'<{kind}, {format_bytes(size)} pickled, in {path}>'
 
 
 def _recorded_type(run_dir) -> str:
@@ -139,7 +133,7 @@ def shown_object(value) -> str:
         text = repr(value)
         if len(text) <= SHOWN_REPR_CHARS:
             return text
-    return f'<{type(value).__name__}, {human_size(counter.size)} pickled>'
+    return f'<{type(value).__name__}, {format_bytes(counter.size)} pickled>'
 
 
 def read_text(run_dir, name: str) -> str | None:

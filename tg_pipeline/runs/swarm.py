@@ -22,6 +22,7 @@ from pathlib import Path
 
 
 from tg_pipeline.compat.docker import docker
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import SwarmError
 from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, Variant, new_run_id, strip_labels
 from tg_pipeline.runs.backend import lost_connection_means_detached
@@ -303,10 +304,10 @@ class SwarmBackend:
                 return found
             time.sleep(0.5)
 
-    def exec(self, handle: RunHandle, command: str, out=None, err=None) -> int:
+    def exec(self, handle: RunHandle, command: str, console: Console = CONSOLE) -> int:
         self.refuse_reach('exec', handle.job, handle.run_id)
 
-    def forward(self, handle: RunHandle, port: int, local_port: int, out=None) -> None:
+    def forward(self, handle: RunHandle, port: int, local_port: int, console: Console = CONSOLE) -> None:
         self.refuse_reach('forward', handle.job, handle.run_id)
 
     @staticmethod

@@ -7,7 +7,6 @@ the functions, so that listing tasks and deciding that nothing changed stays che
 from __future__ import annotations
 
 
-from tg_pipeline.console.progress import step_note as note
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.context import config_origin_is_api
 
@@ -82,17 +81,19 @@ def build_image(ctx: Context, job: str) -> None:
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
     here = ctx.loads_here(job)
-    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), verbose=ctx.config.docker.verbose,
+    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), console=ctx.console,
                             load_here=here)
     record_image(p, image, ctx.image_tag(job))
-    note(('dependencies and code layer' if image.deps_built else 'code layer only') + ('' if here else ', for the remote'))
+    ctx.console.step_note(('dependencies and code layer' if image.deps_built else 'code layer only')
+                          + ('' if here else ', for the remote'))
 
 
 def push(ctx: Context, job: str) -> None:
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import push as send
     p = ctx.paths(job)
-    send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth())
+    send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
+         console=ctx.console)
 
 
 def push_current(ctx: Context, job: str) -> bool:

@@ -29,9 +29,9 @@ def reach_step(ctx: Context, job: str, step: str) -> None:
     with backend_on(ctx.config, where) as kind:
         if step == 'forward':
             local = number(ctx, 'local_port', str(port), int, hint='e.g. local_port=16006')
-            forward(kind, scope, paths, run_id, port, local)
+            forward(kind, scope, paths, run_id, port, local, ctx.run_console())
             return
-        code = exec_command(kind, scope, paths, run_id, ctx.variables['cmd'])
+        code = exec_command(kind, scope, paths, run_id, ctx.variables['cmd'], ctx.run_console())
     if code != 0:
         raise PipelineError(f'the command exited with code {code} in job {job}\'s run ({where})')
 
@@ -59,12 +59,12 @@ def cleanup(ctx: Context) -> None:
     where = ctx.where()
     with open_host(ctx.config, where) as host:
         lifecycle.cleanup(backend_for(host, ctx.config), ctx.config.project, days,
-                          lambda job: JobPaths(ctx.config.build_dir, job).runs(where))
+                          lambda job: JobPaths(ctx.config.build_dir, job).runs(where), ctx.run_console())
         if where != 'swarm':
-            prune_job_images(host.docker, ctx.config.project, keep=keep)
+            prune_job_images(host.docker, ctx.config.project, keep=keep, console=ctx.run_console())
         if ctx.flag('caches'):
             from tg_pipeline.runs.resources import remove_caches
-            remove_caches([host.docker, *host.nodes], ctx.config.project, host.name)
+            remove_caches([host.docker, *host.nodes], ctx.config.project, host.name, ctx.run_console())
 
 
 def draw_graph(ctx: Context, tasks: dict, probe) -> None:
@@ -83,6 +83,7 @@ def show_config(ctx: Context, jobs: list[str]) -> None:
 def check_remote(ctx: Context) -> None:
     from tg_pipeline.workflow.preflight import check_remote as preflight
     from tg_pipeline.ssh.connection import RemoteTarget
-    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth())
+    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth(),
+                       ctx.run_console())
     if failed:
         raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')

@@ -2,6 +2,7 @@
 from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
+from tg_pipeline.console import Console
 from tg_pipeline.paths import JobPaths
 
 
@@ -10,8 +11,10 @@ class Context:
     """One doit run over one configuration (from pipeline.toml, or built by the Python API).
 
     ``payloads`` (job -> {resource: pickled bytes}) replace the serialize step of those jobs; ``sweeps``
-    (job -> variant labels) go with payloads that hold a ``variants`` resource. With ``capture``, errors
-    are kept in ``errors`` for the caller instead of printed."""
+    (job -> variant labels) go with payloads that hold a ``variants`` resource. With ``capture`` (the Python
+    API), errors and results are kept for the caller instead of printed, and a run step prints the job's output
+    only (see :meth:`run_console`). ``console``: what the steps print (default: the process's, verbose with
+    ``[docker] verbose``; the Python API's is quiet with ``Containering.silent``)."""
     config: object
     variables: dict = field(default_factory=dict)
     payloads: dict = field(default_factory=dict)
@@ -19,8 +22,12 @@ class Context:
     capture: bool = False
     results: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
-    quiet_build: bool = False  # the Python API's Containering.silent: build steps print nothing (runs still do)
     requested: list = field(default_factory=list)  # the run steps this doit command runs ([]: not known)
+    console: Console | None = None
+
+    def __post_init__(self):
+        if self.console is None:
+            self.console = Console(verbose=bool(self.config.docker.verbose))
 
     def flag(self, name: str) -> bool:
         """A yes/no command-line variable: detach=1, follow=true ..."""
@@ -63,14 +70,30 @@ class Context:
     def payload_key(self, job: str) -> dict:
         return {name: hashlib.sha256(data).hexdigest() for name, data in self.payloads[job].items()}
 
+    def run_console(self, where: str = '') -> Console:
+        """What a run step on ``where`` prints the job's own output and its run's lines with (and a command on
+        runs, ``status``, ``logs``...): shown even when ``console`` is quiet (``Containering.silent`` quiets the
+        build steps only), but for a swarm sweep in the Python API, whose caller gets its values."""
+        return self.console.replace(quiet=self.capture and where == 'swarm')
+
+    def delivery_console(self) -> Console:
+        """What a run step prints getting the job image to its host with (a build there, a transfer, a pull, a
+        push from there): nothing in the Python API, whose caller gets the run's outcome."""
+        return self.console.replace(quiet=True) if self.capture else self.console
+
     def say(self, job: str, result) -> None:
         """Keep a run's result for the Python API; tell the command-line user the value and where it is
         (also at ``doit -v 0``, which hides the rest of a task's output)."""
         self.results[job] = result
         if not self.capture:
-            from tg_pipeline.compat.doit import outcome_stream
             from tg_pipeline.runs.lifecycle import report
-            report(result, out=outcome_stream())
+            report(result, self.outcome_console())
+
+    def outcome_console(self) -> Console:
+        """Where a run's outcome is said (``Result: ...``, its final line): doit's outcome stream, which shows
+        also at ``doit -v 0``."""
+        from tg_pipeline.compat.doit import outcome_stream
+        return self.console.replace(out=outcome_stream())
 
 
 def config_origin_is_api(origin: str) -> bool:

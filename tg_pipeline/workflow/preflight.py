@@ -7,9 +7,9 @@ registry from here, pulling from it on the remote; plus the remote versions.
 from __future__ import annotations
 
 import io
-import sys
 import tarfile
 
+from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.image.registry import pull, push, remote_reference
@@ -33,28 +33,28 @@ def _probe_image(client) -> str:
 
 
 class Report:
-    def __init__(self, out=None):
-        self.out = out or sys.stdout
+    def __init__(self, console: Console = CONSOLE):
+        self.console = console
         self.failed = 0
 
     def ok(self, what: str, detail: str):
-        print(f'[ OK ] {what}: {detail}', file=self.out, flush=True)
+        self.console.print(f'[ OK ] {what}: {detail}')
 
     def fail(self, what: str, error: BaseException):
         self.failed += 1
         message = error.message.splitlines()[0] if isinstance(error, PipelineError) else f'{error}'
-        print(f'[FAIL] {what}: {message}', file=self.out, flush=True)
+        self.console.print(f'[FAIL] {what}: {message}')
         hint = getattr(error, 'hint', None)
         if hint:
-            print(f'       TIP: {hint}', file=self.out, flush=True)
+            self.console.print(f'       TIP: {hint}')
 
     def skip(self, what: str, why: str):
-        print(f'[SKIP] {what}: {why}', file=self.out, flush=True)
+        self.console.print(f'[SKIP] {what}: {why}')
 
 
-def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> int:
+def check_remote(target: RemoteTarget, registry: str, auth=None, console: Console = CONSOLE) -> int:
     """Run every check, print one line each; return the number of failures."""
-    report = Report(out)
+    report = Report(console)
     remote = None
     try:
         connection = connect(target)
@@ -80,7 +80,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
             client = local_engine()
             image_id = _probe_image(client)
             reference = remote_reference(registry, PROBE)
-            push(image_id, reference, auth=auth, silent=True, client=client)
+            push(image_id, reference, auth=auth, console=console.replace(quiet=True), client=client)
             report.ok('registry push from here', f'{reference}')
         except PipelineError as e:
             report.fail('registry push from here', e)
@@ -89,7 +89,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
         report.skip('registry', 'no [registry] address configured')
     if remote is not None and reference:
         try:
-            pull(remote.docker, reference, image_id, auth, silent=True, host=remote.connection.host)
+            pull(remote.docker, reference, image_id, auth, console.replace(quiet=True), host=remote.connection.host)
             report.ok('registry pull on the remote', reference)
             remote.docker.images.remove(reference, force=True)
         except PipelineError as e:
@@ -99,5 +99,5 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, out=None) -> in
         version = (python.stdout or python.stderr).strip() if python.exited == 0 else 'no python3 (not needed)'
         report.ok('remote versions', f'Docker {docker_version}; {version}')
         remote.close()
-    print('all checks passed' if not report.failed else f'{report.failed} check(s) failed', file=report.out)
+    console.print('all checks passed' if not report.failed else f'{report.failed} check(s) failed')
     return report.failed

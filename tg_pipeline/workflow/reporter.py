@@ -1,7 +1,7 @@
 """The lines the doit console reporter prints for the steps (doit itself is wired in :func:`tg_pipeline.workflow.reporter.console_reporter`).
 
 * A step that ran: ONE line when it ends, with its duration and what it noted
-  (:func:`tg_pipeline.console.progress.step_note`)::
+  (:meth:`tg_pipeline.console.Console.step_note`)::
 
       build_image:ExampleJob  0.31 s (code layer only)
 

@@ -7,15 +7,15 @@ from tg_pipeline.workflow.build_steps import image_settings
 from tg_pipeline.workflow.context import config_origin_is_api
 
 
-def say_failed_run(error) -> None:
-    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are)."""
+def say_failed_run(error, console) -> None:
+    """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are), on
+    ``console`` (see :meth:`Context.outcome_console`)."""
     result = getattr(error, 'result', None)
     if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
-        from tg_pipeline.compat.doit import outcome_stream
         from tg_pipeline.runs.lifecycle import final_line
         line = final_line(result)
         if line:
-            print(line, file=outcome_stream(), flush=True)
+            console.print(line)
 
 
 # --- run steps -----------------------------------------------------------------------------------------
@@ -57,9 +57,9 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
-    silent = ctx.capture and host.where == 'swarm'  # a job's own output always shows, but for sweeps in the API
     outcome = lifecycle.run(backend_for(host, ctx.config), spec, ctx.paths(job).runs(host.where),
-                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt, silent=silent)
+                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
+                            console=ctx.run_console(host.where))
     if hasattr(outcome, 'exit_code'):
         ctx.say(job, outcome)
     else:
@@ -71,9 +71,8 @@ def run_attached(ctx: Context, job: str) -> None:
     value = run_here(ctx.paths(job).payload, job)
     ctx.results[job] = value
     if not ctx.capture:
-        from tg_pipeline.compat.doit import outcome_stream
         from tg_pipeline.runs.results import shown_object
-        print(f'Result: {shown_object(value)}', file=outcome_stream(), flush=True)
+        ctx.outcome_console().print(f'Result: {shown_object(value)}')
 
 
 def run_local(ctx: Context, job: str) -> None:
@@ -88,7 +87,7 @@ def run_remote(ctx: Context, job: str) -> None:
     check_env(ctx, job)
     with open_host(ctx.config, 'remote') as host:
         image_id, reference = ctx.delivery(job).to_remote(host, ctx.paths(job), image_settings(ctx, job),
-                                                          ctx.registry_auth(), ctx.capture, ctx.config.docker.verbose)
+                                                          ctx.registry_auth(), ctx.delivery_console())
         _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
 
 
@@ -96,8 +95,8 @@ def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
     check_env(ctx, job)
     image_id, reference = ctx.delivery(job).for_swarm(ctx.paths(job), lambda: open_host(ctx.config, 'remote'),
-                                                      image_settings(ctx, job), ctx.registry_auth(), ctx.capture,
-                                                      ctx.config.docker.verbose)
+                                                      image_settings(ctx, job), ctx.registry_auth(),
+                                                      ctx.delivery_console())
     with open_host(ctx.config, 'swarm') as host:
         _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
 
@@ -109,12 +108,13 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     scope = lifecycle.Scope(job, ctx.config.project, ctx.flag('all_projects'))
     paths = ctx.paths(job).runs(where)
     with backend_on(ctx.config, where) as kind:
+        console = ctx.run_console()  # what the command prints is its point
         if step == 'status':
-            ctx.results[job] = lifecycle.status(kind, scope, paths, run_id)
+            ctx.results[job] = lifecycle.status(kind, scope, paths, run_id, console)
         elif step == 'stop':
-            lifecycle.stop(kind, scope, paths, run_id)
+            lifecycle.stop(kind, scope, paths, run_id, console)
         elif step == 'logs':
-            result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'))
+            result = lifecycle.logs(kind, scope, paths, run_id, follow=ctx.flag('follow'), console=console)
             if result is not None:  # followed to its end: collected like an attached run
                 ctx.say(job, result)
         else:

@@ -12,9 +12,6 @@ up-to-date checks say when it must run again.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
@@ -56,21 +53,16 @@ SINGLE_TASKS = {
 }
 
 
-def action(ctx: Context, function, *args, build: bool = False):
-    """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback. A ``build`` step
-    prints nothing with ``ctx.quiet_build``."""
+def action(ctx: Context, function, *args):
+    """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback."""
     def run():
         try:
-            if build and ctx.quiet_build:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    function(ctx, *args)
-            else:
-                function(ctx, *args)
+            function(ctx, *args)
         except PipelineError as e:  # said once, as ERROR/TIP: doit's reporter does not repeat it
             ctx.errors.append(e)
             if not ctx.capture:
                 report(e)
-                say_failed_run(e)
+                say_failed_run(e, ctx.outcome_console())
             return TaskFailed(e.message.splitlines()[0], report=ctx.capture)
         except KeyboardInterrupt as e:  # what happened to the run was printed where it was handled
             ctx.errors.append(e)
