@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent: a virtual environment in .venv with tg_pipeline (editable) and its test tools.
+# Idempotent: a virtual environment in .venv with tg_pipeline (editable), its test tools and the docs' (mkdocs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,7 +10,7 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs]' 2>&1 \
         | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
     rm -f .venv/.installed-*; touch "$stamp"
 fi

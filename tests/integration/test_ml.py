@@ -85,7 +85,6 @@ def test_gpus_become_a_device_request_and_an_engine_without_them_is_one_paragrap
 
     # the container as the engine made it, before it is started (and refused)
     from tg_pipeline import config
-    from tg_pipeline.workflow import build_steps as steps
     from tg_pipeline.workflow.context import Context
     from tg_pipeline.workflow.run_steps import run_spec
     from tg_pipeline.errors import PipelineError

@@ -5,11 +5,9 @@ import os
 import signal
 import threading
 
-import pytest
 
 from tg_pipeline import config as config_module
 from tg_pipeline.console import Console
-from tg_pipeline.workflow import build_steps as steps
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.workflow.run_steps import run_spec
 from tg_pipeline.errors import JobFailed

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tg_pipeline import compat
-from tg_pipeline.compat.doit import doit_command_line, doit_exit_code, exit_now
+from tg_pipeline.compat.doit import doit_command_line, doit_exit_code
 
 PYPROJECT = Path(__file__).resolve().parents[2] / 'pyproject.toml'
 

@@ -6,7 +6,6 @@ import pytest
 
 from tg_pipeline import Containering, Packaging, SSHDockerConfig, SSHDockerOptions, config
 from tg_pipeline.hosts import engine, host as hosts
-from tg_pipeline.workflow import build_steps as steps
 from tg_pipeline.workflow.run_steps import check_env, run_local, run_remote, run_swarm
 from tg_pipeline.workflow.context import Context
 from tg_pipeline.api import pipeline_config

@@ -19,7 +19,7 @@ from fakes.runs import IMAGE, local_backend, make_spec, run
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs import model as base, lifecycle, records, results
+from tg_pipeline.runs import model as base, lifecycle, results
 from tg_pipeline.runs.results import shown_object, shown_value
 from tg_pipeline.runs.attached import run_attached
 from tg_pipeline.runs.lifecycle import Scope

@@ -16,7 +16,7 @@ from tg_pipeline.console import Console
 from tg_pipeline.errors import ConfigError, JobFailed, PipelineError
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
-from tg_pipeline.runs import lifecycle, reach
+from tg_pipeline.runs import lifecycle
 from tg_pipeline.runs.lifecycle import exec_command, forward
 from tg_pipeline.runs.model import RunHandle, RunResult
 from tg_pipeline.runs.records import failure, state_of_record
