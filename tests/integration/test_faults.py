@@ -201,7 +201,7 @@ def test_memory_stays_bounded_whatever_the_job_returns(project, docker_client, t
     run_id = run_id_of_record(project, 'ReturnsBig', 'local')
     saved = runs_dir(project, 'ReturnsBig', 'local') / run_id / 'result.pkl'
     assert saved.stat().st_size > 100 << 20
-    summary = f'Result: <list, {saved.stat().st_size / (1 << 20):.1f} MB pickled, in {saved}>'
+    summary = f'Result: <list, {saved.stat().st_size / 1e6:.1f} MB pickled, in {saved}>'
     assert summary in text, text[-2000:]
     assert peak <= RSS_LIMIT_MB, f'run_local returning 100 MB: {peak:.0f} MB'
     code, text, err, peak = measured(project, tmp_path, 'result', 'job=ReturnsBig')
