@@ -28,8 +28,9 @@ def _setting(key: str, value: Any, origin: str) -> str:
     return f'{toml_key(key)} = {text}  # {origin}'
 
 
-def describe(config, jobs=None, environ=None) -> str:
-    """The effective configuration as TOML: each value with its origin, env values shown (secrets masked)."""
+def describe(config, jobs=None, environ=None, notes=None) -> str:
+    """The effective configuration as TOML: each value with its origin, env values shown (secrets masked);
+    ``notes`` (section -> comment lines) end their sections."""
     from tg_pipeline.config import schema as settings
     path = str(config.path)
 
@@ -44,6 +45,7 @@ def describe(config, jobs=None, environ=None) -> str:
                   for f in dataclasses.fields(values)]
         if section == 'docker':
             lines.append(f'# base image used: {config.base_image}')
+        lines += (notes or {}).get(section, [])
     for name in jobs or sorted(config.jobs):
         job = config.job(name)
         lines.append(f'[jobs.{toml_key(name)}]  # module {job.module}')

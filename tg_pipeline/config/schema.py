@@ -34,8 +34,10 @@ from tg_pipeline.config.identity import default_base_image, owner, project_id
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'
 SSH_CONFIG_ENV = 'TG_PIPELINE_SSH_CONFIG'
+SSH_CLIENT_ENV = 'TG_PIPELINE_SSH_CLIENT'
 # settings the environment sets (over pipeline.toml, under the command line)
-ENV_SETTINGS = {'docker.base_image': BASE_IMAGE_ENV, 'remote.ssh_config': SSH_CONFIG_ENV}
+ENV_SETTINGS = {'docker.base_image': BASE_IMAGE_ENV, 'remote.ssh_config': SSH_CONFIG_ENV,
+                'remote.ssh_client': SSH_CLIENT_ENV}
 API_ORIGIN = 'Python API'
 COMMAND_LINE = 'command line'
 DEFAULT = 'default'
@@ -137,6 +139,11 @@ class RemoteSettings(_Section):
     accept_unknown_host_keys: bool = False
     connect_timeout: float = _field(0.0, minimum='0 (ConnectTimeout of the ssh config, else 15)')
     ssh_config: str = ''  # an ssh_config file to use instead of OpenSSH's own (ssh -F); env TG_PIPELINE_SSH_CONFIG
+    ssh_client: Literal['auto', 'openssh', 'paramiko'] = _field(
+        'auto', help='"openssh": the ssh program with one shared connection per host and project (ControlMaster); '
+                     '"paramiko": a login of our own per command; "auto" (the default): openssh where the ssh '
+                     'program can share connections (not on Windows); env TG_PIPELINE_SSH_CLIENT')
+    control_persist: float = _field(300.0, minimum='0 (the shared connection ends with the command)')
     transfer: Literal['', 'registry', 'ssh'] = _field(
         '', help='"registry": push there, pull on the remote; "ssh": send only the missing layers over SSH; '
                  '"" (the default): "registry" when [registry] has an address, else "ssh"')

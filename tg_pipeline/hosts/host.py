@@ -75,9 +75,10 @@ def _local_host() -> Host:
 def _remote(config):
     """The [remote] login: the one :func:`tg_pipeline.ssh.early.connect_early` started, or a new one."""
     from tg_pipeline.ssh import early as early_ssh
-    from tg_pipeline.ssh.connection import Remote, RemoteTarget
+    from tg_pipeline.ssh.settings import RemoteTarget
+    from tg_pipeline.ssh.transport import open_remote
     early = early_ssh.take(config)
-    return early if early is not None else Remote(RemoteTarget.from_config(config.remote))
+    return early if early is not None else open_remote(RemoteTarget.from_config(config.remote, getattr(config, 'project', '')))
 
 
 def _ssh_host(config) -> Host:

@@ -77,7 +77,8 @@ def draw_graph(ctx: Context, tasks: dict, probe) -> None:
 
 def show_config(ctx: Context, jobs: list[str]) -> None:
     from tg_pipeline.config.describe import describe
-    print(describe(ctx.config, jobs))
+    from tg_pipeline.ssh.transport import describe as ssh_client
+    print(describe(ctx.config, jobs, notes={'remote': [ssh_client(ctx.config.remote)]}))
 
 
 def check_remote(ctx: Context) -> None:

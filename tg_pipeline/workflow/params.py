@@ -40,6 +40,9 @@ SETTINGS = {
     'remote.connect_timeout': 'seconds to wait for the SSH login',
     'remote.transfer': 'how the image reaches the remote: registry, or ssh (only the missing layers)',
     'remote.ssh_config': 'an ssh config file to read instead of ~/.ssh/config (like ssh -F); env TG_PIPELINE_SSH_CONFIG',
+    'remote.ssh_client': 'openssh (one shared connection per host and project), paramiko, or auto; '
+                         'env TG_PIPELINE_SSH_CLIENT',
+    'remote.control_persist': 'seconds the shared SSH connection stays after its last use (0: closed after each command)',
     'swarm.manager': 'the swarm manager: local (this engine) or remote (the [remote] host)',
     'swarm.max_concurrent': 'tasks of a sweep running at once, 0 = all',
     'swarm.cpu_reservation': 'CPU a node must have free for each task',
