@@ -29,6 +29,7 @@ class Host:
     nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
     _closers: list = field(default_factory=list)
     lost: object = None  # () -> why the SSH connection was found dead, or None
+    deferring: bool = False  # closed by open_host, which waits for deferred work (else it is done at once)
 
     def lost_reason(self) -> str | None:
         return self.lost() if self.lost is not None else None
@@ -36,6 +37,25 @@ class Host:
     @property
     def kind(self) -> str:
         return 'swarm' if self.where == 'swarm' else 'ssh' if self.remote else 'local'
+
+    def defer(self, work) -> None:
+        """Do ``work()`` in a thread now; closing the host waits for it (e.g. the engine removing a container while
+        the run's result is shown)."""
+        if not self.deferring:
+            work()
+            return
+        import sys
+        import threading
+
+        def guarded():
+            try:
+                work()
+            except Exception as e:  # noqa: BLE001 - said, not raised: the run itself went as it went
+                print(f'note: {self.name}: {type(e).__name__}: {e} (doit cleanup where={self.where} tidies up)',
+                      file=sys.stderr, flush=True)
+        thread = threading.Thread(target=guarded, name='tg-pipeline-deferred', daemon=True)
+        thread.start()
+        self._closers.append(thread.join)  # closed first
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -55,6 +75,7 @@ def open_host(config, where: str = 'local'):
     """The Host ``where`` names, for this configuration; closed on exit."""
     check_where(where)
     host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
+    host.deferring = True
     try:
         yield host
     except Exception as e:

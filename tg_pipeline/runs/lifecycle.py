@@ -38,7 +38,7 @@ def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', sil
     """Start a run; unless ``detach``, stream it to its end and collect it. Returns the RunHandle
     (detached) or the RunResult; raises JobFailed when the job failed."""
     out, err = out or sys.stdout, err or sys.stderr
-    handle = backend.prepare(spec, environ)
+    handle = backend.prepare(spec, environ, paths)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         try:
             handle = backend.start(handle, spec, environ)

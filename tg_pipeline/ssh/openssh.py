@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -31,6 +32,7 @@ from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.errors import openssh_error, ssh_lines
 from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings, home
 
+ENDED = re.compile(r'Timeout, server|closed by|Connection reset|Broken pipe|Killed by signal|not responding')
 SOCKET_PATH_MAX = 100  # sun_path holds 104 (macOS) or 108 (Linux) bytes; ssh adds a suffix while it binds: 17 more
 START_MARGIN = 60  # seconds a login may take beyond ConnectTimeout (a slow key exchange, a jump host)
 
@@ -201,10 +203,12 @@ class OpenSSH:
         return int(found) if found.isdigit() else None
 
     def lost(self) -> str | None:
-        """Why the shared connection ended (None: it is there)."""
-        if self.alive():
+        """Why the shared connection ended (None: it is there). Asked when a channel broke: the master may still be
+        closing, so its log is read first, and its end waited for a moment."""
+        said = [line for line in ssh_lines(_read(self.path + '.log')) if ENDED.search(line)]
+        if not said and not wait_gone(self, 2):
             return None
-        said = ssh_lines(_read(self.path + '.log'))
+        said = said or ssh_lines(_read(self.path + '.log'))
         s = self.settings
         timeout = next((line for line in said if line.startswith('Timeout, server')), None)
         if timeout:
@@ -215,7 +219,11 @@ class OpenSSH:
 
     # --- channels -------------------------------------------------------------------------------------
     def channel(self, *remote: str, forward: str = '') -> ChannelSocket:
-        """A socket to ``remote``'s stdin/stdout (or to ``forward``, ``host:port`` seen from the remote)."""
+        """A socket to ``remote``'s stdin/stdout (or to ``forward``, ``host:port`` seen from the remote). Only on
+        the shared connection: once it is gone, ssh would log in anew for each channel, and a run being watched
+        must hear that its connection was lost (:meth:`lost` says why)."""
+        if not self.alive():
+            raise ConnectionAbortedError(f'the shared SSH connection to {self.host} port {self.port} is gone')
         ours, theirs = socket.socketpair()
         errors = tempfile.TemporaryFile()
         try:
