@@ -25,7 +25,7 @@ import pytest
 from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
-from conftest import copy_project, wait_for
+from conftest import copy_project, imported_tops, wait_for
 from test_remote import STATE, remote_docker, remote_env  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.remote
@@ -294,6 +294,9 @@ def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project,
         project.doit(command, 'job=ExampleJob', 'where=remote', 'host=tg-stock', env=env)
     project.doit('run_remote', *args, env=env)
     assert logins(stock_sshd) - before == 1  # five commands, each with several Docker channels: one login
+    for command in (('run_remote', *args), ('status', 'job=ExampleJob', 'where=remote', 'host=tg-stock')):
+        assert imported_tops(project, *command, env=env) & {'paramiko', 'fabric'} == set(), command
+    assert logins(stock_sshd) - before == 1
     link = shared_connection(project, 'tg-stock', config)
     master = link.master_pid()
     assert master and stat.S_IMODE(os.stat(os.path.dirname(link.path)).st_mode) == 0o700

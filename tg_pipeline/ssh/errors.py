@@ -17,17 +17,19 @@ from tg_pipeline.errors import HostKeyError, RemoteError, SSHError
 
 
 def _unknown_host_key_class():
-    import paramiko
+    """The exception class, made once on first use: this module imports no paramiko for the ssh program."""
+    if 'UnknownHostKey' not in globals():
+        import paramiko
 
-    class UnknownHostKey(paramiko.SSHException):
-        """The server's key is in none of the known-hosts files (and unknown keys are not accepted)."""
-    return UnknownHostKey
+        class UnknownHostKey(paramiko.SSHException):
+            """The server's key is in none of the known-hosts files (and unknown keys are not accepted)."""
+        globals()['UnknownHostKey'] = UnknownHostKey
+    return globals()['UnknownHostKey']
 
 
 def __getattr__(name):
-    if name == 'UnknownHostKey':  # made on first use: this module imports no paramiko for the ssh program
-        globals()[name] = _unknown_host_key_class()
-        return globals()[name]
+    if name == 'UnknownHostKey':
+        return _unknown_host_key_class()
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
@@ -49,7 +51,7 @@ def login_error(e: BaseException, s, auth=None, banner: bool = False) -> SSHErro
     where, alias = _names(s)
     if isinstance(e, paramiko.BadHostKeyException):
         return _changed_key(s, alias)
-    if isinstance(e, __getattr__('UnknownHostKey')):
+    if isinstance(e, _unknown_host_key_class()):
         return _unknown_key(s, alias)
     if isinstance(e, paramiko.AuthenticationException):
         return _refused(s, alias, auth)
