@@ -181,7 +181,16 @@ class ContainerBackend:
         if here:
             host_config['mounts'] = [*host_config.get('mounts', []), *here]
         try:
-            container = self.client.api.create_container(
+            container = self._create(spec, name, environment, labels, host_config, create)
+        except BaseException:
+            for mount in here:  # no container: its folders here go too
+                shutil.rmtree(mount['Source'], ignore_errors=True)
+            raise
+        return self._handle(container['Id'], name, labels, 'created', False)
+
+    def _create(self, spec: RunSpec, name: str, environment: dict, labels: dict, host_config: dict, create: dict):
+        try:
+            return self.client.api.create_container(
                 spec.image_id, name=name, environment=environment, labels=labels,
                 detach=True, host_config=self.client.api.create_host_config(
                     init=True, **limits(spec.cpu, spec.memory_gb), **host_config), **create)
@@ -194,7 +203,6 @@ class ContainerBackend:
         except KeyboardInterrupt:  # the engine may have made it already
             self._remove_named(name)
             raise
-        return self._handle(container['Id'], name, labels, 'created', False)
 
     def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
         """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the

@@ -159,6 +159,7 @@ class OpenSSH:
             yield
 
     def _start(self) -> None:
+        _tidy(os.path.dirname(self.path))
         persist = max(1, math.ceil(self.target.control_persist))
         log = self.path + '.log'
         with open(log, 'w'):
@@ -263,6 +264,21 @@ class OpenSSH:
             channel.errors.seek(0)
             return openssh_error(channel.errors.read().decode(errors='replace'), self.settings)
         return None
+
+
+LEFT_FOR_S = 7 * 86400  # the log and lock of a connection that ended are kept this long (a week)
+
+
+def _tidy(folder: str) -> None:
+    """Remove the logs and locks of shared connections that ended more than :data:`LEFT_FOR_S` ago."""
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            name, _, kind = entry.name.rpartition('.')
+            if kind in ('log', 'lock') and not os.path.exists(os.path.join(folder, name)):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > LEFT_FOR_S:
+                        os.unlink(entry.path)
 
 
 def _read(path: str) -> str:
