@@ -83,7 +83,8 @@ def show_config(ctx: Context, jobs: list[str]) -> None:
 
 def check_remote(ctx: Context) -> None:
     from tg_pipeline.workflow.preflight import check_remote as preflight
-    from tg_pipeline.ssh.connection import RemoteTarget
-    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth())
+    from tg_pipeline.ssh.settings import RemoteTarget
+    failed = preflight(RemoteTarget.from_config(ctx.config.remote, ctx.config.project), ctx.config.registry.address,
+                       ctx.registry_auth())
     if failed:
         raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')
