@@ -79,8 +79,8 @@ def open_host(config, where: str = 'local'):
     try:
         yield host
     except Exception as e:
-        reason = host.lost_reason()
-        if reason is None or isinstance(e, PipelineError):
+        reason = None if isinstance(e, PipelineError) else host.lost_reason()  # ours say what happened already
+        if reason is None:
             raise
         raise RemoteError(f'the SSH connection to {host.name} was lost: {reason}',
                           hint='check the network to that host; whatever runs there goes on: see it with '

@@ -304,7 +304,7 @@ class ContainerBackend:
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
         defer = getattr(self.place, 'defer', None)
-        if defer is not None and not self.remote:
+        if defer is not None:
             defer(lambda: self.discard(handle))  # the engine removes it while we say how the run went
         else:
             self.discard(handle)
