@@ -43,7 +43,7 @@ def timed(command, cwd=None, env=None) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
-COUNTER_CHAIN = 'TG_BENCH'
+COUNTER_CHAIN = f'TG_BENCH_{os.getpid()}'  # one of its own: a bench of another checkout may run at the same time
 HOST_END = '10.231.0.1'  # this host's end of the veth
 # what a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls;
 # not the swarm's own heartbeats and gossip, which cross the same veth all the time. Besides, what the
@@ -78,8 +78,12 @@ def stop_counting() -> None:
 
 
 def tx_bytes() -> dict[str, int]:
-    """Bytes (IP packets) sent so far to the remote, per channel (CHANNELS)."""
-    listing = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n').stdout.splitlines()[2:]
+    """Bytes (IP packets) sent so far to the remote, per channel (CHANNELS); the chain made again if it went."""
+    found = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n', check=False)
+    if found.returncode:
+        start_counting()
+        found = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n')
+    listing = found.stdout.splitlines()[2:]
     return dict(zip(CHANNELS, (int(line.split()[1]) for line in listing if line.strip())))
 
 

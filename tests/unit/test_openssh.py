@@ -102,3 +102,17 @@ def test_the_docker_sdk_rides_on_socketpair_channels():
     assert client.ping() and client.ping() and client.ping()
     assert len(opened) == 1
     client.close()
+
+
+def test_a_stale_socket_is_noticed_and_removed(tmp_path, monkeypatch):
+    """The master was killed (or the machine restarted): its socket file stays, and nothing listens on it."""
+    monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
+    link = openssh.OpenSSH(RemoteTarget('gpu-box', project='p'), SETTINGS)
+    assert not link.alive()  # no socket at all
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(link.path)
+    listener.listen(1)
+    assert link.alive()
+    listener.close()  # the file stays, nobody listens
+    assert os.path.exists(link.path) and not link.alive() and not os.path.exists(link.path)
+    assert link.lost() is not None  # a channel that broke hears why (here: the connection ended)

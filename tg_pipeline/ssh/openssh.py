@@ -134,11 +134,11 @@ class OpenSSH:
         try:
             probe.connect(self.path)
             return True
-        except FileNotFoundError:
-            return False
-        except (ConnectionRefusedError, OSError):
+        except ConnectionRefusedError:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)  # its process is gone (killed, or the machine restarted)
+            return False
+        except OSError:
             return False
         finally:
             probe.close()
@@ -164,6 +164,8 @@ class OpenSSH:
         log = self.path + '.log'
         with open(log, 'w'):
             pass  # the new master's words only
+        with contextlib.suppress(OSError):  # (a master that finds a socket there would log in without sharing,
+            os.unlink(self.path)            # and stay in the background for good)
         argv = [*self.options(), '-o', 'ControlMaster=yes', '-o', f'ControlPersist={persist}', '-E', log,
                 '-N', '-f', self.settings.alias]
         try:
