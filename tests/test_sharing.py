@@ -59,7 +59,9 @@ def test_one_project_never_acts_on_another_projects_runs(tmp_path, docker_client
     client = docker_client if where == 'local' else remote_docker
     a, b = two_copies(tmp_path)
     at = f'where={where}'
-    b_running = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=Counter', 'detach=1').stdout).group(1)
+    b_running = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=Counter', 'detach=1',  # 2 min at most:
+                                                         'jobs.Counter.args=[240, 0.5]').stdout).group(1)  # a busy
+    # machine may take longer than the usual 8 s for the commands below; this test stops it at its end
     b_ended = re.search(r'Started run (\S+)', b.doit(f'run_{where}', 'job=ResultJob', 'detach=1').stdout).group(1)
 
     def b_containers():
