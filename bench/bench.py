@@ -2,7 +2,8 @@
 
 Run it with `bash bench/run.sh` (sets up the engine, the simulated remote and the registry first).
 Prints a table of medians over --runs runs (--link-runs for the slow 20 Mbit/s rows of link.py), then
-issue 15's targets evaluated from those figures, and writes both to bench/results/latest.json.
+issue 24's targets evaluated from those figures (bench/targets.py) and our own time above the stack's parts (k)
+for each path, and writes them to bench/results/latest.json.
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
-import link  # noqa: E402 (bench/, beside this file)
+import bigtree  # noqa: E402 (bench/, beside this file)
+import link  # noqa: E402
 import parts  # noqa: E402
+import targets  # noqa: E402
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
 VETH = 'tgr-host'
@@ -40,7 +43,7 @@ def timed(command, cwd=None, env=None) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
-COUNTER_CHAIN = 'TG_BENCH'
+COUNTER_CHAIN = f'TG_BENCH_{os.getpid()}'  # one of its own: a bench of another checkout may run at the same time
 HOST_END = '10.231.0.1'  # this host's end of the veth
 # what a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls;
 # not the swarm's own heartbeats and gossip, which cross the same veth all the time. Besides, what the
@@ -75,8 +78,12 @@ def stop_counting() -> None:
 
 
 def tx_bytes() -> dict[str, int]:
-    """Bytes (IP packets) sent so far to the remote, per channel (CHANNELS)."""
-    listing = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n').stdout.splitlines()[2:]
+    """Bytes (IP packets) sent so far to the remote, per channel (CHANNELS); the chain made again if it went."""
+    found = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n', check=False)
+    if found.returncode:
+        start_counting()
+        found = iptables('-L', COUNTER_CHAIN, '-v', '-x', '-n')
+    listing = found.stdout.splitlines()[2:]
     return dict(zip(CHANNELS, (int(line.split()[1]) for line in listing if line.strip())))
 
 
@@ -163,8 +170,10 @@ class Bench:
         print(f'  {label}: {row["median_s"]:.3f} s', file=sys.stderr, flush=True)
 
     def code_layer_size(self) -> int:
-        """Uncompressed size of the job image's code layer: the layer file the build appended."""
-        return (self.project / 'build' / 'BenchJob' / 'code_layer.tar').stat().st_size
+        """Uncompressed size of the job image's top code layer: the layer file the build appended last."""
+        build = self.project / 'build' / 'BenchJob'
+        record = json.loads((build / 'image.json').read_text())
+        return (build / (record.get('code_layers') or [['', 'code_layer.tar']])[-1][1]).stat().st_size
 
     def naive_setup(self) -> Path:
         """A deps-only image (built once) for the naive rebuild to start FROM."""
@@ -250,6 +259,8 @@ class Bench:
         parts.parts_rows(self, REMOTE_SOCKET)
         self.rows['h_start_overhead'] = {'label': '(h) in-container start: entry point -> job first line',
                                          'median_s': statistics.median(self.delays), 'runs_s': self.delays}
+        bigtree.remote_command_rows(self)
+        bigtree.big_tree_rows(self)  # last: the project has 2,000 more modules from here on
 
 
 def _size(text: str) -> int:
@@ -306,12 +317,12 @@ def main() -> None:
     finally:
         stop_counting()
         link.shape(None)
-    found = link.targets(rows)
+    found = targets.targets(rows)
     print(table(rows))
     print()
-    print(link.targets_table(found))
+    print(targets.targets_table(found))
     print()
-    print(parts.bounds_table(rows))
+    print(targets.own_table(rows))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,

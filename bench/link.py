@@ -1,4 +1,4 @@
-"""The bandwidth-limited rows (j) and the issue's targets, evaluated from one run's figures.
+"""The bandwidth-limited rows (j).
 
 (j): the first remote run after adding a ~57 MB dependency (scipy 1.14.1 + numpy 2.1.3 wheels,
 job BenchDeps, added to the project copy's pipeline.toml), with what this host sends to the remote shaped to
@@ -101,47 +101,3 @@ def link_rows(bench, runs: int) -> None:
         local, remote = (bench.rows.get(f'j_link_{where}_build{transfer}', {}) for where in ('local', 'remote'))
         if 'median_s' in local and 'median_s' in remote:
             remote['note'] = f'{remote["median_s"] / local["median_s"]:.2f}x the local build'
-
-
-def _ratio(rows: dict, key: str, ref: str, limit: float, text: str) -> dict:
-    if 'median_s' not in rows.get(key, {}) or 'median_s' not in rows.get(ref, {}):
-        return {'target': text, 'met': None, 'figures': 'not measured'}
-    value, base = rows[key]['median_s'], rows[ref]['median_s']
-    return {'target': text, 'met': value <= limit * base, 'value': value / base, 'limit': limit,
-            'figures': f'{value / base:.2f}x = {value:.3f} s / {base:.3f} s'}
-
-
-def _bytes(rows: dict, key: str, text: str) -> dict:
-    row, floor = rows.get(key, {}), rows.get('a_floor_remote', {})
-    if 'median_bytes_to_remote' not in row or 'median_bytes_to_remote' not in floor:
-        return {'target': text, 'met': None, 'figures': 'not measured'}
-    sent, layer = row['median_bytes_to_remote'], row.get('code_layer_bytes', 0)
-    limit = floor['median_bytes_to_remote'] + 1.2 * layer + 4000
-    return {'target': text, 'met': sent <= limit, 'value': sent, 'limit': limit,
-            'figures': f'{sent / 1e3:.1f} kB, limit {limit / 1e3:.1f} kB = floor run '
-                       f'{floor["median_bytes_to_remote"] / 1e3:.1f} + 1.2 x code layer {layer / 1e3:.1f} + 4'}
-
-
-def targets(rows: dict) -> list[dict]:
-    """Issue 15's targets from this run's medians: met True/False, or None where a figure is missing."""
-    return [
-        _ratio(rows, 'c_local_code_edit', 'a_floor_local', 1.6, 'local code edit <= 1.6x local floor'),
-        _ratio(rows, 'b_local_unchanged', 'a_floor_local', 1.4, 'local no-change <= 1.4x local floor'),
-        _ratio(rows, 'd_remote_code_edit', 'a_floor_remote', 1.6, 'remote code edit, registry <= 1.6x ssh floor'),
-        _ratio(rows, 'd_remote_code_edit_ssh', 'a_floor_remote', 1.6,
-               'remote code edit, registry-free (ssh) <= 1.6x ssh floor'),
-        _bytes(rows, 'd_remote_code_edit', 'bytes to the remote, code edit, registry <= floor + 1.2x layer + 4 kB'),
-        _bytes(rows, 'd_remote_code_edit_ssh', 'bytes to the remote, code edit, ssh <= floor + 1.2x layer + 4 kB'),
-        _ratio(rows, 'j_link_remote_build', 'j_link_local_build', 0.4,
-               f'{RATE}, new dependency, registry: build_on=remote <= 0.4x local build'),
-        _ratio(rows, 'j_link_remote_build_ssh', 'j_link_local_build_ssh', 0.4,
-               f'{RATE}, new dependency, ssh: build_on=remote <= 0.4x local build'),
-    ]
-
-
-def targets_table(found: list[dict]) -> str:
-    lines = [f'{"target (issue 15)":72} {"":8}  figures', '-' * 110]
-    for target in found:
-        verdict = {True: 'met', False: 'NOT MET', None: '-'}[target['met']]
-        lines.append(f'{target["target"]:72} {verdict:8}  {target["figures"]}')
-    return '\n'.join(lines)

@@ -1,5 +1,5 @@
-"""Rows (k): what a run pays on this stack whatever tg_pipeline's own code does, and the best ratio to the floor
-that leaves for issue 15's speed targets.
+"""Rows (k): what a run pays on this stack whatever tg_pipeline's own code does (bench/targets.py subtracts them
+from each path's time: what is left is ours).
 
 Each part is measured by itself, median of the bench's runs:
 - a Python process that imports doit (the `doit` command, before it reads dodo.py), and the Docker SDK,
@@ -8,10 +8,8 @@ Each part is measured by itself, median of the bench's runs:
   the bench job's image with its own command (the in-container entry point included); the archive request
   that brings a run folder back (Docker 20.10 re-executes dockerd for it); `docker load` of the job image's
   config and code layer (the image removed before each);
-- the SSH login plus the first Docker request over it (tg_pipeline.ssh, this process).
-
-A lower bound adds the parts a kind of run cannot avoid; its ratio to the floor is the best any code on these
-dependencies, this engine and this way of bringing results back could reach.
+- the SSH login (the OpenSSH master of a shared connection) plus the first Docker request over it, and a channel on
+  a shared connection that is open plus that request (tg_pipeline.ssh.openssh, this process).
 """
 from __future__ import annotations
 
@@ -62,27 +60,68 @@ def _engine_run(client, image_id: str) -> tuple[float, float]:
 
 
 def _load(client, project: Path) -> float:
-    """``docker load`` of the job image's config and code layer, the image removed first (its dependency
-    image stays)."""
+    """``docker load`` of a code edit: the config and a new top code layer (a small file changed) on the layers the
+    engine has (the job image stays); the new image removed afterwards."""
+    import dataclasses
+    import hashlib
+    import io
+    import os
+    import tarfile
+    import tempfile
     from tg_pipeline.image.compose import load_archive
     from tg_pipeline.image.job_image import recorded_composed
     from tg_pipeline.paths import JobPaths
-    paths = JobPaths(project / 'build', 'BenchJob')
-    image = recorded_composed(paths)
-    data = load_archive(image, 'bench-parts:load')
-    client.api.remove_image(image.image_id, force=True)
-    start = time.perf_counter()
-    for _ in client.api.load_image(data):
-        pass
-    return time.perf_counter() - start
+    image = recorded_composed(JobPaths(project / 'build', 'BenchJob'))
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w') as tar:
+        data = os.urandom(1500).hex().encode()
+        info = tarfile.TarInfo('opt/tg_pipeline/bench_parts.py')
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with tempfile.NamedTemporaryFile(suffix='.tar') as layer:
+        layer.write(raw.getvalue())
+        layer.flush()
+        diff_id = 'sha256:' + hashlib.sha256(raw.getvalue()).hexdigest()
+        config = json.loads(image.config)
+        config['rootfs']['diff_ids'][-1] = diff_id
+        edited = dataclasses.replace(image, config=json.dumps(config).encode(), layer=Path(layer.name),
+                                     diff_id=diff_id, lower=())
+        archive = load_archive(edited, '')
+        start = time.perf_counter()
+        for _ in client.api.load_image(archive):
+            pass
+        elapsed = time.perf_counter() - start
+    client.api.remove_image(edited.image_id, force=True)
+    return elapsed
+
+
+def _remote(project: str):
+    from tg_pipeline.ssh.openssh import SharedRemote
+    from tg_pipeline.ssh.settings import RemoteTarget
+    return SharedRemote(RemoteTarget('tg-remote', project=project))
 
 
 def _login() -> float:
-    from tg_pipeline.ssh.connection import Remote, RemoteTarget
+    """The first command after the shared connection ended: the OpenSSH login (its master) + the first Docker
+    request over it."""
+    _remote('bench-parts-login').connection.exit()
     start = time.perf_counter()
-    with Remote(RemoteTarget('tg-remote')) as remote:
-        remote.docker  # noqa: B018 (the first request over the new connection)
-        return time.perf_counter() - start
+    remote = _remote('bench-parts-login')
+    remote.docker  # noqa: B018 (the first request over the new connection)
+    elapsed = time.perf_counter() - start
+    remote.close()
+    return elapsed
+
+
+def _channel() -> float:
+    """A command while the shared connection is open: a channel on it + the first Docker request."""
+    _remote('bench-parts-channel').close()  # the master is there
+    start = time.perf_counter()
+    remote = _remote('bench-parts-channel')
+    remote.docker  # noqa: B018
+    elapsed = time.perf_counter() - start
+    remote.close()
+    return elapsed
 
 
 def parts_rows(bench, remote_socket: str) -> None:
@@ -105,38 +144,8 @@ def parts_rows(bench, remote_socket: str) -> None:
         bench.rows[f'k_load_{where}'] = {'label': f'(k) {where} engine: docker load of config + code layer',
                                          'median_s': median, 'runs_s': times}
     median, times = _median(_login, runs)
-    bench.rows['k_ssh_login'] = {'label': '(k) SSH login + first Docker request over it', 'median_s': median,
-                                 'runs_s': times}
-
-
-def _sum(rows: dict, keys: list[str]) -> float | None:
-    values = [rows.get(k, {}).get('median_s') for k in keys]
-    return None if None in values else sum(values)
-
-
-# target -> (its row, the floor row, the limit, the parts it cannot avoid)
-BOUNDS = {
-    'local no-change': ('b_local_unchanged', 'a_floor_local', 1.4,
-                        ['k_python_doit_docker', 'k_engine_run_local', 'k_archive_local']),
-    'local code edit': ('c_local_code_edit', 'a_floor_local', 1.6,
-                        ['k_python_doit_docker', 'k_load_local', 'k_engine_run_local', 'k_archive_local']),
-    'remote code edit (ssh)': ('d_remote_code_edit_ssh', 'a_floor_remote', 1.6,
-                               ['k_python_doit_docker_ssh', 'k_ssh_login', 'k_load_remote', 'k_engine_run_remote',
-                                'k_archive_remote']),
-}
-
-
-def bounds_table(rows: dict) -> str:
-    """For each speed target: the sum of the parts that run cannot avoid, its ratio to the floor, the limit."""
-    lines = [f'{"lower bound (k): the parts a run cannot avoid":52} {"sum":>8} {"x floor":>8} {"limit":>6}'
-             f' {"measured":>9}', '-' * 110]
-    for name, (row, floor_row, limit, keys) in BOUNDS.items():
-        total, floor = _sum(rows, keys), rows.get(floor_row, {}).get('median_s')
-        measured = rows.get(row, {}).get('median_s')
-        if total is None or not floor:
-            lines.append(f'{name:52} {"-":>8}')
-            continue
-        shown = f'{measured / floor:.2f}x' if measured else '-'
-        lines.append(f'{name:52} {total:7.3f}s {total / floor:7.2f}x {limit:5.1f}x {shown:>9}   = '
-                     + ' + '.join(f'{rows[k]["median_s"]:.3f}' for k in keys))
-    return '\n'.join(lines)
+    bench.rows['k_ssh_login'] = {'label': '(k) SSH login (OpenSSH master) + first Docker request over it',
+                                 'median_s': median, 'runs_s': times}
+    median, times = _median(_channel, runs)
+    bench.rows['k_ssh_channel'] = {'label': '(k) a channel on the open shared connection + first Docker request',
+                                   'median_s': median, 'runs_s': times}

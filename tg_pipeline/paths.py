@@ -97,7 +97,10 @@ class JobPaths:
         self.dockerfile = self.context / 'Dockerfile'
         self.requirements = self.context / 'requirements.txt'
         self.deps = self.dir / 'deps.json'
-        self.code_layer = self.dir / 'code_layer.tar'
+        self.sdist_index = self.dir / 'sdist_index.marshal'  # each file's piece of the sdist (package/tree.py)
+        self.code_layer = self.dir / 'code_layer.tar'  # the code layer, or the base of two (image/compose.py)
+        self.code_delta = self.dir / 'code_delta.tar'  # the files changed since that base, above it
+        self.code_base = self.dir / 'code_base.marshal'  # what the base layer holds
         self.image_config = self.dir / 'image_config.json'
         self.image = self.dir / 'image.json'
         self.push = self.dir / 'push.json'

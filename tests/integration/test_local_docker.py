@@ -93,9 +93,8 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
     after = image_record(project)['image_id']
     assert after != before
     old, new = layers(docker_client, before), layers(docker_client, after)
-    assert len(old) == len(new)
-    assert old[:-1] == new[:-1]  # base + dependency layers reused
-    assert old[-1] != new[-1]  # only the package layer is new
+    assert new[:len(old)] == old  # base, dependency and code layers reused: the code layer is the base now
+    assert len(new) == len(old) + 1  # only the files changed since then are new, in a layer above it
     # no docker build: the code layer was appended to the dependency image; one line for the step
     assert 'Step 1/' not in result.stdout + result.stderr and 'Using cache' not in result.stdout
     assert any(line.startswith('build_image:ExampleJob  ') and line.endswith(' s (code layer only)')
@@ -103,7 +102,7 @@ def test_source_edit_rebuilds_sdist_and_image_but_reuses_dependency_layer(projec
     assert result.stdout.splitlines()[-1].startswith('Run ') and ' (local): exit 0; ' in result.stdout
     deps = json.loads(project.read('build/ExampleJob/deps.json'))['local']['image_id']
     assert docker_client.api.inspect_image(after)['Config']['Image'] == deps
-    assert layers(docker_client, deps) == new[:-1]
+    assert layers(docker_client, deps) == new[:-2]  # the dependency image, then the base and the delta
     labels = docker_client.api.inspect_image(after)['Config']['Labels']
     assert labels['tg_pipeline.job'] == 'ExampleJob' and 'tg_pipeline.deps' not in labels
 

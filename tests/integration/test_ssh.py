@@ -9,6 +9,7 @@ import io
 import os
 import re
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
-from conftest import wait_for
+from conftest import copy_project, imported_tops, wait_for
 
 from .conftest import HOLD, STATE, release
 
@@ -213,7 +214,7 @@ def ours(client, job, project):
 
 
 def local_port_of(pid: int, sshd) -> int:
-    """The local port of process ``pid``'s connection to ``sshd``."""
+    """The local port of process ``pid``'s connection to ``sshd`` (with openssh: the shared connection's process)."""
     listing = subprocess.run(['ss', '-tnpH', 'state', 'established', 'dst', f'{sshd.host}:{sshd.port}'],
                              capture_output=True, text=True, check=True).stdout
     ports = [int(line.split()[2].rsplit(':', 1)[1]) for line in listing.splitlines() if f'pid={pid},' in line]
@@ -228,11 +229,20 @@ def drop_rules(sshd, port: int) -> list[list[str]]:
              '-j', 'DROP']]
 
 
+def shared_connection(project, host: str, config: str):
+    """The shared connection (OpenSSH master) of ``project`` to ``host`` with the ssh config file ``config``."""
+    from tg_pipeline.ssh.openssh import OpenSSH
+    from tg_pipeline.ssh.settings import RemoteTarget
+    target = RemoteTarget(host, ssh_config=config, project=project.id)
+    return OpenSSH(target, target.settings())
+
+
+@pytest.mark.parametrize('client', ['openssh', 'paramiko'])
 def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd, remote_env, remote_docker,  # noqa: F811
-                                                            tmp_path):
+                                                            tmp_path, client):
     config = client_config(tmp_path, stock_sshd, remote_env,
                            extra=['  ServerAliveInterval 2', '  ServerAliveCountMax 3'])
-    env = {'TG_PIPELINE_SSH_CONFIG': config}
+    env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': client}
     args = ('job=Counter', 'host=tg-stock', 'jobs.Counter.args=[45, 2]')  # ~90 s
     project.doit('push', *args)
     process = project.popen('run_remote', *args, HOLD, env=env)
@@ -245,7 +255,8 @@ def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd
         run_id = ours(remote_docker, 'Counter', project)[0].labels['tg_pipeline.run_id']
         saved = project.path(f'build/Counter/runs/remote/{run_id}.out')  # doit follows the run: its log grows
         wait_for(lambda: saved.exists() and 'line 0\n' in saved.read_text(), what='doit to follow the run')
-        rules = drop_rules(stock_sshd, local_port_of(process.pid, stock_sshd))
+        ssh = shared_connection(project, 'tg-stock', config).master_pid() if client == 'openssh' else process.pid
+        rules = drop_rules(stock_sshd, local_port_of(ssh, stock_sshd))
         for rule in rules:
             subprocess.run(['iptables', '-I', *rule], check=True)
         stdout, stderr = process.communicate(timeout=60)  # keepalives: dead after ~8 s of silence
@@ -269,6 +280,79 @@ def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd
     assert re.findall(r'^line \d+$', followed.stdout, re.M) == [f'line {i}' for i in range(45)]
     assert 'Result: 45' in followed.stdout
     assert ours(remote_docker, 'Counter', project) == []
+
+
+# --- one shared connection (OpenSSH ControlMaster) per host and project -----------------------------------------
+def logins(sshd) -> int:
+    """Logins our stock sshd accepted so far (its log)."""
+    return (sshd.work / 'sshd.log').read_text(errors='replace').count('Accepted publickey for')
+
+
+def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project, stock_sshd, remote_env, tmp_path):
+    config = client_config(tmp_path, stock_sshd, remote_env)
+    env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': 'openssh'}
+    args = ('job=ExampleJob', 'host=tg-stock', 'transfer=ssh', 'registry=')
+    before = logins(stock_sshd)
+    project.doit('run_remote', *args, env=env)
+    for command in ('status', 'logs', 'result'):
+        project.doit(command, 'job=ExampleJob', 'where=remote', 'host=tg-stock', env=env)
+    project.doit('run_remote', *args, env=env)
+    assert logins(stock_sshd) - before == 1  # five commands, each with several Docker channels: one login
+    for command in (('run_remote', *args), ('status', 'job=ExampleJob', 'where=remote', 'host=tg-stock')):
+        assert imported_tops(project, *command, env=env) & {'paramiko', 'fabric'} == set(), command
+    assert logins(stock_sshd) - before == 1
+    link = shared_connection(project, 'tg-stock', config)
+    master = link.master_pid()
+    assert master and stat.S_IMODE(os.stat(os.path.dirname(link.path)).st_mode) == 0o700
+    other = shared_connection(copy_project('basic', tmp_path / 'other'), 'tg-stock', config)
+    assert other.path != link.path  # another project: another master
+    os.kill(master, signal.SIGKILL)  # its socket stays behind, stale
+    status = project.doit('status', 'job=ExampleJob', 'where=remote', 'host=tg-stock', env=env)
+    assert 'ERROR' not in status.stderr and status.stderr.strip() == '', status.stderr
+    assert link.master_pid() not in (None, master)  # replaced, without a word
+    assert logins(stock_sshd) - before == 2
+    link.exit()
+    project.doit('status', 'job=ExampleJob', 'where=remote', 'host=tg-stock', 'remote.control_persist=1', env=env)
+    assert wait_for(lambda: link.master_pid() is None, timeout=10, what='the master to end after ControlPersist')
+
+
+def test_the_shared_connection_goes_through_a_jump_host(project, stock_sshd, remote_env, tmp_path):
+    """ProxyJump to a host only the jump host reaches: the master logs in through it, once."""
+    config = client_config(tmp_path, stock_sshd, remote_env)
+    with open(tmp_path / 'known_hosts', 'a') as known:
+        known.write(f'[127.0.0.1]:{stock_sshd.port} {stock_sshd.host_key()}\n')
+    with open(config, 'a') as file:
+        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {remote_env["TG_REMOTE_USER"]}\n'
+                   f'  IdentityFile {remote_env["TG_REMOTE_KEY"]}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
+                   '  ProxyJump tg-stock\n')
+    env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': 'openssh', 'EXAMPLE_VARIABLE': 'x'}
+    before = logins(stock_sshd)
+    args = ('job=ExampleJob', 'host=tg-inner', 'transfer=ssh', 'registry=')
+    result = project.doit('run_remote', *args, env=env)
+    assert 'INFO: SUCCESS' in result.stdout
+    project.doit('status', 'job=ExampleJob', 'where=remote', 'host=tg-inner', env=env)
+    assert logins(stock_sshd) - before == 2  # the jump host and the inner host, once each
+    link = shared_connection(project, 'tg-inner', config)
+    assert link.master_pid()
+    link.exit()
+
+
+@pytest.mark.parametrize('case', ['refused', 'unknown key', 'refused login', 'dns'])
+def test_openssh_login_failures_are_one_paragraph(capfd, stock_sshd, remote_env, tmp_path, case):
+    from tg_pipeline.ssh.openssh import SharedRemote
+    config = client_config(tmp_path, stock_sshd, remote_env, known=case != 'unknown key',
+                           key=new_key(tmp_path, 'stranger') if case == 'refused login' else None)
+    host = {'dns': 'no-such-host.invalid', 'refused': f'ssh://{remote_env["TG_REMOTE_USER"]}@127.0.0.1:1'}.get(
+        case, 'tg-stock')
+    capfd.readouterr()
+    with pytest.raises(SSHError) as info:
+        SharedRemote(RemoteTarget(host, ssh_config=config, project=f'test-{uuid.uuid4().hex[:8]}')).docker
+    assert capfd.readouterr() == ('', '')
+    text = info.value.render()
+    assert text.startswith('ERROR: ') and text.count('ERROR: ') == 1 and text.count('\nTIP: ') == 1, text
+    expected = {'refused': 'nothing accepts SSH connections on 127.0.0.1 port 1', 'dns': 'does not resolve',
+                'unknown key': 'the host key of', 'refused login': 'was refused'}[case]
+    assert expected in text, text
 
 
 # --- every login failure: one ERROR/TIP paragraph, nothing of paramiko's own, a TIP that works -----------------

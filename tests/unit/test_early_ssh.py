@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from tg_pipeline.ssh import early as early_ssh, connection as ssh
+from tg_pipeline.ssh import early as early_ssh, connection as ssh, transport
 from tg_pipeline.hosts import host as hosts
 from tg_pipeline.config.schema import RemoteSettings
 from tg_pipeline.errors import RemoteError
@@ -28,8 +28,8 @@ class FakeRemote:
 @pytest.fixture
 def fake_ssh(monkeypatch):
     FakeRemote.made = []
-    monkeypatch.setattr(ssh, 'Remote', FakeRemote)
-    monkeypatch.setattr(ssh.RemoteTarget, 'from_config', staticmethod(lambda remote: remote.host))
+    monkeypatch.setattr(transport, 'open_remote', FakeRemote)
+    monkeypatch.setattr(ssh.RemoteTarget, 'from_config', staticmethod(lambda remote, project='': remote.host))
     early_ssh._EARLY.clear()
     yield FakeRemote.made
     early_ssh._EARLY.clear()

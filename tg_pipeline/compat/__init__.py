@@ -10,6 +10,10 @@
   - :func:`docker_over_fabric` subclasses docker-py's ``SSHHTTPAdapter`` (overriding ``_create_paramiko_client``,
     ``_connect``, ``ssh_client``) and mounts it under a client (``APIClient._custom_adapter``, ``base_url``), so
     that the Docker API rides on our open fabric connection.
+  - :func:`docker_over_channels` builds an adapter on the SDK's ``docker.transport.basehttpadapter.BaseHTTPAdapter``
+    (as its own unix socket adapter is) whose connections are sockets the ssh program's channels give, and mounts it
+    under a client (``APIClient._custom_adapter``, ``base_url``); :func:`ping` asks ``/_ping`` with a timeout of its
+    own (``APIClient._result/_get/_url``).
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
   - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,
@@ -67,9 +71,13 @@ def problems() -> list[str]:
             found.append(f'{name} {version} is outside {low}..{high}')
     api = docker.APIClient
     for attr in ('_get', '_post_json', '_url', '_raise_for_status', '_get_raw_response_socket',
-                 '_disable_socket_timeout'):
+                 '_disable_socket_timeout', '_result'):
         if not hasattr(api, attr):
             found.append(f'docker.APIClient.{attr} is gone')
+    try:
+        from docker.transport.basehttpadapter import BaseHTTPAdapter  # noqa: F401
+    except ImportError:
+        found.append('docker.transport.basehttpadapter.BaseHTTPAdapter is gone')
     from docker.transport.sshconn import SSHHTTPAdapter
     for attr in ('_create_paramiko_client', '_connect'):
         if not hasattr(SSHHTTPAdapter, attr):

@@ -125,3 +125,52 @@ def docker_over_fabric(connection, version: str, timeout: int = 60, translate=No
     client.api.mount('http+docker://ssh', adapter)
     client.api.base_url = 'http+docker://ssh'
     return client
+
+
+def docker_over_channels(open_channel, version: str, timeout: int = 60, pool_size: int = POOL_SIZE):
+    """A DockerClient whose every HTTP connection is a socket ``open_channel()`` returns (the ssh program's
+    ``docker system dial-stdio`` on a shared connection, see :mod:`tg_pipeline.ssh.openssh`), kept in ONE pool of
+    at most ``pool_size`` idle ones. docker-py's own ``use_ssh_client`` transport runs ``ssh`` the same way, but
+    imports paramiko and takes no options; this one is built on the SDK's ``BaseHTTPAdapter`` as its unix socket
+    adapter is, mounted under a client (``APIClient._custom_adapter``, ``base_url``), and a real socket (a
+    socketpair's end) lets the log and exec readers work on it as on the engine's own socket."""
+    import urllib3.connection
+    import urllib3.connectionpool
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+    class ChannelConnection(urllib3.connection.HTTPConnection):
+        def connect(self):
+            sock = open_channel()
+            sock.settimeout(self.timeout)
+            self.sock = sock
+
+    class ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = ChannelConnection
+
+    class ChannelAdapter(BaseHTTPAdapter):
+        def __init__(self):
+            self.pool = ChannelPool('localhost', timeout=timeout, maxsize=pool_size)
+            super().__init__()
+
+        def get_connection(self, url, proxies=None):
+            return self.pool
+
+        def request_url(self, request, proxies):
+            return request.path_url
+
+        def close(self):
+            self.pool.close()
+            super().close()
+
+    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
+    adapter = ChannelAdapter()
+    client.api._custom_adapter = adapter
+    client.api.mount('http+docker://', adapter)
+    client.api.base_url = 'http+docker://channel'
+    return client
+
+
+def ping(client, timeout: float) -> None:
+    """``client.ping()`` that gives up after ``timeout`` seconds (the client's own timeout may be minutes)."""
+    api = client.api
+    api._result(api._get(api._url('/_ping'), timeout=timeout))

@@ -32,8 +32,9 @@ def _setting(table, key: str, value: Any, origin: str) -> None:
     table.add(key, item)
 
 
-def describe(config, jobs=None, environ=None) -> str:
-    """The effective configuration as TOML: each value with its origin, env values shown (secrets masked)."""
+def describe(config, jobs=None, environ=None, notes=None) -> str:
+    """The effective configuration as TOML: each value with its origin, env values shown (secrets masked);
+    ``notes`` (section -> comment lines, without their ``#``) end their sections."""
     import tomlkit
     from tg_pipeline.config import schema
     path = str(config.path)
@@ -50,6 +51,8 @@ def describe(config, jobs=None, environ=None) -> str:
             _setting(table, f.name, getattr(values, f.name), origin(f'{section}.{f.name}'))
         if section == 'docker':
             table.add(tomlkit.comment(f'base image used: {config.base_image}'))
+        for note in (notes or {}).get(section, []):
+            table.add(tomlkit.comment(note.removeprefix('#').strip()))
         document.add(section, table)
     every = tomlkit.table(is_super_table=True)
     for name in jobs or sorted(config.jobs):

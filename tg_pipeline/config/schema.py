@@ -31,6 +31,7 @@ from tg_pipeline.errors import ConfigError
 CONFIG_NAME = 'pipeline.toml'
 BASE_IMAGE_ENV = 'TG_PIPELINE_BASE_IMAGE'
 SSH_CONFIG_ENV = 'TG_PIPELINE_SSH_CONFIG'
+SSH_CLIENT_ENV = 'TG_PIPELINE_SSH_CLIENT'
 API_ORIGIN = 'Python API'
 COMMAND_LINE = 'command line'
 DEFAULT = 'default'
@@ -162,6 +163,15 @@ class RemoteSettings(_Section):
                                      help='seconds to wait for the SSH login')
     ssh_config: str = setting('', env=SSH_CONFIG_ENV,
                               help='an ssh config file to read instead of ~/.ssh/config (like ssh -F)')
+    ssh_client: Literal['auto', 'openssh', 'paramiko'] = setting(
+        'auto', env=SSH_CLIENT_ENV,
+        help='openssh (one shared connection per host and project), paramiko, or auto',
+        means='"openssh": the ssh program with one shared connection per host and project (ControlMaster); '
+              '"paramiko": a login of our own per command; "auto" (the default): openssh where the ssh program can '
+              'share connections (not on Windows)')
+    control_persist: float = setting(300.0, minimum='0 (the shared connection ends with the command)',
+                                     help='seconds the shared SSH connection stays after its last use (0: closed '
+                                          'after each command)')
     transfer: Literal['', 'registry', 'ssh'] = setting(
         '', short='transfer', help='how the image reaches the remote: registry, or ssh (only the missing layers)',
         means='"registry": push there, pull on the remote; "ssh": send only the missing layers over SSH; "" (the '

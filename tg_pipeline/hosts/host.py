@@ -29,6 +29,7 @@ class Host:
     nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
     _closers: list = field(default_factory=list)
     lost: object = None  # () -> why the SSH connection was found dead, or None
+    deferring: bool = False  # closed by open_host, which waits for deferred work (else it is done at once)
 
     def lost_reason(self) -> str | None:
         return self.lost() if self.lost is not None else None
@@ -36,6 +37,25 @@ class Host:
     @property
     def kind(self) -> str:
         return 'swarm' if self.where == 'swarm' else 'ssh' if self.remote else 'local'
+
+    def defer(self, work) -> None:
+        """Do ``work()`` in a thread now; closing the host waits for it (e.g. the engine removing a container while
+        the run's result is shown)."""
+        if not self.deferring:
+            work()
+            return
+        import sys
+        import threading
+
+        def guarded():
+            try:
+                work()
+            except Exception as e:  # noqa: BLE001 - said, not raised: the run itself went as it went
+                print(f'note: {self.name}: {type(e).__name__}: {e} (doit cleanup where={self.where} tidies up)',
+                      file=sys.stderr, flush=True)
+        thread = threading.Thread(target=guarded, name='tg-pipeline-deferred', daemon=True)
+        thread.start()
+        self._closers.append(thread.join)  # closed first
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -55,11 +75,12 @@ def open_host(config, where: str = 'local'):
     """The Host ``where`` names, for this configuration; closed on exit."""
     check_where(where)
     host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
+    host.deferring = True
     try:
         yield host
     except Exception as e:
-        reason = host.lost_reason()
-        if reason is None or isinstance(e, PipelineError):
+        reason = None if isinstance(e, PipelineError) else host.lost_reason()  # ours say what happened already
+        if reason is None:
             raise
         raise RemoteError(f'the SSH connection to {host.name} was lost: {reason}',
                           hint='check the network to that host; whatever runs there goes on: see it with '
@@ -75,9 +96,10 @@ def _local_host() -> Host:
 def _remote(config):
     """The [remote] login: the one :func:`tg_pipeline.ssh.early.connect_early` started, or a new one."""
     from tg_pipeline.ssh import early as early_ssh
-    from tg_pipeline.ssh.connection import Remote, RemoteTarget
+    from tg_pipeline.ssh.settings import RemoteTarget
+    from tg_pipeline.ssh.transport import open_remote
     early = early_ssh.take(config)
-    return early if early is not None else Remote(RemoteTarget.from_config(config.remote))
+    return early if early is not None else open_remote(RemoteTarget.from_config(config.remote, getattr(config, 'project', '')))
 
 
 def _ssh_host(config) -> Host:

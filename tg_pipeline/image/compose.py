@@ -36,11 +36,13 @@ class MissingLayers(BuildError):
 
 @dataclass(frozen=True)
 class Composed:
-    """A job image, ready to load: its config bytes, its code layer file, and the layers below it."""
+    """A job image, ready to load: its config bytes, its top code layer's file and diff id, the layers below it, and
+    of those our own (``lower``: the base code layer below a delta, (diff id, file)), which an engine may lack."""
     config: bytes
     layer: Path
     diff_id: str
     base_layers: tuple[str, ...]
+    lower: tuple = ()
 
     @property
     def image_id(self) -> str:
@@ -70,6 +72,70 @@ def code_layer(sdist: Path, target: Path) -> str:
     return 'sha256:' + hashlib.sha256(body).hexdigest()
 
 
+SQUASH_MIN = 1 << 20  # a delta up to this size (tar bytes) stays a delta, whatever the base's size
+SQUASH_PART = 8  # else it stays while it is at most 1/8 of the base
+
+
+@dataclass(frozen=True)
+class Layering:
+    """Where the code layers of a job live: the sdist's index, the base layer and its record, the delta."""
+    index: Path
+    base: Path
+    record: Path
+    delta: Path
+
+
+def code_layers(sdist: Path, layering: Layering) -> list[tuple[str, Path]]:
+    """Our code layers, bottom first, as (diff id, file): the base layer (the whole sdist under /opt/tg_pipeline/,
+    made when none fits), and above it, when files changed since that base, a delta layer of those files (whiteouts
+    for the removed ones), as ko and jib layer files by how often they change. A delta that grows past
+    max(SQUASH_MIN, base / SQUASH_PART) is squashed: a new base holds everything. Every layer's bytes are a function
+    of the files it holds and of the base it stands on, so the image id stays the sha256 of what is in it."""
+    from tg_pipeline.package import tree
+    index = tree.read_index(layering.index)
+    record = tree.read_index(layering.record)
+    members = {entry['name']: entry for entry in index.get('members', [])}
+    fits = (members and record.get('sdist') == index.get('sdist') and layering.base.is_file()
+            and layering.base.stat().st_size == record.get('size'))
+    if fits:
+        held = record.get('members') or {}
+        changed = [entry for name, entry in sorted(members.items()) if held.get(name) != entry['sha256']]
+        removed = sorted(set(held) - set(members))
+        if not changed and not removed:
+            return [(record['diff_id'], layering.base)]
+        if sum(entry['tar'] for entry in changed) <= max(SQUASH_MIN, record['size'] // SQUASH_PART):
+            return [(record['diff_id'], layering.base), (delta_layer(sdist, changed, removed, layering.delta),
+                                                         layering.delta)]
+    diff_id = code_layer(sdist, layering.base)
+    if members:
+        write_if_changed(layering.record, tree.index_bytes({
+            'version': tree.INDEX_VERSION, 'sdist': index.get('sdist'), 'diff_id': diff_id,
+            'size': layering.base.stat().st_size, 'members': {name: entry['sha256'] for name, entry in members.items()}}))
+    return [(diff_id, layering.base)]
+
+
+def delta_layer(sdist: Path, changed: list[dict], removed: list[str], target: Path) -> str:
+    """The layer of the ``changed`` files (their pieces of the sdist, by its index) and whiteouts for the
+    ``removed`` ones, under /opt/tg_pipeline/; its diff id."""
+    from tg_pipeline.package import tree
+    data = Path(sdist).read_bytes()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as layer:
+        for entry in changed:
+            with tarfile.open(fileobj=io.BytesIO(tree.piece(data, entry)), mode='r:') as piece:
+                for member in piece:
+                    body = piece.extractfile(member) if member.isfile() else None
+                    member.name = PREFIX + member.name
+                    layer.addfile(member, body)
+        for name in removed:
+            folder, _, base = name.rpartition('/')
+            info = tree.tar_info(f'{PREFIX}{folder}/.wh.{base}', tarfile.REGTYPE, 0o644, 0)
+            layer.addfile(info, io.BytesIO(b''))
+    body = raw.getvalue()
+    write_if_changed(target, body)
+    return 'sha256:' + hashlib.sha256(body).hexdigest()
+
+
 def _history(deps: dict, history: list[dict]) -> list[dict]:
     """The dependency image's history in config form (oldest first), when it accounts for its layers exactly;
     else none (``docker history`` then shows the job's own entry only)."""
@@ -87,7 +153,7 @@ def _history(deps: dict, history: list[dict]) -> list[dict]:
 
 
 def image_config(deps: dict, history: list[dict], diff_id: str, labels: dict, env: dict, cmd: list[str],
-                 created: str) -> bytes:
+                 created: str, lower: tuple = ()) -> bytes:
     """The job image's config: ``deps`` (the dependency image's inspect) with the job's labels, env and command,
     and the code layer ``diff_id`` on top. Deterministic: same inputs, same bytes, same image id."""
     config = dict(deps.get('Config') or {})
@@ -101,28 +167,34 @@ def image_config(deps: dict, history: list[dict], diff_id: str, labels: dict, en
         'architecture': deps.get('Architecture') or 'amd64', 'os': deps.get('Os') or 'linux',
         **({'variant': deps['Variant']} if deps.get('Variant') else {}),
         'created': created, 'config': config,
-        'rootfs': {'type': 'layers', 'diff_ids': [*(deps.get('RootFS', {}).get('Layers') or []), diff_id]},
+        'rootfs': {'type': 'layers', 'diff_ids': [*(deps.get('RootFS', {}).get('Layers') or []), *lower, diff_id]},
         'history': [*_history(deps, history),
-                    {'created': created, 'created_by': f'tg_pipeline: code layer {labels.get("tg_pipeline.module", "")}'}],
+                    *({'created': created, 'created_by': 'tg_pipeline: code layer, files as of its base'} for _ in lower),
+                    {'created': created, 'created_by': f'tg_pipeline: code layer {labels.get("tg_pipeline.module", "")}'
+                                                      + (', files changed since the base' if lower else '')}],
     }
     return json.dumps(document, sort_keys=True, separators=(',', ':')).encode()
 
 
-def compose(client, deps_id: str, sdist: Path, layer_file: Path, labels: dict, env: dict, cmd: list[str]) -> Composed:
+def compose(client, deps_id: str, sdist: Path, layer_file: Path, labels: dict, env: dict, cmd: list[str],
+            layering: Layering | None = None) -> Composed:
     """The job image over the dependency image ``deps_id`` of ``client``'s engine; ``created`` is the sdist's
-    time (it changes with the code and only then, so an unchanged job composes to the same image id)."""
-    diff_id = code_layer(sdist, layer_file)
+    time (it changes with the code and only then, so an unchanged job composes to the same image id). With a
+    ``layering``, the code is a base layer and a delta (:func:`code_layers`), else one layer in ``layer_file``."""
+    layers = code_layers(sdist, layering) if layering is not None else [(code_layer(sdist, layer_file), layer_file)]
+    (diff_id, top), lower = layers[-1], tuple(layers[:-1])
     deps = client.api.inspect_image(deps_id)
     history = client.api.history(deps_id)
     stamp = datetime.datetime.fromtimestamp(int(sdist.stat().st_mtime), datetime.timezone.utc)
     created = stamp.strftime('%Y-%m-%dT%H:%M:%SZ')
-    config = image_config(deps, history, diff_id, labels, env, cmd, created)
-    return Composed(config, layer_file, diff_id, tuple(deps['RootFS']['Layers']))
+    config = image_config(deps, history, diff_id, labels, env, cmd, created, tuple(d for d, _ in lower))
+    return Composed(config, top, diff_id, tuple(deps['RootFS']['Layers']) + tuple(d for d, _ in lower), lower)
 
 
-def load_archive(image: Composed, tag: str) -> bytes:
-    """A gzipped ``docker load`` archive of ``image`` with only its config and code layer in it: the manifest
-    names a file for every layer, but the engine opens only those of chains it lacks (see the module doc)."""
+def load_archive(image: Composed, tag: str, lower: bool = False) -> bytes:
+    """A gzipped ``docker load`` archive of ``image`` with only its config and top code layer in it (``lower``: and
+    our code layers below it): the manifest names a file for every layer, but the engine opens only those of chains
+    it lacks (see the module doc)."""
     config_name = image.image_id.split(':')[1] + '.json'
     layer_names = [f'{d.split(":")[1]}/layer.tar' for d in image.base_layers] + ['code/layer.tar']
     manifest = json.dumps([{'Config': config_name, 'RepoTags': [tag] if tag else [], 'Layers': layer_names}]).encode()
@@ -132,15 +204,31 @@ def load_archive(image: Composed, tag: str) -> bytes:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for diff_id, path in (image.lower if lower else ()):
+            tar.add(str(path), f'{diff_id.split(":")[1]}/layer.tar')
         tar.add(str(image.layer), 'code/layer.tar')
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 
 
 def load(client, image: Composed, tag: str, host: str = 'this engine') -> int:
     """Load ``image`` into ``client``'s engine as ``tag`` (the engine must have the dependency layers); return
-    the bytes sent. The engine's answer is checked by id: tags are for people."""
+    the bytes sent. The top code layer goes alone first; our layers below it follow only when the engine says it
+    lacks them. The engine's answer is checked by id: tags are for people."""
+    sent = 0
+    for lower in (False, True) if image.lower else (False,):
+        data = load_archive(image, tag, lower)
+        sent += len(data)
+        try:
+            _send(client, data, image, host)
+            return sent
+        except MissingLayers:
+            if lower or not image.lower:
+                raise
+    return sent
+
+
+def _send(client, data: bytes, image: Composed, host: str) -> None:
     import docker.errors
-    data = load_archive(image, tag)
     try:
         for event in client.api.load_image(data):
             if 'error' in event:
@@ -151,7 +239,6 @@ def load(client, image: Composed, tag: str, host: str = 'this engine') -> int:
                          command='docker load') from None
     except docker.errors.APIError as e:
         raise _load_error(host, str(e.explanation or e)) from None
-    return len(data)
 
 
 def _load_error(host: str, message: str) -> BuildError:

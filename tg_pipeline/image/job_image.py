@@ -18,7 +18,7 @@ from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts.engine import image_exists
 from tg_pipeline.image.build import build_image
-from tg_pipeline.image.compose import DEPS_LABEL, Composed, MissingLayers, compose, load
+from tg_pipeline.image.compose import DEPS_LABEL, Composed, Layering, MissingLayers, compose, load
 from tg_pipeline.paths import read_json, write_if_changed
 
 DEPS_FILES = ['Dockerfile', 'requirements.txt']
@@ -72,7 +72,7 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
     there, the config and code layer are files): for a command that sends it to another engine and runs
     nothing here."""
     deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, console)
-    image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings)
+    image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings, layering=layering(paths))
     if not load_here:
         return JobImage(image.image_id, image, built)
     try:
@@ -82,6 +82,14 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
     except BuildError:  # an engine that takes no partial archive (e.g. Docker's containerd image store)
         return JobImage(build_code_layer(client, deps_id, paths, tag, settings, console), None, built)
     return JobImage(image.image_id, image, built)
+
+
+def layering(paths) -> Layering | None:
+    """The job's base and delta code layers (:func:`~tg_pipeline.image.compose.code_layers`): with the sdist's
+    index (none for paths without it: one code layer)."""
+    if getattr(paths, 'sdist_index', None) is None:
+        return None
+    return Layering(paths.sdist_index, paths.code_layer, paths.code_base, paths.code_delta)
 
 
 def build_code_layer(client, deps_id: str, paths, tag: str, settings: dict, console: Console = CONSOLE) -> str:
@@ -110,7 +118,9 @@ def record_image(paths, image: JobImage, tag: str) -> None:
     record = {'image_id': image.image_id, 'tag': tag}
     if image.composed is not None:
         write_if_changed(paths.image_config, image.composed.config)
-        record.update(deps_id=json.loads(image.composed.config)['config']['Image'], code_layer=image.composed.diff_id)
+        composed = image.composed
+        record.update(deps_id=json.loads(composed.config)['config']['Image'], code_layer=composed.diff_id,
+                      code_layers=[[d, Path(p).name] for d, p in (*composed.lower, (composed.diff_id, composed.layer))])
     elif os.path.exists(paths.image_config):
         os.unlink(paths.image_config)
     write_if_changed(paths.image, json.dumps(record, indent=1).encode())
@@ -134,7 +144,9 @@ def recorded_composed(paths) -> Composed | None:
     if record is None:
         return None
     layers = json.loads(config)['rootfs']['diff_ids']
-    image = Composed(config, Path(paths.code_layer), layers[-1], tuple(layers[:-1]))
-    if image.image_id != record.get('image_id') or not os.path.exists(paths.code_layer):
+    folder = Path(paths.image).parent
+    ours = [(d, folder / name) for d, name in record.get('code_layers') or [[layers[-1], Path(paths.code_layer).name]]]
+    image = Composed(config, ours[-1][1], layers[-1], tuple(layers[:-1]), tuple(ours[:-1]))
+    if image.image_id != record.get('image_id') or not all(os.path.exists(path) for _, path in ours):
         return None
     return image

@@ -231,6 +231,6 @@ def send_job_image(local: docker.DockerClient, remote: docker.DockerClient, imag
         sent = load(remote, image, tag, host)
     stats.layers_sent += 1
     stats.bytes_sent += sent
-    stats.sent.append(image.diff_id)
+    stats.sent.append(image.diff_id)  # (and, the first time, the base code layer below it)
     console.print(f'transfer: {stats.summary()}')
     return stats

@@ -157,15 +157,16 @@ class ImportCheck:
 def start_import_check(job: str, payloads: list[Path], dependencies: list[str], source_roots: list[Path],
                        project_root: Path | None = None,
                        roots_setting: str = 'source_roots in [package] of pipeline.toml',
-                       record: Path | None = None) -> ImportCheck:
+                       record: Path | None = None, names: set[str] | None = None) -> ImportCheck:
     """:func:`check_imports`, started in the background; with a ``record`` of a check that passed with the same
-    :func:`import_check_key`, not started at all (the record is written when it passes)."""
+    :func:`import_check_key`, not started at all (the record is written when it passes); ``names``: the modules the
+    roots' import statements name, when known."""
     parents = list(dict.fromkeys(str(root.resolve().parent) for root in source_roots))
     project = list(dict.fromkeys(parents + ([str(Path(project_root).resolve())] if project_root else [])))
     key = ''
     if record is not None:
         from tg_pipeline.paths import read_json
-        key = import_check_key(payloads, dependencies, source_roots, project)
+        key = import_check_key(payloads, dependencies, source_roots, project, names)
         if (read_json(record) or {}).get('key') == key:
             return ImportCheck(job, None, source_roots, list(dependencies), project_root, roots_setting)
     helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
@@ -182,24 +183,11 @@ def _importable(folder: str) -> list[str]:
         return sorted(e.name for e in entries if e.name.endswith(('.py', '.pyc', '.so', '.pyd')) or e.is_dir())
 
 
-# `import a.b as c, d` and `from a.b import x` (anywhere, also indented); relative imports stay in a root
-_IMPORT_LINE = re.compile(rb'^[ \t]*(?:from[ \t]+([A-Za-z_][\w.]*)[ \t]+import\b|import[ \t]+([^#\n;]+))',
-                          re.MULTILINE)
-
-
-def imported_names(source: bytes) -> set[str]:
-    """The top-level modules a Python source names in its import statements."""
-    found = set()
-    for origin, names in _IMPORT_LINE.findall(source):
-        for name in ([origin] if origin else names.split(b',')):
-            words = name.strip().split()
-            if words:
-                found.add(words[0].split(b'.')[0].decode('ascii', 'replace'))
-    return found
+from tg_pipeline.package.tree import imported_names  # noqa: E402,F401 (part of this module's interface)
 
 
 def import_check_key(payloads: list[Path], dependencies: list[str], source_roots: list[Path],
-                     project: list[str]) -> str:
+                     project: list[str], names: set[str] | None = None) -> str:
     """What the check's outcome depends on: the declared dependencies, the roots, the modules the roots' sources
     import (not the rest of their code), the installed modules and project modules the payloads name (their
     objects' classes, the modules their code refers to; not their bytes, which every code edit of a root
@@ -208,10 +196,11 @@ def import_check_key(payloads: list[Path], dependencies: list[str], source_roots
     import hashlib
     import os
     from tg_pipeline.package.sdist import source_files
-    names: set[str] = set()
-    for file in source_files(source_roots):
-        if file.suffix == '.py':
-            names |= imported_names(file.read_bytes())
+    if names is None:  # (the sdist's scan knows them without reading unchanged files again)
+        names = set()
+        for file in source_files(source_roots):
+            if file.suffix == '.py':
+                names |= imported_names(file.read_bytes())
     folders = [entry for entry in sys.path if entry and os.path.isdir(entry)]
     listed = {folder: _importable(folder) for folder in dict.fromkeys([*project, *folders]) if os.path.isdir(folder)}
     roots = {Path(r).name for r in source_roots}

@@ -15,15 +15,13 @@ MODULE is ``name__version``, and so is the distribution's name, so versions
 never clash in one environment, neither as modules nor for pip. Same
 inputs give the same bytes (sorted entries, fixed times, owners and modes, a
 gzip header without time or name), so doit's checksums and Docker's layer
-cache both hold.
+cache both hold. Each file is a gzip member of its own (:mod:`.tree`): the
+sdist of a one-file edit is made from the last one and that file.
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
-import tarfile
 from pathlib import Path
 
 from tg_pipeline import runtime
@@ -57,6 +55,20 @@ def source_files(source_roots: list[Path]) -> list[Path]:
     return found
 
 
+def source_names(root: Path) -> list[tuple[str, str]]:
+    """(path, name under the root's parent with / between parts) of each file :func:`source_files` finds in ``root``,
+    in its order, without a Path per file (a tree of thousands of files is walked at every build)."""
+    root = os.fspath(root)
+    parent = os.path.dirname(os.path.abspath(root))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.'))
+        relative = os.path.relpath(os.path.abspath(folder), parent).replace(os.sep, '/')
+        found.extend((os.path.join(folder, f), f'{relative}/{f}') for f in sorted(files)
+                     if not f.endswith(SKIP_SUFFIXES) and not f.startswith('.'))
+    return found
+
+
 def runtime_files() -> list[Path]:
     """The entry point's modules (tg_pipeline/runtime/) that every sdist carries as MODULE/_tg_runtime/."""
     folder = Path(runtime.__file__).resolve().parent
@@ -80,13 +92,22 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
                   resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None) -> dict[str, bytes]:
     """Archive path -> content, for every file of the sdist (``cache``: where the rendered pyproject.toml is kept
     between builds)."""
+    members = tree_members(package, version, module, source_roots, resources, dependencies, cache)
+    return {name: member.content() for name, member in members.items()}
+
+
+def tree_members(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
+                 dependencies: list[str], cache: Path | None = None, index: dict | None = None) -> dict:
+    """Archive path -> :class:`~tg_pipeline.package.tree.Member`, for every file of the sdist; a source file whose
+    stat the last sdist's ``index`` knows is not read."""
+    from tg_pipeline.package import tree
     top = sdist_name(module, version)
     roots = root_packages(source_roots)
     if protocol.RUNTIME_PACKAGE in roots:
         raise PackagingError(f'source root {protocol.RUNTIME_PACKAGE!r} has the name of the entry point\'s '
                              'own package', hint='rename that folder')
     values = dict(package=package, version=version, module=module, roots=roots, dependencies=dependencies)
-    members = {
+    made = {
         f'{top}/PKG-INFO': _pkg_info(module, version, dependencies).encode(),
         f'{top}/pyproject.toml': (templates.render_cached('pyproject.toml.j2', cache, **values) if cache else
                                   templates.render('pyproject.toml.j2', **values)).encode(),
@@ -95,45 +116,23 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
         f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots),
     }
     for file in runtime_files():
-        members[f'{top}/{module}/{protocol.RUNTIME_PACKAGE}/{file.name}'] = file.read_bytes()
+        made[f'{top}/{module}/{protocol.RUNTIME_PACKAGE}/{file.name}'] = file.read_bytes()
     for name, data in sorted(resources.items()):
-        members[f'{top}/{module}/{protocol.RESOURCES_DIR}/{name}.pkl'] = data
+        made[f'{top}/{module}/{protocol.RESOURCES_DIR}/{name}.pkl'] = data
+    members = {name: tree.made(name, data) for name, data in made.items()}
+    known = tree.known_sources(index or {})
     for root in source_roots:
-        root = Path(root)
-        for file in source_files([root]):
-            relative = file.relative_to(root.parent).as_posix()
-            members[f'{top}/{module}/{relative}'] = file.read_bytes()
+        for path, relative in source_names(root):
+            name = f'{top}/{module}/{relative}'
+            members[name] = tree.source_member(name, path, known.get(path))
     return members
 
 
 def archive(members: dict[str, bytes]) -> bytes:
-    """A reproducible .tar.gz of ``members`` (directories implied, added in order)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as tar:
-        done = set()
-        for path in sorted(members):
-            parts = path.split('/')
-            for depth in range(1, len(parts)):
-                folder = '/'.join(parts[:depth])
-                if folder not in done:
-                    done.add(folder)
-                    tar.addfile(_info(folder, tarfile.DIRTYPE, 0o755))
-            data = members[path]
-            info = _info(path, tarfile.REGTYPE, 0o644)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    packed = io.BytesIO()
-    with gzip.GzipFile(filename='', mode='wb', fileobj=packed, mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
-    return packed.getvalue()
-
-
-def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime = kind, mode, FIXED_MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ''
-    return info
+    """A reproducible .tar.gz of ``members`` (directories implied, added in order): one gzip member per file
+    (see :mod:`tg_pipeline.package.tree`)."""
+    from tg_pipeline.package import tree
+    return tree.assemble({name: tree.made(name, data) for name, data in members.items()}, FIXED_MTIME)[0]
 
 
 def sdist_archive(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
@@ -141,6 +140,24 @@ def sdist_archive(package: str, version: str, module: str, source_roots: list[Pa
     """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds)."""
     members = build_members(package, version, module, source_roots, resources, list(dependencies), cache)
     return f'{sdist_name(module, version)}.tar.gz', archive(members)
+
+
+def incremental_sdist(package: str, version: str, module: str, source_roots: list[Path],
+                      resources: dict[str, bytes], dependencies: list[str], cache: Path, index_file: Path,
+                      previous: Path):
+    """The sdist as :func:`sdist_archive` makes it, from what changed since the last one (``previous``, described by
+    ``index_file``): returns (file name, bytes, its index, a function that gives the import names of the roots'
+    Python files). Only the files whose stat changed are read, only their pieces compressed."""
+    from tg_pipeline.package import tree
+    index = tree.read_index(index_file)
+    members = tree_members(package, version, module, source_roots, resources, list(dependencies), cache, index)
+    try:
+        old = Path(previous).read_bytes() if index else None
+    except OSError:
+        old = None
+    name = f'{sdist_name(module, version)}.tar.gz'
+    data, entries = tree.assemble(members, FIXED_MTIME, old, index)
+    return name, data, tree.index_of(name, data, entries), members
 
 
 def make_sdist(out_dir: Path, package: str, version: str, module: str, source_roots: list[Path],

@@ -41,7 +41,7 @@ class Backend(Protocol):
     announce_attached: bool  # an attached run says that it started (a swarm's tasks may wait to be placed)
     stop_takes_output: bool  # stopping removes what its owner has not collected: only its project stops it
 
-    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+    def prepare(self, spec: RunSpec, environ=None, paths=None) -> RunHandle:
         """Everything before the run exists on the host starts (container: created, not started)."""
 
     def start(self, handle: RunHandle, spec: RunSpec, environ=None) -> RunHandle:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -96,6 +97,26 @@ def read_digest(tar, member) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+def _json_object(data: bytes) -> dict:
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _reclaim(folder) -> None:
+    """Files of a bind-mounted run folder that are not ours (the entry point was killed before it handed them
+    over): read access is all we need of them, and root's files are readable; say where they are otherwise."""
+    if not hasattr(os, 'getuid') or os.getuid() == 0:
+        return
+    for path in folder.rglob('*'):
+        if not os.access(path, os.R_OK):
+            raise PipelineError(f'{path} of the run came back owned by another user and is not readable here',
+                                hint=f'make it yours: docker run --rm -v {folder}:/run-folder busybox chown -R '
+                                     f'{os.getuid()}:{os.getgid()} /run-folder')
+
+
 def state_text(attrs: dict) -> tuple[str, bool]:
     state = attrs.get('State') or {}
     if isinstance(state, str):  # a sparse listing
@@ -108,27 +129,70 @@ def state_text(attrs: dict) -> tuple[str, bool]:
     return (text + ' (OOM killed)' if state.get('OOMKilled') else text), False
 
 
+def binds_here(client) -> bool:
+    """Whether a run folder here can be the container's (a bind mount): the engine listens on a Unix socket of this
+    machine (its files are ours; Docker Desktop shares them), and no SELinux would refuse the container them."""
+    if not str(getattr(getattr(client, 'api', None), 'base_url', '')).startswith('http+docker://localhost'):
+        return False
+    try:
+        with open('/sys/fs/selinux/enforce') as file:
+            return file.read().strip() != '1'
+    except OSError:
+        return True
+
+
+def log_copies(paths, run_id: str):
+    """The folder here that a local run's LOG_DIR is (the exact copies of its output), beside its run folder."""
+    return paths.dir / f'{run_id}.logs'
+
+
 class ContainerBackend:
-    """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.host.Host`."""
+    """Runs on one engine; ``host`` is a :class:`~tg_pipeline.hosts.host.Host`. On a local engine the run folder
+    and the log copies are bind mounts of their folders here: what a run leaves needs no archive request."""
     kind, noun, streams_to_files, announce_attached, stop_takes_output = 'container', 'run', True, False, False
 
     def __init__(self, host):
         self.client, self.host, self.where, self.remote = host.docker, host.name, host.where, host.remote
         self.lost = getattr(host, 'lost_reason', lambda: None)
         self.place = host  # its SSH connection reaches the host's files and the containers' network
+        self.binds = not self.remote and binds_here(self.client)
 
     # --- start --------------------------------------------------------------------------------------
-    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
-        """Create the container (not started yet)."""
+    def _folders_here(self, paths, run_id: str, environment: dict) -> list:
+        """The bind mounts of the run folder and the log copies (made here now), and the owner to hand them to."""
+        if paths is None or not self.binds:
+            return []
+        folders = ((paths.run_dir(run_id), protocol.RUN_DIR), (log_copies(paths, run_id), protocol.LOG_DIR))
+        for folder, _ in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        if hasattr(os, 'getuid') and os.getuid() != 0:
+            environment[protocol.ENV_HOST_OWNER] = f'{os.getuid()}:{os.getgid()}'
+        return [docker.types.Mount(target, str(folder.resolve()), type='bind') for folder, target in folders]
+
+    def prepare(self, spec: RunSpec, environ=None, paths=None) -> RunHandle:
+        """Create the container (not started yet); ``paths``: where its run is collected here."""
         run_id = new_run_id()
         name = container_name(spec, run_id)
         labels = {**spec.labels(run_id, self.where), **resources.labels(spec.run)}
         resources.check_host_paths(spec.run, self.place, spec.job)
         resources.ensure_caches(self.client, spec.run, spec.project)
         create, host_config = resources.container_options(spec.run, spec.project)
+        environment = spec.run_environment(run_id, environ)
+        here = self._folders_here(paths, run_id, environment)
+        if here:
+            host_config['mounts'] = [*host_config.get('mounts', []), *here]
         try:
-            container = self.client.api.create_container(
-                spec.image_id, name=name, environment=spec.run_environment(run_id, environ), labels=labels,
+            container = self._create(spec, name, environment, labels, host_config, create)
+        except BaseException:
+            for mount in here:  # no container: its folders here go too
+                shutil.rmtree(mount['Source'], ignore_errors=True)
+            raise
+        return self._handle(container['Id'], name, labels, 'created', False)
+
+    def _create(self, spec: RunSpec, name: str, environment: dict, labels: dict, host_config: dict, create: dict):
+        try:
+            return self.client.api.create_container(
+                spec.image_id, name=name, environment=environment, labels=labels,
                 detach=True, host_config=self.client.api.create_host_config(
                     init=True, **limits(spec.run.cpu, spec.run.memory_gb), **host_config), **create)
         except docker.errors.ImageNotFound:
@@ -140,7 +204,6 @@ class ContainerBackend:
         except KeyboardInterrupt:  # the engine may have made it already
             self._remove_named(name)
             raise
-        return self._handle(container['Id'], name, labels, 'created', False)
 
     def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
         """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
@@ -222,7 +285,7 @@ class ContainerBackend:
         container."""
         attrs = self.client.api.inspect_container(handle.ref)
         state = attrs['State']
-        run_dir, digest = self._copy_run_dir(handle, paths)
+        run_dir, digest = self._bound_run_dir(handle, paths) or self._copy_run_dir(handle, paths)
         if paths is not None:
             self._save_logs(handle, paths, logs_saved, digest)
         code, signal = exit_status(state.get('ExitCode'), run_dir)
@@ -241,7 +304,11 @@ class ContainerBackend:
                 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
-        self.discard(handle)
+        defer = getattr(self.place, 'defer', None)
+        if defer is not None:
+            defer(lambda: self.discard(handle))  # the engine removes it while we say how the run went
+        else:
+            self.discard(handle)
         return result
 
     def _save_logs(self, handle: RunHandle, paths, logs_saved: bool, digest: dict | None = None) -> None:
@@ -251,10 +318,14 @@ class ContainerBackend:
         were made, a job that never started)."""
         paths.dir.mkdir(parents=True, exist_ok=True)
         if logs_saved and digest is None:
-            digest = self._log_digest(handle)
+            digest = self._log_digest(handle, paths)
+        copies = log_copies(paths, handle.run_id)
         for stream, name in zip((1, 2), protocol.LOG_STREAMS):
             path = paths.out(handle.run_id) if stream == 1 else paths.err(handle.run_id)
             if logs_saved and same_bytes(path, digest.get(name)):
+                continue
+            if (copies / name).is_file():  # the local run's copy, here already
+                os.replace(copies / name, path)
                 continue
             if self._fetch_file(handle, f'{protocol.LOG_DIR}/{name}', path):
                 continue
@@ -262,8 +333,12 @@ class ContainerBackend:
                 with open(path, 'wb') as file:  # chunk by chunk: a log may be larger than this machine's memory
                     for chunk in self.log_chunks(handle, stream):
                         file.write(chunk)
+        shutil.rmtree(copies, ignore_errors=True)
 
-    def _log_digest(self, handle: RunHandle) -> dict:
+    def _log_digest(self, handle: RunHandle, paths=None) -> dict:
+        if paths is not None and (log_copies(paths, handle.run_id) / protocol.LOG_DIGEST).is_file():
+            with open(log_copies(paths, handle.run_id) / protocol.LOG_DIGEST, 'rb') as file:
+                return _json_object(file.read())
         with archive(self.client, handle.ref, f'{protocol.LOG_DIR}/{protocol.LOG_DIGEST}') as tar:
             member = tar and next((m for m in tar if m.isfile()), None)
             return read_digest(tar, member) if member else {}
@@ -277,6 +352,21 @@ class ContainerBackend:
             with tar.extractfile(member) as data, open(target, 'wb') as file:
                 shutil.copyfileobj(data, file, 1 << 20)
         return True
+
+    def _bound_run_dir(self, handle: RunHandle, paths) -> tuple | None:
+        """(the run folder, the log digest it holds) when the run wrote it here through its bind mount (None: not
+        bound, or nothing arrived here: then the engine's archive is asked, as for a remote run)."""
+        if paths is None or not self.binds:
+            return None
+        target = paths.run_dir(handle.run_id)
+        if not (target / protocol.EXIT_FILE).is_file():
+            return None
+        _reclaim(target)
+        digest_file = target / protocol.RUN_LOG_DIGEST
+        digest = _json_object(digest_file.read_bytes()) if digest_file.is_file() else None
+        with contextlib.suppress(OSError):
+            digest_file.unlink()
+        return target, digest
 
     def _copy_run_dir(self, handle: RunHandle, paths) -> tuple:
         """(the run folder copied here or None, the log digest it brought or None: ``protocol.RUN_LOG_DIGEST``,

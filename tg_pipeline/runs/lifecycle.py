@@ -37,7 +37,7 @@ def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', con
     """Start a run; unless ``detach``, stream it to its end and collect it. Returns the RunHandle
     (detached) or the RunResult; raises JobFailed when the job failed. A quiet ``console`` shows neither our
     lines nor the job's output (what follows a Ctrl-C shows all the same)."""
-    handle = backend.prepare(spec, environ)
+    handle = backend.prepare(spec, environ, paths)
     try:  # one handler for Ctrl-C from here on, wherever it lands: even while the engine starts the job
         try:
             handle = backend.start(handle, spec, environ)

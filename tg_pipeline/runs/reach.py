@@ -49,10 +49,10 @@ def forward_to_container(backend, handle, port: int, local_port: int, console: C
     connection for a remote host) until Ctrl-C, or until the run ends."""
     address = container_address(backend.client, handle)
     if backend.remote:
-        transport = backend.place.connection.client.get_transport()
+        connection = backend.place.connection
 
         def connect():
-            return transport.open_channel('direct-tcpip', (address, port), ('127.0.0.1', local_port), timeout=10)
+            return connection.forward_channel(address, port, ('127.0.0.1', local_port))
     else:
         def connect():
             return socket.create_connection((address, port), timeout=10)

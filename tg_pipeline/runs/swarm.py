@@ -115,7 +115,7 @@ class SwarmBackend:
         self.options = options or SwarmSettings()
 
     # --- start --------------------------------------------------------------------------------------
-    def prepare(self, spec: RunSpec, environ=None) -> RunHandle:
+    def prepare(self, spec: RunSpec, environ=None, paths=None) -> RunHandle:
         check_capacity(self.client, self.options, self.host)
         check_swarm(self.client.api.nodes(), spec.run, self.options.gpu_resource, self.host)
         run_id = new_run_id()

@@ -213,8 +213,24 @@ def main(package_dir=None, environ=None) -> int:
     """
     environ = os.environ if environ is None else environ
     if keeps_log_copies(environ):
-        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR)
+        return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR,
+                        after=lambda: hand_over(environ, (protocol.RUN_DIR, protocol.LOG_DIR)))
     return _main(package_dir, environ)
+
+
+def hand_over(environ, folders) -> None:
+    """Give what is in ``folders`` (bind mounts of the host's folders) to the host's user (``ENV_HOST_OWNER``,
+    ``UID:GID``), so that it may read and remove them; nothing to do without it, or when not root here."""
+    uid, _, gid = environ.get(protocol.ENV_HOST_OWNER, '').partition(':')
+    if not (uid.isdigit() and gid.isdigit()) or not hasattr(os, 'geteuid') or os.geteuid() != 0:
+        return
+    for top in folders:
+        for folder, dirs, files in os.walk(top):
+            for path in [folder] + [os.path.join(folder, name) for name in dirs + files]:
+                try:
+                    os.lchown(path, int(uid), int(gid))
+                except OSError:
+                    pass
 
 
 def keeps_log_copies(environ) -> bool:

@@ -37,6 +37,8 @@ ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as ma
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
 ENV_MAX_RUNTIME = 'TG_PIPELINE_MAX_RUNTIME_S'  # seconds the job may run; the entry point stops it then
 ENV_STOP_GRACE = 'TG_PIPELINE_STOP_GRACE_S'  # seconds between SIGTERM and SIGKILL at the time limit (default 5)
+ENV_HOST_OWNER = 'TG_PIPELINE_HOST_OWNER'  # "UID:GID": the run folder and LOG_DIR are folders of the host (bind
+# mounts of a local run); when the job ended, the entry point hands what is in them to that owner
 
 LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)
 LOG_STREAMS = ('stdout', 'stderr')  # their file names in LOG_DIR

@@ -133,13 +133,14 @@ def _drained(fd: int) -> bool:
         return False
 
 
-def run_teed(log_dir: str, job, run_dir: str | None = None) -> int:
+def run_teed(log_dir: str, job, run_dir: str | None = None, after=None) -> int:
     """Run ``job()`` (which returns an exit status) with its stdout and stderr copied into ``log_dir``.
 
     In the job's process this returns what ``job()`` returned, and that process goes on as before (its exit,
     atexit handlers and threads are the job's own); in this one, the job's exit status once it ended. Where
     ``log_dir`` cannot be written, the job just runs, without copies. The digest goes into ``log_dir`` and, when
-    the job left a ``run_dir``, into that too (``protocol.RUN_LOG_DIGEST``)."""
+    the job left a ``run_dir``, into that too (``protocol.RUN_LOG_DIGEST``); then ``after()`` runs, in this
+    process only."""
     paths = [os.path.join(log_dir, name) for name in protocol.LOG_STREAMS]
     try:
         os.makedirs(log_dir, exist_ok=True)
@@ -165,6 +166,8 @@ def run_teed(log_dir: str, job, run_dir: str | None = None) -> int:
     _write_digest(os.path.join(log_dir, protocol.LOG_DIGEST), text)
     if run_dir and os.path.isdir(run_dir):  # never made here: no run folder means the job died before it
         _write_digest(os.path.join(run_dir, protocol.RUN_LOG_DIGEST), text)
+    if after is not None:
+        after()
     return status
 
 

@@ -1,3 +1,5 @@
-"""SSH to a remote Docker host: the settings OpenSSH resolves (:mod:`.settings`), the keys offered
-(:mod:`.auth`), every failure as ERROR/TIP (:mod:`.errors`), dead connections found (:mod:`.keepalive`), the
-connection and the Docker channel over it (:mod:`.connection`), and the login started early (:mod:`.early`)."""
+"""SSH to a remote Docker host: the settings OpenSSH resolves (:mod:`.settings`), which client reaches it
+(:mod:`.transport`): the ssh program with one shared connection per host and project and Docker channels on it
+(:mod:`.openssh`), or paramiko where no ssh program can share connections (:mod:`.connection`, with the keys
+offered by :mod:`.auth` and dead connections found by :mod:`.keepalive`); every failure as ERROR/TIP
+(:mod:`.errors`), and the login started early (:mod:`.early`)."""

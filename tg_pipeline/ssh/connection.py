@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
 
 import docker
 import fabric
@@ -28,8 +27,8 @@ from tg_pipeline.compat.docker import docker_over_fabric
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.ssh.keepalive import Watchdog
 from tg_pipeline.ssh.auth import OpenSSHKeys
-from tg_pipeline.ssh.errors import UnknownHostKey, login_error, session_error
-from tg_pipeline.ssh.settings import SSHSettings, parse_jump, resolve
+from tg_pipeline.ssh.errors import UnknownHostKey, docker_problem, login_error, session_error
+from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings, parse_jump, resolve  # noqa: F401 (RemoteTarget: its old home)
 
 DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
 LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
@@ -38,33 +37,6 @@ MAX_JUMPS = 8
 if not os.environ.get('TG_PIPELINE_DEBUG'):  # with it, paramiko's lines reach the root logger (stderr)
     logging.getLogger(LOG_CHANNEL).addHandler(logging.NullHandler())
     logging.getLogger(LOG_CHANNEL).propagate = False
-
-
-@dataclass
-class RemoteTarget:
-    """Where to log in, as configured (empty values: as OpenSSH resolves the host)."""
-    host: str
-    user: str = ''
-    port: int = 0
-    identity_file: str = ''
-    accept_unknown_host_keys: bool = False
-    connect_timeout: float = 0  # 0: ConnectTimeout of the ssh config, else 15 s
-    ssh_config: str = ''  # an ssh_config file instead of OpenSSH's own (ssh -F)
-
-    @classmethod
-    def from_config(cls, remote) -> 'RemoteTarget':
-        """From [remote] (RemoteSettings)."""
-        from tg_pipeline.errors import ConfigError
-        if not remote.host:
-            raise ConfigError('no remote host configured', key='remote.host',
-                              hint='set host in [remote] of pipeline.toml (a name, an address or a Host alias '
-                                   'from ~/.ssh/config), or pass host=... on the command line')
-        return cls(host=remote.host, user=remote.user, port=remote.port, identity_file=remote.identity_file,
-                   accept_unknown_host_keys=remote.accept_unknown_host_keys, connect_timeout=remote.connect_timeout,
-                   ssh_config=remote.ssh_config)
-
-    def settings(self) -> SSHSettings:
-        return resolve(self.host, self.user, self.port, self.identity_file, self.ssh_config, self.connect_timeout)
 
 
 class _KnownHosts(paramiko.MissingHostKeyPolicy):
@@ -129,6 +101,10 @@ class SSHConnection(fabric.Connection):
             return paramiko.ProxyCommand(command.replace('\0', '%'))
         self.gateway.open()
         return super().open_gateway()
+
+    def forward_channel(self, address: str, port: int, origin=('127.0.0.1', 0)):
+        """A ``direct-tcpip`` channel to ``address:port`` as the remote sees it."""
+        return self.client.get_transport().open_channel('direct-tcpip', (address, port), origin, timeout=10)
 
     def lost(self) -> str | None:
         """Why the keepalive watchdog closed this connection (None: it did not)."""
@@ -200,26 +176,15 @@ def _lost(connection) -> str | None:
     return lost() if lost else None
 
 
+DOCKER_VERSION_COMMAND = "docker version --format '{{.Server.Version}}'"
+
+
 def remote_docker_version(connection) -> str:
     """Check that the login user may use Docker on the remote; return the engine version."""
-    command = "docker version --format '{{.Server.Version}}'"
-    result = run(connection, command)
+    result = run(connection, DOCKER_VERSION_COMMAND)
     if result.exited == 0:
         return result.stdout.strip()
-    err = result.stderr + result.stdout
-    user, host = connection.user, connection.host
-    if 'permission denied' in err.lower():
-        raise RemoteError(
-            f'user {user} may not use Docker on {host}: permission denied on the Docker socket',
-            command=command, exit_code=result.exited, output=err,
-            hint=f'on {host}, add {user} to the group that owns the socket: sudo usermod -aG docker {user} '
-                 f'(then log in again)')
-    if result.exited == 127 or 'not found' in err:
-        raise RemoteError(f'the docker command is not installed on {host}', command=command,
-                          exit_code=result.exited, output=err,
-                          hint=f'install Docker on {host} (Debian: apt-get install docker.io)')
-    raise RemoteError(f'Docker does not answer on {host}', command=command, exit_code=result.exited, output=err,
-                      hint=f'start the Docker engine on {host} (or set DOCKER_HOST for {user} there)')
+    raise docker_problem(result, connection.user, connection.host, DOCKER_VERSION_COMMAND)
 
 
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:

@@ -3,7 +3,8 @@ configuration (:func:`connect_early`), while this process makes its tasks and do
 :func:`tg_pipeline.hosts.host.open_host` takes that connection when it needs one (:func:`take`).
 
 This module imports neither docker nor paramiko: the thread starts before the main thread imports the Docker SDK
-(~50 ms), and imports paramiko and fabric itself.
+(~50 ms). With the ssh program (:mod:`tg_pipeline.ssh.openssh`) the login is a child process, which holds no
+interpreter lock while the build steps run; with paramiko the thread imports paramiko and fabric itself.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def connect_early(config) -> None:
 
     def login():
         try:
-            from tg_pipeline.ssh.connection import Remote, RemoteTarget
-            remote = Remote(RemoteTarget.from_config(config.remote))
+            from tg_pipeline.ssh.settings import RemoteTarget
+            from tg_pipeline.ssh.transport import open_remote
+            remote = open_remote(RemoteTarget.from_config(config.remote, getattr(config, 'project', '')))
             box['remote'] = remote
             remote.docker  # noqa: B018  (the engine's version, asked over the new connection)
         except BaseException as e:  # handed to the main thread by take()

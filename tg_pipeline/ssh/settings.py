@@ -47,6 +47,7 @@ class SSHSettings:
     accept_new_host_keys: bool = False  # StrictHostKeyChecking no / accept-new
     host_key_alias: str = ''
     config_file: str = ''  # ssh -F FILE, '' for OpenSSH's own files
+    control_master: str = ''  # the ssh config's own ControlMaster ('' = none): then its ControlPath is used as it is
 
     @property
     def command(self) -> str:
@@ -62,6 +63,38 @@ class SSHSettings:
 
     def describe_config(self) -> str:
         return self.config_file or '~/.ssh/config'
+
+
+@dataclass
+class RemoteTarget:
+    """Where to log in, as configured (empty values: as OpenSSH resolves the host), and how: the ssh program with
+    one shared connection per host and ``project`` kept ``control_persist`` seconds, or paramiko
+    (``ssh_client``, see :mod:`tg_pipeline.ssh.transport`)."""
+    host: str
+    user: str = ''
+    port: int = 0
+    identity_file: str = ''
+    accept_unknown_host_keys: bool = False
+    connect_timeout: float = 0  # 0: ConnectTimeout of the ssh config, else 15 s
+    ssh_config: str = ''  # an ssh_config file instead of OpenSSH's own (ssh -F)
+    ssh_client: str = 'auto'  # auto | openssh | paramiko
+    control_persist: float = 300
+    project: str = ''  # the project id: two projects never share a connection
+
+    @classmethod
+    def from_config(cls, remote, project: str = '') -> 'RemoteTarget':
+        """From [remote] (RemoteSettings) and the project id."""
+        if not remote.host:
+            raise ConfigError('no remote host configured', key='remote.host',
+                              hint='set host in [remote] of pipeline.toml (a name, an address or a Host alias '
+                                   'from ~/.ssh/config), or pass host=... on the command line')
+        return cls(host=remote.host, user=remote.user, port=remote.port, identity_file=remote.identity_file,
+                   accept_unknown_host_keys=remote.accept_unknown_host_keys, connect_timeout=remote.connect_timeout,
+                   ssh_config=remote.ssh_config, ssh_client=getattr(remote, 'ssh_client', 'auto'),
+                   control_persist=getattr(remote, 'control_persist', 300), project=project)
+
+    def settings(self) -> SSHSettings:
+        return resolve(self.host, self.user, self.port, self.identity_file, self.ssh_config, self.connect_timeout)
 
 
 def parse_destination(text: str) -> tuple[str, str, int]:
@@ -164,7 +197,8 @@ def _settings(alias: str, values: dict[str, list[str]], config_file: str) -> SSH
         connect_timeout=number('connecttimeout', 0),
         accept_new_host_keys=one('stricthostkeychecking', 'ask').lower() in ('no', 'false', 'off', 'accept-new'),
         host_key_alias='' if one('hostkeyalias', 'none') == 'none' else one('hostkeyalias'),
-        config_file=config_file)
+        config_file=config_file,
+        control_master='' if one('controlmaster', 'false').lower() in ('false', 'no') else one('controlmaster'))
     agent = one('identityagent', 'SSH_AUTH_SOCK')
     if agent.startswith('$'):
         agent = os.environ.get(agent.lstrip('${').rstrip('}'), '') or 'none'

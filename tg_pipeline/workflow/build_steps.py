@@ -32,24 +32,25 @@ def serialize(ctx: Context, job: str) -> None:
 
 
 def sdist(ctx: Context, job: str) -> None:
+    """The sdist, made from the last one and the files that changed (:func:`~tg_pipeline.package.sdist.
+    incremental_sdist`), while the import check runs when what it depends on changed."""
     from tg_pipeline.job.checks import start_import_check
-    from tg_pipeline.package.sdist import sdist_archive
+    from tg_pipeline.package.sdist import incremental_sdist
     from tg_pipeline.paths import write_if_changed
+    from tg_pipeline.package.tree import index_bytes
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
     names = ctx.resource_names(job)
     setting = 'packaging.source_roots' if config_origin_is_api(config.origins.get('package.source_roots', '')) \
         else f'source_roots in [package] of {config.path.name}'
+    resources = {n: p.resource(n).read_bytes() for n in names}
+    name, data, index, members = incremental_sdist(j.package, j.version, j.module, config.source_roots, resources,
+                                                   list(j.dependencies), p.pyproject, p.sdist_index, p.sdist)
+    imports = {n for m in members.values() if m.source.endswith('.py') for n in m.imports}
     check = start_import_check(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots,
-                               config.root, setting, record=p.import_check)  # runs while the sdist is made
-    try:
-        resources = {n: p.resource(n).read_bytes() for n in names}
-        name, data = sdist_archive(j.package, j.version, j.module, config.source_roots, resources,
-                                   list(j.dependencies), cache=p.pyproject)
-    except BaseException:
-        check.cancel()
-        raise
+                               config.root, setting, record=p.import_check, names=imports)
     check.finish()  # bad input stops here, before anything is written
     write_if_changed(p.context / name, data)
+    write_if_changed(p.sdist_index, index_bytes(index))
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
         if stale.name != name:
             stale.unlink()

@@ -77,13 +77,14 @@ def draw_graph(ctx: Context, tasks: dict, probe) -> None:
 
 def show_config(ctx: Context, jobs: list[str]) -> None:
     from tg_pipeline.config.describe import describe
-    print(describe(ctx.config, jobs))
+    from tg_pipeline.ssh.transport import describe as ssh_client
+    print(describe(ctx.config, jobs, notes={'remote': [ssh_client(ctx.config.remote)]}))
 
 
 def check_remote(ctx: Context) -> None:
     from tg_pipeline.workflow.preflight import check_remote as preflight
-    from tg_pipeline.ssh.connection import RemoteTarget
-    failed = preflight(RemoteTarget.from_config(ctx.config.remote), ctx.config.registry.address, ctx.registry_auth(),
-                       ctx.run_console())
+    from tg_pipeline.ssh.settings import RemoteTarget
+    failed = preflight(RemoteTarget.from_config(ctx.config.remote, ctx.config.project), ctx.config.registry.address,
+                       ctx.registry_auth(), ctx.run_console())
     if failed:
         raise PipelineError(f'{failed} preflight check(s) failed (see the TIP lines above)')

@@ -13,7 +13,8 @@ from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import PipelineError
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.image.registry import pull, push, remote_reference
-from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect, describe, run
+from tg_pipeline.ssh.settings import RemoteTarget
+from tg_pipeline.ssh.transport import open_remote
 
 PROBE = 'tg-pipeline-probe:1'
 
@@ -57,23 +58,20 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, console: Consol
     report = Report(console)
     remote = None
     try:
-        connection = connect(target)
-        report.ok('ssh login', describe(connection))
-        connection.close()
+        remote = open_remote(target)  # the SSH client runs use: the ssh program's shared connection, or paramiko
+        report.ok('ssh login', remote.name)
     except PipelineError as e:
         report.fail('ssh login', e)
-    if not report.failed:
+    if remote is not None:
         try:
-            remote = Remote(target)
             engine_version = remote.docker.version()
             docker_version = engine_version.get('Version', '?')
             report.ok('docker on the remote', f"engine {docker_version} (API {engine_version.get('ApiVersion', '?')}) "
                                               f"usable by {remote.connection.user}")
         except PipelineError as e:
             report.fail('docker on the remote', e)
-            if remote is not None:
-                remote.close()
-                remote = None
+            remote.close()
+            remote = None
     reference = None
     if registry:
         try:
@@ -95,7 +93,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, console: Consol
         except PipelineError as e:
             report.fail('registry pull on the remote', e)
     if remote is not None:
-        python = run(remote.connection, 'python3 --version')
+        python = remote.connection.run('python3 --version', hide=True, warn=True, in_stream=False)
         version = (python.stdout or python.stderr).strip() if python.exited == 0 else 'no python3 (not needed)'
         report.ok('remote versions', f'Docker {docker_version}; {version}')
         remote.close()

@@ -1,0 +1,379 @@
+"""The remote engine over the ssh program, as Ansible and the Docker CLI reach hosts: ONE shared connection (an
+OpenSSH ControlMaster) per user, host and project, kept ``control_persist`` seconds after its last channel closed;
+every Docker connection is a channel on it (``ssh -S PATH HOST docker system dial-stdio``): a few milliseconds,
+no login, no paramiko in this process.
+
+* The control sockets live in a folder only the user can read (0700: ``$XDG_RUNTIME_DIR/tg_pipeline/ssh``, else
+  ``~/.cache/tg_pipeline/ssh`` of the passwd home); a socket's name hashes the local user, the project, and the
+  host as OpenSSH resolved it (user, address, port, jumps, config file, key): two users or two projects never
+  share one, and no name is guessable in a shared folder.
+* A ControlMaster the user's ssh config sets is used as it is: then the channels are plain ``ssh HOST ...``.
+* The master is started by ``ssh -M -N -f`` (the login, once; its words go to ``PATH.log``); a stale socket (its
+  process killed, the host rebooted) is found by connecting to it, and a master whose link dropped by the first
+  request giving no answer: either is replaced, once, without a word to the user.
+* ServerAliveInterval/CountMax (15 s x 3 unless the ssh config says) are the master's keepalives; when it gives up,
+  :meth:`OpenSSH.lost` says why, from its log.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import re
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from tg_pipeline.errors import SSHError
+from tg_pipeline.ssh.errors import openssh_error, ssh_lines
+from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings, home
+
+ENDED = re.compile(r'Timeout, server|closed by|Connection reset|Broken pipe|Killed by signal|not responding')
+SOCKET_PATH_MAX = 100  # sun_path holds 104 (macOS) or 108 (Linux) bytes; ssh adds a suffix while it binds: 17 more
+START_MARGIN = 60  # seconds a login may take beyond ConnectTimeout (a slow key exchange, a jump host)
+
+
+def control_dir() -> str:
+    """The folder of the control sockets, made 0700 and checked to be the user's own."""
+    runtime = os.environ.get('XDG_RUNTIME_DIR', '')
+    base = runtime if runtime and _own_dir(runtime) else os.path.join(home(), '.cache')
+    path = os.path.join(base, 'tg_pipeline', 'ssh')
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SSHError(f'{path} is not a folder of your own: the shared SSH connections cannot be kept there',
+                       hint=f'remove it (rm -rf {path}), or set ssh_client = "paramiko" in [remote]')
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _own_dir(path: str) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and os.access(path, os.W_OK)
+
+
+def control_name(target: RemoteTarget, s: SSHSettings) -> str:
+    """The socket's name: a hash of who connects, for which project, to what (as resolved), and how."""
+    key = '\0'.join([str(os.getuid()), target.project, s.user, s.hostname, str(s.port), s.proxy_jump,
+                     s.proxy_command, s.config_file, target.identity_file, s.alias])
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Result:
+    """What a command on the remote did (the fields fabric's Result has)."""
+    exited: int
+    stdout: str
+    stderr: str
+
+
+class ChannelSocket(socket.socket):
+    """Our end of a socketpair whose other end is the stdin and stdout of an ``ssh`` process (one channel);
+    closing it ends the channel."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen, errors):
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.process, self.errors = process, errors
+
+    def _real_close(self, *args, **kwargs):
+        super()._real_close(*args, **kwargs)
+        self.errors.close()
+        self.process.poll()  # EOF on its stdin ends it; the subprocess module reaps it later if it has not yet
+
+
+class OpenSSH:
+    """The ssh program's way to one host: the shared master, channels on it, commands, forwards."""
+
+    def __init__(self, target: RemoteTarget, settings: SSHSettings):
+        self.target, self.settings = target, settings
+        self.host, self.user, self.port = settings.hostname, settings.user, settings.port
+        self.own = not settings.control_master  # False: the user's ssh config shares connections itself
+        self.path = os.path.join(control_dir(), control_name(target, settings)) if self.own else ''
+        if len(self.path) > SOCKET_PATH_MAX:
+            raise SSHError(f'the control socket path {self.path} is too long for a Unix socket',
+                           hint='set XDG_RUNTIME_DIR to a short folder of your own (e.g. /run/user/$(id -u)), or '
+                                'ssh_client = "paramiko" in [remote]')
+        self.started = False  # this process started the master (a login)
+        self.last_channel: ChannelSocket | None = None
+
+    # --- the ssh command lines ------------------------------------------------------------------------
+    def options(self) -> list[str]:
+        s, t = self.settings, self.target
+        args = ['ssh', *(['-F', s.config_file] if s.config_file else []), '-o', 'BatchMode=yes',
+                '-o', f'ConnectTimeout={math.ceil(s.connect_timeout)}',
+                '-o', f'ServerAliveInterval={math.ceil(s.alive_interval)}', '-o', f'ServerAliveCountMax={s.alive_count}',
+                '-l', s.user, '-p', str(s.port)]
+        if t.identity_file:
+            args += ['-i', s.identity_files[0]]
+        if t.accept_unknown_host_keys:
+            args += ['-o', 'StrictHostKeyChecking=accept-new']
+        if self.own:
+            args += ['-o', 'ControlPath=' + self.path.replace('%', '%%')]
+        return args
+
+    def command(self, *remote: str, forward: str = '') -> list[str]:
+        """The argv of one channel: ``remote`` run there, or a ``-W`` stdio forward to ``forward``."""
+        mux = ['-o', 'ControlMaster=no'] if self.own else []
+        where = ['-W', forward, self.settings.alias] if forward else ['-T', self.settings.alias, '--', *remote]
+        return [*self.options(), *mux, *where]
+
+    # --- the master -----------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """Whether a master listens on our socket (a stale socket file is removed)."""
+        if not self.own:
+            return True
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)
+            return True
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # its process is gone (killed, or the machine restarted)
+            return False
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def ensure(self) -> None:
+        """A master on our socket: the one there, or a new one (the login)."""
+        if self.alive():
+            return
+        with self._lock():
+            if not self.alive():
+                self._start()
+
+    @contextlib.contextmanager
+    def _lock(self):
+        import fcntl
+        with open(self.path + '.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two commands at once: one logs in, the other uses its master
+            yield
+
+    def _start(self) -> None:
+        _tidy(os.path.dirname(self.path))
+        persist = max(1, math.ceil(self.target.control_persist))
+        log = self.path + '.log'
+        with open(log, 'w'):
+            pass  # the new master's words only
+        with contextlib.suppress(OSError):  # (a master that finds a socket there would log in without sharing,
+            os.unlink(self.path)            # and stay in the background for good)
+        argv = [*self.options(), '-o', 'ControlMaster=yes', '-o', f'ControlPersist={persist}', '-E', log,
+                '-N', '-f', self.settings.alias]
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  start_new_session=True, timeout=self.settings.connect_timeout + START_MARGIN)
+        except subprocess.TimeoutExpired:
+            raise SSHError(f'the SSH login to {self.settings.alias} did not finish within '
+                           f'{self.settings.connect_timeout + START_MARGIN:g} s',
+                           hint=f'see what it waits for: {self.settings.command} -v true') from None
+        if done.returncode != 0:
+            raise openssh_error(_read(log) + done.stderr.decode(errors='replace'), self.settings, done.returncode)
+        self.started = True
+
+    def restart(self) -> None:
+        """Replace a master that does not answer (its link dropped without a word)."""
+        self.exit()
+        self.ensure()
+
+    def exit(self) -> None:
+        """End the master now (its channels with it)."""
+        if not self.own:
+            return
+        pid = self.master_pid()
+        subprocess.run([*self.options(), '-O', 'exit', self.settings.alias], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)  # one that hangs on a dead link does not answer -O exit
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def master_pid(self) -> int | None:
+        if not self.own:
+            return None
+        done = subprocess.run([*self.options(), '-O', 'check', self.settings.alias], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=10)
+        found = done.stderr.partition('(pid=')[2].partition(')')[0]
+        return int(found) if found.isdigit() else None
+
+    def lost(self) -> str | None:
+        """Why the shared connection ended (None: it is there). Asked when a channel broke: the master may still be
+        closing, so its log is read first, and its end waited for a moment."""
+        said = [line for line in ssh_lines(_read(self.path + '.log')) if ENDED.search(line)]
+        if not said and not wait_gone(self, 2):
+            return None
+        said = said or ssh_lines(_read(self.path + '.log'))
+        s = self.settings
+        timeout = next((line for line in said if line.startswith('Timeout, server')), None)
+        if timeout:
+            return (f'{s.hostname} port {s.port} has not answered for '
+                    f'{s.alive_interval * (s.alive_count + 1):.0f} s: {s.alive_count} keepalives unanswered '
+                    f'(ServerAliveInterval {s.alive_interval:g} s x ServerAliveCountMax {s.alive_count})')
+        return said[-1] if said else f'the shared SSH connection to {s.hostname} port {s.port} ended'
+
+    # --- channels -------------------------------------------------------------------------------------
+    def channel(self, *remote: str, forward: str = '') -> ChannelSocket:
+        """A socket to ``remote``'s stdin/stdout (or to ``forward``, ``host:port`` seen from the remote). Only on
+        the shared connection: once it is gone, ssh would log in anew for each channel, and a run being watched
+        must hear that its connection was lost (:meth:`lost` says why)."""
+        if not self.alive():
+            raise ConnectionAbortedError(f'the shared SSH connection to {self.host} port {self.port} is gone')
+        ours, theirs = socket.socketpair()
+        errors = tempfile.TemporaryFile()
+        try:
+            process = subprocess.Popen(self.command(*remote, forward=forward), stdin=theirs, stdout=theirs,
+                                       stderr=errors, start_new_session=True)  # no Ctrl-C: we stop the run first
+        except BaseException:
+            ours.close()
+            errors.close()
+            raise
+        finally:
+            theirs.close()
+        self.last_channel = ChannelSocket(ours, process, errors)
+        return self.last_channel
+
+    def forward_channel(self, address: str, port: int, origin=None) -> ChannelSocket:
+        return self.channel(forward=f'{address}:{port}')
+
+    def run(self, command: str, hide=True, warn=True, in_stream=False) -> Result:
+        """``command`` on the remote over the shared connection (fabric's ``run`` signature)."""
+        done = subprocess.run(self.command(command), stdin=subprocess.DEVNULL, capture_output=True,
+                              start_new_session=True)
+        stdout, stderr = done.stdout.decode(errors='replace'), done.stderr.decode(errors='replace')
+        if done.returncode == 255:
+            raise openssh_error(stderr, self.settings)
+        return Result(done.returncode, stdout, stderr)
+
+    def channel_failure(self) -> SSHError | None:
+        """What the ssh program said when the last channel ended at once (None: it did not, or not that way)."""
+        channel = self.last_channel
+        if channel is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            channel.process.wait(timeout=1)
+        if channel.process.returncode != 255:
+            return None
+        with contextlib.suppress(ValueError, OSError):
+            channel.errors.seek(0)
+            return openssh_error(channel.errors.read().decode(errors='replace'), self.settings)
+        return None
+
+
+LEFT_FOR_S = 7 * 86400  # the log and lock of a connection that ended are kept this long (a week)
+
+
+def _tidy(folder: str) -> None:
+    """Remove the logs and locks of shared connections that ended more than :data:`LEFT_FOR_S` ago."""
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            name, _, kind = entry.name.rpartition('.')
+            if kind in ('log', 'lock') and not os.path.exists(os.path.join(folder, name)):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > LEFT_FOR_S:
+                        os.unlink(entry.path)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors='replace') as file:
+            return file.read()
+    except OSError:
+        return ''
+
+
+def wait_gone(link: OpenSSH, timeout: float = 5) -> bool:
+    """Whether the master went away within ``timeout`` s (for tests and for a restart)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not link.alive():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
+DOCKER_VERSION_COMMAND = "docker version --format '{{.Server.Version}}'"
+FIRST_ANSWER_S = 10  # a master that gives no answer to the first request this long has lost its link: replaced
+
+
+class SharedRemote:
+    """The remote engine through the shared connection: what :class:`tg_pipeline.ssh.connection.Remote` is for
+    paramiko (``connection``, ``docker``, ``name``, ``lost()``, ``close()``), a context manager."""
+
+    def __init__(self, target: RemoteTarget):
+        self.target = target
+        self.connection = OpenSSH(target, target.settings())
+        self.connection.ensure()
+        self._docker = None
+
+    @property
+    def name(self) -> str:
+        return f'{self.connection.user}@{self.connection.host}:{self.connection.port}'
+
+    @property
+    def docker(self):
+        """The remote engine's API over the shared connection, checked by a first request: a master that does not
+        answer it (a link dropped since) is replaced once; what stays wrong is said (no docker there, no
+        permission, no engine, the ssh program's own words)."""
+        if self._docker is None:
+            self._docker = self._answering_client()
+        return self._docker
+
+    def _answering_client(self):
+        from tg_pipeline.compat.docker import docker_over_channels, ping
+        link = self.connection
+        for attempt in (1, 2):
+            client = docker_over_channels(lambda: link.channel('docker', 'system', 'dial-stdio'), DOCKER_API_VERSION)
+            try:
+                ping(client, FIRST_ANSWER_S if attempt == 1 else max(60, FIRST_ANSWER_S))
+                return client
+            except Exception as e:  # noqa: BLE001 - named below
+                client.close()
+                failure = link.channel_failure()
+                stale = failure is not None or not link.alive() or _timed_out(e)
+                if attempt == 1 and link.own and stale and not link.started:
+                    link.restart()  # without a word: the master was there, and is not usable any more
+                    continue
+                raise failure or self._engine_problem(e) from None
+        raise AssertionError('unreachable')
+
+    def _engine_problem(self, error: Exception):
+        from tg_pipeline.errors import RemoteError
+        from tg_pipeline.ssh.errors import docker_problem
+        result = self.connection.run(DOCKER_VERSION_COMMAND)
+        if result.exited != 0:
+            return docker_problem(result, self.connection.user, self.connection.host, DOCKER_VERSION_COMMAND)
+        return RemoteError(f'the Docker API of {self.connection.host} does not answer over SSH: {error}',
+                           command='docker system dial-stdio',
+                           hint='the remote needs a docker CLI that has `docker system dial-stdio` (Docker 18.09+)')
+
+    def lost(self) -> str | None:
+        return self.connection.lost()
+
+    def close(self) -> None:
+        if self._docker is not None:
+            self._docker.close()
+        if self.target.control_persist <= 0:
+            self.connection.exit()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _timed_out(error: Exception) -> bool:
+    text = f'{type(error).__name__}: {error}'.lower()
+    return 'timeout' in text or 'timed out' in text
+
