@@ -26,6 +26,8 @@ STEP_CONTROLS = {
 STEP_CONTROLS.update({'exec': ('job', 'where', 'run_id', 'cmd'),
                       'forward': ('job', 'where', 'run_id', 'port', 'local_port'),
                       'cleanup': (*STEP_CONTROLS['cleanup'], 'caches')})
+STEP_CONTROLS.update({'show': ('run_id',), 'runs': ('job', 'where'), 'diff': ('run_a', 'run_b'),
+                      'rerun': ('run_id', 'where', 'detach'), 'export': ('run_id', 'dest')})  # what ran
 METAVARS = {'float': 'N', 'int': 'N', 'bool': 'true|false', 'strs': 'A,B', 'array': '[...]', 'table': '{...}',
             'strtable': '{...}', 'str': 'TEXT', 'any': 'VALUE'}
 
