@@ -176,13 +176,10 @@ def dependencies_section(store: Store, a: dict, b: dict) -> Section:
             f'run {r["run_id"]}' for r, k in zip((a, b), kept) if k is None or k.get('packages') is None))
         return section
     old, new = _packages(kept[0]), _packages(kept[1])
-    for name in sorted(set(old) | set(new)):
-        if name not in new:
-            section.lines.append(f'- {old[name]}')
-        elif name not in old:
-            section.lines.append(f'+ {new[name]}')
-        elif old[name] != new[name]:
-            section.lines.append(f'~ {old[name]} -> {new[name].partition("==")[2]}')
+    section.lines += [f'+ {new[n]}' for n in sorted(set(new) - set(old))]  # added, removed, then changed
+    section.lines += [f'- {old[n]}' for n in sorted(set(old) - set(new))]
+    section.lines += [f'~ {old[n]} -> {new[n].partition("==")[2]}' for n in sorted(set(old) & set(new))
+                      if old[n] != new[n]]
     if kept[0].get('python') != kept[1].get('python'):
         section.lines.append(f'~ python {kept[0].get("python")} -> {kept[1].get("python")}')
     return section

@@ -141,9 +141,11 @@ def show(path: Path, record: dict, store: Store, summary: str = '') -> str:
     ended = records.ending(path, record)
     who = record.get('identity') or {}
     start, _ = times(record, ended)
+    outcome = summary if ended.get('variants') else f'exit {exit_text(ended)}' + (f': {summary}' if summary else '')
     lines = [f'run       {record["run_id"]} of job {record.get("job")} ({record.get("where")})',
-             f'ended     exit {exit_text(ended)} after {duration_text(record, ended)}'
-             + (f': {summary}' if summary else '') if ended else 'ended     not yet known (running, or not collected)',
+             f'ended     after {duration_text(record, ended)}, {outcome}' if ended else
+             f'ended     not known yet: running, or not collected (doit result job={record.get("job")} '
+             f'where={record.get("where")} run_id={record["run_id"]} collects it)',
              f'started   {start.astimezone().strftime("%Y-%m-%d %H:%M:%S") if start else "?"} by {who.get("owner")} '
              f'(project {who.get("project")})',
              f'command   {record.get("command", "?")}']
