@@ -188,8 +188,9 @@ def dependencies_section(store: Store, a: dict, b: dict) -> Section:
 def base_section(store: Store, a: dict, b: dict) -> Section:
     section = Section('base image')
     kept = [dependencies.read(store, (r.get('dependencies') or {}).get('key', '')) or {} for r in (a, b)]
-    shown = [f'{k.get("base_image") or "(none: this Python)"} (id {(k.get("base_id") or "-").split(":")[-1][:12]}'
-             + (f', {k["base_digest"]})' if k.get('base_digest') else ')') for k in kept]
+    shown = [f'{k["base_image"]} (id {(k.get("base_id") or "-").split(":")[-1][:12]}'
+             + (f', {k["base_digest"]})' if k.get('base_digest') else ')') if k.get('base_image') else
+             'none (it ran in this Python)' for k in kept]
     if shown[0] != shown[1]:
         section.lines.append(f'{shown[0]} -> {shown[1]}')
     else:

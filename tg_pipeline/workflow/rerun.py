@@ -34,6 +34,31 @@ def where_of(ctx: Context, original: dict) -> str:
     return 'local' if where == 'attached' else check_where(where)  # an attached run's code runs in a container
 
 
+def refuse_changes(ctx: Context, original: dict) -> None:
+    """A re-run has the kept run's job settings: one given on the command line would make it another run."""
+    from tg_pipeline.config.schema import COMMAND_LINE
+    given = sorted(k for k, v in ctx.config.origins.items() if v == COMMAND_LINE and k.startswith(('run.', 'jobs.')))
+    if given:
+        raise ConfigError(f'doit rerun runs run {original["run_id"]} with the settings it had: '
+                          f'{", ".join(given)} on the command line would change what it runs', key=given[0],
+                          hint=f'drop {"it" if len(given) == 1 else "them"}: doit rerun run_id={original["run_id"]} '
+                               f'(where= and host= choose where it runs)')
+
+
+def remote_of(ctx: Context, original: dict, where: str) -> None:
+    """Without a [remote] host here (nor host= on the command line), a remote or swarm re-run goes to the host
+    that the kept run's configuration names: where it ran."""
+    from tg_pipeline.provenance.compare import flat_configuration
+    if where == 'local' or ctx.config.remote.host:
+        return
+    kept = flat_configuration(store_of(ctx).read('config', original.get('config') or ''))
+    settings = {key: (kept.get(f'remote.{key}') or (None, ''))[0] for key in ('host', 'user', 'port', 'identity_file')}
+    if settings['host']:
+        remote = dataclasses.replace(ctx.config.remote, **{k: v for k, v in settings.items() if v is not None})
+        origins = {**ctx.config.origins, 'remote.host': f'the configuration of run {original["run_id"]}'}
+        ctx.config = dataclasses.replace(ctx.config, remote=remote, origins=origins)
+
+
 def kept_inputs(ctx: Context, original: dict):
     """(the kept sdist's path, the kept dependency record) of the run, or the error that says what is missing."""
     from tg_pipeline.provenance import dependencies
@@ -135,7 +160,9 @@ def rerun(ctx: Context) -> None:
     from tg_pipeline.workflow.what_ran import find_run
     _, original = find_run(ctx, command='rerun')
     where, who = where_of(ctx, original), original['identity']
+    refuse_changes(ctx, original)
     run_settings(original)  # before anything is built: what this environment lacks for it
+    remote_of(ctx, original, where)
     sdist, deps = kept_inputs(ctx, original)
     paths, delivery = context_for(ctx, original, sdist, deps), delivery_for(ctx, original)
     settings = job_image_settings(job=original['job'], package=who['package'], version=who['version'],
