@@ -159,3 +159,16 @@ def test_a_notebook_run_keeps_the_cells_that_defined_the_job(tmp_path, docker_cl
     assert NOTEBOOK_CELLS[0].strip() in kept_cells
     (_, record), = records.every(tmp_path / 'build', 'local')
     assert record['command'].startswith('Python API (') and record['ended']['result'] == '42'
+
+
+def test_runs_started_together_keep_their_records_and_one_copy_of_their_code(project, docker_client):
+    project.doit('build_image', 'job=ExampleJob')
+    processes = [project.popen('run_local', 'job=ExampleJob') for _ in range(3)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    runs = kept(project, 'local')
+    assert len(runs) == 3 and len({r['run_id'] for _, r in runs}) == 3
+    assert all(r['ended']['exit_code'] == 0 for _, r in runs)
+    store = Store(project.path('build'))
+    assert [kind for kind, _, _ in store.objects()].count('sdist') == 1
+    assert all(store.has('sdist', r['code']['sdist']) and store.has('config', r['config']) for _, r in runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import threading
 from pathlib import Path
 
 from tg_pipeline.paths import read_json
@@ -32,7 +33,7 @@ def now(precise: bool = False) -> str:
 
 def write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f'.{path.name}.{os.getpid()}')
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}')
     temporary.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + '\n')
     os.replace(temporary, path)
 

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 KINDS = {'sdist': '.tar.gz', 'config': '.toml', 'patch': '.patch', 'cells': '.py', 'deps': '.json'}
@@ -35,6 +36,12 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: file.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _temporary(target: Path) -> Path:
+    """A name beside ``target`` that no other process or thread writes to (several runs may keep the same object
+    at once: the last rename wins, with the same bytes)."""
+    return target.with_name(f'.{target.name}.{os.getpid()}.{threading.get_ident()}')
 
 
 class Store:
@@ -63,7 +70,7 @@ class Store:
         target = self.path(kind, key)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f'.{target.name}.{os.getpid()}')
+            temporary = _temporary(target)
             temporary.write_bytes(data)
             os.replace(temporary, target)
         return key
@@ -74,7 +81,7 @@ class Store:
         target = self.path(kind, key)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f'.{target.name}.{os.getpid()}')
+            temporary = _temporary(target)
             shutil.copy2(source, temporary)
             os.replace(temporary, target)
         return key
