@@ -51,8 +51,9 @@ def code_section(store: Store, a: dict, b: dict) -> Section:
     else:
         files = [_sdist_files(store, code.get('sdist')) for code in (code_a, code_b)]
         if None in files:
+            missing = [c.get('sdist') or '?' for c, f in zip((code_a, code_b), files) if f is None]
             section.lines.append('a kept sdist is missing from the store (removed by hand?): '
-                                 + ', '.join(c.get('sdist', '?')[:12] for c, f in zip((code_a, code_b), files) if f is None))
+                                 + ', '.join(key[:12] for key in missing))
         else:
             section.lines += _files_diff(*files) + _payload_diff(files[0], files[1], code_a, code_b)
     cells = [_text_lines(store.read('cells', c.get('cells') or '') if c.get('cells') else b'')
@@ -137,7 +138,8 @@ def configuration_section(store: Store, a: dict, b: dict) -> Section:
         if key in mirrored:
             continue
         also = [k for k, v in mirrored.items() if v == key]
-        section.lines.append(f'{key}: {_setting(was)} -> {_setting(now)}' + (f' (also {", ".join(also)})' if also else ''))
+        also = f' (also {", ".join(also)})' if also else ''
+        section.lines.append(f'{key}: {_setting(was)} -> {_setting(now)}{also}')
     return section
 
 
@@ -203,7 +205,8 @@ def host_section(a: dict, b: dict) -> Section:
     hosts = [r.get('host') or {} for r in (a, b)]
     for key in HOST_KEYS:
         if hosts[0].get(key) != hosts[1].get(key):
-            section.lines.append(f'{key}: {_host_value(key, hosts[0].get(key))} -> {_host_value(key, hosts[1].get(key))}')
+            old, new = (_host_value(key, h.get(key)) for h in hosts)
+            section.lines.append(f'{key}: {old} -> {new}')
     if a.get('where') != b.get('where'):
         section.lines.insert(0, f'where: {a.get("where")} -> {b.get("where")}')
     if not section.lines:

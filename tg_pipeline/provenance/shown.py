@@ -101,7 +101,8 @@ def _code_lines(record: dict, store: Store) -> list[str]:
     sdist = code.get('sdist')
     lines = [f'code      sdist {short(sdist)} ({format_bytes(store.size("sdist", sdist))}), kept in '
              f'{_relative(store.path("sdist", sdist)) if sdist else "-"}']
-    lines += [f'          payload {name} sha256 {short(digest)}' for name, digest in (code.get('payload') or {}).items()]
+    lines += [f'          payload {name} sha256 {short(digest)}'
+              for name, digest in (code.get('payload') or {}).items()]
     if code.get('cells'):
         lines.append(f'          notebook cells that defined the job: {_relative(store.path("cells", code["cells"]))}')
     git = record.get('git')

@@ -101,11 +101,12 @@ def begin(ctx: Context, job: str, where: str, run_id: str, host: dict, *, sdist:
             what = {key: original.get(key) for key in ('identity', 'code', 'git', 'config')}
             what['identity'] = {**what['identity'], 'owner': ctx.config.owner}
         record = {
-            'format': records.FORMAT, 'run_id': run_id, 'job': job, 'where': where, 'started': records.now(precise=True),
-            **what,
+            'format': records.FORMAT, 'run_id': run_id, 'job': job, 'where': where,
+            'started': records.now(precise=True), **what,
             'dependencies': {'key': deps_key, 'image_id': deps_id}, 'host': {**host, 'gpus_given': run.gpus},
             'image': {'id': spec.image_id, 'reference': spec.reference} if spec is not None else None,
-            'run_settings': plain({f.name: getattr(run, f.name) for f in dataclasses.fields(run)}), 'variants': list(spec.variants) if spec is not None else [],
+            'run_settings': plain({f.name: getattr(run, f.name) for f in dataclasses.fields(run)}),
+            'variants': list(spec.variants) if spec is not None else [],
             'python': sys.version.split()[0], 'tg_pipeline': tg_pipeline_version(), 'command': command_line(),
         }
         if original is not None:
@@ -133,7 +134,7 @@ def result_summary(result) -> str:
         return f'{ok}/{len(result.variants)} variants succeeded'
     if not result.ok:
         lines = (result.traceback or '').strip().splitlines()
-        return 'failed' + (f': {lines[-1]}' if lines else '')
+        return cut('failed' + (f': {lines[-1]}' if lines else ''))
     from tg_pipeline.runs.results import shown_value
     return cut(shown_value(result.run_dir, result.module))
 

@@ -2,8 +2,8 @@
 kept, whatever the work tree holds now.
 
 The kept sdist (which holds the payload) is put in a build context of its own,
-``build/.provenance/rerun/RUN_ID-XXXX/JOB/`` (removed when the run has started), beside the Dockerfile and requirements.txt its dependency image was built
-from (kept with its dependency set). The job image is made from them as a build makes it: on the dependency image
+``build/.provenance/rerun/RUN_ID-XXXX/JOB/`` (removed once the run has started), beside the Dockerfile and
+requirements.txt its dependency image was built from (kept with its dependency set). The job image is made from them as a build makes it: on the dependency image
 of that run while its engine still has it, else on one built again from the kept requirements; then it goes
 where the run happens as any image does (registry or SSH, ``build_on``). The run has the kept run's settings
 (limits, env names, GPUs, mounts ...); env values are this environment's, as in any run. Its record names the run
