@@ -194,6 +194,9 @@ class _Run:
             raise ConfigError("the payload has no 'job' entry", key='payload',
                               hint="create Packaging(name, version, dict(job=your_job))")
         self.job, self.resources = packaging.name, resources
+        from tg_pipeline.provenance.notebook import cell_sources  # a job defined in a notebook: its cells are its code
+        self.cells = cell_sources({**packaging.payload, **({'variants': variants} if variants is not None else {})})
+        self.ctx = None
         self.pipeline_config = pipeline_config(config, _source_roots(packaging, modules), swarm)
         self.variables = {} if config.options.wait_for_stop else {'detach': '1'}
 
@@ -207,7 +210,8 @@ class _Run:
         quiet = self.config.containering.silent or (step == 'sdist' and self.config.packaging.silent)
         console = Console(quiet=quiet, verbose=bool(self.pipeline_config.docker.verbose))
         ctx = Context(self.pipeline_config, self.variables, {self.job: self.resources}, self.sweeps, capture=True,
-                      requested=[step], console=console)
+                      requested=[step], console=console, cells={self.job: self.cells} if self.cells else {})
+        self.ctx = ctx
         code = run_tasks(ctx, [self.job], [f'{step}:{self.job}'], reporter='zero', verbosity=2)
         if ctx.errors:
             raise ctx.errors[0]
@@ -281,13 +285,20 @@ class Executor:
     def __init__(self, config: SSHDockerConfig):
         self.config = config
         self.last = None
+        #: what the last run ran (its record: code, git state, configuration, dependencies, host; see doit show), also
+        #: ``self.last.provenance`` of a container run's result
+        self.provenance = None
 
     def _run(self) -> '_Run':
         return _Run(self.config)
 
     def execute(self):
         """Run the job; return its return value (or, not waiting for the stop, the run id)."""
-        self.last = self._run().tasks(self.step)
+        run = self._run()
+        try:
+            self.last = run.tasks(self.step)
+        finally:
+            self.provenance = run.ctx.records.get(run.job) if run.ctx is not None else None
         if hasattr(self.last, 'exit_code'):  # a RunResult
             return self.last.value
         if hasattr(self.last, 'run_id'):  # a detached run's handle

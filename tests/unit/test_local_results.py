@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from fakes.runs import IMAGE, local_backend, make_spec
+from tg_pipeline.console import Console
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle
 from tg_pipeline.runtime import entry, protocol
@@ -23,7 +24,7 @@ def test_an_empty_bound_folder_falls_back_to_the_archive(engine, bound, tmp_path
     """The engine wrote the run folder elsewhere (the socket leads to another machine): the archive brings it."""
     engine.program(IMAGE, stdout=b'hello\n', files={'result.pkl': pickle.dumps(7), 'exit.json': b'{"exit_code": 0}'})
     paths = RunPaths(tmp_path / 'local')
-    result = lifecycle.run(bound, make_spec(engine), paths, silent=True)
+    result = lifecycle.run(bound, make_spec(engine), paths, console=Console(quiet=True))
     assert result.value == 7 and paths.out(result.run_id).read_bytes() == b'hello\n'
     mounts = engine.removed[-1].host_config.get('Mounts') or []
     assert {m['Target'] for m in mounts} >= {protocol.RUN_DIR, protocol.LOG_DIR}
@@ -44,7 +45,7 @@ def test_what_arrived_in_the_bound_folder_is_taken_as_it_is(engine, bound, tmp_p
     started = bound.start
     monkeypatch.setattr(bound, 'start', start)
     engine.program(IMAGE, stdout=b'exact bytes ?\n')  # the engine's log is not exact; the copy is
-    result = lifecycle.run(bound, make_spec(engine), paths, silent=True)
+    result = lifecycle.run(bound, make_spec(engine), paths, console=Console(quiet=True))
     assert result.value == 'from the bind mount'
     assert paths.out(result.run_id).read_bytes() == b'exact bytes \xff\n'
     assert engine.containers == {}
@@ -54,7 +55,7 @@ def test_a_create_that_fails_leaves_no_folder(engine, bound, tmp_path):
     from tg_pipeline.errors import PipelineError
     paths = RunPaths(tmp_path / 'local')
     with pytest.raises(PipelineError):
-        lifecycle.run(bound, make_spec(engine, image=None), paths, silent=True)  # an image the engine lacks
+        lifecycle.run(bound, make_spec(engine, image=None), paths, console=Console(quiet=True))  # an image the engine lacks
     assert not paths.dir.exists() or list(paths.dir.iterdir()) == []
 
 

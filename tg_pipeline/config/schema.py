@@ -395,5 +395,8 @@ CONTROLS = {
     'port': ('the port of the job\'s container to reach, e.g. port=6006', False),
     'local_port': ('the port here that forwards to it (default: the same as port)', False),
     'caches': ('also remove this project\'s cache volumes from the host', True),
+    'run_a': ('the first run of doit diff (its id, or the start of it)', False),
+    'run_b': ('the second run of doit diff (its id, or the start of it)', False),
+    'dest': ('the folder doit export writes the run\'s source tree to (new, or empty)', False),
 }
 CONTROL_VARS = frozenset(CONTROLS)

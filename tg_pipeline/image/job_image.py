@@ -72,6 +72,7 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
     there, the config and code layer are files): for a command that sends it to another engine and runs
     nothing here."""
     deps_id, built = ensure_deps(client, paths.context, deps_tag(tag), paths.deps, engine, console)
+    record_dependency_set(client, deps_id, paths, settings, engine, console)
     image = compose(client, deps_id, paths.sdist, paths.code_layer, **settings, layering=layering(paths))
     if not load_here:
         return JobImage(image.image_id, image, built)
@@ -90,6 +91,15 @@ def layering(paths) -> Layering | None:
     if getattr(paths, 'sdist_index', None) is None:
         return None
     return Layering(paths.sdist_index, paths.code_layer, paths.code_base, paths.code_delta)
+
+
+def record_dependency_set(client, deps_id: str, paths, settings: dict, engine: str, console: Console) -> None:
+    """What ran keeps the dependency set of every dependency image (``pip list`` of it, its base image's digest),
+    read once, here, when the image is new to the store (see :mod:`tg_pipeline.provenance.dependencies`)."""
+    from tg_pipeline.provenance.dependencies import ensure_recorded
+    from tg_pipeline.provenance.store import Store
+    project = settings.get('labels', {}).get('tg_pipeline.project', '')
+    ensure_recorded(client, deps_id, Path(paths.context), Store(Path(paths.dir).parent), project, engine, console)
 
 
 def build_code_layer(client, deps_id: str, paths, tag: str, settings: dict, console: Console = CONSOLE) -> str:

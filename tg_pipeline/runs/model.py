@@ -119,6 +119,7 @@ class RunResult:
     variants: list = field(default_factory=list)  # swarm: one dict per variant
     timed_out: bool = False  # stopped at its time limit (max_runtime_s)
     max_runtime_s: float = 0
+    provenance: dict = field(default_factory=dict)  # what ran: the run's record (tg_pipeline.provenance.record)
 
     @property
     def ok(self) -> bool:

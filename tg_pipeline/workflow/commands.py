@@ -65,6 +65,8 @@ def cleanup(ctx: Context) -> None:
         if ctx.flag('caches'):
             from tg_pipeline.runs.resources import remove_caches
             remove_caches([host.docker, *host.nodes], ctx.config.project, host.name, ctx.run_console())
+    from tg_pipeline.workflow.what_ran import sweep
+    sweep(ctx)  # what ran: the kept sources no kept run references
 
 
 def draw_graph(ctx: Context, tasks: dict, probe) -> None:

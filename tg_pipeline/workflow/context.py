@@ -24,6 +24,8 @@ class Context:
     errors: list = field(default_factory=list)
     requested: list = field(default_factory=list)  # the run steps this doit command runs ([]: not known)
     console: Console | None = None
+    records: dict = field(default_factory=dict)  # job -> the record of what its last run here ran (provenance)
+    cells: dict = field(default_factory=dict)  # job -> the source that defined a job pickled by value (notebook)
 
     def __post_init__(self):
         if self.console is None:

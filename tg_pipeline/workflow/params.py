@@ -26,6 +26,14 @@ STEP_CONTROLS = {
 STEP_CONTROLS.update({'exec': ('job', 'where', 'run_id', 'cmd'),
                       'forward': ('job', 'where', 'run_id', 'port', 'local_port'),
                       'cleanup': (*STEP_CONTROLS['cleanup'], 'caches')})
+STEP_CONTROLS.update({'show': ('run_id',), 'runs': ('job', 'where'), 'diff': ('run_a', 'run_b'),
+                      'rerun': ('run_id', 'where', 'detach'), 'export': ('run_id', 'dest')})  # what ran
+STEP_HELP = {('show', 'run_id'): 'the run (its id, or the start of it; doit runs lists them)',
+             ('export', 'run_id'): 'the run (its id, or the start of it; doit runs lists them)',
+             ('rerun', 'run_id'): 'the run to repeat (its id, or the start of it; doit runs lists them)',
+             ('rerun', 'where'): 'where it runs again: local, remote or swarm (default: where it ran)',
+             ('runs', 'where'): 'only the runs of local, remote, swarm or attached (default: all)',
+             ('runs', 'job'): 'only the runs of this job (default: every job)'}
 METAVARS = {'float': 'N', 'int': 'N', 'bool': 'true|false', 'strs': 'A,B', 'array': '[...]', 'table': '{...}',
             'strtable': '{...}', 'str': 'TEXT', 'any': 'VALUE'}
 
@@ -129,7 +137,8 @@ def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[di
     controls = []
     for name in STEP_CONTROLS.get(step, ('job',)):
         help_text, flag = CONTROLS[name]
-        if name == 'job':
+        help_text = STEP_HELP.get((step, name), help_text)
+        if name == 'job' and step != 'runs':
             help_text = f'{help_text}: {", ".join(jobs)}'
         controls.append(_param(name, help_text, 'NAME' if name == 'job' else 'VALUE', flag))
     return controls + settings_params

@@ -57,7 +57,9 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
-    outcome = lifecycle.run(backend_for(host, ctx.config), spec, ctx.paths(job).runs(host.where),
+    from tg_pipeline.workflow.recording import recorded  # the run keeps what ran (provenance)
+    backend = recorded(ctx, job, host, spec, backend_for(host, ctx.config))
+    outcome = lifecycle.run(backend, spec, ctx.paths(job).runs(host.where),
                             detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
                             console=ctx.run_console(host.where))
     if hasattr(outcome, 'exit_code'):
@@ -68,7 +70,10 @@ def _run(ctx: Context, job: str, host, spec) -> None:
 
 def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
-    value = run_here(ctx.paths(job).payload, job)
+    from tg_pipeline.workflow.recording import attached
+    with attached(ctx, job) as done:  # the run keeps what ran (provenance)
+        value = run_here(ctx.paths(job).payload, job)
+        done(value)
     ctx.results[job] = value
     if not ctx.capture:
         from tg_pipeline.runs.results import shown_object

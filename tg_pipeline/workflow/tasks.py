@@ -13,10 +13,11 @@ up-to-date checks say when it must run again.
 from __future__ import annotations
 
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import BaseFail, TaskFailed
 from doit.tools import config_changed
 
-from tg_pipeline.workflow import commands, params, build_steps as steps
+from tg_pipeline.workflow import commands, params, build_steps as steps, what_ran
+from tg_pipeline.workflow.rerun import rerun
 from tg_pipeline.workflow.commands import check_remote, draw_graph, show_config
 from tg_pipeline.workflow.run_steps import clean_runs, lifecycle_step, run_attached, run_local, run_remote, run_swarm, say_failed_run
 from tg_pipeline.workflow.context import Context
@@ -50,14 +51,23 @@ SINGLE_TASKS = {
     'cleanup': ('remove this project\'s ended runs older than days=N (default 7) from the host '
                 '(where=local|remote|swarm)', commands.cleanup),
     'config': ('print the effective configuration (secret-looking env values as ***)', show_config),
+    # what ran (tg_pipeline.provenance): every run keeps its code, settings, dependencies and host
+    'show': ('print what a run ran: code, git state, configuration, dependencies, host (run_id=)', what_ran.show),
+    'runs': ('list the runs kept here, one line each (where=, job= to filter)', what_ran.runs),
+    'diff': ('what differs between two runs: code, configuration, dependencies, base image, host '
+             '(run_a= run_b=; exit status 1 when they differ)', what_ran.diff),
+    'rerun': ('run a kept run\'s code and payload again, whatever the work tree holds now (run_id=, where=)',
+              rerun),
+    'export': ('write a run\'s source tree, payload and configuration to a folder (run_id=, dest=)', what_ran.export),
 }
+DOCUMENTS = ('config', 'show', 'runs', 'diff', 'export')  # their output is the point: no step line
 
 
 def action(ctx: Context, function, *args):
     """A doit python-action: our errors become TaskFailed with ERROR/TIP text, not a traceback."""
     def run():
         try:
-            function(ctx, *args)
+            outcome = function(ctx, *args)  # a task whose failure is its answer returns it (doit diff)
         except PipelineError as e:  # said once, as ERROR/TIP: doit's reporter does not repeat it
             ctx.errors.append(e)
             if not ctx.capture:
@@ -72,6 +82,7 @@ def action(ctx: Context, function, *args):
                 raise
             ctx.errors.append(e)
             return TaskFailed(f'{type(e).__name__}: {e}')
+        return outcome if isinstance(outcome, BaseFail) else None
     run.__name__ = getattr(function, '__name__', 'action')
     return run
 
@@ -183,7 +194,7 @@ def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     for name, (doc, function) in SINGLE_TASKS.items():
         task = {'actions': [action(ctx, function, *arguments.get(name, ()))], 'verbosity': 2,
                 'uptodate': [probe if name == 'graph' else False], 'params': params.for_task(name, settings, jobs),
-                'meta': {'document': name == 'config'}, 'io': STREAMED}  # `doit config`: the TOML alone
+                'meta': {'document': name in DOCUMENTS}, 'io': STREAMED}  # `doit config`: the TOML alone
         functions[f'task_{name}'] = lambda task=task: dict(task)
         functions[f'task_{name}'].__doc__ = doc
     return functions
