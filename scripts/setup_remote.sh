@@ -9,8 +9,9 @@
 #   - client side: key, known_hosts, and a `Host tg-remote` block in ~/.ssh/config
 #   - stand-in GPUs (no NVIDIA hardware here): the remote dockerd starts with an executable
 #     nvidia-container-runtime-hook on its PATH (exits 0), so Docker 20.10 registers its nvidia device
-#     driver and sets NVIDIA_VISIBLE_DEVICES in each container to the ids it was given; the SSH sessions'
-#     PATH (sshd SetEnv) holds an nvidia-smi stand-in that lists 8 GPUs with fixed UUIDs. A remote
+#     driver and sets NVIDIA_VISIBLE_DEVICES in each container to the ids it was given; the PATH of
+#     tgremote's SSH sessions there (~/.bashrc, which bash reads for a command sshd runs) holds an
+#     nvidia-smi stand-in that lists 8 GPUs with fixed UUIDs. A remote
 #     dockerd running without the hook on its PATH is restarted once (it stays a worker of the swarm;
 #     scripts/setup_swarm.sh checks). A machine with real NVIDIA GPUs needs none of this.
 # Re-running restarts only what died, and sshd when its config changed (OpenSSH's default limits).
@@ -101,6 +102,21 @@ case "$*" in
     *) echo "nvidia-smi stand-in: unsupported arguments: $*" >&2; exit 2 ;;
 esac'
 
+# the nvidia-smi stand-in first on the PATH of tgremote's sessions on this host: ~/.bashrc, before its
+# "not interactive: return"; only this host's sshd sets this DOCKER_HOST (tg-head's sessions, the same user, not)
+BASHRC=$(getent passwd $USER_OK | cut -d: -f6)/.bashrc
+MARK='tg-pipeline stand-in GPUs'
+{
+    echo "# >>> $MARK >>>"
+    echo "if [ \"\$DOCKER_HOST\" = unix://$SOCK ]; then PATH=$GPU_DIR/bin:\$PATH; fi"
+    echo "# <<< $MARK <<<"
+    sed "/^# >>> $MARK >>>\$/,/^# <<< $MARK <<<\$/d" "$BASHRC" 2>/dev/null || true
+} >"$BASHRC.new"
+if cmp -s "$BASHRC.new" "$BASHRC"; then rm -f "$BASHRC.new"; else
+    chown $USER_OK: "$BASHRC.new"
+    mv "$BASHRC.new" "$BASHRC"
+fi
+
 # --- remote engine -----------------------------------------------------------------
 # the stand-in hook on the PATH of the remote dockerd: one running without it is restarted (once)
 if alive "$RRUN/docker.pid" && ! tr '\0' '\n' <"/proc/$(cat "$RRUN/docker.pid")/environ" \
@@ -184,7 +200,7 @@ PubkeyAuthentication yes
 UsePAM no
 AllowUsers $USER_OK $USER_NO
 AuthorizedKeysFile /etc/tg-remote/authorized_keys/%u
-SetEnv DOCKER_HOST=unix://$SOCK PATH=$GPU_DIR/bin:/usr/local/bin:/usr/bin:/bin
+SetEnv DOCKER_HOST=unix://$SOCK
 Subsystem sftp internal-sftp
 EOF
 )"
