@@ -20,6 +20,7 @@ from tg_pipeline.workflow import commands, params, build_steps as steps
 from tg_pipeline.workflow.commands import check_remote, draw_graph, show_config
 from tg_pipeline.workflow.run_steps import clean_runs, lifecycle_step, run_attached, run_local, run_remote, run_swarm, say_failed_run
 from tg_pipeline.workflow.context import Context
+from tg_pipeline.workflow.gpus import show_gpus
 from tg_pipeline.errors import PipelineError, report
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
@@ -50,6 +51,8 @@ SINGLE_TASKS = {
     'cleanup': ('remove this project\'s ended runs older than days=N (default 7) from the host '
                 '(where=local|remote|swarm)', commands.cleanup),
     'config': ('print the effective configuration (secret-looking env values as ***)', show_config),
+    'gpus': ('print the GPUs of a host (where=local|remote, host=NAME), their memory and the run that holds each',
+             show_gpus),
 }
 
 
