@@ -177,6 +177,7 @@ def result(picked: Picked, scope, index: int) -> RunResult:
     name = f'variant_{index}'
     if picked.sub.record(name).exists():
         found = saved_result(picked.sub, name, picked.backend.where, picked.backend.host)
+        found.run_id = f'{picked.run_id} variant {index}'  # for people: its final line
         return lifecycle.judged(found)
     entry = next((v for v in picked.record.get('variants') or [] if v.get('variant') == index), None)
     if entry is not None:  # a swarm run's variant: its run folder and log, collected with the run
@@ -198,7 +199,9 @@ def result(picked: Picked, scope, index: int) -> RunResult:
                             f'{picked.handle.owner}: only that project collects its result',
                             hint=f'read its output: doit logs job={scope.job} where={picked.backend.where} '
                                  f'run_id={picked.run_id} variant={index}')
-    return lifecycle.judged(collect_one(picked, index))
+    found = collect_one(picked, index)
+    found.run_id = f'{picked.run_id} variant {index}'
+    return lifecycle.judged(found)
 
 
 def _folder(text):
