@@ -141,3 +141,23 @@ def test_a_failed_variant_stops_the_others_only_with_fail_fast(sweeps, docker_cl
     assert re.search(r'failed in sweep run \S+ \(local\): variant 1 \(seed=1\): failed exit 1, variant 2 \(seed=2\): '
                      r'not started \(the sweep was stopped before it started\), variant 3', fast.stderr), fast.stderr
     assert containers(docker_client, sweeps, job='SweepFail') == []
+
+
+def test_the_python_api_runs_a_list_of_jobs_as_a_sweep_on_one_host(tmp_path, docker_client):
+    from tg_pipeline import LocalExecutor
+    from unit.test_api import config_for, job_package
+    name, _ = job_package(tmp_path, '''
+        class Power:
+            def __init__(self, base, exponent):
+                self.base, self.exponent = base, exponent
+            def run(self):
+                print('computing', self.base, '**', self.exponent, flush=True)
+                return self.base ** self.exponent
+        ''')
+    module = __import__(f'{name}.jobs', fromlist=['Power'])
+    variants = {f'2^{e}': module.Power(2, e) for e in range(3)}
+    config = config_for(variants['2^0'], 'powersweep', tmp_path, max_concurrent=2)
+    executor = LocalExecutor(config, variants)
+    assert executor.execute() == {'2^0': 1, '2^1': 2, '2^2': 4}
+    assert executor.result() == {'2^0': 1, '2^1': 2, '2^2': 4}  # the last run, collected here
+    assert docker_client.containers.list(all=True, filters={'label': 'tg_pipeline.job=powersweep'}) == []

@@ -222,11 +222,11 @@ def variant_number(text: str | None) -> int | None:
 
 def wants_variants(step_name: str, variables: dict, backend, scope, paths) -> bool:
     """Whether a lifecycle command is about the variants of a sweep: ``variant=N``, or ``status run_id=`` of a
-    sweep."""
+    sweep on one host."""
     if variables.get('variant') not in (None, ''):
         return True
-    if step_name != 'status' or not variables.get('run_id'):
-        return False
+    if step_name != 'status' or not variables.get('run_id') or backend.where == 'swarm':
+        return False  # a swarm run's status is its row, as it always was
     run_id, handle = lifecycle.pick(backend, scope, paths, variables['run_id'])
     if handle is not None and is_sweep(handle):
         return True
