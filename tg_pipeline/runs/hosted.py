@@ -327,18 +327,25 @@ class HostBackend(ContainerBackend):
         item, stopped = found.variants.get(index), found.marker is None
         result, gpu_ids = None, ''
         if item is not None and item.get('State') != 'created':
-            variant = self.variant_handle(item)
-            gpu_ids = variant.label('gpu_ids')
-            result = super().collect(dataclasses.replace(variant, run_id=name), sub, logs_saved=False)
-            record = sub.read_record(name)
-            record.update(run_id=handle.run_id, variant=index, label=label)
-            sub.write_record(name, record)
+            result, gpu_ids = self.collect_variant(item, sub, index, label)
         elif item is not None:
             self._remove(item['Id'])  # made, never started (the sweep was stopped in between)
         elif sub.record(name).exists():
             result = saved_result(sub, name, self.where, self.host)
             gpu_ids = sub.read_record(name).get('gpu_ids', '')
+            stopped = stopped or bool(sub.read_record(name).get('stopped'))
         return variant_entry(index, label, result, stopped, gpu_ids)
+
+    def collect_variant(self, item: dict, sub: RunPaths, index: int, label: str, logs_saved: bool = False):
+        """An ended variant's container collected into ``sub`` as ``variant_N`` (its record saying its sweep);
+        (its RunResult, its GPU ids). ``logs_saved``: its output files were written while it was followed."""
+        variant = self.variant_handle(item)
+        name = f'variant_{index}'
+        result = super().collect(dataclasses.replace(variant, run_id=name), sub, logs_saved=logs_saved)
+        record = sub.read_record(name)
+        record.update(run_id=variant.run_id, variant=index, label=label)
+        sub.write_record(name, record)
+        return result, variant.label('gpu_ids')
 
     def discard(self, handle: RunHandle, stop: bool = False) -> None:
         if not is_sweep(handle):

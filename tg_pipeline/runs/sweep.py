@@ -97,13 +97,21 @@ def concurrency(spec: RunSpec, info: dict, gpus_handed_out: bool) -> int:
 
 class VariantSink:
     """One variant's output into the sweep's sink, each line headed ``[variant N] `` (whole lines only, so
-    that variants running at once do not cut into each other's lines)."""
+    that variants running at once do not cut into each other's lines); with ``paths`` (the sweep's variants'
+    RunPaths), also byte for byte into ``variant_N.out`` / ``.err`` there, as a lone run's are."""
 
-    def __init__(self, sink, index: int, lock: threading.Lock):
+    def __init__(self, sink, index: int, lock: threading.Lock, paths: RunPaths | None = None):
         self.sink, self.prefix, self.lock = sink, f'[variant {index}] '.encode(), lock
         self.partial = {1: b'', 2: b''}
+        self.files = {}
+        if paths is not None:
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            self.files = {1: open(paths.out(f'variant_{index}'), 'wb'), 2: open(paths.err(f'variant_{index}'), 'wb')}
 
     def write(self, stream: int, data: bytes) -> None:
+        if self.files:
+            self.files[stream].write(data)
+            self.files[stream].flush()
         text = self.partial[stream] + data
         lines = text.split(b'\n')
         self.partial[stream] = lines.pop()
@@ -117,6 +125,9 @@ class VariantSink:
                 with self.lock:
                     self.sink.write(stream, self.prefix + rest + b'\n')
         self.partial = {1: b'', 2: b''}
+        for file in self.files.values():
+            file.close()
+        self.files = {}
 
 
 class Driver:
@@ -128,6 +139,7 @@ class Driver:
         self.environ, self.console = environ, console
         self.waiting_said: str | None = None
         self.failed_fast = False
+        self.ended_codes: dict[int, int | None] = {}  # variants collected while the sweep ran: their exit codes
 
     @property
     def count(self) -> int:
@@ -138,9 +150,10 @@ class Driver:
         found = find_sweep(self.backend.client, self.run_id)
         if found.marker is None:
             return found  # stopped (or collected): nothing more starts
-        ended = [i for i, item in found.variants.items() if item.get('State') == 'exited']
-        if self.spec.run.fail_fast and any(exit_code(found.variants[i]) not in (0, None) for i in ended):
-            self.fail_fast(found)
+        codes = {**self.ended_codes, **{i: exit_code(item) for i, item in found.variants.items()
+                                        if item.get('State') == 'exited'}}
+        if self.spec.run.fail_fast and any(code not in (0, None) for code in codes.values()):
+            self.fail_fast(codes)
             return find_sweep(self.backend.client, self.run_id)
         running = [i for i, item in found.variants.items() if item.get('State') in (*RUNNING, 'created')]
         queued = [i for i in range(self.count) if i not in found.variants and i not in self.backend.collected(
@@ -150,10 +163,10 @@ class Driver:
                 break
         return find_sweep(self.backend.client, self.run_id)
 
-    def fail_fast(self, found: Found) -> None:
-        failed = sorted(i for i, item in found.variants.items() if exit_code(item) not in (0, None))
-        self.console.warn(f'Variant {failed[0]} of sweep run {self.run_id} failed (exit code '
-                          f'{exit_code(found.variants[failed[0]])}) and fail_fast is on: stopping the others')
+    def fail_fast(self, codes: dict) -> None:
+        failed = sorted(i for i, code in codes.items() if code not in (0, None))
+        self.console.warn(f'Variant {failed[0]} of sweep run {self.run_id} failed (exit code {codes[failed[0]]}) '
+                          f'and fail_fast is on: stopping the others')
         self.failed_fast = True
         self.backend.stop_sweep(self.run_id)
 
@@ -195,22 +208,32 @@ class Driver:
         return found.marker is not None and any(i not in found.variants and i not in collected
                                                 for i in range(self.count))
 
-    def drive(self, sink=None) -> None:
-        """Start the variants as places free up, until each has ended; with ``sink``, stream their output."""
+    def drive(self, sink) -> None:
+        """Start the variants as places free up, until each has ended, streaming their output into ``sink``
+        (and their files here); each ended variant is collected meanwhile (a thread of its own), and the next
+        one starts as soon as one ends."""
         followers: dict[int, threading.Thread] = {}
-        lock = threading.Lock()
-        while True:
-            found = self.tick()
-            if sink is not None:
+        lock, ended = threading.Lock(), threading.Event()
+        paths = self.backend.paths_of(self.spec.job)
+        sub = variant_paths(paths, self.run_id) if paths is not None else None
+        collector = Collector(self, sub)
+        try:
+            while True:
+                ended.clear()
+                found = self.tick()
                 for index, item in found.variants.items():
                     if index not in followers and item.get('State') != 'created':
-                        followers[index] = follow_variant(self.backend, index, item, sink, lock)
-            busy = any(item.get('State') in (*RUNNING, 'created') for item in found.variants.values())
-            if not busy and not self.queued_left(found):
-                break
-            time.sleep(POLL_S)
-        for thread in followers.values():
-            thread.join(timeout=30)
+                        followers[index] = follow_variant(self.backend, index, item, sink, lock, sub, ended)
+                    elif item.get('State') == 'exited' and index in followers and not followers[index].is_alive():
+                        collector.add(index, item)
+                busy = any(item.get('State') in (*RUNNING, 'created') for item in found.variants.values())
+                if not busy and not self.queued_left(found):
+                    break
+                ended.wait(POLL_S)
+        finally:
+            for thread in followers.values():
+                thread.join(timeout=30)
+            collector.close()
 
     def keep_starting(self) -> None:
         """Start the variants as places free up until each has started (or the sweep was stopped): what the
@@ -222,10 +245,47 @@ class Driver:
             time.sleep(POLL_S)
 
 
-def follow_variant(backend, index: int, item: dict, sink, lock) -> threading.Thread:
-    """A thread that streams variant ``index``'s output (its container ``item``) into ``sink`` until it ends."""
+class Collector:
+    """Collects the sweep's ended variants one by one, in a thread of its own, while the others run: their
+    files into ``paths`` (``RUN_ID/variant_N*``), their containers removed; nothing without ``paths``."""
+
+    def __init__(self, driver: Driver, paths: RunPaths | None):
+        import queue
+        self.driver, self.paths, self.queue, self.added = driver, paths, queue.Queue(), set()
+        self.thread = threading.Thread(target=self._work, name='tg-sweep-collector', daemon=True)
+        if paths is not None:
+            self.thread.start()
+
+    def add(self, index: int, item: dict) -> None:
+        if self.paths is not None and index not in self.added:
+            self.added.add(index)
+            self.queue.put((index, item))
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            index, item = job
+            try:
+                result, _ = self.driver.backend.collect_variant(item, self.paths, index,
+                                                                self.driver.spec.variants[index], logs_saved=True)
+                self.driver.ended_codes[index] = result.exit_code if result is not None else None
+            except Exception:  # noqa: BLE001 - gone meanwhile (stopped and collected elsewhere): collect() says
+                pass
+
+    def close(self) -> None:
+        if self.paths is not None:
+            self.queue.put(None)
+            self.thread.join()
+
+
+def follow_variant(backend, index: int, item: dict, sink, lock, paths: RunPaths | None = None,
+                   ended: threading.Event | None = None) -> threading.Thread:
+    """A thread that streams variant ``index``'s output (its container ``item``) into ``sink`` (and its files in
+    ``paths``) until it ends; then sets ``ended``."""
     handle = backend.variant_handle(item)
-    out = VariantSink(sink, index, lock)
+    out = VariantSink(sink, index, lock, paths)
 
     def follow():
         try:
@@ -234,6 +294,8 @@ def follow_variant(backend, index: int, item: dict, sink, lock) -> threading.Thr
             pass
         finally:
             out.close()
+            if ended is not None:
+                ended.set()
     thread = threading.Thread(target=follow, name=f'tg-sweep-variant-{index}', daemon=True)
     thread.start()
     return thread

@@ -152,24 +152,21 @@ def stop(picked: Picked, scope, index: int, console: Console = CONSOLE) -> RunRe
         console.print(f'Stopped {picked.name(index)} on {picked.backend.host}; it belongs to project '
                       f'{picked.handle.project} of {picked.handle.owner}, who collects it')
         return None
-    collected = collect_one(picked, index)
+    collected = collect_one(picked, index, stopped=True)
     console.print(f'Stopped {picked.name(index)} on {picked.backend.host} (exit code {collected.exit_code}); the '
                   f'other variants go on; its output and results are in {picked.sub.dir}')
     return collected
 
 
-def collect_one(picked: Picked, index: int) -> RunResult:
-    """An ended variant's files into ``RUN_ID/variant_N*`` here, its container removed."""
-    import dataclasses
-    from tg_pipeline.runs.container import ContainerBackend
-    handle = picked.container(index)
-    name = f'variant_{index}'
-    result_found = ContainerBackend.collect(picked.backend, dataclasses.replace(handle, run_id=name), picked.sub,
-                                            logs_saved=False)
-    record = picked.sub.read_record(name)
-    record.update(run_id=picked.run_id, variant=index, label=picked.labels[index])
-    picked.sub.write_record(name, record)
-    return result_found
+def collect_one(picked: Picked, index: int, stopped: bool = False) -> RunResult:
+    """An ended variant's files into ``RUN_ID/variant_N*`` here, its container removed (``stopped``: by a
+    ``stop variant=N``, which its record says)."""
+    item = find_sweep(picked.backend.client, picked.run_id).variants[index]
+    found, _ = picked.backend.collect_variant(item, picked.sub, index, picked.labels[index])
+    if stopped:
+        record = picked.sub.read_record(f'variant_{index}')
+        picked.sub.write_record(f'variant_{index}', {**record, 'stopped': True})
+    return found
 
 
 def result(picked: Picked, scope, index: int) -> RunResult:
