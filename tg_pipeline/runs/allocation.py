@@ -74,7 +74,10 @@ def holders_text(gpus: list[GPU], by_gpu: dict) -> str:
     for index, holders in by_gpu.items():
         for holder in holders:
             groups.setdefault(holder.name, (holder, []))[1].append(index)
-    held_text = '; '.join(f'GPU {",".join(ids)}: {holder.who()}' for holder, ids in groups.values())
+    order = {g.index: n for n, g in enumerate(gpus)}
+    ordered = sorted(groups.values(), key=lambda group: min(order.get(i, len(order)) for i in group[1]))
+    held_text = '; '.join(f'GPU {",".join(sorted(ids, key=lambda i: order.get(i, len(order))))}: {holder.who()}'
+                          for holder, ids in ordered)
     return f'{len(free)} of its {len(gpus)} GPUs are free' + (f' ({",".join(free)})' if free else '') + \
         (f'; {held_text}' if held_text else '')
 

@@ -120,11 +120,11 @@ class HostBackend(ContainerBackend):
 
     def _start_sweep(self, handle: RunHandle) -> RunHandle:
         """The first variants started; detached, the rest left to a keeper process here."""
+        if not self.detach:  # said as a swarm run says it: how many variants, how many at a time
+            self.console.print(self.start_line(handle))
         self._drivers[handle.run_id].tick()
         if self.detach:
             self.hand_over(handle)
-        else:  # said as a swarm run says it: how many variants, how many at a time
-            self.console.print(self.start_line(handle))
         return self.refresh(handle)
 
     def start_line(self, handle: RunHandle) -> str:
@@ -133,7 +133,8 @@ class HostBackend(ContainerBackend):
         count, limit = len(labels_of(handle)), int(handle.labels.get('max_concurrent') or 0)
         at_once = 'as many at a time as the free GPUs allow' if handle.labels.get('gpus') and limit == count \
             else f'at most {limit} at a time'
-        return (f'Started sweep run {handle.run_id} ({self.host}): {count} variants, each in its own container, '
+        variants = f'{count} variant' + ('s' if count != 1 else '')
+        return (f'Started sweep run {handle.run_id} ({self.host}): {variants}, each in its own container, '
                 f'{at_once}')
 
     # --- a sweep: the process that starts its variants ------------------------------------------------------
@@ -310,10 +311,11 @@ class HostBackend(ContainerBackend):
         while any(item.get('State') in RUNNING for item in found.variants.values()):
             time.sleep(POLL_S)  # stopped a moment ago (or by its driver, which found the sweep stopped)
             found = find_sweep(self.client, handle.run_id)
-        start, end = times(self.client, found)
+        start, _ = times(self.client, found)
         entries = [self._collect_variant(handle, index, label, found, paths)
                    for index, label in enumerate(labels_of(handle))]
-        record = sweep_record(handle, entries, docker_time(start), docker_time(end))
+        started, finished = collected_times(variant_paths(paths, handle.run_id), len(entries))
+        record = sweep_record(handle, entries, docker_time(start) or started, finished)
         paths.write_record(handle.run_id, record)
         if found.marker is not None:
             self._remove(found.marker['Id'])
@@ -407,6 +409,14 @@ class HostBackend(ContainerBackend):
         if not sub.dir.is_dir():
             return set()
         return {int(p.stem.split('_')[1]) for p in sub.dir.glob('variant_*.json') if p.stem.split('_')[1].isdigit()}
+
+
+def collected_times(sub: RunPaths, count: int) -> tuple:
+    """(the first start, the last end) of a sweep's variants as their records say (engine times)."""
+    records = [sub.read_record(f'variant_{i}') for i in range(count)]
+    starts = [r['started_at'] for r in records if r.get('started_at') and not r['started_at'].startswith('0001')]
+    ends = [r['finished'] for r in records if r.get('finished') and not r['finished'].startswith('0001')]
+    return (min(starts, key=parse_time) if starts else None), (max(ends, key=parse_time) if ends else None)
 
 
 def _number(text: str):

@@ -318,7 +318,7 @@ def state_text(count: int, found: Found, collected: set) -> tuple[str, bool]:
     order = ['running', 'created', 'queued']
     parts = sorted(states.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
     running = states.get('running', 0) + states.get('created', 0) + states.get('queued', 0) > 0
-    return f'{count} variants: ' + ', '.join(f'{n} {s}' for s, n in parts), running
+    return f'{count} variant{"s" if count != 1 else ""}: ' + ', '.join(f'{n} {s}' for s, n in parts), running
 
 
 def variant_entry(index: int, label: str, result: RunResult | None, stopped: bool, gpu_ids: str = '') -> dict:
