@@ -168,10 +168,10 @@ class HostBackend(ContainerBackend):
 
     def driver_alive(self, handle: RunHandle) -> bool:
         """Whether a process here still starts the sweep's queued variants."""
-        if handle.run_id in self._drivers:
-            return True
+        if handle.run_id in self._drivers or self.paths_of(handle.job) is None:
+            return True  # ours, or another project's (its own machine knows)
         if not self.hold_driver(handle.job, handle.run_id, wait=False):
-            return self.paths_of(handle.job) is not None
+            return True
         self.let_go(handle.run_id)
         return False
 

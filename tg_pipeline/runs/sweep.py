@@ -230,10 +230,15 @@ class Driver:
                 if not busy and not self.queued_left(found):
                     break
                 ended.wait(POLL_S)
-        finally:
-            for thread in followers.values():
-                thread.join(timeout=30)
+        except BaseException:  # Ctrl-C, a lost host: the followers (daemons) are left, what was queued is collected
             collector.close()
+            raise
+        for thread in followers.values():  # every variant has ended: their streams end too
+            thread.join(timeout=30)
+        for index, item in found.variants.items():
+            if item.get('State') == 'exited':
+                collector.add(index, item)
+        collector.close()
 
     def keep_starting(self) -> None:
         """Start the variants as places free up until each has started (or the sweep was stopped): what the
