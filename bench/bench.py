@@ -28,6 +28,7 @@ import bigtree  # noqa: E402 (bench/, beside this file)
 import link  # noqa: E402
 import parts  # noqa: E402
 import targets  # noqa: E402
+import sweep  # noqa: E402
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
 VETH = 'tgr-host'
@@ -208,12 +209,16 @@ class Bench:
         subprocess.run(['docker', 'run', '--rm', 'bench-naive'], check=True, capture_output=True)
         return time.perf_counter() - start
 
-    def run(self, link_runs: int, link_only: bool) -> dict:
+    def run(self, link_runs: int, link_only: bool, sweep_only: bool = False) -> dict:
         print(f'benchmark: {self.runs} runs each ({link_runs} of the {link.RATE} rows), project copy in '
               f'{self.project}', file=sys.stderr)
         ensure_base_on_remote()
+        if sweep_only:  # rows (l) alone: bench/sweep.py
+            sweep.sweep_rows(self)
+            return self.rows
         if not link_only:
             self.run_main()
+            sweep.sweep_rows(self)
         if link_runs:
             link.link_rows(self, link_runs)
         return self.rows
@@ -296,7 +301,7 @@ def table(rows: dict) -> str:
             lines.append(f'{row["label"]:62} {"failed":>9}  {row["error"]}')
             continue
         floor = floor_remote if 'remote' in key else floor_local
-        plain = key.startswith(('a_', 'h_', 'i_', 'j_', 'k_'))  # no ratio to the floor or the naive rebuild
+        plain = key.startswith(('a_', 'h_', 'i_', 'j_', 'k_', 'l_'))  # no ratio to the floor or the naive rebuild
         ratio_floor = '' if plain or not floor else f'{row["median_s"] / floor:.2f}'
         ratio_naive = '' if plain or not naive else f'{row["median_s"] / naive:.2f}'
         lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {_sent(row)}')
@@ -309,11 +314,12 @@ def main() -> None:
     parser.add_argument('--link-runs', type=int, default=1,
                         help=f'runs of each {link.RATE} row (j), slow: about a minute or two each; 0 = leave them out')
     parser.add_argument('--link-only', action='store_true', help='only the (j) rows')
+    parser.add_argument('--sweep-only', action='store_true', help='only the (l) rows: sweeps on one host')
     args = parser.parse_args()
     link.shape(None)  # a shaping left over by an interrupted run would slow every row
     start_counting()
     try:
-        rows = Bench(args.runs).run(args.link_runs, args.link_only)
+        rows = Bench(args.runs).run(args.link_runs, args.link_only, args.sweep_only)
     finally:
         stop_counting()
         link.shape(None)

@@ -7,6 +7,13 @@
 #   - Debian's docker-registry on 127.0.0.1:5000, reachable as 127.0.0.1:5000 from the
 #     namespace too (socat both ways), so one image name works on both engines
 #   - client side: key, known_hosts, and a `Host tg-remote` block in ~/.ssh/config
+#   - stand-in GPUs (no NVIDIA hardware here): the remote dockerd starts with an executable
+#     nvidia-container-runtime-hook on its PATH (exits 0), so Docker 20.10 registers its nvidia device
+#     driver and sets NVIDIA_VISIBLE_DEVICES in each container to the ids it was given; the PATH of
+#     tgremote's SSH sessions there (~/.bashrc, which bash reads for a command sshd runs) holds an
+#     nvidia-smi stand-in that lists 8 GPUs with fixed UUIDs. A remote
+#     dockerd running without the hook on its PATH is restarted once (it stays a worker of the swarm;
+#     scripts/setup_swarm.sh checks). A machine with real NVIDIA GPUs needs none of this.
 # Re-running restarts only what died, and sshd when its config changed (OpenSSH's default limits).
 set -euo pipefail
 
@@ -64,8 +71,60 @@ for u in $USER_OK $USER_NO; do
 done
 id -nG $USER_OK | grep -qw $GROUP || usermod -aG $GROUP $USER_OK
 
+# --- stand-in GPUs ----------------------------------------------------------------------
+GPU_DIR=$RDIR/gpu-standin
+mkdir -p "$GPU_DIR/hook" "$GPU_DIR/bin"
+install_script() {  # PATH TEXT: an executable script, rewritten only when it differs
+    printf '%s\n' "$2" >"$1.new"
+    if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else chmod 755 "$1.new"; mv "$1.new" "$1"; fi
+}
+install_script "$GPU_DIR/hook/nvidia-container-runtime-hook" '#!/bin/sh
+# Stand-in for the NVIDIA Container Toolkit hook (tests only): its presence on the PATH of dockerd makes
+# Docker register its nvidia device driver; as the OCI prestart hook it reads the state and does nothing.
+cat >/dev/null 2>&1
+exit 0'
+install_script "$GPU_DIR/bin/nvidia-smi" '#!/bin/sh
+# Stand-in for nvidia-smi (tests only): 8 GPUs with fixed UUIDs, printed as the real one prints them.
+each() {
+    i=0
+    while [ $i -lt 8 ]; do
+        "$@" $i "GPU-7e57a1d0-5a11-4b0c-9d1e-00000000000$i"
+        i=$((i + 1))
+    done
+}
+query() { printf "%s, %s, NVIDIA Stand-In 16GB, 16384 MiB, 0 MiB\n" "$1" "$2"; }
+list() { printf "GPU %s: NVIDIA Stand-In 16GB (UUID: %s)\n" "$1" "$2"; }
+table() { printf "|   %s  NVIDIA Stand-In 16GB     Off | 00000000:%02X:00.0 Off |    0MiB / 16384MiB |\n" "$1" "$1"; }
+case "$*" in
+    "--query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader") each query ;;
+    "-L" | "--list-gpus") each list ;;
+    "") echo "NVIDIA-SMI stand-in (tests)   Driver Version: 0.0   CUDA Version: 0.0"; each table ;;
+    *) echo "nvidia-smi stand-in: unsupported arguments: $*" >&2; exit 2 ;;
+esac'
+
+# the nvidia-smi stand-in first on the PATH of tgremote's sessions on this host: ~/.bashrc, before its
+# "not interactive: return"; only this host's sshd sets this DOCKER_HOST (tg-head's sessions, the same user, not)
+BASHRC=$(getent passwd $USER_OK | cut -d: -f6)/.bashrc
+MARK='tg-pipeline stand-in GPUs'
+{
+    echo "# >>> $MARK >>>"
+    echo "if [ \"\$DOCKER_HOST\" = unix://$SOCK ]; then PATH=$GPU_DIR/bin:\$PATH; fi"
+    echo "# <<< $MARK <<<"
+    sed "/^# >>> $MARK >>>\$/,/^# <<< $MARK <<<\$/d" "$BASHRC" 2>/dev/null || true
+} >"$BASHRC.new"
+if cmp -s "$BASHRC.new" "$BASHRC"; then rm -f "$BASHRC.new"; else
+    chown $USER_OK: "$BASHRC.new"
+    mv "$BASHRC.new" "$BASHRC"
+fi
+
 # --- remote engine -----------------------------------------------------------------
-start_ns_dockerd $NS $SOCK $RRUN "$RDIR" --group $GROUP
+# the stand-in hook on the PATH of the remote dockerd: one running without it is restarted (once)
+if alive "$RRUN/docker.pid" && ! tr '\0' '\n' <"/proc/$(cat "$RRUN/docker.pid")/environ" \
+        | grep -q "^PATH=$GPU_DIR/hook:"; then
+    log "restarting the remote dockerd with the stand-in nvidia-container-runtime-hook on its PATH"
+    stop_ns_dockerd "$RRUN"
+fi
+PATH="$GPU_DIR/hook:$PATH" start_ns_dockerd $NS $SOCK $RRUN "$RDIR" --group $GROUP
 # The base image (setup_docker.sh's: it carries this host's CA bundle and PIP_CERT, which pip
 # inside the remote's build containers needs behind this machine's TLS-intercepting proxy)
 PYVER=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')

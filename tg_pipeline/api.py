@@ -180,12 +180,12 @@ class _Run:
         packaging = config.packaging
         resources, modules = packaging.pickled()
         self.sweeps = {}
-        if variants is not None:  # one swarm task per variant, all of them in the one image
+        if variants is not None:  # a sweep: every variant in the one image, picked by its index
             from tg_pipeline.job.pickling import dumps
             items = list(variants.items()) if isinstance(variants, dict) else \
                 [(str(i), v) for i, v in enumerate(variants)]
             if not items:
-                raise ConfigError('SwarmExecutor got no variants', key='variants',
+                raise ConfigError('the executor got no variants', key='variants',
                                   hint='pass a list (or a dict label -> job) of at least one job object')
             resources['variants'], found = dumps(items)
             modules.update(found)
@@ -277,20 +277,26 @@ def _api_name_error(error: InvalidName, config: SSHDockerConfig) -> ConfigError:
 
 
 class Executor:
-    """Runs the configured job somewhere: subclasses only name their final doit task and their host."""
+    """Runs the configured job somewhere: subclasses only name their final doit task and their host.
+
+    ``variants`` (a list of jobs, or a dict label -> job) makes a sweep: on one host (LocalExecutor,
+    RemoteExecutor) each variant runs in its own container, at most ``max_concurrent`` at a time
+    (SSHDockerOptions), each with its own GPUs; on a swarm, one task each. ``execute()`` then returns
+    {label: return value}."""
 
     step = None
     where = None
 
-    def __init__(self, config: SSHDockerConfig):
+    def __init__(self, config: SSHDockerConfig, variants=None):
         self.config = config
+        self.variants = variants
         self.last = None
         #: what the last run ran (its record: code, git state, configuration, dependencies, host; see doit show), also
         #: ``self.last.provenance`` of a container run's result
         self.provenance = None
 
     def _run(self) -> '_Run':
-        return _Run(self.config)
+        return _Run(self.config, self.variants)
 
     def execute(self):
         """Run the job; return its return value (or, not waiting for the stop, the run id)."""
@@ -380,8 +386,8 @@ class SwarmExecutor(Executor):
     where = 'swarm'
 
     def __init__(self, config: SSHDockerConfig, variants=None, **swarm):
-        super().__init__(config)
-        self.variants, self.swarm = variants, swarm
+        super().__init__(config, variants)
+        self.swarm = swarm
 
     def _run(self) -> '_Run':
         return _Run(self.config, self.variants, self.swarm)

@@ -2,8 +2,9 @@
 SSH), and the swarm. Fixture project ``tests/projects/ml``; every assertion on an engine is scoped to the test's
 own project (``project.labels``), since others use the same engines at the same time.
 
-No engine here has a GPU or the NVIDIA runtime: GPU runs are checked up to the engine's refusal (the created
-container's device request, then the paragraph), and on swarm up to the refusal before any service exists.
+The local engine has no GPU and no NVIDIA driver: GPU runs there are checked up to the engine's refusal (the
+created container's device request, then the paragraph), and on swarm up to the refusal before any service exists.
+The remote has stand-in GPUs (scripts/setup_remote.sh): its GPU runs are tests/integration/test_gpus.py's.
 """
 import datetime
 import io
@@ -70,7 +71,7 @@ def run_id_of(output):
 
 
 # --- GPUs ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('where', ['local', 'remote'])
+@pytest.mark.parametrize('where', ['local'])  # the remote gives (stand-in) GPUs: test_gpus.py
 def test_gpus_become_a_device_request_and_an_engine_without_them_is_one_paragraph(ml, where, engines,
                                                                                   remote_env):
     failed = ml.doit(f'run_{where}', 'job=Probe', 'gpus=all', check=False)

@@ -71,7 +71,8 @@ def test_from_mapping_builds_what_the_python_api_gives(tmp_path):
     assert c.build_dir == tmp_path / 'b' and c.source_roots == [tmp_path / 'src']
     assert (c.remote.host, c.remote.user, c.remote.port, c.remote.accept_unknown_host_keys) == \
            ('gpu-box', '', 2222, True)
-    assert c.swarm.max_concurrent == 2 and dict(c.swarm.labels) == {'team': 'api'}
+    assert c.run.max_concurrent == 2 and dict(c.swarm.labels) == {'team': 'api'}  # [swarm]'s moved to [run]
+    assert job.run.max_concurrent == 2
     assert c.base_image == config.default_base_image()
     assert c.origins['remote.port'] == 'Python API' and c.origins['remote.user'] == 'default'
     assert c.origins['jobs.Scaled.cpu'] == 'Python API'

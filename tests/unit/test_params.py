@@ -22,7 +22,7 @@ def test_each_task_lists_its_controls_then_every_setting(tmp_path):
                           path=tmp_path / 'pipeline.toml')
     settings = params.settings(config, 'Train')
     status = params.for_task('status', settings, ['Train'])
-    assert [p['name'] for p in status[:5]] == ['job', 'where', 'run_id', 'all_projects', list(aliases())[0]]
+    assert [p['name'] for p in status[:6]] == ['job', 'where', 'run_id', 'all_projects', 'variant', list(aliases())[0]]
     assert [p['type'] for p in status[:4]] == [str, str, str, bool]  # all_projects is a flag: --all_projects
     names = [p['name'] for p in settings]
     assert names[:len(aliases())] == list(aliases())

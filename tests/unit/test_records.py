@@ -88,7 +88,7 @@ def test_variant_failures_are_named_one_by_one():
                  'error': 'task: non-zero exit (1)', 'traceback': TRACE},
                 {'variant': 2, 'label': 'lr=9', 'state': 'rejected', 'exit_code': None, 'ok': False,
                  'error': 'no suitable node'}]
-    problem = failure(result(exit_code=None, variants=variants))
+    problem = failure(result(exit_code=None, variants=variants, where='swarm'))  # a sweep on one host: 'sweep run'
     assert problem.message.startswith('2 variant(s) of job Greeter failed in swarm run r1 (remote u@h:22): '
                                       'variant 1 (lr=1): failed exit 1, variant 2 (lr=9): rejected (no suitable '
                                       'node)')

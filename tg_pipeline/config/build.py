@@ -25,7 +25,7 @@ from tg_pipeline.config.names import (component, component_problem, prefix_probl
                                       proposed_prefix, proposed_reference, proposed_version, reference_problem,
                                       repository_problem, valid_job_name, version_problem)
 from tg_pipeline.config.requirements import check_requirements
-from tg_pipeline.config.schema import (API_ORIGIN, COMMAND_LINE, CONFIG_NAME, CONTROL_VARS, DEFAULT, JOIN, OWN,
+from tg_pipeline.config.schema import (API_ORIGIN, COMMAND_LINE, CONFIG_NAME, CONTROL_VARS, DEFAULT, JOIN, MOVED, OWN,
                                        REPLACE, RUN_ONLY, SECTIONS, Config, JobConfig, _Spec, _specs, aliases,
                                        env_settings, inherited, job_specs)
 from tg_pipeline.config.text import LineIndex, toml_text
@@ -190,6 +190,7 @@ def build(data: Mapping, path: Path, root: Path | None, lines: LineIndex | None,
         if value is not None and not isinstance(value, Mapping):
             shape = 'tables like [jobs.MyJob]' if name == 'jobs' else f'a table [{name}]'
             raise builder.source.error(f'{name} must be {shape}', name, '', name)
+    data = builder.moved(data)
     sections = {name: cls(**builder.section(name, data.get(name) or {})) for name, cls in SECTIONS.items()}
     jobs = builder.jobs(data.get('jobs') or {}, sections)
     return Config(path=path, root=Path(root) if root is not None else path.parent, jobs=types.MappingProxyType(jobs),
@@ -229,6 +230,8 @@ def _text_value(kind: str, raw: str):
     value = parse_override_value(raw)
     if kind in ('str', 'choice') and not isinstance(value, str):
         return raw
+    if kind == 'bool' and raw.strip().lower() in ('1', '0', 'yes', 'no'):  # fail_fast=1, gpu_wait=0
+        return raw.strip().lower() in ('1', 'yes')
     if kind == 'strs' and not isinstance(value, list):  # a,b or one number: ports=6006
         return [v for v in (value if isinstance(value, str) else raw).split(',') if v]
     return value
@@ -270,6 +273,18 @@ class _Builder:
                 item = _text_value('str' if spec.kind == 'strtable' else 'any', o.raw)
                 value = _checked(spec, {o.sub: item}, name, _COMMAND_LINE, o.raw_key)[o.sub]
             self.add(f'{prefix}.{o.key}', Given(layer, value, _COMMAND_LINE, o.sub))
+
+    def moved(self, data: Mapping) -> Mapping:
+        """``data`` without the keys that moved to another table (schema.MOVED), whose values are given to the
+        new key, from their old place (``[swarm] max_concurrent`` is ``[run] max_concurrent``; [run]'s own wins)."""
+        found = dict(data)
+        for old, new in MOVED.items():
+            section, key = old.split('.')
+            if isinstance(found.get(section), Mapping) and found[section].get(key) is not None:
+                found[section] = {k: v for k, v in found[section].items() if k != key}
+                at, spec = _At(self.source, section, key), _specs(SECTIONS[new.split('.')[0]])[new.split('.')[1]]
+                self.add(new, Given('section', _checked(spec, data[section][key], old, at, old), at))
+        return found
 
     def settle(self, dotted: str, spec: _Spec, given: list[Given]) -> Any:
         """The value ``dotted`` ends with (:func:`merge`), its origin and source noted."""

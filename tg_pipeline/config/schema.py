@@ -149,6 +149,19 @@ class RunSettings(_Section):
     env_files: tuple[str, ...] = setting((), short='env_files', combine=JOIN,
                                          help='NAME=value files read here (relative to pipeline.toml), sent as env '
                                               'values are')
+    max_concurrent: int = setting(0, short='max_concurrent', minimum='0 (as the GPUs, cpu and memory_gb allow)',
+                                  help='variants of a sweep running at once, on any host; 0: as many as the free '
+                                       'GPUs allow for a GPU job, else as cpu and memory_gb allow on one host (all '
+                                       'when neither is set; swarm: all)')
+    fail_fast: bool = setting(False, short='fail_fast',
+                              help='true (fail_fast=1): the first failed variant of a sweep stops the others; false '
+                                   '(the default): they go on')
+    gpu_share: bool = setting(False, short='gpu_share',
+                              help='true (gpu_share=1): the run may use GPUs other runs hold; false (the default): '
+                                   'each GPU of a host goes to one run at a time')
+    gpu_wait: bool = setting(True, short='gpu_wait',
+                             help='true (the default): a run whose GPUs are taken waits in a queue until they are '
+                                  'free; false (gpu_wait=0): it fails at once, naming who holds them')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,12 +193,11 @@ class RemoteSettings(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class SwarmSettings(_Section):
-    """The Docker Swarm of run_swarm: its manager, how many tasks at once, what each task reserves."""
+    """The Docker Swarm of run_swarm: its manager, what each task reserves (how many at once: [run]
+    max_concurrent)."""
     manager: Literal['local', 'remote'] = setting(
         'local', short='manager', help='the swarm manager: local (this engine) or remote (the [remote] host)',
         means='"local": this machine\'s engine is a swarm manager; "remote": the [remote] host is')
-    max_concurrent: int = setting(0, short='max_concurrent', minimum='0',
-                                  help='tasks of a sweep running at once, 0 = all')
     cpu_reservation: float = setting(0.0, short='reserve_cpu', unit='CORES', minimum='0',
                                      help='CPU a node must have free for each task')
     memory_reservation_gb: float = setting(0.0, short='reserve_memory', unit='GB', minimum='0',
@@ -206,6 +218,9 @@ class RegistrySettings(_Section):
     password_env: str = setting('', help='name of the variable holding the registry password')
 
 
+# keys that moved to another table, still read where they were: old dotted key -> new dotted key
+MOVED = {'swarm.max_concurrent': 'run.max_concurrent'}
+
 SECTIONS = {'package': PackageSettings, 'docker': DockerSettings, 'run': RunSettings,
             'remote': RemoteSettings, 'swarm': SwarmSettings, 'registry': RegistrySettings}
 
@@ -224,7 +239,8 @@ class JobConfig(_Frozen):
     module: str = ''  # the unique module name of package and version (identity.module_name)
     dependencies: tuple[str, ...] = setting((), requirements=True, inherit='package.dependencies', combine=JOIN,
                                             help='more pip requirements for this job')
-    sweep: Mapping = setting(EMPTY, sweep=True, help='one variant per combination of these values (run_swarm)')
+    sweep: Mapping = setting(EMPTY, sweep=True, help='one variant per combination of these values (run_local, '
+                                                     'run_remote, run_swarm)')
     image: str = setting('', reference=True, help='name:tag of the image, instead of package:version')
     build_on: Literal['local', 'remote'] = setting('local', inherit='docker.build_on', means=BUILD_ON_MEANS,
                                                    help='where this job\'s dependency image is built for run_remote')
@@ -398,5 +414,6 @@ CONTROLS = {
     'run_a': ('the first run of doit diff (its id, or the start of it)', False),
     'run_b': ('the second run of doit diff (its id, or the start of it)', False),
     'dest': ('the folder doit export writes the run\'s source tree to (new, or empty)', False),
+    'variant': ('one variant of a sweep, by its number (default: the whole sweep)', False),
 }
 CONTROL_VARS = frozenset(CONTROLS)

@@ -9,13 +9,16 @@ if TYPE_CHECKING:
     from tg_pipeline.hosts.host import Host
 
 
-def backend_for(host: Host, config=None):
-    """The run backend for this host: swarm runs on a swarm manager, container runs on any other engine."""
+def backend_for(host: Host, config=None, console=None, detach: bool = False):
+    """The run backend for this host: swarm runs on a swarm manager; on any other engine, container runs (their
+    GPUs handed out) and sweeps, each variant in its own container (:mod:`.hosted`). ``console``: where a run
+    step says what it waits for; ``detach``: a sweep started now is left to a process of its own here."""
     if host.where == 'swarm':
         from tg_pipeline.runs.swarm import SwarmBackend
         return SwarmBackend(host, config.swarm if config is not None else None)
-    from tg_pipeline.runs.container import ContainerBackend
-    return ContainerBackend(host)
+    from tg_pipeline.console import CONSOLE
+    from tg_pipeline.runs.hosted import HostBackend
+    return HostBackend(host, config, console or CONSOLE, detach)
 
 
 @contextlib.contextmanager

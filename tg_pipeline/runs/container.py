@@ -34,7 +34,8 @@ SWARM_TASK_LABEL = 'com.docker.swarm.task.id'
 
 
 def container_name(spec: RunSpec, run_id: str) -> str:
-    return re.sub(r'[^a-zA-Z0-9_.-]', '-', f'tg-{spec.package}-{spec.version}-{run_id}')
+    variant = '' if spec.variant is None else f'-v{spec.variant}'
+    return re.sub(r'[^a-zA-Z0-9_.-]', '-', f'tg-{spec.package}-{spec.version}-{run_id}{variant}')
 
 
 def limits(cpu: float, memory_gb: float) -> dict:
@@ -171,12 +172,12 @@ class ContainerBackend:
 
     def prepare(self, spec: RunSpec, environ=None, paths=None) -> RunHandle:
         """Create the container (not started yet); ``paths``: where its run is collected here."""
-        run_id = new_run_id()
+        run_id = spec.run_id or new_run_id()
         name = container_name(spec, run_id)
         labels = {**spec.labels(run_id, self.where), **resources.labels(spec.run)}
         resources.check_host_paths(spec.run, self.place, spec.job)
         resources.ensure_caches(self.client, spec.run, spec.project)
-        create, host_config = resources.container_options(spec.run, spec.project)
+        create, host_config = resources.container_options(spec.run, spec.project, spec.gpu_ids)
         environment = spec.run_environment(run_id, environ)
         here = self._folders_here(paths, run_id, environment)
         if here:
@@ -237,8 +238,8 @@ class ContainerBackend:
         found = {}
         for item in self.client.api.containers(all=True, filters={'label': filters}):
             labels = item.get('Labels') or {}
-            if SWARM_TASK_LABEL in labels:
-                continue  # a swarm task's container belongs to its service
+            if SWARM_TASK_LABEL in labels or f'{LABEL}.variants' in labels:
+                continue  # a swarm task's container belongs to its service, a sweep's to its sweep (runs.sweep)
             state, running = state_text({'State': item.get('State')})
             name = (item.get('Names') or ['/?'])[0].lstrip('/')
             handle = self._handle(item['Id'], name, labels, state, running)
@@ -303,7 +304,8 @@ class ContainerBackend:
                 'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'),
                 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
-                'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
+                'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s,
+                **({'gpu_ids': handle.label('gpu_ids')} if handle.label('gpu_ids') else {})})
         defer = getattr(self.place, 'defer', None)
         if defer is not None:
             defer(lambda: self.discard(handle))  # the engine removes it while we say how the run went

@@ -56,7 +56,8 @@ def run(backend: Backend, spec, paths, *, detach=False, on_interrupt='stop', con
 
 
 def watch_and_collect(backend: Backend, handle, paths, console: Console = CONSOLE) -> RunResult:
-    with OutputSink(paths if backend.streams_to_files else None, handle.run_id, console) as sink:
+    files = backend.streams_to_files and not handle.label('variants')  # a sweep's are each variant's own
+    with OutputSink(paths if files else None, handle.run_id, console) as sink:
         backend.watch(handle, sink)
     result = backend.collect(handle, paths, logs_saved=True)
     result.output = sink.text()
@@ -141,10 +142,11 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
     rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
             for rid in sorted({*on_host, *saved})]
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in STATUS_COLUMNS}
+    columns = STATUS_COLUMNS + (('gpus',) if any(r.get('gpus') for r in rows) else ())  # the GPUs given, if any
+    widths = {c: max([len(c)] + [len(str(r.get(c, ''))) for r in rows]) for c in columns}
     lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
-             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip()]
-    lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip() for row in rows]
+             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
+    lines += ['  '.join(str(row.get(c, '')).ljust(widths[c]) for c in columns).rstrip() for row in rows]
     console.print('\n'.join(lines))
     return rows
 
@@ -154,14 +156,17 @@ def host_row(h: RunHandle, scope: Scope, now) -> dict:
     end = now if h.running else h.end_time
     return {'run_id': h.run_id, 'state': h.state, 'started': shown_time(start) or h.started,
             'duration': duration(start, end) if h.state != 'created' else '-', 'version': h.version,
-            'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'}
+            'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})',
+            'gpus': h.label('gpu_ids')}
 
 
 def saved_row(run_id: str, record: dict, backend) -> dict:
     start, end = record_times(record)
     return {'run_id': run_id, 'state': state_of_record(record), 'started': shown_time(start),
             'duration': duration(start, end), 'version': record.get('version', ''),
-            'host': f'{backend.host} (collected here)', 'owner': record.get('owner', '')}
+            'host': f'{backend.host} (collected here)', 'owner': record.get('owner', ''),
+            'gpus': record.get('gpu_ids') or ','.join(v['gpu_ids'] for v in record.get('variants') or []
+                                                      if v.get('gpu_ids'))}
 
 
 def logs(backend: Backend, scope: Scope, paths, run_id: str | None = None, follow: bool = False,
@@ -199,13 +204,14 @@ CHUNK = 1 << 20
 
 def saved_chunks(paths, run_id: str, stream: int):
     """The bytes of ``stream`` (1 stdout, 2 stderr) collected here, in chunks: a container run's file, or a
-    swarm run's logs by variant (all on stdout)."""
+    sweep's logs by variant (a swarm run's all on stdout)."""
     if paths.out(run_id).exists():
         yield from _file_chunks(paths.out(run_id) if stream == 1 else paths.err(run_id))
         return
-    if stream != 1:
-        return
-    for path in sorted(paths.run_dir(run_id).glob('variant_*.out'), key=lambda p: int(p.stem.split('_')[1])):
+    suffix = '.out' if stream == 1 else '.err'
+    for path in sorted(paths.run_dir(run_id).glob(f'variant_*{suffix}'), key=lambda p: int(p.stem.split('_')[1])):
+        if stream == 2 and not path.stat().st_size:
+            continue
         yield f'# {path.stem}\n'.encode()
         yield from _file_chunks(path)
 
@@ -300,10 +306,12 @@ def report(result, console: Console = CONSOLE) -> None:
     """What a person reads at the end of a run: the return value and where everything is kept."""
     hints = []
     if result.variants:
-        lines = [f'Swarm run {result.run_id}: results by variant (run folders in {result.run_dir})']
+        kind = 'Swarm run' if result.where == 'swarm' else 'Sweep run'
+        lines = [f'{kind} {result.run_id}: results by variant (run folders in {result.run_dir})']
         for v in result.variants:
             value = shown_value(v.get('run_dir'), result.module, hints) if v.get('ok') else 'None'
-            lines.append(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}, '
+            gpus = f', GPUs {v["gpu_ids"]}' if v.get('gpu_ids') else ''
+            lines.append(f'  variant {v["variant"]} ({v["label"]}): {v["state"]}, exit {v["exit_code"]}{gpus}, '
                          f'result {value}')
         lines += [f'TIP: {hint}' for hint in dict.fromkeys(hints)]
     else:

@@ -13,6 +13,7 @@ host can find, follow, stop and collect it; ``project`` and ``owner`` scope what
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ class RunSpec:
     variants: tuple = ()  # swarm: one task per variant label
     run: RunSettings = RunSettings()  # the job's run settings: env names, limits, GPUs, mounts, caches, ports ...
     env_file_values: tuple = ()  # (name, value) read from its env files, here, when the run step began
+    gpu_ids: tuple = ()  # the GPUs (indexes) handed to this run on its host (see runs.allocation)
+    variant: Optional[int] = None  # a sweep's variant on one host, by its index (the entry point picks it by slot)
+    run_id: str = ''  # given: the sweep's run id, which each of its variants carries
+    sweep: bool = False  # the image holds variants (resource ``variants``): one host runs each in its own container
 
     def environment(self, environ=None) -> dict[str, str]:
         environ = os.environ if environ is None else environ
@@ -62,11 +67,16 @@ class RunSpec:
                   'run_id': run_id, 'where': where, 'project': self.project, 'owner': self.owner,
                   'image': self.image_id, 'memory_gb': f'{self.run.memory_gb:g}',
                   'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}
+        if self.gpu_ids:
+            values['gpu_ids'] = ','.join(self.gpu_ids)
+        if self.variant is not None:  # with the labels of the sweep's variants (its containers are found by them)
+            values.update(variant=str(self.variant), variants=json.dumps(list(self.variants)))
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
+        slot = {} if self.variant is None else {protocol.ENV_SLOT: str(self.variant)}
         return {**dict(self.env_file_values), **resources.environment(self.run), **self.environment(environ),
-                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id}
+                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id, **slot}
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,11 @@ def variant_failure(result: RunResult) -> JobFailed:
                       + (f' (ran out of its time limit of {f["max_runtime_s"]:g} s)' if f.get('timed_out') else '')
                       for f in failed)
     first = failed[0]
-    return JobFailed(f'{len(failed)} variant(s) of job {result.job} failed in swarm run {result.run_id} '
+    kind = 'swarm run' if result.where == 'swarm' else 'sweep run'
+    return JobFailed(f'{len(failed)} variant(s) of job {result.job} failed in {kind} {result.run_id} '
                      f'({result.host}): {names}', exit_code=first['exit_code'], output=first.get('traceback'),
                      remote_traceback=first.get('traceback'),
-                     hint=f'every variant\'s log and results: doit status job={result.job} where=swarm '
+                     hint=f'every variant\'s log and results: doit status job={result.job} where={result.where} '
                           f'run_id={result.run_id}')
 
 

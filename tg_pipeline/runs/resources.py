@@ -73,12 +73,15 @@ def _bind_and_cache_mounts(res: RunSettings, project: str) -> list:
     return mounts
 
 
-def container_options(res: RunSettings, project: str) -> tuple[dict, dict]:
-    """(create_container kwargs, create_host_config kwargs) for these resources."""
+def container_options(res: RunSettings, project: str, gpu_ids: tuple = ()) -> tuple[dict, dict]:
+    """(create_container kwargs, create_host_config kwargs) for these resources; ``gpu_ids``: the GPUs handed to
+    the run (:mod:`.allocation`), asked for by id instead of ``gpus``."""
     from docker.types import DeviceRequest
     create, host = {}, {}
     gpus = parse_gpus(res.gpus)
-    if gpus.wanted:
+    if gpu_ids:
+        host['device_requests'] = [DeviceRequest(device_ids=list(gpu_ids), capabilities=[['gpu']])]
+    elif gpus.wanted:
         host['device_requests'] = [DeviceRequest(count=gpus.count, device_ids=list(gpus.device_ids) or None,
                                                  capabilities=[['gpu']])]
     if res.shm_gb:

@@ -2,7 +2,7 @@
 
 All variants of a sweep ship in ONE image (resource ``variants``); each task picks its variant by its task
 slot (``TG_PIPELINE_SLOT={{.Task.Slot}}``, filled in by the engine). Swarm places the tasks within the
-reservations and constraints, at most ``max_concurrent`` at a time. The service is created from the image's
+reservations and constraints, at most ``max_concurrent`` ([run]) at a time. The service is created from the image's
 registry digest, so every node runs exactly the image this build produced.
 
 Results travel back through the service's log, which the manager serves for tasks on any node: the entry
@@ -119,7 +119,8 @@ class SwarmBackend:
         check_capacity(self.client, self.options, self.host)
         check_swarm(self.client.api.nodes(), spec.run, self.options.gpu_resource, self.host)
         run_id = new_run_id()
-        labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants))}
+        labels = {**spec.labels(run_id, self.where), f'{LABEL}.variants': json.dumps(list(spec.variants)),
+                  f'{LABEL}.max_concurrent': str(spec.run.max_concurrent)}
         return RunHandle(run_id, self.where, self.host, '', service_name(spec, run_id), strip_labels(labels),
                          'created', False)
 
@@ -140,7 +141,7 @@ class SwarmBackend:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
                 container_labels=labels, init=True, resources=reserved, mounts=mounts or None,
-                mode=docker.types.ServiceMode('replicated-job', replicas=count, concurrency=o.max_concurrent or count),
+                mode=docker.types.ServiceMode('replicated-job', replicas=count, concurrency=spec.run.max_concurrent or count),
                 restart_policy=docker.types.RestartPolicy(condition='none'), constraints=list(o.constraints))
         except docker.errors.APIError as e:
             raise SwarmError(f'the swarm on {self.host} refused the service: {e.explanation or e}',
@@ -151,7 +152,7 @@ class SwarmBackend:
     def start_line(self, handle: RunHandle) -> str:
         count = len(self.variant_labels(handle))
         return (f'Started swarm run {handle.run_id} ({self.host}): {count} task(s), '
-                f'at most {self.options.max_concurrent or count} at a time')
+                f'at most {int(handle.labels.get("max_concurrent") or 0) or count} at a time')
 
     # --- watch --------------------------------------------------------------------------------------
     def watch(self, handle: RunHandle, sink) -> None:

@@ -52,6 +52,19 @@ def take(config):
     return box['remote']
 
 
+def peek(config):
+    """The login :func:`connect_early` started for ``config``'s [remote], waited for and left for :func:`take`;
+    None if none was started. Its error is raised here (and taken: :func:`take` then opens a login of its own)."""
+    early = _EARLY.get(config.remote)
+    if early is None:
+        return None
+    thread, box = early
+    thread.join()
+    if 'error' in box:
+        return take(config)
+    return box['remote']
+
+
 def close_untaken() -> None:
     """At exit: close logins nobody took (a build step failed first); one still connecting is left to die with
     the process (its thread is a daemon), so a failed build never waits for a slow host."""

@@ -51,6 +51,8 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
             from tg_pipeline.ssh.early import connect_early
             connect_early(config)
         jobs = [config.job(variables['job']).name] if variables.get('job') else sorted(config.jobs)
+        from tg_pipeline.workflow.gpus import check_early
+        check_early(config, jobs, params.run_steps(sys.argv[1:], STEPS))  # gpus=9 on a box of 8: before any build
         ctx = Context(config, variables, requested=params.run_steps(sys.argv[1:], STEPS))
         return task_module(ctx, jobs, default_tasks=['build_image'], verbosity=1, reporter=console_reporter())
     except PipelineError as e:

@@ -21,8 +21,9 @@ STEP_CONTROLS = {
     'run_local': ('job', 'detach'), 'run_remote': ('job', 'detach'), 'run_swarm': ('job', 'detach'),
     'status': ('job', 'where', 'run_id', 'all_projects'), 'logs': ('job', 'where', 'run_id', 'follow'),
     'stop': ('job', 'where', 'run_id'), 'result': ('job', 'where', 'run_id'),
-    'cleanup': ('where', 'days', 'keep'), 'graph': ('job', 'all', 'files'), 'check_remote': (),
+    'cleanup': ('where', 'days', 'keep'), 'graph': ('job', 'all', 'files'), 'check_remote': (), 'gpus': ('where',),
 }
+STEP_CONTROLS.update({step: (*STEP_CONTROLS[step], 'variant') for step in ('status', 'logs', 'stop', 'result')})
 STEP_CONTROLS.update({'exec': ('job', 'where', 'run_id', 'cmd'),
                       'forward': ('job', 'where', 'run_id', 'port', 'local_port'),
                       'cleanup': (*STEP_CONTROLS['cleanup'], 'caches')})

@@ -51,17 +51,18 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
     return RunSpec(image_id=image_id or record.get('image_id') or ctx.image_tag(job), job=j.name, package=j.package,
                    version=j.version, module=j.module, project=ctx.config.project, owner=ctx.config.owner,
                    reference=reference or ctx.image_tag(job), variants=tuple(ctx.variant_labels(job)), run=j.run,
-                   env_file_values=env_file_values(j, ctx.config.root))
+                   env_file_values=env_file_values(j, ctx.config.root),
+                   sweep='variants' in ctx.resource_names(job))
 
 
 def _run(ctx: Context, job: str, host, spec) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
     from tg_pipeline.workflow.recording import recorded  # the run keeps what ran (provenance)
-    backend = recorded(ctx, job, host, spec, backend_for(host, ctx.config))
-    outcome = lifecycle.run(backend, spec, ctx.paths(job).runs(host.where),
-                            detach=ctx.flag('detach'), on_interrupt=ctx.config.run.on_interrupt,
-                            console=ctx.run_console(host.where))
+    console = ctx.run_console(host.where)
+    backend = recorded(ctx, job, host, spec, backend_for(host, ctx.config, console, ctx.flag('detach')))
+    outcome = lifecycle.run(backend, spec, ctx.paths(job).runs(host.where), detach=ctx.flag('detach'),
+                            on_interrupt=ctx.config.run.on_interrupt, console=console)
     if hasattr(outcome, 'exit_code'):
         ctx.say(job, outcome)
     else:
@@ -114,6 +115,13 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     paths = ctx.paths(job).runs(where)
     with backend_on(ctx.config, where) as kind:
         console = ctx.run_console()  # what the command prints is its point
+        from tg_pipeline.runs import variants
+        index = variants.variant_number(ctx.variables.get('variant'))
+        if variants.wants_variants(step, ctx.variables, kind, scope, paths):  # variant=N, or a sweep's table
+            outcome = variants.step(step, kind, scope, paths, run_id, index, console, ctx.flag('follow'))
+            if step == 'result':
+                ctx.say(job, outcome)
+            return
         if step == 'status':
             ctx.results[job] = lifecycle.status(kind, scope, paths, run_id, console)
         elif step == 'stop':

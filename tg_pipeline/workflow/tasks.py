@@ -21,6 +21,7 @@ from tg_pipeline.workflow.rerun import rerun
 from tg_pipeline.workflow.commands import check_remote, draw_graph, show_config
 from tg_pipeline.workflow.run_steps import clean_runs, lifecycle_step, run_attached, run_local, run_remote, run_swarm, say_failed_run
 from tg_pipeline.workflow.context import Context
+from tg_pipeline.workflow.gpus import show_gpus
 from tg_pipeline.errors import PipelineError, report
 
 # (step, one-line doc) in graph order; the docs show in `doit list`
@@ -59,6 +60,8 @@ SINGLE_TASKS = {
     'rerun': ('run a kept run\'s code and payload again, whatever the work tree holds now (run_id=, where=)',
               rerun),
     'export': ('write a run\'s source tree, payload and configuration to a folder (run_id=, dest=)', what_ran.export),
+    'gpus': ('print the GPUs of a host (where=local|remote, host=NAME), their memory and the run that holds each',
+             show_gpus),
 }
 DOCUMENTS = ('config', 'show', 'runs', 'diff', 'export')  # their output is the point: no step line
 
