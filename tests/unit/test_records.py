@@ -70,11 +70,29 @@ def test_signal_failure_names_the_signal():
     assert problem.exit_code == 143 and problem.remote_traceback is None
 
 
-def test_plain_failure_repeats_the_jobs_traceback_only():
+def test_plain_failure_quotes_the_jobs_traceback_only():
+    """Not streamed (doit result, later): the traceback is quoted; the output is not."""
     problem = failure(result(exit_code=1, traceback=TRACE))
-    assert problem.message.startswith('job Greeter failed (remote u@h:22 run)\n  exit code: 1')
+    assert problem.message.startswith('job Greeter failed (remote u@h:22 run): ValueError: bad input\n  exit code: 1')
     assert problem.remote_traceback == TRACE and problem.output_tail == TRACE.rstrip('\n')
-    assert 'first line' not in problem.message  # the output was streamed already
+    assert 'first line' not in problem.message
+
+
+def test_a_streamed_failure_sums_the_traceback_up_in_one_line():
+    trace = 'Traceback (most recent call last):\n  jobs/train.py:42, in run\n    raise ValueError(x)\nValueError: bad\n'
+    problem = failure(result(exit_code=1, traceback=trace), streamed=True)
+    assert problem.message == 'job Greeter failed (remote u@h:22 run): ValueError: bad at jobs/train.py:42\n' \
+                              '  exit code: 1'
+    assert problem.remote_traceback == trace and problem.output_tail == ''
+
+
+def test_a_job_that_could_not_be_built_is_its_paragraph_with_the_host():
+    paragraph = "ERROR: pipeline.toml:5, key 'jobs.Greeter.factory': factory 'jobs.g:G': module 'jobs.g' has no " \
+                "'G'\nTIP: check the class or function name defined in jobs/g.py\n"
+    problem = failure(result(exit_code=1, traceback=paragraph), streamed=True)
+    assert problem.render() == ("ERROR: job Greeter could not start (remote u@h:22 run): pipeline.toml:5, key "
+                                "'jobs.Greeter.factory': factory 'jobs.g:G': module 'jobs.g' has no 'G'\n"
+                                "  exit code: 1\nTIP: check the class or function name defined in jobs/g.py")
 
 
 def test_plain_failure_without_traceback_quotes_the_end_of_the_output():

@@ -241,7 +241,9 @@ def test_exception_keeps_the_job_traceback(make_package, jobs, tmp_path, capsys,
     got, out, err = run_main(package, capsys, run_dir)
     trace = (run_dir / protocol.TRACEBACK_FILE).read_text()
     assert got == code and trace == err
-    assert f'{package.module}/rtjobs/tasks.py' in trace and "raise self.error('boom in the job')" in trace
+    # the project's path (not the package's), the source line, and none of the entry point's frames
+    assert re.search(r'^  rtjobs/tasks\.py:\d+, in run\n    raise self\.error\(.boom in the job.\)$', trace, re.M), trace
+    assert package.module not in trace and '_tg_runtime' not in trace
     assert trace.rstrip().endswith(f'{error.__name__}: boom in the job')
     assert messages(out)[-2:] == ['Job has NOT exited successfully', 'DONE. Exiting Training Grounds.']
     assert exit_record(run_dir) == {'exit_code': code, 'reason': 'exception'}
@@ -342,7 +344,8 @@ def test_incomplete_or_bad_markers_are_refused():
 def test_sdist_carries_the_runtime_byte_for_byte(tmp_path, jobs):
     members = sdist.build_members('rtjob', '1.0', 'rtjob__1_0', [Path(jobs.__file__).parent], {'job': b'j'}, [])
     top = 'rtjob__1_0-1.0/rtjob__1_0'
-    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py']
+    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py',
+                                                      'reference.py', 'trace.py']
     for file in sdist.runtime_files():
         assert members[f'{top}/_tg_runtime/{file.name}'] == file.read_bytes()
     assert json.loads(members[f'{top}/_tg_meta.json']) == {

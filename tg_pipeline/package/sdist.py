@@ -35,7 +35,7 @@ from tg_pipeline.runtime import protocol
 FIXED_MTIME = int(os.environ.get('SOURCE_DATE_EPOCH', 946684800))
 SKIP_DIRS = {'__pycache__', '.git', '.ipynb_checkpoints', '.pytest_cache', '.mypy_cache'}
 SKIP_SUFFIXES = ('.pyc', '.pyo')
-RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py')
+RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py', 'reference.py', 'trace.py')
 PACKAGE_INIT = (b'"""Job package built by tg_pipeline: `python -m` runs its job (see _tg_runtime.entry)."""\n'
                 b'from ._tg_runtime.entry import EntryPoint, main\n')
 PACKAGE_MAIN = b'import sys\n\nfrom ._tg_runtime.entry import main\n\nsys.exit(main())\n'
@@ -63,9 +63,12 @@ def runtime_files() -> list[Path]:
     return [folder / name for name in RUNTIME_MODULES]
 
 
-def meta_json(package: str, version: str, module: str, roots: list[str]) -> bytes:
-    """MODULE/_tg_meta.json: what the entry point reads about its package (deterministic bytes)."""
+def meta_json(package: str, version: str, module: str, roots: list[str], root_paths: dict | None = None) -> bytes:
+    """MODULE/_tg_meta.json: what the entry point reads about its package (deterministic bytes). ``root_paths``:
+    a root's path in the project where it is not its name (``src/jobs``), for tracebacks in the user's terms."""
     meta = {'package': package, 'version': version, 'module': module, 'roots': list(roots)}
+    if root_paths:
+        meta['root_paths'] = dict(root_paths)
     return (json.dumps(meta, sort_keys=True, indent=1) + '\n').encode()
 
 
@@ -77,7 +80,8 @@ def _pkg_info(package: str, version: str, dependencies: list[str]) -> str:
 
 
 def build_members(package: str, version: str, module: str, source_roots: list[Path],
-                  resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None) -> dict[str, bytes]:
+                  resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None,
+                  root_paths: dict | None = None) -> dict[str, bytes]:
     """Archive path -> content, for every file of the sdist (``cache``: where the rendered pyproject.toml is kept
     between builds)."""
     top = sdist_name(module, version)
@@ -92,7 +96,7 @@ def build_members(package: str, version: str, module: str, source_roots: list[Pa
                                   templates.render('pyproject.toml.j2', **values)).encode(),
         f'{top}/{module}/__init__.py': PACKAGE_INIT,
         f'{top}/{module}/__main__.py': PACKAGE_MAIN,
-        f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots),
+        f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots, root_paths),
     }
     for file in runtime_files():
         members[f'{top}/{module}/{protocol.RUNTIME_PACKAGE}/{file.name}'] = file.read_bytes()
@@ -137,9 +141,12 @@ def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
 
 
 def sdist_archive(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
-                  dependencies: list[str] = (), cache: Path | None = None) -> tuple[str, bytes]:
-    """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds)."""
-    members = build_members(package, version, module, source_roots, resources, list(dependencies), cache)
+                  dependencies: list[str] = (), cache: Path | None = None, root_paths: dict | None = None
+                  ) -> tuple[str, bytes]:
+    """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds;
+    ``root_paths``: see :func:`meta_json`)."""
+    members = build_members(package, version, module, source_roots, resources, list(dependencies), cache,
+                            root_paths)
     return f'{sdist_name(module, version)}.tar.gz', archive(members)
 
 

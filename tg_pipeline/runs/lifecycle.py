@@ -60,11 +60,12 @@ def watch_and_collect(backend: Backend, handle, paths, console: Console = CONSOL
         backend.watch(handle, sink)
     result = backend.collect(handle, paths, logs_saved=True)
     result.output = sink.text()
-    return judged(result)
+    return judged(result, streamed=not console.quiet)
 
 
-def judged(result: RunResult) -> RunResult:
-    problem = failure(result)
+def judged(result: RunResult, streamed: bool = False) -> RunResult:
+    """``result``, or the run's failure raised (``streamed``: its output was shown as it came)."""
+    problem = failure(result, streamed)
     if problem is not None:
         problem.result = result
         raise problem

@@ -48,8 +48,9 @@ def time_limit_hit(run_dir) -> float | None:
     return float(recorded.get('max_runtime_s') or 0)
 
 
-def failure(result: RunResult) -> JobFailed | None:
-    """The :class:`JobFailed` a failed run raises (None when it succeeded)."""
+def failure(result: RunResult, streamed: bool = False) -> JobFailed | None:
+    """The :class:`JobFailed` a failed run raises (None when it succeeded). ``streamed``: the job's output (and so
+    its traceback) was shown as it came; the error then sums the traceback up in one line instead of repeating it."""
     if result.ok:
         return None
     if result.variants:
@@ -71,12 +72,38 @@ def failure(result: RunResult) -> JobFailed | None:
         return JobFailed(sys_exit_message(result.job, result.exit_code, result.host), exit_code=result.exit_code,
                          output=result.output)
     trace = result.traceback
-    # the output was streamed already: the error repeats only the job's traceback, when there is one
-    return JobFailed(f'job {result.job} failed ({result.host} run)',
-                     exit_code=result.exit_code, output=trace or result.output, remote_traceback=trace)
+    built = not_built(trace)
+    if built is not None:  # the entry point could not build the job from pipeline.toml's record: its paragraph
+        problem, hint = built
+        return JobFailed(f'job {result.job} could not start ({result.host} run): {problem}',
+                         exit_code=result.exit_code, hint=hint)
+    # the output was streamed already: the error sums the job's traceback up; else it quotes it
+    return JobFailed(f'job {result.job} failed ({result.host} run)' + traceback_summary(trace),
+                     exit_code=result.exit_code, output=None if streamed and trace else trace or result.output,
+                     remote_traceback=trace)
+
+
+def traceback_summary(trace: str | None) -> str:
+    """``: ValueError: bad rate at jobs/train.py:42``: a traceback's last line and its last frame, or ''."""
+    import re
+    lines = [line for line in (trace or '').splitlines() if line.strip()]
+    if not lines:
+        return ''
+    frames = re.findall(r'^  (\S.*?:\d+), in ', trace, re.M)
+    return f': {lines[-1].strip()}' + (f' at {frames[-1]}' if frames else '')
+
+
+def not_built(trace: str | None) -> tuple[str, str] | None:
+    """(problem, hint) of the entry point's paragraph for a job it could not build (see runtime.reference)."""
+    if not trace or not trace.startswith('ERROR: '):
+        return None
+    problem, _, hint = trace[len('ERROR: '):].partition('\nTIP: ')
+    return problem.strip(), hint.strip()
 
 
 def variant_failure(result: RunResult) -> JobFailed:
+    """A swarm run's failed variants, one by one; the first one's traceback quoted (a service's log stream may
+    miss a task's last lines, so it is not taken as said)."""
     failed = [v for v in result.variants if not v.get('ok')]
     names = ', '.join(f'variant {f["variant"]} ({f["label"]}): {f["state"]}'
                       + (f' exit {f["exit_code"]}' if f['exit_code'] is not None else '')
@@ -85,7 +112,8 @@ def variant_failure(result: RunResult) -> JobFailed:
                       for f in failed)
     first = failed[0]
     return JobFailed(f'{len(failed)} variant(s) of job {result.job} failed in swarm run {result.run_id} '
-                     f'({result.host}): {names}', exit_code=first['exit_code'], output=first.get('traceback'),
+                     f'({result.host}): {names}', exit_code=first['exit_code'],
+                     output=first.get('traceback'),
                      remote_traceback=first.get('traceback'),
                      hint=f'every variant\'s log and results: doit status job={result.job} where=swarm '
                           f'run_id={result.run_id}')

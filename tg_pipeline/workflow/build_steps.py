@@ -23,6 +23,10 @@ def serialize(ctx: Context, job: str) -> None:
         return
     config, j = ctx.config, ctx.config.job(job)
     check_source_roots(config.source_roots, str(config.path))
+    if j.factory:  # a job of pipeline.toml travels as its reference: a code edit imports none of its modules here
+        from tg_pipeline.job.reference import write
+        write(config, job, p.resource)
+        return
     where = (config.root, str(config.path), f'jobs.{job}.factory', j.factory_line)
     variants = [(label, make_job(j.factory, list(j.args), dict(kwargs), *where)) for label, kwargs in j.variants()]
     payload_job = variants[0][1] if variants else make_job(j.factory, list(j.args), dict(j.kwargs), *where)
@@ -44,7 +48,7 @@ def sdist(ctx: Context, job: str) -> None:
     try:
         resources = {n: p.resource(n).read_bytes() for n in names}
         name, data = sdist_archive(j.package, j.version, j.module, config.source_roots, resources,
-                                   list(j.dependencies), cache=p.pyproject)
+                                   list(j.dependencies), cache=p.pyproject, root_paths=_root_paths(config))
     except BaseException:
         check.cancel()
         raise
@@ -53,6 +57,19 @@ def sdist(ctx: Context, job: str) -> None:
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
         if stale.name != name:
             stale.unlink()
+
+
+def _root_paths(config) -> dict:
+    """The source roots whose path in the project is not their name (``src/jobs``), for the job's tracebacks."""
+    found = {}
+    for root in config.source_roots:
+        try:
+            relative = root.resolve().relative_to(config.root.resolve()).as_posix()
+        except ValueError:
+            continue
+        if relative != root.name:
+            found[root.name] = relative
+    return found
 
 
 def dockerfile_values(ctx: Context, job: str) -> dict:

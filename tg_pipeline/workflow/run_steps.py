@@ -68,11 +68,24 @@ def _run(ctx: Context, job: str, host, spec) -> None:
 
 def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
-    value = run_here(ctx.paths(job).payload, job)
+    from tg_pipeline.runs.model import new_run_id
+    run_dir = ctx.paths(job).runs('attached').run_dir(new_run_id())  # its output/ is TG_PIPELINE_OUTPUT
+    value = run_here(ctx.paths(job).payload, job, build=lambda record: _built(ctx, job, record), run_dir=run_dir,
+                     project_root=ctx.config.root)
     ctx.results[job] = value
     if not ctx.capture:
         from tg_pipeline.runs.results import shown_object
-        ctx.outcome_console().print(f'Result: {shown_object(value)}')
+        kept = run_dir / 'output'
+        ctx.outcome_console().print(f'Result: {shown_object(value)}' + (
+            f'\n  output folder: {kept}' if kept.is_dir() and any(kept.iterdir()) else ''))
+
+
+def _built(ctx: Context, job: str, record: dict):
+    """A job of pipeline.toml, built here from its reference record (an attached run runs here)."""
+    from tg_pipeline.job.factory import make_job
+    config = ctx.config
+    return make_job(record['factory'], list(record['args']), dict(record['kwargs']), config.root, str(config.path),
+                    f'jobs.{job}.factory', config.job(job).factory_line)
 
 
 def run_local(ctx: Context, job: str) -> None:
