@@ -23,7 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
-import link  # noqa: E402 (bench/, beside this file)
+import heavy  # noqa: E402 (bench/, beside this file)
+import link  # noqa: E402
 import parts  # noqa: E402
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
 REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
@@ -203,6 +204,9 @@ class Bench:
         print(f'benchmark: {self.runs} runs each ({link_runs} of the {link.RATE} rows), project copy in '
               f'{self.project}', file=sys.stderr)
         ensure_base_on_remote()
+        if heavy.ONLY in sys.argv:  # rows (c), (d) and (m) alone: bench/heavy.py
+            heavy.heavy_rows(self, REMOTE_SOCKET)
+            return self.rows
         if not link_only:
             self.run_main()
         if link_runs:
@@ -230,6 +234,7 @@ class Bench:
                      lambda: self.doit('run_remote', 'job=BenchJob', 'transfer=ssh')[0], before=self.edit_code,
                      bytes_too=True)
         self.rows['d_remote_code_edit_ssh']['code_layer_bytes'] = self.code_layer_size()
+        heavy.heavy_rows(self, REMOTE_SOCKET)
         self.measure('e_remote_lacks_job_layers', '(e) remote lacks the job layers, has the base (registry)',
                      lambda: self.doit('run_remote', 'job=BenchJob')[0], before=lambda: drop_remote_images(BASE),
                      bytes_too=True)
@@ -298,6 +303,7 @@ def main() -> None:
     parser.add_argument('--link-runs', type=int, default=1,
                         help=f'runs of each {link.RATE} row (j), slow: about a minute or two each; 0 = leave them out')
     parser.add_argument('--link-only', action='store_true', help='only the (j) rows')
+    parser.add_argument(heavy.ONLY, action='store_true', help='only the rows (c), (d) and the heavy job\'s (m)')
     args = parser.parse_args()
     link.shape(None)  # a shaping left over by an interrupted run would slow every row
     start_counting()
@@ -312,10 +318,13 @@ def main() -> None:
     print(link.targets_table(found))
     print()
     print(parts.bounds_table(rows))
+    print()
+    print(heavy.heavy_table(heavy.heavy_targets(rows)))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,
-                               'base_image': BASE, 'rows': rows, 'targets': found}, indent=1))
+                               'base_image': BASE, 'rows': rows, 'targets': found,
+                               'heavy_targets': heavy.heavy_targets(rows)}, indent=1))
     print(f'\nJSON: {out}')
 
 
