@@ -134,3 +134,21 @@ def test_state_of_a_record():
     assert state_of_record({}) == 'collected, exited ?'
     variants = [{'state': 'complete', 'exit_code': 0}, {'ok': False}, {'ok': True}]
     assert state_of_record({'variants': variants}) == 'collected, 2/3 variants succeeded'
+
+
+def test_a_run_stopped_by_doit_stop_says_who_stopped_it_and_when(tmp_path):
+    import datetime
+    from tg_pipeline.paths import RunPaths
+    from tg_pipeline.runs.records import note_stopped, saved_result, state_of_record
+    paths = RunPaths(tmp_path / 'runs')
+    paths.write_record('r1', {'run_id': 'r1', 'job': 'Greeter', 'exit_code': 143, 'signal': 15})
+    stopped = result(exit_code=143, signal=15)
+    stopped.run_id = 'r1'
+    at = datetime.datetime(2026, 12, 7, 1, 50, 3, tzinfo=datetime.timezone.utc)
+    note_stopped(paths, stopped, 'alice', now=at)
+    shown = at.astimezone().strftime('%Y-%m-%d %H:%M:%S')
+    problem = failure(saved_result(paths, 'r1', 'remote', 'remote u@h:22'))
+    assert problem.message.startswith(f'job Greeter was stopped by alice at {shown} (doit stop; remote u@h:22 run)')
+    assert 'signal' not in problem.message and problem.exit_code == 143
+    assert state_of_record(paths.read_record('r1')) == f'collected, stopped by alice at {shown}'
+    assert failure(result(exit_code=143, signal=15)).message.startswith('job Greeter was killed by signal 15')

@@ -249,6 +249,9 @@ def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, conso
                       f'{whose(handle)}, who collects it')
         return None
     result = backend.collect(handle, paths, logs_saved=False)
+    from tg_pipeline.config.identity import owner
+    from tg_pipeline.runs.records import note_stopped
+    note_stopped(paths, result, owner())
     ended = f'exit code {result.exit_code}' if not result.variants else \
         f'{sum(1 for v in result.variants if v.get("ok"))}/{len(result.variants)} variants succeeded'
     console.print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '

@@ -119,6 +119,7 @@ class RunResult:
     variants: list = field(default_factory=list)  # swarm: one dict per variant
     timed_out: bool = False  # stopped at its time limit (max_runtime_s)
     max_runtime_s: float = 0
+    stopped: Optional[dict] = None  # stopped by `doit stop`: {"by": owner, "at": ISO time}
 
     @property
     def ok(self) -> bool:

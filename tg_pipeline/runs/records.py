@@ -53,6 +53,9 @@ def failure(result: RunResult, streamed: bool = False) -> JobFailed | None:
     its traceback) was shown as it came; the error then sums the traceback up in one line instead of repeating it."""
     if result.ok:
         return None
+    if result.stopped:
+        return JobFailed(f'job {result.job} was stopped by {stopped_text(result.stopped)} (doit stop; {result.host} '
+                         f'run): its output and results so far are kept', exit_code=result.exit_code)
     if result.variants:
         return variant_failure(result)
     if result.timed_out:
@@ -101,6 +104,20 @@ def not_built(trace: str | None) -> tuple[str, str] | None:
     return problem.strip(), hint.strip()
 
 
+def note_stopped(paths, result: RunResult, by: str, now=None) -> None:
+    """A run this project stopped (``doit stop``): who and when, in its record and in ``result``."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    result.stopped = {'by': by, 'at': now.isoformat(timespec='seconds')}
+    record = paths.read_record(result.run_id)
+    if record:
+        paths.write_record(result.run_id, {**record, 'stopped': result.stopped})
+
+
+def stopped_text(stopped: dict) -> str:
+    """``alice at 2026-12-07 01:50:03`` (local time)."""
+    return f'{stopped.get("by") or "?"} at {shown_time(parse_started(stopped.get("at"))) or stopped.get("at")}'
+
+
 def variant_failure(result: RunResult) -> JobFailed:
     """A swarm run's failed variants, one by one; the first one's traceback quoted (a service's log stream may
     miss a task's last lines, so it is not taken as said)."""
@@ -130,7 +147,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
                        variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
-                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0)
+                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0,
+                       stopped=record.get('stopped'))
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -144,6 +162,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
 
 
 def state_of_record(record: dict) -> str:
+    if record.get('stopped'):
+        return f'collected, stopped by {stopped_text(record["stopped"])}'
     if record.get('variants'):
         ok = sum(1 for v in record['variants'] if v.get('ok', v.get('state') == 'complete' and v.get('exit_code') == 0))
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'
