@@ -123,6 +123,10 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     with backend_on(ctx.config, where) as kind:
         console = ctx.run_console()  # what the command prints is its point
         if step == 'status':
+            if scope.all_projects and not run_id:  # the host's every run, once for all the jobs asked
+                if ('all_projects', where) in ctx.results:
+                    return
+                ctx.results[('all_projects', where)] = True
             ctx.results[job] = lifecycle.status(kind, scope, paths, run_id, console)
         elif step == 'stop':
             lifecycle.stop(kind, scope, paths, run_id, console)
