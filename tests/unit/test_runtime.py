@@ -398,3 +398,26 @@ def test_job_package_imports_only_the_standard_library(make_package, jobs, tmp_p
 def test_host_runtime_imports_only_the_standard_library():
     names = ['tg_pipeline.runtime', 'tg_pipeline.runtime.protocol', 'tg_pipeline.runtime.entry']
     assert imported(REPO, names) == {'tg_pipeline'}
+
+
+def test_exit_now_keeps_what_pythons_exit_keeps_but_the_teardown(tmp_path):
+    """The job's process ends without tearing its modules down: its atexit handlers still run, its non-daemon
+    threads are waited for, and a file it left open (a module's global) keeps what it wrote."""
+    script = textwrap.dedent(f'''
+        import atexit, threading, time
+        from tg_pipeline.runtime.entry import exit_now
+        left_open = open({str(tmp_path / 'open.txt')!r}, 'w')
+        left_open.write('buffered line')
+        atexit.register(lambda: open({str(tmp_path / 'atexit.txt')!r}, 'w').write('handler ran'))
+        def later():
+            time.sleep(0.2)
+            open({str(tmp_path / 'thread.txt')!r}, 'w').write('thread done')
+        threading.Thread(target=later).start()
+        exit_now(3)
+        print('never here')
+    ''')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert done.returncode == 3 and 'never here' not in done.stdout, done.stderr
+    assert (tmp_path / 'open.txt').read_text() == 'buffered line'
+    assert (tmp_path / 'atexit.txt').read_text() == 'handler ran'
+    assert (tmp_path / 'thread.txt').read_text() == 'thread done'
