@@ -196,6 +196,10 @@ class RegistrySettings(_Section):
     """The registry images are pushed to (run_swarm needs one; run_remote uses it when given)."""
     address: str = setting('', short='registry',
                            help='the registry images are pushed to, e.g. registry.example.com:5000')
+    pull_address: str = setting('', short='pull_address',
+                                help='where the remote engine and the swarm\'s nodes pull from, when they reach the '
+                                     'registry under another address than this machine (a tunnel, a bastion); '
+                                     'default: address')
     username_env: str = setting('', help='name of the variable holding the registry login')
     password_env: str = setting('', help='name of the variable holding the registry password')
 

@@ -31,13 +31,14 @@ class Delivery:
     build_on: str  # 'local' | 'remote'
     transfer: str  # 'registry' | 'ssh'
     registry: str  # the registry's address ('' without one)
+    pull_from: str = ''  # the registry's address as the remote and the swarm's nodes reach it ('': the same)
 
     @classmethod
     def of(cls, config, job: str) -> 'Delivery':
         j = config.job(job)
         transfer = config.remote.transfer or ('registry' if config.registry.address else 'ssh')
         return cls(job, j.image or f'{config.docker.image_prefix}{j.package}:{j.version}', j.build_on, transfer,
-                   config.registry.address)
+                   config.registry.address, config.registry.pull_address)
 
     # --- the decisions -------------------------------------------------------------------------------
     def needs(self, step: str) -> list[str]:
@@ -63,6 +64,11 @@ class Delivery:
         from tg_pipeline.image.registry import remote_reference
         return remote_reference(self.registry, self.tag)
 
+    def pull_reference(self) -> str:
+        """``registry/name:tag`` as the remote engine and the swarm's nodes pull it (``[registry] pull_address``)."""
+        from tg_pipeline.image.registry import remote_reference
+        return remote_reference(self.pull_from or self.registry, self.tag)
+
     def check_swarm(self) -> None:
         if not self.registry:
             raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
@@ -87,7 +93,7 @@ class Delivery:
                 send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), console, host=where)
             return image_id, self.tag
         from tg_pipeline.image.registry import pull, recorded_push
-        reference = self.registry_reference()
+        reference = self.pull_reference()
         pull(host.docker, reference, image_id, auth, console, host=where, digest=recorded_push(paths.push, image_id))
         return image_id, reference
 
@@ -109,7 +115,7 @@ class Delivery:
         self.check_swarm()
         from tg_pipeline.image.build import recorded_image
         from tg_pipeline.image.registry import push, recorded_push
-        reference = self.registry_reference()
+        reference = self.pull_reference()  # the nodes pull it; the remote, building it, pushes it there too
         if self.build_on == 'remote':
             with open_remote() as host:
                 image_id = self._build_there(host, paths, settings, console)
