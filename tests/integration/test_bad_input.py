@@ -48,7 +48,8 @@ def test_unresolvable_requirement_quotes_pip(project_factory, docker_client):
     forget(docker_client, 'tgtest-hello:0.0.1')
     result = project.doit('build_image', 'job=Hello', check=False)
     assert result.returncode != 0
-    assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1-deps: ' in result.stderr
+    assert 'ERROR: pip cannot install the dependencies of tgtest-hello:0.0.1-deps (on this machine): ' in result.stderr
+    assert '\x1b[' not in result.stdout + result.stderr and 'last output' not in result.stderr  # the log once
     assert 'No matching distribution found for tg-pipeline-no-such-distribution==1.0' in result.stderr
     assert 'TIP: fix the name or version in dependencies of pipeline.toml' in result.stderr
     # a failed build prints its whole log, though a good one prints none by default

@@ -96,7 +96,8 @@ def test_pip_failure_line_is_quoted(engine, client, context, tmp_path):
     with pytest.raises(BuildError) as info:
         build_image(context, TAG, target=target, console=QUIET, client=client)
     error = info.value
-    assert error.message.startswith(f'pip cannot install the dependencies of {TAG}: {PIP_LINES[1]}\n')
+    assert error.message.startswith(f'pip cannot install the dependencies of {TAG} (on this machine): '
+                                    f'{PIP_LINES[1]}; {PIP_LINES[2]}\n')
     assert error.exit_code == 1 and error.command == f'docker build -t {TAG} {context}'
     assert 'ERROR: No matching distribution found for nosuchpkg==9.9' in error.output_tail
     assert 'pipeline.toml' in error.hint
@@ -175,3 +176,19 @@ def test_push_with_the_right_credentials(engine, client, tmp_path):
     digest = push(image.id, REFERENCE, auth=auth, console=QUIET, client=client)
     assert registry_digest(client, REFERENCE, auth) == digest
     assert registry_digest(client, REFERENCE) is None  # no login: refused, not an exception
+
+
+def test_a_failed_build_says_its_log_once_without_colour_codes_and_names_its_host(engine, client, context, capsys):
+    coloured = ['Collecting nosuchpkg==9.9', '\x1b[91mERROR: No matching distribution found for nosuchpkg==9.9',
+                '\x1b[0m']
+    engine.fail_build(TAG, output=coloured)
+    with pytest.raises(BuildError) as info:
+        build_image(context, TAG, client=client, console=Console(tty=False), host='u@h:22')
+    out = capsys.readouterr().out
+    assert out.startswith(f'--- build log of {TAG} (built on u@h:22) ---\nStep 1/7 : ')
+    assert 'ERROR: No matching distribution found for nosuchpkg==9.9\n' in out and '\x1b' not in out
+    rendered = info.value.render()
+    assert rendered.startswith(f'ERROR: pip cannot install the dependencies of {TAG} (on u@h:22): ERROR: No matching '
+                               'distribution found for nosuchpkg==9.9\n')
+    assert 'last output' not in rendered and 'command:' not in rendered and '\x1b' not in rendered  # said once
+    assert rendered.count('\nTIP: ') == 1
