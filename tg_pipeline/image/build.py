@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = 
                                   custom_context=True, tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
-            raise _failed(shown, tag, context_dir, event)
+            error = _failed(shown, tag, context_dir, event)
+            _remove_made(client, shown.log)
+            raise error
         text = event.get('stream') or (event.get('status') and event['status'] + '\n')
         if text:
             shown.add(text)
@@ -69,6 +72,30 @@ def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = 
     if image_id is None:  # old engines only print "Successfully built <short id>"
         image_id = client.images.get(tag).id
     return image_id
+
+
+NO_NETWORK = ('Failed to establish a new connection', 'Temporary failure in name resolution', 'Network is unreachable',
+              'Could not fetch URL', 'ProxyError', 'Name or service not known')
+_MADE = re.compile(r'^ ---> ([0-9a-f]{12,64})$')
+
+
+def _remove_made(client, log: list[str]) -> None:
+    """After a failed build: the images its steps made (not those it found in the cache), newest first, while
+    untagged and unused: nothing of a failed build stays on the engine."""
+    made, cached = [], False
+    for line in log:
+        if line.strip() == '---> Using cache':
+            cached = True
+        elif (found := _MADE.match(line.rstrip())) is not None:
+            if not cached:
+                made.append(found.group(1))
+            cached = False
+    for image_id in reversed(made):
+        try:
+            if not client.api.inspect_image(image_id).get('RepoTags'):
+                client.api.remove_image(image_id, noprune=False)
+        except Exception:  # noqa: BLE001 - in use or gone: not ours to force
+            continue
 
 
 def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
@@ -82,6 +109,14 @@ def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
     said = dict(command=f'docker build -t {tag} {context_dir}' if local else None, exit_code=detail.get('code'),
                 output=None if shown.prints_log else '\n'.join(log))
     hint = None
+    if any(m in line for line in log for m in NO_NETWORK):  # pip then says no version exists: not the name's fault
+        problem = next(line.strip() for line in log for m in NO_NETWORK if m in line)
+        error = BuildError(f'the build of {tag} {where} cannot reach the package index: {problem[:300]}', **said,
+                           hint=f'give the Docker engine {"here" if local else "of " + shown.host} network access to '
+                                f'the index (a proxy in its environment), or build the dependency image '
+                                f'{"on the remote: build_on=remote" if local else "here and send it: build_on=local"}')
+        error.build_log = '\n'.join(log)
+        return error
     if 'no space left on device' in event['error']:
         hint = f'free disk space on the Docker host {"" if local else shown.host + " "}(docker system prune) and retry'
     elif any(m in line for line in log for m in PIP_FAILURES):
@@ -91,9 +126,12 @@ def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
                                 '(`pip index versions NAME` lists what exists)')
         error.build_log = '\n'.join(log)
         return error
-    elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
+    elif ('pull access denied' in event['error'] or 'manifest unknown' in event['error']) and local:
         hint = 'the base image cannot be pulled: set [docker] base_image or TG_PIPELINE_BASE_IMAGE ' \
                'to an image this engine has (docker images)'
+    elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
+        hint = f'{shown.host} cannot pull the base image, and this machine has none to send it: pull it here ' \
+               f'(docker pull) or there, or set [docker] base_image to an image one of them has'
     error = BuildError(f'building image {tag} failed ({where})', **said, hint=hint)
     error.build_log = '\n'.join(log)
     return error

@@ -32,13 +32,14 @@ class Delivery:
     transfer: str  # 'registry' | 'ssh'
     registry: str  # the registry's address ('' without one)
     pull_from: str = ''  # the registry's address as the remote and the swarm's nodes reach it ('': the same)
+    base: str = ''  # the base image, which a build on the remote starts from
 
     @classmethod
     def of(cls, config, job: str) -> 'Delivery':
         j = config.job(job)
         transfer = config.remote.transfer or ('registry' if config.registry.address else 'ssh')
         return cls(job, j.image or f'{config.docker.image_prefix}{j.package}:{j.version}', j.build_on, transfer,
-                   config.registry.address, config.registry.pull_address)
+                   config.registry.address, config.registry.pull_address, config.base_image)
 
     # --- the decisions -------------------------------------------------------------------------------
     def needs(self, step: str) -> list[str]:
@@ -100,12 +101,35 @@ class Delivery:
     def _build_there(self, host, paths, settings: dict, console: Console) -> str:
         from tg_pipeline.image.job_image import build_job_image
         where = host.connection.host
+        self._base_there(host, console)
         with console.progress('build', unit='', keep=True) as shown:  # inside a run step: a line of its own
             image = build_job_image(host.docker, paths, self.tag, settings, engine=host.name, console=console,
                                     host=where)
             shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
                         f'(image {image.image_id[7:19]})')
         return image.image_id
+
+    def _base_there(self, host, console: Console) -> None:
+        """A build on the remote starts from the base image: one the remote lacks and this machine has is sent
+        (its missing layers only, over the SSH connection); else the remote pulls it, or its build says why not."""
+        import docker
+        from tg_pipeline.errors import DockerUnavailable
+        if not self.base:
+            return
+        try:
+            host.docker.images.get(self.base)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        from tg_pipeline.hosts.engine import local_engine
+        from tg_pipeline.image.transfer import transfer
+        try:
+            here = local_engine().images.get(self.base)
+        except (docker.errors.ImageNotFound, DockerUnavailable):
+            return
+        name = self.base if ':' in self.base.rpartition('/')[2] else f'{self.base}:latest'
+        console.print(f'{host.connection.host} lacks the base image {self.base}: sending it from here')
+        transfer(local_engine(), host.docker, here.id, name, console, host=host.connection.host)
 
     def for_swarm(self, paths, open_remote, settings: dict, auth=None, console: Console = CONSOLE) -> tuple[str, str]:
         """(image id, ``repository@digest``) for a swarm run: every node runs exactly the pushed manifest,
