@@ -82,14 +82,14 @@ _MADE = re.compile(r'^ ---> ([0-9a-f]{12,64})$')
 def _remove_made(client, log: list[str]) -> None:
     """After a failed build: the images its steps made (not those it found in the cache), newest first, while
     untagged and unused: nothing of a failed build stays on the engine."""
-    made, cached = [], False
+    made, skip = [], False
     for line in log:
-        if line.strip() == '---> Using cache':
-            cached = True
+        if line.startswith('Step ') and ' : FROM ' in line or line.strip() == '---> Using cache':
+            skip = True  # the base image, or one the cache held: not made by this build
         elif (found := _MADE.match(line.rstrip())) is not None:
-            if not cached:
+            if not skip:
                 made.append(found.group(1))
-            cached = False
+            skip = False
     for image_id in reversed(made):
         try:
             if not client.api.inspect_image(image_id).get('RepoTags'):
@@ -120,7 +120,8 @@ def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
     if 'no space left on device' in event['error']:
         hint = f'free disk space on the Docker host {"" if local else shown.host + " "}(docker system prune) and retry'
     elif any(m in line for line in log for m in PIP_FAILURES):
-        problems = dict.fromkeys(line.strip() for line in log for m in PIP_FAILURES if m in line)
+        problems = dict.fromkeys(line.strip().removeprefix('ERROR: ') for line in log for m in PIP_FAILURES
+                                 if m in line)  # pip's lines without their own "ERROR: ": ours says it once
         error = BuildError(f'pip cannot install the dependencies of {tag} ({where}): {"; ".join(problems)}', **said,
                            hint='fix the name or version in dependencies of pipeline.toml '
                                 '(`pip index versions NAME` lists what exists)')
