@@ -139,3 +139,18 @@ def test_status_of_every_project_lists_their_runs_whatever_their_jobs(loop, proj
     finally:
         release(*docker_client.containers.list(filters={'label': [f'tg_pipeline.run_id={theirs}']}))
         other.doit('logs', 'job=SleepJob', 'follow=1', check=False)
+
+
+def test_switching_to_the_registry_after_ssh_sends_no_layer_the_remote_has(loop, remote_docker):
+    first = loop.doit('run_remote', 'job=Train', 'transfer=ssh')
+    assert 'training at rate 1.0' in first.stdout
+    loop.edit('jobs/train.py', 'return rate * 2', 'return rate * 3')
+    switched = loop.doit('run_remote', 'job=Train')  # the registry, as pipeline.toml says
+    said = switched.stdout + switched.stderr
+    assert 'training at rate 1.5' in switched.stdout
+    assert 'has the dependency layers from a transfer over SSH, which a pull from the registry would download ' \
+           'again: the code layer goes over SSH too (said once)' in said
+    assert 'pull  ' not in said and re.search(r'transfer: 1 of \d+ layers sent', said), said  # the code layer only
+    loop.edit('jobs/train.py', 'return rate * 3', 'return rate * 4')
+    again = loop.doit('run_remote', 'job=Train')
+    assert 'training at rate 2.0' in again.stdout and 'said once' not in again.stdout + again.stderr

@@ -83,7 +83,7 @@ class Delivery:
             return self._build_there(host, paths, settings, console), self.tag
         from tg_pipeline.image.build import recorded_image
         image_id = recorded_image(paths.image)['image_id']
-        if self.transfer == 'ssh':
+        if self.transfer == 'ssh' or self._pull_would_resend(host, paths, image_id, console):
             from tg_pipeline.hosts.engine import local_engine
             from tg_pipeline.image.job_image import deps_tag, recorded_composed
             from tg_pipeline.image.transfer import send_job_image, transfer
@@ -92,11 +92,34 @@ class Delivery:
                 transfer(local_engine(), host.docker, image_id, self.tag, console, host=where)
             else:
                 send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), console, host=where)
+                _note_sent(paths, where)
             return image_id, self.tag
         from tg_pipeline.image.registry import pull, recorded_push
         reference = self.pull_reference()
         pull(host.docker, reference, image_id, auth, console, host=where, digest=recorded_push(paths.push, image_id))
         return image_id, reference
+
+    def _pull_would_resend(self, host, paths, image_id: str, console: Console) -> bool:
+        """transfer = "registry", after runs over SSH: the remote has this job's dependency layers from an SSH
+        transfer, which its engine does not know as the registry's, so a pull would download them all again. Then
+        the code layer goes over SSH as well (said once, here); a pull again once the image is the registry's."""
+        import docker
+        from tg_pipeline.paths import read_json
+        where = host.connection.host
+        deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
+        sent = read_json(paths.ssh_sent) or {}
+        if not deps or (sent.get(where) or {}).get('deps') != deps:
+            return False
+        try:
+            host.docker.api.inspect_image(image_id)
+            return False  # the remote has the job image: nothing to pull
+        except docker.errors.ImageNotFound:
+            pass
+        if not sent[where].get('said'):
+            console.print(f'{where} has the dependency layers from a transfer over SSH, which a pull from the '
+                          f'registry would download again: the code layer goes over SSH too (said once)')
+            _note_sent(paths, where, said=True)
+        return True
 
     def _build_there(self, host, paths, settings: dict, console: Console) -> str:
         from tg_pipeline.image.job_image import build_job_image
@@ -148,6 +171,19 @@ class Delivery:
         image_id = (recorded_image(paths.image) or {}).get('image_id') or self.tag
         digest = recorded_push(paths.push, image_id)
         return image_id, by_digest(reference, digest) if digest else reference
+
+
+def _note_sent(paths, where: str, said: bool = False) -> None:
+    """The dependency image whose layers went to ``where`` over SSH (see Delivery._pull_would_resend), and
+    whether a registry run has said so already."""
+    import json
+    from tg_pipeline.paths import read_json, write_if_changed
+    deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
+    if deps:
+        sent = read_json(paths.ssh_sent) or {}
+        said = said or (sent.get(where) or {}).get('deps') == deps and (sent.get(where) or {}).get('said', False)
+        sent[where] = {'deps': deps, 'said': said}
+        write_if_changed(paths.ssh_sent, json.dumps(sent, indent=1, sort_keys=True).encode())
 
 
 def by_digest(reference: str, digest: str) -> str:
