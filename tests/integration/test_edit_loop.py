@@ -154,3 +154,9 @@ def test_switching_to_the_registry_after_ssh_sends_no_layer_the_remote_has(loop,
     loop.edit('jobs/train.py', 'return rate * 3', 'return rate * 4')
     again = loop.doit('run_remote', 'job=Train')
     assert 'training at rate 2.0' in again.stdout and 'said once' not in again.stdout + again.stderr
+
+
+def test_our_frames_show_with_tg_pipeline_debug(loop):
+    failed = loop.doit('run_local', 'job=Diverge', env={'TG_PIPELINE_DEBUG': '1'}, check=False)
+    assert failed.returncode == 1
+    assert '_tg_runtime/entry.py' in failed.stderr and re.search(r'jobs/train\.py:\d+, in run', failed.stderr)

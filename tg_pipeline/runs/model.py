@@ -55,7 +55,8 @@ class RunSpec:
 
     def environment(self, environ=None) -> dict[str, str]:
         environ = os.environ if environ is None else environ
-        return {n: environ[n] for n in self.run.env if n in environ}
+        debug = {'TG_PIPELINE_DEBUG': environ['TG_PIPELINE_DEBUG']} if environ.get('TG_PIPELINE_DEBUG') else {}
+        return {**debug, **{n: environ[n] for n in self.run.env if n in environ}}  # debug: our frames shown there
 
     def labels(self, run_id: str, where: str) -> dict[str, str]:
         values = {'job': self.job, 'package': self.package, 'version': self.version, 'module': self.module,
