@@ -32,8 +32,10 @@ def _image(bench) -> str:
 
 
 def _import_time(engine: list[str], image: str) -> float:
-    out = subprocess.run(['docker', *engine, 'run', '--rm', image, 'python', '-c', IMPORT], capture_output=True,
-                         text=True, check=True).stdout
+    """The import inside a container of ``image`` with the job's limits ([run] of the bench project)."""
+    limits = ['--cpus', '1', '--memory', '512m']
+    out = subprocess.run(['docker', *engine, 'run', '--rm', *limits, image, 'python', '-c', IMPORT],
+                         capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
