@@ -105,7 +105,12 @@ class EntryPoint:
         if not reference.is_record(value):
             return value
         self.alias_roots()
-        return reference.build(value, self.paths().shown)
+        return reference.build(value, self.paths().shown, self.qualified)
+
+    def qualified(self, name: str) -> str:
+        """A source root's module as this package's own (``jobs.x`` is ``MODULE.jobs.x``), as the unpickler loads
+        classes: another job package loaded first in this process may own the root's plain name."""
+        return f'{self.module}.{name}' if name.split('.')[0] in self.roots else name
 
 
 def run(job):

@@ -46,12 +46,13 @@ def _where(record: dict) -> str:
            f"'jobs.{record.get('job')}.factory'"
 
 
-def resolve(record: dict, shown=str):
-    """The factory the record names (imported); ``shown`` turns a file's path into what the user knows it as."""
+def resolve(record: dict, shown=str, qualified=None):
+    """The factory the record names (imported); ``shown`` turns a file's path into what the user knows it as,
+    ``qualified`` a module's name into the one to import (a source root's module inside its job package)."""
     factory = record['factory']
     module_name, _, attr = factory.partition(':')
     try:
-        target = importlib.import_module(module_name)
+        target = importlib.import_module(qualified(module_name) if qualified else module_name)
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + '.')):
             raise LoadError(f'{_where(record)}: factory {factory!r}: there is no module {module_name!r} in the job '
@@ -90,17 +91,17 @@ def check_arguments(record: dict, target, shown=str) -> None:
                         f'signature') from None
 
 
-def check(record: dict, shown=str):
+def check(record: dict, shown=str, qualified=None):
     """What can be checked without running the user's code: the factory resolves and takes the arguments."""
-    target = resolve(record, shown)
+    target = resolve(record, shown, qualified)
     check_arguments(record, target, shown)
     return target
 
 
-def build(record: dict, shown=str):
+def build(record: dict, shown=str, qualified=None):
     """The job: the factory called with the record's arguments. An exception the factory raises is the user's
     own and propagates (the entry point shows its traceback); a value that is no job is a :class:`LoadError`."""
-    target = check(record, shown)
+    target = check(record, shown, qualified)
     job = target(*record['args'], **record['kwargs'])
     if not hasattr(job, 'run') and not callable(job):
         text = repr(job)
