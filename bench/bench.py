@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 import bigtree  # noqa: E402 (bench/, beside this file)
+import heavy  # noqa: E402
 import link  # noqa: E402
 import parts  # noqa: E402
 import targets  # noqa: E402
@@ -213,8 +214,11 @@ class Bench:
         print(f'benchmark: {self.runs} runs each ({link_runs} of the {link.RATE} rows), project copy in '
               f'{self.project}', file=sys.stderr)
         ensure_base_on_remote()
-        if sweep_only:  # rows (l) alone: bench/sweep.py
+        if sweep_only:  # rows (n) alone: bench/sweep.py
             sweep.sweep_rows(self)
+            return self.rows
+        if heavy.ONLY in sys.argv:  # rows (c), (d) and (o) alone: bench/heavy.py
+            heavy.heavy_rows(self, REMOTE_SOCKET)
             return self.rows
         if not link_only:
             self.run_main()
@@ -244,6 +248,7 @@ class Bench:
                      lambda: self.doit('run_remote', 'job=BenchJob', 'transfer=ssh')[0], before=self.edit_code,
                      bytes_too=True)
         self.rows['d_remote_code_edit_ssh']['code_layer_bytes'] = self.code_layer_size()
+        heavy.heavy_rows(self, REMOTE_SOCKET)
         self.measure('e_remote_lacks_job_layers', '(e) remote lacks the job layers, has the base (registry)',
                      lambda: self.doit('run_remote', 'job=BenchJob')[0], before=lambda: drop_remote_images(BASE),
                      bytes_too=True)
@@ -301,7 +306,7 @@ def table(rows: dict) -> str:
             lines.append(f'{row["label"]:62} {"failed":>9}  {row["error"]}')
             continue
         floor = floor_remote if 'remote' in key else floor_local
-        plain = key.startswith(('a_', 'h_', 'i_', 'j_', 'k_', 'l_'))  # no ratio to the floor or the naive rebuild
+        plain = key.startswith(('a_', 'h_', 'i_', 'j_', 'k_', 'l_', 'n_'))  # no ratio to the floor or the naive rebuild
         ratio_floor = '' if plain or not floor else f'{row["median_s"] / floor:.2f}'
         ratio_naive = '' if plain or not naive else f'{row["median_s"] / naive:.2f}'
         lines.append(f'{row["label"]:62} {row["median_s"]:8.3f}s {ratio_floor:>8} {ratio_naive:>8}  {_sent(row)}')
@@ -314,7 +319,8 @@ def main() -> None:
     parser.add_argument('--link-runs', type=int, default=1,
                         help=f'runs of each {link.RATE} row (j), slow: about a minute or two each; 0 = leave them out')
     parser.add_argument('--link-only', action='store_true', help='only the (j) rows')
-    parser.add_argument('--sweep-only', action='store_true', help='only the (l) rows: sweeps on one host')
+    parser.add_argument('--sweep-only', action='store_true', help='only the (n) rows: sweeps on one host')
+    parser.add_argument(heavy.ONLY, action='store_true', help='only the rows (c), (d) and the heavy job\'s (o)')
     args = parser.parse_args()
     link.shape(None)  # a shaping left over by an interrupted run would slow every row
     start_counting()
@@ -329,10 +335,13 @@ def main() -> None:
     print(targets.targets_table(found))
     print()
     print(targets.own_table(rows))
+    print()
+    print(heavy.heavy_table(heavy.heavy_targets(rows)))
     out = HERE / 'results' / 'latest.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,
-                               'base_image': BASE, 'rows': rows, 'targets': found}, indent=1))
+                               'base_image': BASE, 'rows': rows, 'targets': found,
+                               'heavy_targets': heavy.heavy_targets(rows)}, indent=1))
     print(f'\nJSON: {out}')
 
 

@@ -7,6 +7,7 @@
     build/JOB/image_config.json         the job image's config (its sha256 is the image id)
     build/JOB/image.json                the image id the last build produced (and its tag, for people)
     build/JOB/push.json                 what was pushed: reference, digest, image id
+    build/JOB/ssh_sent.json             per remote: the dependency image whose layers went there over SSH
     build/JOB/.lock                     held while a step of this job runs (one process at a time)
     build/JOB/runs/WHERE/RUN_ID.out     a run's stdout, byte for byte (.err: stderr)
     build/JOB/runs/WHERE/RUN_ID.json    how it ended (exit code, OOM, variants ...)
@@ -104,6 +105,7 @@ class JobPaths:
         self.image_config = self.dir / 'image_config.json'
         self.image = self.dir / 'image.json'
         self.push = self.dir / 'push.json'
+        self.ssh_sent = self.dir / 'ssh_sent.json'
         self.lock = self.dir / '.lock'
         self.runs_root = self.dir / 'runs'
 

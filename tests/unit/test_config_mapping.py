@@ -180,7 +180,7 @@ def test_job_settings_from_the_command_line(tmp_path):
     job = c.job('Train')
     assert dict(job.kwargs) == {'lr': 0.01, 'name': 'base', 'note': 'fast run'}
     assert job.args == (1, 2)
-    assert job.run.env == ('PLAIN', 'API_TOKEN', 'EXTRA', 'MORE')
+    assert job.run.env == ('EXTRA', 'MORE')  # a list given on the command line replaces pipeline.toml's
     assert job.run.cpu == 4  # the command line's [run] wins over the job's table ...
     own = load(tmp_path, overrides={'cpu': '4', 'jobs.Train.cpu': '3'})
     assert own.job('Train').run.cpu == 3  # ... and loses to the job's own on the command line
@@ -278,3 +278,49 @@ def test_a_table_set_only_on_the_command_line_comes_from_there(tmp_path):
     assert dict(c.job('Train').kwargs) == {'lr': 0.5}
     assert c.origins['jobs.Train.kwargs'] == 'command line'
     assert c.origins['swarm.labels'] == f'{c.path}:16 + command line'
+
+
+# --- lists from the command line, the same mount or port twice (issue 22) ---------------------------------------
+LISTS = '''[run]
+mounts = ["/srv/shared:/shared"]
+ports = ["6006"]
+
+[jobs.Train]
+factory = "jobs.train:Train"
+mounts = ["/srv/data:/data"]
+ports = ["8888:8888"]
+'''
+
+
+def lists(tmp_path, text=LISTS, **overrides):
+    (tmp_path / 'pipeline.toml').write_text(text)
+    return config.load(tmp_path / 'pipeline.toml', overrides=overrides, environ={})
+
+
+def test_a_list_given_on_the_command_line_replaces_the_jobs_list(tmp_path):
+    assert lists(tmp_path).job('Train').run.mounts == ('/srv/shared:/shared', '/srv/data:/data')  # joined
+    c = lists(tmp_path, mounts='/data:/data:ro')
+    assert c.job('Train').run.mounts == ('/data:/data:ro',)  # not one more: Duplicate mount point
+    assert c.origins['jobs.Train.mounts'] == 'command line'
+    assert c.job('Train').run.ports == ('6006', '8888:8888')  # a list not given stays joined
+    assert lists(tmp_path, **{'jobs.Train.ports': '7000'}).job('Train').run.ports == ('7000',)
+
+
+def test_the_same_mount_twice_is_one_error_naming_both_origins(tmp_path):
+    path = tmp_path / 'pipeline.toml'
+    text = LISTS.replace('mounts = ["/srv/data:/data"]', 'mounts = ["/srv/data:/shared:rw"]')
+    with pytest.raises(ConfigError) as found:
+        lists(tmp_path, text)
+    assert found.value.render() == (
+        f"ERROR: {path}:7, key 'jobs.Train.mounts': jobs.Train.mounts: container path /shared is given twice, as "
+        f"'/srv/shared:/shared' and as '/srv/data:/shared:rw' (from {path}:2 and from {path}:7)\n"
+        "TIP: keep one of them: a list given on the command line replaces the one of pipeline.toml "
+        "(e.g. mounts=/srv/data:/shared:rw)")
+    with pytest.raises(ConfigError, match=r"host port 127\.0\.0\.1:7000 is given twice, as '7000' and as "
+                                          r"'7000:80' \(both on the command line\)"):
+        lists(tmp_path, ports='7000,7000:80')
+
+
+def test_the_same_mount_written_twice_is_kept_once(tmp_path):
+    text = LISTS.replace('mounts = ["/srv/data:/data"]', 'mounts = ["/srv/shared:/shared:ro", "/srv/data:/data"]')
+    assert lists(tmp_path, text).job('Train').run.mounts == ('/srv/shared:/shared', '/srv/data:/data')

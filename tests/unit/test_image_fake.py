@@ -96,7 +96,8 @@ def test_pip_failure_line_is_quoted(engine, client, context, tmp_path):
     with pytest.raises(BuildError) as info:
         build_image(context, TAG, target=target, console=QUIET, client=client)
     error = info.value
-    assert error.message.startswith(f'pip cannot install the dependencies of {TAG}: {PIP_LINES[1]}\n')
+    assert error.message.startswith(f'pip cannot install the dependencies of {TAG} (on this machine): '
+                                    f'{PIP_LINES[1][len("ERROR: "):]}; {PIP_LINES[2][len("ERROR: "):]}\n')
     assert error.exit_code == 1 and error.command == f'docker build -t {TAG} {context}'
     assert 'ERROR: No matching distribution found for nosuchpkg==9.9' in error.output_tail
     assert 'pipeline.toml' in error.hint
@@ -175,3 +176,32 @@ def test_push_with_the_right_credentials(engine, client, tmp_path):
     digest = push(image.id, REFERENCE, auth=auth, console=QUIET, client=client)
     assert registry_digest(client, REFERENCE, auth) == digest
     assert registry_digest(client, REFERENCE) is None  # no login: refused, not an exception
+
+
+def test_a_failed_build_says_its_log_once_without_colour_codes_and_names_its_host(engine, client, context, capsys):
+    coloured = ['Collecting nosuchpkg==9.9', '\x1b[91mERROR: No matching distribution found for nosuchpkg==9.9',
+                '\x1b[0m']
+    engine.fail_build(TAG, output=coloured)
+    with pytest.raises(BuildError) as info:
+        build_image(context, TAG, client=client, console=Console(tty=False), host='u@h:22')
+    out = capsys.readouterr().out
+    assert out.startswith(f'--- build log of {TAG} (built on u@h:22) ---\nStep 1/7 : ')
+    assert 'ERROR: No matching distribution found for nosuchpkg==9.9\n' in out and '\x1b' not in out
+    rendered = info.value.render()
+    assert rendered.startswith(f'ERROR: pip cannot install the dependencies of {TAG} (on u@h:22): No matching '
+                               'distribution found for nosuchpkg==9.9\n')
+    assert 'last output' not in rendered and 'command:' not in rendered and '\x1b' not in rendered  # said once
+    assert rendered.count('\nTIP: ') == 1
+
+
+def test_a_build_without_network_to_the_index_names_the_host_that_built(engine, client, context):
+    engine.fail_build(TAG, output=["WARNING: Retrying (Retry(total=4)) after connection broken by 'NewConnectionError("
+                                   "'<urllib3.connection.HTTPSConnection>: Failed to establish a new connection: "
+                                   "[Errno 101] Network is unreachable')': /simple/six/",
+                                   'ERROR: Could not find a version that satisfies the requirement six (from versions: '
+                                   'none)'])
+    with pytest.raises(BuildError) as info:
+        build_image(context, TAG, client=client, console=QUIET, host='remote u@h:22')
+    assert info.value.message.startswith(f'the build of {TAG} on remote u@h:22 cannot reach the package index: ')
+    assert info.value.hint.startswith('give the Docker engine of remote u@h:22 network access to the index')
+    assert 'build_on=local' in info.value.hint

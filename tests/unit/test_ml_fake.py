@@ -69,7 +69,8 @@ def test_the_command_line_wins_over_the_file_and_the_job(tmp_path):
     train, evaluate = c.job('Train'), c.job('Eval')
     assert train.run.gpus == evaluate.run.gpus == 'all'
     assert train.run.ipc == 'host' and train.run.shm_gb == 0 and train.run.max_runtime_s == 5
-    assert evaluate.run.ports == ('6006',) and evaluate.run.mounts == ('/data/imagenet:/data', '/a:/b:rw', '/c:/d')
+    # a list given on the command line replaces [run]'s and the job's (issue 22)
+    assert evaluate.run.ports == ('6006',) and evaluate.run.mounts == ('/a:/b:rw', '/c:/d')
     assert dict(evaluate.run.caches) == {'pip': '/pip'}
     assert c.origins['jobs.Train.gpus'] == 'command line'
 

@@ -73,7 +73,7 @@ def test_status_lists_the_projects_own_runs_and_all_projects_reads_both(engine, 
                             console=Console(out=out))
     owners = {r['run_id']: (r['owner'], r['state']) for r in rows}
     assert owners == {mine: ('alice', 'running'), theirs: ('bob (proj-b)', 'exited 0')}
-    assert 'bob (proj-b)' in out.getvalue() and out.getvalue().startswith('# job Greeter on local: 2 run(s)')
+    assert 'bob (proj-b)' in out.getvalue() and out.getvalue().startswith("# every project's runs on local: 2 run(s)")
     [row] = lifecycle.status(backend, A, paths['a'], run_id=theirs,
                              console=Console(out=io.StringIO()))  # by its id: named
     assert (row['run_id'], row['owner']) == (theirs, 'bob (proj-b)')

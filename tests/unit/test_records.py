@@ -70,11 +70,29 @@ def test_signal_failure_names_the_signal():
     assert problem.exit_code == 143 and problem.remote_traceback is None
 
 
-def test_plain_failure_repeats_the_jobs_traceback_only():
+def test_plain_failure_quotes_the_jobs_traceback_only():
+    """Not streamed (doit result, later): the traceback is quoted; the output is not."""
     problem = failure(result(exit_code=1, traceback=TRACE))
-    assert problem.message.startswith('job Greeter failed (remote u@h:22 run)\n  exit code: 1')
+    assert problem.message.startswith('job Greeter failed (remote u@h:22 run): ValueError: bad input\n  exit code: 1')
     assert problem.remote_traceback == TRACE and problem.output_tail == TRACE.rstrip('\n')
-    assert 'first line' not in problem.message  # the output was streamed already
+    assert 'first line' not in problem.message
+
+
+def test_a_streamed_failure_sums_the_traceback_up_in_one_line():
+    trace = 'Traceback (most recent call last):\n  jobs/train.py:42, in run\n    raise ValueError(x)\nValueError: bad\n'
+    problem = failure(result(exit_code=1, traceback=trace), streamed=True)
+    assert problem.message == 'job Greeter failed (remote u@h:22 run): ValueError: bad at jobs/train.py:42\n' \
+                              '  exit code: 1'
+    assert problem.remote_traceback == trace and problem.output_tail == ''
+
+
+def test_a_job_that_could_not_be_built_is_its_paragraph_with_the_host():
+    paragraph = "ERROR: pipeline.toml:5, key 'jobs.Greeter.factory': factory 'jobs.g:G': module 'jobs.g' has no " \
+                "'G'\nTIP: check the class or function name defined in jobs/g.py\n"
+    problem = failure(result(exit_code=1, traceback=paragraph), streamed=True)
+    assert problem.render() == ("ERROR: job Greeter could not start (remote u@h:22 run): pipeline.toml:5, key "
+                                "'jobs.Greeter.factory': factory 'jobs.g:G': module 'jobs.g' has no 'G'\n"
+                                "  exit code: 1\nTIP: check the class or function name defined in jobs/g.py")
 
 
 def test_plain_failure_without_traceback_quotes_the_end_of_the_output():
@@ -116,3 +134,21 @@ def test_state_of_a_record():
     assert state_of_record({}) == 'collected, exited ?'
     variants = [{'state': 'complete', 'exit_code': 0}, {'ok': False}, {'ok': True}]
     assert state_of_record({'variants': variants}) == 'collected, 2/3 variants succeeded'
+
+
+def test_a_run_stopped_by_doit_stop_says_who_stopped_it_and_when(tmp_path):
+    import datetime
+    from tg_pipeline.paths import RunPaths
+    from tg_pipeline.runs.records import note_stopped, saved_result, state_of_record
+    paths = RunPaths(tmp_path / 'runs')
+    paths.write_record('r1', {'run_id': 'r1', 'job': 'Greeter', 'exit_code': 143, 'signal': 15})
+    stopped = result(exit_code=143, signal=15)
+    stopped.run_id = 'r1'
+    at = datetime.datetime(2026, 12, 7, 1, 50, 3, tzinfo=datetime.timezone.utc)
+    note_stopped(paths, stopped, 'alice', now=at)
+    shown = at.astimezone().strftime('%Y-%m-%d %H:%M:%S')
+    problem = failure(saved_result(paths, 'r1', 'remote', 'remote u@h:22'))
+    assert problem.message.startswith(f'job Greeter was stopped by alice at {shown} (doit stop; remote u@h:22 run)')
+    assert 'signal' not in problem.message and problem.exit_code == 143
+    assert state_of_record(paths.read_record('r1')) == f'collected, stopped by alice at {shown}'
+    assert failure(result(exit_code=143, signal=15)).message.startswith('job Greeter was killed by signal 15')

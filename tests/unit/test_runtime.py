@@ -241,7 +241,9 @@ def test_exception_keeps_the_job_traceback(make_package, jobs, tmp_path, capsys,
     got, out, err = run_main(package, capsys, run_dir)
     trace = (run_dir / protocol.TRACEBACK_FILE).read_text()
     assert got == code and trace == err
-    assert f'{package.module}/rtjobs/tasks.py' in trace and "raise self.error('boom in the job')" in trace
+    # the project's path (not the package's), the source line, and none of the entry point's frames
+    assert re.search(r'^  rtjobs/tasks\.py:\d+, in run\n    raise self\.error\(.boom in the job.\)$', trace, re.M), trace
+    assert package.module not in trace and '_tg_runtime' not in trace
     assert trace.rstrip().endswith(f'{error.__name__}: boom in the job')
     assert messages(out)[-2:] == ['Job has NOT exited successfully', 'DONE. Exiting Training Grounds.']
     assert exit_record(run_dir) == {'exit_code': code, 'reason': 'exception'}
@@ -342,7 +344,8 @@ def test_incomplete_or_bad_markers_are_refused():
 def test_sdist_carries_the_runtime_byte_for_byte(tmp_path, jobs):
     members = sdist.build_members('rtjob', '1.0', 'rtjob__1_0', [Path(jobs.__file__).parent], {'job': b'j'}, [])
     top = 'rtjob__1_0-1.0/rtjob__1_0'
-    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py']
+    assert [p.name for p in sdist.runtime_files()] == ['__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py',
+                                                      'reference.py', 'trace.py']
     for file in sdist.runtime_files():
         assert members[f'{top}/_tg_runtime/{file.name}'] == file.read_bytes()
     assert json.loads(members[f'{top}/_tg_meta.json']) == {
@@ -395,3 +398,26 @@ def test_job_package_imports_only_the_standard_library(make_package, jobs, tmp_p
 def test_host_runtime_imports_only_the_standard_library():
     names = ['tg_pipeline.runtime', 'tg_pipeline.runtime.protocol', 'tg_pipeline.runtime.entry']
     assert imported(REPO, names) == {'tg_pipeline'}
+
+
+def test_exit_now_keeps_what_pythons_exit_keeps_but_the_teardown(tmp_path):
+    """The job's process ends without tearing its modules down: its atexit handlers still run, its non-daemon
+    threads are waited for, and a file it left open (a module's global) keeps what it wrote."""
+    script = textwrap.dedent(f'''
+        import atexit, threading, time
+        from tg_pipeline.runtime.entry import exit_now
+        left_open = open({str(tmp_path / 'open.txt')!r}, 'w')
+        left_open.write('buffered line')
+        atexit.register(lambda: open({str(tmp_path / 'atexit.txt')!r}, 'w').write('handler ran'))
+        def later():
+            time.sleep(0.2)
+            open({str(tmp_path / 'thread.txt')!r}, 'w').write('thread done')
+        threading.Thread(target=later).start()
+        exit_now(3)
+        print('never here')
+    ''')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert done.returncode == 3 and 'never here' not in done.stdout, done.stderr
+    assert (tmp_path / 'open.txt').read_text() == 'buffered line'
+    assert (tmp_path / 'atexit.txt').read_text() == 'handler ran'
+    assert (tmp_path / 'thread.txt').read_text() == 'thread done'

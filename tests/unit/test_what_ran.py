@@ -199,7 +199,8 @@ def test_attached_runs_keep_what_ran_and_show_runs_diff_and_export_say_it(projec
     diff = project.doit('diff', f'run_a={first["run_id"]}', f'run_b={second["run_id"][:22]}', check=False)
     assert diff.returncode == 1, diff.stderr
     assert "-            print(f'line {i}', flush=True)\n+            print(f'row {i}', flush=True)" in diff.stdout
-    assert '-    .lines = 2' in diff.stdout and '+    .lines = 3' in diff.stdout  # the payload, as its attributes
+    # the payload: a job of pipeline.toml travels as its reference, shown as its factory's arguments
+    assert '-    args = [2, 0]' in diff.stdout and '+    args = [3, 0]' in diff.stdout
     assert 'jobs.Counter.args: [2, 0] (command line) -> [3, 0] (command line)' in diff.stdout
     for same in ('## dependencies: the same', '## base image: the same', '## host: the same'):
         assert same in diff.stdout

@@ -147,7 +147,7 @@ def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
     added to it.
     """
     combine = spec.meta.get('combine', REPLACE)
-    given = sorted(given, key=lambda g: LAYERS.index(g.layer))
+    given = contributing(spec, given)
     if combine in (REPLACE, RUN_ONLY):
         return _fold(given)
     section = _fold([g for g in given if g.layer not in JOB_LAYERS])
@@ -162,6 +162,16 @@ def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
         value = types.MappingProxyType({**section.value, **own.value})
     origins = [*(section.origin.split(' + ') if section.value else ()), *own.origin.split(' + ')]
     return Merged(value, ' + '.join(dict.fromkeys(origins)), own.at)
+
+
+def contributing(spec: _Spec, given: Iterable[Given]) -> list[Given]:
+    """The layers whose values a setting ends with, lowest first. A list joined from [run] and the job's table
+    (JOIN: env, mounts, ports ...) given whole on the command line is that list: the command line replaces the
+    lists of pipeline.toml (``mounts=/data:/data`` is the job's one mount, not one more)."""
+    given = sorted(given, key=lambda g: LAYERS.index(g.layer))
+    if spec.meta.get('combine') == JOIN and any(g.layer.endswith('command line') and g.entry is None for g in given):
+        given = [g for g in given if g.layer not in ('section', 'job')]
+    return given
 
 
 def _fold(given: list[Given]) -> Merged | None:
@@ -203,6 +213,37 @@ class _Override(NamedTuple):
     prefix: str  # 'run', 'jobs.Train'
     key: str  # 'memory_gb', 'kwargs'
     sub: Optional[str]  # 'lr'
+
+
+def _unique(dotted: str, spec: _Spec, given: list[Given], merged: Merged) -> tuple:
+    """A list whose items must differ in what the field's ``unique`` says (a mount's container path, a port's host
+    address): the same item twice is kept once; two items for one place are one error naming both origins."""
+    key_of, seen, kept = spec.meta['unique'], {}, []
+    for g in contributing(spec, given):
+        if g.layer == 'default' or g.entry is not None or not g.value:
+            continue
+        origin = g.at.source.origin(g.at.table, g.at.field)
+        for item in g.value:
+            if item not in merged.value:
+                continue
+            found = key_of(item)
+            if found is None:  # not of the form: the field's check says so
+                kept.append(item)
+                continue
+            key, same = found
+            if key in seen:
+                first, first_origin, first_same = seen[key]
+                if first_same == same:
+                    continue
+                origins = f'from {first_origin} and from {origin}' if first_origin != origin else \
+                    'both on the command line' if origin == COMMAND_LINE else f'both at {origin}'
+                raise merged.at.error(
+                    f'{dotted}: {key} is given twice, as {first!r} and as {item!r} ({origins})', dotted,
+                    hint=f'keep one of them: a list given on the command line replaces the one of pipeline.toml '
+                         f'(e.g. {dotted.rpartition(".")[2]}={item})')
+            seen[key] = (item, origin, same)
+            kept.append(item)
+    return tuple(kept)
 
 
 def _parse_overrides(overrides: Mapping[str, str]) -> list[_Override]:
@@ -290,6 +331,8 @@ class _Builder:
         """The value ``dotted`` ends with (:func:`merge`), its origin and source noted."""
         merged = merge(spec, given)
         self.at[dotted], self.origins[dotted] = merged.at, merged.origin
+        if spec.meta.get('unique') and merged.value:
+            return _unique(dotted, spec, given, merged)
         return merged.value
 
     def section(self, name: str, table: Mapping) -> dict:

@@ -13,7 +13,7 @@ mapping (pipeline.toml: ``[run]``, then the job's own table; or the Python API's
 (``TG_PIPELINE_BASE_IMAGE``, ``TG_PIPELINE_SSH_CONFIG``), the command line (doit variables: ``memory=0.5``,
 ``run.cpu=2``, ``jobs.Train.kwargs.lr=0.01``). A command-line ``[run]`` setting also wins over a job's own
 table; a command-line ``jobs.NAME.KEY`` wins over both. Lists a job sets (``env``, ``mounts`` ...) are joined
-after [run]'s, its ``caches`` added to [run]'s.
+after [run]'s, its ``caches`` added to [run]'s; such a list given on the command line replaces both.
 """
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def setting(default=dataclasses.MISSING, **metadata):
     too), ``image_prefix``, ``reference`` (an image name:tag), see config_names; ``check`` (a function of
     config_run: (value, dotted key) -> None or (problem, hint)), ``number_as_text`` (a str that takes an
     integer), ``env`` (the environment variable that sets it), ``combine`` (REPLACE, OWN, JOIN, MERGE or
-    RUN_ONLY: how a job's value combines with the inherited one), ``inherit`` (a job's key: the setting its
+    RUN_ONLY: how a job's value combines with the inherited one), ``unique`` (a list's items: item -> (what it
+    takes, e.g. a container path; its parsed form) or None; two items for one place are an error), ``inherit``
+    (a job's key: the setting its
     value starts from; the run settings inherit [run]'s own), ``default_text`` (the default in words)."""
     metadata = types.MappingProxyType(metadata)
     if isinstance(default, Mapping):
@@ -138,12 +140,14 @@ class RunSettings(_Section):
     max_runtime_s: float = setting(0.0, short='max_runtime_s', minimum=NO_LIMIT,
                                    help='stop the job after this many seconds, reported as timed out; 0 = no limit')
     mounts: tuple[str, ...] = setting((), short='mounts', combine=JOIN, check=config_run.check_mounts,
+                                      unique=config_run.mount_place,
                                       help='host folders of the host the job runs on: HOST:CONTAINER, read-only '
                                            'unless :rw')
     caches: Mapping[str, str] = setting(EMPTY, combine=MERGE, check=config_run.check_caches,
                                         help='named volumes of this project kept between runs on a host: NAME = '
                                              '/path/in/the/container')
     ports: tuple[str, ...] = setting((), short='ports', combine=JOIN, check=config_run.check_ports,
+                                     unique=config_run.port_place,
                                      help='container ports published on the host: PORT, HOST_PORT:PORT or '
                                           'IP:HOST_PORT:PORT')
     env_files: tuple[str, ...] = setting((), short='env_files', combine=JOIN,
@@ -214,6 +218,10 @@ class RegistrySettings(_Section):
     """The registry images are pushed to (run_swarm needs one; run_remote uses it when given)."""
     address: str = setting('', short='registry',
                            help='the registry images are pushed to, e.g. registry.example.com:5000')
+    pull_address: str = setting('', short='pull_address',
+                                help='where the remote engine and the swarm\'s nodes pull from, when they reach the '
+                                     'registry under another address than this machine (a tunnel, a bastion); '
+                                     'default: address')
     username_env: str = setting('', help='name of the variable holding the registry login')
     password_env: str = setting('', help='name of the variable holding the registry password')
 

@@ -81,6 +81,15 @@ def check_mounts(value, dotted: str):
     return None
 
 
+def mount_place(text: str):
+    """(``/data`` mounted, the mount) for a list's uniqueness (a field's ``unique``), or None when no mount."""
+    try:
+        mount = parse_mount(text)
+    except ValueError:
+        return None
+    return f'container path {mount.container}', mount
+
+
 def check_caches(value: Mapping, dotted: str):
     for name, path in value.items():
         if not _CACHE_NAME.fullmatch(name) or not str(path).startswith('/'):
@@ -115,6 +124,15 @@ def check_ports(value, dotted: str):
         except ValueError as e:
             return f'{dotted}: {e}', f'e.g. {dotted.rpartition(".")[2]} = ["6006", "8888:8888"]'
     return None
+
+
+def port_place(text: str):
+    """(the host address a port is published on, the port) for a list's uniqueness, or None when no port."""
+    try:
+        port = parse_port(text)
+    except ValueError:
+        return None
+    return f'host port {port.ip}:{port.host_port}', port
 
 
 def check_together(values: Mapping, prefix: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -37,12 +38,13 @@ def context_archive(context_dir: Path, names: list[str], extra: dict | None = No
 
 
 def build_image(context_dir: Path, tag: str, target: Path | None = None, console: Console = CONSOLE, client=None,
-                only: list[str] | None = None, extra: dict | None = None) -> str:
+                only: list[str] | None = None, extra: dict | None = None, host: str = 'local') -> str:
     """Build ``context_dir`` (``only`` those files of it and the ``extra`` ones, when given) as ``tag``; return
-    the image id and record it in ``target`` (JSON)."""
+    the image id and record it in ``target`` (JSON). ``host``: the engine that builds (``local``, or a remote's
+    ``user@host:port``), named in the build's log and error."""
     from tg_pipeline.image.build_output import BuildOutput
     client = client or local_engine()
-    with BuildOutput(tag, console) as shown:
+    with BuildOutput(tag, console, host) as shown:
         image_id = _build(client, context_dir, tag, shown, only, extra)
     if target is not None:
         write_if_changed(Path(target), json.dumps({'image_id': image_id, 'tag': tag}, indent=1).encode())
@@ -58,23 +60,9 @@ def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = 
                                   custom_context=True, tag=tag, rm=True, forcerm=True, decode=True)
     for event in stream:
         if 'error' in event:
-            detail = event.get('errorDetail', {})
-            log.append(event['error'])
-            hint = None
-            if 'no space left on device' in event['error']:
-                hint = 'free disk space on the Docker host (docker system prune) and retry'
-            elif any(m in line for line in log for m in PIP_FAILURES):
-                problem = next(line for line in log for m in PIP_FAILURES if m in line).strip()
-                raise BuildError(f'pip cannot install the dependencies of {tag}: {problem}',
-                                 command=f'docker build -t {tag} {context_dir}', exit_code=detail.get('code'),
-                                 output='\n'.join(log),
-                                 hint='fix the name or version in dependencies of pipeline.toml '
-                                      '(`pip index versions NAME` lists what exists)')
-            elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
-                hint = 'the base image cannot be pulled: set [docker] base_image or TG_PIPELINE_BASE_IMAGE ' \
-                       'to an image this engine has (docker images)'
-            raise BuildError(f'building image {tag} failed', command=f'docker build -t {tag} {context_dir}',
-                             exit_code=detail.get('code'), output='\n'.join(log), hint=hint)
+            error = _failed(shown, tag, context_dir, event)
+            _remove_made(client, shown.log)
+            raise error
         text = event.get('stream') or (event.get('status') and event['status'] + '\n')
         if text:
             shown.add(text)
@@ -84,6 +72,70 @@ def _build(client, context_dir: Path, tag: str, shown, only: list[str] | None = 
     if image_id is None:  # old engines only print "Successfully built <short id>"
         image_id = client.images.get(tag).id
     return image_id
+
+
+NO_NETWORK = ('Failed to establish a new connection', 'Temporary failure in name resolution', 'Network is unreachable',
+              'Could not fetch URL', 'ProxyError', 'Name or service not known')
+_MADE = re.compile(r'^ ---> ([0-9a-f]{12,64})$')
+
+
+def _remove_made(client, log: list[str]) -> None:
+    """After a failed build: the images its steps made (not those it found in the cache), newest first, while
+    untagged and unused: nothing of a failed build stays on the engine."""
+    made, skip = [], False
+    for line in log:
+        if line.startswith('Step ') and ' : FROM ' in line or line.strip() == '---> Using cache':
+            skip = True  # the base image, or one the cache held: not made by this build
+        elif (found := _MADE.match(line.rstrip())) is not None:
+            if not skip:
+                made.append(found.group(1))
+            skip = False
+    for image_id in reversed(made):
+        try:
+            if not client.api.inspect_image(image_id).get('RepoTags'):
+                client.api.remove_image(image_id, noprune=False)
+        except Exception:  # noqa: BLE001 - in use or gone: not ours to force
+            continue
+
+
+def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
+    """The build's error, said once: the log is printed whole when the build ends (see BuildOutput), so the error
+    quotes it only when nothing prints it (a quiet console); it names the engine that built."""
+    from tg_pipeline.image.build_output import plain
+    detail, log = event.get('errorDetail', {}), shown.log
+    log.append(plain(event['error']))
+    local = shown.host == 'local'
+    where = 'on this machine' if local else f'on {shown.host}'
+    said = dict(command=f'docker build -t {tag} {context_dir}' if local else None, exit_code=detail.get('code'),
+                output=None if shown.prints_log else '\n'.join(log))
+    hint = None
+    if any(m in line for line in log for m in NO_NETWORK):  # pip then says no version exists: not the name's fault
+        problem = next(line.strip() for line in log for m in NO_NETWORK if m in line)
+        error = BuildError(f'the build of {tag} {where} cannot reach the package index: {problem[:300]}', **said,
+                           hint=f'give the Docker engine {"here" if local else "of " + shown.host} network access to '
+                                f'the index (a proxy in its environment), or build the dependency image '
+                                f'{"on the remote: build_on=remote" if local else "here and send it: build_on=local"}')
+        error.build_log = '\n'.join(log)
+        return error
+    if 'no space left on device' in event['error']:
+        hint = f'free disk space on the Docker host {"" if local else shown.host + " "}(docker system prune) and retry'
+    elif any(m in line for line in log for m in PIP_FAILURES):
+        problems = dict.fromkeys(line.strip().removeprefix('ERROR: ') for line in log for m in PIP_FAILURES
+                                 if m in line)  # pip's lines without their own "ERROR: ": ours says it once
+        error = BuildError(f'pip cannot install the dependencies of {tag} ({where}): {"; ".join(problems)}', **said,
+                           hint='fix the name or version in dependencies of pipeline.toml '
+                                '(`pip index versions NAME` lists what exists)')
+        error.build_log = '\n'.join(log)
+        return error
+    elif ('pull access denied' in event['error'] or 'manifest unknown' in event['error']) and local:
+        hint = 'the base image cannot be pulled: set [docker] base_image or TG_PIPELINE_BASE_IMAGE ' \
+               'to an image this engine has (docker images)'
+    elif 'pull access denied' in event['error'] or 'manifest unknown' in event['error']:
+        hint = f'{shown.host} cannot pull the base image, and this machine has none to send it: pull it here ' \
+               f'(docker pull) or there, or set [docker] base_image to an image one of them has'
+    error = BuildError(f'building image {tag} failed ({where})', **said, hint=hint)
+    error.build_log = '\n'.join(log)
+    return error
 
 
 def recorded_image(target: Path) -> dict | None:

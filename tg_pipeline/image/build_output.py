@@ -11,6 +11,12 @@ import re
 from tg_pipeline.console import CONSOLE, Console
 
 STEP = re.compile(r'^Step \d+/\d+ : (.*)$')
+COLOUR = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')  # pip's red ERROR lines in the engine's stream
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return COLOUR.sub('', text)
 # pip lines worth a glance while the dependency layer builds
 PIP_LINES = ('Collecting ', 'Downloading ', 'Building wheel', 'Installing collected packages', 'Successfully installed')
 NOTE_CHARS = 70
@@ -20,8 +26,8 @@ class BuildOutput:
     """The build log of ``tag``: kept whole; printed live on ``console.out`` when the console is verbose; a
     progress line on ``console.err`` otherwise (nothing at all when it is quiet)."""
 
-    def __init__(self, tag: str, console: Console = CONSOLE):
-        self.tag, self.console = tag, console
+    def __init__(self, tag: str, console: Console = CONSOLE, host: str = 'local'):
+        self.tag, self.console, self.host = tag, console, host
         self.log: list[str] = []
         self.dependency_step = False  # the step now running is the dependency layer's pip install
         self.dependencies = ''  # '' no such step seen; 'cached' or 'built'
@@ -38,9 +44,15 @@ class BuildOutput:
         for line in text.rstrip('\n').split('\n'):
             self._line(line)
         if self.console.verbose:
-            self.console.write(text)
+            self.console.write(text if self.console.tty else plain(text))
+
+    @property
+    def prints_log(self) -> bool:
+        """Whether this console shows the log of a failed build (live, or whole at the end)."""
+        return not self.console.quiet
 
     def _line(self, line: str) -> None:
+        line = plain(line)  # kept for the log printed at the end and for errors: no colour codes
         self.log.append(line)
         stripped = line.strip()
         step = STEP.match(stripped)
@@ -70,7 +82,9 @@ class BuildOutput:
         """The whole log, once (not again when it was printed as it came)."""
         if self.console.verbose or not self.log:
             return
-        self.console.write(f'--- build log of {self.tag} ---\n' + '\n'.join(self.log) + '\n--- end of build log ---\n')
+        where = '' if self.host == 'local' else f' (built on {self.host})'
+        self.console.write(f'--- build log of {self.tag}{where} ---\n' + '\n'.join(self.log)
+                           + '\n--- end of build log ---\n')
 
     def text(self) -> str:
         return '\n'.join(self.log)

@@ -31,13 +31,15 @@ class Delivery:
     build_on: str  # 'local' | 'remote'
     transfer: str  # 'registry' | 'ssh'
     registry: str  # the registry's address ('' without one)
+    pull_from: str = ''  # the registry's address as the remote and the swarm's nodes reach it ('': the same)
+    base: str = ''  # the base image, which a build on the remote starts from
 
     @classmethod
     def of(cls, config, job: str) -> 'Delivery':
         j = config.job(job)
         transfer = config.remote.transfer or ('registry' if config.registry.address else 'ssh')
         return cls(job, j.image or f'{config.docker.image_prefix}{j.package}:{j.version}', j.build_on, transfer,
-                   config.registry.address)
+                   config.registry.address, config.registry.pull_address, config.base_image)
 
     # --- the decisions -------------------------------------------------------------------------------
     def needs(self, step: str) -> list[str]:
@@ -63,6 +65,11 @@ class Delivery:
         from tg_pipeline.image.registry import remote_reference
         return remote_reference(self.registry, self.tag)
 
+    def pull_reference(self) -> str:
+        """``registry/name:tag`` as the remote engine and the swarm's nodes pull it (``[registry] pull_address``)."""
+        from tg_pipeline.image.registry import remote_reference
+        return remote_reference(self.pull_from or self.registry, self.tag)
+
     def check_swarm(self) -> None:
         if not self.registry:
             raise ConfigError('run_swarm needs a [registry] address: every node pulls the image from there',
@@ -76,7 +83,7 @@ class Delivery:
             return self._build_there(host, paths, settings, console), self.tag
         from tg_pipeline.image.build import recorded_image
         image_id = recorded_image(paths.image)['image_id']
-        if self.transfer == 'ssh':
+        if self.transfer == 'ssh' or self._pull_would_resend(host, paths, image_id, console):
             from tg_pipeline.hosts.engine import local_engine
             from tg_pipeline.image.job_image import deps_tag, recorded_composed
             from tg_pipeline.image.transfer import send_job_image, transfer
@@ -85,21 +92,67 @@ class Delivery:
                 transfer(local_engine(), host.docker, image_id, self.tag, console, host=where)
             else:
                 send_job_image(local_engine(), host.docker, image, self.tag, deps_tag(self.tag), console, host=where)
+                _note_sent(paths, where)
             return image_id, self.tag
         from tg_pipeline.image.registry import pull, recorded_push
-        reference = self.registry_reference()
+        reference = self.pull_reference()
         pull(host.docker, reference, image_id, auth, console, host=where, digest=recorded_push(paths.push, image_id))
         return image_id, reference
+
+    def _pull_would_resend(self, host, paths, image_id: str, console: Console) -> bool:
+        """transfer = "registry", after runs over SSH: the remote has this job's dependency layers from an SSH
+        transfer, which its engine does not know as the registry's, so a pull would download them all again. Then
+        the code layer goes over SSH as well (said once, here); a pull again once the image is the registry's."""
+        import docker
+        from tg_pipeline.paths import read_json
+        where = host.connection.host
+        deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
+        sent = read_json(paths.ssh_sent) or {}
+        if not deps or (sent.get(where) or {}).get('deps') != deps:
+            return False
+        try:
+            host.docker.api.inspect_image(image_id)
+            return False  # the remote has the job image: nothing to pull
+        except docker.errors.ImageNotFound:
+            pass
+        if not sent[where].get('said'):
+            console.print(f'{where} has the dependency layers from a transfer over SSH, which a pull from the '
+                          f'registry would download again: the code layer goes over SSH too (said once)')
+            _note_sent(paths, where, said=True)
+        return True
 
     def _build_there(self, host, paths, settings: dict, console: Console) -> str:
         from tg_pipeline.image.job_image import build_job_image
         where = host.connection.host
+        self._base_there(host, console)
         with console.progress('build', unit='', keep=True) as shown:  # inside a run step: a line of its own
             image = build_job_image(host.docker, paths, self.tag, settings, engine=host.name, console=console,
                                     host=where)
             shown.close(f'on {where}: {"dependency image and " if image.deps_built else ""}code layer '
                         f'(image {image.image_id[7:19]})')
         return image.image_id
+
+    def _base_there(self, host, console: Console) -> None:
+        """A build on the remote starts from the base image: one the remote lacks and this machine has is sent
+        (its missing layers only, over the SSH connection); else the remote pulls it, or its build says why not."""
+        import docker
+        from tg_pipeline.errors import DockerUnavailable
+        if not self.base:
+            return
+        try:
+            host.docker.images.get(self.base)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        from tg_pipeline.hosts.engine import local_engine
+        from tg_pipeline.image.transfer import transfer
+        try:
+            here = local_engine().images.get(self.base)
+        except (docker.errors.ImageNotFound, DockerUnavailable):
+            return
+        name = self.base if ':' in self.base.rpartition('/')[2] else f'{self.base}:latest'
+        console.print(f'{host.connection.host} lacks the base image {self.base}: sending it from here')
+        transfer(local_engine(), host.docker, here.id, name, console, host=host.connection.host)
 
     def for_swarm(self, paths, open_remote, settings: dict, auth=None, console: Console = CONSOLE) -> tuple[str, str]:
         """(image id, ``repository@digest``) for a swarm run: every node runs exactly the pushed manifest,
@@ -109,7 +162,7 @@ class Delivery:
         self.check_swarm()
         from tg_pipeline.image.build import recorded_image
         from tg_pipeline.image.registry import push, recorded_push
-        reference = self.registry_reference()
+        reference = self.pull_reference()  # the nodes pull it; the remote, building it, pushes it there too
         if self.build_on == 'remote':
             with open_remote() as host:
                 image_id = self._build_there(host, paths, settings, console)
@@ -118,6 +171,19 @@ class Delivery:
         image_id = (recorded_image(paths.image) or {}).get('image_id') or self.tag
         digest = recorded_push(paths.push, image_id)
         return image_id, by_digest(reference, digest) if digest else reference
+
+
+def _note_sent(paths, where: str, said: bool = False) -> None:
+    """The dependency image whose layers went to ``where`` over SSH (see Delivery._pull_would_resend), and
+    whether a registry run has said so already."""
+    import json
+    from tg_pipeline.paths import read_json, write_if_changed
+    deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
+    if deps:
+        sent = read_json(paths.ssh_sent) or {}
+        said = said or (sent.get(where) or {}).get('deps') == deps and (sent.get(where) or {}).get('said', False)
+        sent[where] = {'deps': deps, 'said': said}
+        write_if_changed(paths.ssh_sent, json.dumps(sent, indent=1, sort_keys=True).encode())
 
 
 def by_digest(reference: str, digest: str) -> str:

@@ -45,11 +45,11 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
     if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
-        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES)
+        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES, host=engine)
     except BuildError as e:  # a cached step's image was removed meanwhile (someone's prune): once more
-        if 'unable to find image' not in (e.output_tail or ''):
+        if 'unable to find image' not in (getattr(e, 'build_log', '') or e.output_tail or ''):
             raise
-        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES)
+        image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES, host=engine)
     found = read_json(records) or {}  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())

@@ -35,7 +35,7 @@ from tg_pipeline.config.requirements import requirement_name  # noqa: F401 (publ
 # sys.modules again, so that the job's own ``import packaging`` is judged like any other import. The guard is a
 # plain meta path finder: importlib.abc would cost every check about 10 ms.
 _GUARD = r'''
-import importlib.machinery, json, pickle, sys
+import importlib, importlib.machinery, json, pickle, sys
 HELPERS
 roots, declared, project = set(json.loads(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
@@ -69,7 +69,10 @@ class Guard:
 sys.meta_path.insert(0, Guard())
 for path in sys.argv[4:]:
     with open(path, 'rb') as file:
-        pickle.load(file)
+        loaded = pickle.load(file)
+    for one in [v for _, v in loaded] if isinstance(loaded, list) else [loaded]:
+        if isinstance(one, dict) and one.get('tg_pipeline_job'):  # a job's reference: its factory's module loads
+            importlib.import_module(one['factory'].partition(':')[0])
 '''
 
 
@@ -206,11 +209,25 @@ def import_check_key(payloads: list[Path], dependencies: list[str], source_roots
     roots = {Path(r).name for r in source_roots}
     candidates = {_module_name(name) for found in listed.values() for name in found} - roots
     named = set().union(*(payload_modules(Path(path).read_bytes(), candidates) for path in payloads))
+    named |= _references(payloads)
     parts = [sys.executable, sys.version, json.dumps(sorted(dependencies)), json.dumps(sorted(names)),
              json.dumps(sorted(named)), *(str(Path(root).resolve()) for root in source_roots)]
     parts += [f'{folder}:{listed[folder]}' for folder in project if folder in listed]
     parts += [f'{folder}:{os.stat(folder).st_mtime_ns}' for folder in folders]
     return hashlib.sha256(b'\0'.join(part.encode() for part in parts)).hexdigest()
+
+
+def _references(payloads: list[Path]) -> set[str]:
+    """The hashes of the payloads that are a job's reference (factory, arguments): they change with pipeline.toml
+    only, never with a code edit, and the check imports the factory's module they name."""
+    import hashlib
+    from tg_pipeline.job.reference import is_reference
+    found = set()
+    for path in payloads:
+        data = Path(path).read_bytes()
+        if is_reference(data):
+            found.add('reference:' + hashlib.sha256(data).hexdigest())
+    return found
 
 
 def payload_modules(data: bytes, candidates: set[str]) -> set[str]:

@@ -33,7 +33,7 @@ from tg_pipeline.runtime import protocol
 FIXED_MTIME = int(os.environ.get('SOURCE_DATE_EPOCH', 946684800))
 SKIP_DIRS = {'__pycache__', '.git', '.ipynb_checkpoints', '.pytest_cache', '.mypy_cache'}
 SKIP_SUFFIXES = ('.pyc', '.pyo')
-RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py')
+RUNTIME_MODULES = ('__init__.py', 'protocol.py', 'entry.py', 'aliases.py', 'tee.py', 'reference.py', 'trace.py')
 PACKAGE_INIT = (b'"""Job package built by tg_pipeline: `python -m` runs its job (see _tg_runtime.entry)."""\n'
                 b'from ._tg_runtime.entry import EntryPoint, main\n')
 PACKAGE_MAIN = b'import sys\n\nfrom ._tg_runtime.entry import main\n\nsys.exit(main())\n'
@@ -75,9 +75,12 @@ def runtime_files() -> list[Path]:
     return [folder / name for name in RUNTIME_MODULES]
 
 
-def meta_json(package: str, version: str, module: str, roots: list[str]) -> bytes:
-    """MODULE/_tg_meta.json: what the entry point reads about its package (deterministic bytes)."""
+def meta_json(package: str, version: str, module: str, roots: list[str], root_paths: dict | None = None) -> bytes:
+    """MODULE/_tg_meta.json: what the entry point reads about its package (deterministic bytes). ``root_paths``:
+    a root's path in the project where it is not its name (``src/jobs``), for tracebacks in the user's terms."""
     meta = {'package': package, 'version': version, 'module': module, 'roots': list(roots)}
+    if root_paths:
+        meta['root_paths'] = dict(root_paths)
     return (json.dumps(meta, sort_keys=True, indent=1) + '\n').encode()
 
 
@@ -89,17 +92,20 @@ def _pkg_info(package: str, version: str, dependencies: list[str]) -> str:
 
 
 def build_members(package: str, version: str, module: str, source_roots: list[Path],
-                  resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None) -> dict[str, bytes]:
+                  resources: dict[str, bytes], dependencies: list[str], cache: Path | None = None,
+                  root_paths: dict | None = None) -> dict[str, bytes]:
     """Archive path -> content, for every file of the sdist (``cache``: where the rendered pyproject.toml is kept
     between builds)."""
-    members = tree_members(package, version, module, source_roots, resources, dependencies, cache)
+    members = tree_members(package, version, module, source_roots, resources, dependencies, cache,
+                           root_paths=root_paths)
     return {name: member.content() for name, member in members.items()}
 
 
 def tree_members(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
-                 dependencies: list[str], cache: Path | None = None, index: dict | None = None) -> dict:
+                 dependencies: list[str], cache: Path | None = None, index: dict | None = None,
+                 root_paths: dict | None = None) -> dict:
     """Archive path -> :class:`~tg_pipeline.package.tree.Member`, for every file of the sdist; a source file whose
-    stat the last sdist's ``index`` knows is not read."""
+    stat the last sdist's ``index`` knows is not read (``root_paths``: see :func:`meta_json`)."""
     from tg_pipeline.package import tree
     top = sdist_name(module, version)
     roots = root_packages(source_roots)
@@ -113,7 +119,7 @@ def tree_members(package: str, version: str, module: str, source_roots: list[Pat
                                   templates.render('pyproject.toml.j2', **values)).encode(),
         f'{top}/{module}/__init__.py': PACKAGE_INIT,
         f'{top}/{module}/__main__.py': PACKAGE_MAIN,
-        f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots),
+        f'{top}/{module}/{protocol.META_FILE}': meta_json(package, version, module, roots, root_paths),
     }
     for file in runtime_files():
         made[f'{top}/{module}/{protocol.RUNTIME_PACKAGE}/{file.name}'] = file.read_bytes()
@@ -136,21 +142,25 @@ def archive(members: dict[str, bytes]) -> bytes:
 
 
 def sdist_archive(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
-                  dependencies: list[str] = (), cache: Path | None = None) -> tuple[str, bytes]:
-    """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds)."""
-    members = build_members(package, version, module, source_roots, resources, list(dependencies), cache)
+                  dependencies: list[str] = (), cache: Path | None = None, root_paths: dict | None = None
+                  ) -> tuple[str, bytes]:
+    """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds;
+    ``root_paths``: see :func:`meta_json`)."""
+    members = build_members(package, version, module, source_roots, resources, list(dependencies), cache,
+                            root_paths)
     return f'{sdist_name(module, version)}.tar.gz', archive(members)
 
 
 def incremental_sdist(package: str, version: str, module: str, source_roots: list[Path],
                       resources: dict[str, bytes], dependencies: list[str], cache: Path, index_file: Path,
-                      previous: Path):
+                      previous: Path, root_paths: dict | None = None):
     """The sdist as :func:`sdist_archive` makes it, from what changed since the last one (``previous``, described by
     ``index_file``): returns (file name, bytes, its index, a function that gives the import names of the roots'
     Python files). Only the files whose stat changed are read, only their pieces compressed."""
     from tg_pipeline.package import tree
     index = tree.read_index(index_file)
-    members = tree_members(package, version, module, source_roots, resources, list(dependencies), cache, index)
+    members = tree_members(package, version, module, source_roots, resources, list(dependencies), cache, index,
+                           root_paths)
     try:
         old = Path(previous).read_bytes() if index else None
     except OSError:
@@ -158,6 +168,19 @@ def incremental_sdist(package: str, version: str, module: str, source_roots: lis
     name = f'{sdist_name(module, version)}.tar.gz'
     data, entries = tree.assemble(members, FIXED_MTIME, old, index)
     return name, data, tree.index_of(name, data, entries), members
+
+
+def root_paths(source_roots: list[Path], project_root: Path) -> dict:
+    """The source roots whose path in the project is not their name (``src/jobs``), for the job's tracebacks."""
+    found = {}
+    for root in source_roots:
+        try:
+            relative = Path(root).resolve().relative_to(Path(project_root).resolve()).as_posix()
+        except ValueError:
+            continue
+        if relative != Path(root).name:
+            found[Path(root).name] = relative
+    return found
 
 
 def make_sdist(out_dir: Path, package: str, version: str, module: str, source_roots: list[Path],

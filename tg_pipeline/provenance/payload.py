@@ -107,7 +107,12 @@ class _Reader(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can 
 
 
 def describe_object(value, indent: str = '') -> list[str]:
-    """Lines naming ``value``'s class (or function) and its attributes, one per line."""
+    """Lines naming ``value``'s class (or function) and its attributes, one per line; a job of pipeline.toml
+    that travelled as its reference, as its factory and the arguments it is called with."""
+    from tg_pipeline.runtime.reference import is_record
+    if is_record(value):
+        return [f'{indent}{value["factory"]}(...), built where it runs',
+                f'{indent}  args = {_short(value["args"])}', f'{indent}  kwargs = {_short(value["kwargs"])}']
     if isinstance(value, Stub) and value.by_value_function:
         return [f'{indent}{value.name}']
     if isinstance(value, Stub) and value.called:

@@ -61,11 +61,12 @@ def watch_and_collect(backend: Backend, handle, paths, console: Console = CONSOL
         backend.watch(handle, sink)
     result = backend.collect(handle, paths, logs_saved=True)
     result.output = sink.text()
-    return judged(result)
+    return judged(result, streamed=not console.quiet)
 
 
-def judged(result: RunResult) -> RunResult:
-    problem = failure(result)
+def judged(result: RunResult, streamed: bool = False) -> RunResult:
+    """``result``, or the run's failure raised (``streamed``: its output was shown as it came)."""
+    problem = failure(result, streamed)
     if problem is not None:
         problem.result = result
         raise problem
@@ -135,7 +136,9 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     """Print (and return) the runs: on the host, and those collected here, as a table. DURATION is the time
     since the start for a running run, from start to end for an ended one (``now``: the time it is now)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    on_host = backend.find(scope.job, None if scope.all_projects else scope.project)
+    if scope.all_projects and not run_id:  # every tg_pipeline run on the host, whatever its project or job
+        return everyone(backend, scope, now, console)
+    on_host = backend.find(scope.job, scope.project)
     saved = paths.saved_ids()
     if run_id:
         found, handle = pick(backend, scope, paths, run_id)
@@ -147,6 +150,19 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
              '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
     lines += ['  '.join(str(row.get(c, '')).ljust(widths[c]) for c in columns).rstrip() for row in rows]
+    console.print('\n'.join(lines))
+    return rows
+
+
+def everyone(backend: Backend, scope: Scope, now, console: Console = CONSOLE) -> list[dict]:
+    """``status all_projects=1``: every run of tg_pipeline's on the host (read only), with its job."""
+    found = backend.find(None, None)
+    rows = [dict(host_row(found[rid], scope, now), job=found[rid].job or '?') for rid in sorted(found)]
+    columns = ('run_id', 'job', *STATUS_COLUMNS[1:])
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    lines = [f'# every project\'s runs on {backend.host}: {len(rows)} run(s)',
+             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
+    lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip() for row in rows]
     console.print('\n'.join(lines))
     return rows
 
@@ -254,6 +270,9 @@ def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, conso
                       f'{whose(handle)}, who collects it')
         return None
     result = backend.collect(handle, paths, logs_saved=False)
+    from tg_pipeline.config.identity import owner
+    from tg_pipeline.runs.records import note_stopped
+    note_stopped(paths, result, owner())
     ended = f'exit code {result.exit_code}' if not result.variants else \
         f'{sum(1 for v in result.variants if v.get("ok"))}/{len(result.variants)} variants succeeded'
     console.print(f'Stopped {backend.noun} {found} of job {scope.job} on {backend.host} ({ended}); '

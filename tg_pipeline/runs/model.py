@@ -60,7 +60,8 @@ class RunSpec:
 
     def environment(self, environ=None) -> dict[str, str]:
         environ = os.environ if environ is None else environ
-        return {n: environ[n] for n in self.run.env if n in environ}
+        debug = {'TG_PIPELINE_DEBUG': environ['TG_PIPELINE_DEBUG']} if environ.get('TG_PIPELINE_DEBUG') else {}
+        return {**debug, **{n: environ[n] for n in self.run.env if n in environ}}  # debug: our frames shown there
 
     def labels(self, run_id: str, where: str) -> dict[str, str]:
         values = {'job': self.job, 'package': self.package, 'version': self.version, 'module': self.module,
@@ -130,6 +131,7 @@ class RunResult:
     timed_out: bool = False  # stopped at its time limit (max_runtime_s)
     max_runtime_s: float = 0
     provenance: dict = field(default_factory=dict)  # what ran: the run's record (tg_pipeline.provenance.record)
+    stopped: Optional[dict] = None  # stopped by `doit stop`: {"by": owner, "at": ISO time}
 
     @property
     def ok(self) -> bool:

@@ -48,10 +48,14 @@ def time_limit_hit(run_dir) -> float | None:
     return float(recorded.get('max_runtime_s') or 0)
 
 
-def failure(result: RunResult) -> JobFailed | None:
-    """The :class:`JobFailed` a failed run raises (None when it succeeded)."""
+def failure(result: RunResult, streamed: bool = False) -> JobFailed | None:
+    """The :class:`JobFailed` a failed run raises (None when it succeeded). ``streamed``: the job's output (and so
+    its traceback) was shown as it came; the error then sums the traceback up in one line instead of repeating it."""
     if result.ok:
         return None
+    if result.stopped:
+        return JobFailed(f'job {result.job} was stopped by {stopped_text(result.stopped)} (doit stop; {result.host} '
+                         f'run): its output and results so far are kept', exit_code=result.exit_code)
     if result.variants:
         return variant_failure(result)
     if result.timed_out:
@@ -71,12 +75,52 @@ def failure(result: RunResult) -> JobFailed | None:
         return JobFailed(sys_exit_message(result.job, result.exit_code, result.host), exit_code=result.exit_code,
                          output=result.output)
     trace = result.traceback
-    # the output was streamed already: the error repeats only the job's traceback, when there is one
-    return JobFailed(f'job {result.job} failed ({result.host} run)',
-                     exit_code=result.exit_code, output=trace or result.output, remote_traceback=trace)
+    built = not_built(trace)
+    if built is not None:  # the entry point could not build the job from pipeline.toml's record: its paragraph
+        problem, hint = built
+        return JobFailed(f'job {result.job} could not start ({result.host} run): {problem}',
+                         exit_code=result.exit_code, hint=hint)
+    # the output was streamed already: the error sums the job's traceback up; else it quotes it
+    return JobFailed(f'job {result.job} failed ({result.host} run)' + traceback_summary(trace),
+                     exit_code=result.exit_code, output=None if streamed and trace else trace or result.output,
+                     remote_traceback=trace)
+
+
+def traceback_summary(trace: str | None) -> str:
+    """``: ValueError: bad rate at jobs/train.py:42``: a traceback's last line and its last frame, or ''."""
+    import re
+    lines = [line for line in (trace or '').splitlines() if line.strip()]
+    if not lines:
+        return ''
+    frames = re.findall(r'^  (\S.*?:\d+), in ', trace, re.M)
+    return f': {lines[-1].strip()}' + (f' at {frames[-1]}' if frames else '')
+
+
+def not_built(trace: str | None) -> tuple[str, str] | None:
+    """(problem, hint) of the entry point's paragraph for a job it could not build (see runtime.reference)."""
+    if not trace or not trace.startswith('ERROR: '):
+        return None
+    problem, _, hint = trace[len('ERROR: '):].partition('\nTIP: ')
+    return problem.strip(), hint.strip()
+
+
+def note_stopped(paths, result: RunResult, by: str, now=None) -> None:
+    """A run this project stopped (``doit stop``): who and when, in its record and in ``result``."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    result.stopped = {'by': by, 'at': now.isoformat(timespec='seconds')}
+    record = paths.read_record(result.run_id)
+    if record:
+        paths.write_record(result.run_id, {**record, 'stopped': result.stopped})
+
+
+def stopped_text(stopped: dict) -> str:
+    """``alice at 2026-12-07 01:50:03`` (local time)."""
+    return f'{stopped.get("by") or "?"} at {shown_time(parse_started(stopped.get("at"))) or stopped.get("at")}'
 
 
 def variant_failure(result: RunResult) -> JobFailed:
+    """A swarm run's failed variants, one by one; the first one's traceback quoted (a service's log stream may
+    miss a task's last lines, so it is not taken as said)."""
     failed = [v for v in result.variants if not v.get('ok')]
     names = ', '.join(f'variant {f["variant"]} ({f["label"]}): {f["state"]}'
                       + (f' exit {f["exit_code"]}' if f['exit_code'] is not None else '')
@@ -103,7 +147,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
                        variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
-                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0)
+                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0,
+                       stopped=record.get('stopped'))
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -117,6 +162,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
 
 
 def state_of_record(record: dict) -> str:
+    if record.get('stopped'):
+        return f'collected, stopped by {stopped_text(record["stopped"])}'
     if record.get('variants'):
         ok = sum(1 for v in record['variants'] if v.get('ok', v.get('state') == 'complete' and v.get('exit_code') == 0))
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'

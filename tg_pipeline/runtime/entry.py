@@ -23,7 +23,7 @@ import pickle
 import sys
 import traceback
 
-from . import protocol
+from . import protocol, reference, trace as user_trace
 from .aliases import install_aliases
 from .tee import run_teed
 
@@ -64,6 +64,7 @@ class EntryPoint:
                                     'tg_pipeline (pass package_dir)') from None
         self.package, self.version = meta['package'], meta['version']
         self.module, self.roots = meta['module'], list(meta['roots'])
+        self.root_paths = dict(meta.get('root_paths') or {})  # root name -> its path in the project
         self.resources_dir = os.path.join(self.package_dir, protocol.RESOURCES_DIR)
         self._aliased = False
 
@@ -81,9 +82,35 @@ class EntryPoint:
         return sorted(f[:-4] for f in os.listdir(self.resources_dir) if f.endswith('.pkl'))
 
     def load_resource(self, name: str):
+        """The payload object ``name``; a job's reference record (:mod:`.reference`) is built into the job
+        (every one of a list of variants)."""
+        value = self.load_raw(name)
+        if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 and reference.is_record(v[1])
+                                                     for v in value):
+            return [(label, self.job_of(job)) for label, job in value]
+        return self.job_of(value)
+
+    def load_raw(self, name: str):
+        """The payload object ``name`` as it was pickled (a reference record stays a record)."""
         self.alias_roots()
         with open(os.path.join(self.resources_dir, name + '.pkl'), 'rb') as file:
             return _Unpickler(file, self.module, self.roots).load()
+
+    def paths(self) -> user_trace.Paths:
+        """The package's files as the project's paths, and our own frames (for tracebacks)."""
+        return user_trace.package_paths(self.package_dir, self.roots, self.root_paths)
+
+    def job_of(self, value):
+        """The job: ``value`` itself, or built from it when it is a reference record."""
+        if not reference.is_record(value):
+            return value
+        self.alias_roots()
+        return reference.build(value, self.paths().shown, self.qualified)
+
+    def qualified(self, name: str) -> str:
+        """A source root's module as this package's own (``jobs.x`` is ``MODULE.jobs.x``), as the unpickler loads
+        classes: another job package loaded first in this process may own the root's plain name."""
+        return f'{self.module}.{name}' if name.split('.')[0] in self.roots else name
 
 
 def run(job):
@@ -110,10 +137,10 @@ def load_job(entry: EntryPoint, environ=None):
     index = variant_index(environ)
     if index is None or 'variants' not in entry.resources():
         return None, entry.load_resource('job')
-    variants = entry.load_resource('variants')
+    variants = entry.load_raw('variants')
     label, job = variants[index]
     log(f'Variant {index} of {len(variants)}: {label}')
-    return index, job
+    return index, entry.job_of(job)
 
 
 class _Run:
@@ -187,19 +214,31 @@ def exit_status(code) -> int:
 
 def _attempt(entry_dir, environ):
     """Load and run the job: (variant index, exit status, reason, result, traceback text or None)."""
-    index = None
+    index, entry = None, None
     try:
         log('Loading job')
-        index, job = load_job(EntryPoint(entry_dir), environ)
+        entry = EntryPoint(entry_dir)
+        index, job = load_job(entry, environ)
         log(f'Job of type {type(job)} is loaded')
         result = run(job)
     except SystemExit as stop:
         code = exit_status(stop.code)
         return index, code, protocol.REASON_OK if code == 0 else protocol.REASON_SYS_EXIT, None, None
+    except reference.LoadError as error:  # the job could not be built from pipeline.toml's record: one paragraph
+        return index, 1, protocol.REASON_EXCEPTION, None, error.paragraph() + '\n'
     except BaseException as error:
         code = 130 if isinstance(error, KeyboardInterrupt) else 1
-        return index, code, protocol.REASON_EXCEPTION, None, traceback.format_exc()
+        return index, code, protocol.REASON_EXCEPTION, None, shown_traceback(error, entry)
     return index, 0, protocol.REASON_OK, result, None
+
+
+def shown_traceback(error: BaseException, entry) -> str:
+    """The job's traceback with the project's paths and without our frames (all of it with TG_PIPELINE_DEBUG)."""
+    try:
+        paths = entry.paths() if entry is not None else user_trace.Paths([], [os.path.dirname(__file__)])
+        return user_trace.format_error(error, paths)
+    except Exception:  # noqa: BLE001 - never lose the error for want of a nicer form
+        return ''.join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 def main(package_dir=None, environ=None) -> int:
@@ -214,7 +253,7 @@ def main(package_dir=None, environ=None) -> int:
     environ = os.environ if environ is None else environ
     if keeps_log_copies(environ):
         return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR,
-                        after=lambda: hand_over(environ, (protocol.RUN_DIR, protocol.LOG_DIR)))
+                        after=lambda: hand_over(environ, (protocol.RUN_DIR, protocol.LOG_DIR)), finish=exit_now)
     return _main(package_dir, environ)
 
 
@@ -231,6 +270,32 @@ def hand_over(environ, folders) -> None:
                     os.lchown(path, int(uid), int(gid))
                 except OSError:
                     pass
+
+
+def exit_now(code: int):
+    """End the job's process as Python's exit does, but for the teardown of its modules: its non-daemon threads
+    are waited for, its atexit handlers run (``weakref.finalize`` too), every open file it writes is flushed, then
+    the process ends. A job that imported scipy and scikit-learn spends about half a second tearing them down
+    otherwise, at every run, after its work is done and kept."""
+    import atexit
+    import gc
+    import io
+    import threading
+    try:
+        threading._shutdown()  # noqa: SLF001 - what Python's own exit calls first
+    except Exception:  # noqa: BLE001 - a thread's error is the job's; the exit goes on
+        pass
+    atexit._run_exitfuncs()  # noqa: SLF001 - as Python's exit does
+    for found in gc.get_objects():  # buffered writes of files left open (a module's global, a cycle)
+        if isinstance(found, io.IOBase):
+            try:
+                if not found.closed and found.writable():
+                    found.flush()
+            except Exception:  # noqa: BLE001 - a file we cannot flush is no worse than before
+                pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def keeps_log_copies(environ) -> bool:
@@ -264,8 +329,9 @@ def _job(package_dir, environ, folder) -> int:
         log('Job has NOT exited successfully')
         sys.stdout.flush()
         if trace is not None:
-            sys.stderr.write(trace)
-            sys.stderr.flush()
+            if not (folder.dir and trace.startswith('ERROR: ')):  # a host that reads the run folder says that one
+                sys.stderr.write(trace)
+                sys.stderr.flush()
             folder.keep(protocol.TRACEBACK_FILE, trace.encode())
         folder.keep_exit(code, reason)
         folder.send(index)

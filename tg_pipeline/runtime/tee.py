@@ -133,14 +133,15 @@ def _drained(fd: int) -> bool:
         return False
 
 
-def run_teed(log_dir: str, job, run_dir: str | None = None, after=None) -> int:
+def run_teed(log_dir: str, job, run_dir: str | None = None, after=None, finish=None) -> int:
     """Run ``job()`` (which returns an exit status) with its stdout and stderr copied into ``log_dir``.
 
     In the job's process this returns what ``job()`` returned, and that process goes on as before (its exit,
     atexit handlers and threads are the job's own); in this one, the job's exit status once it ended. Where
     ``log_dir`` cannot be written, the job just runs, without copies. The digest goes into ``log_dir`` and, when
     the job left a ``run_dir``, into that too (``protocol.RUN_LOG_DIGEST``); then ``after()`` runs, in this
-    process only."""
+    process only. ``finish``: what the job's process does with the status instead (it may end that process
+    there)."""
     paths = [os.path.join(log_dir, name) for name in protocol.LOG_STREAMS]
     try:
         os.makedirs(log_dir, exist_ok=True)
@@ -156,7 +157,7 @@ def run_teed(log_dir: str, job, run_dir: str | None = None, after=None) -> int:
             os.dup2(write, fd)
             for unused in (read, write, file):
                 os.close(unused)
-        return job()
+        return finish(job()) if finish else job()
     for _, write in pipes:
         os.close(write)
     copies = [_Copy(read, fd, file, path) for (read, _), fd, file, path in zip(pipes, (1, 2), files, paths)]

@@ -23,6 +23,10 @@ def serialize(ctx: Context, job: str) -> None:
         return
     config, j = ctx.config, ctx.config.job(job)
     check_source_roots(config.source_roots, str(config.path))
+    if j.factory:  # a job of pipeline.toml travels as its reference: a code edit imports none of its modules here
+        from tg_pipeline.job.reference import write
+        write(config, job, p.resource)
+        return
     where = (config.root, str(config.path), f'jobs.{job}.factory', j.factory_line)
     variants = [(label, make_job(j.factory, list(j.args), dict(kwargs), *where)) for label, kwargs in j.variants()]
     payload_job = variants[0][1] if variants else make_job(j.factory, list(j.args), dict(j.kwargs), *where)
@@ -35,7 +39,7 @@ def sdist(ctx: Context, job: str) -> None:
     """The sdist, made from the last one and the files that changed (:func:`~tg_pipeline.package.sdist.
     incremental_sdist`), while the import check runs when what it depends on changed."""
     from tg_pipeline.job.checks import start_import_check
-    from tg_pipeline.package.sdist import incremental_sdist
+    from tg_pipeline.package.sdist import incremental_sdist, root_paths
     from tg_pipeline.paths import write_if_changed
     from tg_pipeline.package.tree import index_bytes
     config, j, p = ctx.config, ctx.config.job(job), ctx.paths(job)
@@ -44,7 +48,8 @@ def sdist(ctx: Context, job: str) -> None:
         else f'source_roots in [package] of {config.path.name}'
     resources = {n: p.resource(n).read_bytes() for n in names}
     name, data, index, members = incremental_sdist(j.package, j.version, j.module, config.source_roots, resources,
-                                                   list(j.dependencies), p.pyproject, p.sdist_index, p.sdist)
+                                                   list(j.dependencies), p.pyproject, p.sdist_index, p.sdist,
+                                                   root_paths(config.source_roots, config.root))
     imports = {n for m in members.values() if m.source.endswith('.py') for n in m.imports}
     check = start_import_check(job, [p.resource(n) for n in names], list(j.dependencies), config.source_roots,
                                config.root, setting, record=p.import_check, names=imports)
@@ -54,6 +59,7 @@ def sdist(ctx: Context, job: str) -> None:
     for stale in p.context.glob('*.tar.gz'):  # an old name must not bloat the build context
         if stale.name != name:
             stale.unlink()
+
 
 
 def dockerfile_values(ctx: Context, job: str) -> dict:

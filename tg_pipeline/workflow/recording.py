@@ -72,10 +72,10 @@ def code_and_state(ctx: Context, job: str, sdist: Path | None) -> tuple[dict, di
 
 
 def attached_sdist(ctx: Context, job: str, payload: dict[str, bytes]) -> bytes:
-    from tg_pipeline.package.sdist import sdist_archive
-    j = ctx.config.job(job)
-    return sdist_archive(j.package, j.version, j.module, ctx.config.source_roots, payload, list(j.dependencies),
-                         cache=ctx.paths(job).pyproject)[1]
+    from tg_pipeline.package.sdist import root_paths, sdist_archive
+    j, config = ctx.config.job(job), ctx.config
+    return sdist_archive(j.package, j.version, j.module, config.source_roots, payload, list(j.dependencies),
+                         cache=ctx.paths(job).pyproject, root_paths=root_paths(config.source_roots, config.root))[1]
 
 
 def what_is_here(ctx: Context, job: str, sdist: Path | None) -> dict:
@@ -227,11 +227,10 @@ def recorded(ctx: Context, job: str, host, spec, backend, original: dict | None 
 
 
 @contextlib.contextmanager
-def attached(ctx: Context, job: str):
-    """Around an attached run: its record before, its end after; yields ``done(value)``."""
+def attached(ctx: Context, job: str, run_id: str):
+    """Around the attached run ``run_id``: its record before, its end after; yields ``done(value)``."""
     from tg_pipeline.provenance import dependencies, hostfacts
-    from tg_pipeline.runs.model import new_run_id
-    path, record = begin(ctx, job, 'attached', new_run_id(), hostfacts.here(), sdist=None,
+    path, record = begin(ctx, job, 'attached', run_id, hostfacts.here(), sdist=None,
                          deps_key=dependencies.here(store_of(ctx)))
     ended = {}
 

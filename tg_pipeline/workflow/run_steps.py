@@ -71,14 +71,28 @@ def _run(ctx: Context, job: str, host, spec) -> None:
 
 def run_attached(ctx: Context, job: str) -> None:
     from tg_pipeline.runs.attached import run_attached as run_here
+    from tg_pipeline.runs.model import new_run_id
     from tg_pipeline.workflow.recording import attached
-    with attached(ctx, job) as done:  # the run keeps what ran (provenance)
-        value = run_here(ctx.paths(job).payload, job)
+    run_id = new_run_id()
+    run_dir = ctx.paths(job).runs('attached').run_dir(run_id)  # its output/ is TG_PIPELINE_OUTPUT
+    with attached(ctx, job, run_id) as done:  # the run keeps what ran (provenance)
+        value = run_here(ctx.paths(job).payload, job, build=lambda record: _built(ctx, job, record),
+                         run_dir=run_dir, project_root=ctx.config.root)
         done(value)
     ctx.results[job] = value
     if not ctx.capture:
         from tg_pipeline.runs.results import shown_object
-        ctx.outcome_console().print(f'Result: {shown_object(value)}')
+        kept = run_dir / 'output'
+        ctx.outcome_console().print(f'Result: {shown_object(value)}' + (
+            f'\n  output folder: {kept}' if kept.is_dir() and any(kept.iterdir()) else ''))
+
+
+def _built(ctx: Context, job: str, record: dict):
+    """A job of pipeline.toml, built here from its reference record (an attached run runs here)."""
+    from tg_pipeline.job.factory import make_job
+    config = ctx.config
+    return make_job(record['factory'], list(record['args']), dict(record['kwargs']), config.root, str(config.path),
+                    f'jobs.{job}.factory', config.job(job).factory_line)
 
 
 def run_local(ctx: Context, job: str) -> None:
@@ -123,6 +137,10 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
                 ctx.say(job, outcome)
             return
         if step == 'status':
+            if scope.all_projects and not run_id:  # the host's every run, once for all the jobs asked
+                if ('all_projects', where) in ctx.results:
+                    return
+                ctx.results[('all_projects', where)] = True
             ctx.results[job] = lifecycle.status(kind, scope, paths, run_id, console)
         elif step == 'stop':
             lifecycle.stop(kind, scope, paths, run_id, console)

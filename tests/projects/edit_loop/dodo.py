@@ -1,0 +1,3 @@
+from tg_pipeline.tasks import dodo_tasks
+
+globals().update(dodo_tasks(__file__))
