@@ -16,7 +16,7 @@ from tg_pipeline.compat.docker import docker
 from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
-from tg_pipeline.paths import read_json, write_if_changed
+from tg_pipeline.paths import read_record, write_if_changed
 
 
 def remote_reference(registry: str, tag: str) -> str:
@@ -165,16 +165,25 @@ def _push_error(reference: str, message: str, progress: LayerProgress) -> Regist
                          output='\n'.join(progress.log + [message]), hint=hint)
 
 
+# push.json, as :func:`push` records it
+PUSH_RECORD = {'reference': str, 'digest': str, 'image_id': str, 'exact?': str}
+
+
 def recorded_push(target: Path, image_id: str) -> str | None:
-    """The digest our last push of ``image_id`` recorded (None when that image was not pushed)."""
-    record = read_json(target) or {}
+    """The digest our last push of ``image_id`` recorded (None when that image was not pushed, or the record is of
+    another shape)."""
+    record = read_record(target, PUSH_RECORD) or {}
     return record.get('digest') if record.get('image_id') == image_id else None
 
 
-def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) -> bool:
-    """doit uptodate check: same local image as last push, and the registry still has its digest."""
-    record, image = read_json(target), read_json(image_target)
-    if record is None or image is None or record.get('image_id') != image.get('image_id'):
+def push_up_to_date(target: Path, image_target: Path, client=None, auth=None, reference: str = '') -> bool:
+    """doit uptodate check: same local image as last push (to ``reference``, when given: another registry is
+    another push), and the registry still has its digest."""
+    from tg_pipeline.image.build import recorded_image
+    record, image = read_record(target, PUSH_RECORD), recorded_image(image_target)
+    if record is None or image is None or record['image_id'] != image['image_id']:
+        return False
+    if reference and record['reference'] != reference:
         return False
     exact = record.get('exact') or record['reference']
     return registry_digest(client or local_engine(), exact, auth) == record['digest']

@@ -25,7 +25,7 @@ from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, new_run
 from tg_pipeline.runs.backend import lost_connection_means_detached
 from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs import resources
-from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
+from tg_pipeline.runs.records import exit_status, parse_time, result_not_kept, time_limit_hit
 from tg_pipeline.runs.results import read_text
 from tg_pipeline.runtime import protocol
 
@@ -240,7 +240,8 @@ class ContainerBackend:
                 'started_at': state.get('StartedAt'), 'finished': state.get('FinishedAt'),
                 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
-                'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s})
+                'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s,
+                'result_error': result_not_kept(run_dir)})
         self.discard(handle)
         return result
 

@@ -20,6 +20,19 @@ def recorded_exit(run_dir) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+RESULT_HINT = ('return plain data (numbers, strings, lists, dicts, arrays; list(...) of a generator), or write what '
+               'you need into the output folder, os.environ["TG_PIPELINE_OUTPUT"]: it comes back with the run')
+
+
+def result_not_kept(run_dir) -> str | None:
+    """Why the job's return value could not be kept (``cannot pickle 'generator' object``), or None: the entry
+    point's record (``exit.json``, reason ``protocol.REASON_RESULT``)."""
+    recorded = recorded_exit(run_dir)
+    if recorded.get('reason') != protocol.REASON_RESULT:
+        return None
+    return str(recorded.get('error') or 'it cannot be pickled')
+
+
 def sys_exit_message(job: str, code: int, where: str) -> str:
     """The error of a job that ended itself with ``sys.exit(N)``, N not 0."""
     return f'job {job} exited with status {code}: it called sys.exit ({where} run)'
@@ -39,13 +52,11 @@ def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
 
 def time_limit_hit(run_dir) -> float | None:
     """The time limit the run was stopped at (the entry point's record), or None."""
-    try:
-        recorded = json.loads(read_text(run_dir, protocol.EXIT_FILE) or '{}')
-    except ValueError:
-        return None
+    recorded = recorded_exit(run_dir)
     if recorded.get('reason') != protocol.REASON_TIMEOUT:
         return None
-    return float(recorded.get('max_runtime_s') or 0)
+    limit = recorded.get('max_runtime_s')
+    return float(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) else 0.0
 
 
 def failure(result: RunResult) -> JobFailed | None:
@@ -64,6 +75,9 @@ def failure(result: RunResult) -> JobFailed | None:
         return JobFailed(f'job {result.job} was killed for exceeding its memory limit of {result.memory_gb:g} GB '
                          f'({result.host} run)', exit_code=result.exit_code, output=result.output,
                          hint=f'raise memory_gb in [run] or [jobs.{result.job}] (or memory=... on the command line)')
+    if (kept := result_not_kept(result.run_dir)) is not None:
+        return JobFailed(f'job {result.job} returned a value that cannot be kept ({result.host} run): {kept}',
+                         exit_code=result.exit_code, hint=RESULT_HINT)  # its output was shown as it came
     if result.signal:
         return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
                          exit_code=result.exit_code, output=result.output)
@@ -121,6 +135,7 @@ def state_of_record(record: dict) -> str:
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
     oom += f' (timed out after {record.get("max_runtime_s") or 0:g} s)' if record.get('timed_out') else ''
+    oom += ' (return value not kept)' if record.get('result_error') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
 
 

@@ -9,7 +9,8 @@ The source roots are importable by their own names too (``jobs.x`` is ``MODULE.j
 :func:`install_aliases`.
 
 The job's exit status is the process's: 0 when ``run()`` returns (or the job calls ``sys.exit(0)``),
-the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
+the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt, 1 for a return value that cannot
+be pickled (a generator, a lock: the caller cannot have it; ``exit.json`` says why).
 
 In tg_pipeline's container runs, :func:`run_teed` keeps exact copies of the job's stdout and stderr beside the
 engine's log (``protocol.LOG_DIR``).
@@ -140,6 +141,10 @@ class _Run:
                 file.write(data)
 
     def keep_result(self, result):
+        """Keep the return value (pickle, else cloudpickle); why it cannot be kept (``cannot pickle 'generator'
+        object``), or None. Without a run folder nothing is kept, and nothing is wrong."""
+        if not self.dir:
+            return None
         try:
             data = pickle.dumps(result, protocol=4)
         except Exception:
@@ -148,12 +153,14 @@ class _Run:
                 data = cloudpickle.dumps(result, protocol=4)
             except Exception as e:
                 log(f'The return value could not be pickled and is not kept: {type(e).__name__}: {e}')
-                return
+                return str(e) or type(e).__name__
         self.keep(protocol.RESULT_FILE, data)
         self.keep(protocol.RESULT_INFO_FILE, json.dumps({'type': type(result).__name__}).encode())
+        return None
 
-    def keep_exit(self, code: int, reason: str):
-        self.keep(protocol.EXIT_FILE, json.dumps({'exit_code': code, 'reason': reason}, sort_keys=True).encode())
+    def keep_exit(self, code: int, reason: str, error: str = ''):
+        found = {'exit_code': code, 'reason': reason, **({'error': error} if error else {})}
+        self.keep(protocol.EXIT_FILE, json.dumps(found, sort_keys=True).encode())
 
     def send(self, index):
         """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
@@ -239,8 +246,13 @@ def _main(package_dir, environ) -> int:
 def _job(package_dir, environ, folder) -> int:
     """Load and run the job, keep what it left in the run folder; its exit status."""
     index, code, reason, result, trace = _attempt(package_dir, environ)
-    if code == 0:
-        folder.keep_result(result)
+    problem = folder.keep_result(result) if code == 0 else None
+    if problem is not None:  # the caller asked for a value it cannot have: a failure, said by the host
+        code, reason = protocol.RESULT_NOT_KEPT_EXIT_CODE, protocol.REASON_RESULT
+        folder.keep_exit(code, reason, problem)
+        folder.send(index)
+        log('Job has NOT exited successfully: its return value cannot be kept')
+    elif code == 0:
         folder.keep_exit(code, reason)
         folder.send(index)
         log('Job has exited successfully')

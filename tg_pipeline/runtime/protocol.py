@@ -11,7 +11,8 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
     result.pkl      the job's return value (pickle, or cloudpickle when plain pickle fails)
     traceback.txt   the traceback, when the job raised
     result.json     {"type": NAME}: the return value's type, to sum a large value up without loading it
-    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout"}, always
+    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout" | "result not kept"},
+                    always (with "error": why, for a return value that cannot be pickled)
     output/         where the job may write (``ENV_OUTPUT`` tells it the path)
 
 Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
@@ -54,6 +55,8 @@ REASON_OK = 'ok'  # run() returned (or the job called sys.exit(0) / sys.exit(Non
 REASON_EXCEPTION = 'exception'  # the job raised (KeyboardInterrupt too: exit code 130)
 REASON_SYS_EXIT = 'sys.exit'  # the job called sys.exit with a failing status
 REASON_TIMEOUT = 'timeout'  # stopped at its time limit (ENV_MAX_RUNTIME); EXIT_FILE also holds max_runtime_s
+REASON_RESULT = 'result not kept'  # run() returned a value that cannot be pickled; EXIT_FILE also holds its error
+RESULT_NOT_KEPT_EXIT_CODE = 1  # the job ran, but what it returned cannot reach the caller: a failure
 TIMEOUT_EXIT_CODE = 124  # as timeout(1)
 
 # in the job package MODULE/
