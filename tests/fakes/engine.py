@@ -92,6 +92,7 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ('GET', r'/tasks', 'task_list'),
     ('POST', r'/volumes/create', 'volume_create'), ('GET', r'/volumes', 'volume_list'),
     ('DELETE', r'/volumes/([^/]+)', 'volume_remove'),
+    ('GET', r'/networks', 'network_list'),
 ]]
 
 
@@ -115,6 +116,7 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
         self.removed_services: list[FakeService] = []
         self.task_programs: dict[str, list[Program]] = {}
         self.volumes: dict[str, dict] = {}
+        self.started = self.clock()  # when the engine (re)started: its bridge network's creation time
 
     # -- the client -------------------------------------------------------------------------------
 
@@ -263,6 +265,20 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
         return found[-1]
 
     # -- daemon endpoints -------------------------------------------------------------------------
+
+    def network_list(self, call):
+        """The default network, ``bridge``, made anew each time the engine starts (see :meth:`restart`)."""
+        from .state import rfc3339
+        return Reply.json([{'Name': 'bridge', 'Id': 'b' * 64, 'Driver': 'bridge', 'Scope': 'local',
+                            'Created': rfc3339(self.started)}])
+
+    def restart(self, later: datetime.timedelta = datetime.timedelta(seconds=1)) -> None:
+        """The engine stops (its running containers end by SIGTERM, exit 143) and starts again ``later``."""
+        now = self.clock()
+        for container in self.containers.values():
+            if container.status == 'running':
+                container.end(now, 143)
+        self.started = now + later
 
     def ping(self, call):
         return Reply(200, b'OK' if call.method == 'GET' else b'', content_type='text/plain; charset=utf-8')

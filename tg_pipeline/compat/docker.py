@@ -19,6 +19,13 @@ def import_docker_without_paramiko() -> None:
 
 import_docker_without_paramiko()
 import docker  # noqa: E402,F401  (the SDK, for the modules of tg_pipeline)
+import requests  # noqa: E402  (docker-py's HTTP client)
+import urllib3  # noqa: E402
+
+# what a request to the engine raises when the engine's answer stops coming (no bytes for the client's timeout, 60
+# s: e.g. while the engine waits on an unreachable registry) or the connection breaks: requests' errors, and
+# urllib3's, which docker-py's streamed answers (push, pull, logs) let through unwrapped
+TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
 
 
 def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):

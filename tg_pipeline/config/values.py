@@ -157,8 +157,8 @@ def check_destination(value, dotted: str):
 def check_port_number(value, dotted: str):
     """A TCP port: 1 to 65535 (0: not set)."""
     if value and not 0 < value < 65536:
-        return f'{dotted} = {value} is no TCP port (1 to 65535)', f'e.g. {dotted.rpartition(".")[2]} = 22 (0: the one ' \
-                                                                   f'of ~/.ssh/config)'
+        key = dotted.rpartition(".")[2]
+        return f'{dotted} = {value} is no TCP port (1 to 65535)', f'e.g. {key} = 22 (0: the one of ~/.ssh/config)'
     return None
 
 

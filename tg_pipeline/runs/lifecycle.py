@@ -17,7 +17,8 @@ from tg_pipeline.runs.backend import Backend
 from tg_pipeline.runs.model import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
 from tg_pipeline.console.units import duration
-from tg_pipeline.runs.records import (failure, parse_started, record_times, saved_result, shown_time, state_of_record)
+from tg_pipeline.runs.records import (failure, parse_started, record_times, saved_record, saved_result, shown_time,
+                                     state_of_record)
 from tg_pipeline.runs.results import shown_value
 from tg_pipeline.runs.model import RunSpec
 from tg_pipeline.runs.container import ContainerBackend
@@ -139,7 +140,7 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     if run_id:
         found, handle = pick(backend, scope, paths, run_id)
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
-    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
+    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, saved_record(paths, rid), backend)
             for rid in sorted({*on_host, *saved})]
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in STATUS_COLUMNS}
     lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
@@ -269,6 +270,9 @@ def result(backend: Backend, scope: Scope, paths, run_id: str | None = None) -> 
                                      f'run_id={found}')
         return judged(backend.collect(handle, paths, logs_saved=False))
     saved = saved_result(paths, found, backend.where, backend.host)
+    if saved is not None and saved_record(paths, found).get('rebuilt'):
+        CONSOLE.warn(f'the record of run {found} ({paths.record(found)}) cannot be read: its outcome is taken from '
+                     f'its run folder {paths.run_dir(found)}')
     if saved is None:
         raise PipelineError(f'run {found} of job {scope.job} left no record in {paths.dir}',
                             hint='its container was removed before it was collected; see its output with '

@@ -119,6 +119,7 @@ class RunResult:
     variants: list = field(default_factory=list)  # swarm: one dict per variant
     timed_out: bool = False  # stopped at its time limit (max_runtime_s)
     max_runtime_s: float = 0
+    engine_restarted: str = ''  # when the engine started again, after it stopped under the run (ISO time), or ''
 
     @property
     def ok(self) -> bool:

@@ -78,6 +78,13 @@ def failure(result: RunResult) -> JobFailed | None:
     if (kept := result_not_kept(result.run_dir)) is not None:
         return JobFailed(f'job {result.job} returned a value that cannot be kept ({result.host} run): {kept}',
                          exit_code=result.exit_code, hint=RESULT_HINT)  # its output was shown as it came
+    if result.signal and result.engine_restarted:
+        again = shown_time(parse_time(result.engine_restarted))
+        return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run): the Docker '
+                         f'engine stopped under it, and started again at {again}',
+                         exit_code=result.exit_code,
+                         hint=f'what it wrote until then is kept with its logs; run it again: doit run_{result.where} '
+                              f'job={result.job}')
     if result.signal:
         return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
                          exit_code=result.exit_code, output=result.output)
@@ -105,9 +112,28 @@ def variant_failure(result: RunResult) -> JobFailed:
                           f'run_id={result.run_id}')
 
 
-def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
-    """The :class:`RunResult` of a run collected earlier into ``paths`` (None without a record)."""
+def saved_record(paths, run_id: str) -> dict:
+    """The record of a run collected into ``paths``; when it is missing or cannot be read (of no record's shape)
+    but the run's folder or output was collected, the record rebuilt from them (``rebuilt``: True; the exit status
+    the entry point kept in the run folder); {} when nothing of the run is here."""
     record = paths.read_record(run_id)
+    if record:
+        return record
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.is_dir() and not paths.out(run_id).exists():
+        return {}
+    recorded = recorded_exit(run_dir)
+    code = recorded.get('exit_code')
+    limit = time_limit_hit(run_dir)
+    return {'run_id': run_id, 'exit_code': code if isinstance(code, int) else None, 'rebuilt': True,
+            'timed_out': limit is not None, 'max_runtime_s': limit or 0,
+            'result_error': result_not_kept(run_dir)}
+
+
+def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
+    """The :class:`RunResult` of a run collected earlier into ``paths`` (None when nothing of it is here; see
+    :func:`saved_record`)."""
+    record = saved_record(paths, run_id)
     if not record:
         return None
     run_dir = paths.run_dir(run_id)
@@ -116,7 +142,8 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        run_dir=run_dir if run_dir.is_dir() else None, oom_killed=bool(record.get('oom_killed')),
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
                        variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
-                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0)
+                       timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0,
+                       engine_restarted=str(record.get('engine_restarted') or ''))
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -136,7 +163,27 @@ def state_of_record(record: dict) -> str:
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
     oom += f' (timed out after {record.get("max_runtime_s") or 0:g} s)' if record.get('timed_out') else ''
     oom += ' (return value not kept)' if record.get('result_error') else ''
+    oom += ' (the engine restarted under it)' if record.get('engine_restarted') else ''
+    if record.get('vanished'):
+        return 'vanished before it was collected (its container was removed)'
+    oom += ' (record unreadable: from its run folder)' if record.get('rebuilt') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
+
+
+def engine_restarted_under(state: dict, engine_start) -> str:
+    """When the engine started again (ISO time), if it stopped under this container (its ``State``): the container
+    started before the engine did, was ended by a signal (the engine stops its containers when it stops, or kills
+    them when it starts again after a crash), and ended within :data:`RESTART_WINDOW_S` of the engine's start; ''
+    otherwise (``engine_start``: :func:`tg_pipeline.hosts.engine.engine_started_at`, None when unknown)."""
+    started, finished = parse_time(state.get('StartedAt')), parse_time(state.get('FinishedAt'))
+    code = state.get('ExitCode')
+    if engine_start is None or started is None or finished is None or not isinstance(code, int) or code <= 128:
+        return ''
+    near = abs((engine_start - finished).total_seconds()) <= RESTART_WINDOW_S
+    return engine_start.isoformat() if started < engine_start and near else ''
+
+
+RESTART_WINDOW_S = 300  # the engine's shutdown (15 s by default, each container's stop timeout) and start, with room
 
 
 # --- times ------------------------------------------------------------------------------------------------
