@@ -146,14 +146,38 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
              '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in STATUS_COLUMNS).rstrip()]
     lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in STATUS_COLUMNS).rstrip() for row in rows]
-    console.print('\n'.join(lines))
+    console.print('\n'.join(lines + waiting_lines(backend, scope, [on_host[r] for r in sorted(on_host)], paths)))
     return rows
+
+
+def uncollected(h: RunHandle, scope: Scope) -> bool:
+    """An ended run of this project still on the host: its output, return value and logs wait there."""
+    return not h.running and h.state != 'created' and scope.mine(h)
+
+
+def waiting_lines(backend: Backend, scope: Scope, handles: list, paths) -> list[str]:
+    """Below the table: the ended runs not collected yet (those whose doit process, which followed them, ended
+    before they did: killed, or its connection lost), that their data is safe, and the command that collects them
+    (``doit cleanup`` collects every ended run before it removes it, whatever its age with ``days=0``)."""
+    waiting = [h for h in handles if uncollected(h, scope)]
+    if not waiting:
+        return []
+    orphaned = [h.run_id for h in waiting if paths.out(h.run_id).exists() and not paths.record(h.run_id).exists()]
+    latest = waiting[-1]
+    lines = [f'{len(waiting)} ended run(s) not collected yet: their output, return value and logs are safe on '
+             f'{backend.host} until collected. Collect them all: doit cleanup where={backend.where} days=0 '
+             f'(one: doit result job={latest.job} where={backend.where} run_id={latest.run_id})']
+    if orphaned:
+        lines.append(f'the doit process that followed {", ".join(orphaned)} ended before the run did (killed, or its '
+                     f'connection lost): the run went on, and waits there to be collected')
+    return lines
 
 
 def host_row(h: RunHandle, scope: Scope, now) -> dict:
     start = h.start_time or parse_started(h.started)
     end = now if h.running else h.end_time
-    return {'run_id': h.run_id, 'state': h.state, 'started': shown_time(start) or h.started,
+    state = h.state
+    return {'run_id': h.run_id, 'state': state, 'started': shown_time(start) or h.started,
             'duration': duration(start, end) if h.state != 'created' else '-', 'version': h.version,
             'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'}
 
@@ -297,6 +321,10 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, console: Cons
         removed.append(run_id)
         console.print(f'removed run {run_id} of job {handle.job} ({handle.name})')
     console.print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}')
+    newer = [h for h in backend.find(None, project).values() if not h.running and h.state != 'created']
+    if newer:
+        console.print(f'{len(newer)} ended run(s) newer than that are not collected yet (their data is safe there); '
+                      f'collect them too: doit cleanup where={backend.where} days=0')
     return removed
 
 
