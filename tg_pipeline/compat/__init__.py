@@ -10,6 +10,8 @@
   - :func:`docker_over_fabric` subclasses docker-py's ``SSHHTTPAdapter`` (overriding ``_create_paramiko_client``,
     ``_connect``, ``ssh_client``) and mounts it under a client (``APIClient._custom_adapter``, ``base_url``), so
     that the Docker API rides on our open fabric connection.
+  - :func:`start_with_stdin` writes to a container's stdin through ``attach_socket``'s hijacked connection, whose
+    write side is the socket under ``SocketIO._sock`` (a paramiko channel over SSH): secret_env values.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
   - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,

@@ -28,6 +28,25 @@ import urllib3  # noqa: E402
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
 
 
+def start_with_stdin(client, container_id: str, data: bytes) -> None:
+    """Start a created container (made with stdin open, for one attach) with ``data`` on its standard input, then
+    its end: attached before the start (``attach_socket``, the hijacked connection: a socket here, a paramiko
+    channel over SSH; the socket's write side is ``SocketIO._sock``), written, its write side shut."""
+    import socket
+    api = client.api
+    hijacked = api.attach_socket(container_id, params={'stdin': 1, 'stream': 1})
+    raw = getattr(hijacked, '_sock', hijacked)
+    try:
+        api.start(container_id)
+        raw.sendall(data)
+        if hasattr(raw, 'shutdown_write'):  # a paramiko channel
+            raw.shutdown_write()
+        else:
+            raw.shutdown(socket.SHUT_WR)
+    finally:
+        hijacked.close()
+
+
 def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):
     """(stream, bytes) frames of a container's whole log from its first byte: stream 1 stdout, 2 stderr
     (of ``streams`` only), one frame at a time (the engine's frames are at most 16 KiB)."""

@@ -148,6 +148,10 @@ class RunSettings(_Section):
     env_files: tuple[str, ...] = setting((), short='env_files', combine=JOIN,
                                          help='NAME=value files read here (relative to pipeline.toml), sent as env '
                                               'values are')
+    secret_env: tuple[str, ...] = setting((), combine=JOIN, check=config_run.check_secret_names,
+                                          help='names of variables copied from this environment into the job\'s '
+                                               'environment only: never in docker inspect, the image, a record or '
+                                               'a log (see docs/runs.md)')
 
 
 @dataclasses.dataclass(frozen=True)

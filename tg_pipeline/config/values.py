@@ -173,8 +173,22 @@ def check_registry(value, dotted: str):
     return None
 
 
+def check_secret_names(value, dotted: str):
+    """secret_env: names of environment variables."""
+    for name in value:
+        if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', name):
+            return (f'{dotted}: {name!r} is no environment variable name (letters, digits and "_")',
+                    f'e.g. {dotted.rpartition(".")[2]} = ["API_TOKEN"]')
+    return None
+
+
 def check_together(values: Mapping, prefix: str):
     """Settings that exclude each other."""
+    both = [n for n in values.get('secret_env') or () if n in (values.get('env') or ())]
+    if both:
+        return (f'{prefix}: {", ".join(both)} in both env and secret_env: through env its value would be in the '
+                f'container\'s config (docker inspect)', f'keep {"it" if len(both) == 1 else "them"} in secret_env '
+                                                          f'only')
     if values.get('ipc') == 'host' and values.get('shm_gb'):
         return (f'{prefix}: shm_gb = {values["shm_gb"]:g} has no effect with ipc = "host" (the job shares the '
                 f'host\'s /dev/shm)', 'drop one of them: shm_gb=0 or ipc=""')

@@ -127,10 +127,13 @@ class ContainerBackend:
         resources.check_host_paths(spec.run, self.place, spec.job)
         resources.ensure_caches(self.client, spec.run, spec.project)
         create, host_config = resources.container_options(spec.run, spec.project)
+        if spec.run.secret_env:  # their values come on stdin once it starts, then its end (runs/secrets.py)
+            create['stdin_open'] = True
         try:
             container = self.client.api.create_container(
                 spec.image_id, name=name, environment=spec.run_environment(run_id, environ), labels=labels,
-                detach=True, host_config=self.client.api.create_host_config(
+                detach=not spec.run.secret_env,  # not detached: stdin closes after one attach (StdinOnce)
+                host_config=self.client.api.create_host_config(
                     init=True, **limits(spec.run.cpu, spec.run.memory_gb), **host_config), **create)
         except docker.errors.ImageNotFound:
             raise PipelineError(f'image {spec.reference or spec.image_id} is not on the {self.host} Docker engine',
@@ -147,7 +150,13 @@ class ContainerBackend:
         """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
         engine cannot give are said as such."""
         try:
-            self.client.api.start(handle.ref)
+            if spec is not None and spec.run.secret_env:
+                import os
+                from tg_pipeline.runs import secrets
+                found = secrets.values(spec.run.secret_env, os.environ if environ is None else environ)
+                secrets.start_with_secrets(self.client, handle.ref, found)
+            else:
+                self.client.api.start(handle.ref)
         except docker.errors.APIError as e:
             raise resources.start_problem(e, self.place, handle.job, handle.labels.get('gpus', '')) or e
         return dataclasses.replace(handle, state="running", running=True)

@@ -65,8 +65,10 @@ class RunSpec:
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
+        from tg_pipeline.runs import secrets
         return {**dict(self.env_file_values), **resources.environment(self.run), **self.environment(environ),
-                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id}
+                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id,
+                **secrets.environment(self.run.secret_env)}  # secret_env: the names only
 
 
 @dataclass(frozen=True)

@@ -219,9 +219,58 @@ def main(package_dir=None, environ=None) -> int:
     With a time limit (``ENV_MAX_RUNTIME``), the job is stopped after that many seconds (see :func:`within`).
     """
     environ = os.environ if environ is None else environ
+    take_secrets(environ)
     if keeps_log_copies(environ):
         return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR)
     return _main(package_dir, environ)
+
+
+def take_secrets(environ, stdin=None) -> None:
+    """secret_env: the values of the variables ``ENV_SECRETS`` names, into ``environ`` (and ``os.environ``, the
+    job's), from the files in ``ENV_SECRETS_DIR`` (swarm: Docker secrets) or else from stdin (one JSON object, then
+    its end: the host writes it there once the container started). A value that did not come is left unset."""
+    names = [n for n in (environ.get(protocol.ENV_SECRETS) or '').split(',') if n]
+    if not names:
+        return
+    folder = environ.get(protocol.ENV_SECRETS_DIR)
+    if folder:
+        found = {}
+        for name in names:
+            try:
+                with open(os.path.join(folder, name), encoding='utf-8') as file:
+                    found[name] = file.read()
+            except OSError:
+                pass
+    else:
+        try:
+            found = json.loads(_read_until_end(stdin or sys.stdin.buffer, SECRETS_WAIT_S) or b'{}')
+        except (OSError, ValueError, AttributeError):
+            found = {}
+    for name in names:
+        if isinstance(found, dict) and isinstance(found.get(name), str):
+            environ[name] = os.environ[name] = found[name]
+    missing = [n for n in names if n not in environ]
+    if missing:
+        log(f'secret_env values that did not arrive: {", ".join(missing)}')
+
+
+SECRETS_WAIT_S = 300  # the host writes them as the container starts; a stdin nobody writes to is given up on
+
+
+def _read_until_end(stream, seconds: float) -> bytes:
+    """What ``stream`` holds until its end, or until ``seconds`` passed without its end."""
+    import select
+    import time
+    deadline, chunks = time.monotonic() + seconds, []
+    fd = stream.fileno()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return b''  # never ended: nothing to trust
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
 
 
 def keeps_log_copies(environ) -> bool:

@@ -37,6 +37,9 @@ ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'  # the job's output folder (default: RUN_DIR/o
 ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as marker lines at the end
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
 ENV_MAX_RUNTIME = 'TG_PIPELINE_MAX_RUNTIME_S'  # seconds the job may run; the entry point stops it then
+ENV_SECRETS = 'TG_PIPELINE_SECRETS'  # names of secret_env variables, comma-separated; values come apart (stdin)
+ENV_SECRETS_DIR = 'TG_PIPELINE_SECRETS_DIR'  # where the values are files (swarm: /run/secrets), instead of stdin
+SWARM_SECRETS_DIR = '/run/secrets'
 ENV_STOP_GRACE = 'TG_PIPELINE_STOP_GRACE_S'  # seconds between SIGTERM and SIGKILL at the time limit (default 5)
 
 LOG_DIR = '/tg_pipeline/logs'  # the copies in tg_pipeline's containers (outside RUN_DIR: fetched only when needed)

@@ -32,6 +32,10 @@ def _check_run(ctx, job: str, step: str) -> None:
     j = ctx.config.job(job)
     check_env(ctx, job)
     env_file_values(j, ctx.config.root)
+    if j.run.secret_env:
+        import os
+        from tg_pipeline.runs.secrets import values
+        values(j.run.secret_env, os.environ)
     delivery = ctx.delivery(job)
     if step == 'run_local':
         from tg_pipeline.hosts.host import Host
