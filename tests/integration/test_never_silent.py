@@ -170,10 +170,20 @@ def test_the_registry_cut_off_during_a_push_is_one_error(project, remote_env, do
     ('registry=not a registry', "registry.address = 'not a registry' is no registry address"),
     ('host=ssh://bad:port', "remote host 'ssh://bad:port' is not host, user@host or ssh://user@host:port"),
     ('remote.port=99999', 'remote.port = 99999 is no TCP port (1 to 65535)'),
+    ('host=ssh://gpu-box:99999', "remote host 'ssh://gpu-box:99999': the port 99999 is not 1 to 65535"),
 ])
 def test_a_setting_of_a_wrong_form_fails_before_any_image_is_built(project, setting, expected, remote_docker):
     outcome = project.doit('run_remote', 'job=ResultJob', setting, check=False)
     assert outcome.returncode == 2 and expected in outcome.stderr and 'Traceback' not in outcome.stderr
+    assert outcome.stdout == '' and not project.path('build/ResultJob').exists()
+
+
+def test_a_pipeline_toml_that_is_not_utf8_fails_before_any_image_is_built(project, remote_docker):
+    """The trial's pipeline.toml that was not UTF-8: UnicodeDecodeError, exit 3."""
+    project.path('pipeline.toml').write_bytes(project.path('pipeline.toml').read_bytes() + b'\n# caf\xe9\n')
+    outcome = project.doit('run_remote', 'job=ResultJob', check=False)
+    assert outcome.returncode == 2 and 'Traceback' not in outcome.stderr
+    assert 'not UTF-8 text: byte 0xe9 cannot be read (TOML files are UTF-8)' in outcome.stderr
     assert outcome.stdout == '' and not project.path('build/ResultJob').exists()
 
 

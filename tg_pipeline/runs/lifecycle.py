@@ -176,8 +176,7 @@ def waiting_lines(backend: Backend, scope: Scope, handles: list, paths) -> list[
 def host_row(h: RunHandle, scope: Scope, now) -> dict:
     start = h.start_time or parse_started(h.started)
     end = now if h.running else h.end_time
-    state = h.state
-    return {'run_id': h.run_id, 'state': state, 'started': shown_time(start) or h.started,
+    return {'run_id': h.run_id, 'state': h.state, 'started': shown_time(start) or h.started,
             'duration': duration(start, end) if h.state != 'created' else '-', 'version': h.version,
             'host': h.host, 'owner': h.owner if scope.mine(h) else f'{h.owner} ({h.project})'}
 

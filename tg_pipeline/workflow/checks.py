@@ -3,8 +3,9 @@
 The form of every setting (a registry address, a remote host and port, mounts, ports, names) is checked where the
 configuration is built (:mod:`tg_pipeline.config.build`), for every command. What depends on the command is checked
 here, for the run steps it runs (``doit run_local``: run_local of the selected jobs), before the first build step:
-the variables ``env`` names are set here, the env files read, the host paths of run_local's mounts exist on this
-machine, a registry is there when the image goes through one. So a mistake costs no build.
+the variables ``secret_env`` names are set here, the host paths of run_local's mounts exist on this machine, a
+registry is there when the image goes through one. So a mistake costs no build. (The variables ``env`` names and
+the env files are checked when the run step starts, as they always were: ``env_missing`` decides there.)
 
 What needs the remote host (its mounts, its engine, whether its name resolves) is found by the run step itself; a
 login that fails fast (a name that does not resolve, a refused connection) is reported before the build when the
@@ -27,11 +28,7 @@ def before_steps(ctx, jobs: list[str]) -> None:
 
 
 def _check_run(ctx, job: str, step: str) -> None:
-    from tg_pipeline.runs.resources import env_file_values
-    from tg_pipeline.workflow.run_steps import check_env
     j = ctx.config.job(job)
-    check_env(ctx, job)
-    env_file_values(j, ctx.config.root)
     if j.run.secret_env:
         import os
         from tg_pipeline.runs.secrets import values
