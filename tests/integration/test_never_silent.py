@@ -304,9 +304,9 @@ def test_a_run_whose_doit_process_was_killed_waits_safely_to_be_collected(projec
     assert release(container) == 1
     wait_for(lambda: client.containers.get(container.id).status == 'exited', what='the run to end')
     status = project.doit('status', 'job=Counter', f'where={where}').stdout
-    assert f'Collect them all: doit cleanup where={where} days=0' in status
+    assert f'Bring them all: doit cleanup where={where} days=0' in status
     assert f'the doit process that followed {run_id} ended before the run did' in status
-    assert 'not collected yet: their output, return value and logs are safe' in status
+    assert 'their output, return value and logs are safe there until brought here' in status
     cleanup = project.doit('cleanup', f'where={where}', 'days=0')  # the command status named
     assert f'removed run {run_id}' in cleanup.stdout
     assert ours(client, 'Counter', project) == []
@@ -318,7 +318,7 @@ def test_cleanup_says_what_it_left_for_being_newer(project, docker_client):
     run_id = run_id_of(project.doit('run_local', 'job=ResultJob', 'detach=1').stdout)
     wait_for(lambda: [c for c in ours(docker_client, 'ResultJob', project) if c.status == 'exited'], what='its end')
     cleanup = project.doit('cleanup')
-    assert '1 ended run(s) newer than that are not collected yet (their data is safe there); collect them too: ' \
+    assert '1 ended run(s) newer than that stay on local (their data is safe there); bring them here too: ' \
            'doit cleanup where=local days=0' in cleanup.stdout
     assert RESULT in project.doit('result', 'job=ResultJob', f'run_id={run_id}').stdout
 

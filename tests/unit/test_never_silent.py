@@ -355,9 +355,10 @@ def test_ended_runs_not_collected_are_said_safe_with_the_command_that_collects_t
     out = io.StringIO()
     lifecycle.status(local_backend(client), Scope('Greeter', 'proj-a'), paths, console=Console(out=out))
     lines = out.getvalue().splitlines()
-    assert lines[-2] == ('2 ended run(s) not collected yet: their output, return value and logs are safe on local until '
-                         'collected. Collect them all: doit cleanup where=local days=0 (one: doit result job=Greeter '
+    assert lines[-2] == ('2 ended run(s) still on local: their output, return value and logs are safe there until '
+                         'brought here. Bring them all: doit cleanup where=local days=0 (one: doit result job=Greeter '
                          f'where=local run_id={followed})')
     assert lines[-1] == (f'the doit process that followed {followed} ended before the run did (killed, or its '
-                         f'connection lost): the run went on, and waits there to be collected')
+                         f'connection lost): the run went on, and waits there')
+    assert 'collected' not in '\n'.join(lines[-2:])  # the word of a STATE: scripts look for it
     assert first not in lines[-1]

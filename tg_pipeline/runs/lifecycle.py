@@ -164,12 +164,13 @@ def waiting_lines(backend: Backend, scope: Scope, handles: list, paths) -> list[
         return []
     orphaned = [h.run_id for h in waiting if paths.out(h.run_id).exists() and not paths.record(h.run_id).exists()]
     latest = waiting[-1]
-    lines = [f'{len(waiting)} ended run(s) not collected yet: their output, return value and logs are safe on '
-             f'{backend.host} until collected. Collect them all: doit cleanup where={backend.where} days=0 '
-             f'(one: doit result job={latest.job} where={backend.where} run_id={latest.run_id})']
+    # (no word "collected" here: that is the STATE of a run brought here)
+    lines = [f'{len(waiting)} ended run(s) still on {backend.host}: their output, return value and logs are safe '
+             f'there until brought here. Bring them all: doit cleanup where={backend.where} days=0 (one: doit result '
+             f'job={latest.job} where={backend.where} run_id={latest.run_id})']
     if orphaned:
         lines.append(f'the doit process that followed {", ".join(orphaned)} ended before the run did (killed, or its '
-                     f'connection lost): the run went on, and waits there to be collected')
+                     f'connection lost): the run went on, and waits there')
     return lines
 
 
@@ -322,8 +323,8 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, console: Cons
     console.print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}')
     newer = [h for h in backend.find(None, project).values() if not h.running and h.state != 'created']
     if newer:
-        console.print(f'{len(newer)} ended run(s) newer than that are not collected yet (their data is safe there); '
-                      f'collect them too: doit cleanup where={backend.where} days=0')
+        console.print(f'{len(newer)} ended run(s) newer than that stay on {backend.host} (their data is safe there); '
+                      f'bring them here too: doit cleanup where={backend.where} days=0')
     return removed
 
 
