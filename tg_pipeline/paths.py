@@ -37,9 +37,60 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 def read_json(path: Path):
     """The JSON document in ``path``; None when it is missing or unreadable (a record not written yet)."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding='utf-8'))
     except (OSError, ValueError):
         return None
+
+
+def has_shape(document, shape: dict) -> bool:
+    """Whether ``document`` is a JSON object with every key of ``shape``, each value of its kind: a type or a
+    tuple of types (``bool`` is no ``int`` here), or a predicate (value -> bool). A key ending in ``?`` may be
+    missing; when there, it is checked too."""
+    if not isinstance(document, dict):
+        return False
+    for key, kind in shape.items():
+        name = key.rstrip('?')
+        if name not in document:
+            if key.endswith('?'):
+                continue
+            return False
+        if not _is(document[name], kind):
+            return False
+    return True
+
+
+def _is(value, kind) -> bool:
+    if isinstance(kind, (type, tuple)):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    return bool(kind(value))
+
+
+def read_record(path: Path, shape: dict) -> dict | None:
+    """The record in ``path`` when it is a JSON object of ``shape`` (see :func:`has_shape`), else None: a record
+    that is missing, unreadable, not JSON, or of another shape (``[1,2,3]``, ``null``, ``{"image_id": 5}``)
+    counts as absent, so the step that writes it runs again instead of trusting it."""
+    document = read_json(path)
+    return document if has_shape(document, shape) else None
+
+
+def list_of(kind) -> object:
+    """A :func:`has_shape` predicate: a list whose items are all of ``kind``."""
+    return lambda value: isinstance(value, list) and all(_is(item, kind) for item in value)
+
+
+def dict_of(kind) -> object:
+    """A :func:`has_shape` predicate: an object whose values are all of ``kind``."""
+    return lambda value: isinstance(value, dict) and all(_is(item, kind) for item in value.values())
+
+
+def _code(value) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+# what a run record (RUN_ID.json) must look like to be read: a container run's exit code, or a swarm run's variants
+RUN_RECORD = {'exit_code?': _code, 'signal?': _code, 'variants?': lambda v: isinstance(v, list) and all(
+    isinstance(i, dict) for i in v), 'job?': str, 'module?': str, 'version?': str, 'owner?': str, 'project?': str}
 
 
 class RunPaths:
@@ -67,7 +118,9 @@ class RunPaths:
         return {p.stem for p in self.dir.iterdir() if p.suffix in ('.out', '.json')}
 
     def read_record(self, run_id: str) -> dict:
-        return read_json(self.record(run_id)) or {}
+        """The run's record; {} when it is missing or of no record's shape (see RUN_RECORD)."""
+        record = read_record(self.record(run_id), RUN_RECORD) or {}
+        return record if 'exit_code' in record or 'variants' in record else {}
 
     def write_record(self, run_id: str, record: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,9 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ('GET', r'/tasks', 'task_list'),
     ('POST', r'/volumes/create', 'volume_create'), ('GET', r'/volumes', 'volume_list'),
     ('DELETE', r'/volumes/([^/]+)', 'volume_remove'),
+    ('GET', r'/networks', 'network_list'),
+    ('POST', r'/secrets/create', 'secret_create'), ('GET', r'/secrets', 'secret_list'),
+    ('DELETE', r'/secrets/([^/]+)', 'secret_remove'),
 ]]
 
 
@@ -115,6 +118,8 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
         self.removed_services: list[FakeService] = []
         self.task_programs: dict[str, list[Program]] = {}
         self.volumes: dict[str, dict] = {}
+        self.started = self.clock()  # when the engine (re)started: its bridge network's creation time
+        self.secrets: dict[str, dict] = {}  # a swarm manager's secrets: id -> {'ID', 'Spec': {Name, Labels, Data}}
 
     # -- the client -------------------------------------------------------------------------------
 
@@ -263,6 +268,43 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
         return found[-1]
 
     # -- daemon endpoints -------------------------------------------------------------------------
+
+    def network_list(self, call):
+        """The default network, ``bridge``, made anew each time the engine starts (see :meth:`restart`)."""
+        from .state import rfc3339
+        return Reply.json([{'Name': 'bridge', 'Id': 'b' * 64, 'Driver': 'bridge', 'Scope': 'local',
+                            'Created': rfc3339(self.started)}])
+
+    def secret_create(self, call):
+        self.counter += 1
+        secret_id = f'secret{self.counter:020d}'
+        self.secrets[secret_id] = {'ID': secret_id, 'Spec': dict(call.body or {})}
+        return Reply.json({'ID': secret_id}, 201)
+
+    def secret_list(self, call):
+        """The secrets whose labels match every ``label`` filter (``key=value`` or ``key``); never their data."""
+        wanted = (call.json_param('filters', {}) or {}).get('label') or []
+        if isinstance(wanted, dict):
+            wanted = list(wanted)
+        def matches(labels, item):
+            key, has, value = item.partition('=')
+            return key in labels and (not has or labels[key] == value)
+        found = [s for s in self.secrets.values() if all(matches(s['Spec'].get('Labels') or {}, w) for w in wanted)]
+        return Reply.json([{'ID': s['ID'], 'Spec': {k: v for k, v in s['Spec'].items() if k != 'Data'}}
+                           for s in found])
+
+    def secret_remove(self, call, secret_id):
+        if self.secrets.pop(secret_id, None) is None:
+            return Reply.error(404, f'secret {secret_id} not found')
+        return Reply(204, b'')
+
+    def restart(self, later: datetime.timedelta = datetime.timedelta(seconds=1)) -> None:
+        """The engine stops (its running containers end by SIGTERM, exit 143) and starts again ``later``."""
+        now = self.clock()
+        for container in self.containers.values():
+            if container.status == 'running':
+                container.end(now, 143)
+        self.started = now + later
 
     def ping(self, call):
         return Reply(200, b'OK' if call.method == 'GET' else b'', content_type='text/plain; charset=utf-8')

@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 
-from conftest import ran
 
 pytestmark = pytest.mark.remote
 

@@ -11,7 +11,7 @@ import pytest
 import urllib3
 from docker.utils.socket import consume_socket_output, demux_adaptor, frames_iter
 
-from fakes.engine import FakeEngine, FakeEngineBlocked, FakeEngineError
+from fakes.engine import FakeEngineBlocked, FakeEngineError
 
 
 def started(client, image='job:1', **kwargs):

@@ -23,7 +23,7 @@ from tg_pipeline.hosts import gpus as host_gpus
 from tg_pipeline.hosts.gpus import GPU, Holder, device_ids, held, parse_inventory
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.runs import allocation
-from tg_pipeline.runs.allocation import Allocator, choose, request_problem
+from tg_pipeline.runs.allocation import choose, request_problem
 from tg_pipeline.runs.hosted import HostBackend
 
 REAL = ('0, GPU-5e3a0b7c-1d2e-4f50-8a9b-0c1d2e3f4a5b, NVIDIA A100-SXM4-80GB, 81920 MiB, 12 MiB\n'

@@ -9,7 +9,6 @@ import pickle
 import docker
 import pytest
 
-from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, MISSING_ID, TRACE, local_backend, make_spec, run
 from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.errors import JobFailed, PipelineError, RemoteError

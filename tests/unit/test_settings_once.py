@@ -66,7 +66,7 @@ def test_unknown_api_keyword_is_one_paragraph_naming_the_known_ones():
     assert info.value.render().splitlines() == [
         "ERROR: Python API: SSHDockerOptions got an unknown keyword 'gpu'",
         'TIP: did you mean gpus? the keywords it takes: env, cpu, memory_gb, on_interrupt, gpus, shm_gb, ipc, '
-        'max_runtime_s, mounts, caches, ports, env_files, max_concurrent, fail_fast, gpu_share, gpu_wait']
+        'max_runtime_s, mounts, caches, ports, env_files, max_concurrent, fail_fast, gpu_share, gpu_wait, secret_env']
     with pytest.raises(ConfigError, match='got both cpu_limit and cpu'):
         SSHDockerOptions([], True, 2, cpu=3)
     options = SSHDockerOptions(['A'], True, 2, 0.5, 'ignore', gpus='all', on_interrupt='detach')

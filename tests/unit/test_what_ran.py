@@ -6,13 +6,12 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import cloudpickle
 import pytest
 
-from tg_pipeline.provenance import compare, gitstate, notebook, payload, record as records, shown, sources
+from tg_pipeline.provenance import compare, gitstate, notebook, payload, record as records, shown
 from tg_pipeline.provenance.store import Store
 
 GIT = ['git', '-c', 'user.email=t@example.invalid', '-c', 'user.name=t']

@@ -14,6 +14,8 @@
     (as its own unix socket adapter is) whose connections are sockets the ssh program's channels give, and mounts it
     under a client (``APIClient._custom_adapter``, ``base_url``); :func:`ping` asks ``/_ping`` with a timeout of its
     own (``APIClient._result/_get/_url``).
+  - :func:`start_with_stdin` writes to a container's stdin through ``attach_socket``'s hijacked connection, whose
+    write side is the socket under ``SocketIO._sock`` (a paramiko channel over SSH): secret_env values.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports
     a local run never needs), relying on the SDK guarding that import with ``except ImportError``.
   - The adapter's :meth:`get_connection` keeps ONE connection pool (docker-py keys pools by the whole URL,

@@ -19,6 +19,32 @@ def import_docker_without_paramiko() -> None:
 
 import_docker_without_paramiko()
 import docker  # noqa: E402,F401  (the SDK, for the modules of tg_pipeline)
+import requests  # noqa: E402  (docker-py's HTTP client)
+import urllib3  # noqa: E402
+
+# what a request to the engine raises when the engine's answer stops coming (no bytes for the client's timeout, 60
+# s: e.g. while the engine waits on an unreachable registry) or the connection breaks: requests' errors, and
+# urllib3's, which docker-py's streamed answers (push, pull, logs) let through unwrapped
+TRANSPORT_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
+
+
+def start_with_stdin(client, container_id: str, data: bytes) -> None:
+    """Start a created container (made with stdin open, for one attach) with ``data`` on its standard input, then
+    its end: attached before the start (``attach_socket``, the hijacked connection: a socket here, a paramiko
+    channel over SSH; the socket's write side is ``SocketIO._sock``), written, its write side shut."""
+    import socket
+    api = client.api
+    hijacked = api.attach_socket(container_id, params={'stdin': 1, 'stream': 1})
+    raw = getattr(hijacked, '_sock', hijacked)
+    try:
+        api.start(container_id)
+        raw.sendall(data)
+        if hasattr(raw, 'shutdown_write'):  # a paramiko channel
+            raw.shutdown_write()
+        else:
+            raw.shutdown(socket.SHUT_WR)
+    finally:
+        hijacked.close()
 
 
 def log_frames(client, container_id: str, follow: bool = True, streams=(1, 2)):

@@ -65,6 +65,52 @@ def doit_exit_code(failures: list, runtime_errors: list) -> int:
     return 1 if failures else 0
 
 
+def raised_in_uptodate_check(error: BaseException) -> bool:
+    """Whether ``error`` was raised by a task's up-to-date check: its traceback passes through doit's
+    ``Dependency.get_status`` (doit.dependency), which calls the checks and lets their exceptions through."""
+    import traceback
+    return any(frame.name == 'get_status' and frame.filename.replace('\\', '/').endswith('doit/dependency.py')
+               for frame in traceback.extract_tb(error.__traceback__))
+
+
+EXIT_HANDLER_FAILED = 3  # the exit status after an exit handler raised (doit's own code for an error of its own)
+_exit_failures: list = []
+
+
+def watch_exit_handlers() -> None:
+    """Once per process: an exit handler (atexit) that raises is said as one ERROR line and ends the process with
+    :data:`EXIT_HANDLER_FAILED`, where Python itself would print "Exception ignored" and keep the exit status (0
+    after a run that went well). Python reports such an exception through ``sys.unraisablehook``; a handler
+    registered here, before the others, runs after them and ends the process when one failed."""
+    import atexit
+    if getattr(sys.unraisablehook, 'tg_pipeline', False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if 'atexit' not in (unraisable.err_msg or ''):
+            return previous(unraisable)
+        _exit_failures.append(unraisable.exc_value)
+        name = getattr(unraisable.object, '__qualname__', None) or repr(unraisable.object)
+        print(f'ERROR: the exit handler {name} failed: {type(unraisable.exc_value).__name__}: '
+              f'{unraisable.exc_value}', file=sys.stderr, flush=True)
+        if os.environ.get('TG_PIPELINE_DEBUG') == '1':
+            previous(unraisable)
+    hook.tg_pipeline = True
+    sys.unraisablehook = hook
+    atexit.register(_end_if_a_handler_failed)
+
+
+def _end_if_a_handler_failed() -> None:
+    if _exit_failures:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(EXIT_HANDLER_FAILED)
+
+
 def exit_now(code: int) -> None:
     """End the process with ``code`` once the exit handlers have run (atexit: logging, SSH connections ...), without
     the interpreter's teardown of every module, which for docker, paramiko and fabric loaded takes ~60 ms of

@@ -480,6 +480,16 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, str] | N
     except FileNotFoundError:
         raise ConfigError('file not found', file=str(path),
                           hint='run `tg-pipeline init` in your project folder to create one') from None
+    except UnicodeDecodeError as e:
+        raw = path.read_bytes()
+        line = raw[:e.start].count(b'\n') + 1
+        raise ConfigError(f'not UTF-8 text: byte {raw[e.start]:#04x} cannot be read (TOML files are UTF-8)',
+                          file=str(path), line=line,
+                          hint=f'save it as UTF-8, e.g.: iconv -f latin1 -t utf-8 {shlex.quote(str(path))} > '
+                               f'pipeline.utf8.toml && mv pipeline.utf8.toml {shlex.quote(str(path))}') from None
+    except OSError as e:
+        raise ConfigError(f'cannot be read: {e.strerror or e}', file=str(path),
+                          hint='check the path and its permissions (ls -l)') from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -56,6 +56,20 @@ def repository_problem(name: str) -> str | None:
     return None
 
 
+def registry_problem(address: str) -> str | None:
+    """What makes ``address`` (``host[:port][/path]``) no registry address Docker pushes to, or None: its first
+    part must be a host (Docker reads ``team/x`` as a Docker Hub repository), with a port from 1 to 65535."""
+    head = address.rstrip('/').split('/')[0]
+    if not _is_domain(head):
+        return (f'{head!r} is no registry host (it needs a "." or a ":port", or is localhost; Docker would read it as '
+                f'a Docker Hub account)')
+    port = head.rpartition(':')[2] if ':' in head else ''
+    if port.isdigit() and not 0 < int(port) < 65536:
+        return f'the port {port} is not 1 to 65535'
+    problem = repository_problem(address.rstrip('/') + '/x')
+    return problem.replace(" (or is empty)", '') if problem else None
+
+
 def component_problem(text: str) -> str | None:
     """What makes ``text`` no single part of an image name (a package: ``train``, ``my-job``), or None."""
     return None if _COMPONENT.fullmatch(text) else f'an image name part is {COMPONENT_TEXT}'

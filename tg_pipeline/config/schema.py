@@ -166,14 +166,20 @@ class RunSettings(_Section):
     gpu_wait: bool = setting(True, short='gpu_wait',
                              help='true (the default): a run whose GPUs are taken waits in a queue until they are '
                                   'free; false (gpu_wait=0): it fails at once, naming who holds them')
+    secret_env: tuple[str, ...] = setting((), combine=JOIN, check=config_run.check_secret_names,
+                                          help='names of variables copied from this environment into the job\'s '
+                                               'environment only: never in docker inspect, the image, a record or '
+                                               'a log (see docs/runs.md)')
 
 
 @dataclasses.dataclass(frozen=True)
 class RemoteSettings(_Section):
     """The remote Docker host of run_remote, reached over SSH (~/.ssh/config applies), and how images get there."""
-    host: str = setting('', short='host', help='the remote Docker host: an address, or a Host alias of ~/.ssh/config')
+    host: str = setting('', short='host', check=config_run.check_destination,
+                        help='the remote Docker host: an address, or a Host alias of ~/.ssh/config')
     user: str = setting('', help='SSH login name (default: from ~/.ssh/config)')
-    port: int = setting(0, minimum='0 (from ~/.ssh/config)', help='SSH port, 0 = from ~/.ssh/config')
+    port: int = setting(0, minimum='0 (from ~/.ssh/config)', check=config_run.check_port_number,
+                        help='SSH port, 0 = from ~/.ssh/config')
     identity_file: str = setting('', help='SSH private key file (default: from ~/.ssh/config)')
     accept_unknown_host_keys: bool = setting(False, help='true: trust a host key seen for the first time')
     connect_timeout: float = setting(0.0, minimum='0 (ConnectTimeout of the ssh config, else 15)',
@@ -216,7 +222,7 @@ class SwarmSettings(_Section):
 @dataclasses.dataclass(frozen=True)
 class RegistrySettings(_Section):
     """The registry images are pushed to (run_swarm needs one; run_remote uses it when given)."""
-    address: str = setting('', short='registry',
+    address: str = setting('', short='registry', check=config_run.check_registry,
                            help='the registry images are pushed to, e.g. registry.example.com:5000')
     pull_address: str = setting('', short='pull_address',
                                 help='where the remote engine and the swarm\'s nodes pull from, when they reach the '

@@ -133,10 +133,78 @@ def port_place(text: str):
     except ValueError:
         return None
     return f'host port {port.ip}:{port.host_port}', port
+DESTINATION_HINT = 'e.g. host = "gpu-box" (a Host alias of ~/.ssh/config) or "ssh://me@gpu-box:2222"'
+
+
+def split_destination(text: str) -> tuple[str, str, int]:
+    """(user, host, port) of ``host``, ``user@host`` or ``ssh://[user@]host[:port]`` (empty/0: not given);
+    ValueError for anything else (a port that is no number from 1 to 65535, ``host:port`` without ``ssh://``)."""
+    text = str(text).strip()
+    rest, uri = (text[len('ssh://'):].rstrip('/'), True) if text.startswith('ssh://') else (text, False)
+    user, _, hostport = rest.rpartition('@')
+    host, port = hostport, ''
+    if uri and hostport.startswith('['):
+        host, _, port = hostport[1:].partition(']')
+        port = port.lstrip(':')
+    elif uri and hostport.count(':') == 1:
+        host, _, port = hostport.partition(':')
+    if not host or (port and not port.isdigit()) or any(c.isspace() for c in text):
+        raise ValueError(f'remote host {text!r} is not host, user@host or ssh://user@host:port')
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f'remote host {text!r}: the port {port} is not 1 to 65535')
+    if not uri and host.count(':') == 1:  # an IPv6 address has several
+        name, _, port = host.partition(':')
+        raise ValueError(f'remote host {text!r} puts a port after the name, which ssh would take as part of the '
+                         f'name; a port goes in ssh://{user + "@" if user else ""}{name}:{port} (or port in [remote])')
+    return user, host, int(port or 0)
+
+
+def check_destination(value, dotted: str):
+    """[remote] host: a form ssh takes (see :func:`split_destination`); '' (none) too."""
+    if not value:
+        return None
+    try:
+        split_destination(value)
+    except ValueError as e:
+        return str(e), DESTINATION_HINT
+    return None
+
+
+def check_port_number(value, dotted: str):
+    """A TCP port: 1 to 65535 (0: not set)."""
+    if value and not 0 < value < 65536:
+        key = dotted.rpartition(".")[2]
+        return f'{dotted} = {value} is no TCP port (1 to 65535)', f'e.g. {key} = 22 (0: the one of ~/.ssh/config)'
+    return None
+
+
+def check_registry(value, dotted: str):
+    """[registry] address: a registry host (with a "." or a ":port", or localhost), an optional port and path,
+    as Docker takes it in an image reference; '' (none) too."""
+    from tg_pipeline.config.names import registry_problem
+    problem = value and registry_problem(value)
+    if problem:
+        return (f'{dotted} = {value!r} is no registry address: {problem}',
+                f'e.g. {dotted.rpartition(".")[2]} = "registry.example.com:5000" (or "localhost:5000")')
+    return None
+
+
+def check_secret_names(value, dotted: str):
+    """secret_env: names of environment variables."""
+    for name in value:
+        if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', name):
+            return (f'{dotted}: {name!r} is no environment variable name (letters, digits and "_")',
+                    f'e.g. {dotted.rpartition(".")[2]} = ["API_TOKEN"]')
+    return None
 
 
 def check_together(values: Mapping, prefix: str):
     """Settings that exclude each other."""
+    both = [n for n in values.get('secret_env') or () if n in (values.get('env') or ())]
+    if both:
+        return (f'{prefix}: {", ".join(both)} in both env and secret_env: through env its value would be in the '
+                f'container\'s config (docker inspect)', f'keep {"it" if len(both) == 1 else "them"} in secret_env '
+                                                          f'only')
     if values.get('ipc') == 'host' and values.get('shm_gb'):
         return (f'{prefix}: shm_gb = {values["shm_gb"]:g} has no effect with ipc = "host" (the job shares the '
                 f'host\'s /dev/shm)', 'drop one of them: shm_gb=0 or ipc=""')

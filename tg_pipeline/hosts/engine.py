@@ -38,6 +38,32 @@ def _cause(error: BaseException, depth: int = 0) -> str:
     return str(error) if depth == 0 else ''
 
 
+def engine_started_at(client):
+    """When the engine (``client``'s) started, as an aware datetime, or None when it cannot be told. The engine
+    makes its default network, ``bridge``, anew each time it starts (unless it restores running containers:
+    live-restore), so that network's creation time is the engine's start."""
+    try:
+        networks = client.api.networks(names=['bridge'])
+    except docker.errors.APIError:
+        return None
+    found = [n for n in networks if n.get('Name') == 'bridge' and n.get('Driver') == 'bridge']
+    return api_time(found[0].get('Created')) if found else None
+
+
+def api_time(text):
+    """An RFC 3339 time of the Engine API (``2026-12-07T00:16:33.618982682Z``, or with an offset) as an aware
+    datetime; None for none or the zero time."""
+    import datetime
+    import re
+    found = re.fullmatch(r'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)', text or '')
+    if not found or text.startswith('0001-'):
+        return None
+    head, fraction, zone = found.groups()
+    moment = datetime.datetime.fromisoformat(f'{head}.{(fraction or "0")[:6].ljust(6, "0")}'
+                                             f'{"+00:00" if zone == "Z" else zone}')
+    return moment
+
+
 def image_exists(client, image_id: str) -> bool:
     try:
         client.api.inspect_image(image_id)

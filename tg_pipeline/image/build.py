@@ -12,7 +12,7 @@ from pathlib import Path
 from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import image_exists, local_engine
 from tg_pipeline.errors import BuildError
-from tg_pipeline.paths import read_json, write_if_changed
+from tg_pipeline.paths import read_record, write_if_changed
 
 
 # lines of pip's output that say why it could not install the requirements
@@ -136,11 +136,16 @@ def _failed(shown, tag: str, context_dir: Path, event: dict) -> BuildError:
     error = BuildError(f'building image {tag} failed ({where})', **said, hint=hint)
     error.build_log = '\n'.join(log)
     return error
+# image.json, as the build records it
+IMAGE_RECORD = {'image_id': str, 'tag': str, 'deps_id?': str, 'code_layer?': str,
+                'code_layers?': lambda v: isinstance(v, list) and all(  # [[diff id, file name], ...]: base, delta
+                    isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in v)}
 
 
 def recorded_image(target: Path) -> dict | None:
-    """What build_image recorded (image id and tag); None before a build."""
-    return read_json(target)
+    """What build_image recorded (image id and tag); None before a build, or when the record is of another
+    shape (then build_image is not up to date and runs again)."""
+    return read_record(target, IMAGE_RECORD)
 
 
 def image_up_to_date(target: Path, client=None) -> bool:

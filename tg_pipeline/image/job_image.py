@@ -19,7 +19,7 @@ from tg_pipeline.errors import BuildError
 from tg_pipeline.hosts.engine import image_exists
 from tg_pipeline.image.build import build_image
 from tg_pipeline.image.compose import DEPS_LABEL, Composed, Layering, MissingLayers, compose, load
-from tg_pipeline.paths import read_json, write_if_changed
+from tg_pipeline.paths import has_shape, list_of, read_json, write_if_changed
 
 DEPS_FILES = ['Dockerfile', 'requirements.txt']
 
@@ -41,7 +41,7 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
                 console: Console = CONSOLE) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
-    entry = (read_json(records) or {}).get(engine) or {}
+    entry = _deps_records(records).get(engine) or {}
     if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
@@ -50,10 +50,21 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
         if 'unable to find image' not in (getattr(e, 'build_log', '') or e.output_tail or ''):
             raise
         image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES, host=engine)
-    found = read_json(records) or {}  # again: another engine's entry may have been written meanwhile
+    found = _deps_records(records)  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
     return image_id, True
+
+
+DEPS_RECORD = {'key': str, 'image_id': str, 'tag?': str}  # one engine's entry of deps.json
+
+
+def _deps_records(records: Path) -> dict:
+    """deps.json: engine -> the dependency image built there; entries of another shape are left out (that
+    engine builds its dependency image again)."""
+    found = read_json(records)
+    return {engine: entry for engine, entry in found.items() if has_shape(entry, DEPS_RECORD)} \
+        if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -146,14 +157,16 @@ def composed_up_to_date(client, paths) -> bool:
 def recorded_composed(paths) -> Composed | None:
     """The job image the last local build recorded, ready to load elsewhere (None: not built, or its files
     no longer agree)."""
-    record = read_json(paths.image)
+    from tg_pipeline.image.build import recorded_image
+    record = recorded_image(paths.image)
     try:
         config = Path(paths.image_config).read_bytes()
-    except OSError:
+        document = json.loads(config)
+        layers, deps_id = document['rootfs']['diff_ids'], document['config']['Image']
+    except (OSError, ValueError, TypeError, KeyError):  # missing, or of another shape: as if not built
         return None
-    if record is None:
+    if record is None or not has_shape({'l': layers, 'd': deps_id}, {'l': list_of(str), 'd': str}) or not layers:
         return None
-    layers = json.loads(config)['rootfs']['diff_ids']
     folder = Path(paths.image).parent
     ours = [(d, folder / name) for d, name in record.get('code_layers') or [[layers[-1], Path(paths.code_layer).name]]]
     image = Composed(config, ours[-1][1], layers[-1], tuple(layers[:-1]), tuple(ours[:-1]))

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 
-from tg_pipeline.compat.docker import docker
+from tg_pipeline.compat.docker import TRANSPORT_ERRORS, docker
 from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.errors import ConfigError, RegistryError
-from tg_pipeline.paths import read_json, write_if_changed
+from tg_pipeline.paths import read_record, write_if_changed
 
 
 def remote_reference(registry: str, tag: str) -> str:
@@ -95,7 +95,7 @@ def registry_digest(client: docker.DockerClient, reference: str, auth=None) -> s
     """The digest the registry serves for ``reference``, or None when it has none (or cannot be asked)."""
     try:
         return client.api.inspect_distribution(reference, auth_config=auth)['Descriptor']['digest']
-    except docker.errors.APIError:
+    except (docker.errors.APIError, *TRANSPORT_ERRORS):  # then push runs, and says what is wrong
         return None
 
 
@@ -141,9 +141,22 @@ def _push_tag(client, image_id: str, repository: str, tag: str, auth, progress, 
                 digest = aux['Digest']
     except docker.errors.APIError as e:
         raise _push_error(reference, str(e.explanation or e), progress) from None
+    except TRANSPORT_ERRORS as e:
+        raise _push_error(reference, silent_engine(e, client), progress) from None
     if digest is None:
         raise RegistryError(f'the push of {reference} finished without a digest', output='\n'.join(progress.log))
     return digest
+
+
+def silent_engine(error: Exception, client) -> str:
+    """What a transport error of a push or pull means: the engine stopped answering (read timeout: it waits on the
+    registry), or the connection to it broke."""
+    text = str(error)
+    if 'timed out' in text.lower():
+        seconds = getattr(getattr(client, 'api', None), 'timeout', None)
+        span = f'{seconds:g} s' if isinstance(seconds, (int, float)) else 'a while'
+        return f'the Docker engine sent nothing for {span} (timeout): it waits on the registry, which does not answer'
+    return f'the connection to the Docker engine broke ({type(error).__name__}: {text})'
 
 
 def _push_error(reference: str, message: str, progress: LayerProgress) -> RegistryError:
@@ -165,16 +178,25 @@ def _push_error(reference: str, message: str, progress: LayerProgress) -> Regist
                          output='\n'.join(progress.log + [message]), hint=hint)
 
 
+# push.json, as :func:`push` records it
+PUSH_RECORD = {'reference': str, 'digest': str, 'image_id': str, 'exact?': str}
+
+
 def recorded_push(target: Path, image_id: str) -> str | None:
-    """The digest our last push of ``image_id`` recorded (None when that image was not pushed)."""
-    record = read_json(target) or {}
+    """The digest our last push of ``image_id`` recorded (None when that image was not pushed, or the record is of
+    another shape)."""
+    record = read_record(target, PUSH_RECORD) or {}
     return record.get('digest') if record.get('image_id') == image_id else None
 
 
-def push_up_to_date(target: Path, image_target: Path, client=None, auth=None) -> bool:
-    """doit uptodate check: same local image as last push, and the registry still has its digest."""
-    record, image = read_json(target), read_json(image_target)
-    if record is None or image is None or record.get('image_id') != image.get('image_id'):
+def push_up_to_date(target: Path, image_target: Path, client=None, auth=None, reference: str = '') -> bool:
+    """doit uptodate check: same local image as last push (to ``reference``, when given: another registry is
+    another push), and the registry still has its digest."""
+    from tg_pipeline.image.build import recorded_image
+    record, image = read_record(target, PUSH_RECORD), recorded_image(image_target)
+    if record is None or image is None or record['image_id'] != image['image_id']:
+        return False
+    if reference and record['reference'] != reference:
         return False
     exact = record.get('exact') or record['reference']
     return registry_digest(client or local_engine(), exact, auth) == record['digest']
@@ -203,6 +225,9 @@ def pull(client: docker.DockerClient, reference: str, image_id: str, auth=None, 
     except docker.errors.APIError as e:
         progress.bar.close(summary='')
         raise _pull_error(reference, str(e.explanation or e), host, progress) from None
+    except TRANSPORT_ERRORS as e:
+        progress.bar.close(summary='')
+        raise _pull_error(reference, silent_engine(e, client), host, progress) from None
     except BaseException:
         progress.bar.close(summary='')
         raise

@@ -86,11 +86,14 @@ def _cache_path(name: str = 'layer_ids.json') -> str:
 
 
 def _load_cache(name: str = 'layer_ids.json') -> dict:
-    try:
-        with open(_cache_path(name)) as file:
-            return json.load(file)
-    except (OSError, ValueError):
+    """The cache ``name``; {} when it is missing or of another shape (a layer id cache maps to diff ids, the image
+    cache to lists of them): it is only a cache, rebuilt as the images are seen again."""
+    from tg_pipeline.paths import list_of, read_json
+    found = read_json(_cache_path(name))
+    kind = list_of(str) if name == 'image_layers.json' else (lambda v: isinstance(v, str))
+    if not isinstance(found, dict) or not all(kind(v) for v in found.values()):
         return {}
+    return found
 
 
 def _save_cache(cache: dict, name: str = 'layer_ids.json') -> None:

@@ -168,9 +168,9 @@ def start_import_check(job: str, payloads: list[Path], dependencies: list[str], 
     project = list(dict.fromkeys(parents + ([str(Path(project_root).resolve())] if project_root else [])))
     key = ''
     if record is not None:
-        from tg_pipeline.paths import read_json
+        from tg_pipeline.paths import read_record
         key = import_check_key(payloads, dependencies, source_roots, project, names)
-        if (read_json(record) or {}).get('key') == key:
+        if (read_record(record, {'key': str}) or {}).get('key') == key:
             return ImportCheck(job, None, source_roots, list(dependencies), project_root, roots_setting)
     helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
     script = f'import sys; sys.path[:] = {parents!r} + [p for p in sys.path if p]\n' + _GUARD.replace('HELPERS', helpers)
@@ -316,10 +316,10 @@ def base_python_version(client, base_image: str, cache_file: Path) -> str | None
         image = client.images.get(base_image)
     except docker.errors.ImageNotFound:
         return None  # the build pulls it, or says it cannot
-    try:
-        cache = json.loads(Path(cache_file).read_text())
-    except (OSError, ValueError):
-        cache = {}
+    from tg_pipeline.paths import read_json
+    cache = read_json(cache_file)
+    if not isinstance(cache, dict) or not all(isinstance(v, str) for v in cache.values()):
+        cache = {}  # missing, or of another shape: only a cache
     if image.id in cache:
         return cache[image.id]
     env = dict(e.split('=', 1) for e in image.attrs.get('Config', {}).get('Env') or [] if '=' in e)

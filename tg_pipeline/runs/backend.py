@@ -20,7 +20,13 @@ def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle',
         raise
     except Exception as e:
         if not remote:
-            raise
+            from tg_pipeline.compat.docker import TRANSPORT_ERRORS
+            if not isinstance(e, TRANSPORT_ERRORS):
+                raise
+            raise PipelineError(f'the Docker engine of {host} stopped answering during run {handle.run_id} '
+                                f'({type(e).__name__}): it was stopped or restarted, which stops its containers too',
+                                hint=f'once the engine answers again, see how the run ended: doit result job='
+                                     f'{handle.job} where={handle.where} run_id={handle.run_id}') from None
         reason = (why() if why else None) or f'{type(e).__name__}: {e}'
         raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
                           hint=f're-attach and see its whole output: {handle.commands()}') from None

@@ -26,7 +26,8 @@ from tg_pipeline.runs.model import LABEL, RunHandle, RunResult, RunSpec, new_run
 from tg_pipeline.runs.backend import lost_connection_means_detached
 from tg_pipeline.runs.output import TAIL_BYTES
 from tg_pipeline.runs import resources
-from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
+from tg_pipeline.hosts.engine import engine_started_at
+from tg_pipeline.runs.records import engine_restarted_under, exit_status, parse_time, result_not_kept, time_limit_hit
 from tg_pipeline.runs.results import read_text
 from tg_pipeline.runtime import protocol
 
@@ -178,6 +179,8 @@ class ContainerBackend:
         resources.check_host_paths(spec.run, self.place, spec.job)
         resources.ensure_caches(self.client, spec.run, spec.project)
         create, host_config = resources.container_options(spec.run, spec.project, spec.gpu_ids)
+        if spec.run.secret_env:  # their values come on stdin once it starts, then its end (runs/secrets.py)
+            create['stdin_open'] = True
         environment = spec.run_environment(run_id, environ)
         here = self._folders_here(paths, run_id, environment)
         if here:
@@ -194,7 +197,8 @@ class ContainerBackend:
         try:
             return self.client.api.create_container(
                 spec.image_id, name=name, environment=environment, labels=labels,
-                detach=True, host_config=self.client.api.create_host_config(
+                detach=not spec.run.secret_env,  # not detached: stdin closes after one attach (StdinOnce)
+                host_config=self.client.api.create_host_config(
                     init=True, **limits(spec.run.cpu, spec.run.memory_gb), **host_config), **create)
         except docker.errors.ImageNotFound:
             raise PipelineError(f'image {spec.reference or spec.image_id} is not on the {self.host} Docker engine',
@@ -210,7 +214,13 @@ class ContainerBackend:
         """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
         engine cannot give are said as such."""
         try:
-            self.client.api.start(handle.ref)
+            if spec is not None and spec.run.secret_env:
+                import os
+                from tg_pipeline.runs import secrets
+                found = secrets.values(spec.run.secret_env, os.environ if environ is None else environ)
+                secrets.start_with_secrets(self.client, handle.ref, found)
+            else:
+                self.client.api.start(handle.ref)
         except docker.errors.APIError as e:
             raise resources.start_problem(e, self.place, handle.job, handle.labels.get('gpus', '')) or e
         return dataclasses.replace(handle, state="running", running=True)
@@ -226,7 +236,10 @@ class ContainerBackend:
                                             'the job keeps running there and nothing of it is lost', self.lost):
             for stream, data in log_frames(self.client, handle.ref):
                 sink.write(stream, data)
-            self.client.api.wait(handle.ref)
+            try:
+                self.client.api.wait(handle.ref)
+            except docker.errors.NotFound:  # removed under the run: collect says so
+                pass
 
     # --- find ---------------------------------------------------------------------------------------
     def find(self, job: str | None = None, project: str | None = None) -> dict[str, RunHandle]:
@@ -284,7 +297,10 @@ class ContainerBackend:
         """Copy the run folder to ``paths.run_dir(RUN_ID)``, its output to ``RUN_ID.out``/``.err`` byte for byte
         (``logs_saved``: streamed there already, replaced when not exact), write the record, remove the
         container."""
-        attrs = self.client.api.inspect_container(handle.ref)
+        try:
+            attrs = self.client.api.inspect_container(handle.ref)
+        except docker.errors.NotFound:
+            raise self._vanished(handle, paths) from None
         state = attrs['State']
         run_dir, digest = self._bound_run_dir(handle, paths) or self._copy_run_dir(handle, paths)
         if paths is not None:
@@ -297,6 +313,7 @@ class ContainerBackend:
                            traceback=read_text(run_dir, protocol.TRACEBACK_FILE))
         limit = time_limit_hit(run_dir)
         result.timed_out, result.max_runtime_s = limit is not None, limit or 0
+        result.engine_restarted = engine_restarted_under(state, engine_started_at(self.client))
         if paths is not None:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,
@@ -305,6 +322,7 @@ class ContainerBackend:
                 'memory_gb': result.memory_gb, 'module': handle.module,
                 'project': handle.project, 'owner': handle.owner, 'image': handle.image,
                 'started': handle.started, 'timed_out': result.timed_out, 'max_runtime_s': result.max_runtime_s,
+                'result_error': result_not_kept(run_dir), 'engine_restarted': result.engine_restarted,
                 **({'gpu_ids': handle.label('gpu_ids')} if handle.label('gpu_ids') else {})})
         defer = getattr(self.place, 'defer', None)
         if defer is not None:
@@ -312,6 +330,21 @@ class ContainerBackend:
         else:
             self.discard(handle)
         return result
+
+    def _vanished(self, handle: RunHandle, paths) -> PipelineError:
+        """The error (and the record, ``vanished``) of a run whose container is gone before it was collected."""
+        kept = ''
+        if paths is not None:
+            paths.write_record(handle.run_id, {'run_id': handle.run_id, 'job': handle.job, 'version': handle.version,
+                                               'where': self.where, 'exit_code': None, 'vanished': True,
+                                               'module': handle.module, 'project': handle.project,
+                                               'owner': handle.owner, 'started': handle.started})
+            if paths.out(handle.run_id).exists():
+                kept = f'; what it printed while it was followed is in {paths.out(handle.run_id)}'
+        return PipelineError(f'the container of run {handle.run_id} vanished from the {self.host} engine before it '
+                             f'was collected (removed by someone: docker rm, a prune; or the engine lost it): its '
+                             f'return value and output folder are gone{kept}',
+                             hint=f'run it again: doit run_{self.where} job={handle.job}')
 
     def _save_logs(self, handle: RunHandle, paths, logs_saved: bool, digest: dict | None = None) -> None:
         """RUN_ID.out / .err as the job wrote them: the entry point's copies (``protocol.LOG_DIR``) unless what

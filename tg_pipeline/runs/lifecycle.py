@@ -17,7 +17,8 @@ from tg_pipeline.runs.backend import Backend
 from tg_pipeline.runs.model import RunHandle, RunResult, reattach_commands
 from tg_pipeline.runs.output import OutputSink
 from tg_pipeline.console.units import duration
-from tg_pipeline.runs.records import (failure, parse_started, record_times, saved_result, shown_time, state_of_record)
+from tg_pipeline.runs.records import (failure, parse_started, record_times, saved_record, saved_result, shown_time,
+                                     state_of_record)
 from tg_pipeline.runs.results import shown_value
 from tg_pipeline.runs.model import RunSpec
 from tg_pipeline.runs.container import ContainerBackend
@@ -143,14 +144,14 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     if run_id:
         found, handle = pick(backend, scope, paths, run_id)
         on_host, saved = ({found: handle} if handle else {}), ({found} if not handle else set())
-    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, paths.read_record(rid), backend)
+    rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, saved_record(paths, rid), backend)
             for rid in sorted({*on_host, *saved})]
     columns = STATUS_COLUMNS + (('gpus',) if any(r.get('gpus') for r in rows) else ())  # the GPUs given, if any
     widths = {c: max([len(c)] + [len(str(r.get(c, ''))) for r in rows]) for c in columns}
     lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
              '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
     lines += ['  '.join(str(row.get(c, '')).ljust(widths[c]) for c in columns).rstrip() for row in rows]
-    console.print('\n'.join(lines))
+    console.print('\n'.join(lines + waiting_lines(backend, scope, [on_host[r] for r in sorted(on_host)], paths)))
     return rows
 
 
@@ -165,6 +166,30 @@ def everyone(backend: Backend, scope: Scope, now, console: Console = CONSOLE) ->
     lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip() for row in rows]
     console.print('\n'.join(lines))
     return rows
+
+
+def uncollected(h: RunHandle, scope: Scope) -> bool:
+    """An ended run of this project still on the host: its output, return value and logs wait there."""
+    return not h.running and h.state != 'created' and scope.mine(h)
+
+
+def waiting_lines(backend: Backend, scope: Scope, handles: list, paths) -> list[str]:
+    """Below the table: the ended runs not collected yet (those whose doit process, which followed them, ended
+    before they did: killed, or its connection lost), that their data is safe, and the command that collects them
+    (``doit cleanup`` collects every ended run before it removes it, whatever its age with ``days=0``)."""
+    waiting = [h for h in handles if uncollected(h, scope)]
+    if not waiting:
+        return []
+    orphaned = [h.run_id for h in waiting if paths.out(h.run_id).exists() and not paths.record(h.run_id).exists()]
+    latest = waiting[-1]
+    # (no word "collected" here: that is the STATE of a run brought here)
+    lines = [f'{len(waiting)} ended run(s) still on {backend.host}: their output, return value and logs are safe '
+             f'there until brought here. Bring them all: doit cleanup where={backend.where} days=0 (one: doit result '
+             f'job={latest.job} where={backend.where} run_id={latest.run_id})']
+    if orphaned:
+        lines.append(f'the doit process that followed {", ".join(orphaned)} ended before the run did (killed, or its '
+                     f'connection lost): the run went on, and waits there')
+    return lines
 
 
 def host_row(h: RunHandle, scope: Scope, now) -> dict:
@@ -294,6 +319,9 @@ def result(backend: Backend, scope: Scope, paths, run_id: str | None = None) -> 
                                      f'run_id={found}')
         return judged(backend.collect(handle, paths, logs_saved=False))
     saved = saved_result(paths, found, backend.where, backend.host)
+    if saved is not None and saved_record(paths, found).get('rebuilt'):
+        CONSOLE.warn(f'the record of run {found} ({paths.record(found)}) cannot be read: its outcome is taken from '
+                     f'its run folder {paths.run_dir(found)}')
     if saved is None:
         raise PipelineError(f'run {found} of job {scope.job} left no record in {paths.dir}',
                             hint='its container was removed before it was collected; see its output with '
@@ -318,6 +346,10 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, console: Cons
         removed.append(run_id)
         console.print(f'removed run {run_id} of job {handle.job} ({handle.name})')
     console.print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}')
+    newer = [h for h in backend.find(None, project).values() if not h.running and h.state != 'created']
+    if newer:
+        console.print(f'{len(newer)} ended run(s) newer than that stay on {backend.host} (their data is safe there); '
+                      f'bring them here too: doit cleanup where={backend.where} days=0')
     return removed
 
 

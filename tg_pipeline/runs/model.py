@@ -75,9 +75,11 @@ class RunSpec:
         return {f'{LABEL}.{k}': v for k, v in values.items()}
 
     def run_environment(self, run_id: str, environ=None) -> dict[str, str]:
+        from tg_pipeline.runs import secrets
         slot = {} if self.variant is None else {protocol.ENV_SLOT: str(self.variant)}
         return {**dict(self.env_file_values), **resources.environment(self.run), **self.environment(environ),
-                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id, **slot}
+                protocol.ENV_RUN_DIR: protocol.RUN_DIR, protocol.ENV_RUN_ID: run_id,
+                **slot, **secrets.environment(self.run.secret_env)}  # secret_env: the names only
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class RunResult:
     max_runtime_s: float = 0
     provenance: dict = field(default_factory=dict)  # what ran: the run's record (tg_pipeline.provenance.record)
     stopped: Optional[dict] = None  # stopped by `doit stop`: {"by": owner, "at": ISO time}
+    engine_restarted: str = ''  # when the engine started again, after it stopped under the run (ISO time), or ''
 
     @property
     def ok(self) -> bool:

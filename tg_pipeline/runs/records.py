@@ -20,6 +20,19 @@ def recorded_exit(run_dir) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+RESULT_HINT = ('return plain data (numbers, strings, lists, dicts, arrays; list(...) of a generator), or write what '
+               'you need into the output folder, os.environ["TG_PIPELINE_OUTPUT"]: it comes back with the run')
+
+
+def result_not_kept(run_dir) -> str | None:
+    """Why the job's return value could not be kept (``cannot pickle 'generator' object``), or None: the entry
+    point's record (``exit.json``, reason ``protocol.REASON_RESULT``)."""
+    recorded = recorded_exit(run_dir)
+    if recorded.get('reason') != protocol.REASON_RESULT:
+        return None
+    return str(recorded.get('error') or 'it cannot be pickled')
+
+
 def sys_exit_message(job: str, code: int, where: str) -> str:
     """The error of a job that ended itself with ``sys.exit(N)``, N not 0."""
     return f'job {job} exited with status {code}: it called sys.exit ({where} run)'
@@ -39,13 +52,11 @@ def exit_status(container_code, run_dir) -> tuple[int | None, int | None]:
 
 def time_limit_hit(run_dir) -> float | None:
     """The time limit the run was stopped at (the entry point's record), or None."""
-    try:
-        recorded = json.loads(read_text(run_dir, protocol.EXIT_FILE) or '{}')
-    except ValueError:
-        return None
+    recorded = recorded_exit(run_dir)
     if recorded.get('reason') != protocol.REASON_TIMEOUT:
         return None
-    return float(recorded.get('max_runtime_s') or 0)
+    limit = recorded.get('max_runtime_s')
+    return float(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) else 0.0
 
 
 def failure(result: RunResult, streamed: bool = False) -> JobFailed | None:
@@ -68,6 +79,16 @@ def failure(result: RunResult, streamed: bool = False) -> JobFailed | None:
         return JobFailed(f'job {result.job} was killed for exceeding its memory limit of {result.memory_gb:g} GB '
                          f'({result.host} run)', exit_code=result.exit_code, output=result.output,
                          hint=f'raise memory_gb in [run] or [jobs.{result.job}] (or memory=... on the command line)')
+    if (kept := result_not_kept(result.run_dir)) is not None:
+        return JobFailed(f'job {result.job} returned a value that cannot be kept ({result.host} run): {kept}',
+                         exit_code=result.exit_code, hint=RESULT_HINT)  # its output was shown as it came
+    if result.signal and result.engine_restarted:
+        again = shown_time(parse_time(result.engine_restarted))
+        return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run): the Docker '
+                         f'engine stopped under it, and started again at {again}',
+                         exit_code=result.exit_code,
+                         hint=f'what it wrote until then is kept with its logs; run it again: doit run_{result.where} '
+                              f'job={result.job}')
     if result.signal:
         return JobFailed(f'job {result.job} was killed by signal {result.signal} ({result.host} run)',
                          exit_code=result.exit_code, output=result.output)
@@ -136,9 +157,28 @@ def variant_failure(result: RunResult) -> JobFailed:
                           f'run_id={result.run_id}')
 
 
-def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
-    """The :class:`RunResult` of a run collected earlier into ``paths`` (None without a record)."""
+def saved_record(paths, run_id: str) -> dict:
+    """The record of a run collected into ``paths``; when it is missing or cannot be read (of no record's shape)
+    but the run's folder or output was collected, the record rebuilt from them (``rebuilt``: True; the exit status
+    the entry point kept in the run folder); {} when nothing of the run is here."""
     record = paths.read_record(run_id)
+    if record:
+        return record
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.is_dir() and not paths.out(run_id).exists():
+        return {}
+    recorded = recorded_exit(run_dir)
+    code = recorded.get('exit_code')
+    limit = time_limit_hit(run_dir)
+    return {'run_id': run_id, 'exit_code': code if isinstance(code, int) else None, 'rebuilt': True,
+            'timed_out': limit is not None, 'max_runtime_s': limit or 0,
+            'result_error': result_not_kept(run_dir)}
+
+
+def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
+    """The :class:`RunResult` of a run collected earlier into ``paths`` (None when nothing of it is here; see
+    :func:`saved_record`)."""
+    record = saved_record(paths, run_id)
     if not record:
         return None
     run_dir = paths.run_dir(run_id)
@@ -148,7 +188,7 @@ def saved_result(paths, run_id: str, where: str, host: str) -> RunResult | None:
                        memory_gb=record.get('memory_gb') or 0, signal=record.get('signal'),
                        variants=[Variant(v, record.get('module', '')) for v in record.get('variants', [])],
                        timed_out=bool(record.get('timed_out')), max_runtime_s=record.get('max_runtime_s') or 0,
-                       stopped=record.get('stopped'))
+                       stopped=record.get('stopped'), engine_restarted=str(record.get('engine_restarted') or ''))
     result.traceback = read_text(result.run_dir, protocol.TRACEBACK_FILE)
     saved_out = paths.out(run_id)
     if saved_out.exists():
@@ -169,7 +209,28 @@ def state_of_record(record: dict) -> str:
         return f'collected, {ok}/{len(record["variants"])} variants succeeded'
     oom = ' (OOM killed)' if record.get('oom_killed') else ''
     oom += f' (timed out after {record.get("max_runtime_s") or 0:g} s)' if record.get('timed_out') else ''
+    oom += ' (return value not kept)' if record.get('result_error') else ''
+    oom += ' (the engine restarted under it)' if record.get('engine_restarted') else ''
+    if record.get('vanished'):
+        return 'vanished before it was collected (its container was removed)'
+    oom += ' (record unreadable: from its run folder)' if record.get('rebuilt') else ''
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
+
+
+def engine_restarted_under(state: dict, engine_start) -> str:
+    """When the engine started again (ISO time), if it stopped under this container (its ``State``): the container
+    started before the engine did, was ended by a signal (the engine stops its containers when it stops, or kills
+    them when it starts again after a crash), and ended within :data:`RESTART_WINDOW_S` of the engine's start; ''
+    otherwise (``engine_start``: :func:`tg_pipeline.hosts.engine.engine_started_at`, None when unknown)."""
+    started, finished = parse_time(state.get('StartedAt')), parse_time(state.get('FinishedAt'))
+    code = state.get('ExitCode')
+    if engine_start is None or started is None or finished is None or not isinstance(code, int) or code <= 128:
+        return ''
+    near = abs((engine_start - finished).total_seconds()) <= RESTART_WINDOW_S
+    return engine_start.isoformat() if started < engine_start and near else ''
+
+
+RESTART_WINDOW_S = 300  # the engine's shutdown (15 s by default, each container's stop timeout) and start, with room
 
 
 # --- times ------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tg_pipeline.runs.backend import lost_connection_means_detached
 from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.runs.resources import _bind_and_cache_mounts
 from tg_pipeline.runs.records import exit_status, parse_time, time_limit_hit
+from tg_pipeline.runs.secrets import remove_swarm_secrets, swarm_secrets, values as secret_values
 from tg_pipeline.runs.service_logs import MARKER, Lines, ServiceLog, split_frame, tail
 from tg_pipeline.runtime import protocol
 from tg_pipeline.hosts.host import not_a_manager
@@ -132,6 +133,7 @@ class SwarmBackend:
         env = {**spec.run_environment(handle.run_id, environ), protocol.ENV_SEND_BACK: '1',
                protocol.ENV_SLOT: '{{.Task.Slot}}'}
         mounts, generic = swarm_options(spec.run, spec.project, o.gpu_resource)
+        secret_refs = self._secrets(handle, spec, environ, labels, env)
         reserved = docker.types.Resources(cpu_limit=int(spec.run.cpu * 1e9) or None,
                                           mem_limit=int(spec.run.memory_gb * 1024 ** 3) or None,
                                           cpu_reservation=int(o.cpu_reservation * 1e9) or None,
@@ -141,13 +143,26 @@ class SwarmBackend:
             service = self.client.services.create(
                 spec.reference, name=handle.name, env=[f'{k}={v}' for k, v in env.items()], labels=labels,
                 container_labels=labels, init=True, resources=reserved, mounts=mounts or None,
-                mode=docker.types.ServiceMode('replicated-job', replicas=count, concurrency=spec.run.max_concurrent or count),
-                restart_policy=docker.types.RestartPolicy(condition='none'), constraints=list(o.constraints))
+                mode=docker.types.ServiceMode('replicated-job', replicas=count,
+                                              concurrency=spec.run.max_concurrent or count),
+                restart_policy=docker.types.RestartPolicy(condition='none'), constraints=list(o.constraints),
+                secrets=secret_refs or None)
         except docker.errors.APIError as e:
+            remove_swarm_secrets(self.client, handle.run_id)
             raise SwarmError(f'the swarm on {self.host} refused the service: {e.explanation or e}',
                              hint='check [swarm] constraints and that the manager can reach the registry') from None
         return RunHandle(handle.run_id, self.where, self.host, service.id, handle.name, handle.labels,
                          'pending', True)
+
+    def _secrets(self, handle: RunHandle, spec: RunSpec, environ, labels: dict, env: dict) -> list:
+        """secret_env as Docker secrets of this run (see :mod:`tg_pipeline.runs.secrets`); ``env`` learns where."""
+        if not spec.run.secret_env:
+            return []
+        import os
+        found = secret_values(spec.run.secret_env, os.environ if environ is None else environ)
+        env[protocol.ENV_SECRETS_DIR] = protocol.SWARM_SECRETS_DIR
+        return swarm_secrets(self.client, handle.run_id, found, {k: v for k, v in labels.items()
+                                                                  if k.startswith(f'{LABEL}.')})
 
     def start_line(self, handle: RunHandle) -> str:
         count = len(self.variant_labels(handle))
@@ -332,6 +347,7 @@ class SwarmBackend:
             self.client.api.remove_service(handle.ref)
         except docker.errors.NotFound:
             pass
+        remove_swarm_secrets(self.client, handle.run_id)
         deadline = time.time() + settle
         while True:
             for engine in [self.client, *self.nodes]:

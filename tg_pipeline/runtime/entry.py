@@ -9,7 +9,8 @@ The source roots are importable by their own names too (``jobs.x`` is ``MODULE.j
 :func:`install_aliases`.
 
 The job's exit status is the process's: 0 when ``run()`` returns (or the job calls ``sys.exit(0)``),
-the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt.
+the job's own ``sys.exit(N)``, 1 for an exception, 130 for KeyboardInterrupt, 1 for a return value that cannot
+be pickled (a generator, a lock: the caller cannot have it; ``exit.json`` says why).
 
 In tg_pipeline's container runs, :func:`run_teed` keeps exact copies of the job's stdout and stderr beside the
 engine's log (``protocol.LOG_DIR``).
@@ -167,6 +168,10 @@ class _Run:
                 file.write(data)
 
     def keep_result(self, result):
+        """Keep the return value (pickle, else cloudpickle); why it cannot be kept (``cannot pickle 'generator'
+        object``), or None. Without a run folder nothing is kept, and nothing is wrong."""
+        if not self.dir:
+            return None
         try:
             data = pickle.dumps(result, protocol=4)
         except Exception:
@@ -175,12 +180,14 @@ class _Run:
                 data = cloudpickle.dumps(result, protocol=4)
             except Exception as e:
                 log(f'The return value could not be pickled and is not kept: {type(e).__name__}: {e}')
-                return
+                return str(e) or type(e).__name__
         self.keep(protocol.RESULT_FILE, data)
         self.keep(protocol.RESULT_INFO_FILE, json.dumps({'type': type(result).__name__}).encode())
+        return None
 
-    def keep_exit(self, code: int, reason: str):
-        self.keep(protocol.EXIT_FILE, json.dumps({'exit_code': code, 'reason': reason}, sort_keys=True).encode())
+    def keep_exit(self, code: int, reason: str, error: str = ''):
+        found = {'exit_code': code, 'reason': reason, **({'error': error} if error else {})}
+        self.keep(protocol.EXIT_FILE, json.dumps(found, sort_keys=True).encode())
 
     def send(self, index):
         """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
@@ -251,6 +258,7 @@ def main(package_dir=None, environ=None) -> int:
     With a time limit (``ENV_MAX_RUNTIME``), the job is stopped after that many seconds (see :func:`within`).
     """
     environ = os.environ if environ is None else environ
+    take_secrets(environ)
     if keeps_log_copies(environ):
         return run_teed(protocol.LOG_DIR, lambda: _main(package_dir, environ), protocol.RUN_DIR,
                         after=lambda: hand_over(environ, (protocol.RUN_DIR, protocol.LOG_DIR)), finish=exit_now)
@@ -296,6 +304,52 @@ def exit_now(code: int):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+def take_secrets(environ, stdin=None) -> None:
+    """secret_env: the values of the variables ``ENV_SECRETS`` names, into ``environ`` (and ``os.environ``, the
+    job's), from the files in ``ENV_SECRETS_DIR`` (swarm: Docker secrets) or else from stdin (one JSON object, then
+    its end: the host writes it there once the container started). A value that did not come is left unset."""
+    names = [n for n in (environ.get(protocol.ENV_SECRETS) or '').split(',') if n]
+    if not names:
+        return
+    folder = environ.get(protocol.ENV_SECRETS_DIR)
+    if folder:
+        found = {}
+        for name in names:
+            try:
+                with open(os.path.join(folder, name), encoding='utf-8') as file:
+                    found[name] = file.read()
+            except OSError:
+                pass
+    else:
+        try:
+            found = json.loads(_read_until_end(stdin or sys.stdin.buffer, SECRETS_WAIT_S) or b'{}')
+        except (OSError, ValueError, AttributeError):
+            found = {}
+    for name in names:
+        if isinstance(found, dict) and isinstance(found.get(name), str):
+            environ[name] = os.environ[name] = found[name]
+    missing = [n for n in names if n not in environ]
+    if missing:
+        log(f'secret_env values that did not arrive: {", ".join(missing)}')
+
+
+SECRETS_WAIT_S = 300  # the host writes them as the container starts; a stdin nobody writes to is given up on
+
+
+def _read_until_end(stream, seconds: float) -> bytes:
+    """What ``stream`` holds until its end, or until ``seconds`` passed without its end."""
+    import select
+    import time
+    deadline, chunks = time.monotonic() + seconds, []
+    fd = stream.fileno()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return b''  # never ended: nothing to trust
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
 
 
 def keeps_log_copies(environ) -> bool:
@@ -320,8 +374,13 @@ def _main(package_dir, environ) -> int:
 def _job(package_dir, environ, folder) -> int:
     """Load and run the job, keep what it left in the run folder; its exit status."""
     index, code, reason, result, trace = _attempt(package_dir, environ)
-    if code == 0:
-        folder.keep_result(result)
+    problem = folder.keep_result(result) if code == 0 else None
+    if problem is not None:  # the caller asked for a value it cannot have: a failure, said by the host
+        code, reason = protocol.RESULT_NOT_KEPT_EXIT_CODE, protocol.REASON_RESULT
+        folder.keep_exit(code, reason, problem)
+        folder.send(index)
+        log('Job has NOT exited successfully: its return value cannot be kept')
+    elif code == 0:
         folder.keep_exit(code, reason)
         folder.send(index)
         log('Job has exited successfully')

@@ -11,7 +11,8 @@ Run folder (``ENV_RUN_DIR``, ``RUN_DIR`` in tg_pipeline's containers)::
     result.pkl      the job's return value (pickle, or cloudpickle when plain pickle fails)
     traceback.txt   the traceback, when the job raised
     result.json     {"type": NAME}: the return value's type, to sum a large value up without loading it
-    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout"}, always
+    exit.json       {"exit_code": N, "reason": "ok" | "exception" | "sys.exit" | "timeout" | "result not kept"},
+                    always (with "error": why, for a return value that cannot be pickled)
     output/         where the job may write (``ENV_OUTPUT`` tells it the path)
 
 Log copies (``LOG_DIR``, beside the run folder in tg_pipeline's container runs, not in swarm tasks, which send
@@ -36,6 +37,9 @@ ENV_OUTPUT = 'TG_PIPELINE_OUTPUT'  # the job's output folder (default: RUN_DIR/o
 ENV_SEND_BACK = 'TG_PIPELINE_SEND_BACK'  # non-empty: print the run folder as marker lines at the end
 ENV_SLOT = 'TG_PIPELINE_SLOT'  # the swarm task slot, which picks the sweep variant
 ENV_MAX_RUNTIME = 'TG_PIPELINE_MAX_RUNTIME_S'  # seconds the job may run; the entry point stops it then
+ENV_SECRETS = 'TG_PIPELINE_SECRETS'  # names of secret_env variables, comma-separated; values come apart (stdin)
+ENV_SECRETS_DIR = 'TG_PIPELINE_SECRETS_DIR'  # where the values are files (swarm: /run/secrets), instead of stdin
+SWARM_SECRETS_DIR = '/run/secrets'
 ENV_STOP_GRACE = 'TG_PIPELINE_STOP_GRACE_S'  # seconds between SIGTERM and SIGKILL at the time limit (default 5)
 ENV_HOST_OWNER = 'TG_PIPELINE_HOST_OWNER'  # "UID:GID": the run folder and LOG_DIR are folders of the host (bind
 # mounts of a local run); when the job ended, the entry point hands what is in them to that owner
@@ -56,6 +60,8 @@ REASON_OK = 'ok'  # run() returned (or the job called sys.exit(0) / sys.exit(Non
 REASON_EXCEPTION = 'exception'  # the job raised (KeyboardInterrupt too: exit code 130)
 REASON_SYS_EXIT = 'sys.exit'  # the job called sys.exit with a failing status
 REASON_TIMEOUT = 'timeout'  # stopped at its time limit (ENV_MAX_RUNTIME); EXIT_FILE also holds max_runtime_s
+REASON_RESULT = 'result not kept'  # run() returned a value that cannot be pickled; EXIT_FILE also holds its error
+RESULT_NOT_KEPT_EXIT_CODE = 1  # the job ran, but what it returned cannot reach the caller: a failure
 TIMEOUT_EXIT_CODE = 124  # as timeout(1)
 
 # in the job package MODULE/

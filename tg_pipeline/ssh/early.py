@@ -63,6 +63,16 @@ def peek(config):
     if 'error' in box:
         return take(config)
     return box['remote']
+def failed(config):
+    """The error of the login :func:`connect_early` started for ``config``'s [remote], when it has ended with one of
+    ours (a :class:`~tg_pipeline.errors.PipelineError`: a name that does not resolve, a refused login) by now;
+    None while it goes on, after it succeeded, or when none was started. It stays for :func:`take` too."""
+    from tg_pipeline.errors import PipelineError
+    early = _EARLY.get(config.remote)
+    if early is None or early[0].is_alive():
+        return None
+    error = early[1].get('error')
+    return error if isinstance(error, PipelineError) else None
 
 
 def close_untaken() -> None:

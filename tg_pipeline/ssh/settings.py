@@ -98,20 +98,13 @@ class RemoteTarget:
 
 
 def parse_destination(text: str) -> tuple[str, str, int]:
-    """(user, host, port) of ``host``, ``user@host`` or ``ssh://[user@]host[:port]`` (empty/0: not given)."""
-    text = text.strip()
-    rest, uri = (text[len('ssh://'):].rstrip('/'), True) if text.startswith('ssh://') else (text, False)
-    user, _, hostport = rest.rpartition('@')
-    host, port = hostport, ''
-    if uri and hostport.startswith('['):
-        host, _, port = hostport[1:].partition(']')
-        port = port.lstrip(':')
-    elif uri and hostport.count(':') == 1:
-        host, _, port = hostport.partition(':')
-    if not host or (port and not port.isdigit()) or any(c.isspace() for c in text):
-        raise ConfigError(f'remote host {text!r} is not host, user@host or ssh://user@host:port', key='remote.host',
-                          hint='e.g. host = "gpu-box" (a Host alias of ~/.ssh/config) or "ssh://me@gpu-box:2222"')
-    return user, host, int(port or 0)
+    """(user, host, port) of ``host``, ``user@host`` or ``ssh://[user@]host[:port]`` (empty/0: not given); the
+    form is [remote] host's own check (:func:`tg_pipeline.config.values.split_destination`)."""
+    from tg_pipeline.config.values import DESTINATION_HINT, split_destination
+    try:
+        return split_destination(text)
+    except ValueError as e:
+        raise ConfigError(str(e), key='remote.host', hint=DESTINATION_HINT) from None
 
 
 def resolve(host: str, user: str = '', port: int = 0, identity_file: str = '', config_file: str = '',

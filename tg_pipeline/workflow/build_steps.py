@@ -84,6 +84,7 @@ def build_image(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.engine import local_engine
     from tg_pipeline.image.job_image import build_job_image, record_image
     from tg_pipeline.job.checks import check_python_version
+    early_login_failed(ctx)
     p, client = ctx.paths(job), local_engine()
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
@@ -98,15 +99,33 @@ def build_image(ctx: Context, job: str) -> None:
 def push(ctx: Context, job: str) -> None:
     from tg_pipeline.image.build import recorded_image
     from tg_pipeline.image.registry import push as send
+    early_login_failed(ctx)
     p = ctx.paths(job)
     send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
          console=ctx.console)
 
 
+def early_login_failed(ctx: Context) -> None:
+    """Before build_image or push of a command that runs run_remote only: the early SSH login's error, when it has
+    failed already (a name that does not resolve, a refused connection), rather than after a long build; a login
+    still going on is not waited for (run_remote takes it, see :mod:`tg_pipeline.ssh.early`)."""
+    if set(ctx.requested) != {'run_remote'} or not ctx.config.remote.host:
+        return
+    from tg_pipeline.ssh.early import failed
+    error = failed(ctx.config)
+    if error is not None:
+        raise error
+
+
 def push_current(ctx: Context, job: str) -> bool:
+    from tg_pipeline.errors import ConfigError
     from tg_pipeline.image.registry import push_up_to_date
     p = ctx.paths(job)
-    return push_up_to_date(p.push, p.image, auth=ctx.registry_auth())
+    try:
+        reference = ctx.delivery(job).registry_reference()
+    except ConfigError:  # no registry: push runs and says so
+        return False
+    return push_up_to_date(p.push, p.image, auth=ctx.registry_auth(), reference=reference)
 
 
 def image_current(ctx: Context, job: str) -> bool:

@@ -53,15 +53,74 @@ from doit.exceptions import BaseFail
 from doit.tools import config_changed
 
 from tg_pipeline.compat.doit import share_doit_state
+from tg_pipeline.paths import dict_of, read_record
 
 STATE_FILE = '.doit.sqlite3'
 
 
+def _file_state(value) -> bool:
+    """[size, mtime_ns, sha256]"""
+    return isinstance(value, list) and len(value) == 3 and all(
+        isinstance(v, t) and not isinstance(v, bool) for v, t in zip(value, (int, int, str)))
+
+
+# a stamp (build/JOB/.steps/STEP.json) as :meth:`_Guard.write` writes it
+STAMP = {'inputs': str, 'files': dict_of(_file_state), 'targets': dict_of(_file_state), 'pid?': int,
+         'pid_start?': (str, type(None)), 'written?': (int, float)}
+
+
 def doit_config(build_dir) -> dict:
-    """DOIT_CONFIG entries for a state file that doit processes at once can share."""
+    """DOIT_CONFIG entries for a state file that doit processes at once can share (one that cannot be read is set
+    aside first: :func:`set_aside_if_corrupt`)."""
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    set_aside_if_corrupt(build_dir / STATE_FILE)
     return {'dep_file': str(build_dir / STATE_FILE), 'backend': 'sqlite3'}
+
+
+def state_problem(path: Path) -> str | None:
+    """Why doit's state file ``path`` cannot be read (not SQLite, a damaged page, a row that is no JSON), or None
+    (also when it is missing, or busy: another doit process writes it)."""
+    import sqlite3
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=DOIT_BUSY_TIMEOUT_S)
+    except sqlite3.Error:
+        return None  # cannot even be opened: doit says why itself
+    try:
+        if conn.execute("select count(*) from sqlite_master where name = 'doit'").fetchone()[0]:
+            for (data,) in conn.execute('select task_data from doit'):
+                json.loads(data)
+        problem = conn.execute('pragma quick_check').fetchone()[0]
+        return None if problem == 'ok' else problem
+    except sqlite3.OperationalError as e:
+        return None if 'locked' in str(e) or 'busy' in str(e) else str(e)
+    except (sqlite3.DatabaseError, ValueError, TypeError) as e:
+        return str(e) or type(e).__name__
+    finally:
+        conn.close()
+
+
+DOIT_BUSY_TIMEOUT_S = 60
+
+
+def set_aside_if_corrupt(path: Path) -> Path | None:
+    """doit's state file, when it cannot be read (see :func:`state_problem`), renamed with the time
+    (``.doit.sqlite3.corrupt-20261207-014412``) and said once on stderr; doit then starts a new one, and every step
+    is checked against its files again (the stamps of :class:`JobLock` still spare a rebuild). Returns the new
+    name, or None."""
+    problem = state_problem(path)
+    if problem is None:
+        return None
+    aside = path.with_name(f'{path.name}.corrupt-{time.strftime("%Y%m%d-%H%M%S")}')
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # another doit process set it aside just now
+        return None
+    print(f'doit\'s state file {path} cannot be read ({problem}): set aside as {aside.name}; a new one is '
+          f'started (every step is checked again)', file=sys.stderr, flush=True)
+    return aside
 
 
 def process_start(pid: int) -> str | None:
@@ -198,10 +257,8 @@ class _Guard(UptodateCalculator):
         return self.current(self.read())
 
     def read(self) -> dict:
-        try:
-            return json.loads(self.stamp.read_text())
-        except (OSError, ValueError):
-            return {}
+        """The stamp; {} when it is missing or of another shape (then the step runs again)."""
+        return read_record(self.stamp, STAMP) or {}
 
     def inputs(self, known: dict) -> tuple[str, dict] | None:
         """(digest, file states) of the inputs as they are now (hashes in ``known`` reused); None: one is missing."""

@@ -17,6 +17,8 @@ def task_module(ctx: Context, jobs: list[str], **doit_config) -> dict:
     creators of ``jobs`` and DOIT_CONFIG, whose state file any number of doit processes share (see
     :mod:`tg_pipeline.workflow.locks`), with ``doit_config`` on top."""
     from tg_pipeline.workflow import locks
+    from tg_pipeline.workflow.checks import before_steps
+    before_steps(ctx, jobs)  # what the run steps it runs would meet after the build: before it
     functions = doit_functions(ctx, jobs)
     functions['DOIT_CONFIG'] = {**locks.doit_config(ctx.config.build_dir), **doit_config}
     return functions
@@ -42,6 +44,8 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     A bad pipeline.toml stops here, before doit runs any task, with one ERROR/TIP paragraph.
     """
     from tg_pipeline import config as config_module
+    from tg_pipeline.compat.doit import watch_exit_handlers
+    watch_exit_handlers()  # an exit handler that raises makes the exit status not 0
     root = Path(dodo_file).resolve().parent
     try:
         variables = params.command_line(command_line_vars(), sys.argv[1:])

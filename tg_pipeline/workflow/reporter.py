@@ -15,11 +15,14 @@
 """
 from __future__ import annotations
 
+import sys
 import time
+
+from tg_pipeline.errors import PipelineError, report
 
 from tg_pipeline.console.units import format_duration
 from tg_pipeline.console.progress import take_step_notes
-from tg_pipeline.compat.doit import doit_command_line, doit_exit_code, exit_now
+from tg_pipeline.compat.doit import doit_command_line, doit_exit_code, exit_now, raised_in_uptodate_check
 
 UP_TO_DATE = '-- up to date: '
 
@@ -97,6 +100,16 @@ class StepLines:
         self.flush()
 
 
+def kind(task) -> dict:
+    """A task's kind of output: streamed (doit does not capture it), a document (``doit config``)."""
+    return {'streamed': getattr(getattr(task, 'io', None), 'capture', True) is False,
+            'document': bool((getattr(task, 'meta', None) or {}).get('document'))}
+
+
+def shown(task) -> bool:
+    return bool(task.actions) and task.name[0] != '_'
+
+
 def console_reporter():
     """doit's console reporter, printing the lines of :mod:`tg_pipeline.workflow.reporter`: one line per step that ran,
     with its duration; one line per job for the steps that were up to date; nothing for a task printing a
@@ -105,19 +118,12 @@ def console_reporter():
     it starts instead."""
     from doit.reporter import ConsoleReporter
 
-
-    def kind(task) -> dict:
-        return {'streamed': getattr(getattr(task, 'io', None), 'capture', True) is False,
-                'document': bool((getattr(task, 'meta', None) or {}).get('document'))}
-
-    def shown(task) -> bool:
-        return bool(task.actions) and task.name[0] != '_'
-
     class Reporter(ConsoleReporter):
         def __init__(self, outstream, options):
             super().__init__(outstream, options)
             self.lines = StepLines(self._write_now)
             self.failed = []
+            self.checking = ''  # the step whose up-to-date check ran last
 
         def _write_now(self, text):
             self.write(text)
@@ -146,12 +152,48 @@ def console_reporter():
             self.lines.flush()
             super().skip_ignore(task)
 
+        def get_status(self, task):
+            self.checking = task.title()  # its up-to-date check comes next
+            super().get_status(task)
+
         def complete_run(self):
-            self.lines.flush()
-            super().complete_run()
-            if doit_command_line():
-                flush = getattr(self.outstream, 'flush', None)
-                if flush:
-                    flush()
-                exit_now(doit_exit_code(self.failed, self.runtime_errors))
+            # doit's runner calls this in a `finally`: an exception in flight (an up-to-date check's, a hook's) is
+            # doit's run ending, and must end it with an error, never with exit 0
+            failure = sys.exc_info()[1]
+            try:
+                self.lines.flush()
+                super().complete_run()
+            except Exception as e:  # noqa: BLE001 - said as an ERROR by end_run
+                failure = failure or e
+            end_run(self, failure)
     return Reporter
+
+
+def end_run(reporter, failure: BaseException | None) -> None:
+    """The end of doit's run, for the doit command: ``failure`` (an exception that ended it outside any task) said
+    as one ERROR paragraph, then the process ends with doit's exit code, or :data:`STOPPED` after such a failure."""
+    if failure is not None and not isinstance(failure, (KeyboardInterrupt, SystemExit)):
+        report(stopped_by(failure, reporter.checking if raised_in_uptodate_check(failure) else ''), sys.stderr)
+    if not doit_command_line():
+        return
+    flush = getattr(reporter.outstream, 'flush', None)
+    if flush:
+        try:
+            flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say there
+            pass
+    exit_now(STOPPED if failure is not None else doit_exit_code(reporter.failed, reporter.runtime_errors))
+
+
+STOPPED = 3  # doit's own code for a run that stopped on an error of its own (not a task's failure)
+
+
+def stopped_by(error: BaseException, checking: str = '') -> PipelineError:
+    """The ERROR for an exception that ended doit's run outside any task's action (an up-to-date check, a
+    reporter's hook): which step was being checked, what was raised, and how to see where."""
+    if isinstance(error, PipelineError):
+        return error
+    where = f'checking whether {checking} is up to date' if checking else 'doit stopped'
+    return PipelineError(f'{where} failed: {type(error).__name__}: {error}',
+                         hint='run the command again with TG_PIPELINE_DEBUG=1 to see where (and report it: a file '
+                              'under build/ that tg_pipeline cannot read counts as missing, so this is a bug)')

@@ -13,6 +13,10 @@ def say_failed_run(error, console) -> None:
     result = getattr(error, 'result', None)
     if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
         from tg_pipeline.runs.lifecycle import final_line
+        from tg_pipeline.runs.records import result_not_kept
+        kept = result_not_kept(result.run_dir)
+        if kept is not None:  # never "Result: None" for a value that was there and could not come back
+            console.print(f'Result: not kept: {kept}')
         line = final_line(result)
         if line:
             console.print(line)

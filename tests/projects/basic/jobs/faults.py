@@ -93,3 +93,15 @@ class ReturnsBig:
 
     def run(self):
         return [os.urandom(1 << 20) for _ in range(self.megabytes)]
+
+
+class ReturnsUnpicklable:
+    """Returns what no pickle takes: a generator (``kind='generator'``) or a threading.Lock (``'lock'``)."""
+
+    def __init__(self, kind='generator'):
+        self.kind = kind
+
+    def run(self):
+        import threading
+        print(f'returning a {self.kind}', flush=True)
+        return (i for i in range(3)) if self.kind == 'generator' else threading.Lock()
