@@ -24,7 +24,6 @@ import pytest
 from conftest import wait_for
 
 pytestmark = pytest.mark.remote
-LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)$', re.M)
 
 
 @pytest.fixture
