@@ -147,24 +147,24 @@ def status(backend: Backend, scope: Scope, paths, run_id: str | None = None, con
     rows = [host_row(on_host[rid], scope, now) if rid in on_host else saved_row(rid, saved_record(paths, rid), backend)
             for rid in sorted({*on_host, *saved})]
     columns = STATUS_COLUMNS + (('gpus',) if any(r.get('gpus') for r in rows) else ())  # the GPUs given, if any
-    widths = {c: max([len(c)] + [len(str(r.get(c, ''))) for r in rows]) for c in columns}
-    lines = [f'# job {scope.job} on {backend.host}: {len(rows)} run(s)',
-             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
-    lines += ['  '.join(str(row.get(c, '')).ljust(widths[c]) for c in columns).rstrip() for row in rows]
+    lines = table(f'# job {scope.job} on {backend.host}: {len(rows)} run(s)', columns, rows)
     console.print('\n'.join(lines + waiting_lines(backend, scope, [on_host[r] for r in sorted(on_host)], paths)))
     return rows
+
+
+def table(title: str, columns, rows: list[dict]) -> list[str]:
+    """``title``, then ``rows`` in aligned ``columns`` under their names in capitals (a missing value: empty)."""
+    widths = {c: max([len(c)] + [len(str(r.get(c, ''))) for r in rows]) for c in columns}
+    lines = [title, '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
+    return lines + ['  '.join(str(row.get(c, '')).ljust(widths[c]) for c in columns).rstrip() for row in rows]
 
 
 def everyone(backend: Backend, scope: Scope, now, console: Console = CONSOLE) -> list[dict]:
     """``status all_projects=1``: every run of tg_pipeline's on the host (read only), with its job."""
     found = backend.find(None, None)
     rows = [dict(host_row(found[rid], scope, now), job=found[rid].job or '?') for rid in sorted(found)]
-    columns = ('run_id', 'job', *STATUS_COLUMNS[1:])
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    lines = [f'# every project\'s runs on {backend.host}: {len(rows)} run(s)',
-             '  '.join(c.upper().replace('_', ' ').ljust(widths[c]) for c in columns).rstrip()]
-    lines += ['  '.join(str(row[c]).ljust(widths[c]) for c in columns).rstrip() for row in rows]
-    console.print('\n'.join(lines))
+    columns = ('run_id', 'job', *STATUS_COLUMNS[1:]) + (('gpus',) if any(r.get('gpus') for r in rows) else ())
+    console.print('\n'.join(table(f'# every project\'s runs on {backend.host}: {len(rows)} run(s)', columns, rows)))
     return rows
 
 
