@@ -27,3 +27,24 @@ def test_only_a_swarm_run_refuses_exec():
     assert backend_for(Host('local', 'local', engine)).refuse_reach('exec', 'Train') is None
     with pytest.raises(SwarmError, match='exec is not supported for swarm runs'):
         backend_for(Host('swarm', 'swarm local', engine)).refuse_reach('exec', 'Train')
+
+
+def test_every_backend_takes_what_the_protocol_passes():
+    """The lifecycle calls a backend as the protocol declares (``prepare(spec, environ, paths)``): each
+    implementation, wrappers included, takes those parameters in that order."""
+    import inspect
+    from tg_pipeline.runs.hosted import HostBackend
+    from tg_pipeline.workflow.recording import Recording
+    methods = [n for n, v in vars(Backend).items() if inspect.isfunction(v) and not n.startswith('_')]
+    assert 'prepare' in methods and 'collect' in methods
+    wrong = []
+    for kind in (ContainerBackend, SwarmBackend, HostBackend, Recording):
+        for name in methods:
+            own = getattr(kind, name, None)
+            if own is None or not inspect.isfunction(own):
+                continue  # passed through (Recording's __getattr__) or inherited as is
+            wanted = [p for p in inspect.signature(getattr(Backend, name)).parameters if p != 'self']
+            given = [p for p in inspect.signature(own).parameters if p != 'self']  # a staticmethod has none
+            if given[:len(wanted)] != wanted:
+                wrong.append(f'{kind.__name__}.{name}{inspect.signature(own)}')
+    assert wrong == []
