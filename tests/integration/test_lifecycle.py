@@ -163,14 +163,27 @@ def test_ctrl_c_while_the_engine_makes_or_starts_the_job(project, docker_client,
             container.remove(force=True)
 
 
-def sshd_serving(process, remote_env) -> list[int]:
-    """The remote sshd processes of ``process``'s one SSH connection, found by its port here, run as the remote
-    user (the session's own process, not its privileged monitor): others' sessions with that sshd and that user
-    are not ours to end. The remote's network namespace shares this machine's PID space."""
+def connection_owner(project, process) -> int:
+    """The process here that holds the project's SSH connection: the ssh program's shared master for this project
+    (``ssh -O check`` on its control socket names it), or the doit process itself (paramiko)."""
+    from tg_pipeline import config
+    from tg_pipeline.ssh.openssh import OpenSSH
+    from tg_pipeline.ssh.settings import RemoteTarget
+    loaded = config.load(project.path('pipeline.toml'), environ={})
+    target = RemoteTarget.from_config(loaded.remote, loaded.project)
+    return OpenSSH(target, target.settings()).master_pid() or process.pid
+
+
+def sshd_serving(project, process, remote_env) -> list[int]:
+    """The remote sshd processes of the project's one SSH connection (see :func:`connection_owner`), found by its
+    port here, run as the remote user (the session's own process, not its privileged monitor): others' sessions
+    with that sshd and that user are not ours to end. The remote's network namespace shares this machine's PID
+    space."""
     host, port = remote_env['TG_REMOTE_HOST'], remote_env['TG_REMOTE_PORT']
+    owner = connection_owner(project, process)
     here = subprocess.run(['ss', '-tnpH', 'state', 'established', 'dst', f'{host}:{port}'],
                           capture_output=True, text=True, check=True).stdout
-    ports = [line.split()[2].rsplit(':', 1)[1] for line in here.splitlines() if f'pid={process.pid},' in line]
+    ports = [line.split()[2].rsplit(':', 1)[1] for line in here.splitlines() if f'pid={owner},' in line]
     assert len(ports) == 1, here
     there = subprocess.run(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', 'ss', '-tnpH', 'state',
                             'established', 'sport', '=', f':{port}', 'and', 'dport', '=', f':{ports[0]}'],
@@ -187,7 +200,7 @@ def test_dropped_ssh_connection_leaves_the_job_running(project, remote_env, remo
     started = wait_for(lambda: running(remote_docker, 'Counter', project), what='the container')
     wait_for(lambda: streaming(project, 'remote', started[0]), what='doit to follow the run')
     # kill the remote sshd process serving this connection (only it): the client's transport dies mid-run
-    for pid in sshd_serving(process, remote_env):
+    for pid in sshd_serving(project, process, remote_env):
         os.kill(pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
