@@ -18,7 +18,13 @@ class Remote:
     closed = False
 
     def __init__(self, docker):
-        self.docker = docker
+        self._docker = docker
+
+    @property
+    def docker(self):  # as the real one: the engine's client is made (and may fail) when first asked for
+        if isinstance(self._docker, Exception):
+            raise self._docker
+        return self._docker
 
     def close(self):
         self.closed = True
@@ -48,3 +54,11 @@ def test_a_login_refused_says_our_error_with_its_tip(monkeypatch):
     failed, lines = checked(monkeypatch, refused)
     assert failed == 1
     assert lines[:2] == ['[FAIL] ssh login: SSH login as me to gpu-box was refused', '       TIP: ssh-copy-id me@gpu-box']
+
+
+def test_an_engine_that_refuses_this_user_is_a_failed_check(monkeypatch):
+    remote = Remote(PipelineError('user me may not use Docker on gpu-box', hint='sudo usermod -aG docker me'))
+    failed, lines = checked(monkeypatch, lambda: remote)
+    assert failed == 1
+    assert lines[1:3] == ['[FAIL] docker on the remote: user me may not use Docker on gpu-box',
+                          '       TIP: sudo usermod -aG docker me']

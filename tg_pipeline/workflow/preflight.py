@@ -70,7 +70,7 @@ def check_remote(target: RemoteTarget, registry: str, auth=None, console: Consol
     connection cut in the middle of an answer too) is a [FAIL] line, and the checks that need it are skipped."""
     report = Report(console)
     remote = report.attempt('ssh login', lambda: open_remote(target), lambda r: r.name)
-    version = None if remote is None else report.attempt('docker on the remote', remote.docker.version, lambda v: (
+    version = None if remote is None else report.attempt('docker on the remote', lambda: remote.docker.version(), lambda v: (
         f"engine {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}) usable by {remote.connection.user}"))
     reference = None
     if registry:
