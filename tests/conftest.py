@@ -51,6 +51,21 @@ UNIT = Path(__file__).resolve().parent / 'unit'
 INTEGRATION = Path(__file__).resolve().parent / 'integration'
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The fast tier (every test path under tests/unit) runs on two worker processes when pytest-xdist is
+    there (a test extra): most of its time is doit processes started and waited for. ``-n 0`` (or ``-p
+    no:xdist``) runs it in one process; an explicit ``-n`` is kept; the integration tier is never split."""
+    if hasattr(config, 'workerinput') or not config.pluginmanager.hasplugin('xdist'):
+        return None
+    if config.option.numprocesses is not None or config.option.collectonly:
+        return None
+    paths = [Path(str(arg).split('::')[0]).resolve() for arg in config.args]
+    if paths and all(path.is_relative_to(UNIT) for path in paths):
+        config.option.numprocesses = min(2, os.cpu_count() or 1)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark ``docker`` every test of tests/integration. A test of tests/unit that uses an engine fixture
     (directly or through another fixture), or carries ``remote`` or ``slow``, is refused: ``pytest tests/unit``

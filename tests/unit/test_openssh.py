@@ -1,10 +1,13 @@
 """The shared SSH connection's names and places (ssh/openssh.py), the choice of client (ssh/transport.py), and the
 ssh program's words as one ERROR/TIP paragraph (ssh/errors.openssh_error); the Docker SDK over a socketpair channel
-(compat.docker.docker_over_channels). No SSH server: see tests/test_ssh.py for the real ones."""
+(compat.docker.docker_over_channels). No SSH server: see tests/integration/test_ssh.py for the real ones."""
 import os
+import shutil
 import socket
 import stat
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,15 @@ from tg_pipeline.ssh.errors import openssh_error
 from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings
 
 SETTINGS = SSHSettings(alias='gpu-box', hostname='10.0.0.7', port=2222, user='me', connect_timeout=5)
+
+
+@pytest.fixture
+def short_tmp():
+    """A folder of a short path: a Unix socket's path holds 107 bytes, less than pytest's own temp folders
+    may take (a worker's ``popen-gw1/`` and a long test name)."""
+    folder = Path(tempfile.mkdtemp(prefix='tgssh-'))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_control_sockets_live_in_a_folder_only_the_user_reads(tmp_path, monkeypatch):
@@ -39,7 +51,8 @@ def test_two_projects_users_or_hosts_never_share_a_socket():
     assert len(name) == 20 and 'gpu-box' not in name  # nothing to guess from in a listing
 
 
-def test_a_user_s_own_control_master_is_used_as_it_is(tmp_path, monkeypatch):
+def test_a_user_s_own_control_master_is_used_as_it_is(short_tmp, monkeypatch):
+    tmp_path = short_tmp
     monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
     own = openssh.OpenSSH(RemoteTarget('gpu-box', project='p'), SETTINGS)
     assert own.own and any(o.startswith('ControlPath=' + str(tmp_path)) for o in own.command('true'))
@@ -104,8 +117,9 @@ def test_the_docker_sdk_rides_on_socketpair_channels():
     client.close()
 
 
-def test_a_stale_socket_is_noticed_and_removed(tmp_path, monkeypatch):
+def test_a_stale_socket_is_noticed_and_removed(short_tmp, monkeypatch):
     """The master was killed (or the machine restarted): its socket file stays, and nothing listens on it."""
+    tmp_path = short_tmp
     monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
     link = openssh.OpenSSH(RemoteTarget('gpu-box', project='p'), SETTINGS)
     assert not link.alive()  # no socket at all
