@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -172,3 +173,12 @@ class JobPaths:
     def of(cls, config, job: str) -> 'JobPaths':
         j = config.job(job)
         return cls(config.build_dir, j.name, j.module, j.version)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in pieces of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for block in iter(lambda: file.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()

@@ -143,13 +143,17 @@ def docker_over_fabric(connection, version: str, timeout: int = 60, translate=No
                     raise
                 raise ours from None
 
-    # a client for a placeholder address (no request is made with it: the version is given), then every
-    # request goes through the adapter
+    return _client_through(FabricAdapter(), 'http+docker://ssh', 'http+docker://ssh', version, timeout)
+
+
+def _client_through(adapter, prefix: str, base_url: str, version: str, timeout: int):
+    """A DockerClient whose every request goes through ``adapter``: made for a placeholder address (no request
+    is made with it: the version is given), then the adapter mounted for ``prefix`` (``APIClient._custom_adapter``,
+    ``mount``, ``base_url``: see the module's list)."""
     client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
-    adapter = FabricAdapter()
     client.api._custom_adapter = adapter
-    client.api.mount('http+docker://ssh', adapter)
-    client.api.base_url = 'http+docker://ssh'
+    client.api.mount(prefix, adapter)
+    client.api.base_url = base_url
     return client
 
 
@@ -188,12 +192,7 @@ def docker_over_channels(open_channel, version: str, timeout: int = 60, pool_siz
             self.pool.close()
             super().close()
 
-    client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
-    adapter = ChannelAdapter()
-    client.api._custom_adapter = adapter
-    client.api.mount('http+docker://', adapter)
-    client.api.base_url = 'http+docker://channel'
-    return client
+    return _client_through(ChannelAdapter(), 'http+docker://', 'http+docker://channel', version, timeout)
 
 
 def ping(client, timeout: float) -> None:

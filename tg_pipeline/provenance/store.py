@@ -22,6 +22,8 @@ import shutil
 import threading
 from pathlib import Path
 
+from tg_pipeline.paths import file_sha256
+
 KINDS = {'sdist': '.tar.gz', 'config': '.toml', 'patch': '.patch', 'cells': '.py', 'deps': '.json'}
 FOLDER = '.provenance'
 
@@ -29,13 +31,6 @@ FOLDER = '.provenance'
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for chunk in iter(lambda: file.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _temporary(target: Path) -> Path:

@@ -53,7 +53,7 @@ from doit.exceptions import BaseFail
 from doit.tools import config_changed
 
 from tg_pipeline.compat.doit import share_doit_state
-from tg_pipeline.paths import dict_of, read_record
+from tg_pipeline.paths import dict_of, file_sha256, read_record
 
 STATE_FILE = '.doit.sqlite3'
 
@@ -188,13 +188,6 @@ class JobLock:
         return dict(task, actions=[guarded.run], uptodate=[*task.get('uptodate', []), guarded])
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _file_states(paths: list[str], known: dict) -> dict | None:
     """{path: [size, mtime_ns, sha256]}; a known hash is reused while size and mtime hold. None: one is missing."""
@@ -206,7 +199,7 @@ def _file_states(paths: list[str], known: dict) -> dict | None:
             return None
         old = known.get(path)
         same = old and old[0] == stat.st_size and old[1] == stat.st_mtime_ns
-        states[path] = [stat.st_size, stat.st_mtime_ns, old[2] if same else _sha256(path)]
+        states[path] = [stat.st_size, stat.st_mtime_ns, old[2] if same else file_sha256(path)]
     return states
 
 
