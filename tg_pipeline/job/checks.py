@@ -234,7 +234,7 @@ def payload_modules(data: bytes, candidates: set[str]) -> set[str]:
     """The ``candidates`` (top-level module names) a pickle names: in its global references (``module name``)
     and in its strings (cloudpickle's imports of the modules pickled code uses)."""
     import pickletools
-    found = set()
+    found: set[str] = set()
     try:
         for _, arg, _ in pickletools.genops(data):
             if isinstance(arg, str) and len(arg) < 256:
