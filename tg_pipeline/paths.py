@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from tg_pipeline.errors import ConfigError
 
@@ -34,7 +35,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def read_json(path: Path):
+def read_json(path: str | os.PathLike[str]):
     """The JSON document in ``path``; None when it is missing or unreadable (a record not written yet)."""
     try:
         return json.loads(Path(path).read_text(encoding='utf-8'))
@@ -74,12 +75,12 @@ def read_record(path: Path, shape: dict) -> dict | None:
     return document if has_shape(document, shape) else None
 
 
-def list_of(kind) -> object:
+def list_of(kind) -> Callable[[Any], bool]:
     """A :func:`has_shape` predicate: a list whose items are all of ``kind``."""
     return lambda value: isinstance(value, list) and all(_is(item, kind) for item in value)
 
 
-def dict_of(kind) -> object:
+def dict_of(kind) -> Callable[[Any], bool]:
     """A :func:`has_shape` predicate: an object whose values are all of ``kind``."""
     return lambda value: isinstance(value, dict) and all(_is(item, kind) for item in value.values())
 
