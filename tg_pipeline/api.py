@@ -95,8 +95,8 @@ class Containering:
         """Build the image (through the doit task graph); return its id."""
         run = _Run(SSHDockerConfig(packaging, self, SSHDockerOptions([])))
         run.tasks('build_image')
-        from tg_pipeline.image.build import recorded_image
-        self.image_id = recorded_image(_paths(packaging).image)['image_id']
+        from tg_pipeline.image.build import built_image_id
+        self.image_id = built_image_id(_paths(packaging).image)
         return self.image_id
 
     def push(self, packaging: Packaging) -> str:

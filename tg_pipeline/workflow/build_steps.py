@@ -97,11 +97,11 @@ def build_image(ctx: Context, job: str) -> None:
 
 
 def push(ctx: Context, job: str) -> None:
-    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.build import built_image_id
     from tg_pipeline.image.registry import push as send
     early_login_failed(ctx)
     p = ctx.paths(job)
-    send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
+    send(built_image_id(p.image), ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
          console=ctx.console)
 
 
