@@ -1,0 +1,54 @@
+"""The package type-checks (mypy, configured in pyproject.toml's [tool.mypy]), and the bugs it found, each shown."""
+import io
+import json
+import tarfile
+from types import SimpleNamespace
+
+import pytest
+
+
+def _legacy_save(members: dict) -> bytes:
+    """A ``docker save`` archive of the legacy format: name -> bytes (a file) or str (a symbolic link to it)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w') as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def test_a_layer_saved_as_a_link_to_another_goes_as_it_is(tmp_path, monkeypatch):
+    """Docker before 25 saves a layer an image has twice once, and the second as a link to the first: the transfer
+    read it as a file (AttributeError on None) and now sends the link, beside the layer it points to."""
+    from tg_pipeline.image.transfer import TransferStats, _archive
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    manifest = [{'Config': 'c.json', 'RepoTags': ['old:1'], 'Layers': ['a/layer.tar', 'b/layer.tar']}]
+    saved = _legacy_save({'c.json': b'{}', 'a/layer.tar': b'LAYER', 'b/layer.tar': '../a/layer.tar',
+                          'manifest.json': json.dumps(manifest).encode()})
+    local = SimpleNamespace(api=SimpleNamespace(get_image=lambda image_id: iter([saved[:100], saved[100:]])))
+    stats = TransferStats()
+    out = _archive(local, 'sha256:1', 'new:2', set(), stats, lambda line: None, {})
+    with tarfile.open(fileobj=out, mode='r:') as sent:
+        found = {m.name: m for m in sent}
+        assert found['b/layer.tar'].issym() and found['b/layer.tar'].linkname == '../a/layer.tar'
+        assert sent.extractfile('a/layer.tar').read() == b'LAYER'
+        assert json.loads(sent.extractfile('manifest.json').read())[0]['RepoTags'] == ['new:2']
+    assert stats.layers_sent == 1
+
+
+def test_a_step_after_the_build_without_its_image_record_says_so(tmp_path):
+    """push, the Python API's make_container and a run on a remote read the image id build_image recorded: a record
+    that is gone was a TypeError ('NoneType' object is not subscriptable), now an ERROR with the command to build."""
+    from tg_pipeline.errors import PipelineError
+    from tg_pipeline.image.build import built_image_id
+    (tmp_path / 'Train').mkdir()
+    with pytest.raises(PipelineError) as raised:
+        built_image_id(tmp_path / 'Train' / 'image.json')
+    assert 'no job image is recorded' in raised.value.message and 'doit build_image:Train' in raised.value.hint
+    (tmp_path / 'Train' / 'image.json').write_text('{"image_id": "sha256:1", "tag": "train:1"}')
+    assert built_image_id(tmp_path / 'Train' / 'image.json') == 'sha256:1'
