@@ -6,6 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from fakes.engine import FakeEngine
+from fakes.runs import IMAGE, make_spec
+from tg_pipeline.config.schema import RunSettings
+from tg_pipeline.console import Console
+from tg_pipeline.errors import PipelineError
+from tg_pipeline.hosts.host import Host
+from tg_pipeline.paths import RunPaths
+from tg_pipeline.runs import lifecycle, variants
+from tg_pipeline.runs.hosted import HostBackend
+
 
 def _legacy_save(members: dict) -> bytes:
     """A ``docker save`` archive of the legacy format: name -> bytes (a file) or str (a symbolic link to it)."""
@@ -44,7 +54,6 @@ def test_a_layer_saved_as_a_link_to_another_goes_as_it_is(tmp_path, monkeypatch)
 def test_a_step_after_the_build_without_its_image_record_says_so(tmp_path):
     """push, the Python API's make_container and a run on a remote read the image id build_image recorded: a record
     that is gone was a TypeError ('NoneType' object is not subscriptable), now an ERROR with the command to build."""
-    from tg_pipeline.errors import PipelineError
     from tg_pipeline.image.build import built_image_id
     (tmp_path / 'Train').mkdir()
     with pytest.raises(PipelineError) as raised:
@@ -52,3 +61,23 @@ def test_a_step_after_the_build_without_its_image_record_says_so(tmp_path):
     assert 'no job image is recorded' in raised.value.message and 'doit build_image:Train' in raised.value.hint
     (tmp_path / 'Train' / 'image.json').write_text('{"image_id": "sha256:1", "tag": "train:1"}')
     assert built_image_id(tmp_path / 'Train' / 'image.json') == 'sha256:1'
+
+
+def test_the_result_of_a_variant_whose_record_cannot_be_read_says_so(tmp_path):
+    """``doit result variant=N`` of a variant collected here whose record is of another shape, with neither its run
+    folder nor its output beside it: an AttributeError on None before, now an ERROR naming the record."""
+    engine = FakeEngine()
+    engine.program(IMAGE, stdout=b'training\n')
+    backend = HostBackend(Host('local', 'local', engine.client()), console=Console(out=io.StringIO()))
+    paths = RunPaths(tmp_path / 'local')
+    spec = make_spec(engine, variants=('lr=0.1', 'lr=0.01'), sweep=True, run=RunSettings(max_concurrent=2))
+    result = lifecycle.run(backend, spec, paths, console=Console(out=io.StringIO(), err=io.StringIO()))
+    folder = paths.run_dir(result.run_id)
+    (folder / 'variant_1.json').write_text('null')
+    assert not (folder / 'variant_1').exists()  # (the job wrote no file: no run folder)
+    (folder / 'variant_1.out').unlink()
+    scope = lifecycle.Scope(result.job, spec.project)
+    with pytest.raises(PipelineError) as raised:
+        variants.step('result', backend, scope, paths, result.run_id, 1)
+    assert f'the record of variant 1 (lr=0.01) of sweep run {result.run_id}' in raised.value.message
+    assert variants.step('result', backend, scope, paths, result.run_id, 0).exit_code == 0
