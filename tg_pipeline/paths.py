@@ -137,7 +137,7 @@ class JobPaths:
     """The files of one job under ``build_dir``; a job, module or version that would put a file anywhere
     else (``..``, ``/``) is refused (pipeline.toml's checks refuse those names before, this is the last guard)."""
 
-    def __init__(self, build_dir: Path, job: str, module: str = '', version: str = ''):
+    def __init__(self, build_dir: Path | str, job: str, module: str = '', version: str = ''):
         for what, text in (('job name', job), ('module', module or 'm'), ('version', version or 'v')):
             if not _one_name(text):
                 raise ConfigError(f'{what} {text!r} would write outside the build folder {build_dir}',
