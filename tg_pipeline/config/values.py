@@ -221,7 +221,8 @@ def read_env_file(path) -> dict[str, str]:
         for binding in bindings(stream):
             if binding.name is None and not binding.bad:  # a comment or a blank line
                 continue
-            if binding.bad or binding.value is None or binding.name is None or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', binding.name):
+            if binding.bad or binding.value is None or binding.name is None or \
+                    not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', binding.name):
                 raise ValueError(f'{path}:{binding.line}: not NAME=value')
             values[binding.name] = binding.value
     return values

@@ -290,7 +290,8 @@ def exit_now(code: int):
     import io
     import threading
     try:
-        threading._shutdown()  # type: ignore[attr-defined]  # noqa: SLF001 - private, what Python's own exit calls first
+        # private (typeshed has it not): what Python's own exit calls first
+        threading._shutdown()  # type: ignore[attr-defined]  # noqa: SLF001
     except Exception:  # noqa: BLE001 - a thread's error is the job's; the exit goes on
         pass
     atexit._run_exitfuncs()  # noqa: SLF001 - as Python's exit does

@@ -149,7 +149,8 @@ def check_env(job: str, run) -> None:
 def image_here(ctx: Context, paths: JobPaths, delivery, settings: dict, load_here: bool = True) -> str:
     from tg_pipeline.hosts.engine import local_engine
     from tg_pipeline.image.job_image import build_job_image, record_image
-    image = build_job_image(local_engine(), paths, delivery.tag, settings, console=ctx.steps_console(), load_here=load_here)
+    image = build_job_image(local_engine(), paths, delivery.tag, settings, console=ctx.steps_console(),
+                            load_here=load_here)
     record_image(paths, image, delivery.tag)
     return image.image_id
 
