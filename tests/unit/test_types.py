@@ -10,7 +10,7 @@ from fakes.engine import FakeEngine
 from fakes.runs import IMAGE, make_spec
 from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.console import Console
-from tg_pipeline.errors import PipelineError
+from tg_pipeline.errors import PackagingError, PipelineError
 from tg_pipeline.hosts.host import Host
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs import lifecycle, variants
@@ -81,3 +81,44 @@ def test_the_result_of_a_variant_whose_record_cannot_be_read_says_so(tmp_path):
         variants.step('result', backend, scope, paths, result.run_id, 1)
     assert f'the record of variant 1 (lr=0.01) of sweep run {result.run_id}' in raised.value.message
     assert variants.step('result', backend, scope, paths, result.run_id, 0).exit_code == 0
+
+
+# Python 3.9 (requires-python) has neither of the two names the import check read: every job failed it there
+PY39 = ("import sys, importlib.metadata as m; del sys.stdlib_module_names, m.packages_distributions; "
+        "sys.version_info = (3, 9, 18, 'final', 0)\n")
+
+
+def test_the_import_check_works_without_the_names_python_3_10_added(tmp_path, monkeypatch):
+    """``sys.stdlib_module_names`` and ``importlib.metadata.packages_distributions`` came with Python 3.10: the check's
+    process read both (an AttributeError on 3.9, so no job got past sdist there), and reads its folders and the
+    installed distributions instead where they are missing."""
+    import subprocess
+    import sys
+    from tg_pipeline.job import checks
+    root = tmp_path / 'checkroot'
+    root.mkdir()
+    (root / '__init__.py').write_text('')
+    (root / 'j.py').write_text('import json\nimport requests\n\n\nclass J:\n    def run(self):\n        return 1\n')
+    out = tmp_path / 'job.pkl'
+    subprocess.run([sys.executable, '-c', f'import sys; sys.path.insert(0, {str(tmp_path)!r}); import pickle, '
+                    f'checkroot.j; open({str(out)!r}, "wb").write(pickle.dumps(checkroot.j.J(), protocol=4))'],
+                   check=True)
+    popen = subprocess.Popen
+
+    def as_on_python_3_9(command, **kwargs):
+        return popen([*command[:2], PY39 + command[2], *command[3:]], **kwargs)
+    monkeypatch.setattr(subprocess, 'Popen', as_on_python_3_9)
+    with pytest.raises(PackagingError, match="imports 'requests'.*not declared as a dependency"):
+        checks.check_imports('J', [out], [], [root], tmp_path)
+    checks.check_imports('J', [out], ['requests>=0'], [root], tmp_path)
+
+
+def test_the_standard_library_and_the_distributions_read_as_python_3_10_lists_them():
+    import sys
+    from importlib import metadata
+    from tg_pipeline.job.checks import read_module_distributions, stdlib_folder_names
+    assert read_module_distributions() == metadata.packages_distributions()
+    listed, found = set(sys.stdlib_module_names) | set(sys.builtin_module_names), stdlib_folder_names()
+    assert {'json', 'os', 'email', 'asyncio', 'sqlite3', '_json', 'zlib', 'sys'} <= found
+    assert not found & {'pytest', 'requests', 'docker', 'tg_pipeline', 'site-packages', '__pycache__'}
+    assert len(listed - found) < len(listed) // 20  # (those of other platforms, and what this build left out)
