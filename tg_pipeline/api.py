@@ -15,10 +15,14 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tg_pipeline import config as config_module
 from tg_pipeline.config.schema import RUN_ONLY
 from tg_pipeline.errors import ConfigError, InvalidName, PipelineError
+
+if TYPE_CHECKING:
+    from tg_pipeline.workflow.context import Context
 
 
 class Packaging:
@@ -30,12 +34,12 @@ class Packaging:
         self.payload = dict(payload)
         self.silent = False
         #: pip requirements: a list of strings, or named lists ({'torch': ['torch==2.1']} / [[...], [...]])
-        self.dependencies = []
+        self.dependencies: list | dict = []
         #: folders packaged with the payload; None: the top-level packages its code comes from
-        self.source_roots = None
+        self.source_roots: list | None = None
         #: where the task files and doit's state go (shared with the CLI when it is the same folder)
         self.build_dir = 'build'
-        self.package_location = None
+        self.package_location: str | None = None
 
     @property
     def module(self) -> str:
@@ -45,7 +49,7 @@ class Packaging:
         deps = self.dependencies
         if isinstance(deps, dict):
             deps = list(deps.values())
-        flat = []
+        flat: list[str] = []
         for item in deps:
             flat.extend([item] if isinstance(item, str) else item)
         return flat
@@ -62,8 +66,8 @@ class Packaging:
     def make_package(self) -> Path:
         """Build the sdist (through the doit task graph); return and record its path."""
         _Run(SSHDockerConfig(self, Containering.from_packaging(self), SSHDockerOptions([]))).tasks('sdist')
-        self.package_location = str(_paths(self).sdist)
-        return Path(self.package_location)
+        location = self.package_location = str(_paths(self).sdist)
+        return Path(location)
 
 
 class Containering:
@@ -73,11 +77,11 @@ class Containering:
         self.image_name = image_name
         self.image_tag = image_tag
         self.silent = False
-        self.base_image = None  # default python:X.Y-slim for this interpreter, or TG_PIPELINE_BASE_IMAGE
-        self.registry = None  # e.g. '127.0.0.1:5000'; needed by RemoteExecutor
-        self.build_on = None  # 'remote': the remote engine builds the dependency image (default 'local')
+        self.base_image: str | None = None  # default python:X.Y-slim for this interpreter, or TG_PIPELINE_BASE_IMAGE
+        self.registry: str | None = None  # e.g. '127.0.0.1:5000'; needed by RemoteExecutor
+        self.build_on: str | None = None  # 'remote': the remote engine builds the dependency image (default 'local')
         self.python_version = '%d.%d' % sys.version_info[:2]
-        self.image_id = None
+        self.image_id: str | None = None
 
     @staticmethod
     def from_packaging(packaging: Packaging) -> 'Containering':
@@ -95,9 +99,9 @@ class Containering:
         """Build the image (through the doit task graph); return its id."""
         run = _Run(SSHDockerConfig(packaging, self, SSHDockerOptions([])))
         run.tasks('build_image')
-        from tg_pipeline.image.build import recorded_image
-        self.image_id = recorded_image(_paths(packaging).image)['image_id']
-        return self.image_id
+        from tg_pipeline.image.build import built_image_id
+        image_id = self.image_id = built_image_id(_paths(packaging).image)
+        return image_id
 
     def push(self, packaging: Packaging) -> str:
         _Run(SSHDockerConfig(packaging, self, SSHDockerOptions([]))).tasks('push')
@@ -113,6 +117,10 @@ class SSHDockerOptions:
 
     The keywords are the fields of :class:`tg_pipeline.config.RunSettings`: a new setting there is a keyword
     here; an unknown one is an error naming the known ones."""
+    # the original's names of three settings (set with the others, by name, in __init__)
+    env_variables_to_propagate: list
+    cpu_limit: Any
+    memory_limit_in_gygabytes: Any
 
     def __init__(self, env_variables_to_propagate=(), wait_for_stop: bool = True, cpu_limit=None,
                  memory_limit_in_gygabytes=None, env_missing: str | None = None, **settings):
@@ -155,7 +163,7 @@ def _options_signature() -> inspect.Signature:
     return inspect.Signature(positional + [inspect.Parameter(name, keyword, default=None) for name in fields])
 
 
-SSHDockerOptions.__init__.__signature__ = _options_signature()
+setattr(SSHDockerOptions.__init__, '__signature__', _options_signature())  # what inspect.signature reads
 
 
 class SSHDockerConfig:
@@ -179,7 +187,7 @@ class _Run:
         self.config = config
         packaging = config.packaging
         resources, modules = packaging.pickled()
-        self.sweeps = {}
+        self.sweeps: dict[str, list[str]] = {}
         if variants is not None:  # a sweep: every variant in the one image, picked by its index
             from tg_pipeline.job.pickling import dumps
             items = list(variants.items()) if isinstance(variants, dict) else \
@@ -196,7 +204,7 @@ class _Run:
         self.job, self.resources = packaging.name, resources
         from tg_pipeline.provenance.notebook import cell_sources  # a job defined in a notebook: its cells are its code
         self.cells = cell_sources({**packaging.payload, **({'variants': variants} if variants is not None else {})})
-        self.ctx = None
+        self.ctx: Context | None = None  # the last tasks()'s
         self.pipeline_config = pipeline_config(config, _source_roots(packaging, modules), swarm)
         self.variables = {} if config.options.wait_for_stop else {'detach': '1'}
 
@@ -284,13 +292,13 @@ class Executor:
     (SSHDockerOptions), each with its own GPUs; on a swarm, one task each. ``execute()`` then returns
     {label: return value}."""
 
-    step = None
-    where = None
+    step: ClassVar[str | None] = None  # the final doit task: run_local ...
+    where: ClassVar[str | None] = None  # its host: local ...
 
     def __init__(self, config: SSHDockerConfig, variants=None):
         self.config = config
         self.variants = variants
-        self.last = None
+        self.last: Any = None  # what the last run gave: a RunResult, a detached run's handle, the attached value
         #: what the last run ran (its record: code, git state, configuration, dependencies, host; see doit show), also
         #: ``self.last.provenance`` of a container run's result
         self.provenance = None
@@ -298,11 +306,19 @@ class Executor:
     def _run(self) -> '_Run':
         return _Run(self.config, self.variants)
 
+    def _named(self) -> tuple[str, str]:
+        """(the final doit task, its host), as the subclass names them."""
+        if self.step is None or self.where is None:
+            raise PipelineError(f'{type(self).__name__} names no doit task and no host to run on',
+                                hint='use AttachedExecutor, LocalExecutor, RemoteExecutor or SwarmExecutor')
+        return self.step, self.where
+
     def execute(self):
         """Run the job; return its return value (or, not waiting for the stop, the run id)."""
+        step, _ = self._named()
         run = self._run()
         try:
-            self.last = run.tasks(self.step)
+            self.last = run.tasks(step)
         finally:
             self.provenance = run.ctx.records.get(run.job) if run.ctx is not None else None
         if hasattr(self.last, 'exit_code'):  # a RunResult
@@ -353,10 +369,11 @@ class Executor:
         from tg_pipeline.runs.lifecycle import Scope
         if self.where == 'attached':
             raise PipelineError(f'{type(self).__name__} keeps no logs: the job ran in this process')
+        _, where = self._named()
         run = self._run()
         config, job = run.pipeline_config, run.job
-        with backend_on(config, self.where) as backend:
-            return function(backend, Scope(job, config.project), _paths(self.config.packaging).runs(self.where))
+        with backend_on(config, where) as backend:
+            return function(backend, Scope(job, config.project), _paths(self.config.packaging).runs(where))
 
 
 class AttachedExecutor(Executor):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 TAIL_LINES = 30
 
@@ -104,10 +105,12 @@ class DockerUnavailable(PipelineError):
 
 class BuildError(CommandError):
     """``docker build`` failed."""
+    build_log: str | None = None  # the build's whole log, where the failure was read from it
 
 
 class JobFailed(CommandError):
     """The job itself failed (raised, or its container exited non-zero)."""
+    result: Any = None  # the failed run's RunResult, when it ran (tg_pipeline.runs.lifecycle.judged)
 
     def __init__(self, message: str, *, exit_code: int | None = None, output: str | bytes | None = None,
                  remote_traceback: str | None = None, command: str | None = None, hint: str | None = None):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from tg_pipeline.errors import ConfigError
 
@@ -35,7 +36,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def read_json(path: Path):
+def read_json(path: str | os.PathLike[str]):
     """The JSON document in ``path``; None when it is missing or unreadable (a record not written yet)."""
     try:
         return json.loads(Path(path).read_text(encoding='utf-8'))
@@ -75,12 +76,12 @@ def read_record(path: Path, shape: dict) -> dict | None:
     return document if has_shape(document, shape) else None
 
 
-def list_of(kind) -> object:
+def list_of(kind) -> Callable[[Any], bool]:
     """A :func:`has_shape` predicate: a list whose items are all of ``kind``."""
     return lambda value: isinstance(value, list) and all(_is(item, kind) for item in value)
 
 
-def dict_of(kind) -> object:
+def dict_of(kind) -> Callable[[Any], bool]:
     """A :func:`has_shape` predicate: an object whose values are all of ``kind``."""
     return lambda value: isinstance(value, dict) and all(_is(item, kind) for item in value.values())
 
@@ -137,7 +138,7 @@ class JobPaths:
     """The files of one job under ``build_dir``; a job, module or version that would put a file anywhere
     else (``..``, ``/``) is refused (pipeline.toml's checks refuse those names before, this is the last guard)."""
 
-    def __init__(self, build_dir: Path, job: str, module: str = '', version: str = ''):
+    def __init__(self, build_dir: Path | str, job: str, module: str = '', version: str = ''):
         for what, text in (('job name', job), ('module', module or 'm'), ('version', version or 'v')):
             if not _one_name(text):
                 raise ConfigError(f'{what} {text!r} would write outside the build folder {build_dir}',

@@ -10,7 +10,8 @@ def import_docker_without_paramiko() -> None:
     module is imported: modules of ours take the SDK as ``from tg_pipeline.compat.docker import docker``."""
     if 'docker' in sys.modules or 'paramiko' in sys.modules:
         return
-    sys.modules['paramiko'] = None  # makes `import paramiko` raise ImportError, just this once
+    # None makes `import paramiko` raise ImportError, just this once (typeshed allows modules only)
+    sys.modules['paramiko'] = None  # type: ignore[assignment]
     try:
         import docker  # noqa: F401
     finally:

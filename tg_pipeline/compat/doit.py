@@ -96,7 +96,7 @@ def watch_exit_handlers() -> None:
               f'{unraisable.exc_value}', file=sys.stderr, flush=True)
         if os.environ.get('TG_PIPELINE_DEBUG') == '1':
             previous(unraisable)
-    hook.tg_pipeline = True
+    setattr(hook, 'tg_pipeline', True)  # the mark looked for above (a function's attribute)
     sys.unraisablehook = hook
     atexit.register(_end_if_a_handler_failed)
 

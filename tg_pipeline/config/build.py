@@ -17,7 +17,7 @@ import shlex
 import sys
 import types
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, cast
 
 from tg_pipeline.config import values as config_run
 from tg_pipeline.config.identity import module_name
@@ -108,8 +108,9 @@ class _At(NamedTuple):
             hint = f'e.g. {shlex.quote(f"{dotted}={proposal}")} on the command line'
         else:
             hint = f'e.g. {key} = {toml_text(proposal)} in [{prefix}]'
-        return self.error(f'{dotted} = {value!r} is not a valid {what}: {reason}', dotted, hint, InvalidName,
-                          setting=dotted, value=value, reason=reason, proposal=proposal)
+        return cast(InvalidName, self.error(f'{dotted} = {value!r} is not a valid {what}: {reason}', dotted, hint,
+                                            InvalidName, setting=dotted, value=value, reason=reason,
+                                            proposal=proposal))
 
 
 _COMMAND_LINE = _At(_Source(COMMAND_LINE), '', None)
@@ -136,7 +137,7 @@ class Merged(NamedTuple):
     at: _At  # what an error about the value names
 
 
-def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
+def merge(spec: _Spec, given: Iterable[Given]) -> Merged | None:
     """The precedence of every setting: the value it ends with, from what each layer gives (see LAYERS).
 
     The field's ``combine`` (metadata, see :func:`tg_pipeline.config.schema.setting`) says how a job's own value
@@ -144,7 +145,7 @@ def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
     command line's [run] over the job's table, a command-line jobs.NAME.KEY over all); OWN, the job's own value
     when it has one; JOIN, [run]'s list then the job's, without duplicates; MERGE, the job's entries added to
     [run]'s. In each layer a whole value replaces what came before and an entry (``run.caches.pip=/pip``) is
-    added to it.
+    added to it. None when no layer gives a value (a setting always has its default's).
     """
     combine = spec.meta.get('combine', REPLACE)
     given = contributing(spec, given)
@@ -156,6 +157,7 @@ def merge(spec: _Spec, given: Iterable[Given]) -> Merged:
         return section
     if combine == OWN or section is None:
         return own
+    value: tuple | Mapping
     if combine == JOIN:
         value = tuple(dict.fromkeys([*section.value, *own.value]))
     else:
@@ -218,7 +220,8 @@ class _Override(NamedTuple):
 def _unique(dotted: str, spec: _Spec, given: list[Given], merged: Merged) -> tuple:
     """A list whose items must differ in what the field's ``unique`` says (a mount's container path, a port's host
     address): the same item twice is kept once; two items for one place are one error naming both origins."""
-    key_of, seen, kept = spec.meta['unique'], {}, []
+    key_of, kept = spec.meta['unique'], []
+    seen: dict[Any, tuple[Any, str, Any]] = {}  # key -> (the first item, its origin, its parsed form)
     for g in contributing(spec, given):
         if g.layer == 'default' or g.entry is not None or not g.value:
             continue
@@ -330,6 +333,7 @@ class _Builder:
     def settle(self, dotted: str, spec: _Spec, given: list[Given]) -> Any:
         """The value ``dotted`` ends with (:func:`merge`), its origin and source noted."""
         merged = merge(spec, given)
+        assert merged is not None, dotted  # its default layer is always given
         self.at[dotted], self.origins[dotted] = merged.at, merged.origin
         if spec.meta.get('unique') and merged.value:
             return _unique(dotted, spec, given, merged)
@@ -493,8 +497,8 @@ def load(path: str | os.PathLike | None = None, overrides: Mapping[str, str] | N
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = re.search(r'line (\d+)', str(e))
-        raise ConfigError(f'not valid TOML: {e}', file=str(path), line=int(line.group(1)) if line else None,
+        found = re.search(r'line (\d+)', str(e))
+        raise ConfigError(f'not valid TOML: {e}', file=str(path), line=int(found.group(1)) if found else None,
                           hint='fix the syntax at that line (strings need quotes, tables [like.this])') from None
     return from_mapping(data, path=path, lines=LineIndex(text), overrides=overrides, environ=environ,
                         origin=str(path))

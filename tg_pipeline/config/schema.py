@@ -58,17 +58,18 @@ def setting(default=dataclasses.MISSING, **metadata):
     takes, e.g. a container path; its parsed form) or None; two items for one place are an error), ``inherit``
     (a job's key: the setting its
     value starts from; the run settings inherit [run]'s own), ``default_text`` (the default in words)."""
-    metadata = types.MappingProxyType(metadata)
+    frozen = types.MappingProxyType(metadata)
     if isinstance(default, Mapping):
-        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+        return dataclasses.field(default_factory=lambda: default, metadata=frozen)
+    return dataclasses.field(default=default, metadata=frozen)
 
 
 class _Frozen:
     """Containers given to the constructor are stored as tuples and read-only mappings."""
 
     def __post_init__(self):
-        for name, spec in _specs(type(self)).items():
+        cls: type = type(self)  # a class is Hashable (mypy takes type(self) for its instances' __hash__)
+        for name, spec in _specs(cls).items():
             value = getattr(self, name)
             if spec.kind in ('strs', 'array') and isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -276,7 +277,8 @@ class JobConfig(_Frozen):
 
     def value(self, key: str):
         """The value of a key of the job's table (``cpu`` is ``run.cpu``)."""
-        return getattr(self.run if key in _specs(type(self.run)) else self, key)
+        run_settings: type = type(self.run)  # Hashable, see _Frozen
+        return getattr(self.run if key in _specs(run_settings) else self, key)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ _IP = re.compile(r'\d{1,3}(\.\d{1,3}){3}')
 
 
 class GPUs(NamedTuple):
-    count: int  # -1: all of them
+    count: int  # type: ignore[assignment]  # -1: all of them (the field hides tuple.count, on purpose)
     device_ids: tuple
 
     @property
@@ -221,7 +221,8 @@ def read_env_file(path) -> dict[str, str]:
         for binding in bindings(stream):
             if binding.name is None and not binding.bad:  # a comment or a blank line
                 continue
-            if binding.bad or binding.value is None or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', binding.name):
+            if binding.bad or binding.value is None or binding.name is None or \
+                    not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', binding.name):
                 raise ValueError(f'{path}:{binding.line}: not NAME=value')
             values[binding.name] = binding.value
     return values

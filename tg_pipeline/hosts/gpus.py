@@ -30,7 +30,7 @@ HOLDING_STATES = ('running', 'paused', 'restarting')
 
 
 class GPU(NamedTuple):
-    index: str
+    index: str  # type: ignore[assignment]  # nvidia-smi's index (the field hides tuple.index, on purpose)
     uuid: str
     name: str
     total_mib: float | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from tg_pipeline.compat.docker import docker
 from tg_pipeline.errors import ConfigError, DockerUnavailable, PipelineError, RemoteError
@@ -23,12 +24,12 @@ WHERE = ('local', 'remote', 'swarm')
 class Host:
     where: str  # local | remote | swarm: also the folder under build/JOB/runs/
     name: str
-    docker: object
+    docker: Any  # a docker-py client (None while an SSH host's is being made)
     remote: bool = False  # the engine is reached over SSH
-    connection: object = None
+    connection: Any = None  # the SSH connection (fabric's), if any
     nodes: list = field(default_factory=list)  # other engines of the swarm that we reach (leftovers)
     _closers: list = field(default_factory=list)
-    lost: object = None  # () -> why the SSH connection was found dead, or None
+    lost: Callable[[], str | None] | None = None  # () -> why the SSH connection was found dead, or None
     deferring: bool = False  # closed by open_host, which waits for deferred work (else it is done at once)
 
     def lost_reason(self) -> str | None:

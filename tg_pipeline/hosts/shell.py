@@ -9,7 +9,7 @@ text for both, so what runs on a box with real hardware is what the tests run (`
 from __future__ import annotations
 
 import subprocess
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from tg_pipeline.errors import PipelineError
 
@@ -42,6 +42,7 @@ class Held:
 
     def __init__(self, host, command: str):
         self.host, self.command = host, command
+        self.process: subprocess.Popen[bytes] | None  # here; None with a channel
         if host.remote:
             self.channel = host.connection.client.get_transport().open_session()
             self.channel.exec_command(command)
@@ -61,7 +62,7 @@ class Held:
                 ready = self.channel.recv_ready() or self.channel.exit_status_ready() or \
                     bool(select.select([self.channel], [], [], patience)[0])
             else:
-                ready = bool(select.select([self.process.stdout], [], [], patience)[0])
+                ready = bool(select.select([self._pipes()[1]], [], [], patience)[0])
             if ready:
                 return self._line()
             if not said:
@@ -71,7 +72,7 @@ class Held:
     def _line(self) -> str:
         data = b''
         while not data.endswith(b'\n'):
-            piece = self.channel.recv(1) if self.channel is not None else self.process.stdout.read(1)
+            piece = self.channel.recv(1) if self.channel is not None else self._pipes()[1].read(1)
             if not piece:
                 break
             data += piece
@@ -86,7 +87,7 @@ class Held:
                 text += self.channel.recv_stderr(65536)
             return text.decode('utf-8', 'replace').strip()
         self.close()
-        return self.process.stderr.read().decode('utf-8', 'replace').strip()
+        return self._pipes()[2].read().decode('utf-8', 'replace').strip()
 
     def close(self) -> None:
         """End the command: its input closes, and it (with the lock it holds) goes."""
@@ -96,10 +97,23 @@ class Held:
             finally:
                 self.channel.close()
             return
-        if self.process.stdin and not self.process.stdin.closed:
-            self.process.stdin.close()
+        stdin = self._pipes()[0]
+        if stdin and not stdin.closed:
+            stdin.close()
+        process = self._process()
         try:
-            self.process.wait(timeout=10)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            process.kill()
+            process.wait()
+
+    def _process(self) -> subprocess.Popen[bytes]:
+        """The command's process here (a Held without a channel has one)."""
+        assert self.process is not None, 'a Held without a channel runs here'
+        return self.process
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes], IO[bytes]]:
+        """The stdin, stdout and stderr of the process here (all three are pipes)."""
+        process = self._process()
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        return process.stdin, process.stdout, process.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.hosts.engine import image_exists, local_engine
-from tg_pipeline.errors import BuildError
+from tg_pipeline.errors import BuildError, PipelineError
 from tg_pipeline.paths import read_record, write_if_changed
 
 
@@ -146,6 +146,16 @@ def recorded_image(target: Path) -> dict | None:
     """What build_image recorded (image id and tag); None before a build, or when the record is of another
     shape (then build_image is not up to date and runs again)."""
     return read_record(target, IMAGE_RECORD)
+
+
+def built_image_id(target: Path) -> str:
+    """The image id build_image recorded in ``target`` (build/JOB/image.json), which a step after it needs;
+    an ERROR when there is none (the record was removed or is of another shape)."""
+    record = recorded_image(target)
+    if record is None:
+        raise PipelineError(f'no job image is recorded in {target}',
+                            hint=f'build it again: doit build_image:{Path(target).parent.name}')
+    return record['image_id']
 
 
 def image_up_to_date(target: Path, client=None) -> bool:

@@ -131,9 +131,9 @@ def delta_layer(sdist: Path, changed: list[dict], removed: list[str], target: Pa
             folder, _, base = name.rpartition('/')
             info = tree.tar_info(f'{PREFIX}{folder}/.wh.{base}', tarfile.REGTYPE, 0o644, 0)
             layer.addfile(info, io.BytesIO(b''))
-    body = raw.getvalue()
-    write_if_changed(target, body)
-    return 'sha256:' + hashlib.sha256(body).hexdigest()
+    blob = raw.getvalue()
+    write_if_changed(target, blob)
+    return 'sha256:' + hashlib.sha256(blob).hexdigest()
 
 
 def _history(deps: dict, history: list[dict]) -> list[dict]:

@@ -81,8 +81,8 @@ class Delivery:
         where = host.connection.host
         if self.build_on == 'remote':
             return self._build_there(host, paths, settings, console), self.tag
-        from tg_pipeline.image.build import recorded_image
-        image_id = recorded_image(paths.image)['image_id']
+        from tg_pipeline.image.build import built_image_id
+        image_id = built_image_id(paths.image)
         if self.transfer == 'ssh' or self._pull_would_resend(host, paths, image_id, console):
             from tg_pipeline.hosts.engine import local_engine
             from tg_pipeline.image.job_image import deps_tag, recorded_composed
@@ -169,8 +169,8 @@ class Delivery:
                 digest = push(image_id, reference, auth=auth, console=console, client=host.docker)
             return image_id, by_digest(reference, digest)
         image_id = (recorded_image(paths.image) or {}).get('image_id') or self.tag
-        digest = recorded_push(paths.push, image_id)
-        return image_id, by_digest(reference, digest) if digest else reference
+        pushed = recorded_push(paths.push, image_id)
+        return image_id, by_digest(reference, pushed) if pushed else reference
 
 
 def _note_sent(paths, where: str, said: bool = False) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tg_pipeline.console import CONSOLE, Console
 from tg_pipeline.errors import BuildError
@@ -136,7 +137,7 @@ def place(client, image: Composed, tag: str, host: str = 'this engine') -> int:
 def record_image(paths, image: JobImage, tag: str) -> None:
     """image.json (what runs use: the id) and image_config.json (what sends the image elsewhere; none for an
     image the engine built)."""
-    record = {'image_id': image.image_id, 'tag': tag}
+    record: dict[str, Any] = {'image_id': image.image_id, 'tag': tag}
     if image.composed is not None:
         write_if_changed(paths.image_config, image.composed.config)
         composed = image.composed

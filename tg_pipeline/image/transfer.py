@@ -116,8 +116,8 @@ def _archive(local: docker.DockerClient, image_id: str, reference: str, have: se
     source = tarfile.open(fileobj=io.BufferedReader(_StreamReader(local.api.get_image(image_id)), CHUNK), mode='r|')
     with tarfile.open(fileobj=out, mode='w|') as target:
         for member in source:
-            data = source.extractfile(member) if member.isfile() else None
-            if member.name == 'manifest.json':
+            data = source.extractfile(member) if member.isfile() else None  # None: a folder, a link
+            if member.name == 'manifest.json' and data is not None:
                 manifest = json.load(data)
                 for entry in manifest:
                     entry['RepoTags'] = [reference]
@@ -126,7 +126,7 @@ def _archive(local: docker.DockerClient, image_id: str, reference: str, have: se
                 target.addfile(member, io.BytesIO(body))
             elif member.name == 'repositories':
                 continue  # legacy file; the manifest's RepoTags tag the image
-            elif member.name.endswith('/layer.tar'):
+            elif member.name.endswith('/layer.tar') and data is not None:  # (a repeated layer's is a link)
                 stats.layers_total += 1
                 v1_id = member.name.split('/')[0]
                 if cache.get(v1_id) in have:

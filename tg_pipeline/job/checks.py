@@ -38,7 +38,7 @@ _GUARD = r'''
 import importlib, importlib.machinery, json, pickle, sys
 HELPERS
 roots, declared, project = set(json.loads(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3])
-stdlib = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+stdlib = stdlib_names()
 rules = []
 def first_rules(guard):
     global Requirement, canonicalize_name
@@ -99,11 +99,58 @@ def _closure(names: set[str]) -> set[str]:
     return seen
 
 
+def stdlib_names() -> set[str]:
+    """The top-level names of the standard library: ``sys.stdlib_module_names`` (Python 3.10 on) and the modules
+    built in; on 3.9, :func:`stdlib_folder_names`."""
+    import sys
+    if sys.version_info >= (3, 10):
+        return set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+    return stdlib_folder_names()
+
+
+def stdlib_folder_names() -> set[str]:
+    """The top-level names of the standard library as its folders hold them (the library and lib-dynload: a module,
+    an extension module, a package), and the modules built in."""
+    import os
+    import sys
+    import sysconfig
+    found = set(sys.builtin_module_names)
+    library = sysconfig.get_paths()['stdlib']
+    for folder in (library, os.path.join(library, 'lib-dynload')):
+        for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            name, _, suffix = entry.partition('.')
+            package = os.path.isfile(os.path.join(folder, entry, '__init__.py'))
+            if suffix == 'py' or suffix.endswith(('so', 'pyd')) or package:
+                found.add(name)
+    return found
+
+
+def module_distributions() -> dict[str, list[str]]:
+    """Top-level module name -> the names of the installed distributions that provide it: importlib.metadata's
+    ``packages_distributions`` (Python 3.10 on); on 3.9, :func:`read_module_distributions`."""
+    import sys
+    from importlib import metadata
+    if sys.version_info >= (3, 10):
+        return dict(metadata.packages_distributions())
+    return read_module_distributions()
+
+
+def read_module_distributions() -> dict[str, list[str]]:
+    """``packages_distributions`` of Python 3.10 and 3.11, for 3.9: each distribution's top_level.txt, else the
+    top-level names of its .py files."""
+    from importlib import metadata
+    found: dict[str, list[str]] = {}
+    for dist in metadata.distributions():
+        tops = (dist.read_text('top_level.txt') or '').split() or {
+            f.parts[0] if len(f.parts) > 1 else f.with_suffix('').name for f in dist.files or [] if f.suffix == '.py'}
+        for top in tops:
+            found.setdefault(top, []).append(dist.metadata['Name'])
+    return found
+
+
 def import_rules(dependencies: list[str]) -> tuple[set[str], dict[str, list[str]]]:
     """(top-level names the declared dependencies provide, installed top-level name -> distributions)."""
-    from importlib import metadata
-    installed = {top: sorted({canonicalize_name(d) for d in dists})
-                 for top, dists in metadata.packages_distributions().items()}
+    installed = {top: sorted({canonicalize_name(d) for d in dists}) for top, dists in module_distributions().items()}
     declared = _closure({requirement_name(d) for d in dependencies} | {'cloudpickle'})
     return {top for top, dists in installed.items() if set(dists) & declared}, installed
 
@@ -172,7 +219,8 @@ def start_import_check(job: str, payloads: list[Path], dependencies: list[str], 
         key = import_check_key(payloads, dependencies, source_roots, project, names)
         if (read_record(record, {'key': str}) or {}).get('key') == key:
             return ImportCheck(job, None, source_roots, list(dependencies), project_root, roots_setting)
-    helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, import_rules))
+    helpers = ''.join(inspect.getsource(f) for f in (requirement_name, _closure, stdlib_names, stdlib_folder_names,
+                                                       module_distributions, read_module_distributions, import_rules))
     script = f'import sys; sys.path[:] = {parents!r} + [p for p in sys.path if p]\n' + _GUARD.replace('HELPERS', helpers)
     command = [sys.executable, '-c', script, json.dumps(sorted(root.name for root in source_roots)),
                json.dumps(list(dependencies)), json.dumps(project), *map(str, payloads)]
@@ -234,7 +282,7 @@ def payload_modules(data: bytes, candidates: set[str]) -> set[str]:
     """The ``candidates`` (top-level module names) a pickle names: in its global references (``module name``)
     and in its strings (cloudpickle's imports of the modules pickled code uses)."""
     import pickletools
-    found = set()
+    found: set[str] = set()
     try:
         for _, arg, _ in pickletools.genops(data):
             if isinstance(arg, str) and len(arg) < 256:

@@ -12,6 +12,7 @@ import inspect
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from tg_pipeline.errors import ConfigError, JobCodeError
 
@@ -48,8 +49,8 @@ def _raised(what: str, error: BaseException, project_root: Path, where: dict, hi
         at = f'{error.filename}:{error.lineno}'
     hint = hint or (f'fix it in your code{" at " + at if at else ""}: the job is built in this process when it is '
                     f'serialized, before anything is packaged')
-    last, frames = user_traceback(error, project_root)
-    return JobCodeError(f'{what} raised {last}' + (f'\n{frames}' if frames else ''), hint=hint, **where)
+    last, shown = user_traceback(error, project_root)
+    return JobCodeError(f'{what} raised {last}' + (f'\n{shown}' if shown else ''), hint=hint, **where)
 
 
 def _import(factory: str, module_name: str, project_root: Path, where: dict):
@@ -95,7 +96,7 @@ def make_job(factory: str, args: list, kwargs: dict, project_root: Path, config_
     root = str(project_root)
     if root not in sys.path:
         sys.path.insert(0, root)
-    where = dict(file=config_file, key=key, line=line)
+    where: dict[str, Any] = dict(file=config_file, key=key, line=line)
     module = _import(factory, module_name, Path(project_root), where)
     target = module
     for part in attr.split('.'):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
 from tg_pipeline import runtime
 from tg_pipeline.package import templates
@@ -46,7 +47,7 @@ def sdist_name(module: str, version: str) -> str:
 
 def source_files(source_roots: list[Path]) -> list[Path]:
     """The files of the source roots that are packaged (and that the sdist depends on)."""
-    found = []
+    found: list[Path] = []
     for root in source_roots:
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.'))
@@ -58,10 +59,10 @@ def source_files(source_roots: list[Path]) -> list[Path]:
 def source_names(root: Path) -> list[tuple[str, str]]:
     """(path, name under the root's parent with / between parts) of each file :func:`source_files` finds in ``root``,
     in its order, without a Path per file (a tree of thousands of files is walked at every build)."""
-    root = os.fspath(root)
-    parent = os.path.dirname(os.path.abspath(root))
-    found = []
-    for folder, dirs, files in os.walk(root):
+    top = os.fspath(root)
+    parent = os.path.dirname(os.path.abspath(top))
+    found: list[tuple[str, str]] = []
+    for folder, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.'))
         relative = os.path.relpath(os.path.abspath(folder), parent).replace(os.sep, '/')
         found.extend((os.path.join(folder, f), f'{relative}/{f}') for f in sorted(files)
@@ -78,7 +79,7 @@ def runtime_files() -> list[Path]:
 def meta_json(package: str, version: str, module: str, roots: list[str], root_paths: dict | None = None) -> bytes:
     """MODULE/_tg_meta.json: what the entry point reads about its package (deterministic bytes). ``root_paths``:
     a root's path in the project where it is not its name (``src/jobs``), for tracebacks in the user's terms."""
-    meta = {'package': package, 'version': version, 'module': module, 'roots': list(roots)}
+    meta: dict[str, Any] = {'package': package, 'version': version, 'module': module, 'roots': list(roots)}
     if root_paths:
         meta['root_paths'] = dict(root_paths)
     return (json.dumps(meta, sort_keys=True, indent=1) + '\n').encode()
@@ -112,7 +113,8 @@ def tree_members(package: str, version: str, module: str, source_roots: list[Pat
     if protocol.RUNTIME_PACKAGE in roots:
         raise PackagingError(f'source root {protocol.RUNTIME_PACKAGE!r} has the name of the entry point\'s '
                              'own package', hint='rename that folder')
-    values = dict(package=package, version=version, module=module, roots=roots, dependencies=dependencies)
+    values: dict[str, Any] = dict(package=package, version=version, module=module, roots=roots,
+                                  dependencies=dependencies)
     made = {
         f'{top}/PKG-INFO': _pkg_info(module, version, dependencies).encode(),
         f'{top}/pyproject.toml': (templates.render_cached('pyproject.toml.j2', cache, **values) if cache else
@@ -142,7 +144,7 @@ def archive(members: dict[str, bytes]) -> bytes:
 
 
 def sdist_archive(package: str, version: str, module: str, source_roots: list[Path], resources: dict[str, bytes],
-                  dependencies: list[str] = (), cache: Path | None = None, root_paths: dict | None = None
+                  dependencies: Sequence[str] = (), cache: Path | None = None, root_paths: dict | None = None
                   ) -> tuple[str, bytes]:
     """(file name, bytes) of the sdist (``cache``: where its rendered pyproject.toml is kept between builds;
     ``root_paths``: see :func:`meta_json`)."""
@@ -184,7 +186,7 @@ def root_paths(source_roots: list[Path], project_root: Path) -> dict:
 
 
 def make_sdist(out_dir: Path, package: str, version: str, module: str, source_roots: list[Path],
-               resources: dict[str, bytes], dependencies: list[str] = (), cache: Path | None = None) -> Path:
+               resources: dict[str, bytes], dependencies: Sequence[str] = (), cache: Path | None = None) -> Path:
     """Write ``out_dir/NAME-VERSION.tar.gz`` (untouched when identical); return its path."""
     name, data = sdist_archive(package, version, module, source_roots, resources, dependencies, cache)
     from tg_pipeline.paths import write_if_changed

@@ -144,13 +144,14 @@ def assemble(members: dict[str, Member], mtime: int, previous: bytes | None = No
     reuse = {}
     if previous is not None and index and index.get('sha256') == _sha(previous):
         reuse = {(e['name'], e['sha256'], tuple(e['dirs'])): e for e in index.get('members', [])}
-    out, entries, opened, length = bytearray(), [], set(), 0
+    out, entries, length = bytearray(), [], 0
+    opened: set[str] = set()
     for name in sorted(members):
         member = members[name]
         folder = name.rpartition('/')[0]
         dirs = [] if folder in opened or not folder else _opened(folder, opened)
         old = reuse.get((name, member.sha256, tuple(dirs)))
-        if old is not None:
+        if old is not None and previous is not None:  # (reuse is empty without previous)
             piece, raw = previous[old['offset']:old['offset'] + old['length']], old['tar']
         else:
             body = tar_piece(dirs, name, member.content(), mtime)

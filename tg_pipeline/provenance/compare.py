@@ -137,8 +137,8 @@ def configuration_section(store: Store, a: dict, b: dict) -> Section:
     for key, (was, now) in changed.items():
         if key in mirrored:
             continue
-        also = [k for k, v in mirrored.items() if v == key]
-        also = f' (also {", ".join(also)})' if also else ''
+        mirrors = [k for k, v in mirrored.items() if v == key]
+        also = f' (also {", ".join(mirrors)})' if mirrors else ''
         section.lines.append(f'{key}: {_setting(was)} -> {_setting(now)}{also}')
     return section
 
@@ -172,18 +172,18 @@ def dependencies_section(store: Store, a: dict, b: dict) -> Section:
     keys = [(r.get('dependencies') or {}).get('key', '') for r in (a, b)]
     if keys[0] == keys[1] and keys[0]:
         return section
-    kept = [dependencies.read(store, key) for key in keys]
-    if None in kept or any(k.get('packages') is None for k in kept):
+    first, second = (dependencies.read(store, key) for key in keys)
+    if first is None or second is None or first.get('packages') is None or second.get('packages') is None:
         section.lines.append('a dependency set was not recorded: ' + ', '.join(
-            f'run {r["run_id"]}' for r, k in zip((a, b), kept) if k is None or k.get('packages') is None))
+            f'run {r["run_id"]}' for r, k in zip((a, b), (first, second)) if k is None or k.get('packages') is None))
         return section
-    old, new = _packages(kept[0]), _packages(kept[1])
+    old, new = _packages(first), _packages(second)
     section.lines += [f'+ {new[n]}' for n in sorted(set(new) - set(old))]  # added, removed, then changed
     section.lines += [f'- {old[n]}' for n in sorted(set(old) - set(new))]
     section.lines += [f'~ {old[n]} -> {new[n].partition("==")[2]}' for n in sorted(set(old) & set(new))
                       if old[n] != new[n]]
-    if kept[0].get('python') != kept[1].get('python'):
-        section.lines.append(f'~ python {kept[0].get("python")} -> {kept[1].get("python")}')
+    if first.get('python') != second.get('python'):
+        section.lines.append(f'~ python {first.get("python")} -> {second.get("python")}')
     return section
 
 

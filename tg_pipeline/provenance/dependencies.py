@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from tg_pipeline.provenance.store import Store, sha256_of
 
@@ -60,7 +61,7 @@ def ensure_recorded(client, image_id: str, context_dir, store: Store, project: s
     except OSError:
         return ''
     base = base_of(dockerfile)
-    record = {'image_id': image_id, 'engine': engine, 'base_image': base, 'dockerfile': dockerfile,
+    record: dict[str, Any] = {'image_id': image_id, 'engine': engine, 'base_image': base, 'dockerfile': dockerfile,
               'requirements': requirements}
     try:
         record.update(listing(client, image_id, project), **base_identity(client, base))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from typing import Any, Callable, ClassVar
 
 REPR_CHARS = 200
 BY_VALUE_MAKERS = {'_make_skeleton_class': 1, '_make_function': 2}  # cloudpickle's makers: index of the name
@@ -21,7 +22,8 @@ class Stub:
     """Whatever a global of the pickle stands for: a name; called, a value made by it (args, state)."""
 
     def __init__(self, origin: str, args=(), called: bool = False):
-        self.origin, self.args, self.called, self.state, self.items = origin, tuple(args), called, None, []
+        self.origin, self.args, self.called, self.state = origin, tuple(args), called, None
+        self.items: list = []
 
     def __call__(self, *args, **kwargs):
         if self.origin.endswith('_setstate') and len(args) == 2 and isinstance(args[0], Stub):
@@ -82,7 +84,9 @@ def _short(value) -> str:
 
 
 class _Reader(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can be given other meanings
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], Any]]] = dict(pickle._Unpickler.dispatch)
+    stack: list  # the unpickler's own (set by load): typeshed does not declare them
+    append: Callable[[Any], None]
 
     def find_class(self, module, name):
         return Stub(f'{module}.{name}')

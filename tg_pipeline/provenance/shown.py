@@ -99,7 +99,7 @@ def gpus_text(host: dict) -> str:
 def _code_lines(record: dict, store: Store) -> list[str]:
     code = record.get('code') or {}
     sdist = code.get('sdist')
-    lines = [f'code      sdist {short(sdist)} ({format_bytes(store.size("sdist", sdist))}), kept in '
+    lines = [f'code      sdist {short(sdist)} ({format_bytes(store.size("sdist", sdist or ""))}), kept in '
              f'{_relative(store.path("sdist", sdist)) if sdist else "-"}']
     lines += [f'          payload {name} sha256 {short(digest)}'
               for name, digest in (code.get('payload') or {}).items()]

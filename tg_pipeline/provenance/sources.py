@@ -25,8 +25,9 @@ def read_sdist(path: Path) -> SdistFiles:
     members = {}
     with tarfile.open(path, 'r:gz') as tar:
         for member in tar:
-            if member.isfile():
-                members[member.name] = tar.extractfile(member).read()
+            file = tar.extractfile(member) if member.isfile() else None
+            if file is not None:
+                members[member.name] = file.read()
     return split(members)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Literal
 
 from tg_pipeline.config.values import GPUs, parse_gpus
 from tg_pipeline.console import CONSOLE, Console
@@ -87,7 +88,7 @@ class Allocator:
 
     def __init__(self, host, console: Console = CONSOLE):
         self.host, self.console = host, console
-        self._gpus: list[GPU] | None | bool = False  # False: not read yet
+        self._gpus: list[GPU] | None | Literal[False] = False  # False: not read yet
         self.by_gpu: dict = {}  # GPU index -> its holders, as the last attempt found them
         self.busy: str | None = None  # who holds the GPUs the last attempt could not have, for people
 
@@ -113,9 +114,10 @@ class Allocator:
         run's container in it."""
         self.check(settings, job)
         with gpu_lock(self.host, self.console):
-            by_gpu = held(host_gpus.holders(self.host.docker, self.gpus))
-            chosen = choose(parse_gpus(settings.gpus), self.gpus, by_gpu, settings.gpu_share)
-            self.by_gpu, self.busy = by_gpu, None if chosen is not None else holders_text(self.gpus, by_gpu)
+            gpus = self.gpus or []  # (what wanted() found: runs get GPUs here only when it found some)
+            by_gpu = held(host_gpus.holders(self.host.docker, gpus))
+            chosen = choose(parse_gpus(settings.gpus), gpus, by_gpu, settings.gpu_share)
+            self.by_gpu, self.busy = by_gpu, None if chosen is not None else holders_text(gpus, by_gpu)
             yield chosen
 
     @contextlib.contextmanager

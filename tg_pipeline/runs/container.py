@@ -210,7 +210,7 @@ class ContainerBackend:
             self._remove_named(name)
             raise
 
-    def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
+    def start(self, handle: RunHandle, spec: RunSpec | None = None, environ=None) -> RunHandle:
         """Start the prepared container (``spec`` and ``environ`` went into it already); GPUs or a host path the
         engine cannot give are said as such."""
         try:
@@ -357,7 +357,7 @@ class ContainerBackend:
         copies = log_copies(paths, handle.run_id)
         for stream, name in zip((1, 2), protocol.LOG_STREAMS):
             path = paths.out(handle.run_id) if stream == 1 else paths.err(handle.run_id)
-            if logs_saved and same_bytes(path, digest.get(name)):
+            if logs_saved and same_bytes(path, (digest or {}).get(name)):
                 continue
             if (copies / name).is_file():  # the local run's copy, here already
                 os.replace(copies / name, path)

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import threading
 import time
+from pathlib import Path
+from typing import IO
 
 from tg_pipeline.compat.docker import docker
 from tg_pipeline.console import CONSOLE, Console
@@ -42,7 +44,7 @@ class HostBackend(ContainerBackend):
         self.on_interrupt = config.run.on_interrupt if config is not None else 'stop'
         self._claims: dict[str, contextlib.ExitStack] = {}  # container id -> its GPUs' claim, until it started
         self._drivers: dict[str, Driver] = {}  # sweeps started by this process
-        self._driver_locks: dict[str, object] = {}
+        self._driver_locks: dict[str, IO[str]] = {}
 
     # --- one run: its GPUs handed out under the host's lock, held until it started ---------------------------
     def prepare(self, spec: RunSpec, environ=None, paths=None) -> RunHandle:
@@ -60,7 +62,7 @@ class HostBackend(ContainerBackend):
         self._claims[handle.ref] = claim
         return handle
 
-    def start(self, handle: RunHandle, spec: RunSpec = None, environ=None) -> RunHandle:
+    def start(self, handle: RunHandle, spec: RunSpec | None = None, environ=None) -> RunHandle:
         if is_sweep(handle):
             return self._start_sweep(handle)
         try:
@@ -180,8 +182,9 @@ class HostBackend(ContainerBackend):
         driver = self._drivers.pop(handle.run_id, None)
         if driver is None or self.config is None:
             return
-        if driver.queued_left(find_sweep(self.client, handle.run_id)):
-            pid, log = spawn_keeper(self.config, self.where, driver, self.paths_of(handle.job))
+        paths = self.paths_of(handle.job)  # (a driver here runs a job of this config: it has them)
+        if paths is not None and driver.queued_left(find_sweep(self.client, handle.run_id)):
+            pid, log = spawn_keeper(self.config, self.where, driver, paths)
             self.console.warn(f'  the variants still queued start from a process of its own here (pid {pid}, its '
                               f'log: {log})')
         self.let_go(handle.run_id)
@@ -258,6 +261,8 @@ class HostBackend(ContainerBackend):
         filters = [f'{LABEL}.run_id', f'{LABEL}.variants'] + ([f'{LABEL}.job={job}'] if job else []) \
             + ([f'{LABEL}.project={project}'] if project else [])
         sweeps: dict[str, Found] = {}
+        marker: dict | None
+        variants: dict
         for item in self.client.api.containers(all=True, filters={'label': filters}):
             labels = item.get('Labels') or {}
             run_id, index = labels.get(f'{LABEL}.run_id', ''), labels.get(f'{LABEL}.variant')
@@ -444,7 +449,7 @@ def one_container(what: str, handle: RunHandle, where: str) -> PipelineError:
                               f'variant=0 ...')
 
 
-def spawn_keeper(config, where: str, driver: Driver, paths: RunPaths) -> tuple[int, object]:
+def spawn_keeper(config, where: str, driver: Driver, paths: RunPaths) -> tuple[int, Path]:
     """Start the keeper of a detached sweep (:mod:`.keeper`), a process of its own that outlives this one; (its
     pid, its log file). What it needs goes through its standard input, never a file (the spec holds env values)."""
     import subprocess
@@ -457,6 +462,7 @@ def spawn_keeper(config, where: str, driver: Driver, paths: RunPaths) -> tuple[i
     with open(log, 'ab') as out:
         process = subprocess.Popen([sys.executable, '-m', 'tg_pipeline.runs.keeper'], stdin=subprocess.PIPE,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdin is not None  # stdin=PIPE
     process.stdin.write(payload)
     process.stdin.close()
     return process.pid, log

@@ -125,6 +125,13 @@ def pick(backend: Backend, scope: Scope, paths, run_id: str | None, running_only
     return ids[-1], mine.get(ids[-1])
 
 
+def pick_running(backend: Backend, scope: Scope, paths, run_id: str | None) -> tuple[str, RunHandle]:
+    """:func:`pick` of a running run, which is on the host: its handle is there."""
+    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    assert handle is not None, found  # pick chose it among the host's running runs
+    return found, handle
+
+
 def whose(handle: RunHandle) -> str:
     return f'project {handle.project or "?"} of {handle.owner or "?"}'
 
@@ -283,7 +290,7 @@ def _write(console: Console, chunks_of) -> None:
 
 def stop(backend: Backend, scope: Scope, paths, run_id: str | None = None, console: Console = CONSOLE) -> RunResult | None:
     """Stop a running run (``run_id`` or this project's latest running one); collect this project's."""
-    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    found, handle = pick_running(backend, scope, paths, run_id)
     if not scope.mine(handle) and backend.stop_takes_output:
         raise PipelineError(f'{backend.noun} {found} belongs to {whose(handle)}: stopping it removes its service '
                             f'and the output its owner has not collected yet, so only that project stops it',
@@ -355,7 +362,7 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, console: Cons
 
 def report(result, console: Console = CONSOLE) -> None:
     """What a person reads at the end of a run: the return value and where everything is kept."""
-    hints = []
+    hints: list[str] = []
     if result.variants:
         kind = 'Swarm run' if result.where == 'swarm' else 'Sweep run'
         lines = [f'{kind} {result.run_id}: results by variant (run folders in {result.run_dir})']
@@ -398,7 +405,7 @@ __all__ = ['Scope', 'run', 'status', 'logs', 'stop', 'result', 'cleanup', 'repor
 def exec_command(backend: Backend, scope, paths, run_id: str | None, command: str, console: Console = CONSOLE) -> int:
     """Run ``command`` in the running run; print its output and exit code; return the exit code."""
     backend.refuse_reach('exec', scope.job)
-    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    found, handle = pick_running(backend, scope, paths, run_id)
     foreign = '' if scope.mine(handle) else f' (it belongs to {whose(handle)})'
     console.print(f'# exec in run {found} of job {handle.job} ({backend.host}){foreign}: {command}')
     code = backend.exec(handle, command, console)
@@ -410,7 +417,7 @@ def forward(backend: Backend, scope, paths, run_id: str | None, port: int, local
             console: Console = CONSOLE) -> None:
     """Forward ``local_port`` here to ``port`` of the running run until Ctrl-C or its end."""
     backend.refuse_reach('forward', scope.job)
-    found, handle = pick(backend, scope, paths, run_id, running_only=True)
+    found, handle = pick_running(backend, scope, paths, run_id)
     backend.forward(handle, port, local_port, console)
 
 

@@ -3,6 +3,7 @@ the console (decoded leniently; nothing when it is quiet), and a bounded tail ke
 from __future__ import annotations
 
 import codecs
+from typing import IO
 
 from tg_pipeline.console import CONSOLE, Console
 
@@ -14,7 +15,7 @@ class OutputSink:
         self.console, self.prefix = console, prefix
         self.decoders = [codecs.getincrementaldecoder('utf-8')('replace') for _ in range(2)]
         self.tail = bytearray()
-        self.files = (None, None)
+        self.files: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None)  # stdout's and stderr's copies
         if paths is not None and run_id:
             paths.dir.mkdir(parents=True, exist_ok=True)
             self.files = (open(paths.out(run_id), 'wb'), open(paths.err(run_id), 'wb'))

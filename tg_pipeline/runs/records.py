@@ -33,7 +33,7 @@ def result_not_kept(run_dir) -> str | None:
     return str(recorded.get('error') or 'it cannot be pickled')
 
 
-def sys_exit_message(job: str, code: int, where: str) -> str:
+def sys_exit_message(job: str, code: int | None, where: str) -> str:
     """The error of a job that ended itself with ``sys.exit(N)``, N not 0."""
     return f'job {job} exited with status {code}: it called sys.exit ({where} run)'
 
@@ -113,7 +113,7 @@ def traceback_summary(trace: str | None) -> str:
     lines = [line for line in (trace or '').splitlines() if line.strip()]
     if not lines:
         return ''
-    frames = re.findall(r'^  (\S.*?:\d+), in ', trace, re.M)
+    frames = re.findall(r'^  (\S.*?:\d+), in ', trace or '', re.M)
     return f': {lines[-1].strip()}' + (f' at {frames[-1]}' if frames else '')
 
 

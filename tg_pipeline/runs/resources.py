@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 from tg_pipeline.config.schema import RunSettings
 from tg_pipeline.console import CONSOLE, Console
@@ -77,7 +78,8 @@ def container_options(res: RunSettings, project: str, gpu_ids: tuple = ()) -> tu
     """(create_container kwargs, create_host_config kwargs) for these resources; ``gpu_ids``: the GPUs handed to
     the run (:mod:`.allocation`), asked for by id instead of ``gpus``."""
     from docker.types import DeviceRequest
-    create, host = {}, {}
+    create: dict[str, Any] = {}
+    host: dict[str, Any] = {}
     gpus = parse_gpus(res.gpus)
     if gpu_ids:
         host['device_requests'] = [DeviceRequest(device_ids=list(gpu_ids), capabilities=[['gpu']])]

@@ -58,7 +58,8 @@ class Spool:
 
     def __init__(self, path: Path):
         self.path, self.file = path, open(path, 'wb')
-        self.next, self.total, self.carry, self.broken = 1, None, b'', False
+        self.next, self.carry, self.broken = 1, b'', False
+        self.total: int | None = None  # the parts there are, once the first came
 
     def add(self, part: int, parts: int, chunk: str) -> None:
         if self.broken or part != self.next or self.total not in (None, parts):

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from typing import Any, NoReturn
 from pathlib import Path
 
 
@@ -190,7 +191,7 @@ class SwarmBackend:
             stuck = unschedulable(tasks)
             pending_since = (pending_since or time.time()) if stuck else None
             timeout = self.options.schedule_timeout
-            if stuck and time.time() - pending_since > timeout:
+            if stuck and pending_since is not None and time.time() - pending_since > timeout:
                 self.discard(handle)
                 raise SwarmError(f'the tasks of run {handle.run_id} cannot be scheduled on {self.host}: '
                                  f'{stuck["Status"]["Err"]} (waited {timeout:g} s); the service was removed',
@@ -291,8 +292,9 @@ class SwarmBackend:
         if not log.exists():
             log.write_bytes(b'')
         if archive is not None:
+            safe: dict[str, Any] = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
             with tarfile.open(archive) as tar:
-                tar.extractall(run_dir, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+                tar.extractall(run_dir, **safe)
         code, _ = exit_status(status.get('ContainerStatus', {}).get('ExitCode'), run_dir)
         entry = {'variant': index, 'label': label, 'state': status.get('State', 'missing'), 'exit_code': code,
                  'error': status.get('Err', ''), 'node': task.get('NodeID', ''), 'run_dir': str(run_dir)}
@@ -327,7 +329,7 @@ class SwarmBackend:
         self.refuse_reach('forward', handle.job, handle.run_id)
 
     @staticmethod
-    def refuse_reach(what: str, job: str, run_id: str = '') -> None:
+    def refuse_reach(what: str, job: str, run_id: str = '') -> NoReturn:
         """exec and forward reach one container: a swarm run has none to offer (said before looking for runs)."""
         raise SwarmError(f'doit {what} reaches one container, and a swarm run{" " + run_id if run_id else ""} is a '
                          f'service whose tasks run on any node of the swarm: {what} is not supported for swarm runs',

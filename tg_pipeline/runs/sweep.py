@@ -256,7 +256,9 @@ class Collector:
 
     def __init__(self, driver: Driver, paths: RunPaths | None):
         import queue
-        self.driver, self.paths, self.queue, self.added = driver, paths, queue.Queue(), set()
+        self.driver, self.paths = driver, paths
+        self.queue: queue.Queue[tuple[int, dict] | None] = queue.Queue()
+        self.added: set[int] = set()
         self.thread = threading.Thread(target=self._work, name='tg-sweep-collector', daemon=True)
         if paths is not None:
             self.thread.start()

@@ -52,6 +52,11 @@ class Picked:
     def name(self, index: int) -> str:
         return f'variant {index} ({self.labels[index]}) of sweep run {self.run_id}'
 
+    @property
+    def job(self) -> str:
+        """The sweep's job: its handle's on the host, else its record's."""
+        return self.handle.job if self.handle else self.record.get('job')
+
 
 def step(step_name: str, backend, scope, paths, run_id: str | None, index: int | None, console: Console = CONSOLE,
          follow: bool = False):
@@ -59,6 +64,7 @@ def step(step_name: str, backend, scope, paths, run_id: str | None, index: int |
     picked = Picked(backend, scope, paths, run_id, index)
     if step_name == 'status':
         return table(picked, console)
+    assert index is not None, step_name  # (wants_variants: logs, stop and result of a sweep come with variant=N)
     if step_name == 'logs':
         return logs(picked, index, console, follow)
     if step_name == 'stop':
@@ -104,8 +110,7 @@ def table(picked: Picked, console: Console = CONSOLE) -> list[dict]:
         found = [found[picked.index]]
     columns = [c for c in COLUMNS if c != 'gpus' or any(r['gpus'] for r in found)]
     widths = {c: max([len(c)] + [len(str(r[c])) for r in found]) for c in columns}
-    lines = [f'# sweep run {picked.run_id} of job {picked.handle.job if picked.handle else picked.record.get("job")} '
-             f'on {picked.backend.host}: {len(picked.labels)} variants',
+    lines = [f'# sweep run {picked.run_id} of job {picked.job} on {picked.backend.host}: {len(picked.labels)} variants',
              '  '.join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
     lines += ['  '.join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in found]
     console.print('\n'.join(lines))
@@ -131,7 +136,7 @@ def logs(picked: Picked, index: int, console: Console = CONSOLE, follow: bool = 
     if not out.exists() and not err.exists():
         if picked.on_host:
             raise PipelineError(f'{picked.name(index)} has not started yet', hint='see the queue: doit status '
-                                f'job={picked.handle.job} where={picked.backend.where} run_id={picked.run_id}')
+                                f'job={picked.job} where={picked.backend.where} run_id={picked.run_id}')
         raise PipelineError(f'{picked.name(index)} left no output here ({picked.sub.dir})')
     console.print(f'# {picked.name(index)}, {picked.backend.host}: saved in {picked.sub.dir}')
     _write(console, lambda stream: _file_chunks(out if stream == 1 else err))
@@ -144,7 +149,7 @@ def stop(picked: Picked, scope, index: int, console: Console = CONSOLE) -> RunRe
                             f'cannot stop alone', hint=f'stop the whole run: doit stop job={scope.job} where=swarm '
                                                        f'run_id={picked.run_id}')
     handle = picked.container(index)
-    if handle is None or not handle.running:
+    if handle is None or not handle.running or picked.handle is None:  # (a container on the host: the sweep's there)
         raise PipelineError(f'{picked.name(index)} is not running', hint=f'see its variants: doit status '
                             f'job={scope.job} where={picked.backend.where} run_id={picked.run_id}')
     picked.backend.stop_one(handle)
@@ -174,6 +179,10 @@ def result(picked: Picked, scope, index: int) -> RunResult:
     name = f'variant_{index}'
     if picked.sub.record(name).exists():
         found = saved_result(picked.sub, name, picked.backend.where, picked.backend.host)
+        if found is None:  # a record that cannot be read, and neither its run folder nor its output
+            raise PipelineError(f'the record of {picked.name(index)} ({picked.sub.record(name)}) cannot be read, and '
+                                f'neither its run folder nor its output is in {picked.sub.dir}',
+                                hint=f'run the sweep again: doit run_{picked.backend.where} job={scope.job}')
         found.run_id = f'{picked.run_id} variant {index}'  # for people: its final line
         return lifecycle.judged(found)
     entry = next((v for v in picked.record.get('variants') or [] if v.get('variant') == index), None)
@@ -184,7 +193,7 @@ def result(picked: Picked, scope, index: int) -> RunResult:
                           timed_out=bool(entry.get('timed_out')), max_runtime_s=entry.get('max_runtime_s') or 0)
         return lifecycle.judged(found)
     handle = picked.container(index)
-    if handle is None:
+    if handle is None or picked.handle is None:  # (a container on the host: the sweep's there)
         raise PipelineError(f'{picked.name(index)} has not started yet', hint='see the queue: doit status '
                             f'job={scope.job} where={picked.backend.where} run_id={picked.run_id}')
     if handle.running:
@@ -208,7 +217,7 @@ def _folder(text):
 
 def variant_number(text: str | None) -> int | None:
     """``variant=N`` as a number (None when not given); an error for anything else."""
-    if text in (None, ''):
+    if text is None or text == '':
         return None
     if not str(text).isdigit():
         from tg_pipeline.errors import ConfigError

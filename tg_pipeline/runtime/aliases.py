@@ -43,7 +43,8 @@ class RootAliases:
             real = None
         if real is None:
             return None  # no such module in the package: the import fails as it would anywhere
-        return importlib.util.spec_from_loader(name, self)
+        # a loader of PEP 451 (create_module, exec_module): typeshed's LoaderProtocol asks for load_module too
+        return importlib.util.spec_from_loader(name, self)  # type: ignore[arg-type]
 
     def create_module(self, spec):
         real = importlib.import_module(f'{self.module}.{spec.name}')
@@ -96,7 +97,7 @@ def absolute_import(folder: str, names) -> tuple[str, int, str] | None:
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     found = [node.module] if node.module.partition('.')[0] in names else []
                 else:
-                    found = []
+                    continue
                 if found:
                     return path, node.lineno, found[0]
     return None

@@ -191,7 +191,7 @@ class _Run:
 
     def send(self, index):
         """Print the run folder as marker lines (``ENV_SEND_BACK``: where it cannot be copied back)."""
-        if not self.send_back:
+        if not self.send_back or not self.dir:  # send_back implies dir
             return
         import tarfile
         import tempfile
@@ -290,7 +290,8 @@ def exit_now(code: int):
     import io
     import threading
     try:
-        threading._shutdown()  # noqa: SLF001 - what Python's own exit calls first
+        # private (typeshed has it not): what Python's own exit calls first
+        threading._shutdown()  # type: ignore[attr-defined]  # noqa: SLF001
     except Exception:  # noqa: BLE001 - a thread's error is the job's; the exit goes on
         pass
     atexit._run_exitfuncs()  # noqa: SLF001 - as Python's exit does
@@ -340,7 +341,8 @@ def _read_until_end(stream, seconds: float) -> bytes:
     """What ``stream`` holds until its end, or until ``seconds`` passed without its end."""
     import select
     import time
-    deadline, chunks = time.monotonic() + seconds, []
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
     fd = stream.fileno()
     while True:
         left = deadline - time.monotonic()

@@ -36,7 +36,9 @@ class _Copy:
 
     def __init__(self, source: int, target: int, file: int, path: str):
         import hashlib  # only here: in the entry point's process, once the job runs (forked before it)
-        self.source, self.target, self.file, self.path = source, target, file, path
+        self.source, self.path = source, path
+        self.target: int | None = target  # None once nobody reads it
+        self.file: int | None = file  # None once dropped
         self.digest, self.size = hashlib.sha256(), 0
 
     def pump(self) -> str:
@@ -62,7 +64,8 @@ class _Copy:
         return 'data'
 
     def _drop(self) -> None:
-        os.close(self.file)
+        if self.file is not None:
+            os.close(self.file)
         self.file = None
         try:
             os.unlink(self.path)

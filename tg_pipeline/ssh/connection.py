@@ -60,7 +60,11 @@ class _KnownHosts(paramiko.MissingHostKeyPolicy):
 class SSHConnection(fabric.Connection):
     """A fabric Connection built from resolved :class:`SSHSettings` (fabric reads no ssh config itself);
     ``open()`` raises our errors."""
-    settings = auth = watchdog = None  # declared here: fabric stores undeclared attributes in its config
+    settings: SSHSettings
+    auth: OpenSSHKeys
+    watchdog: Watchdog | None
+    # declared here: fabric stores undeclared attributes in its config; __init__ gives each its value
+    settings = auth = watchdog = None  # type: ignore[assignment]
 
     def __init__(self, settings: SSHSettings, accept_unknown: bool = False, gateway=None):
         self.settings, self.auth, self.watchdog = settings, OpenSSHKeys(settings), None

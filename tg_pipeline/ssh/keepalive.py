@@ -58,7 +58,8 @@ class Watchdog:
                        f'(ServerAliveInterval {self.interval:g} s x ServerAliveCountMax {self.count})')
         sock = getattr(self.transport, 'sock', None)
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes every reader and writer of the socket now
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes every reader and writer of the socket now
         except (AttributeError, OSError):
             pass
         self.transport.close()

@@ -84,7 +84,7 @@ class ChannelSocket(socket.socket):
         self.process, self.errors = process, errors
 
     def _real_close(self, *args, **kwargs):
-        super()._real_close(*args, **kwargs)
+        super()._real_close(*args, **kwargs)  # type: ignore[misc]  # CPython's socket: what close() ends with
         self.errors.close()
         self.process.poll()  # EOF on its stdin ends it; the subprocess module reaps it later if it has not yet
 
@@ -230,8 +230,9 @@ class OpenSSH:
         ours, theirs = socket.socketpair()
         errors = tempfile.TemporaryFile()
         try:
-            process = subprocess.Popen(self.command(*remote, forward=forward), stdin=theirs, stdout=theirs,
-                                       stderr=errors, start_new_session=True)  # no Ctrl-C: we stop the run first
+            process = subprocess.Popen(self.command(*remote, forward=forward), stdin=theirs.fileno(),
+                                       stdout=theirs.fileno(), stderr=errors,
+                                       start_new_session=True)  # no Ctrl-C: we stop the run first
         except BaseException:
             ours.close()
             errors.close()

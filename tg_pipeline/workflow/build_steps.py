@@ -89,20 +89,20 @@ def build_image(ctx: Context, job: str) -> None:
     check_python_version(job, [p.resource(n).read_bytes() for n in ctx.resource_names(job)],
                          ctx.config.base_image, client, ctx.config.build_dir / 'base_python.json')
     here = ctx.loads_here(job)
-    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), console=ctx.console,
+    image = build_job_image(client, p, ctx.image_tag(job), image_settings(ctx, job), console=ctx.steps_console(),
                             load_here=here)
     record_image(p, image, ctx.image_tag(job))
-    ctx.console.step_note(('dependencies and code layer' if image.deps_built else 'code layer only')
+    ctx.steps_console().step_note(('dependencies and code layer' if image.deps_built else 'code layer only')
                           + ('' if here else ', for the remote'))
 
 
 def push(ctx: Context, job: str) -> None:
-    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.build import built_image_id
     from tg_pipeline.image.registry import push as send
     early_login_failed(ctx)
     p = ctx.paths(job)
-    send(recorded_image(p.image)['image_id'], ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
-         console=ctx.console)
+    send(built_image_id(p.image), ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
+         console=ctx.steps_console())
 
 
 def early_login_failed(ctx: Context) -> None:

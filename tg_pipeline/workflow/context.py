@@ -2,8 +2,12 @@
 from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from tg_pipeline.console import Console
 from tg_pipeline.paths import JobPaths
+
+if TYPE_CHECKING:
+    from tg_pipeline.config.schema import Config
 
 
 @dataclass
@@ -15,7 +19,7 @@ class Context:
     API), errors and results are kept for the caller instead of printed, and a run step prints the job's output
     only (see :meth:`run_console`). ``console``: what the steps print (default: the process's, verbose with
     ``[docker] verbose``; the Python API's is quiet with ``Containering.silent``)."""
-    config: object
+    config: Config
     variables: dict = field(default_factory=dict)
     payloads: dict = field(default_factory=dict)
     sweeps: dict = field(default_factory=dict)
@@ -30,6 +34,11 @@ class Context:
     def __post_init__(self):
         if self.console is None:
             self.console = Console(verbose=bool(self.config.docker.verbose))
+
+    def steps_console(self) -> Console:
+        """``console``: what the steps print (set by the constructor when it was not given)."""
+        assert self.console is not None  # (__post_init__)
+        return self.console
 
     def flag(self, name: str) -> bool:
         """A yes/no command-line variable: detach=1, follow=true ..."""
@@ -76,12 +85,12 @@ class Context:
         """What a run step on ``where`` prints the job's own output and its run's lines with (and a command on
         runs, ``status``, ``logs``...): shown even when ``console`` is quiet (``Containering.silent`` quiets the
         build steps only), but for a swarm sweep in the Python API, whose caller gets its values."""
-        return self.console.replace(quiet=self.capture and where == 'swarm')
+        return self.steps_console().replace(quiet=self.capture and where == 'swarm')
 
     def delivery_console(self) -> Console:
         """What a run step prints getting the job image to its host with (a build there, a transfer, a pull, a
         push from there): nothing in the Python API, whose caller gets the run's outcome."""
-        return self.console.replace(quiet=True) if self.capture else self.console
+        return self.steps_console().replace(quiet=True) if self.capture else self.steps_console()
 
     def say(self, job: str, result) -> None:
         """Keep a run's result for the Python API; tell the command-line user the value and where it is
@@ -95,7 +104,7 @@ class Context:
         """Where a run's outcome is said (``Result: ...``, its final line): doit's outcome stream, which shows
         also at ``doit -v 0``."""
         from tg_pipeline.compat.doit import outcome_stream
-        return self.console.replace(out=outcome_stream())
+        return self.steps_console().replace(out=outcome_stream())
 
 
 def config_origin_is_api(origin: str) -> bool:

@@ -84,7 +84,9 @@ def check_early(config, jobs: list[str], steps: list[str]) -> None:
             continue
         with _shell_host(config, where) as host:
             gpus = inventory(host)
-            for job in asking if gpus is not None else []:
+            if gpus is None:  # no nvidia-smi there: its engine says it has no GPU
+                continue
+            for job in asking:
                 problem = request_problem(config.job(job).run.gpus, gpus, place(host), job)
                 if problem is not None:
                     raise problem

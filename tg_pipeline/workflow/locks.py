@@ -149,7 +149,7 @@ class JobLock:
     def __init__(self, path, job: str):
         self.path = Path(path)
         self.job = job
-        self._fd = None
+        self._fd: int | None = None  # while held
 
     def holder(self) -> str:
         """The pid written by the process that holds (or last held) the lock, '?' if unknown."""
@@ -199,7 +199,7 @@ def _file_states(paths: list[str], known: dict) -> dict | None:
             return None
         old = known.get(path)
         same = old and old[0] == stat.st_size and old[1] == stat.st_mtime_ns
-        states[path] = [stat.st_size, stat.st_mtime_ns, old[2] if same else file_sha256(path)]
+        states[path] = [stat.st_size, stat.st_mtime_ns, old[2] if old and same else file_sha256(path)]
     return states
 
 

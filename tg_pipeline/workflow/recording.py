@@ -9,6 +9,7 @@ import functools
 import re
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from tg_pipeline.provenance import record as records
 from tg_pipeline.provenance.store import Store
@@ -53,8 +54,8 @@ def payload_bytes(ctx: Context, job: str) -> dict[str, bytes]:
     return {name: p.resource(name).read_bytes() for name in ctx.resource_names(job)}
 
 
-def code_and_state(ctx: Context, job: str, sdist: Path | None) -> tuple[dict, dict, dict[str, str]]:
-    """(the record's code, its git state, the store keys of its objects), the objects kept."""
+def code_and_state(ctx: Context, job: str, sdist: Path | None) -> tuple[dict, dict | None, dict[str, str]]:
+    """(the record's code, its git state or None outside git, the store keys of its objects), the objects kept."""
     from tg_pipeline.provenance.gitstate import git_state
     from tg_pipeline.provenance.store import sha256_of
     store, payload = store_of(ctx), payload_bytes(ctx, job)
@@ -64,7 +65,7 @@ def code_and_state(ctx: Context, job: str, sdist: Path | None) -> tuple[dict, di
     if sdist is None:  # an attached run: its sdist made here, the same bytes the sdist step makes
         texts['sdist'] = attached_sdist(ctx, job, payload)
     keys = records.put_objects(store, sdist, texts)
-    code = {'sdist': keys['sdist'], 'payload': {n: sha256_of(d) for n, d in sorted(payload.items())},
+    code: dict[str, Any] = {'sdist': keys['sdist'], 'payload': {n: sha256_of(d) for n, d in sorted(payload.items())},
             'cells': keys.get('cells')}
     git = None if state is None else {'root': state.root, 'commit': state.commit, 'branch': state.branch,
                                       'dirty': state.dirty, 'changed': state.changed, 'patch': keys.get('patch')}
@@ -156,7 +157,8 @@ class Recording:
 
     def __init__(self, backend, start):
         self._backend, self._start = backend, start  # start(run_id) -> (path, record)
-        self.path = self.record = None
+        self.path: Path | None = None  # the run's record, once prepared
+        self.record: dict | None = None
 
     def __getattr__(self, name):
         return getattr(self._backend, name)
@@ -172,14 +174,14 @@ class Recording:
 
     def collect(self, handle, paths, logs_saved: bool = True):
         result = self._backend.collect(handle, paths, logs_saved)
-        if self.record is not None and handle.run_id == self.record['run_id']:
+        if self.path is not None and self.record is not None and handle.run_id == self.record['run_id']:
             ended = {'exit_code': result.exit_code, 'ok': result.ok, 'oom_killed': result.oom_killed,
                      'timed_out': result.timed_out, 'signal': result.signal, 'result': result_summary(result)}
             result.provenance = finish(self.path, self.record, ended)
         return result
 
 
-def deps_image(host, image_id: str, p) -> tuple[str, object]:
+def deps_image(host, image_id: str, p) -> tuple[str, Callable[[], Any] | None]:
     """(the id of the dependency image under the job image ``image_id``, the engine that has it); ``p``: the
     job's :class:`~tg_pipeline.paths.JobPaths` the image was built with."""
     from tg_pipeline.paths import read_json
@@ -232,7 +234,7 @@ def attached(ctx: Context, job: str, run_id: str):
     from tg_pipeline.provenance import dependencies, hostfacts
     path, record = begin(ctx, job, 'attached', run_id, hostfacts.here(), sdist=None,
                          deps_key=dependencies.here(store_of(ctx)))
-    ended = {}
+    ended: dict[str, Any] = {}
 
     def done(value):
         from tg_pipeline.runs.results import shown_object

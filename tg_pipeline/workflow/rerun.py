@@ -149,7 +149,8 @@ def check_env(job: str, run) -> None:
 def image_here(ctx: Context, paths: JobPaths, delivery, settings: dict, load_here: bool = True) -> str:
     from tg_pipeline.hosts.engine import local_engine
     from tg_pipeline.image.job_image import build_job_image, record_image
-    image = build_job_image(local_engine(), paths, delivery.tag, settings, console=ctx.console, load_here=load_here)
+    image = build_job_image(local_engine(), paths, delivery.tag, settings, console=ctx.steps_console(),
+                            load_here=load_here)
     record_image(paths, image, delivery.tag)
     return image.image_id
 
@@ -200,7 +201,7 @@ def _pushed_from_here(ctx: Context, paths: JobPaths, delivery, settings: dict, l
     from tg_pipeline.image.registry import push
     image_id = image_here(ctx, paths, delivery, settings, load_here=load_here)
     if pushed:
-        push(image_id, delivery.registry_reference(), paths.push, auth=ctx.registry_auth(), console=ctx.console)
+        push(image_id, delivery.registry_reference(), paths.push, auth=ctx.registry_auth(), console=ctx.steps_console())
 
 
 def _remote(ctx: Context, original: dict, paths: JobPaths, delivery, settings: dict) -> None:

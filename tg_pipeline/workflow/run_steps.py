@@ -11,7 +11,7 @@ def say_failed_run(error, console) -> None:
     """After the ERROR of a run that failed: its final line (run id, exit status, where its logs are), on
     ``console`` (see :meth:`Context.outcome_console`)."""
     result = getattr(error, 'result', None)
-    if getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
+    if result is not None and getattr(result, 'run_id', None) and not getattr(result, 'variants', None):
         from tg_pipeline.runs.lifecycle import final_line
         from tg_pipeline.runs.records import result_not_kept
         kept = result_not_kept(result.run_dir)

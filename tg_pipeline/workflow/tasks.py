@@ -12,6 +12,7 @@ up-to-date checks say when it must run again.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
 
 from doit.exceptions import BaseFail, TaskFailed
 from doit.tools import config_changed
@@ -183,7 +184,7 @@ def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
     tasks = all_tasks(ctx, jobs)
     settings = params.settings(ctx.config, None)
-    functions = {}
+    functions: dict[str, Callable[..., Any]] = {}
     for step, subtasks in tasks.items():
         def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
             yield {'name': None, 'doc': STEPS[step], 'params': params.for_task(step, settings, jobs)}
