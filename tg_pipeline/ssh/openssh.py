@@ -244,10 +244,11 @@ class OpenSSH:
     def forward_channel(self, address: str, port: int, origin=None) -> ChannelSocket:
         return self.channel(forward=f'{address}:{port}')
 
-    def run(self, command: str, hide=True, warn=True, in_stream=False) -> Result:
-        """``command`` on the remote over the shared connection (fabric's ``run`` signature)."""
+    def run(self, command: str, hide=True, warn=True, in_stream=False, timeout=None) -> Result:
+        """``command`` on the remote over the shared connection (fabric's ``run`` signature; a ``timeout`` that
+        passes raises ``subprocess.TimeoutExpired``, as fabric raises its CommandTimedOut)."""
         done = subprocess.run(self.command(command), stdin=subprocess.DEVNULL, capture_output=True,
-                              start_new_session=True)
+                              start_new_session=True, timeout=timeout)
         stdout, stderr = done.stdout.decode(errors='replace'), done.stderr.decode(errors='replace')
         if done.returncode == 255:
             raise openssh_error(stderr, self.settings)
