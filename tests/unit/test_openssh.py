@@ -132,3 +132,8 @@ def test_a_shell_command_on_the_shared_connection_takes_a_timeout_and_a_held_one
     assert held.wait_line(10, lambda: None) == 'locked'
     held.close()
     assert held.process.returncode == 0
+
+
+def test_a_command_s_result_says_ok_as_fabric_s_does():
+    """provenance/hostfacts.py keeps the remote's GPUs only when ``nvidia-smi`` answered (``result.ok``)."""
+    assert openssh.Result(0, 'GPU 0\n', '').ok and not openssh.Result(127, '', 'not found').ok

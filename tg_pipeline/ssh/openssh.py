@@ -74,6 +74,11 @@ class Result:
     stdout: str
     stderr: str
 
+    @property
+    def ok(self) -> bool:
+        """Whether it exited 0, as fabric's ``Result.ok`` (what ran's host facts read nvidia-smi's answer by)."""
+        return self.exited == 0
+
 
 class ChannelSocket(socket.socket):
     """Our end of a socketpair whose other end is the stdin and stdout of an ``ssh`` process (one channel);
