@@ -7,7 +7,7 @@ bash scripts/setup_docker.sh
 bash scripts/setup_remote.sh
 bash scripts/setup_swarm.sh
 bash scripts/setup_swarm_remote.sh
-# The bench runs in an environment of its own (.venv-bench): the heavy job's packages (rows (m), bench/heavy.py),
+# The bench runs in an environment of its own (.venv-bench): the heavy job's packages (rows (o), bench/heavy.py),
 # which its pipeline.toml job is built with once when it is new, stay out of the tests' .venv.
 [ -x .venv-bench/bin/python ] || "${PYTHON:-python3}" -m venv .venv-bench
 stamp=.venv-bench/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)

@@ -130,3 +130,24 @@ def test_a_stale_socket_is_noticed_and_removed(short_tmp, monkeypatch):
     listener.close()  # the file stays, nobody listens
     assert os.path.exists(link.path) and not link.alive() and not os.path.exists(link.path)
     assert link.lost() is not None  # a channel that broke hears why (here: the connection ended)
+
+
+def test_a_shell_command_on_the_shared_connection_takes_a_timeout_and_a_held_one_is_a_channel(monkeypatch):
+    """hosts/shell.py's run (nvidia-smi) gives a timeout, and its Held (the GPU lock) needs no paramiko channel:
+    over the ssh program both are an ``ssh ... HOST -- COMMAND`` process of the shared connection."""
+    from tg_pipeline.hosts import shell
+    link = openssh.OpenSSH(RemoteTarget('gpu-box', project='p'), SETTINGS)
+    monkeypatch.setattr(link, 'command', lambda command: ['sh', '-c', command])
+    host = type('Host', (), {'remote': True, 'connection': link, 'name': 'gpu-box'})()
+    assert shell.run(host, 'echo hello; exit 3', timeout=30) == (3, 'hello\n', '')
+    with pytest.raises(Exception, match='did not end|timed out|TimeoutExpired'):
+        shell.run(host, 'sleep 5', timeout=0.2)
+    held = shell.Held(host, 'echo locked; exec cat >/dev/null')
+    assert held.wait_line(10, lambda: None) == 'locked'
+    held.close()
+    assert held.process.returncode == 0
+
+
+def test_a_command_s_result_says_ok_as_fabric_s_does():
+    """provenance/hostfacts.py keeps the remote's GPUs only when ``nvidia-smi`` answered (``result.ok``)."""
+    assert openssh.Result(0, 'GPU 0\n', '').ok and not openssh.Result(127, '', 'not found').ok

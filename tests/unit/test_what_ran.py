@@ -250,3 +250,20 @@ def test_cleanup_s_sweep_keeps_what_kept_runs_reference(project):
         path.unlink()
     sweep(ctx)
     assert list(store.objects()) == []
+
+
+def test_recording_hands_the_run_paths_to_its_backend():
+    """lifecycle.run prepares a run with its paths (local run folders as bind mounts): the Recording that keeps
+    what ran passes them on to the backend it wraps."""
+    from tg_pipeline.workflow.recording import Recording
+
+    class Backend:
+        def prepare(self, spec, environ=None, paths=None):
+            self.given = (spec, environ, paths)
+            return type('Handle', (), {'run_id': 'r1'})()
+
+    inner = Backend()
+    recording = Recording(inner, lambda run_id: ('path', {'run_id': run_id}))
+    assert recording.prepare('spec', {'A': '1'}, 'paths').run_id == 'r1'
+    assert inner.given == ('spec', {'A': '1'}, 'paths')
+    assert recording.record == {'run_id': 'r1'}

@@ -42,8 +42,12 @@ class Held:
 
     def __init__(self, host, command: str):
         self.host, self.command = host, command
-        self.process: subprocess.Popen[bytes] | None  # here; None with a channel
-        if host.remote:
+        self.process: subprocess.Popen[bytes] | None  # here or over the ssh program; None with a channel
+        if host.remote and hasattr(host.connection, 'command'):  # the ssh program: a channel of the shared connection
+            self.channel = None
+            self.process = subprocess.Popen(host.connection.command(command), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        elif host.remote:  # paramiko's connection
             self.channel = host.connection.client.get_transport().open_session()
             self.channel.exec_command(command)
             self.process = None

@@ -333,14 +333,14 @@ class HostBackend(ContainerBackend):
         sub, name = variant_paths(paths, handle.run_id), f'variant_{index}'
         item, stopped = found.variants.get(index), found.marker is None
         result, gpu_ids = None, ''
-        if item is not None and item.get('State') != 'created':
-            result, gpu_ids = self.collect_variant(item, sub, index, label)
-        elif item is not None:
-            self._remove(item['Id'])  # made, never started (the sweep was stopped in between)
-        elif sub.record(name).exists():
+        if sub.record(name).exists():  # collected while the others ran: its container may still be going away
             result = saved_result(sub, name, self.where, self.host)
             gpu_ids = sub.read_record(name).get('gpu_ids', '')
             stopped = stopped or bool(sub.read_record(name).get('stopped'))
+        elif item is not None and item.get('State') != 'created':
+            result, gpu_ids = self.collect_variant(item, sub, index, label)
+        elif item is not None:
+            self._remove(item['Id'])  # made, never started (the sweep was stopped in between)
         return variant_entry(index, label, result, stopped, gpu_ids)
 
     def collect_variant(self, item: dict, sub: RunPaths, index: int, label: str, logs_saved: bool = False):

@@ -74,6 +74,11 @@ class Result:
     stdout: str
     stderr: str
 
+    @property
+    def ok(self) -> bool:
+        """Whether it exited 0, as fabric's ``Result.ok`` (what ran's host facts read nvidia-smi's answer by)."""
+        return self.exited == 0
+
 
 class ChannelSocket(socket.socket):
     """Our end of a socketpair whose other end is the stdin and stdout of an ``ssh`` process (one channel);
@@ -245,10 +250,11 @@ class OpenSSH:
     def forward_channel(self, address: str, port: int, origin=None) -> ChannelSocket:
         return self.channel(forward=f'{address}:{port}')
 
-    def run(self, command: str, hide=True, warn=True, in_stream=False) -> Result:
-        """``command`` on the remote over the shared connection (fabric's ``run`` signature)."""
+    def run(self, command: str, hide=True, warn=True, in_stream=False, timeout=None) -> Result:
+        """``command`` on the remote over the shared connection (fabric's ``run`` signature; a ``timeout`` that
+        passes raises ``subprocess.TimeoutExpired``, as fabric raises its CommandTimedOut)."""
         done = subprocess.run(self.command(command), stdin=subprocess.DEVNULL, capture_output=True,
-                              start_new_session=True)
+                              start_new_session=True, timeout=timeout)
         stdout, stderr = done.stdout.decode(errors='replace'), done.stderr.decode(errors='replace')
         if done.returncode == 255:
             raise openssh_error(stderr, self.settings)
