@@ -92,11 +92,23 @@ each() {
         i=$((i + 1))
     done
 }
-query() { printf "%s, %s, NVIDIA Stand-In 16GB, 16384 MiB, 0 MiB\n" "$1" "$2"; }
+# --query-gpu=FIELD,... --format=csv,noheader: the fields asked for, in that order, as the real one prints them
+query() {
+    line="" sep=""
+    for field in $(echo "$FIELDS" | tr , " "); do
+        case "$field" in
+            index) value=$1 ;; uuid) value=$2 ;; name) value="NVIDIA Stand-In 16GB" ;;
+            memory.total) value="16384 MiB" ;; memory.used) value="0 MiB" ;; driver_version) value="0.0" ;;
+            *) echo "Field \"$field\" is not a valid field to query." >&2; exit 2 ;;
+        esac
+        line="$line$sep$value" sep=", "
+    done
+    printf "%s\n" "$line"
+}
 list() { printf "GPU %s: NVIDIA Stand-In 16GB (UUID: %s)\n" "$1" "$2"; }
 table() { printf "|   %s  NVIDIA Stand-In 16GB     Off | 00000000:%02X:00.0 Off |    0MiB / 16384MiB |\n" "$1" "$1"; }
 case "$*" in
-    "--query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader") each query ;;
+    "--query-gpu="*" --format=csv,noheader") FIELDS=${1#--query-gpu=}; each query ;;
     "-L" | "--list-gpus") each list ;;
     "") echo "NVIDIA-SMI stand-in (tests)   Driver Version: 0.0   CUDA Version: 0.0"; each table ;;
     *) echo "nvidia-smi stand-in: unsupported arguments: $*" >&2; exit 2 ;;

@@ -4,6 +4,7 @@ the first run's output; a git work tree with an uncommitted change keeps its pat
 works; a pruned dependency image is built again from the kept requirements; a swarm run and a notebook's run keep
 their records. (The same commands on attached runs, and the parts one by one: tests/unit/test_what_ran.py.)"""
 import os
+import subprocess
 
 import pytest
 
@@ -17,6 +18,15 @@ SIX = 'six==1.16.0'
 
 def kept(project, where: str) -> list[tuple]:
     return records.every(project.path('build'), where)
+
+
+def remote_gpus(project) -> list[str]:
+    """``INDEX: NAME`` of each GPU ``nvidia-smi`` lists on the project's remote host (none: [])."""
+    from tg_pipeline import config
+    host = config.load(project.path('pipeline.toml'), environ={}).remote.host
+    done = subprocess.run(['ssh', '-o', 'BatchMode=yes', host, 'nvidia-smi --query-gpu=index,name --format=csv,noheader'],
+                          capture_output=True, text=True, timeout=60)
+    return [line.replace(', ', ': ', 1) for line in done.stdout.splitlines()] if done.returncode == 0 else []
 
 
 def section(diff: str, title: str) -> list[str]:
@@ -54,6 +64,11 @@ def test_an_edit_a_memory_change_and_a_dependency_are_what_differs_and_rerun_run
     assert section(diff.stdout, 'dependencies')[1:] == [f'+ {SIX}']
     assert section(diff.stdout, 'base image')[0].startswith('## base image: the same: ')
     assert section(diff.stdout, 'host')[0].startswith('## host: the same: remote ')
+    [gpus] = [line for line in project.doit('show', f'run_id={second["run_id"]}').stdout.splitlines()
+              if line.startswith('gpus      ')]  # (not the configuration's gpus = ...)
+    found = remote_gpus(project)  # the host's GPUs, as its nvidia-smi lists them, are in the record
+    assert all(f'{gpu} (driver ' in gpus for gpu in found) if found else 'none found' in gpus
+    assert gpus.endswith('given to the run: none')
 
     # the uncommitted edit: kept as a patch, and the run marked dirty
     assert second['git']['commit'] == commit and second['git']['changed'] == ['jobs/example_job.py']

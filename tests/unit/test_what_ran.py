@@ -267,3 +267,16 @@ def test_recording_hands_the_run_paths_to_its_backend():
     assert recording.prepare('spec', {'A': '1'}, 'paths').run_id == 'r1'
     assert inner.given == ('spec', {'A': '1'}, 'paths')
     assert recording.record == {'run_id': 'r1'}
+
+
+def test_a_reference_declared_on_another_line_is_the_same_job_and_other_arguments_are_not():
+    import pickle
+    from tg_pipeline.provenance import compare
+    from tg_pipeline.provenance.sources import SdistFiles
+    from tg_pipeline.runtime.reference import make_record
+
+    def payload(args, line):
+        return SdistFiles(payload={'job': pickle.dumps(make_record('Train', 'jobs.t:Train', args, {}, line=line))})
+    assert compare._payload_diff(payload([1], 12), payload([1], 14), {}, {}) == []  # a line added above it
+    changed = compare._payload_diff(payload([1], 12), payload([2], 12), {}, {})
+    assert '-    args = [1]' in changed and '+    args = [2]' in changed

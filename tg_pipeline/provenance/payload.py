@@ -133,6 +133,19 @@ def describe_object(value, indent: str = '') -> list[str]:
     return [f'{indent}{_short(value)}']
 
 
+def is_reference(data: bytes) -> bool:
+    """Whether a payload is the reference of a job of pipeline.toml (or a sweep's list of them): its description
+    says all that runs (factory, arguments); what else its bytes hold is where it was declared."""
+    from tg_pipeline.runtime.reference import is_record
+    try:
+        value = _Reader(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - not a pickle this reader follows: not a reference
+        return False
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, tuple) and len(v) == 2 and is_record(v[1]) for v in value)
+    return is_record(value)
+
+
 def describe(name: str, data: bytes) -> list[str]:
     """The payload object ``name`` (its pickled bytes) as lines; a sweep's variants one by one. A payload kept
     as JSON (a plain record of the job's declaration) is shown as its keys and values."""
