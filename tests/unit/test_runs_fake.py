@@ -301,3 +301,17 @@ def test_cleanup_removes_old_ended_runs_only(engine, client, tmp_path):
     assert [c.labels['tg_pipeline.run_id'] for c in engine.containers.values()] == [running]
     assert (tmp_path / 'Greeter' / f'{ended}.out').read_bytes() == b'old\n'
     assert '1 ended run(s) older than 1 day(s) removed from local' in out.getvalue()
+
+
+def test_cleanup_does_not_count_a_run_it_removed_that_the_engine_still_lists(engine, client, tmp_path):
+    """The engine may list a container while its removal goes on (the remote removes it as we go on): a run
+    cleanup just removed is not one of the "newer" runs that stay."""
+    engine.program(IMAGE, stdout=b'old\n', files={'result.pkl': pickle.dumps(1)})
+    ended = detached(engine, client)
+    engine.finish()
+    backend = local_backend(client)
+    backend.discard = lambda handle: None  # removal not seen yet
+    out = io.StringIO()
+    removed = lifecycle.cleanup(backend, 'proj-a', 0, lambda job: RunPaths(tmp_path / job), console=Console(out=out))
+    assert removed == [ended] and len(engine.containers) == 1
+    assert out.getvalue().splitlines()[-1] == '1 ended run(s) older than 0 day(s) removed from local'

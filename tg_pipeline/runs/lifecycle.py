@@ -353,7 +353,8 @@ def cleanup(backend: Backend, project: str, days: float, paths_of, console: Cons
         removed.append(run_id)
         console.print(f'removed run {run_id} of job {handle.job} ({handle.name})')
     console.print(f'{len(removed)} ended run(s) older than {days:g} day(s) removed from {backend.host}')
-    newer = [h for h in backend.find(None, project).values() if not h.running and h.state != 'created']
+    newer = [h for run_id, h in backend.find(None, project).items()  # (a removal may still be under way)
+             if run_id not in removed and not h.running and h.state != 'created']
     if newer:
         console.print(f'{len(newer)} ended run(s) newer than that stay on {backend.host} (their data is safe there); '
                       f'bring them here too: doit cleanup where={backend.where} days=0')
