@@ -74,7 +74,7 @@ class Containering:
         self.image_tag = image_tag
         self.silent = False
         self.base_image = None  # default python:X.Y-slim for this interpreter, or TG_PIPELINE_BASE_IMAGE
-        self.registry = None  # e.g. '127.0.0.1:5000'; needed by RemoteExecutor
+        self.registry = None  # e.g. 'registry.example.com:5000'; needed by RemoteExecutor
         self.build_on = None  # 'remote': the remote engine builds the dependency image (default 'local')
         self.python_version = '%d.%d' % sys.version_info[:2]
         self.image_id = None
