@@ -161,8 +161,8 @@ class Recording:
     def __getattr__(self, name):
         return getattr(self._backend, name)
 
-    def prepare(self, spec, environ=None):
-        handle = self._backend.prepare(spec, environ)
+    def prepare(self, spec, environ=None, paths=None):
+        handle = self._backend.prepare(spec, environ, paths)
         try:
             self.path, self.record = self._start(handle.run_id)
         except BaseException:
