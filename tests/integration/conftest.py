@@ -49,7 +49,7 @@ def target_problem(login) -> str | None:
     try:
         socket.create_connection((login.hostname, login.port), timeout=3).close()
     except OSError as e:
-        return f'sshd of the test remote {TARGET.remote} ({login.hostname} port {login.port}) does not answer: {e}'
+        return f'its sshd at {login.hostname} port {login.port} does not answer: {e}'
     return None
 
 
