@@ -24,6 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'tests'))  # tests/target.py: the remote, registry and link the tests use, ours too
+from target import TARGET, fill  # noqa: E402
 import bigtree  # noqa: E402 (bench/, beside this file)
 import heavy  # noqa: E402
 import link  # noqa: E402
@@ -31,8 +33,7 @@ import parts  # noqa: E402
 import targets  # noqa: E402
 import sweep  # noqa: E402
 BASE = os.environ.get('TG_PIPELINE_BASE_IMAGE') or 'python:%d.%d-slim' % sys.version_info[:2]
-REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
-VETH = 'tgr-host'
+REMOTE_SOCKET = TARGET.remote_docker
 FLOOR_CMD = ['docker', 'run', '--rm', BASE, 'python', '-c', "print('SUCCESS')"]
 
 
@@ -46,15 +47,22 @@ def timed(command, cwd=None, env=None) -> tuple[float, str]:
 
 
 COUNTER_CHAIN = f'TG_BENCH_{os.getpid()}'  # one of its own: a bench of another checkout may run at the same time
-HOST_END = '10.231.0.1'  # this host's end of the veth
-# what a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls;
-# not the swarm's own heartbeats and gossip, which cross the same veth all the time. Besides, what the
-# remote downloads from the package index through this host (forwarded: its source is not this host),
-# which in the world does not cross the user's link. Counted in this order: (channel, iptables match).
-COUNTED = (('index', ['!', '-s', HOST_END]), ('ssh', ['-p', 'tcp', '--dport', '22']),
-           ('registry', ['-p', 'tcp', '--sport', '5000']))
-CHANNELS = tuple(channel for channel, _ in COUNTED)
+CHANNELS = ('index', 'ssh', 'registry')
 JUMPS = ('OUTPUT', 'FORWARD')  # the chain sees what this host sends and what it forwards
+
+
+def counted() -> tuple[tuple[str, list[str]], ...]:
+    """What a run sends to the remote: its SSH connection (Docker API, ssh transfer) and registry pulls; not the
+    swarm's own heartbeats and gossip, which cross the same link all the time. Besides, what the remote downloads
+    from the package index through this host (forwarded: its source is not this host's end of the link), which in
+    the world does not cross the user's link. In the order of CHANNELS: (channel, iptables match)."""
+    shown = subprocess.run(['ip', '-4', '-o', 'addr', 'show', 'dev', TARGET.link], capture_output=True, text=True,
+                           check=True).stdout
+    host_end = shown.split()[3].split('/')[0]  # this host's address on the link (TG_TEST_LINK)
+    _, colon, port = TARGET.registry.split('/')[0].rpartition(':')
+    registry_port = port if colon else '443'  # the registry's port: its pulls come from it
+    return (('index', ['!', '-s', host_end]), ('ssh', ['-p', 'tcp', '--dport', str(TARGET.login().port)]),
+            ('registry', ['-p', 'tcp', '--sport', registry_port]))
 
 
 def iptables(*args, check=True) -> subprocess.CompletedProcess:
@@ -65,8 +73,8 @@ def start_counting() -> None:
     """Count the IP bytes of SSH and registry traffic into the remote's namespace (iptables counters)."""
     if iptables('-N', COUNTER_CHAIN, check=False).returncode:
         iptables('-F', COUNTER_CHAIN)
-    for _, match in COUNTED:
-        iptables('-A', COUNTER_CHAIN, '-o', VETH, *match, '-j', 'RETURN')
+    for _, match in counted():
+        iptables('-A', COUNTER_CHAIN, '-o', TARGET.link, *match, '-j', 'RETURN')
     for chain in JUMPS:
         if iptables('-C', chain, '-j', COUNTER_CHAIN, check=False).returncode:
             iptables('-I', chain, '-j', COUNTER_CHAIN)
@@ -134,6 +142,7 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix='tg-bench-'))
         self.project = self.work / 'project'
         shutil.copytree(HERE / 'project', self.project)
+        fill(self.project / 'pipeline.toml')  # the test target's remote and registry
         # as a user's Python does: bytecode caches written and used (pip compiles an installed wheel's modules;
         # a shell that sets PYTHONDONTWRITEBYTECODE, as this machine's does, would recompile ours on every run)
         self.env = {**{k: v for k, v in os.environ.items() if k != 'PYTHONDONTWRITEBYTECODE'}, 'PYTHONPATH': str(REPO)}
@@ -231,8 +240,8 @@ class Bench:
         """Rows (a) to (i)."""
         self.measure('a_floor_local', '(a) floor: docker run --rm BASE python -c print, local',
                      lambda: timed(FLOOR_CMD)[0])
-        self.measure('a_floor_remote', '(a) floor: the same via ssh tg-remote',
-                     lambda: timed(['ssh', '-o', 'BatchMode=yes', 'tg-remote', shlex.join(FLOOR_CMD)])[0],
+        self.measure('a_floor_remote', f'(a) floor: the same via ssh {TARGET.remote}',
+                     lambda: timed(['ssh', '-o', 'BatchMode=yes', TARGET.remote, shlex.join(FLOOR_CMD)])[0],
                      bytes_too=True)
         self.doit('run_local', 'job=BenchJob')  # warm up: first build
         self.measure('b_local_unchanged', '(b) tg_pipeline local, nothing changed',

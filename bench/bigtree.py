@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from target import TARGET  # tests/target.py (bench.py puts tests/ on the path)
+
 REPO = Path(__file__).resolve().parent.parent
-REMOTE = 'tg-remote'
+REMOTE = TARGET.remote
 MODULES = 2000
 
 

@@ -15,12 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from target import TARGET  # tests/target.py (bench.py puts tests/ on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = REPO / 'scripts' / 'shape_link.sh'
 RATE = '20mbit'
 JOB = 'BenchDeps'
 IMAGE_NAME = 'bench-benchdeps'  # image_prefix + package (the job's name, lower case)
-REMOTE_SOCKET = 'unix:///run/tg-remote/docker.sock'
+REMOTE_SOCKET = TARGET.remote_docker
 # added to the project copy's pipeline.toml when these rows start, so that rows (a) to (i) run the project as it was
 JOB_TABLE = f'''
 [jobs.{JOB}]   # the small job with a large dependency: cp311 manylinux x86_64 wheels 41.2 MB + 16.3 MB

@@ -98,7 +98,8 @@ def _load(client, project: Path) -> float:
 def _remote(project: str):
     from tg_pipeline.ssh.openssh import SharedRemote
     from tg_pipeline.ssh.settings import RemoteTarget
-    return SharedRemote(RemoteTarget('tg-remote', project=project))
+    from target import TARGET  # tests/target.py (bench.py puts tests/ on the path)
+    return SharedRemote(RemoteTarget(TARGET.remote, project=project))
 
 
 def _login() -> float:

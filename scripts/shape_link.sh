@@ -7,16 +7,17 @@
 # Only packets whose SOURCE is this host's end of the link (10.231.0.1: SSH, the registry seen
 # from the remote) go through the RATE class; everything else leaving on the veth, such as the
 # remote's downloads from the package index forwarded through this host, stays unshaped.
+# The link is $TG_TEST_LINK when set (the test target's, tests/target.py), else the veth of setup_remote.sh.
 set -euo pipefail
 
-DEV=tgr-host
-SRC=10.231.0.1/32
+DEV=${TG_TEST_LINK:-tgr-host}
 FAST=10gbit  # the default class: in effect unshaped
 
 usage() { echo "usage: $0 on RATE | off | status" >&2; exit 2; }
 off() { tc qdisc del dev $DEV root 2>/dev/null || true; }
 
 ip link show $DEV >/dev/null 2>&1 || { echo "no $DEV here: run scripts/setup_remote.sh first" >&2; exit 1; }
+SRC=$(ip -4 -o addr show dev "$DEV" | awk '{print $4; exit}' | cut -d/ -f1)/32  # this host's end of the link
 case "${1:-}" in
     on)
         RATE=${2:-}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from target import fill
+
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = Path(__file__).resolve().parent / 'projects'
 IN_CI = os.environ.get('CI') == 'true'
@@ -46,7 +48,7 @@ def need(condition_error: str | None, what: str, setup: str):
 
 
 # fixtures that reach a real engine, the SSH host or the registry (tests/integration/conftest.py)
-ENGINE_FIXTURES = frozenset({'docker_client', 'remote_docker', 'remote_env'})
+ENGINE_FIXTURES = frozenset({'docker_client', 'remote_docker', 'target'})
 UNIT = Path(__file__).resolve().parent / 'unit'
 INTEGRATION = Path(__file__).resolve().parent / 'integration'
 
@@ -142,9 +144,13 @@ class Project:
 
 
 def copy_project(name: str, destination: Path) -> Project:
-    target = destination / name
-    shutil.copytree(PROJECTS / name, target, symlinks=False)
-    return Project(target)
+    """Fixture project ``name`` copied into ``destination``, the test target's remote and registry written into
+    its pipeline.toml (tests/target.py)."""
+    copied = destination / name
+    shutil.copytree(PROJECTS / name, copied, symlinks=False)
+    if (copied / 'pipeline.toml').exists():
+        fill(copied / 'pipeline.toml')
+    return Project(copied)
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ class Containering:
         self.image_tag = image_tag
         self.silent = False
         self.base_image: str | None = None  # default python:X.Y-slim for this interpreter, or TG_PIPELINE_BASE_IMAGE
-        self.registry: str | None = None  # e.g. '127.0.0.1:5000'; needed by RemoteExecutor
+        self.registry: str | None = None  # e.g. 'registry.example.com:5000'; needed by RemoteExecutor
         self.build_on: str | None = None  # 'remote': the remote engine builds the dependency image (default 'local')
         self.python_version = '%d.%d' % sys.version_info[:2]
         self.image_id: str | None = None

@@ -244,7 +244,7 @@ class FakeRegistry:
     def refusal(self, auth: dict | None) -> str | None:
         """Why this registry refuses the caller now (unreachable, login), or None."""
         if self.unreachable:
-            return f'Get "https://{self.host}/v2/": dial tcp 127.0.0.1:5000: connect: connection refused'
+            return f'Get "https://{self.host}/v2/": dial tcp 192.0.2.1:5000: connect: connection refused'
         if self.insecure_http:
             return f'Get "https://{self.host}/v2/": http: server gave HTTP response to HTTPS client'
         if self.credentials is None:

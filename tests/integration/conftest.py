@@ -1,7 +1,7 @@
-"""Fixtures of the integration tier: the real local engine, the simulated remote host (its engine through its
-socket, for the assertions; doit reaches it over SSH), the registry, and the two-node swarm
-(scripts/setup_docker.sh, setup_remote.sh, setup_swarm.sh). Outside CI a test whose engine or host is missing is
-skipped, saying why; under CI (CI=true) it fails instead (:func:`conftest.need`).
+"""Fixtures of the integration tier: the real local engine, the test remote (``target``: which host, registry and
+engine socket, tests/target.py; its engine through that socket, for the assertions; doit reaches it over SSH), and
+the two-node swarm (scripts/setup_docker.sh, setup_remote.sh, setup_swarm.sh). Outside CI a test whose engine or
+host is missing is skipped, saying why; under CI (CI=true) it fails instead (:func:`conftest.need`).
 
 Every test here is marked ``docker`` (tests/conftest.py), so ``-m "not docker"`` leaves this folder out. A
 helper a module here shares with its fast counterpart lives in that one and is imported from it (``from
@@ -9,15 +9,13 @@ unit.test_inputs import sdist_of``): the fast tier never imports this folder.
 """
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 import pytest
 
 from conftest import PROJECTS, need, wait_for
-
-STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
+from target import STATE, TARGET  # noqa: F401 (STATE: the tests here import it from this module)
 
 
 def engine_error() -> str | None:
@@ -44,26 +42,35 @@ def read_env_file(path: Path) -> dict:
     return values
 
 
-@pytest.fixture(scope='session')
-def remote_env():
-    env_file = STATE / 'remote.env'
-    problem = None
-    if not env_file.exists():
-        problem = f'{env_file} is missing'
-    else:
-        values = read_env_file(env_file)
-        try:
-            socket.create_connection((values['TG_REMOTE_HOST'], int(values['TG_REMOTE_PORT'])), timeout=3).close()
-        except OSError as e:
-            problem = f'sshd of the test remote does not answer: {e}'
-    need(problem, 'the simulated remote host', 'scripts/setup_remote.sh')
-    return values
+def target_problem(login) -> str | None:
+    """Why the test remote's sshd cannot be reached from here, or None (a proxied destination: not checked)."""
+    if login.proxied:
+        return None
+    try:
+        socket.create_connection((login.hostname, login.port), timeout=3).close()
+    except OSError as e:
+        return f'its sshd at {login.hostname} port {login.port} does not answer: {e}'
+    return None
 
 
 @pytest.fixture(scope='session')
-def remote_docker(remote_env, docker_client):
+def target():
+    """The test target (tests/target.py), its SSH destination resolved by OpenSSH and its sshd answering."""
+    try:
+        problem = target_problem(TARGET.login())
+    except RuntimeError as e:
+        problem = str(e)
+    need(problem, f'the test remote {TARGET.remote}', 'scripts/setup_remote.sh (or set TG_TEST_REMOTE)')
+    return TARGET
+
+
+@pytest.fixture(scope='session')
+def remote_docker(target, docker_client):
+    """The remote engine, through the socket the target gives (for the tests' own checks)."""
     import docker
-    client = docker.DockerClient(base_url=remote_env['TG_REMOTE_DOCKER_HOST'])
+    need(None if target.remote_docker else 'TG_TEST_REMOTE_DOCKER is empty', "the remote engine's socket",
+         'scripts/setup_remote.sh (or set TG_TEST_REMOTE_DOCKER)')
+    client = docker.DockerClient(base_url=target.remote_docker)
     assert client.info()['DockerRootDir'] != docker_client.info()['DockerRootDir']  # separate image stores
     return client
 

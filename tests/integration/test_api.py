@@ -12,6 +12,7 @@ from tg_pipeline.image import job_image as job_image_module
 from tg_pipeline.errors import JobFailed, PipelineError
 
 from conftest import REPO
+from target import TARGET
 from unit.test_api import config_for, job_package
 
 from .conftest import RELEASE_FILE, release
@@ -114,7 +115,7 @@ def test_failure_raises_with_the_remote_traceback(tmp_path, docker_client):
     assert 'exploded in the container' in info.value.remote_traceback
 
 
-@pytest.mark.parametrize('registry', ['', '127.0.0.1:5000'])
+@pytest.mark.parametrize('registry', ['', TARGET.registry])
 def test_remote_executor_runs_on_the_remote_host(tmp_path, remote_docker, monkeypatch, registry):
     name, _ = job_package(tmp_path, '''
         import os
@@ -127,7 +128,7 @@ def test_remote_executor_runs_on_the_remote_host(tmp_path, remote_docker, monkey
     value = 'it\'s "$(id -un)" ; `x` $HOME\nand ü'
     monkeypatch.setenv('GREETING', value)
     config = config_for(module.Greeter(), 'greeter', tmp_path, env_variables_to_propagate=['GREETING'])
-    config.host = 'tg-remote'  # the alias of the test remote in ~/.ssh/config (scripts/setup_remote.sh)
+    config.host = TARGET.remote  # the test remote's destination (tests/target.py)
     config.containering.registry = registry  # none: the image goes over SSH, only the missing layers
     assert SSHRemoteExecutor(config).execute() == value
     assert remote_docker.images.get(f'{registry}/tgtest-greeter:0.0.0' if registry else 'tgtest-greeter:0.0.0')

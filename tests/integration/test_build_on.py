@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from target import TARGET
 
 pytestmark = pytest.mark.remote
 
@@ -59,4 +60,4 @@ def test_build_on_remote_for_a_swarm_run_pushes_from_the_remote(project, remote_
     image_id = next(i.id for i in remote_docker.images.list(filters={'label': f'tg_pipeline.project={project.id}'})
                     if i.labels.get('tg_pipeline.job') == 'Sweep')
     pushed = remote_docker.api.inspect_image(image_id)['RepoDigests']
-    assert any(d.startswith('127.0.0.1:5000/tgtest-sweep@sha256:') for d in pushed)
+    assert any(d.startswith(f'{TARGET.registry}/tgtest-sweep@sha256:') for d in pushed)

@@ -37,7 +37,7 @@ def bare(project, docker_client, remote_docker):
         prune_job_images(client, project.id, keep=0, console=Console(out=io.StringIO()))
 
 
-def test_a_base_image_the_remote_lacks_is_sent_from_here(bare, own_base, remote_docker, remote_env):
+def test_a_base_image_the_remote_lacks_is_sent_from_here(bare, own_base, remote_docker, target):
     with pytest.raises(docker.errors.ImageNotFound):
         remote_docker.images.get(own_base)
     ran = bare.doit('run_remote', 'job=ExampleJob', 'build_on=remote', f'base_image={own_base}')
@@ -47,12 +47,12 @@ def test_a_base_image_the_remote_lacks_is_sent_from_here(bare, own_base, remote_
     assert remote_docker.images.get(own_base).id  # there now, under its name
 
 
-def test_a_failed_build_on_the_remote_is_said_once_and_leaves_no_image(bare, remote_docker, remote_env):
+def test_a_failed_build_on_the_remote_is_said_once_and_leaves_no_image(bare, remote_docker, target):
     missing = f'tg-pipeline-no-such-package-{uuid.uuid4().hex[:8]}'  # a requirements.txt no engine has seen
     bare.edit('pipeline.toml', 'source_roots = ["jobs"]', f'source_roots = ["jobs"]\ndependencies = ["{missing}==1.0"]')
     failed = bare.doit('run_remote', 'job=ExampleJob', 'build_on=remote', check=False)
     assert failed.returncode != 0
-    host = f'{remote_env["TG_REMOTE_USER"]}@{remote_env["TG_REMOTE_HOST"]}:{remote_env["TG_REMOTE_PORT"]}'
+    host = target.login().where
     said = failed.stdout + failed.stderr
     assert said.count('--- build log of ') == 1 and f'(built on remote {host}) ---' in said, said
     assert re.search(rf'^ERROR: pip cannot install the dependencies of \S+ \(on remote {re.escape(host)}\): .*'

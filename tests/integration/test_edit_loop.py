@@ -48,7 +48,7 @@ def test_a_code_edit_imports_none_of_the_jobs_modules_here(loop, tmp_path):
 
 
 @pytest.mark.parametrize('where', ['attached', 'local', 'remote'])
-def test_a_failing_job_says_its_traceback_once_in_the_projects_paths(loop, where, remote_env):
+def test_a_failing_job_says_its_traceback_once_in_the_projects_paths(loop, where, target):
     failed = loop.doit(f'run_{where}', 'job=Diverge', check=False)
     assert failed.returncode == 1
     said = failed.stdout + failed.stderr
@@ -58,7 +58,7 @@ def test_a_failing_job_says_its_traceback_once_in_the_projects_paths(loop, where
     for ours in ('/opt/tg_pipeline', '_tg_runtime', 'tg_pipeline/', str(loop.root)):
         assert ours not in said, (ours, said)
     host = {'attached': 'attached run on this machine', 'local': 'local run',
-            'remote': f'remote {remote_env["TG_REMOTE_USER"]}@{remote_env["TG_REMOTE_HOST"]}:'}[where]
+            'remote': f'remote {target.login().user}@{target.login().hostname}:'}[where]
     assert re.search(rf'^ERROR: job Diverge failed \({re.escape(host)}.*\): ValueError: the loss diverged at rate '
                      r'9\.0 at jobs/train\.py:\d+$', failed.stderr, re.M), failed.stderr
     assert failed.stderr.count('ERROR: ') == 1

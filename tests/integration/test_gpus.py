@@ -22,9 +22,9 @@ JOB_LABEL = 'tg_pipeline.job'
 
 
 @pytest.fixture(scope='session')
-def standin(remote_env):
+def standin(target):
     """The remote's 8 stand-in GPUs, as its SSH user's nvidia-smi lists them."""
-    found = subprocess.run(['ssh', '-o', 'BatchMode=yes', remote_env['TG_REMOTE_ALIAS'], 'nvidia-smi', '-L'],
+    found = subprocess.run(['ssh', '-o', 'BatchMode=yes', target.remote, 'nvidia-smi', '-L'],
                            capture_output=True, text=True, timeout=60)
     lines = [line for line in found.stdout.splitlines() if line.startswith('GPU ')]
     need(None if len(lines) == 8 else f'nvidia-smi -L there says: {found.stdout or found.stderr}',
@@ -32,18 +32,18 @@ def standin(remote_env):
     return lines
 
 
-def gpu_copy(folder, remote_env):
+def gpu_copy(folder, target):
     """The gpus fixture project in ``folder`` (a project of its own), run_remote going to the test remote."""
     project = copy_project('gpus', folder)
     project.write('pipeline.toml', project.read('pipeline.toml')
-                  + f'\n[remote]\nhost = "{remote_env["TG_REMOTE_ALIAS"]}"\n'
-                    f'\n[registry]\naddress = "{remote_env["TG_REGISTRY"]}"\n')
+                  + f'\n[remote]\nhost = "{target.remote}"\n'
+                    f'\n[registry]\naddress = "{target.registry}"\n')
     return project
 
 
 @pytest.fixture
-def gpu_project(tmp_path, remote_env, remote_docker, standin):
-    project = gpu_copy(tmp_path, remote_env)
+def gpu_project(tmp_path, target, remote_docker, standin):
+    project = gpu_copy(tmp_path, target)
     yield project
     cleanup(remote_docker, project)
 
@@ -54,8 +54,8 @@ def cleanup(client, project):
         container.remove(force=True)
 
 
-def host_text(remote_env) -> str:
-    return f'{remote_env["TG_REMOTE_USER"]}@{remote_env["TG_REMOTE_HOST"]}:{remote_env["TG_REMOTE_PORT"]}'
+def host_text(target) -> str:
+    return target.login().where
 
 
 def held_gpus(client) -> dict:
@@ -101,9 +101,9 @@ def ours(client, projects, job):
             if c.labels.get('tg_pipeline.project') in ids]
 
 
-def test_three_projects_sweep_at_once_on_eight_gpus_and_no_gpu_is_held_twice(tmp_path, remote_env, remote_docker,
+def test_three_projects_sweep_at_once_on_eight_gpus_and_no_gpu_is_held_twice(tmp_path, target, remote_docker,
                                                                              standin):
-    projects = [gpu_copy(tmp_path / f'user{i}', remote_env) for i in range(3)]
+    projects = [gpu_copy(tmp_path / f'user{i}', target) for i in range(3)]
     try:
         runs = [Output(p.popen('run_remote', 'job=GpuSweep', HOLD)) for p in projects]  # 3 x 4 variants x 2 GPUs
         samples, queue_seen, released = 0, False, set()
@@ -141,7 +141,7 @@ def test_three_projects_sweep_at_once_on_eight_gpus_and_no_gpu_is_held_twice(tmp
             cleanup(remote_docker, project)
 
 
-def test_a_gpu_held_by_a_plain_docker_run_is_not_handed_out(gpu_project, remote_env, remote_docker):
+def test_a_gpu_held_by_a_plain_docker_run_is_not_handed_out(gpu_project, target, remote_docker):
     import docker
     from tg_pipeline.config.identity import default_base_image
     name = f'tg-test-foreign-gpu-{uuid.uuid4().hex[:8]}'
@@ -154,7 +154,7 @@ def test_a_gpu_held_by_a_plain_docker_run_is_not_handed_out(gpu_project, remote_
                          r'tg_pipeline$', listed.stdout, re.M), listed.stdout
         refused = gpu_project.doit('run_remote', 'job=OneRun', 'gpus=8', 'gpu_wait=0', check=False)
         assert refused.returncode != 0
-        assert (f'ERROR: job OneRun asks for gpus = "8" on {host_text(remote_env)}, and 7 of its 8 GPUs are free '
+        assert (f'ERROR: job OneRun asks for gpus = "8" on {host_text(target)}, and 7 of its 8 GPUs are free '
                 f'(0,1,2,4,5,6,7); GPU 3: container {name}') in refused.stderr
         assert 'TIP: wait for them in the queue (gpu_wait=1, the default)' in refused.stderr
         assert 'Traceback' not in refused.stdout + refused.stderr
@@ -166,10 +166,10 @@ def test_a_gpu_held_by_a_plain_docker_run_is_not_handed_out(gpu_project, remote_
         foreign.remove(force=True)
 
 
-def test_more_gpus_than_the_host_has_fail_before_anything_is_built(gpu_project, remote_env):
+def test_more_gpus_than_the_host_has_fail_before_anything_is_built(gpu_project, target):
     failed = gpu_project.doit('run_remote', 'job=OneRun', 'gpus=9', check=False)
     assert failed.returncode != 0
-    assert (f'ERROR: job OneRun asks for 9 GPUs (gpus = "9"), and {host_text(remote_env)} has 8: 0, 1, 2, 3, 4, 5, '
+    assert (f'ERROR: job OneRun asks for 9 GPUs (gpus = "9"), and {host_text(target)} has 8: 0, 1, 2, 3, 4, 5, '
             f'6, 7 (NVIDIA Stand-In 16GB)') in failed.stderr
     assert 'TIP: ask for 8 at most (gpus=8)' in failed.stderr
     assert not gpu_project.path('build/OneRun').exists()  # not even serialized
@@ -178,7 +178,7 @@ def test_more_gpus_than_the_host_has_fail_before_anything_is_built(gpu_project, 
 
 
 def test_all_and_ids_are_given_as_asked_and_a_held_lock_of_a_dead_process_lets_the_next_run_go(
-        gpu_project, remote_env):
+        gpu_project, target):
     ran = gpu_project.doit('run_remote', 'job=OneRun', 'gpus=all')
     assert 'seed 0 on GPUs [0,1,2,3,4,5,6,7]' in ran.stdout
     # another process holds the host's GPU lock, and dies holding it (kill -9): the lock goes with it

@@ -174,33 +174,36 @@ def connection_owner(project, process) -> int:
     return OpenSSH(target, target.settings()).master_pid() or process.pid
 
 
-def sshd_serving(project, process, remote_env) -> list[int]:
+def sshd_serving(project, process, target) -> list[int]:
     """The remote sshd processes of the project's one SSH connection (see :func:`connection_owner`), found by its
     port here, run as the remote user (the session's own process, not its privileged monitor): others' sessions
     with that sshd and that user are not ours to end. The remote's network namespace shares this machine's PID
     space."""
-    host, port = remote_env['TG_REMOTE_HOST'], remote_env['TG_REMOTE_PORT']
+    login = target.login()
+    host, port = login.hostname, login.port
     owner = connection_owner(project, process)
     here = subprocess.run(['ss', '-tnpH', 'state', 'established', 'dst', f'{host}:{port}'],
                           capture_output=True, text=True, check=True).stdout
     ports = [line.split()[2].rsplit(':', 1)[1] for line in here.splitlines() if f'pid={owner},' in line]
     assert len(ports) == 1, here
-    there = subprocess.run(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', 'ss', '-tnpH', 'state',
+    there = subprocess.run(['nsenter', f'--net=/run/netns/{target.netns}', 'ss', '-tnpH', 'state',
                             'established', 'sport', '=', f':{port}', 'and', 'dport', '=', f':{ports[0]}'],
                            capture_output=True, text=True, check=True).stdout
-    user = pwd.getpwnam(remote_env['TG_REMOTE_USER']).pw_uid
+    user = pwd.getpwnam(login.user).pw_uid
     pids = [int(pid) for pid in sorted(set(re.findall(r'pid=(\d+)', there))) if os.stat(f'/proc/{pid}').st_uid == user]
     assert pids, there
     return pids
 
 
-def test_dropped_ssh_connection_leaves_the_job_running(project, remote_env, remote_docker):  # noqa: F811
+def test_dropped_ssh_connection_leaves_the_job_running(project, target, remote_docker):  # noqa: F811
+    need(None if target.netns else 'TG_TEST_REMOTE_NETNS is empty', "the test remote's sshd in a namespace of "
+         'this machine (its processes ended from here)', 'scripts/setup_remote.sh')
     project.doit('push', 'job=Counter')
     process = project.popen('run_remote', 'job=Counter', HOLD)
     started = wait_for(lambda: running(remote_docker, 'Counter', project), what='the container')
     wait_for(lambda: streaming(project, 'remote', started[0]), what='doit to follow the run')
     # kill the remote sshd process serving this connection (only it): the client's transport dies mid-run
-    for pid in sshd_serving(project, process, remote_env):
+    for pid in sshd_serving(project, process, target):
         os.kill(pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
@@ -254,14 +257,14 @@ def test_bad_lifecycle_input_is_named(project, docker_client):
     assert "ERROR: key 'days': days=soon is not a number" in days.stderr
 
 
-def test_image_missing_on_the_remote_is_named(project, remote_env):  # noqa: F811
+def test_image_missing_on_the_remote_is_named(project, target):  # noqa: F811
     from tg_pipeline.errors import PipelineError
     from tg_pipeline.ssh.connection import Remote, RemoteTarget
     from tg_pipeline.runs.model import RunSpec
     from tg_pipeline.runs.lifecycle import run_container
     spec = RunSpec(image_id='tgtest-never-built:0.0.0', job='Ghost', package='ghost', version='0.0.0',
                    module='ghost__0_0_0')
-    with Remote(RemoteTarget('tg-remote')) as remote:
+    with Remote(RemoteTarget(target.remote)) as remote:
         with pytest.raises(PipelineError) as info:
             run_container(remote.docker, spec, where=f'remote {remote.name}')
         assert ours(remote.docker, 'Ghost') == []

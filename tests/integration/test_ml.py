@@ -52,10 +52,10 @@ def shared_dir():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def host_text(where, remote_env):
+def host_text(where, target):
     if where == 'local':
         return 'this machine'
-    return f'{remote_env["TG_REMOTE_USER"]}@{remote_env["TG_REMOTE_HOST"]}:{remote_env["TG_REMOTE_PORT"]}'
+    return target.login().where
 
 
 def ours(client, project, job):
@@ -71,10 +71,10 @@ def run_id_of(output):
 # --- GPUs ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('where', ['local'])  # the remote gives (stand-in) GPUs: test_gpus.py
 def test_gpus_become_a_device_request_and_an_engine_without_them_is_one_paragraph(ml, where, engines,
-                                                                                  remote_env):
+                                                                                  target):
     failed = ml.doit(f'run_{where}', 'job=Probe', 'gpus=all', check=False)
     assert failed.returncode != 0
-    host = host_text(where, remote_env)
+    host = host_text(where, target)
     assert (f'ERROR: job Probe asks for GPUs (gpus = "all"), and the Docker engine on {host} cannot give any: '
             'could not select device driver "" with capabilities: [[gpu]]') in failed.stderr
     assert f'TIP: install the NVIDIA Container Toolkit on {host}' in failed.stderr
@@ -143,7 +143,7 @@ def test_the_job_sees_its_shared_memory_size_or_the_hosts(ml, where, engines):
 # --- host folders ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('where', ['local', 'remote'])
 def test_a_host_folder_is_read_only_unless_rw_and_a_missing_one_is_refused(ml, where, engines, shared_dir,
-                                                                           remote_env):
+                                                                           target):
     with open(os.path.join(shared_dir, 'data.txt'), 'w') as file:
         file.write('placed on the host')
     read = ml.doit(f'run_{where}', 'job=Probe', f'mounts={shared_dir}:/data', 'jobs.Probe.kwargs.read=/data/data.txt',
@@ -162,7 +162,7 @@ def test_a_host_folder_is_read_only_unless_rw_and_a_missing_one_is_refused(ml, w
     refused = ml.doit(f'run_{where}', 'job=Probe', f'mounts={missing}:/data', check=False)
     assert refused.returncode != 0
     assert (f'ERROR: job Probe mounts {missing} (mounts entry "{missing}:/data"), which does not exist on '
-            f'{host_text(where, remote_env)}') in refused.stderr
+            f'{host_text(where, target)}') in refused.stderr
     assert 'TIP: put the data there' in refused.stderr and 'Traceback' not in refused.stderr
     assert ours(engines[where], ml, 'Probe') == []
 

@@ -149,10 +149,10 @@ class CutOffRegistry:
             s.close()
 
 
-def test_the_registry_cut_off_during_a_push_is_one_error(project, remote_env, docker_client):
+def test_the_registry_cut_off_during_a_push_is_one_error(project, target, docker_client):
     """The trial's registry cut off for over ~60 s during push: urllib3's ReadTimeoutError traceback, exit 2.
     The engine waits on the registry without a deadline; the Docker client gives up after its timeout."""
-    registry = CutOffRegistry(remote_env['TG_REGISTRY'])
+    registry = CutOffRegistry(target.registry)
     try:
         outcome = project.doit('push', 'job=ResultJob', f'registry={registry.address}', check=False)
     finally:

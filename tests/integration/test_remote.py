@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ran
+from conftest import need, ran
+from target import TARGET
 
-from .conftest import HOLD, STATE, release
+from .conftest import HOLD, release
 
 pytestmark = pytest.mark.remote
 
@@ -42,16 +43,17 @@ def forget_image(client, reference):
 
 
 def test_run_remote_example_job_end_to_end(project, remote_docker):
-    forget_image(remote_docker, '127.0.0.1:5000/tgtest-examplejob:0.0.0')
+    image = f'{TARGET.registry}/tgtest-examplejob:0.0.0'
+    forget_image(remote_docker, image)
     result = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
     out = result.stdout
     for line in ['Welcome to Training Grounds!', 'Variable EXAMPLE_VARIABLE is found: True', 'SUCCESS',
                  'Job has exited successfully', 'DONE. Exiting Training Grounds.']:
         assert f' INFO: {line}' in out
     # the image really travelled into the remote engine: the pull's one summary line (its progress bar's end)
-    assert 'pull  127.0.0.1:5000/tgtest-examplejob:0.0.0 on ' in result.stderr and ' layers new' in result.stderr
+    assert f'pull  {image} on ' in result.stderr and ' layers new' in result.stderr
     local_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
-    assert remote_docker.images.get('127.0.0.1:5000/tgtest-examplejob:0.0.0').id == local_id
+    assert remote_docker.images.get(image).id == local_id
     assert remote_docker.containers.list(all=True, filters={'label': project.labels('ExampleJob')}) == []
 
     again = project.doit('run_remote', 'job=ExampleJob', env={'EXAMPLE_VARIABLE': 'TEST'})
@@ -65,10 +67,10 @@ def test_run_remote_example_job_end_to_end(project, remote_docker):
     assert '# job ExampleJob, run ' in logs.stdout
 
 
-def test_failing_remote_job_fails_with_its_traceback(project, remote_docker):
+def test_failing_remote_job_fails_with_its_traceback(project, target, remote_docker):
     result = project.doit('run_remote', 'job=FailingJob', check=False)
     assert result.returncode == 1
-    assert 'ERROR: job FailingJob failed (remote tgremote@10.231.0.2:22 run)' in result.stderr
+    assert f'ERROR: job FailingJob failed (remote {target.login().where} run)' in result.stderr
     assert 'RuntimeError: boom from the fixture' in result.stderr
     assert 'jobs/failing_job.py' in result.stderr
 
@@ -113,58 +115,77 @@ def test_env_values_never_on_a_command_line_nor_in_the_image(project, remote_doc
     assert seen_running
     assert f'"SECRET_TOKEN": "{secret}"' in out  # printed by the job itself, nobody else
     assert secret not in err
-    history = remote_docker.images.get('127.0.0.1:5000/tgtest-secretsleep:0.0.0').history()
+    history = remote_docker.images.get(f'{TARGET.registry}/tgtest-secretsleep:0.0.0').history()
     assert secret not in json.dumps(history)
     assert secret not in project.path('build/SecretSleep/context/Dockerfile').read_text()
 
 
-def ssh_home(tmp_path, remote_env, *, known_hosts=True, key=None, user=None) -> dict:
-    """A $HOME with an ssh config that defines tg-remote, used through TG_PIPELINE_SSH_CONFIG (OpenSSH reads
-    the config of the passwd home, not of $HOME); its known_hosts is $HOME's, as TIP commands name it."""
+HOME_ALIAS = 'tg-home-alias'  # the Host alias of the test remote in ssh_home's config
+
+
+def ssh_home(tmp_path, target, project, *, known_hosts=True, key=None) -> dict:
+    """A $HOME with an ssh config that defines HOME_ALIAS for the test remote, used through TG_PIPELINE_SSH_CONFIG
+    (OpenSSH reads the config of the passwd home, not of $HOME), and ``project`` pointed at that alias; its
+    known_hosts is $HOME's, as TIP commands name it. ``key``: that identity file only (an agent's keys not)."""
+    login = target.login()
     ssh = tmp_path / 'home' / '.ssh'
     ssh.mkdir(parents=True)
-    lines = ['Host tg-remote', f'  HostName {remote_env["TG_REMOTE_HOST"]}',
-             f'  User {user or remote_env["TG_REMOTE_USER"]}', f'  Port {remote_env["TG_REMOTE_PORT"]}',
-             f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}', f'  UserKnownHostsFile {ssh / "known_hosts"}',
-             '  GlobalKnownHostsFile /dev/null']
+    identity = key or login.identity_file
+    lines = [f'Host {HOME_ALIAS}', f'  HostName {login.hostname}', f'  User {login.user}', f'  Port {login.port}',
+             *([f'  IdentityFile {identity}'] if identity else []), *(['  IdentitiesOnly yes'] if key else []),
+             f'  UserKnownHostsFile {ssh / "known_hosts"}', '  GlobalKnownHostsFile /dev/null']
     (ssh / 'config').write_text('\n'.join(lines) + '\n')
     if known_hosts:
-        (ssh / 'known_hosts').write_text(Path(remote_env['TG_REMOTE_KNOWN_HOSTS']).read_text())
+        (ssh / 'known_hosts').write_text(''.join(Path(f).read_text() for f in login.known_hosts))
+    project.edit('pipeline.toml', f'host = "{target.remote}"', f'host = "{HOME_ALIAS}"')
     return {'HOME': str(tmp_path / 'home'), 'TG_PIPELINE_SSH_CONFIG': str(ssh / 'config')}
 
 
-def test_unknown_host_key_is_refused_unless_accepted(project, remote_env, remote_docker, tmp_path):
-    env = ssh_home(tmp_path, remote_env, known_hosts=False)
+def test_unknown_host_key_is_refused_unless_accepted(project, target, remote_docker, tmp_path):
+    env = ssh_home(tmp_path, target, project, known_hosts=False)
     result = project.doit('run_remote', 'job=ExampleJob', env=env, check=False)
     assert result.returncode != 0
-    assert 'ERROR: the host key of 10.231.0.2 (alias tg-remote) is unknown' in result.stderr
-    assert 'TIP: check the key and trust it: ssh-keyscan 10.231.0.2 >> ~/.ssh/known_hosts' in result.stderr
+    login = target.login()
+    port = f'-p {login.port} ' if login.port != 22 else ''
+    assert f'ERROR: the host key of {login.hostname} (alias {HOME_ALIAS}) is unknown' in result.stderr
+    assert f'TIP: check the key and trust it: ssh-keyscan {port}{login.hostname} >> ~/.ssh/known_hosts' \
+        in result.stderr
     assert 'Traceback' not in result.stderr
     accepted = project.doit('run_remote', 'job=ExampleJob', 'remote.accept_unknown_host_keys=true', env=env)
     assert 'SUCCESS' in accepted.stdout
 
 
-def test_wrong_key_is_a_clear_ssh_error(project, remote_env, remote_docker, tmp_path):
+def test_wrong_key_is_a_clear_ssh_error(project, target, remote_docker, tmp_path):
     key = tmp_path / 'wrong_key'
     subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)], check=True)
-    result = project.doit('run_remote', 'job=ExampleJob', env=ssh_home(tmp_path, remote_env, key=key), check=False)
+    env = ssh_home(tmp_path, target, project, key=key)
+    result = project.doit('run_remote', 'job=ExampleJob', env=env, check=False)
     assert result.returncode != 0
-    assert 'ERROR: SSH login as tgremote to 10.231.0.2 (alias tg-remote) was refused' in result.stderr
+    login = target.login()
+    assert f'ERROR: SSH login as {login.user} to {login.hostname} (alias {HOME_ALIAS}) was refused' in result.stderr
     assert 'authorized_keys' in result.stderr
 
 
-def test_wrong_user_is_a_clear_ssh_error(project, remote_docker):
-    result = project.doit('run_remote', 'job=ExampleJob', 'remote.user=nosuchuser', check=False)
+def test_wrong_user_is_a_clear_ssh_error(project, target, remote_docker):
+    result = project.doit('run_remote', 'job=ExampleJob', f'remote.user={target.unknown_user}', check=False)
     assert result.returncode != 0
-    assert 'ERROR: SSH login as nosuchuser to 10.231.0.2 (alias tg-remote) was refused' in result.stderr
+    assert f'ERROR: SSH login as {target.unknown_user} to {target.shown()} was refused' in result.stderr
 
 
-def test_docker_permission_denied_names_the_group(project, remote_env, remote_docker):
-    user = remote_env['TG_REMOTE_NODOCKER_USER']
+@pytest.fixture
+def nodocker_user(target):
+    """A user of the test remote who logs in with the same key and may not use Docker."""
+    need(None if target.nodocker_user else 'TG_TEST_NODOCKER_USER is empty',
+         'a user of the test remote without Docker', 'scripts/setup_remote.sh (or set TG_TEST_NODOCKER_USER)')
+    return target.nodocker_user
+
+
+def test_docker_permission_denied_names_the_group(project, target, remote_docker, nodocker_user):
+    user = nodocker_user
     result = project.doit('run_remote', 'job=ExampleJob', f'remote.user={user}', check=False)
     assert result.returncode != 0
-    assert f'ERROR: user {user} may not use Docker on 10.231.0.2: permission denied on the Docker socket' \
-        in result.stderr
+    assert f'ERROR: user {user} may not use Docker on {target.login().hostname}: permission denied on the Docker ' \
+           'socket' in result.stderr
     assert f'sudo usermod -aG docker {user}' in result.stderr
 
 
@@ -175,33 +196,43 @@ def test_unreachable_registry_is_a_clear_error(project, remote_docker):
     assert 'TIP: the registry 127.0.0.1:5999 is unreachable from this Docker engine' in result.stderr
 
 
-def test_check_remote_reports_each_check(project, remote_env, remote_docker):
+def test_check_remote_reports_each_check(project, target, remote_docker, nodocker_user):
     result = project.doit('check_remote')
     lines = result.stdout.splitlines()
     for check in ['ssh login', 'docker on the remote', 'registry push from here', 'registry pull on the remote',
                   'remote versions']:
         assert any(l.startswith(f'[ OK ] {check}: ') for l in lines), result.stdout
     assert 'all checks passed' in lines
-    bad = project.doit('check_remote', f'remote.user={remote_env["TG_REMOTE_NODOCKER_USER"]}', check=False)
+    bad = project.doit('check_remote', f'remote.user={nodocker_user}', check=False)
     assert bad.returncode != 0
-    assert '[FAIL] docker on the remote: user tgnodocker may not use Docker' in bad.stdout
-    assert 'TIP: on 10.231.0.2, add tgnodocker to the group' in bad.stdout
+    assert f'[FAIL] docker on the remote: user {nodocker_user} may not use Docker' in bad.stdout
+    assert f'TIP: on {target.login().hostname}, add {nodocker_user} to the group' in bad.stdout
 
 
-def test_registry_refusing_the_push_says_so(project, remote_env, docker_client):
-    password = (STATE / 'registry' / 'auth' / 'password').read_text().strip()
-    refused = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001', check=False)
+@pytest.fixture
+def login_registry(target):
+    """The test target's registry that wants a login: (address, user, password)."""
+    password_file = Path(target.login_registry_password)
+    need(None if target.login_registry and password_file.is_file() else
+         f'TG_TEST_LOGIN_REGISTRY is empty or {password_file} is missing', 'a registry that wants a login',
+         'scripts/setup_remote.sh (or set TG_TEST_LOGIN_REGISTRY, its _USER and _PASSWORD_FILE)')
+    return target.login_registry, target.login_registry_user, password_file.read_text().strip()
+
+
+def test_registry_refusing_the_push_says_so(project, login_registry, docker_client):
+    registry, user, password = login_registry
+    refused = project.doit('push', 'job=ExampleJob', f'registry={registry}', check=False)
     assert refused.returncode != 0
-    assert 'ERROR: pushing 127.0.0.1:5001/tgtest-examplejob:0.0.0 failed' in refused.stderr
-    assert 'TIP: the registry 127.0.0.1:5001 wants a login: set username_env/password_env' in refused.stderr
+    assert f'ERROR: pushing {registry}/tgtest-examplejob:0.0.0 failed' in refused.stderr
+    assert f'TIP: the registry {registry} wants a login: set username_env/password_env' in refused.stderr
     assert 'Traceback' not in refused.stderr
-    project.edit('pipeline.toml', 'address = "127.0.0.1:5000"',
-                 'address = "127.0.0.1:5000"\nusername_env = "TG_REG_USER"\npassword_env = "TG_REG_PASSWORD"')
-    wrong = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
-                         env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': 'not-the-password'}, check=False)
+    address = f'address = "{TARGET.registry}"'
+    project.edit('pipeline.toml', address, address + '\nusername_env = "TG_REG_USER"\npassword_env = "TG_REG_PASSWORD"')
+    wrong = project.doit('push', 'job=ExampleJob', f'registry={registry}',
+                         env={'TG_REG_USER': user, 'TG_REG_PASSWORD': 'not-the-password'}, check=False)
     assert wrong.returncode != 0 and 'refused the credentials' in wrong.stderr
     assert 'not-the-password' not in wrong.stdout + wrong.stderr
-    pushed = project.doit('push', 'job=ExampleJob', 'registry=127.0.0.1:5001',
-                          env={'TG_REG_USER': 'tguser', 'TG_REG_PASSWORD': password})
-    assert 'push:ExampleJob  ' in pushed.stdout and '(127.0.0.1:5001/tgtest-examplejob:0.0.0: ' in pushed.stdout
+    pushed = project.doit('push', 'job=ExampleJob', f'registry={registry}',
+                          env={'TG_REG_USER': user, 'TG_REG_PASSWORD': password})
+    assert 'push:ExampleJob  ' in pushed.stdout and f'({registry}/tgtest-examplejob:0.0.0: ' in pushed.stdout
     assert password not in pushed.stdout + pushed.stderr

@@ -25,12 +25,12 @@ import pytest
 from tg_pipeline.errors import SSHError
 from tg_pipeline.ssh.connection import Remote, RemoteTarget, connect
 
-from conftest import copy_project, imported_tops, wait_for
+from conftest import copy_project, imported_tops, need, wait_for
+from target import TARGET
 
 from .conftest import HOLD, STATE, release
 
 pytestmark = pytest.mark.remote
-HOST_IF = 'tgr-host'  # the test link's end on this side (scripts/setup_remote.sh)
 LIMITS = ('MaxStartups', 'MaxSessions', 'PidFile', 'Port', 'ListenAddress')
 
 
@@ -42,22 +42,22 @@ class Sshd:
         return ' '.join((STATE / 'remote' / 'ssh_host_ed25519_key.pub').read_text().split()[:2])
 
 
-def _start_sshd(remote_env, work: Path, port: int) -> subprocess.Popen | None:
+def _start_sshd(target, work: Path, port: int) -> subprocess.Popen | None:
     base = (STATE / 'remote' / 'sshd_config').read_text().splitlines()
     if not (work / 'ca').exists():  # a user CA this sshd trusts: logins by certificate
         subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(work / 'ca')], check=True)
-    lines = [f'ListenAddress {remote_env["TG_REMOTE_HOST"]}', 'ListenAddress 127.0.0.1',  # the latter: for jumps
+    lines = [f'ListenAddress {target.login().hostname}', 'ListenAddress 127.0.0.1',  # the latter: for jumps
              f'Port {port}', f'PidFile {work}/sshd.pid', f'TrustedUserCAKeys {work}/ca.pub']
     (work / 'sshd_config').write_text('\n'.join(lines + [l for l in base if l.split(' ')[0] not in LIMITS]) + '\n')
     log = open(work / 'sshd.log', 'ab')
-    process = subprocess.Popen(['nsenter', f'--net=/run/netns/{remote_env["TG_REMOTE_NETNS"]}', '/usr/sbin/sshd',
+    process = subprocess.Popen(['nsenter', f'--net=/run/netns/{target.netns}', '/usr/sbin/sshd',
                                 '-D', '-e', '-f', str(work / 'sshd_config')], stdout=log, stderr=log,
                                start_new_session=True)
     for _ in range(50):
         if process.poll() is not None:
             return None  # the port is taken: try another
         try:
-            socket.create_connection((remote_env['TG_REMOTE_HOST'], port), timeout=0.5).close()
+            socket.create_connection((target.login().hostname, port), timeout=0.5).close()
             return process
         except OSError:
             time.sleep(0.1)
@@ -66,27 +66,30 @@ def _start_sshd(remote_env, work: Path, port: int) -> subprocess.Popen | None:
 
 
 @pytest.fixture(scope='module')
-def stock_sshd(remote_env, tmp_path_factory):
+def stock_sshd(target, tmp_path_factory):
     """Our own sshd with OpenSSH's defaults (no MaxSessions/MaxStartups lines) on a free port of the namespace."""
+    need(None if target.netns and target.login().identity_file else
+         'TG_TEST_REMOTE_NETNS is empty or the destination has no identity file',
+         "a second sshd in the test remote's network namespace, logged in to with its key", 'scripts/setup_remote.sh')
     work = tmp_path_factory.mktemp('stock_sshd')
     for port in range(2222 + os.getpid() % 50, 2322):
-        process = _start_sshd(remote_env, work, port)
+        process = _start_sshd(target, work, port)
         if process is not None:
             break
     else:
         pytest.fail(f'no port for a second sshd in 2222..2321: {(work / "sshd.log").read_text()}')
     assert 'MaxSessions' not in (work / 'sshd_config').read_text()
-    yield Sshd(remote_env['TG_REMOTE_HOST'], port, process, work)
+    yield Sshd(target.login().hostname, port, process, work)
     os.killpg(process.pid, signal.SIGTERM)  # the listener and its per-connection children
     process.wait(timeout=30)
 
 
-def client_config(tmp_path, sshd, remote_env, *, known=True, key=None, extra=(), alias='tg-stock') -> str:
+def client_config(tmp_path, sshd, target, *, known=True, key=None, extra=(), alias='tg-stock') -> str:
     """An ssh config (used with -F / TG_PIPELINE_SSH_CONFIG) naming our sshd ``alias``."""
     known_hosts = tmp_path / 'known_hosts'
     known_hosts.write_text(f'[{sshd.host}]:{sshd.port} {sshd.host_key()}\n' if known else '')
-    lines = [f'Host {alias}', *extra, f'  HostName {sshd.host}', f'  Port {sshd.port}', f'  User {remote_env["TG_REMOTE_USER"]}',
-             f'  IdentityFile {key or remote_env["TG_REMOTE_KEY"]}', '  IdentitiesOnly yes',
+    lines = [f'Host {alias}', *extra, f'  HostName {sshd.host}', f'  Port {sshd.port}', f'  User {target.login().user}',
+             f'  IdentityFile {key or target.login().identity_file}', '  IdentitiesOnly yes',
              f'  UserKnownHostsFile {known_hosts}', '  GlobalKnownHostsFile /dev/null']  # (the first value wins)
     path = tmp_path / 'ssh_config'
     path.write_text('\n'.join(lines) + '\n')
@@ -115,9 +118,9 @@ def many_images(remote_docker):  # noqa: F811
             remote_docker.images.remove(image.id, force=True)
 
 
-def test_transfer_and_check_remote_stay_within_stock_sshd_limits(project, stock_sshd, remote_env, many_images,
+def test_transfer_and_check_remote_stay_within_stock_sshd_limits(project, stock_sshd, target, many_images,
                                                                  tmp_path):
-    env = {'TG_PIPELINE_SSH_CONFIG': client_config(tmp_path, stock_sshd, remote_env), 'EXAMPLE_VARIABLE': 'x'}
+    env = {'TG_PIPELINE_SSH_CONFIG': client_config(tmp_path, stock_sshd, target), 'EXAMPLE_VARIABLE': 'x'}
     project.edit('jobs/example_job.py', "log('SUCCESS')", f"log('SUCCESS {many_images}')")
     result = project.doit('run_remote', 'job=ExampleJob', 'host=tg-stock', 'transfer=ssh', 'registry=', env=env)
     assert f'INFO: SUCCESS {many_images}' in result.stdout and 'transfer: ' in result.stdout
@@ -125,29 +128,29 @@ def test_transfer_and_check_remote_stay_within_stock_sshd_limits(project, stock_
     assert 'all checks passed' in checked.stdout.splitlines()
 
 
-def test_host_through_an_include_and_as_an_address(project, stock_sshd, remote_env, tmp_path):  # noqa: F811
-    included = client_config(tmp_path, stock_sshd, remote_env, alias=f'{stock_sshd.host} tg-included')
+def test_host_through_an_include_and_as_an_address(project, stock_sshd, target, tmp_path):  # noqa: F811
+    included = client_config(tmp_path, stock_sshd, target, alias=f'{stock_sshd.host} tg-included')
     main = tmp_path / 'main_config'
     main.write_text(f'Include {included}\n')
     env = {'TG_PIPELINE_SSH_CONFIG': str(main)}
-    user = remote_env['TG_REMOTE_USER']
+    user = target.login().user
     for host in ('tg-included', f'ssh://{user}@{stock_sshd.host}:{stock_sshd.port}', f'{user}@tg-included'):
         result = project.doit('check_remote', f'host={host}', 'registry=', env=env)
         assert f'[ OK ] ssh login: {user}@{stock_sshd.host}:{stock_sshd.port}' in result.stdout, host
 
 
 @pytest.mark.parametrize('how', ['ProxyJump tg-stock', 'ProxyCommand ssh -F {config} -W %h:%p tg-stock'])
-def test_through_a_jump_host_or_a_proxy_command(project, stock_sshd, remote_env, tmp_path, how):
+def test_through_a_jump_host_or_a_proxy_command(project, stock_sshd, target, tmp_path, how):
     """The inner host listens on the namespace's own 127.0.0.1: only the jump (or the proxy) reaches it."""
-    config = client_config(tmp_path, stock_sshd, remote_env)
+    config = client_config(tmp_path, stock_sshd, target)
     with open(tmp_path / 'known_hosts', 'a') as known:
         known.write(f'[127.0.0.1]:{stock_sshd.port} {stock_sshd.host_key()}\n')
     with open(config, 'a') as file:
-        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {remote_env["TG_REMOTE_USER"]}\n'
-                   f'  IdentityFile {remote_env["TG_REMOTE_KEY"]}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
+        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {target.login().user}\n'
+                   f'  IdentityFile {target.login().identity_file}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
                    f'  {how.format(config=config)}\n')
     result = project.doit('check_remote', 'host=tg-inner', 'registry=', env={'TG_PIPELINE_SSH_CONFIG': config})
-    assert f'[ OK ] ssh login: {remote_env["TG_REMOTE_USER"]}@127.0.0.1:{stock_sshd.port}' in result.stdout
+    assert f'[ OK ] ssh login: {target.login().user}@127.0.0.1:{stock_sshd.port}' in result.stdout
     assert '[ OK ] docker on the remote: ' in result.stdout
 
 
@@ -156,17 +159,17 @@ def new_key(tmp_path, name):
     return tmp_path / name
 
 
-def test_login_with_a_certificate_file(stock_sshd, remote_env, tmp_path):
+def test_login_with_a_certificate_file(stock_sshd, target, tmp_path):
     """A key no authorized_keys lists, certified by the CA the sshd trusts, its certificate named by CertificateFile."""
     key = new_key(tmp_path, 'certified')
     subprocess.run(['ssh-keygen', '-q', '-s', str(stock_sshd.work / 'ca'), '-I', 'tg-test', '-n',
-                    remote_env['TG_REMOTE_USER'], str(key) + '.pub'], check=True)
+                    target.login().user, str(key) + '.pub'], check=True)
     cert = tmp_path / 'elsewhere.pub'
     (tmp_path / 'certified-cert.pub').rename(cert)  # not beside the key: only CertificateFile finds it
-    config = client_config(tmp_path, stock_sshd, remote_env, key=key, extra=[f'  CertificateFile {cert}'])
+    config = client_config(tmp_path, stock_sshd, target, key=key, extra=[f'  CertificateFile {cert}'])
     with Remote(RemoteTarget('tg-stock', ssh_config=config)) as remote:
         assert remote.connection.auth.offered == [f'{key} with its certificate']
-        assert run_command(remote, 'whoami') == remote_env['TG_REMOTE_USER']
+        assert run_command(remote, 'whoami') == target.login().user
 
 
 def run_command(remote, command):
@@ -174,7 +177,7 @@ def run_command(remote, command):
     return run(remote.connection, command).stdout.strip()
 
 
-def test_login_with_a_key_of_the_agent_named_by_identity_agent(stock_sshd, remote_env, tmp_path):
+def test_login_with_a_key_of_the_agent_named_by_identity_agent(stock_sshd, target, tmp_path):
     socket_path = tmp_path / 'agent.sock'
     agent = subprocess.Popen(['ssh-agent', '-D', '-a', str(socket_path)], stdout=subprocess.DEVNULL)
     try:
@@ -182,21 +185,21 @@ def test_login_with_a_key_of_the_agent_named_by_identity_agent(stock_sshd, remot
             if socket_path.exists():
                 break
             time.sleep(0.1)
-        subprocess.run(['ssh-add', '-q', remote_env['TG_REMOTE_KEY']], check=True,
+        subprocess.run(['ssh-add', '-q', target.login().identity_file], check=True,
                        env={**os.environ, 'SSH_AUTH_SOCK': str(socket_path)})
-        config = client_config(tmp_path, stock_sshd, remote_env, key=tmp_path / 'no_such_key',
+        config = client_config(tmp_path, stock_sshd, target, key=tmp_path / 'no_such_key',
                                extra=[f'  IdentityAgent {socket_path}', '  IdentitiesOnly no'])
         with Remote(RemoteTarget('tg-stock', ssh_config=config)) as remote:
             assert [o for o in remote.connection.auth.offered if o.startswith('agent key SHA256:')]
-            assert run_command(remote, 'whoami') == remote_env['TG_REMOTE_USER']
+            assert run_command(remote, 'whoami') == target.login().user
     finally:
         agent.terminate()
         agent.wait(timeout=30)
 
 
-def test_a_refused_session_names_max_sessions(stock_sshd, remote_env, tmp_path):  # noqa: F811
-    target = RemoteTarget('tg-stock', ssh_config=client_config(tmp_path, stock_sshd, remote_env))
-    with Remote(target) as remote:
+def test_a_refused_session_names_max_sessions(stock_sshd, target, tmp_path):  # noqa: F811
+    stock = RemoteTarget('tg-stock', ssh_config=client_config(tmp_path, stock_sshd, target))
+    with Remote(stock) as remote:
         held = []
         with pytest.raises(paramiko.ChannelException):
             for _ in range(20):
@@ -222,10 +225,11 @@ def local_port_of(pid: int, sshd) -> int:
     return ports[0]
 
 
-def drop_rules(sshd, port: int) -> list[list[str]]:
-    return [['OUTPUT', '-o', HOST_IF, '-p', 'tcp', '-d', sshd.host, '--dport', str(sshd.port), '--sport', str(port),
+def drop_rules(sshd, port: int, link: str) -> list[list[str]]:
+    """iptables rules that drop our connection (local ``port``) to ``sshd`` on this machine's ``link`` to it."""
+    return [['OUTPUT', '-o', link, '-p', 'tcp', '-d', sshd.host, '--dport', str(sshd.port), '--sport', str(port),
              '-j', 'DROP'],
-            ['INPUT', '-i', HOST_IF, '-p', 'tcp', '-s', sshd.host, '--sport', str(sshd.port), '--dport', str(port),
+            ['INPUT', '-i', link, '-p', 'tcp', '-s', sshd.host, '--sport', str(sshd.port), '--dport', str(port),
              '-j', 'DROP']]
 
 
@@ -238,9 +242,11 @@ def shared_connection(project, host: str, config: str):
 
 
 @pytest.mark.parametrize('client', ['openssh', 'paramiko'])
-def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd, remote_env, remote_docker,  # noqa: F811
+def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd, target, remote_docker,  # noqa: F811
                                                             tmp_path, client):
-    config = client_config(tmp_path, stock_sshd, remote_env,
+    need(None if target.link else 'TG_TEST_LINK is empty', "this machine's network interface to the test remote",
+         'scripts/setup_remote.sh (or set TG_TEST_LINK)')
+    config = client_config(tmp_path, stock_sshd, target,
                            extra=['  ServerAliveInterval 2', '  ServerAliveCountMax 3'])
     env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': client}
     args = ('job=Counter', 'host=tg-stock', 'jobs.Counter.args=[45, 2]')  # ~90 s
@@ -256,7 +262,7 @@ def test_silent_partition_fails_the_task_and_the_job_goes_on(project, stock_sshd
         saved = project.path(f'build/Counter/runs/remote/{run_id}.out')  # doit follows the run: its log grows
         wait_for(lambda: saved.exists() and 'line 0\n' in saved.read_text(), what='doit to follow the run')
         ssh = shared_connection(project, 'tg-stock', config).master_pid() if client == 'openssh' else process.pid
-        rules = drop_rules(stock_sshd, local_port_of(ssh, stock_sshd))
+        rules = drop_rules(stock_sshd, local_port_of(ssh, stock_sshd), target.link)
         for rule in rules:
             subprocess.run(['iptables', '-I', *rule], check=True)
         stdout, stderr = process.communicate(timeout=60)  # keepalives: dead after ~8 s of silence
@@ -288,8 +294,8 @@ def logins(sshd) -> int:
     return (sshd.work / 'sshd.log').read_text(errors='replace').count('Accepted publickey for')
 
 
-def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project, stock_sshd, remote_env, tmp_path):
-    config = client_config(tmp_path, stock_sshd, remote_env)
+def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project, stock_sshd, target, tmp_path):
+    config = client_config(tmp_path, stock_sshd, target)
     env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': 'openssh'}
     args = ('job=ExampleJob', 'host=tg-stock', 'transfer=ssh', 'registry=')
     before = logins(stock_sshd)
@@ -316,14 +322,14 @@ def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project,
     assert wait_for(lambda: link.master_pid() is None, timeout=10, what='the master to end after ControlPersist')
 
 
-def test_the_shared_connection_goes_through_a_jump_host(project, stock_sshd, remote_env, tmp_path):
+def test_the_shared_connection_goes_through_a_jump_host(project, stock_sshd, target, tmp_path):
     """ProxyJump to a host only the jump host reaches: the master logs in through it, once."""
-    config = client_config(tmp_path, stock_sshd, remote_env)
+    config = client_config(tmp_path, stock_sshd, target)
     with open(tmp_path / 'known_hosts', 'a') as known:
         known.write(f'[127.0.0.1]:{stock_sshd.port} {stock_sshd.host_key()}\n')
     with open(config, 'a') as file:
-        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {remote_env["TG_REMOTE_USER"]}\n'
-                   f'  IdentityFile {remote_env["TG_REMOTE_KEY"]}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
+        file.write(f'Host tg-inner\n  HostName 127.0.0.1\n  Port {stock_sshd.port}\n  User {target.login().user}\n'
+                   f'  IdentityFile {target.login().identity_file}\n  UserKnownHostsFile {tmp_path}/known_hosts\n'
                    '  ProxyJump tg-stock\n')
     env = {'TG_PIPELINE_SSH_CONFIG': config, 'TG_PIPELINE_SSH_CLIENT': 'openssh', 'EXAMPLE_VARIABLE': 'x'}
     before = logins(stock_sshd)
@@ -338,11 +344,11 @@ def test_the_shared_connection_goes_through_a_jump_host(project, stock_sshd, rem
 
 
 @pytest.mark.parametrize('case', ['refused', 'unknown key', 'refused login', 'dns'])
-def test_openssh_login_failures_are_one_paragraph(capfd, stock_sshd, remote_env, tmp_path, case):
+def test_openssh_login_failures_are_one_paragraph(capfd, stock_sshd, target, tmp_path, case):
     from tg_pipeline.ssh.openssh import SharedRemote
-    config = client_config(tmp_path, stock_sshd, remote_env, known=case != 'unknown key',
+    config = client_config(tmp_path, stock_sshd, target, known=case != 'unknown key',
                            key=new_key(tmp_path, 'stranger') if case == 'refused login' else None)
-    host = {'dns': 'no-such-host.invalid', 'refused': f'ssh://{remote_env["TG_REMOTE_USER"]}@127.0.0.1:1'}.get(
+    host = {'dns': 'no-such-host.invalid', 'refused': f'ssh://{target.login().user}@127.0.0.1:1'}.get(
         case, 'tg-stock')
     capfd.readouterr()
     with pytest.raises(SSHError) as info:
@@ -475,18 +481,18 @@ def test_dns_failure(capfd, tmp_path):
 
 def test_ssh_config_openssh_refuses(project, tmp_path):
     bad = tmp_path / 'bad_config'
-    bad.write_text('Host tg-remote\n  HostNmae typo\n')
+    bad.write_text(f'Host {TARGET.alias}\n  HostNmae typo\n')
     result = project.doit('status', 'job=Counter', 'where=remote', env={'TG_PIPELINE_SSH_CONFIG': str(bad)},
                           check=False)
     assert result.returncode != 0 and result.stderr.count('ERROR: ') == 1 and 'Traceback' not in result.stderr
-    assert 'ERROR: OpenSSH cannot resolve the SSH settings of tg-remote: ' in result.stderr
+    assert f'ERROR: OpenSSH cannot resolve the SSH settings of {TARGET.alias}: ' in result.stderr
     assert f'{bad}: line 2: Bad configuration option: hostnmae' in result.stderr
     command = re.search(r'then check with: (.+)', result.stderr).group(1)
     assert 'Bad configuration option' in pasted(command).stderr  # the same complaint, when run by hand
 
 
-def test_unknown_host_key_tip_trusts_it(capfd, stock_sshd, remote_env, tmp_path):
-    config = client_config(tmp_path, stock_sshd, remote_env, known=False)
+def test_unknown_host_key_tip_trusts_it(capfd, stock_sshd, target, tmp_path):
+    config = client_config(tmp_path, stock_sshd, target, known=False)
     text = login_failure(capfd, 'tg-stock', config)
     assert text.startswith(f'ERROR: the host key of {stock_sshd.host} (alias tg-stock) is unknown')
     command = tip_command(text, 'check the key and trust it: ').split(' (or set')[0]
@@ -495,9 +501,9 @@ def test_unknown_host_key_tip_trusts_it(capfd, stock_sshd, remote_env, tmp_path)
     connect(RemoteTarget('tg-stock', ssh_config=config)).close()  # trusted now
 
 
-def test_changed_host_key_tip_replaces_it(capfd, stock_sshd, remote_env, tmp_path):
-    config = client_config(tmp_path, stock_sshd, remote_env)
-    other = paramiko.Ed25519Key.from_private_key_file(str(STATE / 'client' / 'id_ed25519'))  # any other key
+def test_changed_host_key_tip_replaces_it(capfd, stock_sshd, target, tmp_path):
+    config = client_config(tmp_path, stock_sshd, target)
+    other = paramiko.Ed25519Key.from_private_key_file(str(new_key(tmp_path, 'other')))  # any other key
     (tmp_path / 'known_hosts').write_text(f'[{stock_sshd.host}]:{stock_sshd.port} ssh-ed25519 {other.get_base64()}\n')
     text = login_failure(capfd, 'tg-stock', config)
     assert text.startswith(f'ERROR: the host key of {stock_sshd.host} (alias tg-stock) has CHANGED')
@@ -508,13 +514,13 @@ def test_changed_host_key_tip_replaces_it(capfd, stock_sshd, remote_env, tmp_pat
     connect(RemoteTarget('tg-stock', ssh_config=config)).close()
 
 
-def test_login_refused_names_the_keys_offered(capfd, stock_sshd, remote_env, tmp_path):
+def test_login_refused_names_the_keys_offered(capfd, stock_sshd, target, tmp_path):
     key = tmp_path / 'wrong_key'
     subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)], check=True)
-    config = client_config(tmp_path, stock_sshd, remote_env, key=key)
+    config = client_config(tmp_path, stock_sshd, target, key=key)
     text = login_failure(capfd, 'tg-stock', config)
-    assert text.startswith(f'ERROR: SSH login as tgremote to {stock_sshd.host} (alias tg-stock) was refused '
-                           f'(offered: {key})')
+    assert text.startswith(f'ERROR: SSH login as {target.login().user} to {stock_sshd.host} (alias tg-stock) was '
+                           f'refused (offered: {key})')
     assert 'Permission denied' in pasted(tip_command(text, 'try: ') + ' -o BatchMode=yes true').stderr
 
 

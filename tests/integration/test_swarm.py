@@ -3,6 +3,8 @@
 import json
 import re
 
+from target import TARGET
+
 from .conftest import HOLD, release_when_running
 
 
@@ -103,8 +105,8 @@ def test_swarm_executor_runs_a_python_list_of_jobs(tmp_path, docker_client, remo
     module = __import__(f'{name}.jobs', fromlist=['Power'])
     variants = {f'2^{e}': module.Power(2, e) for e in range(3)}
     config = config_for(variants['2^0'], 'power', tmp_path)
-    config.containering.registry = '127.0.0.1:5000'
-    config.host = 'tg-remote'  # the worker node: its exited task containers are cleared too (moby#44312)
+    config.containering.registry = TARGET.registry
+    config.host = TARGET.remote  # the worker node: its exited task containers are cleared too (moby#44312)
     executor = SwarmExecutor(config, variants, max_concurrent=2)
     assert executor.execute() == {'2^0': 1, '2^1': 2, '2^2': 4}
     assert executor.result() == {'2^0': 1, '2^1': 2, '2^2': 4}  # the last run, collected here

@@ -1,20 +1,19 @@
 """run_swarm as its users run it: the manager is a head node reached over SSH (``[swarm] manager = "remote"``,
-``[remote] host = "tg-head"``) and this machine is no node of that swarm (scripts/setup_swarm_remote.sh): the
-head's engine is the manager, a worker engine beside it advertises one GPU (generic resource NVIDIA-GPU). Images
+``[remote] host`` the test target's swarm head, tests/target.py) and this machine is no node of that swarm
+(scripts/setup_swarm_remote.sh): the head's engine is the manager, a worker engine beside it advertises one GPU (a
+generic resource). Images
 are pushed from here and pulled by the nodes; logs and results come back through the manager over SSH."""
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from conftest import copy_project, need, wait_for
+from target import TARGET
 
 from .conftest import HOLD
 
 pytestmark = pytest.mark.remote
-STATE = Path(os.environ.get('TG_PIPELINE_STATE', '/var/lib/tg-pipeline-test'))
 
 GPU_JOB = '''"""Reports the GPU the swarm gave this task (generic resources arrive as DOCKER_RESOURCE_* variables)."""
 import os
@@ -44,31 +43,29 @@ index = [0, 1, 2]
 
 @pytest.fixture(scope='session')
 def head(docker_client):
-    """The head's settings, its engine and the worker's (through their sockets, for the assertions only)."""
+    """The head's destination (``alias``) and how messages name it (``where``), the GPU's generic resource, its
+    engine and the worker's (through their sockets, for the assertions only): the test target's (tests/target.py)."""
     import docker
-    env_file, problem, values = STATE / 'swarm_remote.env', None, {}
-    if not env_file.exists():
-        problem = f'{env_file} is missing'
-    else:
-        values = dict(line.split('=', 1) for line in env_file.read_text().split())
-        try:
-            manager = docker.DockerClient(base_url=values['TG_HEAD_DOCKER_HOST'])
-            worker = docker.DockerClient(base_url=values['TG_WORKER_DOCKER_HOST'])
-            ready = [n for n in manager.nodes.list() if n.attrs['Status']['State'] == 'ready']
-            problem = None if len(ready) == 2 else f'{len(ready)} ready node(s) on the head'
-        except Exception as e:  # anything: the reason goes into the message
-            problem = f'{type(e).__name__}: {e}'
-    need(problem, 'the swarm with a head node', 'scripts/setup_swarm_remote.sh')
-    values.update(manager=manager, worker=worker, head_node=manager.info()['Swarm']['NodeID'],
-                  worker_node=worker.info()['Swarm']['NodeID'])
-    return values
+    try:
+        manager = docker.DockerClient(base_url=TARGET.swarm_head_docker)
+        worker = docker.DockerClient(base_url=TARGET.swarm_worker_docker)
+        ready = [n for n in manager.nodes.list() if n.attrs['Status']['State'] == 'ready']
+        problem = None if len(ready) == 2 else f'{len(ready)} ready node(s) on the head'
+        where = TARGET.head_login().where
+    except Exception as e:  # anything: the reason goes into the message
+        problem = f'{type(e).__name__}: {e}'
+    need(problem, f'the swarm with a head node {TARGET.swarm_head}',
+         'scripts/setup_swarm_remote.sh (or set TG_TEST_SWARM_HEAD and its _DOCKER variables)')
+    return dict(alias=TARGET.swarm_head, where=where, gpu_resource=TARGET.swarm_gpu_resource, manager=manager,
+                worker=worker, head_node=manager.info()['Swarm']['NodeID'],
+                worker_node=worker.info()['Swarm']['NodeID'])
 
 
 def headed(project, head):
     """The fixture project pointed at the head node, with a job that asks for one GPU."""
-    project.edit('pipeline.toml', 'host = "tg-remote"', f'host = "{head["TG_HEAD_ALIAS"]}"')
+    project.edit('pipeline.toml', f'host = "{TARGET.remote}"', f'host = "{head["alias"]}"')
     project.edit('pipeline.toml', '[swarm]\n', f'[swarm]\nmanager = "remote"\n'
-                                               f'gpu_resource = "{head["TG_GPU_RESOURCE"]}"\n')
+                                               f'gpu_resource = "{head["gpu_resource"]}"\n')
     project.write('jobs/gpu_probe.py', GPU_JOB)
     project.write('pipeline.toml', project.read('pipeline.toml') + GPU_TABLES)
     return project
@@ -113,7 +110,7 @@ def test_a_sweep_runs_through_the_head_node_on_both_nodes(swarm_project, head, d
     forget_images(head, 'tgtest-sweep')
     result = swarm_project.doit('run_swarm', 'job=Sweep')
     run_id = run_id_of(result.stdout)
-    assert re.search(r'Started swarm run \S+ \(swarm tgremote@[\d.]+:22\): 4 task\(s\)', result.stdout)
+    assert re.search(rf'Started swarm run \S+ \(swarm {re.escape(head["where"])}\): 4 task\(s\)', result.stdout)
     for index, (rate, width) in enumerate([(1, 10), (1, 20), (2, 10), (2, 20)]):
         assert (f"  variant {index} (rate={rate},width={width}): complete, exit 0, result "
                 f"{{'rate': {rate}, 'width': {width}, 'score': {rate * width}}}") in result.stdout
@@ -131,7 +128,7 @@ def test_a_sweep_runs_through_the_head_node_on_both_nodes(swarm_project, head, d
 def test_gpu_tasks_run_only_where_a_gpu_is_and_queue_for_it(swarm_project, head):
     result = swarm_project.doit('run_swarm', 'job=GpuSweep')  # 3 tasks of 3 s, one GPU: longer than the 5 s
     run_id = run_id_of(result.stdout)                          # schedule_timeout, yet queued, not refused
-    gpu = f'DOCKER_RESOURCE_{head["TG_GPU_RESOURCE"]}'
+    gpu = f'DOCKER_RESOURCE_{head["gpu_resource"]}'
     for index in range(3):
         assert f"  variant {index} (index={index}): complete, exit 0, result {{'{gpu}': 'GPU-0'}}" in result.stdout
     variants = record(swarm_project, 'GpuSweep', run_id)['variants']
@@ -143,7 +140,7 @@ def test_gpus_no_node_has_are_refused_before_a_service_exists(swarm_project, hea
     assert failed.returncode != 0
     assert failed.stderr.count('ERROR:') == 1 and failed.stderr.count('TIP:') == 1, failed.stderr
     assert (f'ERROR: the tasks cannot be scheduled: each reserves 2 GPU(s) (generic resource '
-            f'"{head["TG_GPU_RESOURCE"]}"), and no ready node of the swarm on swarm tgremote@') in failed.stderr
+            f'"{head["gpu_resource"]}"), and no ready node of the swarm on swarm {head["where"]}') in failed.stderr
     assert 'advertises that many (2 ready, the most: 1)' in failed.stderr
     assert 'Traceback' not in failed.stderr + failed.stdout
     assert services(head, swarm_project) == []
@@ -154,7 +151,7 @@ def test_status_logs_stop_result_cleanup_through_the_head_node(swarm_project, he
     run_id = run_id_of(started.stdout)
     service, = services(head, swarm_project, 'GpuSweep')  # on the head, not on this machine's swarm
     reserved = service.attrs['Spec']['TaskTemplate']['Resources']['Reservations']['GenericResources']
-    assert reserved == [{'DiscreteResourceSpec': {'Kind': head['TG_GPU_RESOURCE'], 'Value': 1}}]
+    assert reserved == [{'DiscreteResourceSpec': {'Kind': head['gpu_resource'], 'Value': 1}}]
     assert docker_client.services.list(filters={'label': swarm_project.labels('GpuSweep')}) == []
     status = swarm_project.doit('status', 'job=GpuSweep', 'where=swarm')
     assert re.search(rf'{run_id}  \d+ \w+', status.stdout), status.stdout

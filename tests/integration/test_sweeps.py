@@ -21,8 +21,8 @@ TABLE = [f"  variant {seed} (seed={seed}): complete, exit 0, result {{'seed': {s
 
 
 @pytest.fixture
-def sweeps(tmp_path, remote_env, docker_client, remote_docker):
-    project = gpu_copy(tmp_path, remote_env)
+def sweeps(tmp_path, target, docker_client, remote_docker):
+    project = gpu_copy(tmp_path, target)
     yield project
     for client in (docker_client, remote_docker):
         cleanup(client, project)

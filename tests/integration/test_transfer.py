@@ -9,6 +9,8 @@ from tg_pipeline.hosts.engine import local_engine
 from tg_pipeline.ssh.connection import Remote, RemoteTarget
 from tg_pipeline.image.transfer import remote_layers, transfer
 
+from target import TARGET
+
 
 QUIET = Console(quiet=True)
 
@@ -22,7 +24,7 @@ def test_ssh_transfer_sends_only_missing_layers(project, remote_docker, docker_c
     project.doit('build_image', 'job=ExampleJob')
     image_id = json.loads(project.read('build/ExampleJob/image.json'))['image_id']
     base = docker_client.images.get('python:3.11-slim')
-    with Remote(RemoteTarget('tg-remote')) as remote:
+    with Remote(RemoteTarget(TARGET.remote)) as remote:
         transfer(local_engine(), remote.docker, base.id, 'python:3.11-slim', console=Console(quiet=True))
         before = remote_layers(remote.docker)
         local_layers = docker_client.api.inspect_image(image_id)['RootFS']['Layers']
@@ -74,7 +76,7 @@ def test_a_registry_free_remote_run_leaves_the_local_engine_alone_until_a_local_
 
 
 def test_transfer_defaults_to_ssh_without_a_registry(project, remote_docker):
-    project.edit('pipeline.toml', 'address = "127.0.0.1:5000"', 'address = ""')
+    project.edit('pipeline.toml', f'address = "{TARGET.registry}"', 'address = ""')
     result = project.doit('run_remote', 'job=ExampleJob')
     assert 'transfer: ' in result.stdout and 'SUCCESS' in result.stdout
 
@@ -110,7 +112,7 @@ def test_code_edit_over_ssh_sends_config_and_code_layer_only(project, remote_doc
     image = recorded_composed(types.SimpleNamespace(image=build / 'image.json', image_config=build / 'image_config.json',
                                                     code_layer=build / 'code_layer.tar'))
     assert image is not None and image.image_id == json.loads(project.read('build/ExampleJob/image.json'))['image_id']
-    with Remote(RemoteTarget('tg-remote')) as remote:
+    with Remote(RemoteTarget(TARGET.remote)) as remote:
         stats = send_job_image(_NoSave(docker_client), remote.docker, image, 'tgtest-examplejob:0.0.0',
                                'tgtest-examplejob:0.0.0-deps', console=Console(quiet=True))
     assert stats.sent == [image.diff_id] and stats.layers_sent == 1

@@ -93,7 +93,7 @@ def in_venv(venv: Path, cwd: Path, *command: str):
     return result
 
 
-def test_the_wheel_installs_and_runs_a_new_project_everywhere(docker_client, remote_env, installed,  # noqa: F811
+def test_the_wheel_installs_and_runs_a_new_project_everywhere(docker_client, target, installed,  # noqa: F811
                                                              tmp_path):
     project = tmp_path / 'first_project'
     project.mkdir()
@@ -102,7 +102,7 @@ def test_the_wheel_installs_and_runs_a_new_project_everywhere(docker_client, rem
     assert not Path(where.stdout.strip()).is_relative_to(REPO)
     init = in_venv(installed, project, 'tg-pipeline', 'init')
     assert 'wrote dodo.py' in init.stdout and 'next: doit run_local job=HelloJob' in init.stdout
-    remote = [f'host={remote_env["TG_REMOTE_ALIAS"]}', f'registry={remote_env["TG_REGISTRY"]}']
+    remote = [f'host={target.remote}', f'registry={target.registry}']
     try:
         attached = in_venv(installed, project, 'doit', 'run_attached', 'job=HelloJob')
         assert 'Hello, world!' in attached.stdout and "Result: 'said hello to world'" in attached.stdout

@@ -55,7 +55,7 @@ def api_mapping(tmp_path):
         'package': {'version': '0.3.0', 'source_roots': [str(tmp_path / 'src')], 'build_dir': str(tmp_path / 'b')},
         'docker': {'base_image': None, 'image_prefix': ''},
         'remote': {'host': 'gpu-box', 'user': None, 'port': 2222, 'accept_unknown_host_keys': True},
-        'registry': {'address': '127.0.0.1:5000'},
+        'registry': {'address': 'registry.example:5000'},
         'swarm': {'max_concurrent': 2, 'labels': {'team': 'api'}},
         'jobs': {'Scaled': {'package': 'Scaled', 'version': '0.3.0', 'dependencies': ['tabulate==0.9.0'],
                             'env': ['HOME'], 'cpu': 0.5, 'memory_gb': 1, 'image': 'scaled:0.3.0'}},

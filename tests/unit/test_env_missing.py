@@ -65,7 +65,7 @@ def test_the_command_line_wins_over_the_file_and_a_job_over_run(tmp_path):
 
 @pytest.mark.parametrize('step', [run_local, run_remote, run_swarm])
 def test_every_container_run_checks_before_it_reaches_a_host(tmp_path, monkeypatch, step):
-    ctx = context(tmp_path, PIPELINE + '[registry]\naddress = "127.0.0.1:5000"\n')
+    ctx = context(tmp_path, PIPELINE + '[registry]\naddress = "registry.example:5000"\n')
     monkeypatch.delenv('TOKEN_A', raising=False)
     monkeypatch.setattr(hosts, 'open_host', lambda *a, **k: pytest.fail('a host was opened'))
     monkeypatch.setattr(engine, 'local_engine', lambda *a, **k: pytest.fail('the engine was asked'))

@@ -148,9 +148,9 @@ def test_start_failure_removes_the_container(engine, client):
 
 def test_lost_connection_to_a_remote_engine_leaves_the_job_running(engine, client):
     engine.program(IMAGE, stdout=b'1\n2\n', break_stream=(1, ConnectionResetError('connection reset by peer')))
-    failure, out, _ = run(client, make_spec(engine), where='remote tg-remote')
+    failure, out, _ = run(client, make_spec(engine), where='remote gpu-box')
     assert isinstance(failure, RemoteError)
-    assert 'the connection to remote tg-remote was lost' in failure.message and 'keeps running' in failure.message
+    assert 'the connection to remote gpu-box was lost' in failure.message and 'keeps running' in failure.message
     assert 'doit logs job=Greeter where=remote' in failure.hint
     assert out == '1\n'
     assert [c.status for c in engine.containers.values()] == ['running']
