@@ -30,13 +30,15 @@ def _gpus_here() -> list[dict]:
     return parse_gpus(done.stdout) if done.returncode == 0 else []
 
 
-def _gpus_over_ssh(connection) -> list[dict]:
-    from tg_pipeline.ssh.connection import run
+def _gpus_over_ssh(host) -> list[dict]:
+    """The remote host's GPUs, asked over its connection as any command there (the shared connection of the ssh
+    program, or paramiko's: :func:`tg_pipeline.hosts.shell.run`)."""
+    from tg_pipeline.hosts.shell import run
     try:
-        done = run(connection, GPU_QUERY + ' 2>/dev/null')
+        done = run(host, GPU_QUERY + ' 2>/dev/null', timeout=30)
     except Exception:  # noqa: BLE001 - no answer is no GPU information, never an error
         return []
-    return parse_gpus(done.stdout) if getattr(done, 'ok', False) else []
+    return parse_gpus(done.out) if done.code == 0 else []
 
 
 def engine_facts(client) -> dict:
@@ -65,7 +67,7 @@ def of_host(host) -> dict:
             found = {'name': host.name, **engine_facts(host.docker)}
         except Exception as e:  # noqa: BLE001 - the run itself will say what is wrong with the engine
             found = {'name': host.name, 'error': f'{type(e).__name__}: {e}'}
-        found['gpus'] = _gpus_over_ssh(host.connection) if host.remote else _gpus_here()
+        found['gpus'] = _gpus_over_ssh(host) if host.remote else _gpus_here()
         if host.where == 'swarm':
             try:
                 found['nodes'] = _nodes(host.docker)
