@@ -104,10 +104,8 @@ class Delivery:
         transfer, which its engine does not know as the registry's, so a pull would download them all again. Then
         the code layer goes over SSH as well (said once, here); a pull again once the image is the registry's."""
         import docker
-        from tg_pipeline.paths import read_json
         where = host.connection.host
-        deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
-        sent = read_json(paths.ssh_sent) or {}
+        deps, sent = _local_deps(paths), _sent_over_ssh(paths)
         if not deps or (sent.get(where) or {}).get('deps') != deps:
             return False
         try:
@@ -173,14 +171,28 @@ class Delivery:
         return image_id, by_digest(reference, pushed) if pushed else reference
 
 
+def _local_deps(paths) -> str | None:
+    """The id of the dependency image built here (deps.json's entry of this engine), if its record holds one."""
+    from tg_pipeline.image.job_image import deps_records
+    return (deps_records(paths.deps).get('local') or {}).get('image_id')
+
+
+def _sent_over_ssh(paths) -> dict:
+    """ssh_sent.json: remote -> {deps, said}; entries of another shape are left out (as if nothing was sent)."""
+    from tg_pipeline.paths import has_shape, read_json
+    found = read_json(paths.ssh_sent)
+    return {where: entry for where, entry in found.items() if has_shape(entry, {'deps': str, 'said?': bool})} \
+        if isinstance(found, dict) else {}
+
+
 def _note_sent(paths, where: str, said: bool = False) -> None:
     """The dependency image whose layers went to ``where`` over SSH (see Delivery._pull_would_resend), and
     whether a registry run has said so already."""
     import json
-    from tg_pipeline.paths import read_json, write_if_changed
-    deps = ((read_json(paths.deps) or {}).get('local') or {}).get('image_id')
+    from tg_pipeline.paths import write_if_changed
+    deps = _local_deps(paths)
     if deps:
-        sent = read_json(paths.ssh_sent) or {}
+        sent = _sent_over_ssh(paths)
         said = said or (sent.get(where) or {}).get('deps') == deps and (sent.get(where) or {}).get('said', False)
         sent[where] = {'deps': deps, 'said': said}
         write_if_changed(paths.ssh_sent, json.dumps(sent, indent=1, sort_keys=True).encode())

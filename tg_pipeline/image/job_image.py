@@ -42,7 +42,7 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
                 console: Console = CONSOLE) -> tuple[str, bool]:
     """(the dependency image id on ``client``'s engine, whether it was built now)."""
     key = deps_key(context_dir)
-    entry = _deps_records(records).get(engine) or {}
+    entry = deps_records(records).get(engine) or {}
     if entry.get('key') == key and entry.get('image_id') and image_exists(client, entry['image_id']):
         return entry['image_id'], False
     try:
@@ -51,7 +51,7 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
         if 'unable to find image' not in (getattr(e, 'build_log', '') or e.output_tail or ''):
             raise
         image_id = build_image(context_dir, tag, console=console, client=client, only=DEPS_FILES, host=engine)
-    found = _deps_records(records)  # again: another engine's entry may have been written meanwhile
+    found = deps_records(records)  # again: another engine's entry may have been written meanwhile
     found[engine] = {'key': key, 'image_id': image_id, 'tag': tag}
     write_if_changed(Path(records), json.dumps(found, indent=1, sort_keys=True).encode())
     return image_id, True
@@ -60,7 +60,7 @@ def ensure_deps(client, context_dir: Path, tag: str, records: Path, engine: str 
 DEPS_RECORD = {'key': str, 'image_id': str, 'tag?': str}  # one engine's entry of deps.json
 
 
-def _deps_records(records: Path) -> dict:
+def deps_records(records: Path) -> dict:
     """deps.json: engine -> the dependency image built there; entries of another shape are left out (that
     engine builds its dependency image again)."""
     found = read_json(records)

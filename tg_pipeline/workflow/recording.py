@@ -184,8 +184,9 @@ class Recording:
 def deps_image(host, image_id: str, p) -> tuple[str, Callable[[], Any] | None]:
     """(the id of the dependency image under the job image ``image_id``, the engine that has it); ``p``: the
     job's :class:`~tg_pipeline.paths.JobPaths` the image was built with."""
-    from tg_pipeline.paths import read_json
-    built = read_json(p.image) or {}
+    from tg_pipeline.image.build import recorded_image
+    from tg_pipeline.image.job_image import deps_records
+    built = recorded_image(p.image) or {}  # (records of another shape: as if missing)
     if built.get('image_id') == image_id and built.get('deps_id'):
         from tg_pipeline.hosts.engine import local_engine
         return built['deps_id'], local_engine
@@ -194,7 +195,7 @@ def deps_image(host, image_id: str, p) -> tuple[str, Callable[[], Any] | None]:
             return host.docker.api.inspect_image(image_id)['Config']['Image'], lambda: host.docker
         except Exception:  # noqa: BLE001 - not there (yet): the record then says it is not known
             pass
-    remote = [e for engine, e in (read_json(p.deps) or {}).items() if engine != 'local' and isinstance(e, dict)]
+    remote = [e for engine, e in deps_records(p.deps).items() if engine != 'local']
     if len(remote) == 1:  # a swarm run of an image the one remote engine used built (build_on = "remote")
         return remote[0].get('image_id', ''), None
     return '', None

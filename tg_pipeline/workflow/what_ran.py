@@ -143,11 +143,10 @@ def sweep(ctx: Context) -> None:
 def dependency_images(build_dir: Path) -> set[tuple[str, str]]:
     """The dependency sets of the dependency images the jobs build on now (build/JOB/deps.json): kept for the
     next run, which would read them again."""
-    from tg_pipeline.paths import read_json
+    from tg_pipeline.image.job_image import deps_records
     from tg_pipeline.provenance.dependencies import image_key
     found = set()
     for path in Path(build_dir).glob('*/deps.json'):
-        for entry in (read_json(path) or {}).values():
-            if isinstance(entry, dict) and entry.get('image_id'):
-                found.add(('deps', image_key(entry['image_id'])))
+        for entry in deps_records(path).values():
+            found.add(('deps', image_key(entry['image_id'])))
     return found
