@@ -113,6 +113,11 @@ class RunPaths:
     def run_dir(self, run_id: str) -> Path:
         return self.dir / run_id
 
+    def left(self, run_id: str) -> Path:
+        """A mark: the doit process that followed the run left it to itself on purpose (Ctrl-C with
+        on_interrupt = "detach"), so its end without a record here is no sign of a killed process."""
+        return self.dir / f'{run_id}.left'
+
     def saved_ids(self) -> set[str]:
         """Run ids with anything saved here (output or record)."""
         if not self.dir.is_dir():

@@ -362,3 +362,23 @@ def test_ended_runs_not_collected_are_said_safe_with_the_command_that_collects_t
                          f'connection lost): the run went on, and waits there')
     assert 'collected' not in '\n'.join(lines[-2:])  # the word of a STATE: scripts look for it
     assert first not in lines[-1]
+
+
+def test_a_run_left_by_ctrl_c_on_purpose_is_not_said_to_have_lost_its_doit_process(engine, tmp_path):
+    """on_interrupt = "detach": the run goes on by the user's choice; status lists it as waiting there, without
+    the line for a doit process that was killed."""
+    engine.program(IMAGE, stdout=b'hi\n')
+    client, paths = engine.client(), RunPaths(tmp_path / 'local')
+    backend = local_backend(client)
+    handle = backend.start(backend.prepare(make_spec(engine), None, paths), make_spec(engine))
+    paths.dir.mkdir(parents=True)
+    paths.out(handle.run_id).write_bytes(b'hi\n')  # followed until Ctrl-C
+    err = io.StringIO()
+    lifecycle.interrupted(backend, handle, paths, 'detach', Console(err=err))
+    assert f'Interrupted: run {handle.run_id} keeps running' in err.getvalue()
+    engine.finish()
+    out = io.StringIO()
+    lifecycle.status(backend, Scope('Greeter', 'proj-a'), paths, console=Console(out=out))
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith('1 ended run(s) still on local')
+    assert 'ended before the run did' not in out.getvalue()

@@ -84,6 +84,9 @@ def interrupted(backend: Backend, handle, paths, on_interrupt: str, console: Con
     except Exception:  # noqa: BLE001 - the host is unreachable: keep what may be running, as asked
         started = True
     if on_interrupt == 'detach' and started:
+        if paths is not None:
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            paths.left(handle.run_id).touch()
         console.warn(f'\nInterrupted: run {handle.run_id} keeps running in {backend.kind} {handle.name} '
                      f'({handle.host})\n  re-attach: {handle.commands()}')
         return
@@ -187,7 +190,8 @@ def waiting_lines(backend: Backend, scope: Scope, handles: list, paths) -> list[
     waiting = [h for h in handles if uncollected(h, scope)]
     if not waiting:
         return []
-    orphaned = [h.run_id for h in waiting if paths.out(h.run_id).exists() and not paths.record(h.run_id).exists()]
+    orphaned = [h.run_id for h in waiting if paths.out(h.run_id).exists() and not paths.record(h.run_id).exists()
+                and not paths.left(h.run_id).exists()]  # (left on purpose: Ctrl-C with on_interrupt=detach)
     latest = waiting[-1]
     # (no word "collected" here: that is the STATE of a run brought here)
     lines = [f'{len(waiting)} ended run(s) still on {backend.host}: their output, return value and logs are safe '
