@@ -26,10 +26,11 @@ def lost_connection_means_detached(remote: bool, host: str, handle: 'RunHandle',
             raise PipelineError(f'the Docker engine of {host} stopped answering during run {handle.run_id} '
                                 f'({type(e).__name__}): it was stopped or restarted, which stops its containers too',
                                 hint=f'once the engine answers again, see how the run ended: doit result job='
-                                     f'{handle.job} where={handle.where} run_id={handle.run_id}') from None
+                                     f'{handle.job} where={handle.where} run_id={handle.run_id}') from e
         reason = (why() if why else None) or f'{type(e).__name__}: {e}'
         raise RemoteError(f'the connection to {host} was lost during run {handle.run_id} ({reason}); {going_on}',
-                          hint=f're-attach and see its whole output: {handle.commands()}') from None
+                          hint=f're-attach and see its whole output: {handle.commands()}') from e  # (shown with
+    # TG_PIPELINE_DEBUG=1 only: what broke, where)
 
 
 @runtime_checkable
