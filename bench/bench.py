@@ -37,12 +37,16 @@ REMOTE_SOCKET = TARGET.remote_docker
 FLOOR_CMD = ['docker', 'run', '--rm', BASE, 'python', '-c', "print('SUCCESS')"]
 
 
+class StepFailed(Exception):
+    """A command the bench runs ended with an error: its rows are left out, said at the end (exit status 1)."""
+
+
 def timed(command, cwd=None, env=None) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f'benchmark step failed: {" ".join(command)}\n{result.stdout}\n{result.stderr}')
+        raise StepFailed(f'benchmark step failed: {" ".join(command)}\n{result.stdout}\n{result.stderr}')
     return elapsed, result.stdout
 
 
@@ -139,6 +143,7 @@ def first_line_delay(output: str) -> float | None:
 class Bench:
     def __init__(self, runs: int):
         self.runs = runs
+        self.failed: list[str] = []  # parts left out: what failed there (see part)
         self.work = Path(tempfile.mkdtemp(prefix='tg-bench-'))
         self.project = self.work / 'project'
         shutil.copytree(HERE / 'project', self.project)
@@ -231,10 +236,19 @@ class Bench:
             return self.rows
         if not link_only:
             self.run_main()
-            sweep.sweep_rows(self)
+            self.part(sweep.sweep_rows, '(n) sweeps on one host')
         if link_runs:
-            link.link_rows(self, link_runs)
+            self.part(lambda bench: link.link_rows(bench, link_runs), f'(j) the {link.RATE} rows')
         return self.rows
+
+    def part(self, rows, name: str) -> None:
+        """The rows ``rows(self)`` measures; a step that fails there leaves them out and is said (the other rows
+        and the tables stay), and the bench then ends with exit status 1."""
+        try:
+            rows(self)
+        except StepFailed as e:
+            self.failed.append(f'{name}: {e}')
+            print(f'  {name}: left out, a step failed (said at the end)', file=sys.stderr, flush=True)
 
     def run_main(self) -> None:
         """Rows (a) to (i)."""
@@ -333,8 +347,9 @@ def main() -> None:
     args = parser.parse_args()
     link.shape(None)  # a shaping left over by an interrupted run would slow every row
     start_counting()
+    bench = Bench(args.runs)
     try:
-        rows = Bench(args.runs).run(args.link_runs, args.link_only, args.sweep_only)
+        rows = bench.run(args.link_runs, args.link_only, args.sweep_only)
     finally:
         stop_counting()
         link.shape(None)
@@ -350,8 +365,11 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'runs': args.runs, 'link_runs': args.link_runs, 'link_rate': link.RATE,
                                'base_image': BASE, 'rows': rows, 'targets': found,
-                               'heavy_targets': heavy.heavy_targets(rows)}, indent=1))
+                               'heavy_targets': heavy.heavy_targets(rows), 'failed': bench.failed}, indent=1))
     print(f'\nJSON: {out}')
+    if bench.failed:
+        print('\nleft out, a step failed:\n' + '\n'.join(bench.failed), file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == '__main__':
