@@ -151,3 +151,61 @@ def test_a_shell_command_on_the_shared_connection_takes_a_timeout_and_a_held_one
 def test_a_command_s_result_says_ok_as_fabric_s_does():
     """provenance/hostfacts.py keeps the remote's GPUs only when ``nvidia-smi`` answered (``result.ok``)."""
     assert openssh.Result(0, 'GPU 0\n', '').ok and not openssh.Result(127, '', 'not found').ok
+
+
+class ExpiringLink:
+    """A shared connection this process started whose master is gone before the first request (a ControlPersist
+    shorter than the time to that request); ``comes_back``: a new login brings it back."""
+    own, started, host, port = True, True, '10.0.0.7', 22
+
+    def __init__(self, comes_back: bool):
+        self.up, self.comes_back, self.restarts = False, comes_back, 0
+
+    def alive(self):
+        return self.up
+
+    def restart(self):
+        self.restarts += 1
+        self.up = self.comes_back
+
+    def channel_failure(self):
+        return None
+
+    def lost(self):
+        return 'Control socket connect: No such file or directory'
+
+    def channel(self, *remote):
+        raise ConnectionAbortedError('the shared SSH connection is gone')
+
+
+def answering(monkeypatch, link):
+    from tg_pipeline.compat import docker as compat_docker
+
+    class Client:
+        def close(self):
+            pass
+
+    def ping(client, timeout):
+        if not link.up:
+            raise ConnectionError('Connection aborted.')
+    monkeypatch.setattr(compat_docker, 'docker_over_channels', lambda open_channel, version: Client())
+    monkeypatch.setattr(compat_docker, 'ping', ping)
+    remote = openssh.SharedRemote.__new__(openssh.SharedRemote)
+    remote.connection, remote._docker = link, None
+    return remote
+
+
+def test_a_master_gone_before_the_first_request_is_started_again_once(monkeypatch):
+    link = ExpiringLink(comes_back=True)
+    assert answering(monkeypatch, link).docker is not None
+    assert link.restarts == 1
+
+
+def test_a_master_that_stays_gone_is_said_as_the_connection_not_as_docker(monkeypatch):
+    from tg_pipeline.errors import SSHError
+    link = ExpiringLink(comes_back=False)
+    with pytest.raises(SSHError) as raised:
+        answering(monkeypatch, link).docker
+    assert link.restarts == 1
+    assert 'ended before the first Docker request' in raised.value.message
+    assert 'control_persist' in raised.value.hint and 'dial-stdio' not in raised.value.render()

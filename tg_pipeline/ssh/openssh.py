@@ -347,10 +347,15 @@ class SharedRemote:
             except Exception as e:  # noqa: BLE001 - named below
                 client.close()
                 failure = link.channel_failure()
-                stale = failure is not None or not link.alive() or _timed_out(e)
-                if attempt == 1 and link.own and stale and not link.started:
+                gone = link.own and not link.alive()  # e.g. a short ControlPersist ran out before this first request
+                stale = failure is not None or gone or _timed_out(e)
+                if attempt == 1 and link.own and stale and (gone or not link.started):
                     link.restart()  # without a word: the master was there, and is not usable any more
                     continue
+                if failure is None and gone:
+                    failure = SSHError(f'the shared SSH connection to {link.host} port {link.port} ended before '
+                                       f'the first Docker request: {link.lost() or "its master is gone"}',
+                                       hint='give it more time: control_persist in [remote] (seconds; e.g. 300)')
                 raise failure or self._engine_problem(e) from None
         raise AssertionError('unreachable')
 
