@@ -138,7 +138,8 @@ def resolve(destination: str) -> Login:
     for line in done.stdout.splitlines():
         key, _, value = line.partition(' ')
         values.setdefault(key.lower(), []).append(value.strip())
-    home = _passwd_home()
+    from tg_pipeline.ssh.settings import home as passwd_home  # OpenSSH's home: the passwd entry's
+    home = passwd_home()
     paths = [_path(p, home) for p in values.get('identityfile', [])]
     known = [_path(p, home) for line in values.get('userknownhostsfile', []) for p in line.split()]
     return Login(hostname=values['hostname'][0], user=values['user'][0], port=int(values['port'][0]),
@@ -146,14 +147,6 @@ def resolve(destination: str) -> Login:
                  known_hosts=tuple(p for p in known if os.path.isfile(p)),
                  proxied=any(values.get(k, ['none'])[0] != 'none' for k in ('proxyjump', 'proxycommand')))
 
-
-def _passwd_home() -> str:
-    """The home OpenSSH uses: the passwd entry's, not $HOME."""
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
-        return os.path.expanduser('~')
 
 
 def _path(text: str, home: str) -> str:
