@@ -72,6 +72,19 @@ def test_the_git_state_keeps_uncommitted_changes_under_the_source_roots_as_a_pat
     assert git(project.root, 'status', '--porcelain').count('??') == 2  # nothing was added to the index
 
 
+def test_untracked_files_the_sdist_leaves_out_do_not_make_the_tree_dirty(project):
+    """A job imported here writes jobs/__pycache__/ in a project that does not ignore it: the code that ran is
+    still the commit's."""
+    commit = git_project(project)
+    project.write('jobs/__pycache__/example_job.cpython-311.pyc', 'bytecode')
+    project.write('jobs/.scratch.py', 'hidden = True\n')
+    project.write('jobs/.ipynb_checkpoints/notes.py', 'x = 1\n')
+    clean = gitstate.git_state(project.root, [project.path('jobs')])
+    assert (clean.commit, clean.dirty, clean.changed) == (commit, False, [])
+    project.write('jobs/helper.py', 'y = 2\n')
+    assert gitstate.git_state(project.root, [project.path('jobs')]).changed == ['jobs/helper.py']
+
+
 def test_no_git_state_outside_a_work_tree_and_a_tree_without_commits(project):
     assert gitstate.git_state(project.root, [project.path('jobs')]) is None
     git(project.root, 'init', '-q', '-b', 'main')

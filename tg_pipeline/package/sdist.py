@@ -56,6 +56,13 @@ def source_files(source_roots: list[Path]) -> list[Path]:
     return found
 
 
+def packaged(name: str) -> bool:
+    """Whether the file at ``name`` (relative, / between parts) is one :func:`source_files` would package."""
+    *folders, file = name.split('/')
+    return (not any(d in SKIP_DIRS or d.startswith('.') for d in folders)
+            and not file.endswith(SKIP_SUFFIXES) and not file.startswith('.'))
+
+
 def source_names(root: Path) -> list[tuple[str, str]]:
     """(path, name under the root's parent with / between parts) of each file :func:`source_files` finds in ``root``,
     in its order, without a Path per file (a tree of thousands of files is walked at every build)."""

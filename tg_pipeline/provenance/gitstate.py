@@ -1,6 +1,6 @@
 """The git state of the project a run started from, through the ``git`` program: its commit, its branch, and
 the uncommitted changes under the source roots (tracked files changed since the commit, and untracked files
-that are not ignored) as one patch that ``git apply`` takes on that commit.
+that are not ignored and that the sdist packages: no ``__pycache__``, no hidden file) as one patch that ``git apply`` takes on that commit.
 
 Nothing here writes to the repository: no index refresh (``GIT_OPTIONAL_LOCKS=0``), no ``git add``; an untracked
 file's patch is written here, the way ``git diff`` writes a new file. A project that is no git work tree, or a
@@ -12,6 +12,8 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tg_pipeline.package.sdist import packaged
 
 EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904'  # git's empty tree: the base before the first commit
 GIT_ENV = {'GIT_OPTIONAL_LOCKS': '0', 'GIT_TERMINAL_PROMPT': '0', 'LC_ALL': 'C'}
@@ -55,7 +57,7 @@ def git_state(folder: Path, source_roots: list[Path]) -> GitState | None:
         tracked = _git(root, 'diff', '--binary', '--no-color', '--no-ext-diff', '--no-textconv', '--no-renames',
                        '--src-prefix=a/', '--dst-prefix=b/', commit or EMPTY_TREE, '--', *roots) or b''
         listed = _git(root, 'ls-files', '-z', '--others', '--exclude-standard', '--', *roots) or b''
-        untracked = [n for n in listed.decode('utf-8', 'surrogateescape').split('\0') if n]
+        untracked = [n for n in listed.decode('utf-8', 'surrogateescape').split('\0') if n and packaged(n)]
         state.patch = tracked + b''.join(new_file_patch(root, name) for name in sorted(untracked))
         state.changed = changed_files(state.patch)
     return state
