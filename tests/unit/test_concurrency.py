@@ -71,3 +71,22 @@ def test_a_failed_step_does_not_keep_other_processes_from_saving(tmp_path):
     finally:
         failing.kill()
         failing.wait(timeout=60)
+
+
+def test_doits_final_save_is_one_transaction(tmp_path):
+    """Under autocommit each row doit saves at its end would be a transaction (a disk sync) of its own."""
+    import sqlite3
+    from doit.dependency import Dependency, SqliteDB
+    from tg_pipeline.compat.doit import share_doit_state
+    manager = Dependency(SqliteDB, str(tmp_path / 'state.sqlite3'))
+    share_doit_state(manager)
+    conn = manager.backend._conn
+    outside = []
+    conn.set_trace_callback(lambda sql: outside.append(sql) if sql.startswith('insert') and not conn.in_transaction
+                            else None)
+    for task in ('a', 'b', 'c'):
+        manager.backend.set(task, 'checker', 'md5')
+    manager.close()
+    assert outside == []
+    with sqlite3.connect(tmp_path / 'state.sqlite3') as saved:
+        assert sorted(r[0] for r in saved.execute('select task_id from doit')) == ['a', 'b', 'c']

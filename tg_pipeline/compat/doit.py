@@ -9,17 +9,37 @@ DOIT_BUSY_TIMEOUT_MS = 60_000
 
 
 def share_doit_state(dep_manager) -> None:
-    """Autocommit + a long busy timeout on doit's sqlite3 connection (other backends: nothing)."""
+    """Autocommit + a long busy timeout on doit's sqlite3 connection (other backends: nothing); its final save
+    (``dump``) stays one transaction."""
     import sqlite3
-    conn = getattr(getattr(dep_manager, 'backend', None), '_conn', None)
+    backend = getattr(dep_manager, 'backend', None)
+    conn = getattr(backend, '_conn', None)
     if not isinstance(conn, sqlite3.Connection):
         return
     try:
         if conn.isolation_level is not None:
             conn.isolation_level = None  # commits what is pending; each later statement commits itself
             conn.execute(f'PRAGMA busy_timeout = {DOIT_BUSY_TIMEOUT_MS}')
+            _in_one_transaction(backend, conn)
     except sqlite3.ProgrammingError:  # already closed: the run is over
         pass
+
+
+def _in_one_transaction(backend, conn) -> None:
+    """doit's ``dump`` writes one row per task it ran, then commits: under autocommit each row would be a
+    transaction of its own (a disk sync each: 6 rows took 5-6 ms here, against 1 ms in one transaction)."""
+    dump = backend.dump
+
+    def dump_at_once():
+        if not conn.in_transaction:
+            conn.execute('BEGIN IMMEDIATE')  # the write lock first, waiting up to the busy timeout
+        try:
+            return dump()  # its commit() ends the transaction
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+    backend.dump = dump_at_once
 
 
 def command_line_vars() -> dict[str, str]:
