@@ -101,8 +101,9 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
 class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
     """An in-memory engine; see the module docstring for programming it and asserting on it."""
 
-    def __init__(self, clock=None):
+    def __init__(self, clock=None, api_versions: tuple[str, str] = ('1.12', API_VERSION)):
         self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.api_versions = api_versions  # (lowest, highest) it serves; others refused as a real engine does
         self.images: dict[str, FakeImage] = {}
         self.containers: dict[str, FakeContainer] = {}
         self.removed: list[FakeContainer] = []
@@ -137,6 +138,9 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
 
     def handle(self, call: Call) -> Reply:
         self.calls.append(call)
+        refused = self.refuse_version(call.version)
+        if refused:
+            return refused
         for method, pattern, handler in ROUTES:
             match = pattern.fullmatch(call.path)
             if match and call.method == method:
@@ -148,6 +152,17 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
 
     def now(self) -> datetime.datetime:
         return self.clock()
+
+    def refuse_version(self, version: str | None) -> Reply | None:
+        """Docker's answer to a request in an API version it does not serve (e.g. Docker 29: below 1.44)."""
+        low, high = self.api_versions
+        number = (lambda v: tuple(int(p) for p in v.split('.')))
+        if version is None or number(low) <= number(version) <= number(high):
+            return None
+        if number(version) < number(low):
+            return Reply.error(400, f'client version {version} is too old. Minimum supported API version is {low}, '
+                                    'please upgrade your client to a newer version')
+        return Reply.error(400, f'client version {version} is too new. Maximum supported API version is {high}')
 
     # -- programming ------------------------------------------------------------------------------
 
@@ -311,10 +326,11 @@ class FakeEngine(ContainerRoutes, ImageRoutes, SwarmRoutes, VolumeRoutes):
 
     def version(self, call):
         return Reply.json({'Platform': {'Name': 'Docker Engine - Community (fake)'}, 'Version': '20.10.24',
-                           'ApiVersion': API_VERSION, 'MinAPIVersion': '1.12', 'GitCommit': 'fake',
+                           'ApiVersion': self.api_versions[1], 'MinAPIVersion': self.api_versions[0],
+                           'GitCommit': 'fake',
                            'GoVersion': 'go1.19.9', 'Os': 'linux', 'Arch': 'amd64', 'KernelVersion': '6.1.0',
                            'Components': [{'Name': 'Engine', 'Version': '20.10.24',
-                                           'Details': {'ApiVersion': API_VERSION}}]})
+                                           'Details': {'ApiVersion': self.api_versions[1]}}]})
 
     def info(self, call):
         states = [c.status for c in self.containers.values()]

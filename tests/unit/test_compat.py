@@ -78,3 +78,20 @@ def test_only_the_doit_command_itself_ends_early(monkeypatch, orig_argv, expecte
     import sys
     monkeypatch.setattr(sys, 'orig_argv', orig_argv, raising=False)
     assert doit_command_line() is expected
+
+
+@pytest.mark.parametrize('served, pinned, refused, spoken', [(('1.12', '1.41'), '1.45', 'too new', '1.41'),
+                                                             (('1.44', '1.52'), '1.41', 'too old', '1.52')],
+                         ids=['docker-20.10', 'docker-29'])
+def test_a_remote_client_speaks_the_api_version_its_engine_serves(served, pinned, refused, spoken):
+    """The remote clients are made before any request (their version given): a version pinned for one engine is
+    refused by another (Docker 29 serves 1.44 and above, Docker 20.10 up to 1.41)."""
+    import docker
+    from fakes.engine import FakeEngine
+    from tg_pipeline.compat.docker import negotiate
+    engine = FakeEngine(api_versions=served)
+    client = engine.client(version=pinned)
+    with pytest.raises(docker.errors.APIError, match=refused):
+        client.containers.list()
+    assert negotiate(client, timeout=5) == spoken
+    assert client.containers.list() == [] and engine.calls[-1].version == spoken

@@ -189,7 +189,7 @@ def answering(monkeypatch, link):
         if not link.up:
             raise ConnectionError('Connection aborted.')
     monkeypatch.setattr(compat_docker, 'docker_over_channels', lambda open_channel, version: Client())
-    monkeypatch.setattr(compat_docker, 'ping', ping)
+    monkeypatch.setattr(compat_docker, 'negotiate', ping)
     remote = openssh.SharedRemote.__new__(openssh.SharedRemote)
     remote.connection, remote._docker = link, None
     return remote

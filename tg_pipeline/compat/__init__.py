@@ -12,8 +12,8 @@
     that the Docker API rides on our open fabric connection.
   - :func:`docker_over_channels` builds an adapter on the SDK's ``docker.transport.basehttpadapter.BaseHTTPAdapter``
     (as its own unix socket adapter is) whose connections are sockets the ssh program's channels give, and mounts it
-    under a client (``APIClient._custom_adapter``, ``base_url``); :func:`ping` asks ``/_ping`` with a timeout of its
-    own (``APIClient._result/_get/_url``).
+    under a client (``APIClient._custom_adapter``, ``base_url``); :func:`negotiate` asks the unversioned ``/version``
+    with a timeout of its own and sets the version the client speaks (``APIClient._result/_get/base_url/_version``).
   - :func:`start_with_stdin` writes to a container's stdin through ``attach_socket``'s hijacked connection, whose
     write side is the socket under ``SocketIO._sock`` (a paramiko channel over SSH): secret_env values.
   - :func:`import_docker_without_paramiko` imports the SDK without its paramiko transport (0.13 s of imports

@@ -149,8 +149,8 @@ def docker_over_fabric(connection, version: str, timeout: int = 60, translate=No
 
 def _client_through(adapter, prefix: str, base_url: str, version: str, timeout: int):
     """A DockerClient whose every request goes through ``adapter``: made for a placeholder address (no request
-    is made with it: the version is given), then the adapter mounted for ``prefix`` (``APIClient._custom_adapter``,
-    ``mount``, ``base_url``: see the module's list)."""
+    is made with it: the version is given; :func:`negotiate` asks the engine's), then the adapter mounted for
+    ``prefix`` (``APIClient._custom_adapter``, ``mount``, ``base_url``: see the module's list)."""
     client = docker.DockerClient(base_url='tcp://127.0.0.1:9', version=version, timeout=timeout)
     client.api._custom_adapter = adapter
     client.api.mount(prefix, adapter)
@@ -196,7 +196,13 @@ def docker_over_channels(open_channel, version: str, timeout: int = 60, pool_siz
     return _client_through(ChannelAdapter(), 'http+docker://', 'http+docker://channel', version, timeout)
 
 
-def ping(client, timeout: float) -> None:
-    """``client.ping()`` that gives up after ``timeout`` seconds (the client's own timeout may be minutes)."""
+def negotiate(client, timeout: float) -> str:
+    """Ask the engine its API version (the unversioned ``/version``, as docker-py's ``version='auto'`` does, but
+    giving up after ``timeout`` seconds) and speak it from now on (``APIClient._version``); the engine's answer.
+    A pinned version breaks on some engine: Docker 29 refuses every version below 1.44, Docker 20.10 every one
+    above 1.41. The request is also the first answer that says the channel works."""
     api = client.api
-    api._result(api._get(api._url('/_ping'), timeout=timeout))
+    answer = api._result(api._get(api.base_url + '/version', timeout=timeout), json=True)
+    version = str(answer['ApiVersion'])
+    api._version = version
+    return version

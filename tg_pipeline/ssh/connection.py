@@ -23,14 +23,14 @@ import docker
 import fabric
 import paramiko
 
-from tg_pipeline.compat.docker import docker_over_fabric
+from tg_pipeline.compat.docker import docker_over_fabric, negotiate
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.ssh.keepalive import Watchdog
 from tg_pipeline.ssh.auth import OpenSSHKeys
 from tg_pipeline.ssh.errors import UnknownHostKey, docker_problem, login_error, session_error
 from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings, parse_jump, resolve  # noqa: F401 (RemoteTarget: its old home)
 
-DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
+DOCKER_API_VERSION = '1.41'  # until the engine's own is known (negotiate): Docker 20.10's, no request made with it
 LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
 MAX_JUMPS = 8
 
@@ -197,7 +197,7 @@ def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     client = docker_over_fabric(connection, DOCKER_API_VERSION, timeout,
                                        translate=lambda e: session_error(e, name))  # a lost one: see Remote.lost
     try:
-        client.ping()
+        negotiate(client, timeout)
     except PipelineError:
         raise
     except Exception as e:

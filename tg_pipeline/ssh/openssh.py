@@ -308,7 +308,7 @@ def wait_gone(link: OpenSSH, timeout: float = 5) -> bool:
     return False
 
 
-DOCKER_API_VERSION = '1.41'  # Docker 20.10+; newer engines still serve it
+DOCKER_API_VERSION = '1.41'  # until the engine's own is known (negotiate): Docker 20.10's, no request made with it
 DOCKER_VERSION_COMMAND = "docker version --format '{{.Server.Version}}'"
 FIRST_ANSWER_S = 10  # a master that gives no answer to the first request this long has lost its link: replaced
 
@@ -337,12 +337,12 @@ class SharedRemote:
         return self._docker
 
     def _answering_client(self):
-        from tg_pipeline.compat.docker import docker_over_channels, ping
+        from tg_pipeline.compat.docker import docker_over_channels, negotiate
         link = self.connection
         for attempt in (1, 2):
             client = docker_over_channels(lambda: link.channel('docker', 'system', 'dial-stdio'), DOCKER_API_VERSION)
             try:
-                ping(client, FIRST_ANSWER_S if attempt == 1 else max(60, FIRST_ANSWER_S))
+                negotiate(client, FIRST_ANSWER_S if attempt == 1 else max(60, FIRST_ANSWER_S))
                 return client
             except Exception as e:  # noqa: BLE001 - named below
                 client.close()
