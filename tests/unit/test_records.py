@@ -7,7 +7,7 @@ import pytest
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.paths import RunPaths
 from tg_pipeline.runs.model import RunResult
-from tg_pipeline.runs.records import exit_status, failure, saved_result, state_of_record
+from tg_pipeline.runs.records import engine_restarted_under, exit_status, failure, saved_result, state_of_record
 
 TRACE = 'Traceback (most recent call last):\n  File "jobs.py", line 9, in run\nValueError: bad input\n'
 
@@ -152,3 +152,20 @@ def test_a_run_stopped_by_doit_stop_says_who_stopped_it_and_when(tmp_path):
     assert 'signal' not in problem.message and problem.exit_code == 143
     assert state_of_record(paths.read_record('r1')) == f'collected, stopped by alice at {shown}'
     assert failure(result(exit_code=143, signal=15)).message.startswith('job Greeter was killed by signal 15')
+
+
+def test_the_engine_is_asked_when_it_started_only_about_a_run_a_signal_ended():
+    """The question is a request to the engine (over SSH: a round trip) that only a signal's end needs."""
+    import datetime
+    asked = []
+    engine_start = datetime.datetime(2026, 1, 1, 12, 0, 30, tzinfo=datetime.timezone.utc)
+
+    def started():
+        asked.append(1)
+        return engine_start
+    state = {'StartedAt': '2026-01-01T12:00:00Z', 'FinishedAt': '2026-01-01T12:00:25Z', 'ExitCode': 0}
+    assert engine_restarted_under(state, started) == '' and asked == []
+    killed = {**state, 'ExitCode': 143}
+    assert engine_restarted_under(killed, started) == engine_start.isoformat() and asked == [1]
+    assert engine_restarted_under({**killed, 'StartedAt': '2026-01-01T12:00:40Z'}, started) == ''  # after the start
+    assert engine_restarted_under(killed, lambda: None) == ''  # unknown: not said

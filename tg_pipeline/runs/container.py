@@ -313,7 +313,7 @@ class ContainerBackend:
                            traceback=read_text(run_dir, protocol.TRACEBACK_FILE))
         limit = time_limit_hit(run_dir)
         result.timed_out, result.max_runtime_s = limit is not None, limit or 0
-        result.engine_restarted = engine_restarted_under(state, engine_started_at(self.client))
+        result.engine_restarted = engine_restarted_under(state, lambda: engine_started_at(self.client))
         if paths is not None:
             paths.write_record(handle.run_id, {
                 'run_id': handle.run_id, 'job': handle.job, 'version': handle.version, 'where': self.where,

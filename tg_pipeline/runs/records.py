@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Any, Callable
 
 from tg_pipeline.errors import JobFailed
 from tg_pipeline.runs.model import RunResult, Variant
@@ -217,14 +218,18 @@ def state_of_record(record: dict) -> str:
     return f'collected, exited {record.get("exit_code", "?")}{oom}'
 
 
-def engine_restarted_under(state: dict, engine_start) -> str:
+def engine_restarted_under(state: dict, engine_started: Callable[[], Any]) -> str:
     """When the engine started again (ISO time), if it stopped under this container (its ``State``): the container
     started before the engine did, was ended by a signal (the engine stops its containers when it stops, or kills
     them when it starts again after a crash), and ended within :data:`RESTART_WINDOW_S` of the engine's start; ''
-    otherwise (``engine_start``: :func:`tg_pipeline.hosts.engine.engine_started_at`, None when unknown)."""
+    otherwise. ``engine_started()``: :func:`tg_pipeline.hosts.engine.engine_started_at` (None when unknown), a
+    request to the engine, made only for a run a signal ended."""
     started, finished = parse_time(state.get('StartedAt')), parse_time(state.get('FinishedAt'))
     code = state.get('ExitCode')
-    if engine_start is None or started is None or finished is None or not isinstance(code, int) or code <= 128:
+    if started is None or finished is None or not isinstance(code, int) or code <= 128:
+        return ''
+    engine_start = engine_started()
+    if engine_start is None:
         return ''
     near = abs((engine_start - finished).total_seconds()) <= RESTART_WINDOW_S
     return engine_start.isoformat() if started < engine_start and near else ''
