@@ -11,7 +11,8 @@ the same configuration, and the value doit parses for the task is the same one.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from typing import Callable, Mapping
 
 from tg_pipeline.config.schema import COMMAND_LINE, CONTROLS, SECTIONS, _specs, aliases, job_help, job_specs
 from tg_pipeline.config.text import toml_text
@@ -98,19 +99,26 @@ def _param(name: str, help_text: str, metavar: str = 'VALUE', flag: bool = False
     return param
 
 
-def _setting(config, dotted: str, name: str | None = None) -> dict:
+def _now(config, dotted: str, value: Callable[[], object], detail: bool) -> str:
+    """'; now VALUE (where it was set)' for ``doit help``; '' where no help is shown (it writes TOML text)."""
+    if not detail:
+        return ''
+    origin = config.origins.get(dotted, 'default').replace(str(config.path), config.path.name)
+    return f'; now {_shown(value())} ({origin})'
+
+
+def _setting(config, dotted: str, name: str | None = None, detail: bool = True) -> dict:
     section, key = dotted.split('.', 1)
     spec = _specs(SECTIONS[section])[key]
     metavar = (spec.meta.get('unit') if name else None) or metavar_of(spec)
-    origin = config.origins.get(dotted, 'default').replace(str(config.path), config.path.name)
     entry = f' (one entry: {dotted}.NAME=VALUE)' if spec.kind in ('table', 'strtable') else ''
     same = f' (as {dotted})' if name else ''
     variable = f'; env {spec.meta["env"]}' if 'env' in spec.meta else ''
-    value = _shown(getattr(getattr(config, section), key))
-    return _param(name or dotted, f'{spec.meta["help"]}{variable}{entry}{same}; now {value} ({origin})', metavar)
+    now = _now(config, dotted, lambda: getattr(getattr(config, section), key), detail)
+    return _param(name or dotted, f'{spec.meta["help"]}{variable}{entry}{same}{now}', metavar)
 
 
-def _job_settings(config, job: str | None) -> list[dict]:
+def _job_settings(config, job: str | None, detail: bool) -> list[dict]:
     specs = job_specs()
     if job is None:
         return [_param('jobs.NAME.KEY', 'a job\'s own setting, given as jobs.NAME.KEY=VALUE, e.g. '
@@ -119,18 +127,20 @@ def _job_settings(config, job: str | None) -> list[dict]:
     found = []
     for key, spec in specs.items():
         dotted = f'jobs.{job}.{key}'
-        origin = config.origins.get(dotted, 'default').replace(str(config.path), config.path.name)
         entry = f' (one entry: {dotted}.NAME=VALUE)' if spec.kind in ('table', 'strtable') else ''
-        found.append(_param(dotted, f'{job_help(key)}{entry}; now {_shown(config.job(job).value(key))} ({origin})',
-                            metavar_of(spec)))
+        now = _now(config, dotted, functools.partial(config.job(job).value, key), detail)
+        found.append(_param(dotted, f'{job_help(key)}{entry}{now}', metavar_of(spec)))
     return found
 
 
-def settings(config, job: str | None) -> list[dict]:
-    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's."""
-    short = [_setting(config, dotted, name) for name, dotted in aliases().items()]
-    every = [_setting(config, f'{section}.{key}') for section, cls in SECTIONS.items() for key in _specs(cls)]
-    return short + every + _job_settings(config, job)
+def settings(config, job: str | None, detail: bool = True) -> list[dict]:
+    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's.
+    ``detail``: each one's value now and where it was set, in its help (a command that runs a step shows no help:
+    it leaves that out)."""
+    short = [_setting(config, dotted, name, detail) for name, dotted in aliases().items()]
+    every = [_setting(config, f'{section}.{key}', detail=detail) for section, cls in SECTIONS.items()
+             for key in _specs(cls)]
+    return short + every + _job_settings(config, job, detail)
 
 
 def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[dict]:

@@ -172,7 +172,7 @@ def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
     for job in jobs:
-        settings = params.settings(ctx.config, job)
+        settings = params.settings(ctx.config, job, detail=not ctx.requested)
         for step, task in {**build_tasks(ctx, job, sources), **run_tasks(ctx, job)}.items():
             task.setdefault('verbosity', 2)
             found[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]',
@@ -183,7 +183,7 @@ def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
 def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
     tasks = all_tasks(ctx, jobs)
-    settings = params.settings(ctx.config, None)
+    settings = params.settings(ctx.config, None, detail=not ctx.requested)
     functions: dict[str, Callable[..., Any]] = {}
     for step, subtasks in tasks.items():
         def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
