@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import subprocess
+import threading
 from pathlib import Path
 
 import cloudpickle
@@ -293,3 +294,16 @@ def test_a_reference_declared_on_another_line_is_the_same_job_and_other_argument
     assert compare._payload_diff(payload([1], 12), payload([1], 14), {}, {}) == []  # a line added above it
     changed = compare._payload_diff(payload([1], 12), payload([2], 12), {}, {})
     assert '-    args = [1]' in changed and '+    args = [2]' in changed
+
+
+def test_what_a_record_reads_ahead_is_its_value_or_its_error_when_taken():
+    from tg_pipeline.workflow.recording import Ahead
+    release = threading.Event()
+    ahead = Ahead(lambda: release.wait(60) and 'facts')
+    release.set()  # the caller went on while the call waited: it runs in a thread of its own
+    assert ahead.result() == 'facts'
+
+    def broken():
+        raise OSError('engine gone')
+    with pytest.raises(OSError, match='engine gone'):
+        Ahead(broken).result()

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,13 +55,20 @@ def payload_bytes(ctx: Context, job: str) -> dict[str, bytes]:
     return {name: p.resource(name).read_bytes() for name in ctx.resource_names(job)}
 
 
-def code_and_state(ctx: Context, job: str, sdist: Path | None) -> tuple[dict, dict | None, dict[str, str]]:
-    """(the record's code, its git state or None outside git, the store keys of its objects), the objects kept."""
+def read_here(ctx: Context, job: str) -> tuple[Any, bytes]:
+    """(the project's git state or None, the kept configuration): what a record reads in this project."""
     from tg_pipeline.provenance.gitstate import git_state
+    return git_state(ctx.config.root, ctx.config.source_roots), kept_configuration(ctx, job)
+
+
+def code_and_state(ctx: Context, job: str, sdist: Path | None, read: tuple[Any, bytes] | None = None
+                   ) -> tuple[dict, dict | None, dict[str, str]]:
+    """(the record's code, its git state or None outside git, the store keys of its objects), the objects kept;
+    ``read``: what :func:`read_here` gave, when it was read ahead."""
     from tg_pipeline.provenance.store import sha256_of
     store, payload = store_of(ctx), payload_bytes(ctx, job)
-    state = git_state(ctx.config.root, ctx.config.source_roots)
-    texts = {'config': kept_configuration(ctx, job), 'patch': state.patch if state else b'',
+    state, configuration = read if read is not None else read_here(ctx, job)
+    texts = {'config': configuration, 'patch': state.patch if state else b'',
              'cells': ctx.cells.get(job, '').encode()}
     if sdist is None:  # an attached run: its sdist made here, the same bytes the sdist step makes
         texts['sdist'] = attached_sdist(ctx, job, payload)
@@ -79,25 +87,27 @@ def attached_sdist(ctx: Context, job: str, payload: dict[str, bytes]) -> bytes:
                          cache=ctx.paths(job).pyproject, root_paths=root_paths(config.source_roots, config.root))[1]
 
 
-def what_is_here(ctx: Context, job: str, sdist: Path | None) -> dict:
+def what_is_here(ctx: Context, job: str, sdist: Path | None, read: tuple[Any, bytes] | None = None) -> dict:
     """The parts of a run's record that say what it runs: identity, code, git state, configuration (kept)."""
     j = ctx.config.job(job)
-    code, git, keys = code_and_state(ctx, job, sdist)
+    code, git, keys = code_and_state(ctx, job, sdist, read)
     return {'identity': {'package': j.package, 'version': j.version, 'module': j.module,
                          'project': ctx.config.project, 'owner': ctx.config.owner},
             'code': code, 'git': git, 'config': keys['config']}
 
 
 def begin(ctx: Context, job: str, where: str, run_id: str, host: dict, *, sdist: Path | None, spec=None,
-          deps_key: str = '', deps_id: str = '', original: dict | None = None) -> tuple[Path, dict]:
+          deps_key: str = '', deps_id: str = '', original: dict | None = None,
+          read: tuple[Any, bytes] | None = None) -> tuple[Path, dict]:
     """Keep the objects of the run ``run_id`` and write its record; (its path, the record). A re-run
-    (``original``: the record of the run it repeats) runs what that run ran: its record says so."""
+    (``original``: the record of the run it repeats) runs what that run ran: its record says so. ``read``: what
+    :func:`read_here` gave, when it was read ahead."""
     from tg_pipeline.paths import JobPaths
     store = store_of(ctx)
     run = spec.run if spec is not None else ctx.config.job(job).run
     with store.lock():
         if original is None:
-            what = what_is_here(ctx, job, sdist)
+            what = what_is_here(ctx, job, sdist, read)
         else:
             what = {key: original.get(key) for key in ('identity', 'code', 'git', 'config')}
             what['identity'] = {**what['identity'], 'owner': ctx.config.owner}
@@ -215,17 +225,58 @@ def deps_key_of(ctx: Context, host, image_id: str, p) -> tuple[str, str]:
                                         ctx.config.project, console=ctx.delivery_console()), deps_id
 
 
-def recorded(ctx: Context, job: str, host, spec, backend, original: dict | None = None, paths=None):
-    """``backend`` wrapped to keep the record of the run of ``spec`` on ``host`` (``original``: the record of the
-    run a re-run repeats; ``paths``: the JobPaths its image was made with, default the job's)."""
+class Ahead:
+    """A call made now in a thread of its own, its result (or what it raised) taken later with :meth:`result`.
+    The thread is a daemon: a run that fails before it needs the result does not wait for it to end."""
+
+    def __init__(self, call: Callable[[], Any]):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._call, args=(call,), name='tg_pipeline-ahead', daemon=True)
+        self._thread.start()
+
+    def _call(self, call: Callable[[], Any]) -> None:
+        try:
+            self._value = call()
+        except BaseException as e:  # noqa: BLE001 - raised again where the result is taken
+            self._error = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@dataclasses.dataclass
+class Gathered:
+    """What a run's record reads that no run id is needed for, read while the run is made ready (the delivery to
+    the host, the container's creation): the host's facts (``docker info``, its GPUs: over SSH a round trip or
+    more), and the project's git state and kept configuration (git programs)."""
+    facts: Ahead
+    here: Ahead | None  # None: a re-run, whose record says what the run it repeats ran
+
+
+def gather(ctx: Context, job: str, host, here: bool = True) -> Gathered:
+    """Start reading what the record of a run of ``job`` on ``host`` needs (see :class:`Gathered`)."""
     from tg_pipeline.provenance import hostfacts
+    return Gathered(facts=Ahead(lambda: hostfacts.of_host(host)),
+                    here=Ahead(lambda: read_here(ctx, job)) if here else None)
+
+
+def recorded(ctx: Context, job: str, host, spec, backend, original: dict | None = None, paths=None,
+             gathered: Gathered | None = None):
+    """``backend`` wrapped to keep the record of the run of ``spec`` on ``host`` (``original``: the record of the
+    run a re-run repeats; ``paths``: the JobPaths its image was made with, default the job's; ``gathered``: what
+    :func:`gather` started reading, default read when the run has its id)."""
     paths = paths or ctx.paths(job)
+    gathered = gathered or gather(ctx, job, host, here=original is None)
 
     def start(run_id: str):
-        facts = hostfacts.of_host(host)
         deps_key, deps_id = deps_key_of(ctx, host, spec.image_id, paths)
-        return begin(ctx, job, host.where, run_id, facts, sdist=paths.sdist, spec=spec, deps_key=deps_key,
-                     deps_id=deps_id, original=original)
+        return begin(ctx, job, host.where, run_id, gathered.facts.result(), sdist=paths.sdist, spec=spec,
+                     deps_key=deps_key, deps_id=deps_id, original=original,
+                     read=gathered.here.result() if gathered.here is not None and original is None else None)
     return Recording(backend, start)
 
 

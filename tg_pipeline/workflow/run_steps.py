@@ -59,12 +59,13 @@ def run_spec(ctx: Context, job: str, reference: str = '', image_id: str = ''):
                    sweep='variants' in ctx.resource_names(job))
 
 
-def _run(ctx: Context, job: str, host, spec) -> None:
+def _run(ctx: Context, job: str, host, spec, gathered) -> None:
     from tg_pipeline.runs import backend_for
     from tg_pipeline.runs import lifecycle
     from tg_pipeline.workflow.recording import recorded  # the run keeps what ran (provenance)
     console = ctx.run_console(host.where)
-    backend = recorded(ctx, job, host, spec, backend_for(host, ctx.config, console, ctx.flag('detach')))
+    backend = recorded(ctx, job, host, spec, backend_for(host, ctx.config, console, ctx.flag('detach')),
+                       gathered=gathered)
     outcome = lifecycle.run(backend, spec, ctx.paths(job).runs(host.where), detach=ctx.flag('detach'),
                             on_interrupt=ctx.config.run.on_interrupt, console=console)
     if hasattr(outcome, 'exit_code'):
@@ -101,28 +102,32 @@ def _built(ctx: Context, job: str, record: dict):
 
 def run_local(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
+    from tg_pipeline.workflow.recording import gather
     check_env(ctx, job)
     with open_host(ctx.config, 'local') as host:
-        _run(ctx, job, host, run_spec(ctx, job))
+        _run(ctx, job, host, run_spec(ctx, job), gather(ctx, job, host))
 
 
 def run_remote(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
+    from tg_pipeline.workflow.recording import gather
     check_env(ctx, job)
     with open_host(ctx.config, 'remote') as host:
+        gathered = gather(ctx, job, host)  # the record's reading, while the image reaches the host
         image_id, reference = ctx.delivery(job).to_remote(host, ctx.paths(job), image_settings(ctx, job),
                                                           ctx.registry_auth(), ctx.delivery_console())
-        _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
+        _run(ctx, job, host, run_spec(ctx, job, reference, image_id), gathered)
 
 
 def run_swarm(ctx: Context, job: str) -> None:
     from tg_pipeline.hosts.host import open_host
+    from tg_pipeline.workflow.recording import gather
     check_env(ctx, job)
     image_id, reference = ctx.delivery(job).for_swarm(ctx.paths(job), lambda: open_host(ctx.config, 'remote'),
                                                       image_settings(ctx, job), ctx.registry_auth(),
                                                       ctx.delivery_console())
     with open_host(ctx.config, 'swarm') as host:
-        _run(ctx, job, host, run_spec(ctx, job, reference, image_id))
+        _run(ctx, job, host, run_spec(ctx, job, reference, image_id), gather(ctx, job, host))
 
 
 def lifecycle_step(ctx: Context, job: str, step: str) -> None:
