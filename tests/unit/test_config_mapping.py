@@ -324,3 +324,25 @@ def test_the_same_mount_twice_is_one_error_naming_both_origins(tmp_path):
 def test_the_same_mount_written_twice_is_kept_once(tmp_path):
     text = LISTS.replace('mounts = ["/srv/data:/data"]', 'mounts = ["/srv/shared:/shared:ro", "/srv/data:/data"]')
     assert lists(tmp_path, text).job('Train').run.mounts == ('/srv/shared:/shared', '/srv/data:/data')
+
+
+def test_a_requirement_matched_as_plain_is_one_packaging_accepts():
+    """check_requirements leaves packaging out for plain requirements: every text PLAIN matches must be one
+    packaging parses (texts made from valid and invalid pieces, both kinds many times)."""
+    import random
+    from packaging.requirements import Requirement
+    from tg_pipeline.config.requirements import PLAIN
+    pieces = {'name': ['numpy', 'scikit-learn', 'A.b_c-d', 'x', '-bad', 'bad-', 'tor ch', 'zope.interface', '_u'],
+              'extras': ['', '[cuda]', '[a,b]', '[a,]', '[]', '[-x]', '[ x ]'],
+              'op': ['==', '>=', '<=', '!=', '<', '>', '~=', '===', '=', '=>', ''],
+              'version': ['1', '1.0', '2.1.3', '1.*', '1.0a1', '01.2', '.1', '1.', 'x', '']}
+    chance = random.Random(508)
+    matched = 0
+    for _ in range(4000):
+        clauses = [chance.choice(pieces['op']) + chance.choice(pieces['version'])
+                   for _ in range(chance.choice([0, 1, 1, 2]))]
+        text = chance.choice(pieces['name']) + chance.choice(pieces['extras']) + ','.join(clauses)
+        if PLAIN.fullmatch(text):
+            matched += 1
+            assert Requirement(text).name, text  # raises InvalidRequirement where packaging refuses it
+    assert matched > 100 and 4000 - matched > 100  # both kinds were tried many times

@@ -1,4 +1,5 @@
-"""pip requirements (PEP 508), parsed in this one place with ``packaging``.
+"""pip requirements (PEP 508), parsed in this one place with ``packaging`` (plain ones, which it surely accepts, are
+only matched by :data:`PLAIN` when the configuration is checked: a run then does not import it).
 
 pipeline.toml's ``dependencies`` are checked here when the configuration is
 read, the image's requirements.txt is made here, and the import check asks
@@ -6,9 +7,16 @@ here for the distribution a requirement names.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from tg_pipeline.errors import ConfigError
+
+_NAME = r'[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?'
+_CLAUSE = r'(?:(?:==|!=|<=|>=|<|>)[0-9]+(?:\.[0-9]+)*|~=[0-9]+(?:\.[0-9]+)+)'
+# The plain requirements most projects list ("numpy", "scikit-learn==1.5.2", "torch[cuda]>=2.1,<3"): a subset of
+# PEP 508 that packaging accepts (a test holds the two together); anything else is parsed by packaging.
+PLAIN = re.compile(rf'{_NAME}(?:\[{_NAME}(?:,{_NAME})*\])?(?:{_CLAUSE}(?:,{_CLAUSE})*)?')
 
 
 # packaging, imported on first use: a run with no requirement to parse starts without it (about 10 ms). The two
@@ -37,7 +45,7 @@ def requirement_name(text):
 def check_requirements(dependencies: Iterable[str], *, key: str, file: str | None = None,
                        line: int | None = None) -> None:
     """Raise :class:`ConfigError` naming ``key`` (and file/line) at the first requirement pip would refuse."""
-    dependencies = list(dependencies)
+    dependencies = [text for text in dependencies if not (isinstance(text, str) and PLAIN.fullmatch(text))]
     if not dependencies:
         return
     from packaging.requirements import InvalidRequirement
