@@ -48,3 +48,33 @@ def test_every_backend_takes_what_the_protocol_passes():
             if given[:len(wanted)] != wanted:
                 wrong.append(f'{kind.__name__}.{name}{inspect.signature(own)}')
     assert wrong == []
+
+
+def test_the_steps_of_one_command_share_each_host_and_a_lost_one_is_opened_again(monkeypatch, tmp_path):
+    """`doit status where=remote` over every job: one connection, one first request, not one per job."""
+    import pytest
+    from tg_pipeline import config
+    from tg_pipeline.errors import RemoteError
+    from tg_pipeline.hosts import host as hosts
+    from tg_pipeline.runs import backend_on
+    from tg_pipeline.workflow.context import Context
+    opened, closed = [], []
+
+    def local_host():
+        made = Host('local', 'local', FakeEngine().client(), lost=lambda: 'the link broke')
+        made._closers.append(lambda: closed.append(made))
+        opened.append(made)
+        return made
+    monkeypatch.setattr(hosts, '_local_host', local_host)
+    ctx = Context(config.from_mapping({'jobs': {'A': {'factory': 'a:A'}}}, path=tmp_path / 'pipeline.toml',
+                                      environ={}))
+    for _ in range(3):  # three jobs' status
+        with backend_on(ctx.config, 'local', ctx.host('local')) as backend:
+            assert backend.place is opened[0]
+    assert len(opened) == 1 and closed == []
+    with pytest.raises(RemoteError, match='the SSH connection to local was lost: the link broke'):
+        with backend_on(ctx.config, 'local', ctx.host('local')):
+            raise OSError('broken pipe')
+    assert opened[0].gone and ctx.host('local') is opened[1] and closed == [opened[0]]  # the next step: a new one
+    ctx.close_hosts()
+    assert closed == opened

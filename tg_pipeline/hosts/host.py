@@ -31,6 +31,7 @@ class Host:
     _closers: list = field(default_factory=list)
     lost: Callable[[], str | None] | None = None  # () -> why the SSH connection was found dead, or None
     deferring: bool = False  # closed by open_host, which waits for deferred work (else it is done at once)
+    gone: bool = False  # its SSH connection was found lost (said_as_lost)
 
     def lost_reason(self) -> str | None:
         return self.lost() if self.lost is not None else None
@@ -78,16 +79,51 @@ def open_host(config, where: str = 'local'):
     host = _swarm_host(config) if where == 'swarm' else _local_host() if where == 'local' else _ssh_host(config)
     host.deferring = True
     try:
+        with said_as_lost(host):
+            yield host
+    finally:
+        host.close()
+
+
+@contextlib.contextmanager
+def said_as_lost(host: Host):
+    """Around work on ``host``: an error that its SSH connection broke is said as that (one RemoteError), and the
+    host is marked ``gone`` (:class:`Hosts` opens it again for the next step)."""
+    try:
         yield host
     except Exception as e:
         reason = None if isinstance(e, PipelineError) else host.lost_reason()  # ours say what happened already
         if reason is None:
             raise
+        host.gone = True
         raise RemoteError(f'the SSH connection to {host.name} was lost: {reason}',
                           hint='check the network to that host; whatever runs there goes on: see it with '
                                f'doit status where={host.where}') from None
-    finally:
-        host.close()
+
+
+class Hosts:
+    """The hosts one command's steps share (``doit status where=remote`` over every job: one connection, one
+    first request), each opened by :func:`open_host` when a step first asks for it, opened again after its
+    connection was lost, and all closed by :meth:`close` (at the end of the command)."""
+
+    def __init__(self, config):
+        self.config = config
+        self._open: dict[str, tuple[contextlib.ExitStack, Host]] = {}
+
+    def get(self, where: str) -> Host:
+        found = self._open.get(where)
+        if found is not None and not found[1].gone:
+            return found[1]
+        if found is not None:
+            self._open.pop(where)[0].close()
+        stack = contextlib.ExitStack()
+        host = stack.enter_context(open_host(self.config, where))
+        self._open[where] = (stack, host)
+        return host
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1][0].close()
 
 
 def _local_host() -> Host:

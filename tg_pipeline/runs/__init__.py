@@ -22,9 +22,13 @@ def backend_for(host: Host, config=None, console=None, detach: bool = False):
 
 
 @contextlib.contextmanager
-def backend_on(config, where: str):
-    """The run backend for ``where`` (local, remote, swarm) of this configuration, on its host, opened here and
-    closed on exit."""
-    from tg_pipeline.hosts.host import open_host
-    with open_host(config, where) as host:
-        yield backend_for(host, config)
+def backend_on(config, where: str, host: Host | None = None):
+    """The run backend for ``where`` (local, remote, swarm) of this configuration, on its host: ``host`` (left
+    open), or one opened here and closed on exit."""
+    from tg_pipeline.hosts.host import open_host, said_as_lost
+    if host is not None:
+        with said_as_lost(host):
+            yield backend_for(host, config)
+        return
+    with open_host(config, where) as opened:
+        yield backend_for(opened, config)

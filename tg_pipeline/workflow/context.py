@@ -2,7 +2,7 @@
 from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from tg_pipeline.console import Console
 from tg_pipeline.paths import JobPaths
 
@@ -30,10 +30,29 @@ class Context:
     console: Console | None = None
     records: dict = field(default_factory=dict)  # job -> the record of what its last run here ran (provenance)
     cells: dict = field(default_factory=dict)  # job -> the source that defined a job pickled by value (notebook)
+    _hosts: Any = None  # the hosts this command's lifecycle steps share (tg_pipeline.hosts.host.Hosts)
 
     def __post_init__(self):
         if self.console is None:
             self.console = Console(verbose=bool(self.config.docker.verbose))
+
+    def host(self, where: str):
+        """The host ``where`` names, shared by this command's steps that ask for it (``status``, ``logs``,
+        ``result``, ``stop`` of every job: one connection); closed by :meth:`close_hosts`, at the latest when
+        the process exits."""
+        if self._hosts is None:
+            import atexit
+            from tg_pipeline.hosts.host import Hosts
+            self._hosts = Hosts(self.config)
+            atexit.register(self.close_hosts)
+        return self._hosts.get(where)
+
+    def close_hosts(self) -> None:
+        if self._hosts is not None:
+            import atexit
+            atexit.unregister(self.close_hosts)  # (the Python API makes a Context per call)
+            hosts, self._hosts = self._hosts, None
+            hosts.close()
 
     def steps_console(self) -> Console:
         """``console``: what the steps print (set by the constructor when it was not given)."""

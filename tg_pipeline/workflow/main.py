@@ -29,7 +29,10 @@ def run_tasks(ctx: Context, jobs: list[str], names: list[str], **doit_config) ->
     ``DoitMain`` over the same :func:`task_module`); doit's exit code."""
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    return DoitMain(ModuleTaskLoader(task_module(ctx, jobs, **doit_config))).run(names)
+    try:
+        return DoitMain(ModuleTaskLoader(task_module(ctx, jobs, **doit_config))).run(names)
+    finally:
+        ctx.close_hosts()
 
 
 def runs_remote(argv: list[str]) -> bool:

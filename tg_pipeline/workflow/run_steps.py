@@ -136,7 +136,7 @@ def lifecycle_step(ctx: Context, job: str, step: str) -> None:
     where, run_id = ctx.where(), ctx.variables.get('run_id') or None
     scope = lifecycle.Scope(job, ctx.config.project, ctx.flag('all_projects'))
     paths = ctx.paths(job).runs(where)
-    with backend_on(ctx.config, where) as kind:
+    with backend_on(ctx.config, where, ctx.host(where)) as kind:
         console = ctx.run_console()  # what the command prints is its point
         from tg_pipeline.runs import variants
         index = variants.variant_number(ctx.variables.get('variant'))
