@@ -89,3 +89,14 @@ def test_graph_writes_dot_with_the_task_edges(project):
     import shutil
     if shutil.which('dot'):
         assert project.path('build/graph.png').read_bytes()[:4] == b'\x89PNG'
+
+
+@pytest.mark.parametrize('command', [('list',), ('help', 'run_local')])
+def test_a_printing_command_whose_reader_is_gone_ends_without_a_traceback(project, command):
+    """``doit list | head -1``: the reader closes the pipe; the command ends as ls or cat do (SIGPIPE)."""
+    import signal
+    process = project.popen(*command)
+    process.stdout.close()  # before the command (a Python process importing doit) can write anything
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == -signal.SIGPIPE, stderr
+    assert 'Traceback' not in stderr and 'BrokenPipeError' not in stderr

@@ -41,6 +41,19 @@ def runs_remote(argv: list[str]) -> bool:
     return 'run_remote' in params.run_steps(argv, STEPS)
 
 
+PRINTING_COMMANDS = ('list', 'help', 'info', 'dumpdb', 'tabcompletion')  # doit's commands that only print
+
+
+def end_quietly_on_a_closed_pipe(argv: list[str]) -> None:
+    """``doit list | head``: a doit command that only prints ends as other Unix programs do when the reader of
+    its output is gone (SIGPIPE), not with doit's traceback of a BrokenPipeError. A command that runs steps
+    keeps Python's way: it has runs to stop and records to write."""
+    import signal
+    words = [a for a in argv if not a.startswith('-') and '=' not in a]
+    if words[:1] and words[0] in PRINTING_COMMANDS and hasattr(signal, 'SIGPIPE'):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     """Everything a dodo.py needs: DOIT_CONFIG and the task_* creators.
 
@@ -49,6 +62,7 @@ def dodo_tasks(dodo_file: str, config_file: str | None = None) -> dict:
     from tg_pipeline import config as config_module
     from tg_pipeline.compat.doit import watch_exit_handlers
     watch_exit_handlers()  # an exit handler that raises makes the exit status not 0
+    end_quietly_on_a_closed_pipe(sys.argv[1:])
     root = Path(dodo_file).resolve().parent
     try:
         variables = params.command_line(command_line_vars(), sys.argv[1:])
