@@ -209,3 +209,37 @@ def test_a_master_that_stays_gone_is_said_as_the_connection_not_as_docker(monkey
     assert link.restarts == 1
     assert 'ended before the first Docker request' in raised.value.message
     assert 'control_persist' in raised.value.hint and 'dial-stdio' not in raised.value.render()
+
+
+def test_channels_opened_at_once_by_threads_are_each_their_own(monkeypatch):
+    """A sweep's threads open channels at once (the log followers, the collector, the starts): each gets the
+    socket it made. Two HTTP connections on one socket read each other's answers (a list's end as a status
+    line), and the orphaned socket's fd, closed by the collector, came back as a third channel's."""
+    both_set = threading.Barrier(2, timeout=30)
+
+    class Link(openssh.OpenSSH):
+        @property
+        def last_channel(self):
+            return self.__dict__.get('_last')
+
+        @last_channel.setter
+        def last_channel(self, channel):
+            self.__dict__['_last'] = channel
+            if channel is not None:
+                both_set.wait()  # both threads have made and noted their channel before either returns
+
+    link = Link(RemoteTarget('gpu-box', project='p'), SETTINGS)
+    monkeypatch.setattr(link, 'alive', lambda: True)
+    monkeypatch.setattr(link, 'command', lambda *remote, forward='': ['cat'])  # each channel echoes its input
+    made: dict[str, socket.socket] = {}
+    threads = [threading.Thread(target=lambda name=name: made.__setitem__(name, link.channel('x')))
+               for name in ('follower', 'collector')]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert made['follower'] is not made['collector']
+    for name, channel in made.items():
+        channel.sendall(name.encode())
+        assert channel.recv(100) == name.encode()
+        channel.close()

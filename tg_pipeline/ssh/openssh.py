@@ -244,8 +244,9 @@ class OpenSSH:
             raise
         finally:
             theirs.close()
-        self.last_channel = ChannelSocket(ours, process, errors)
-        return self.last_channel
+        channel = ChannelSocket(ours, process, errors)
+        self.last_channel = channel  # (for channel_failure) another thread's channel may be there by now:
+        return channel  # what this call made is returned, never that attribute
 
     def forward_channel(self, address: str, port: int, origin=None) -> ChannelSocket:
         return self.channel(forward=f'{address}:{port}')
