@@ -24,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from forked_doit import Doit
 from target import fill
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = Path(__file__).resolve().parent / 'projects'
 IN_CI = os.environ.get('CI') == 'true'
+_DOIT = Doit()
 
 
 def job_names(project: str = 'basic') -> str:
@@ -131,8 +133,13 @@ class Project:
         return env
 
     def doit(self, *args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
-        result = subprocess.run([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
-                                capture_output=True, text=True, timeout=timeout)
+        """``python -m doit ARGS`` in the project, its output captured. In the fast tier the process is forked from
+        one that has imported doit and tg_pipeline.tasks already (tests/forked_doit.py), else started anew."""
+        if os.environ.get('PYTEST_CURRENT_TEST', '').startswith('tests/unit/'):
+            result = _DOIT.run(args, self.root, self.env(env), self.env(), timeout)
+        else:
+            result = subprocess.run([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
+                                    capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f'doit {" ".join(args)} exited {result.returncode}\n'
                                  f'--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}')
