@@ -126,11 +126,17 @@ def _job_settings(config, job: str | None) -> list[dict]:
     return found
 
 
-def settings(config, job: str | None) -> list[dict]:
-    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's."""
+def section_settings(config) -> list[dict]:
+    """The settings of pipeline.toml's sections as params: the short names first, then ``section.key``."""
     short = [_setting(config, dotted, name) for name, dotted in aliases().items()]
     every = [_setting(config, f'{section}.{key}') for section, cls in SECTIONS.items() for key in _specs(cls)]
-    return short + every + _job_settings(config, job)
+    return short + every
+
+
+def settings(config, job: str | None, sections: list[dict] | None = None) -> list[dict]:
+    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's.
+    ``sections``: what :func:`section_settings` gave for this config (the same for every job), else made here."""
+    return (section_settings(config) if sections is None else sections) + _job_settings(config, job)
 
 
 def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[dict]:
@@ -156,5 +162,5 @@ def run_steps(argv: list[str], steps) -> list[str]:
     return [w.split(':')[0] for w in words]
 
 
-__all__ = ['command_line', 'settings', 'for_task', 'is_setting', 'run_steps']
+__all__ = ['command_line', 'section_settings', 'settings', 'for_task', 'is_setting', 'run_steps']
 
