@@ -67,7 +67,32 @@ def pytest_cmdline_main(config):
     paths = [Path(str(arg).split('::')[0]).resolve() for arg in config.args]
     if paths and all(path.is_relative_to(UNIT) for path in paths):
         config.option.numprocesses = min(2, os.cpu_count() or 1)
+        if config.option.maxschedchunk is None:  # a few tests at a time: the longest, first (LONGEST_FIRST), spread
+            config.option.maxschedchunk = 2
     return None
+
+
+# The fast tier's longest tests, longest first (seconds of one run; the first in a fresh clone): on two workers
+# they start first and are handed out a few at a time, so that neither worker is left with one of them at the end.
+LONGEST_FIRST = (
+    'tests/unit/test_types.py::test_the_package_type_checks',  # mypy: ~4 s without its cache, 0.2 s with it
+    'tests/unit/test_time_limit.py::',  # ~1.2 s each, mostly waiting for the limit
+    'tests/unit/test_types.py::test_the_import_check_works_without_the_names_python_3_10_added',
+    'tests/unit/test_docs.py::test_the_docs_build_strictly',
+    'tests/unit/test_what_ran.py::test_attached_runs_keep_what_ran_and_show_runs_diff_and_export_say_it',
+    'tests/unit/test_ux.py::test_doit_help_lists_the_settings_of_a_task_with_their_values_now',
+    'tests/unit/test_ux.py::test_graph_draws_the_chosen_job_and_marks_what_would_run_now',
+    'tests/unit/test_import_check.py::',
+    'tests/unit/test_what_ran.py::',
+    'tests/unit/test_ux.py::',
+    'tests/unit/test_bad_input.py::',
+    'tests/unit/test_cli_errors.py::',
+    'tests/unit/test_never_silent.py::',
+)
+
+
+def _longest_first(item) -> int:
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -88,6 +113,8 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError('these tests need an engine, the SSH host, the registry, a pip install or many '
                                 'doit processes; move them to tests/integration/:\n  ' + '\n  '.join(misplaced))
+    if hasattr(config, 'workerinput'):  # (every worker orders them alike: xdist checks)
+        items.sort(key=_longest_first)
 
 
 class Project:
