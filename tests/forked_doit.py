@@ -7,11 +7,11 @@ capture_output=True, text=True)`` would start: its stdin is the caller's, its st
 reads to their end, its working folder, environment, ``sys.argv``, ``sys.orig_argv``, ``sys.path[0]`` and
 ``__main__`` are those of ``python -m doit`` (run by runpy as ``-m`` runs it), and it ends as that interpreter
 would: ``sys.exit``, an uncaught exception (traceback, status 1), the exit handlers, the flush of its streams,
-a signal. Only the imports above happened before, in the same order as in the command. (About 0.15 s of CPU less
-per command; the fast tier starts ~80 of them.)
+a signal. Only the imports above happened before, in the same order as in the command (and the few standard
+modules this file uses). About 0.1 s of CPU less per command; the fast tier starts ~80 of them.
 
 What an interpreter reads at start-up, or those imports read, comes from the environment the forking process
-started with: a command whose environment differs in any of :data:`STARTUP` runs as a plain subprocess instead.
+started with: a command whose environment differs there (:func:`startup_environment`) runs as a plain subprocess.
 Two forking processes take turns, so that two commands in a row never share a string hash seed (as two
 interpreters would not). ``TG_TEST_FORK_DOIT=0`` runs every command as a plain subprocess.
 
