@@ -167,11 +167,13 @@ def run_tasks(ctx: Context, job: str) -> dict[str, dict]:
     return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 
 
-def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
-    """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`)."""
+def all_tasks(ctx: Context, jobs: list[str], sections: list[dict] | None = None) -> dict[str, list[dict]]:
+    """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`);
+    ``sections``: :func:`params.section_settings` of the config, when made already."""
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
-    sections = params.section_settings(ctx.config)  # (made once: ~4 ms for each job of a doit command)
+    if sections is None:
+        sections = params.section_settings(ctx.config)  # (made once: ~4 ms for each job of a doit command)
     for job in jobs:
         settings = params.settings(ctx.config, job, sections)
         for step, task in {**build_tasks(ctx, job, sources), **run_tasks(ctx, job)}.items():
@@ -183,8 +185,9 @@ def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
 
 def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
-    tasks = all_tasks(ctx, jobs)
-    settings = params.settings(ctx.config, None)
+    sections = params.section_settings(ctx.config)
+    tasks = all_tasks(ctx, jobs, sections)
+    settings = params.settings(ctx.config, None, sections)
     functions: dict[str, Callable[..., Any]] = {}
     for step, subtasks in tasks.items():
         def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
