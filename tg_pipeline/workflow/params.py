@@ -82,12 +82,18 @@ def _twice(name: str, first: str, second: str, rest: list[str]) -> ConfigError:
     return error
 
 
+_SHOWN: dict[tuple[type, str], str] = {}  # (type, repr) -> shown: every job of a command repeats most values
+
+
 def _shown(value) -> str:
-    try:
-        text = toml_text(value)
-    except TypeError:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + '...'
+    key = (type(value), repr(value))
+    if key not in _SHOWN:
+        try:
+            text = toml_text(value)
+        except TypeError:
+            text = repr(value)
+        _SHOWN[key] = text if len(text) <= 40 else text[:37] + '...'
+    return _SHOWN[key]
 
 
 def _param(name: str, help_text: str, metavar: str = 'VALUE', flag: bool = False) -> dict:
