@@ -205,17 +205,22 @@ class Doit:
         self.startup: dict | None = None
         self.turn = 0
 
+    def forker(self, base_env: dict) -> Forker:
+        """The next forking process, started at its first turn (the second then finds the first's bytecode)."""
+        index, self.turn = self.turn % 2, self.turn + 1
+        if index == len(self.forkers):
+            self.forkers.append(Forker(base_env))
+        return self.forkers[index]
+
     def run(self, args, cwd, env: dict, base_env: dict, timeout: float):
         import subprocess
         if os.environ.get('TG_TEST_FORK_DOIT', '1') != '0':
             if self.startup is None:
                 import atexit
                 self.startup = startup_environment(base_env)
-                self.forkers = [Forker(base_env), Forker(base_env)]
                 atexit.register(self.close)
-            self.turn += 1
-            forker = self.forkers[self.turn % 2]
-            if startup_environment(env) == self.startup and forker.lock.acquire(blocking=False):
+            forker = self.forker(base_env) if startup_environment(env) == self.startup else None
+            if forker is not None and forker.lock.acquire(blocking=False):
                 try:  # (a command started from another thread meanwhile: a plain subprocess, not a wait)
                     return forker.run(args, cwd, env, timeout)
                 finally:
