@@ -159,8 +159,14 @@ class Forker:
         return struct.unpack('!q', data)[0]
 
     def close(self) -> None:
+        """End the forking process: it ends when the socket closes, unless a child it waits for hangs."""
+        import subprocess
         self.sock.close()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def _read_to_end(out: int, err: int, deadline: float) -> tuple[bytes, bytes]:
