@@ -75,7 +75,6 @@ def pytest_cmdline_main(config):
 # The fast tier's longest tests, longest first (seconds of one run; the first in a fresh clone): on two workers
 # they start first and are handed out a few at a time, so that neither worker is left with one of them at the end.
 LONGEST_FIRST = (
-    'tests/unit/test_types.py::test_the_package_type_checks',  # mypy: ~4 s without its cache, 0.2 s with it
     'tests/unit/test_time_limit.py::',  # ~1.2 s each, mostly waiting for the limit
     'tests/unit/test_types.py::test_the_import_check_works_without_the_names_python_3_10_added',
     'tests/unit/test_docs.py::test_the_docs_build_strictly',
@@ -95,7 +94,35 @@ LONGEST_FIRST = (
 )
 
 
+MYPY_TEST = 'tests/unit/test_types.py::test_the_package_type_checks'
+# run beside the tests by the first worker: python -m mypy in the root, its outcome written (JSON) when it ends
+_MYPY_RUN = ('import json, os, subprocess, sys; r = subprocess.run([sys.executable, "-m", "mypy"], cwd=sys.argv[1], '
+             'capture_output=True, text=True); open(sys.argv[2] + ".part", "w").write(json.dumps({"returncode": '
+             'r.returncode, "stdout": r.stdout, "stderr": r.stderr})); os.replace(sys.argv[2] + ".part", sys.argv[2])')
+
+
+def mypy_outcome_file(config) -> Path | None:
+    """Where the mypy started at collection writes its outcome: a file of the run's temp folder, which both workers
+    share (each has a folder of its own in it); None without workers (the test then runs mypy itself)."""
+    if not hasattr(config, 'workerinput') or not config.option.basetemp:
+        return None
+    return Path(config.option.basetemp).parent / 'mypy-outcome.json'
+
+
+def pytest_collection_finish(session):
+    """On two workers mypy (~4 s of CPU without its cache) starts as soon as the tests are collected, beside them,
+    and its test, run last, reads what it said: no worker waits for it meanwhile."""
+    config, outcome = session.config, mypy_outcome_file(session.config)
+    if outcome is None or config.workerinput['workerid'] != 'gw0' or MYPY_TEST not in {i.nodeid for i in session.items}:
+        return
+    import atexit
+    process = subprocess.Popen([sys.executable, '-c', _MYPY_RUN, str(REPO), str(outcome)])
+    atexit.register(process.wait)  # (the test may be the other worker's: it is not ended early)
+
+
 def _longest_first(item) -> int:
+    if item.nodeid == MYPY_TEST:  # (last: mypy runs beside the tests meanwhile, see pytest_collection_finish)
+        return len(LONGEST_FIRST) + 1
     return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
 
