@@ -24,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from forked_doit import Doit
 from target import fill
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = Path(__file__).resolve().parent / 'projects'
 IN_CI = os.environ.get('CI') == 'true'
+_DOIT = Doit()
 
 
 def job_names(project: str = 'basic') -> str:
@@ -65,7 +67,63 @@ def pytest_cmdline_main(config):
     paths = [Path(str(arg).split('::')[0]).resolve() for arg in config.args]
     if paths and all(path.is_relative_to(UNIT) for path in paths):
         config.option.numprocesses = min(2, os.cpu_count() or 1)
+        if config.option.maxschedchunk is None:  # a few tests at a time: the longest, first (LONGEST_FIRST), spread
+            config.option.maxschedchunk = 2
     return None
+
+
+# The fast tier's longest tests, longest first (seconds of one run; the first in a fresh clone): on two workers
+# they start first and are handed out a few at a time, so that neither worker is left with one of them at the end.
+LONGEST_FIRST = (
+    'tests/unit/test_time_limit.py::',  # ~1.2 s each, mostly waiting for the limit
+    'tests/unit/test_types.py::test_the_import_check_works_without_the_names_python_3_10_added',
+    'tests/unit/test_docs.py::test_the_docs_build_strictly',
+    'tests/unit/test_what_ran.py::test_attached_runs_keep_what_ran_and_show_runs_diff_and_export_say_it',
+    'tests/unit/test_ux.py::test_doit_help_lists_the_settings_of_a_task_with_their_values_now',
+    'tests/unit/test_ux.py::test_graph_draws_the_chosen_job_and_marks_what_would_run_now',
+    'tests/unit/test_import_check.py::',
+    'tests/unit/test_what_ran.py::',
+    'tests/unit/test_ux.py::',
+    'tests/unit/test_bad_input.py::',
+    'tests/unit/test_cli_errors.py::',
+    'tests/unit/test_never_silent.py::',
+    'tests/unit/test_types.py::',  # (the rest: reading the installed distributions, ~0.5 s)
+    'tests/unit/test_inputs.py::',
+    'tests/unit/test_light_imports.py::',
+    'tests/unit/test_reporting.py::',
+)
+
+
+MYPY_TEST = 'tests/unit/test_types.py::test_the_package_type_checks'
+# run beside the tests by the first worker: python -m mypy in the root, its outcome written (JSON) when it ends
+_MYPY_RUN = ('import json, os, subprocess, sys; r = subprocess.run([sys.executable, "-m", "mypy"], cwd=sys.argv[1], '
+             'capture_output=True, text=True); open(sys.argv[2] + ".part", "w").write(json.dumps({"returncode": '
+             'r.returncode, "stdout": r.stdout, "stderr": r.stderr})); os.replace(sys.argv[2] + ".part", sys.argv[2])')
+
+
+def mypy_outcome_file(config) -> Path | None:
+    """Where the mypy started at collection writes its outcome: a file of the run's temp folder, which both workers
+    share (each has a folder of its own in it); None without workers (the test then runs mypy itself)."""
+    if not hasattr(config, 'workerinput') or not config.option.basetemp:
+        return None
+    return Path(config.option.basetemp).parent / 'mypy-outcome.json'
+
+
+def pytest_collection_finish(session):
+    """On two workers mypy (~4 s of CPU without its cache) starts as soon as the tests are collected, beside them,
+    and its test, run last, reads what it said: no worker waits for it meanwhile."""
+    config, outcome = session.config, mypy_outcome_file(session.config)
+    if outcome is None or config.workerinput['workerid'] != 'gw0' or MYPY_TEST not in {i.nodeid for i in session.items}:
+        return
+    import atexit
+    process = subprocess.Popen([sys.executable, '-c', _MYPY_RUN, str(REPO), str(outcome)])
+    atexit.register(process.wait)  # (the test may be the other worker's: it is not ended early)
+
+
+def _longest_first(item) -> int:
+    if item.nodeid == MYPY_TEST:  # (last: mypy runs beside the tests meanwhile, see pytest_collection_finish)
+        return len(LONGEST_FIRST) + 1
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -86,6 +144,8 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError('these tests need an engine, the SSH host, the registry, a pip install or many '
                                 'doit processes; move them to tests/integration/:\n  ' + '\n  '.join(misplaced))
+    if hasattr(config, 'workerinput'):  # (every worker orders them alike: xdist checks)
+        items.sort(key=_longest_first)
 
 
 class Project:
@@ -131,8 +191,13 @@ class Project:
         return env
 
     def doit(self, *args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
-        result = subprocess.run([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
-                                capture_output=True, text=True, timeout=timeout)
+        """``python -m doit ARGS`` in the project, its output captured. In the fast tier the process is forked from
+        one that has imported doit and tg_pipeline.tasks already (tests/forked_doit.py), else started anew."""
+        if os.environ.get('PYTEST_CURRENT_TEST', '').startswith('tests/unit/'):
+            result = _DOIT.run(args, self.root, self.env(env), self.env(), timeout)
+        else:
+            result = subprocess.run([sys.executable, '-m', 'doit', *args], cwd=self.root, env=self.env(env),
+                                    capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f'doit {" ".join(args)} exited {result.returncode}\n'
                                  f'--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}')

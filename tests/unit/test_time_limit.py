@@ -65,7 +65,7 @@ def run_job(tmp_path, job, limit):
         (site / name).write_bytes(data)
     run_dir = tmp_path / 'run'
     env = {**os.environ, 'PYTHONPATH': str(site / sdist.sdist_name(module, '1.0')), protocol.ENV_RUN_DIR: str(run_dir),
-           protocol.ENV_MAX_RUNTIME: str(limit), protocol.ENV_STOP_GRACE: '0.5'}  # a stubborn job: SIGKILL soon
+           protocol.ENV_MAX_RUNTIME: str(limit), protocol.ENV_STOP_GRACE: '0.2'}  # a stubborn job: SIGKILL soon
     done = subprocess.run([sys.executable, '-m', module], env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, done.stdout + done.stderr, run_dir
 

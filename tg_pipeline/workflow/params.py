@@ -83,12 +83,18 @@ def _twice(name: str, first: str, second: str, rest: list[str]) -> ConfigError:
     return error
 
 
+_SHOWN: dict[tuple[type, str], str] = {}  # (type, repr) -> shown: every job of a command repeats most values
+
+
 def _shown(value) -> str:
-    try:
-        text = toml_text(value)
-    except TypeError:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + '...'
+    key = (type(value), repr(value))
+    if key not in _SHOWN:
+        try:
+            text = toml_text(value)
+        except TypeError:
+            text = repr(value)
+        _SHOWN[key] = text if len(text) <= 40 else text[:37] + '...'
+    return _SHOWN[key]
 
 
 def _param(name: str, help_text: str, metavar: str = 'VALUE', flag: bool = False) -> dict:
@@ -133,14 +139,21 @@ def _job_settings(config, job: str | None, detail: bool) -> list[dict]:
     return found
 
 
-def settings(config, job: str | None, detail: bool = True) -> list[dict]:
-    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's.
+def section_settings(config, detail: bool = True) -> list[dict]:
+    """The settings of pipeline.toml's sections as params: the short names first, then ``section.key``.
     ``detail``: each one's value now and where it was set, in its help (a command that runs a step shows no help:
     it leaves that out)."""
     short = [_setting(config, dotted, name, detail) for name, dotted in aliases().items()]
     every = [_setting(config, f'{section}.{key}', detail=detail) for section, cls in SECTIONS.items()
              for key in _specs(cls)]
-    return short + every + _job_settings(config, job, detail)
+    return short + every
+
+
+def settings(config, job: str | None, sections: list[dict] | None = None, detail: bool = True) -> list[dict]:
+    """Every setting of pipeline.toml as params: the short names first, then ``section.key``, then the job's.
+    ``sections``: what :func:`section_settings` gave for this config (the same for every job), else made here;
+    ``detail``: as there."""
+    return (section_settings(config, detail) if sections is None else sections) + _job_settings(config, job, detail)
 
 
 def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[dict]:
@@ -166,5 +179,5 @@ def run_steps(argv: list[str], steps) -> list[str]:
     return [w.split(':')[0] for w in words]
 
 
-__all__ = ['command_line', 'settings', 'for_task', 'is_setting', 'run_steps']
+__all__ = ['command_line', 'section_settings', 'settings', 'for_task', 'is_setting', 'run_steps']
 

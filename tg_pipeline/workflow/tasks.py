@@ -167,12 +167,15 @@ def run_tasks(ctx: Context, job: str) -> dict[str, dict]:
     return {step: dict(task, io=STREAMED) for step, task in tasks.items()}
 
 
-def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
-    """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`)."""
+def all_tasks(ctx: Context, jobs: list[str], sections: list[dict] | None = None) -> dict[str, list[dict]]:
+    """step -> sub-task dicts for every selected job (their params: the settings, for `doit help STEP:JOB`);
+    ``sections``: :func:`params.section_settings` of the config, when made already."""
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
+    if sections is None:
+        sections = params.section_settings(ctx.config, detail=not ctx.requested)  # (once: ~4 ms a job)
     for job in jobs:
-        settings = params.settings(ctx.config, job, detail=not ctx.requested)
+        settings = params.settings(ctx.config, job, sections, detail=not ctx.requested)
         for step, task in {**build_tasks(ctx, job, sources), **run_tasks(ctx, job)}.items():
             task.setdefault('verbosity', 2)
             found[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]',
@@ -182,8 +185,9 @@ def all_tasks(ctx: Context, jobs: list[str]) -> dict[str, list[dict]]:
 
 def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
-    tasks = all_tasks(ctx, jobs)
-    settings = params.settings(ctx.config, None, detail=not ctx.requested)
+    sections = params.section_settings(ctx.config, detail=not ctx.requested)
+    tasks = all_tasks(ctx, jobs, sections)
+    settings = params.settings(ctx.config, None, sections, detail=not ctx.requested)
     functions: dict[str, Callable[..., Any]] = {}
     for step, subtasks in tasks.items():
         def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
