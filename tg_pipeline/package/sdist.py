@@ -50,17 +50,23 @@ def source_files(source_roots: list[Path]) -> list[Path]:
     found: list[Path] = []
     for root in source_roots:
         for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.'))
-            found.extend(Path(folder) / f for f in sorted(files)
-                         if not f.endswith(SKIP_SUFFIXES) and not f.startswith('.'))
+            dirs[:] = sorted(d for d in dirs if _kept_folder(d))
+            found.extend(Path(folder) / f for f in sorted(files) if _kept_file(f))
     return found
+
+
+def _kept_folder(name: str) -> bool:
+    return name not in SKIP_DIRS and not name.startswith('.')
+
+
+def _kept_file(name: str) -> bool:
+    return not name.endswith(SKIP_SUFFIXES) and not name.startswith('.')
 
 
 def packaged(name: str) -> bool:
     """Whether the file at ``name`` (relative, / between parts) is one :func:`source_files` would package."""
     *folders, file = name.split('/')
-    return (not any(d in SKIP_DIRS or d.startswith('.') for d in folders)
-            and not file.endswith(SKIP_SUFFIXES) and not file.startswith('.'))
+    return all(_kept_folder(d) for d in folders) and _kept_file(file)
 
 
 def source_names(root: Path) -> list[tuple[str, str]]:
@@ -70,10 +76,9 @@ def source_names(root: Path) -> list[tuple[str, str]]:
     parent = os.path.dirname(os.path.abspath(top))
     found: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith('.'))
+        dirs[:] = sorted(d for d in dirs if _kept_folder(d))
         relative = os.path.relpath(os.path.abspath(folder), parent).replace(os.sep, '/')
-        found.extend((os.path.join(folder, f), f'{relative}/{f}') for f in sorted(files)
-                     if not f.endswith(SKIP_SUFFIXES) and not f.startswith('.'))
+        found.extend((os.path.join(folder, f), f'{relative}/{f}') for f in sorted(files) if _kept_file(f))
     return found
 
 

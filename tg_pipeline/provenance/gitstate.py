@@ -1,6 +1,7 @@
 """The git state of the project a run started from, through the ``git`` program: its commit, its branch, and
 the uncommitted changes under the source roots (tracked files changed since the commit, and untracked files
-that are not ignored and that the sdist packages: no ``__pycache__``, no hidden file) as one patch that ``git apply`` takes on that commit.
+that are not ignored and that the sdist packages: no ``__pycache__``, no hidden file) as one patch that
+``git apply`` takes on that commit.
 
 Nothing here writes to the repository: no index refresh (``GIT_OPTIONAL_LOCKS=0``), no ``git add``; an untracked
 file's patch is written here, the way ``git diff`` writes a new file. A project that is no git work tree, or a
