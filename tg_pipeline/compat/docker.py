@@ -101,6 +101,9 @@ def _read_exactly(raw, length: int) -> bytes:
     return b''.join(chunks)
 
 
+# the version a client made by docker_over_fabric/docker_over_channels speaks until negotiate() asks the engine
+# (Docker 20.10's): no request is made with it
+FIRST_API_VERSION = '1.41'
 POOL_SIZE = 2  # idle Docker API channels kept per SSH connection (each is a session: sshd allows 10)
 
 

@@ -23,14 +23,13 @@ import docker
 import fabric
 import paramiko
 
-from tg_pipeline.compat.docker import docker_over_fabric, negotiate
+from tg_pipeline.compat.docker import FIRST_API_VERSION, docker_over_fabric, negotiate
 from tg_pipeline.errors import PipelineError, RemoteError
 from tg_pipeline.ssh.keepalive import Watchdog
 from tg_pipeline.ssh.auth import OpenSSHKeys
 from tg_pipeline.ssh.errors import UnknownHostKey, docker_problem, login_error, session_error
 from tg_pipeline.ssh.settings import RemoteTarget, SSHSettings, parse_jump, resolve  # noqa: F401 (RemoteTarget: its old home)
 
-DOCKER_API_VERSION = '1.41'  # until the engine's own is known (negotiate): Docker 20.10's, no request made with it
 LOG_CHANNEL = 'tg_pipeline.ssh.paramiko'
 MAX_JUMPS = 8
 
@@ -194,7 +193,7 @@ def remote_docker_version(connection) -> str:
 def docker_client(connection, timeout: int = 60) -> docker.DockerClient:
     """A DockerClient for the remote engine, over ``connection``."""
     name = describe(connection)
-    client = docker_over_fabric(connection, DOCKER_API_VERSION, timeout,
+    client = docker_over_fabric(connection, FIRST_API_VERSION, timeout,
                                        translate=lambda e: session_error(e, name))  # a lost one: see Remote.lost
     try:
         negotiate(client, timeout)

@@ -309,7 +309,6 @@ def wait_gone(link: OpenSSH, timeout: float = 5) -> bool:
     return False
 
 
-DOCKER_API_VERSION = '1.41'  # until the engine's own is known (negotiate): Docker 20.10's, no request made with it
 DOCKER_VERSION_COMMAND = "docker version --format '{{.Server.Version}}'"
 FIRST_ANSWER_S = 10  # a master that gives no answer to the first request this long has lost its link: replaced
 
@@ -338,10 +337,11 @@ class SharedRemote:
         return self._docker
 
     def _answering_client(self):
-        from tg_pipeline.compat.docker import docker_over_channels, negotiate
+        from tg_pipeline.compat.docker import FIRST_API_VERSION, docker_over_channels, negotiate
         link = self.connection
         for attempt in (1, 2):
-            client = docker_over_channels(lambda: link.channel('docker', 'system', 'dial-stdio'), DOCKER_API_VERSION)
+            client = docker_over_channels(lambda: link.channel('docker', 'system', 'dial-stdio'),
+                                          FIRST_API_VERSION)
             try:
                 negotiate(client, FIRST_ANSWER_S if attempt == 1 else max(60, FIRST_ANSWER_S))
                 return client
