@@ -49,7 +49,7 @@ def end_quietly_on_a_closed_pipe(argv: list[str]) -> None:
     its output is gone (SIGPIPE), not with doit's traceback of a BrokenPipeError. A command that runs steps
     keeps Python's way: it has runs to stop and records to write."""
     import signal
-    words = [a for a in argv if not a.startswith('-') and '=' not in a]
+    words = params.command_words(argv)
     if words[:1] and words[0] in PRINTING_COMMANDS and hasattr(signal, 'SIGPIPE'):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 

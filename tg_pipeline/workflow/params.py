@@ -168,10 +168,15 @@ def for_task(step: str, settings_params: list[dict], jobs: list[str]) -> list[di
     return controls + settings_params
 
 
+def command_words(argv: list[str]) -> list[str]:
+    """A doit command line's words: its command and task names, without options and ``name=value`` variables."""
+    return [a for a in argv if not a.startswith('-') and '=' not in a]
+
+
 def run_steps(argv: list[str], steps) -> list[str]:
     """The steps (of ``steps``) a doit command line runs: ``doit run_remote job=X``, ``doit run run_remote:X``;
     [] for one that merely names them (``doit help run_remote``, ``doit info ...``) and for plain ``doit``."""
-    words = [a for a in argv if not a.startswith('-') and '=' not in a]
+    words = command_words(argv)
     if words[:1] == ['run']:
         words = words[1:]
     if not words or words[0].split(':')[0] not in steps:
@@ -179,5 +184,5 @@ def run_steps(argv: list[str], steps) -> list[str]:
     return [w.split(':')[0] for w in words]
 
 
-__all__ = ['command_line', 'section_settings', 'settings', 'for_task', 'is_setting', 'run_steps']
+__all__ = ['command_line', 'command_words', 'section_settings', 'settings', 'for_task', 'is_setting', 'run_steps']
 
