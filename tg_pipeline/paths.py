@@ -12,6 +12,7 @@
     build/JOB/runs/WHERE/RUN_ID.out     a run's stdout, byte for byte (.err: stderr)
     build/JOB/runs/WHERE/RUN_ID.json    how it ended (exit code, OOM, variants ...)
     build/JOB/runs/WHERE/RUN_ID/        its run folder: result.pkl, traceback.txt, output/
+    build/.sources/ROOTS.txt            the source roots' manifest, which the steps depend on (package/manifest.py)
 """
 from __future__ import annotations
 

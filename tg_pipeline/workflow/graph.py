@@ -19,6 +19,7 @@ from pathlib import Path
 from doit.dependency import UptodateCalculator
 
 from tg_pipeline.errors import PipelineError
+from tg_pipeline.package import manifest
 
 # steps that act on runs rather than build or start them: drawn only with all=1
 LIFECYCLE = ('status', 'logs', 'stop', 'result', 'exec', 'forward')
@@ -142,7 +143,8 @@ def to_dot(steps: dict[str, list[dict]], found: dict[str, tuple[str, str]] | Non
             lines.append(f'  {_quote(name)} [label={_quote(label)}, fillcolor="{colour}", '
                          f'tooltip={_quote(task.get("doc", ""))}];')
             if files:
-                file_edges |= {(_file_id(f, root), name) for f in task.get('file_dep', [])}
+                file_edges |= {(_file_id(f, root), name) for dep in task.get('file_dep', [])
+                               for f in manifest.listed(dep)}
                 file_edges |= {(name, _file_id(f, root)) for f in task.get('targets', [])}
     lines += [f'  {_quote(a)} -> {_quote(b)};' for a, b in edges(steps)]
     if files:

@@ -92,8 +92,14 @@ def action(ctx: Context, function, *args):
 
 
 def source_files(ctx: Context) -> list[str]:
+    """What the build steps depend on for the source roots: their manifest (one file, see
+    :mod:`tg_pipeline.package.manifest`), or every file where the build folder cannot be written."""
+    from tg_pipeline.package import manifest
     from tg_pipeline.package.sdist import source_files as found
-    return [str(p) for p in found(ctx.config.source_roots)]
+    try:
+        return [str(manifest.refresh(ctx.config.build_dir, ctx.config.source_roots))]
+    except OSError:
+        return [str(p) for p in found(ctx.config.source_roots)]
 
 
 def package_inputs() -> list[str]:
