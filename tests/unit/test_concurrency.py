@@ -90,3 +90,33 @@ def test_doits_final_save_is_one_transaction(tmp_path):
     assert outside == []
     with sqlite3.connect(tmp_path / 'state.sqlite3') as saved:
         assert sorted(r[0] for r in saved.execute('select task_id from doit')) == ['a', 'b', 'c']
+
+
+ASKING_DODO = '''
+from tg_pipeline.workflow.locks import JobLock, doit_config
+DOIT_CONFIG = {**doit_config('build'), 'verbosity': 2}
+
+def on_engine():  # stands for a check that asks an engine or a registry
+    with open('asked', 'a') as file:
+        file.write('asked\\n')
+    return True
+
+def copy():
+    with open('out.txt', 'w') as file:
+        file.write(open('in.txt').read())
+
+def task_copy():
+    return JobLock('build/J/.lock', 'J').guard('copy', dict(actions=[copy], file_dep=['in.txt'], targets=['out.txt'],
+                                                             uptodate=[on_engine]))
+'''
+
+
+def test_a_check_that_asks_an_engine_is_asked_only_when_the_inputs_are_the_same(tmp_path):
+    project = dodo_project(tmp_path, ASKING_DODO)
+    asked = lambda: project.read('asked').count('asked') if project.path('asked').exists() else 0  # noqa: E731
+    project.write('in.txt', 'one')
+    assert 'copy' in project.doit('copy').stdout and asked() == 0  # a first build: nothing to ask
+    assert '-- copy' in project.doit('copy').stdout and asked() == 1  # nothing changed: asked, and it holds
+    project.write('in.txt', 'two')
+    assert '.  copy' in project.doit('copy').stdout and asked() == 1  # an edit: it runs, nobody asked
+    assert project.read('out.txt') == 'two'

@@ -30,7 +30,9 @@ API
     after this process checked the step, or by a doit process still running, whose
     doit state is saved only when it ends), the step is not done again; a line on
     stderr says so. The stamp is also an ``uptodate`` check: doit's record (which
-    it takes after the lock is released) counts only together with the stamp.
+    it takes after the lock is released) counts only together with the stamp. The task's
+    plain ``uptodate`` callables move into that check, which calls them only when the
+    stamp matches (they ask an engine or a registry; after an edit the step runs anyway).
 
 That ``uptodate`` check also sets doit's SQLite connection to autocommit with a
 60 s busy timeout (``share_doit_state``): doit deletes a failed task's row right away but
@@ -185,7 +187,10 @@ class JobLock:
     def guard(self, step: str, task: dict) -> dict:
         """``task`` with its actions run under this lock, skipped when done meanwhile (module doc)."""
         guarded = _Guard(self, step, task)
-        return dict(task, actions=[guarded.run], uptodate=[*task.get('uptodate', []), guarded])
+        # the plain checks (is the image on the engine, the digest in the registry) ask an engine or a registry:
+        # the guard asks them only when its stamp says the inputs are the same (after an edit, not at all)
+        kept = [u for u in task.get('uptodate', []) if not any(u is check for check in guarded.checks)]
+        return dict(task, actions=[guarded.run], uptodate=[*kept, guarded])
 
 
 
@@ -245,9 +250,10 @@ class _Guard(UptodateCalculator):
         share_doit_state(dep_manager)
 
     def __call__(self) -> bool:
-        """doit's uptodate check: a stamp for exactly the current inputs and targets."""
+        """doit's uptodate check: a stamp for exactly the current inputs and targets, and then the task's plain
+        checks."""
         self.checked = time.time()
-        return self.current(self.read())
+        return self.current(self.read()) and all(check() for check in self.checks)
 
     def read(self) -> dict:
         """The stamp; {} when it is missing or of another shape (then the step runs again)."""
