@@ -5,6 +5,7 @@ silent partition found by keepalives, and every login failure as one ERROR/TIP w
 The stock sshd is our own, in the test remote's namespace on a free port, started and stopped here: the
 shared one on port 22 serves other test runs at the same time. Faults hit only our own connections.
 """
+import contextlib
 import io
 import os
 import re
@@ -42,12 +43,15 @@ class Sshd:
         return ' '.join((STATE / 'remote' / 'ssh_host_ed25519_key.pub').read_text().split()[:2])
 
 
-def _start_sshd(target, work: Path, port: int) -> subprocess.Popen | None:
+def _start_sshd(target, work: Path, port: int, extra: tuple = ()) -> subprocess.Popen | None:
+    with contextlib.suppress(OSError):
+        socket.create_connection((target.login().hostname, port), timeout=0.5).close()
+        return None  # taken (another of our sshds): a listener there would not be ours
     base = (STATE / 'remote' / 'sshd_config').read_text().splitlines()
     if not (work / 'ca').exists():  # a user CA this sshd trusts: logins by certificate
         subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(work / 'ca')], check=True)
     lines = [f'ListenAddress {target.login().hostname}', 'ListenAddress 127.0.0.1',  # the latter: for jumps
-             f'Port {port}', f'PidFile {work}/sshd.pid', f'TrustedUserCAKeys {work}/ca.pub']
+             f'Port {port}', f'PidFile {work}/sshd.pid', f'TrustedUserCAKeys {work}/ca.pub', *extra]
     (work / 'sshd_config').write_text('\n'.join(lines + [l for l in base if l.split(' ')[0] not in LIMITS]) + '\n')
     log = open(work / 'sshd.log', 'ab')
     process = subprocess.Popen(['nsenter', f'--net=/run/netns/{target.netns}', '/usr/sbin/sshd',
@@ -65,15 +69,13 @@ def _start_sshd(target, work: Path, port: int) -> subprocess.Popen | None:
     return None
 
 
-@pytest.fixture(scope='module')
-def stock_sshd(target, tmp_path_factory):
-    """Our own sshd with OpenSSH's defaults (no MaxSessions/MaxStartups lines) on a free port of the namespace."""
+def _own_sshd(target, tmp_path_factory, name: str, extra: tuple = ()):
     need(None if target.netns and target.login().identity_file else
          'TG_TEST_REMOTE_NETNS is empty or the destination has no identity file',
          "a second sshd in the test remote's network namespace, logged in to with its key", 'scripts/setup_remote.sh')
-    work = tmp_path_factory.mktemp('stock_sshd')
+    work = tmp_path_factory.mktemp(name)
     for port in range(2222 + os.getpid() % 50, 2322):
-        process = _start_sshd(target, work, port)
+        process = _start_sshd(target, work, port, extra)
         if process is not None:
             break
     else:
@@ -82,6 +84,18 @@ def stock_sshd(target, tmp_path_factory):
     yield Sshd(target.login().hostname, port, process, work)
     os.killpg(process.pid, signal.SIGTERM)  # the listener and its per-connection children
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope='module')
+def stock_sshd(target, tmp_path_factory):
+    """Our own sshd with OpenSSH's defaults (no MaxSessions/MaxStartups lines) on a free port of the namespace."""
+    yield from _own_sshd(target, tmp_path_factory, 'stock_sshd')
+
+
+@pytest.fixture(scope='module')
+def no_forwarding_sshd(target, tmp_path_factory):
+    """The same, refusing forwards to Unix sockets (as some hardened servers do)."""
+    yield from _own_sshd(target, tmp_path_factory, 'no_forwarding_sshd', ('AllowStreamLocalForwarding no',))
 
 
 def client_config(tmp_path, sshd, target, *, known=True, key=None, extra=(), alias='tg-stock') -> str:
@@ -320,6 +334,60 @@ def test_one_login_serves_many_commands_and_a_killed_master_is_replaced(project,
     link.exit()
     project.doit('status', 'job=ExampleJob', 'where=remote', 'host=tg-stock', 'remote.control_persist=1', env=env)
     assert wait_for(lambda: link.master_pid() is None, timeout=10, what='the master to end after ControlPersist')
+
+
+def shared_target(config: str):
+    from tg_pipeline.ssh.settings import RemoteTarget as Target
+    return Target('tg-stock', ssh_config=config, project=f'test-{uuid.uuid4().hex[:8]}')
+
+
+def counted(monkeypatch, method: str) -> list:
+    """The calls of OpenSSH.``method`` from now on (their arguments), made as they were."""
+    from tg_pipeline.ssh.openssh import OpenSSH
+    calls, real = [], getattr(OpenSSH, method)
+    monkeypatch.setattr(OpenSSH, method, lambda self, *args, **kw: calls.append(args) or real(self, *args, **kw))
+    return calls
+
+
+def test_after_the_first_command_the_engine_socket_is_forwarded(stock_sshd, target, tmp_path, monkeypatch):
+    """The first command after a login uses docker system dial-stdio channels and makes the forward; the next
+    ones connect to it (no ssh process here, no docker CLI there); a new master makes it again."""
+    from tg_pipeline.ssh.openssh import SharedRemote
+    shared = shared_target(client_config(tmp_path, stock_sshd, target))
+    with SharedRemote(shared) as first:
+        assert first.docker.api.version()['ApiVersion']
+    link = first.connection
+    assert link.forwarded() and stat.S_IMODE(os.stat(link.forward_path).st_mode) == 0o600  # the user's only
+    channels = counted(monkeypatch, 'channel')
+    with SharedRemote(shared) as second:
+        second.docker.api.containers(all=True)
+        assert second.docker.api.version()['ApiVersion']
+    assert channels == []
+    os.kill(link.master_pid(), signal.SIGKILL)  # its control socket and its forward's socket stay behind, stale
+    with SharedRemote(shared) as third:
+        assert third.docker.api.version()['ApiVersion']  # a new master, without a word
+    assert channels == [('docker', 'system', 'dial-stdio')] and link.forwarded()
+    link.exit()
+    assert not os.path.exists(link.forward_path)
+
+
+@pytest.mark.parametrize('case', ['refused by sshd', 'an engine on TCP'])
+def test_where_the_engine_cannot_be_forwarded_the_channels_serve(no_forwarding_sshd, stock_sshd, target, tmp_path,
+                                                                 monkeypatch, case):
+    from tg_pipeline.ssh import openssh
+    if case == 'an engine on TCP':  # what the remote's docker CLI would say with DOCKER_HOST=tcp://...
+        monkeypatch.setattr(openssh, 'ENGINE_ENDPOINT', 'echo tcp://127.0.0.1:2375')
+    sshd = no_forwarding_sshd if case == 'refused by sshd' else stock_sshd
+    shared = shared_target(client_config(tmp_path, sshd, target))
+    with openssh.SharedRemote(shared) as first:
+        assert first.docker.api.version()['ApiVersion']
+    link = first.connection
+    assert not link.forwarded() and os.path.exists(link.path + '.noforward')
+    asked, channels = counted(monkeypatch, 'run'), counted(monkeypatch, 'channel')
+    with openssh.SharedRemote(shared) as second:
+        assert second.docker.api.version()['ApiVersion']
+    assert asked == [] and channels  # remembered while this master lives: not asked again
+    link.exit()
 
 
 def test_the_shared_connection_goes_through_a_jump_host(project, stock_sshd, target, tmp_path):

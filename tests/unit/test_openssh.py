@@ -177,6 +177,12 @@ class ExpiringLink:
     def channel(self, *remote):
         raise ConnectionAbortedError('the shared SSH connection is gone')
 
+    def forwarded(self):
+        return False  # no forward of the engine's socket yet: the channels
+
+    def forward_engine(self):
+        return False
+
 
 def answering(monkeypatch, link):
     from tg_pipeline.compat import docker as compat_docker
@@ -191,7 +197,8 @@ def answering(monkeypatch, link):
     monkeypatch.setattr(compat_docker, 'docker_over_channels', lambda open_channel, version: Client())
     monkeypatch.setattr(compat_docker, 'negotiate', ping)
     remote = openssh.SharedRemote.__new__(openssh.SharedRemote)
-    remote.connection, remote._docker = link, None
+    remote.connection, remote._docker, remote._forwarding = link, None, None
+    remote.target = RemoteTarget('gpu-box', project='p')
     return remote
 
 
