@@ -8,8 +8,9 @@ Each part is measured by itself, median of the bench's runs:
   the bench job's image with its own command (the in-container entry point included); the archive request
   that brings a run folder back (Docker 20.10 re-executes dockerd for it); `docker load` of the job image's
   config and code layer (the image removed before each);
-- the SSH login (the OpenSSH master of a shared connection) plus the first Docker request over it, and a channel on
-  a shared connection that is open plus that request (tg_pipeline.ssh.openssh, this process).
+- the SSH login (the OpenSSH master of a shared connection) plus the first Docker request over it, and a Docker
+  connection on a shared connection that is open (the engine's socket it forwards) plus that request
+  (tg_pipeline.ssh.openssh, this process).
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def _login() -> float:
 
 
 def _channel() -> float:
-    """A command while the shared connection is open: a channel on it + the first Docker request."""
+    """A command while the shared connection is open: a Docker connection on it (through the engine's socket it
+    forwards, made by the command before) + the first Docker request."""
     _remote('bench-parts-channel').close()  # the master is there
     start = time.perf_counter()
     remote = _remote('bench-parts-channel')
@@ -148,5 +150,5 @@ def parts_rows(bench, remote_socket: str) -> None:
     bench.rows['k_ssh_login'] = {'label': '(k) SSH login (OpenSSH master) + first Docker request over it',
                                  'median_s': median, 'runs_s': times}
     median, times = _median(_channel, runs)
-    bench.rows['k_ssh_channel'] = {'label': '(k) a channel on the open shared connection + first Docker request',
+    bench.rows['k_ssh_channel'] = {'label': '(k) the open shared connection: a Docker connection + first request',
                                    'median_s': median, 'runs_s': times}
