@@ -215,7 +215,53 @@ def copy_project(name: str, destination: Path) -> Project:
     shutil.copytree(PROJECTS / name, copied, symlinks=False)
     if (copied / 'pipeline.toml').exists():
         fill(copied / 'pipeline.toml')
+        _note_project(copied)
     return Project(copied)
+
+
+# --- the images a session's projects left: removed at its end, from the engines it used ------------------------
+MADE_PROJECTS: set[str] = set()  # the project ids (tg_pipeline.project) of the fixture projects this process made
+
+
+def _note_project(root: Path) -> None:
+    from tg_pipeline import config
+    try:
+        MADE_PROJECTS.add(config.load(root / 'pipeline.toml', environ={}).project)
+    except Exception:  # noqa: BLE001 - a fixture project of a broken configuration builds no image
+        pass
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Each test project has an id of its own (its temp folder's path): its images, and only those, are removed
+    from the engines at the end of a session that used engines, so that a day of test runs does not leave
+    thousands of images behind (every engine operation then slows down)."""
+    if not MADE_PROJECTS or not any(item.get_closest_marker('docker') for item in session.items):
+        return
+    import threading
+    from target import TARGET
+    sockets = [None, *(s for s in (TARGET.remote_docker, TARGET.swarm_head_docker, TARGET.swarm_worker_docker) if s)]
+    threads = [threading.Thread(target=_remove_images, args=(socket, sorted(MADE_PROJECTS)), daemon=True)
+               for socket in dict.fromkeys(sockets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+
+def _remove_images(socket: str | None, projects: list[str]) -> None:
+    import docker
+    try:
+        client = docker.from_env(timeout=60) if socket is None else docker.DockerClient(base_url=socket, timeout=60)
+        client.ping()
+    except Exception:  # noqa: BLE001 - an engine this machine does not have: nothing of ours there
+        return
+    for project in projects:
+        for image in client.api.images(filters={'label': f'tg_pipeline.project={project}'}, quiet=True):
+            try:
+                client.api.remove_image(image, force=True)
+            except Exception:  # noqa: BLE001 - gone already, or still used by a container: left
+                pass
+    client.close()
 
 
 @pytest.fixture
