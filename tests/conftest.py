@@ -255,12 +255,18 @@ def _remove_images(socket: str | None, projects: list[str]) -> None:
         client.ping()
     except Exception:  # noqa: BLE001 - an engine this machine does not have: nothing of ours there
         return
-    for project in projects:
-        for image in client.api.images(filters={'label': f'tg_pipeline.project={project}'}, quiet=True):
-            try:
-                client.api.remove_image(image, force=True)
-            except Exception:  # noqa: BLE001 - gone already, or still used by a container: left
-                pass
+    from concurrent.futures import ThreadPoolExecutor
+    ours = set(projects)
+    found = [image['Id'] for image in client.api.images(all=True, filters={'label': 'tg_pipeline.project'})
+             if (image.get('Labels') or {}).get('tg_pipeline.project') in ours]  # one listing: thousands may be there
+
+    def remove(image: str) -> None:
+        try:
+            client.api.remove_image(image, force=True)
+        except Exception:  # noqa: BLE001 - gone already (with its child), or still used by a container: left
+            pass
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(remove, found))
     client.close()
 
 
