@@ -120,3 +120,27 @@ def test_a_check_that_asks_an_engine_is_asked_only_when_the_inputs_are_the_same(
     project.write('in.txt', 'two')
     assert '.  copy' in project.doit('copy').stdout and asked() == 1  # an edit: it runs, nobody asked
     assert project.read('out.txt') == 'two'
+
+
+def test_a_target_the_step_left_as_it_was_is_not_hashed_again(tmp_path, monkeypatch):
+    """A code edit rewrites the sdist but leaves the base code layer (megabytes): its stamp keeps that hash."""
+    import os
+    from tg_pipeline.workflow import locks
+    (tmp_path / 'in.txt').write_text('one')
+    kept, made = tmp_path / 'base.tar', tmp_path / 'out.txt'
+
+    def step():
+        if not kept.exists():
+            kept.write_bytes(b'base layer' * 1000)
+        made.write_text((tmp_path / 'in.txt').read_text())
+    task = locks.JobLock(tmp_path / '.lock', 'J').guard('copy', dict(
+        actions=[step], file_dep=[str(tmp_path / 'in.txt')], targets=[str(kept), str(made)]))
+    guarded = task['uptodate'][-1]
+    task['actions'][0]()
+    hashed = []
+    real = locks.file_sha256
+    monkeypatch.setattr(locks, 'file_sha256', lambda path: hashed.append(os.path.basename(path)) or real(path))
+    (tmp_path / 'in.txt').write_text('two')
+    task['actions'][0]()
+    assert 'out.txt' in hashed and 'base.tar' not in hashed  # the rewritten target is hashed, the kept one not
+    assert guarded() is True and made.read_text() == 'two'

@@ -296,13 +296,14 @@ class _Guard(UptodateCalculator):
                 result = action()
                 if _failed(result):
                     return result
-            self.write(before)
+            self.write(before, stamp.get('targets', {}))
         return result
 
-    def write(self, before: tuple[str, dict] | None) -> None:
-        """Stamp the targets with the inputs they were made from (as they were when the step started)."""
+    def write(self, before: tuple[str, dict] | None, known: dict | None = None) -> None:
+        """Stamp the targets with the inputs they were made from (as they were when the step started); a target
+        the step left as it was (same size and mtime as in the last stamp, ``known``) is not hashed again."""
         after = self.inputs(before[1] if before else {})
-        targets = _file_states(self.targets, {})
+        targets = _file_states(self.targets, known or {})
         if before is None or after is None or targets is None or after[0] != before[0]:
             return  # a file is missing, or an input changed while the step ran: no stamp, it runs again
         pid = os.getpid()
