@@ -74,3 +74,19 @@ def test_a_touch_rebuilds_nothing_and_an_edit_rebuilds_the_sdist(project):
         file.write('# an edit\n')
     edited = project.doit('sdist', 'job=ResultJob').stdout
     assert ran(edited, 'sdist:ResultJob')
+
+
+def test_a_doit_command_freezes_what_its_dodo_load_made(project, monkeypatch):
+    """The collector does not walk the loaded modules, configuration and tasks at every step (big trees allocate
+    thousands of index entries per step)."""
+    import gc
+    import sys
+    from tg_pipeline.workflow.main import dodo_tasks
+    monkeypatch.setattr(sys, 'argv', ['doit', 'list'])
+    monkeypatch.chdir(project.root)
+    before = gc.get_freeze_count()
+    try:
+        tasks = dodo_tasks(str(project.path('dodo.py')))
+        assert 'task_sdist' in tasks and gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
