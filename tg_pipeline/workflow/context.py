@@ -11,8 +11,6 @@ from tg_pipeline.paths import JobPaths
 if TYPE_CHECKING:
     from tg_pipeline.config.schema import Config
 
-LATER_WAIT_S = 120  # what the end of a command waits at most for work done beside its steps (Context.later)
-
 
 @dataclass
 class Context:
@@ -83,10 +81,7 @@ class Context:
         atexit.unregister(self.finish_later)
         while self._later:
             thread, what, failed = self._later.pop(0)
-            thread.join(timeout=LATER_WAIT_S)
-            if thread.is_alive():
-                print(f'note: {what} did not end within {LATER_WAIT_S} s: left unfinished', file=sys.stderr,
-                      flush=True)
+            thread.join()
             for error in failed:
                 text = error.message if isinstance(error, PipelineError) else f'{type(error).__name__}: {error}'
                 print(f'note: {what} failed: {text.splitlines()[0]}', file=sys.stderr, flush=True)
