@@ -205,28 +205,3 @@ def test_a_build_without_network_to_the_index_names_the_host_that_built(engine, 
     assert info.value.message.startswith(f'the build of {TAG} on remote u@h:22 cannot reach the package index: ')
     assert info.value.hint.startswith('give the Docker engine of remote u@h:22 network access to the index')
     assert 'build_on=local' in info.value.hint
-
-
-def test_with_later_the_name_for_people_is_pushed_beside_the_next_steps(engine, client, tmp_path, capsys):
-    """A run pulls the exact tag's digest: the name for people (NAME:VERSION) need not hold it up. It follows in the
-    work handed to ``later`` (Context.later), whose failure is a note, not the run's."""
-    from tg_pipeline import config
-    from tg_pipeline.workflow.context import Context
-    image, _ = pushed_setup(engine, tmp_path)
-    registry = engine.registry('registry.test:5000')
-    handed = []
-    digest = push(image.id, REFERENCE, client=client, console=QUIET, later=lambda work, what: handed.append(work))
-    exact = f'tgtest-greeter:0.0.1-{image.id.split(":")[-1][:12]}'
-    assert exact in registry.manifests and 'tgtest-greeter:0.0.1' not in registry.manifests
-    [work] = handed
-    work()
-    assert registry.manifests['tgtest-greeter:0.0.1'][0] == digest
-    ctx = Context(config.from_mapping({'jobs': {'T': {'factory': 'jobs.t:T'}}}, path=tmp_path / 'pipeline.toml'))
-
-    def failing_later(work, what):  # the exact tag is there: now the registry fails
-        registry.error = 'blob upload unknown'
-        ctx.later(work, what)
-    assert push(image.id, REFERENCE, client=client, console=QUIET, later=failing_later) == digest
-    ctx.finish_later()
-    assert capsys.readouterr().err == (f'note: the push of {REFERENCE} failed: pushing {REFERENCE} failed: '
-                                       'blob upload unknown\n')

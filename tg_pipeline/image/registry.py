@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
 
 
 from tg_pipeline.compat.docker import TRANSPORT_ERRORS, docker
@@ -107,18 +106,16 @@ def exact_tag(tag: str, image_id: str) -> str:
 
 
 def push(image_id: str, reference: str, target: Path | None = None, auth=None, console: Console = CONSOLE,
-         client=None, later: Callable[[Callable[[], Any], str], None] | None = None) -> str:
+         client=None) -> str:
     """Push ``image_id`` as ``reference``'s repository with its exact tag (see :func:`exact_tag`), then as
     ``reference`` itself (the name for people, which another build may re-point at any time); return the
-    exact tag's digest and record it in ``target``. Runs pull that digest, never the name for people: with
-    ``later`` (``Context.later``: work done beside the next steps), the name for people is pushed from there."""
+    exact tag's digest and record it in ``target``. Runs pull that digest, never the name for people."""
     client = client or local_engine()
     repository, _, tag = reference.rpartition(':')
     progress = LayerProgress('push', console)  # one bar for both tags (the second sends no layer)
     try:
         digest = _push_tag(client, image_id, repository, exact_tag(tag, image_id), auth, progress, reference)
-        if later is None:
-            _push_tag(client, image_id, repository, tag, auth, progress, reference)
+        _push_tag(client, image_id, repository, tag, auth, progress, reference)
     except BaseException:
         progress.bar.close(summary='')
         raise
@@ -127,9 +124,6 @@ def push(image_id: str, reference: str, target: Path | None = None, auth=None, c
         write_if_changed(Path(target), json.dumps({'reference': reference, 'digest': digest, 'image_id': image_id,
                                                    'exact': f'{repository}:{exact_tag(tag, image_id)}'},
                                                   indent=1).encode())
-    if later is not None:
-        quiet = LayerProgress('push', console.replace(quiet=True))
-        later(lambda: _push_tag(client, image_id, repository, tag, auth, quiet, reference), f'the push of {reference}')
     return digest
 
 

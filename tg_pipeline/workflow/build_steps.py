@@ -101,9 +101,8 @@ def push(ctx: Context, job: str) -> None:
     from tg_pipeline.image.registry import push as send
     early_login_failed(ctx)
     p = ctx.paths(job)
-    running = set(ctx.requested) & {'run_remote', 'run_swarm'}  # which pull the exact tag's digest: the name for
     send(built_image_id(p.image), ctx.delivery(job).registry_reference(), p.push, auth=ctx.registry_auth(),
-         console=ctx.steps_console(), later=ctx.later if running else None)  # people can follow beside the run
+         console=ctx.steps_console())
 
 
 def early_login_failed(ctx: Context) -> None:

@@ -1,11 +1,9 @@
 """What every step action gets: one doit run over one configuration (from pipeline.toml or the Python API)."""
 from __future__ import annotations
 import hashlib
-import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from tg_pipeline.console import Console
-from tg_pipeline.errors import PipelineError
 from tg_pipeline.paths import JobPaths
 
 if TYPE_CHECKING:
@@ -33,7 +31,6 @@ class Context:
     records: dict = field(default_factory=dict)  # job -> the record of what its last run here ran (provenance)
     cells: dict = field(default_factory=dict)  # job -> the source that defined a job pickled by value (notebook)
     _hosts: Any = None  # the hosts this command's lifecycle steps share (tg_pipeline.hosts.host.Hosts)
-    _later: list = field(default_factory=list)  # (thread, what, [error]) of work done beside the next steps
 
     def __post_init__(self):
         if self.console is None:
@@ -56,35 +53,6 @@ class Context:
             atexit.unregister(self.close_hosts)  # (the Python API makes a Context per call)
             hosts, self._hosts = self._hosts, None
             hosts.close()
-
-    def later(self, work: Callable[[], Any], what: str) -> None:
-        """Do ``work`` in a thread from now on, beside the next steps (what no later step needs); :meth:`finish_later`
-        waits for it, at the latest when the process exits, and says a failure as a note (``what`` failed: ...)."""
-        import threading
-        if not self._later:
-            import atexit
-            atexit.register(self.finish_later)
-        failed: list = []
-
-        def guarded():
-            try:
-                work()
-            except Exception as e:  # noqa: BLE001 - said by finish_later
-                failed.append(e)
-        thread = threading.Thread(target=guarded, name='tg-pipeline-later', daemon=True)
-        thread.start()
-        self._later.append((thread, what, failed))
-
-    def finish_later(self) -> None:
-        """Wait for the work :meth:`later` started; a failure is a note on stderr."""
-        import atexit
-        atexit.unregister(self.finish_later)
-        while self._later:
-            thread, what, failed = self._later.pop(0)
-            thread.join()
-            for error in failed:
-                text = error.message if isinstance(error, PipelineError) else f'{type(error).__name__}: {error}'
-                print(f'note: {what} failed: {text.splitlines()[0]}', file=sys.stderr, flush=True)
 
     def steps_console(self) -> Console:
         """``console``: what the steps print (set by the constructor when it was not given)."""

@@ -33,7 +33,6 @@ def run_tasks(ctx: Context, jobs: list[str], names: list[str], **doit_config) ->
     try:
         return DoitMain(ModuleTaskLoader(task_module(ctx, jobs, **doit_config))).run(names)
     finally:
-        ctx.finish_later()
         ctx.close_hosts()
 
 
