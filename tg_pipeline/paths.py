@@ -189,3 +189,20 @@ def file_sha256(path) -> str:
         for block in iter(lambda: file.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_states(paths, known: dict) -> dict | None:
+    """{path: [size, mtime_ns, sha256]} of the files ``paths``; a hash in ``known`` (of the same form) is reused while
+    the file's size and mtime are what it says there. None: one of them is missing."""
+    states = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        old = known.get(path)
+        if isinstance(old, (list, tuple)) and len(old) == 3 and old[0] == stat.st_size and old[1] == stat.st_mtime_ns:
+            states[path] = [stat.st_size, stat.st_mtime_ns, old[2]]
+        else:
+            states[path] = [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+    return states

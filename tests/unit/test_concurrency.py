@@ -125,6 +125,7 @@ def test_a_check_that_asks_an_engine_is_asked_only_when_the_inputs_are_the_same(
 def test_a_target_the_step_left_as_it_was_is_not_hashed_again(tmp_path, monkeypatch):
     """A code edit rewrites the sdist but leaves the base code layer (megabytes): its stamp keeps that hash."""
     import os
+    from tg_pipeline import paths
     from tg_pipeline.workflow import locks
     (tmp_path / 'in.txt').write_text('one')
     kept, made = tmp_path / 'base.tar', tmp_path / 'out.txt'
@@ -138,8 +139,8 @@ def test_a_target_the_step_left_as_it_was_is_not_hashed_again(tmp_path, monkeypa
     guarded = task['uptodate'][-1]
     task['actions'][0]()
     hashed = []
-    real = locks.file_sha256
-    monkeypatch.setattr(locks, 'file_sha256', lambda path: hashed.append(os.path.basename(path)) or real(path))
+    real = paths.file_sha256
+    monkeypatch.setattr(paths, 'file_sha256', lambda path: hashed.append(os.path.basename(path)) or real(path))
     (tmp_path / 'in.txt').write_text('two')
     task['actions'][0]()
     assert 'out.txt' in hashed and 'base.tar' not in hashed  # the rewritten target is hashed, the kept one not

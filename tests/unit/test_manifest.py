@@ -2,6 +2,7 @@
 import os
 
 from conftest import ran
+from tg_pipeline import paths
 from tg_pipeline.package import manifest
 
 
@@ -38,8 +39,8 @@ def test_a_hash_is_taken_again_only_when_the_stat_moved(tmp_path, monkeypatch):
     roots = tree(tmp_path)
     manifest.refresh(tmp_path / 'build', roots)
     read = []
-    real = manifest.file_sha256
-    monkeypatch.setattr(manifest, 'file_sha256', lambda path: read.append(path) or real(path))
+    real = paths.file_sha256
+    monkeypatch.setattr(paths, 'file_sha256', lambda path: read.append(path) or real(path))
     manifest.refresh(tmp_path / 'build', roots)
     assert read == []
     (roots[0] / 'sub' / 'm7.py').write_text('X = "seven"\n')

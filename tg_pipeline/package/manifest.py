@@ -6,7 +6,7 @@ thousands of modules in the source roots that bookkeeping cost more than the bui
 walked once per doit command, here, and what they hold is written to one file::
 
     build/.sources/ROOTS.txt        a line per packaged file: its SHA-256, two spaces, its path (sorted)
-    build/.sources/ROOTS.marshal    path -> (size, mtime_ns, sha256): a file whose stat holds is not read again
+    build/.sources/ROOTS.marshal    path -> [size, mtime_ns, sha256]: a file whose stat holds is not read again
 
 (ROOTS: a hash of the source roots' paths.) The manifest's bytes change exactly when a file is added, removed,
 renamed or edited, and an identical manifest is not rewritten (:func:`tg_pipeline.paths.write_if_changed`), so a
@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from tg_pipeline.package.sdist import source_names
-from tg_pipeline.paths import file_sha256, write_if_changed
+from tg_pipeline.paths import file_states, write_if_changed
 
 FOLDER = '.sources'
 
@@ -40,18 +40,12 @@ def _known(path: Path) -> dict:
     return found if isinstance(found, dict) else {}
 
 
-def hashes(source_roots: list[Path], known: dict) -> dict[str, tuple[int, int, str]]:
-    """path -> (size, mtime_ns, sha256) of every packaged file of the roots, in the sdist's order; a hash is taken
-    from ``known`` while the file's size and mtime are what it says."""
-    found = {}
-    for root in source_roots:
-        for path, _ in source_names(root):
-            stat = os.stat(path)
-            old = known.get(path)
-            if isinstance(old, tuple) and len(old) == 3 and old[0] == stat.st_size and old[1] == stat.st_mtime_ns:
-                found[path] = old
-            else:
-                found[path] = (stat.st_size, stat.st_mtime_ns, file_sha256(path))
+def hashes(source_roots: list[Path], known: dict) -> dict[str, list]:
+    """path -> [size, mtime_ns, sha256] of every packaged file of the roots, in the sdist's order; a hash is taken
+    from ``known`` while the file's size and mtime are what it says (:func:`tg_pipeline.paths.file_states`)."""
+    found = file_states([path for root in source_roots for path, _ in source_names(root)], known)
+    if found is None:
+        raise FileNotFoundError('a file of the source roots went away while they were read')
     return found
 
 

@@ -55,7 +55,7 @@ from doit.exceptions import BaseFail
 from doit.tools import config_changed
 
 from tg_pipeline.compat.doit import share_doit_state
-from tg_pipeline.paths import dict_of, file_sha256, read_record
+from tg_pipeline.paths import dict_of, file_states, read_record
 
 STATE_FILE = '.doit.sqlite3'
 
@@ -194,20 +194,6 @@ class JobLock:
 
 
 
-def _file_states(paths: list[str], known: dict) -> dict | None:
-    """{path: [size, mtime_ns, sha256]}; a known hash is reused while size and mtime hold. None: one is missing."""
-    states = {}
-    for path in paths:
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            return None
-        old = known.get(path)
-        same = old and old[0] == stat.st_size and old[1] == stat.st_mtime_ns
-        states[path] = [stat.st_size, stat.st_mtime_ns, old[2] if old and same else file_sha256(path)]
-    return states
-
-
 def _takes_no_arguments(function) -> bool:
     import inspect
     try:
@@ -261,7 +247,7 @@ class _Guard(UptodateCalculator):
 
     def inputs(self, known: dict) -> tuple[str, dict] | None:
         """(digest, file states) of the inputs as they are now (hashes in ``known`` reused); None: one is missing."""
-        files = _file_states(self.file_dep, known)
+        files = file_states(self.file_dep, known)
         if files is None:
             return None
         digest = json.dumps([self.name, _hashes(files), self.configs], sort_keys=True, default=repr)
@@ -270,7 +256,7 @@ class _Guard(UptodateCalculator):
     def current(self, stamp: dict) -> bool:
         """``stamp`` describes the current inputs and the targets as they are."""
         inputs = self.inputs(stamp.get('files', {}))
-        targets = _file_states(self.targets, stamp.get('targets', {}))
+        targets = file_states(self.targets, stamp.get('targets', {}))
         return inputs is not None and targets is not None and inputs[0] == stamp.get('inputs') and \
             _hashes(targets) == _hashes(stamp.get('targets', {}))
 
@@ -303,7 +289,7 @@ class _Guard(UptodateCalculator):
         """Stamp the targets with the inputs they were made from (as they were when the step started); a target
         the step left as it was (same size and mtime as in the last stamp, ``known``) is not hashed again."""
         after = self.inputs(before[1] if before else {})
-        targets = _file_states(self.targets, known or {})
+        targets = file_states(self.targets, known or {})
         if before is None or after is None or targets is None or after[0] != before[0]:
             return  # a file is missing, or an input changed while the step ran: no stamp, it runs again
         pid = os.getpid()
