@@ -43,6 +43,7 @@ ENDED = re.compile(r'Timeout, server|closed by|Connection reset|Broken pipe|Kill
 SOCKET_PATH_MAX = 100  # sun_path holds 104 (macOS) or 108 (Linux) bytes; ssh adds a suffix while it binds: 17 more
 START_MARGIN = 60  # seconds a login may take beyond ConnectTimeout (a slow key exchange, a jump host)
 UNIX_PATH_MAX = 107  # a Unix socket's path, in bytes (Linux: 108 with the NUL)
+FORWARD_CHECK_S = 10  # how long a new forward may take to answer its first request
 ENGINE_ENDPOINT = "docker context inspect --format '{{.Endpoints.docker.Host}}'"  # honours DOCKER_HOST there
 
 
@@ -285,10 +286,22 @@ class OpenSSH:
         spec = f'{self.forward_path}:{endpoint[len("unix://"):]}'
         done = subprocess.run([*self.options(), '-O', 'forward', '-L', spec, self.settings.alias],
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-        if done.returncode == 0 and _pings(self.forward_path):
+        if done.returncode == 0 and self._engine_answers():
             return True
         self.drop_forward(spec)  # e.g. sshd's AllowStreamLocalForwarding no: each connection would be refused
         return False
+
+    def _engine_answers(self) -> bool:
+        """Whether the engine answers through the forward (a refused channel closes each connection at once)."""
+        from tg_pipeline.compat.docker import FIRST_API_VERSION, docker_over_channels, negotiate
+        client = docker_over_channels(self.engine_socket, FIRST_API_VERSION)
+        try:
+            negotiate(client, FORWARD_CHECK_S)
+            return True
+        except Exception:  # noqa: BLE001 - whatever it is, the channels serve instead
+            return False
+        finally:
+            client.close()
 
     def drop_forward(self, spec: str = '') -> None:
         """Cancel the forward (``spec``: how it was made; else it is only forgotten here)."""
@@ -380,24 +393,6 @@ def _identity(path: str) -> str:
     except OSError:
         return ''
     return f'{found.st_ino}:{found.st_ctime_ns}'
-
-
-def _pings(path: str, timeout: float = 10) -> bool:
-    """Whether the engine answers ``/_ping`` through the Unix socket ``path``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-            sock.sendall(b'GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n')
-            answer = b''
-            while len(answer) < 12:
-                piece = sock.recv(64)
-                if not piece:
-                    break
-                answer += piece
-        except OSError:
-            return False
-    return answer.startswith(b'HTTP/1.1 200') or answer.startswith(b'HTTP/1.0 200')
 
 
 def wait_gone(link: OpenSSH, timeout: float = 5) -> bool:
