@@ -213,20 +213,20 @@ def copy_project(name: str, destination: Path) -> Project:
     its pipeline.toml (tests/target.py)."""
     copied = destination / name
     shutil.copytree(PROJECTS / name, copied, symlinks=False)
+    project = Project(copied)
     if (copied / 'pipeline.toml').exists():
         fill(copied / 'pipeline.toml')
-        _note_project(copied)
-    return Project(copied)
+        _note_project(project)
+    return project
 
 
 # --- the images a session's projects left: removed at its end, from the engines it used ------------------------
 MADE_PROJECTS: set[str] = set()  # the project ids (tg_pipeline.project) of the fixture projects this process made
 
 
-def _note_project(root: Path) -> None:
-    from tg_pipeline import config
+def _note_project(project: Project) -> None:
     try:
-        MADE_PROJECTS.add(config.load(root / 'pipeline.toml', environ={}).project)
+        MADE_PROJECTS.add(project.id)
     except Exception:  # noqa: BLE001 - a fixture project of a broken configuration builds no image
         pass
 
@@ -256,9 +256,10 @@ def _remove_images(socket: str | None, projects: list[str]) -> None:
     except Exception:  # noqa: BLE001 - an engine this machine does not have: nothing of ours there
         return
     from concurrent.futures import ThreadPoolExecutor
+    from tg_pipeline.image.housekeeping import PROJECT_LABEL
     ours = set(projects)
-    found = [image['Id'] for image in client.api.images(all=True, filters={'label': 'tg_pipeline.project'})
-             if (image.get('Labels') or {}).get('tg_pipeline.project') in ours]  # one listing: thousands may be there
+    found = [image['Id'] for image in client.api.images(all=True, filters={'label': PROJECT_LABEL})
+             if (image.get('Labels') or {}).get(PROJECT_LABEL) in ours]  # one listing: thousands may be there
 
     def remove(image: str) -> None:
         try:

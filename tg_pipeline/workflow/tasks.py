@@ -178,10 +178,11 @@ def all_tasks(ctx: Context, jobs: list[str], sections: list[dict] | None = None)
     ``sections``: :func:`params.section_settings` of the config, when made already."""
     found: dict[str, list[dict]] = {s: [] for s in STEPS}
     sources = source_files(ctx)
+    detail = not ctx.requested  # a command that runs steps shows no help: no setting's value now in it
     if sections is None:
-        sections = params.section_settings(ctx.config, detail=not ctx.requested)  # (once: ~4 ms a job)
+        sections = params.section_settings(ctx.config, detail)  # (once: ~4 ms a job)
     for job in jobs:
-        settings = params.settings(ctx.config, job, sections, detail=not ctx.requested)
+        settings = params.settings(ctx.config, job, sections, detail)
         for step, task in {**build_tasks(ctx, job, sources), **run_tasks(ctx, job)}.items():
             task.setdefault('verbosity', 2)
             found[step].append(dict(task, name=job, doc=f'{STEPS[step]} [{job}]',
@@ -191,9 +192,10 @@ def all_tasks(ctx: Context, jobs: list[str], sections: list[dict] | None = None)
 
 def doit_functions(ctx: Context, jobs: list[str]) -> dict:
     """``task_*`` functions for a dodo module's globals (or a doit ModuleTaskLoader)."""
-    sections = params.section_settings(ctx.config, detail=not ctx.requested)
+    detail = not ctx.requested  # as in all_tasks
+    sections = params.section_settings(ctx.config, detail)
     tasks = all_tasks(ctx, jobs, sections)
-    settings = params.settings(ctx.config, None, sections, detail=not ctx.requested)
+    settings = params.settings(ctx.config, None, sections, detail)
     functions: dict[str, Callable[..., Any]] = {}
     for step, subtasks in tasks.items():
         def creator(step=step, subtasks=subtasks):  # first the group task: `doit help STEP` lists its params
