@@ -421,3 +421,33 @@ def test_exit_now_keeps_what_pythons_exit_keeps_but_the_teardown(tmp_path):
     assert (tmp_path / 'open.txt').read_text() == 'buffered line'
     assert (tmp_path / 'atexit.txt').read_text() == 'handler ran'
     assert (tmp_path / 'thread.txt').read_text() == 'thread done'
+
+
+def test_a_factory_is_called_once_and_only_a_call_its_signature_refuses_is_a_load_error(tmp_path, monkeypatch):
+    from tg_pipeline.runtime import reference
+    module = f'factories_{uuid.uuid4().hex[:8]}'
+    (tmp_path / f'{module}.py').write_text(textwrap.dedent('''
+        CALLS = []
+
+        class Job:
+            def run(self):
+                return 1
+
+        def make(size):
+            CALLS.append(size)
+            if size < 0:
+                raise TypeError('size must not be negative')  # the user's own TypeError
+            return Job()
+        '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def record(*args, **kwargs):
+        return reference.make_record('Train', f'{module}:make', args, kwargs, line=7)
+    assert reference.build(record(3)).run() == 1
+    with pytest.raises(TypeError, match='size must not be negative'):
+        reference.build(record(-1))
+    with pytest.raises(reference.LoadError) as refused:
+        reference.build(record(3, depth=2))
+    assert "pipeline.toml:7, key 'jobs.Train.factory'" in refused.value.problem
+    assert 'does not accept the configured args/kwargs' in refused.value.problem
+    assert sys.modules[module].CALLS == [3, -1]  # the refused call never ran the factory's body

@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import sys
-import traceback
 
 from . import protocol, reference, trace as user_trace
 from .aliases import install_aliases
@@ -245,6 +244,7 @@ def shown_traceback(error: BaseException, entry) -> str:
         paths = entry.paths() if entry is not None else user_trace.Paths([], [os.path.dirname(__file__)])
         return user_trace.format_error(error, paths)
     except Exception:  # noqa: BLE001 - never lose the error for want of a nicer form
+        import traceback
         return ''.join(traceback.format_exception(type(error), error, error.__traceback__))
 
 

@@ -13,7 +13,6 @@ Record: ``{"tg_pipeline_job": 1, "job": NAME, "factory": "module:Name", "args": 
 from __future__ import annotations
 
 import importlib
-import inspect
 
 KEY = 'tg_pipeline_job'  # the record's mark, and its format's version
 VERSION = 1
@@ -70,6 +69,7 @@ def resolve(record: dict, shown=str, qualified=None):
 
 
 def _defined_at(target, shown) -> str:
+    import inspect
     try:
         return f'{shown(inspect.getsourcefile(target))}:{inspect.getsourcelines(target)[1]}'
     except (TypeError, OSError):
@@ -78,6 +78,7 @@ def _defined_at(target, shown) -> str:
 
 def check_arguments(record: dict, target, shown=str) -> None:
     """Raise :class:`LoadError` when ``target`` cannot be called with the record's arguments."""
+    import inspect  # only here: a container that builds its job calls this only when the call raised TypeError
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
@@ -101,8 +102,12 @@ def check(record: dict, shown=str, qualified=None):
 def build(record: dict, shown=str, qualified=None):
     """The job: the factory called with the record's arguments. An exception the factory raises is the user's
     own and propagates (the entry point shows its traceback); a value that is no job is a :class:`LoadError`."""
-    target = check(record, shown, qualified)
-    job = target(*record['args'], **record['kwargs'])
+    target = resolve(record, shown, qualified)
+    try:
+        job = target(*record['args'], **record['kwargs'])
+    except TypeError:  # the arguments do not fit the signature (one paragraph), or the factory's own TypeError
+        check_arguments(record, target, shown)
+        raise
     if not hasattr(job, 'run') and not callable(job):
         text = repr(job)
         text = text if len(text) <= 60 else text[:57] + '...'

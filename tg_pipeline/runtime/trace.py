@@ -9,7 +9,10 @@ each in the same terms.
 from __future__ import annotations
 
 import os
-import traceback
+
+TYPE_CHECKING = False  # (typing itself would cost a container's start 3 ms)
+if TYPE_CHECKING:
+    import traceback
 
 DEBUG_ENV = 'TG_PIPELINE_DEBUG'
 
@@ -82,6 +85,7 @@ def _one(error: traceback.TracebackException, paths: Paths, debug: bool, seen: s
 
 def format_error(error: BaseException, paths: Paths, debug: bool | None = None) -> str:
     """``error``'s traceback as the user reads it (see the module's docstring)."""
+    import traceback  # only when a job failed: a container that runs its job to the end never imports it
     debug = debugging() if debug is None else debug
     found = traceback.TracebackException(type(error), error, error.__traceback__, capture_locals=False)
     return ''.join(_one(found, paths, debug, set()))
@@ -89,6 +93,7 @@ def format_error(error: BaseException, paths: Paths, debug: bool | None = None) 
 
 def last_frame(error: BaseException, paths: Paths) -> str:
     """``jobs/train.py:42``: where the error was raised, in the user's files (our frames skipped); '' if none."""
+    import traceback
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if not paths.hidden(frame.filename):
             return f'{paths.shown(frame.filename)}:{frame.lineno}'
