@@ -176,3 +176,29 @@ def test_composed_for_the_remote_only_is_not_loaded_here_and_stays_current_while
     assert composed_up_to_date(client, paths)
     client.images.remove(engine.builds[0].image_id, force=True)
     assert not composed_up_to_date(client, paths)
+
+
+def test_the_entry_points_modules_go_compiled_and_python_takes_them(sdist, tmp_path):
+    import subprocess
+    import sys
+    code_layer(sdist, tmp_path / 'layer.tar')
+    with tarfile.open(tmp_path / 'layer.tar') as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / 'root', filter='tar')
+    package = 'opt/tg_pipeline/train__1-1/train__1'
+    tag = sys.implementation.cache_tag
+    compiled = sorted(n for n in names if n.endswith('.pyc'))
+    assert len(names) == len(set(names))  # an engine refuses a layer that names a path twice
+    assert f'{package}/__pycache__/__init__.{tag}.pyc' in compiled
+    assert f'{package}/_tg_runtime/__pycache__/entry.{tag}.pyc' in compiled
+    assert not any('/jobs/' in n for n in compiled)  # the job's own modules: source only
+    found = subprocess.run([sys.executable, '-B', '-v', '-c', 'import train__1._tg_runtime.entry'],
+                           env={'PYTHONPATH': str(tmp_path / 'root' / 'opt/tg_pipeline/train__1-1')},
+                           capture_output=True, text=True, check=True).stderr
+    assert f"code object from '{tmp_path / 'root' / package}/_tg_runtime/__pycache__/entry.{tag}.pyc'" in found
+    edited = tmp_path / 'root' / package / '_tg_runtime' / 'entry.py'
+    edited.write_text(edited.read_text() + 'VALUE = 1\n')  # a source the .pyc is not of: Python compiles it
+    found = subprocess.run([sys.executable, '-B', '-v', '-c', 'import train__1._tg_runtime.entry as e; print(e.VALUE)'],
+                           env={'PYTHONPATH': str(tmp_path / 'root' / 'opt/tg_pipeline/train__1-1')},
+                           capture_output=True, text=True, check=True)
+    assert found.stdout == '1\n' and f'code object from {edited}\n' in found.stderr

@@ -2,6 +2,7 @@
 only the changed file and is byte for byte the sdist made from scratch; the code is a base layer and a delta of the
 files changed since it (whiteouts for removed ones), squashed when the delta grows."""
 import hashlib
+import importlib.util
 import io
 import tarfile
 from pathlib import Path
@@ -48,7 +49,9 @@ class Build:
 
 def names(path: Path) -> dict:
     with tarfile.open(path) as tar:
-        return {m.name: (tar.extractfile(m).read() if m.isfile() else None) for m in tar}
+        found = {m.name: (tar.extractfile(m).read() if m.isfile() else None) for m in tar}
+        assert len(found) == len(tar.getnames())  # an engine refuses a layer that names a path twice
+        return found
 
 
 def test_an_edit_reads_one_file_and_gives_the_same_bytes_as_from_scratch(tmp_path, root):
@@ -94,9 +97,34 @@ def test_a_delta_that_outgrows_the_base_is_squashed(tmp_path, root, monkeypatch)
     build = Build(tmp_path, root)
     build.sdist_step()
     [(base_id, _)] = build.layers()
-    for i in range(10):  # a third of the files: more than 1/8 of the base
-        (root / 'deep' / f'm{i:02d}.py').write_text(f'VALUE = {i + 100}\n' * 50)
+    base_size = build.layering.base.stat().st_size
+    for i in range(10):  # a third of the files, grown: more than 1/8 of the base
+        (root / 'deep' / f'm{i:02d}.py').write_text(f'VALUE = {i + 100}\n' * 400)
+    assert 10 * len('VALUE = 100\n' * 400) > base_size // 8
     build.sdist_step()
     [(squashed, base)] = build.layers()
     assert squashed != base_id and names(base)['opt/tg_pipeline/train__1-1/train__1/jobs/deep/m03.py'] == \
-        b'VALUE = 103\n' * 50
+        b'VALUE = 103\n' * 400
+
+
+def test_an_upgrade_of_the_entry_point_sends_its_modules_and_their_compiled_forms_once(tmp_path, root, monkeypatch):
+    import shutil
+    import sys
+    from tg_pipeline.package import sdist
+    runtime = tmp_path / 'runtime'
+    shutil.copytree(Path(sdist.runtime_files()[0]).parent, runtime)
+    monkeypatch.setattr(sdist, 'runtime_files', lambda: [runtime / name for name in sdist.RUNTIME_MODULES])
+    build = Build(tmp_path, root)
+    build.sdist_step()
+    build.layers()
+    for name in ('entry.py', 'trace.py'):  # a new tg_pipeline: two of the entry point's modules changed
+        (runtime / name).write_text((runtime / name).read_text() + f'UPGRADED = {name!r}\n')
+    build.sdist_step()
+    [_, (_, delta)] = build.layers()
+    found = names(delta)  # (each path once)
+    package, tag = 'opt/tg_pipeline/train__1-1/train__1/_tg_runtime/', sys.implementation.cache_tag
+    assert {n for n in found if n.endswith(('.py', '.pyc'))} == {
+        package + 'entry.py', package + 'trace.py',
+        f'{package}__pycache__/entry.{tag}.pyc', f'{package}__pycache__/trace.{tag}.pyc'}
+    assert found[f'{package}__pycache__/entry.{tag}.pyc'][8:16] == \
+        importlib.util.source_hash(found[package + 'entry.py'])  # checked against the new source
