@@ -368,8 +368,10 @@ def main() -> None:
                                'heavy_targets': heavy.heavy_targets(rows), 'failed': bench.failed}, indent=1))
     print(f'\nJSON: {out}')
     if bench.failed:
-        print('\nleft out, a step failed:\n' + '\n'.join(bench.failed), file=sys.stderr)
+        print('\nleft out, a step failed:\n' + '\n'.join(bench.failed) + f'\n(the project copy stays for a look: '
+              f'{bench.work})', file=sys.stderr)
         raise SystemExit(1)
+    shutil.rmtree(bench.work, ignore_errors=True)  # the project copy (its images stay: the next bench reuses them)
 
 
 if __name__ == '__main__':

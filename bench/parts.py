@@ -10,7 +10,10 @@ Each part is measured by itself, median of the bench's runs:
   config and code layer (the image removed before each);
 - the SSH login (the OpenSSH master of a shared connection) plus the first Docker request over it, and a Docker
   connection on a shared connection that is open (the engine's socket it forwards) plus that request
-  (tg_pipeline.ssh.openssh, this process).
+  (tg_pipeline.ssh.openssh, this process);
+- the registry transfer of a code edit: the local engine's push of an image whose top layer is new (the layers
+  below it already in the registry), and the remote engine's pull of it by digest (the layers below it already
+  there).
 """
 from __future__ import annotations
 
@@ -63,6 +66,13 @@ def _engine_run(client, image_id: str) -> tuple[float, float]:
 def _load(client, project: Path) -> float:
     """``docker load`` of a code edit: the config and a new top code layer (a small file changed) on the layers the
     engine has (the job image stays); the new image removed afterwards."""
+    elapsed, image_id = _load_edited(client, project)
+    client.api.remove_image(image_id, force=True)
+    return elapsed
+
+
+def _load_edited(client, project: Path) -> tuple[float, str]:
+    """(the time of the load, the image id) of the bench job's image with a new top code layer."""
     import dataclasses
     import hashlib
     import io
@@ -92,8 +102,29 @@ def _load(client, project: Path) -> float:
         for _ in client.api.load_image(archive):
             pass
         elapsed = time.perf_counter() - start
-    client.api.remove_image(edited.image_id, force=True)
-    return elapsed
+    return elapsed, edited.image_id
+
+
+def _push_pull(local, remote, project: Path, registry: str) -> tuple[float, float]:
+    """(push, pull) of a code edit through the registry: the local engine pushes the image with a new top layer
+    (the ones below it are in the registry from the bench's runs), the remote engine pulls it by digest."""
+    _, image_id = _load_edited(local, project)
+    name = json.loads((project / 'build' / 'BenchJob' / 'image.json').read_text())['tag'].rpartition(':')[0]
+    repository, tag = f'{registry}/{name}', f'bench-parts-{image_id[7:19]}'  # the job's repository, as a run's push
+    local.api.tag(image_id, repository, tag)
+    start = time.perf_counter()
+    answers = list(local.api.push(repository, tag, stream=True, decode=True))
+    pushed = time.perf_counter() - start
+    digest = next((a['aux']['Digest'] for a in answers if 'Digest' in (a.get('aux') or {})), None)
+    if digest is None:
+        raise RuntimeError(f'the push of {repository}:{tag} said no digest: {answers[-3:]}')
+    start = time.perf_counter()
+    for _ in remote.api.pull(repository, digest, stream=True, decode=True):
+        pass
+    pulled = time.perf_counter() - start
+    remote.api.remove_image(f'{repository}@{digest}', force=True)
+    local.api.remove_image(image_id, force=True)
+    return pushed, pulled
 
 
 def _remote(project: str):
@@ -146,6 +177,13 @@ def parts_rows(bench, remote_socket: str) -> None:
         median, times = _median(lambda: _load(client, bench.project), runs)
         bench.rows[f'k_load_{where}'] = {'label': f'(k) {where} engine: docker load of config + code layer',
                                          'median_s': median, 'runs_s': times}
+    from target import TARGET
+    local, remote = docker.from_env(), docker.DockerClient(base_url=remote_socket)
+    pairs = [_push_pull(local, remote, bench.project, TARGET.registry) for _ in range(runs)]
+    for key, label, index in (('k_push', '(k) registry: the local engine pushes a code edit (one new layer)', 0),
+                              ('k_pull_remote', '(k) remote engine: its pull of that image by digest', 1)):
+        bench.rows[key] = {'label': label, 'median_s': statistics.median(p[index] for p in pairs),
+                           'runs_s': [p[index] for p in pairs]}
     median, times = _median(_login, runs)
     bench.rows['k_ssh_login'] = {'label': '(k) SSH login (OpenSSH master) + first Docker request over it',
                                  'median_s': median, 'runs_s': times}
