@@ -307,6 +307,8 @@ def exit_now(code: int):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
 def take_secrets(environ, stdin=None) -> None:
     """secret_env: the values of the variables ``ENV_SECRETS`` names, into ``environ`` (and ``os.environ``, the
     job's), from the files in ``ENV_SECRETS_DIR`` (swarm: Docker secrets) or else from stdin (one JSON object, then
