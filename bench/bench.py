@@ -167,17 +167,33 @@ class Bench:
         with open(self.project / 'jobs' / 'helper.py', 'a') as file:
             file.write(f'# edit {self.edits} {time.time()}\n')
 
-    def measure(self, key: str, label: str, step, before=None, bytes_too: bool = False, runs: int = 0) -> None:
-        times, sent = [], []
+    @staticmethod
+    def floor(where: str) -> float:
+        """One run of the floor (a): ``local``, or ``remote`` (over a new ssh login)."""
+        if where == 'local':
+            return timed(FLOOR_CMD)[0]
+        return timed(['ssh', '-o', 'BatchMode=yes', TARGET.remote, shlex.join(FLOOR_CMD)])[0]
+
+    def measure(self, key: str, label: str, step, before=None, bytes_too: bool = False, runs: int = 0,
+                paired: str = '') -> None:
+        """``paired`` (``local`` or ``remote``): each run of ``step`` follows one of that floor, and the row keeps
+        the median of their ratios: the load of this shared machine drifts within a bench run, and a ratio of two
+        medians taken minutes apart carries that drift."""
+        times, sent, floors = [], [], []
         for _ in range(runs or self.runs):
             if before:
                 before()
+            if paired:
+                floors.append(self.floor(paired))
             start = tx_bytes() if bytes_too else {}
             times.append(step())
             if bytes_too:
                 end = tx_bytes()
                 sent.append({channel: end[channel] - start[channel] for channel in CHANNELS})
         row = {'label': label, 'median_s': statistics.median(times), 'runs_s': times}
+        if paired:
+            row.update(paired_floor=paired, paired_floor_s=floors,
+                       median_paired_ratio=statistics.median(t / f for t, f in zip(times, floors)))
         if bytes_too:  # to the remote: what crosses the user's link (not the remote's own index downloads)
             row['median_bytes_to_remote'] = statistics.median(s['ssh'] + s['registry'] for s in sent)
             for channel in CHANNELS:
@@ -253,23 +269,23 @@ class Bench:
     def run_main(self) -> None:
         """Rows (a) to (i)."""
         self.measure('a_floor_local', '(a) floor: docker run --rm BASE python -c print, local',
-                     lambda: timed(FLOOR_CMD)[0])
-        self.measure('a_floor_remote', f'(a) floor: the same via ssh {TARGET.remote}',
-                     lambda: timed(['ssh', '-o', 'BatchMode=yes', TARGET.remote, shlex.join(FLOOR_CMD)])[0],
+                     lambda: self.floor('local'))
+        self.measure('a_floor_remote', f'(a) floor: the same via ssh {TARGET.remote}', lambda: self.floor('remote'),
                      bytes_too=True)
         self.doit('run_local', 'job=BenchJob')  # warm up: first build
         self.measure('b_local_unchanged', '(b) tg_pipeline local, nothing changed',
-                     lambda: self.doit('run_local', 'job=BenchJob')[0])
+                     lambda: self.doit('run_local', 'job=BenchJob')[0], paired='local')
         self.measure('c_local_code_edit', '(c) local after a code-only edit',
-                     lambda: self.doit('run_local', 'job=BenchJob')[0], before=self.edit_code)
+                     lambda: self.doit('run_local', 'job=BenchJob')[0], before=self.edit_code, paired='local')
         self.doit('run_remote', 'job=BenchJob')  # warm up: registry and remote have the dependency layer
         self.delays.clear()
         self.measure('d_remote_code_edit', '(d) remote after a code-only edit (registry)',
-                     lambda: self.doit('run_remote', 'job=BenchJob')[0], before=self.edit_code, bytes_too=True)
+                     lambda: self.doit('run_remote', 'job=BenchJob')[0], before=self.edit_code, bytes_too=True,
+                     paired='remote')
         self.rows['d_remote_code_edit']['code_layer_bytes'] = self.code_layer_size()
         self.measure('d_remote_code_edit_ssh', '(d) remote after a code-only edit (ssh transfer)',
                      lambda: self.doit('run_remote', 'job=BenchJob', 'transfer=ssh')[0], before=self.edit_code,
-                     bytes_too=True)
+                     bytes_too=True, paired='remote')
         self.rows['d_remote_code_edit_ssh']['code_layer_bytes'] = self.code_layer_size()
         heavy.heavy_rows(self, REMOTE_SOCKET)
         self.measure('e_remote_lacks_job_layers', '(e) remote lacks the job layers, has the base (registry)',

@@ -36,10 +36,10 @@ def remote_command_rows(bench) -> None:
     bench.doit('run_remote', 'job=BenchJob', 'transfer=ssh')  # a run there; the master is open afterwards
     for command in ('status', 'logs', 'result'):
         bench.measure(f'l_{command}_remote', f'(l) doit {command} where=remote, shared connection open',
-                      lambda command=command: bench.doit(command, 'job=BenchJob', 'where=remote')[0])
+                      lambda command=command: bench.doit(command, 'job=BenchJob', 'where=remote')[0], paired='remote')
     bench.measure('l_status_remote_cold', '(l) doit status where=remote, first after the connection ended',
                   lambda: bench.doit('status', 'job=BenchJob', 'where=remote')[0],
-                  before=lambda: end_master(bench.project))
+                  before=lambda: end_master(bench.project), paired='remote')
 
 
 def add_tree(project: Path) -> int:
@@ -70,16 +70,16 @@ def big_tree_rows(bench) -> None:
     label = f'(m) {MODULES} modules ({size / 1e6:.1f} MB):'
     bench.doit('run_local', 'job=BenchJob')  # the new tree: a new base code layer
     bench.measure('m_big_local_unchanged', f'{label} local, nothing changed',
-                  lambda: bench.doit('run_local', 'job=BenchJob')[0])
+                  lambda: bench.doit('run_local', 'job=BenchJob')[0], paired='local')
     bench.measure('m_big_local_code_edit', f'{label} local, one-file edit',
-                  lambda: bench.doit('run_local', 'job=BenchJob')[0], before=bench.edit_code)
+                  lambda: bench.doit('run_local', 'job=BenchJob')[0], before=bench.edit_code, paired='local')
     bench.doit('run_remote', 'job=BenchJob')  # the registry and the remote have the new base
     bench.doit('run_remote', 'job=BenchJob', 'transfer=ssh')
     for key, extra in (('m_big_remote_code_edit', ()), ('m_big_remote_code_edit_ssh', ('transfer=ssh',))):
         how = 'registry' if not extra else 'ssh transfer'
         bench.measure(key, f'{label} remote, one-file edit ({how})',
                       lambda extra=extra: bench.doit('run_remote', 'job=BenchJob', *extra)[0], before=bench.edit_code,
-                      bytes_too=True)
+                      bytes_too=True, paired='remote')
         bench.rows[key]['edited_file_gz_bytes'] = edited_file_gz(bench.project)
     found = subprocess.run(['du', '-sb', str(bench.project / 'jobs' / 'big')], capture_output=True, text=True)
     bench.rows['m_big_local_code_edit']['note'] = f'tree on disk {found.stdout.split()[0]} bytes'
