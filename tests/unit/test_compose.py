@@ -148,8 +148,11 @@ def job_paths(engine, sdist, tmp_path):
 def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, client, job_paths):
     from tg_pipeline.image.job_image import build_job_image, record_image, recorded_composed
     paths = job_paths
-    image = build_job_image(client, paths, 'train:1', SETTINGS, console=Console(quiet=True))
+    said = io.StringIO()
+    image = build_job_image(client, paths, 'train:1', SETTINGS, console=Console(out=said, err=said, tty=False))
     assert image.composed is None and image.deps_built
+    assert 'this engine took no code layer by load (' in said.getvalue()  # said, not a silent slow path
+    assert 'it builds the code layer from the sdist instead' in said.getvalue()
     deps, code = engine.builds[-2:]
     assert set(deps.files) == {'Dockerfile', 'requirements.txt'}  # the sdist stays out of the dependency build
     assert set(code.files) == {'Dockerfile', 'train__1-1.tar.gz'}
