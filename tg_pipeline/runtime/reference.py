@@ -92,13 +92,6 @@ def check_arguments(record: dict, target, shown=str) -> None:
                         f'signature') from None
 
 
-def check(record: dict, shown=str, qualified=None):
-    """What can be checked without running the user's code: the factory resolves and takes the arguments."""
-    target = resolve(record, shown, qualified)
-    check_arguments(record, target, shown)
-    return target
-
-
 def build(record: dict, shown=str, qualified=None):
     """The job: the factory called with the record's arguments. An exception the factory raises is the user's
     own and propagates (the entry point shows its traceback); a value that is no job is a :class:`LoadError`."""
