@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tg_pipeline.errors import BuildError
+from tg_pipeline.package import tree
 from tg_pipeline.paths import write_if_changed
+from tg_pipeline.runtime.protocol import RUNTIME_PACKAGE
 
 PREFIX = 'opt/tg_pipeline/'  # where the sdist is unpacked, as ADD unpacked it
 DEPS_LABEL = 'tg_pipeline.deps'  # on a dependency image: the job it was built for (a job image drops it)
@@ -63,9 +65,9 @@ def code_layer(sdist: Path, target: Path) -> str:
     with tarfile.open(sdist, 'r:gz') as source, \
             tarfile.open(fileobj=raw, mode='w', format=tarfile.PAX_FORMAT) as layer:
         first = source.next()
-        mtime = first.mtime if first else 0
+        mtime = int(first.mtime) if first else 0
         for folder in ('opt', PREFIX.rstrip('/')):
-            layer.addfile(_folder(folder, mtime))
+            layer.addfile(tree.tar_info(folder, tarfile.DIRTYPE, 0o755, mtime))
         member, made = first, set[str]()
         while member is not None:
             _add(layer, member, source.extractfile(member) if member.isfile() else None, made)
@@ -73,12 +75,6 @@ def code_layer(sdist: Path, target: Path) -> str:
     body = raw.getvalue()
     write_if_changed(target, body)  # atomic: another doit process may read or write it at the same time
     return 'sha256:' + hashlib.sha256(body).hexdigest()
-
-
-def _folder(name: str, mtime: float) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
-    return info
 
 
 def _add(layer: tarfile.TarFile, member: tarfile.TarInfo, body, made: set[str]) -> None:
@@ -97,9 +93,9 @@ def _add(layer: tarfile.TarFile, member: tarfile.TarInfo, body, made: set[str]) 
         folder, _, base = member.name.rpartition('/')
         if folder not in made:
             made.add(folder)
-            layer.addfile(_folder(f'{folder}/__pycache__', member.mtime))
-        info = tarfile.TarInfo(f'{folder}/__pycache__/{base[:-3]}.{sys.implementation.cache_tag}.pyc')
-        info.size, info.mode, info.mtime = len(compiled), 0o644, member.mtime
+            layer.addfile(tree.tar_info(f'{folder}/__pycache__', tarfile.DIRTYPE, 0o755, int(member.mtime)))
+        info = tree.tar_info(f'{folder}/__pycache__/{base[:-3]}.{sys.implementation.cache_tag}.pyc', tarfile.REGTYPE,
+                             0o644, int(member.mtime), len(compiled))
         layer.addfile(info, io.BytesIO(compiled))
 
 
@@ -108,7 +104,7 @@ def _entry_module(name: str) -> bool:
     run imports."""
     parts = name.split('/')
     return name.endswith('.py') and (len(parts) == 3 and parts[2] in ('__init__.py', '__main__.py')
-                                     or len(parts) == 4 and parts[2] == '_tg_runtime')
+                                     or len(parts) == 4 and parts[2] == RUNTIME_PACKAGE)
 
 
 def compiled_module(source: bytes, path: str) -> bytes | None:
@@ -142,7 +138,6 @@ def code_layers(sdist: Path, layering: Layering) -> list[tuple[str, Path]]:
     for the removed ones), as ko and jib layer files by how often they change. A delta that grows past
     max(SQUASH_MIN, base / SQUASH_PART) is squashed: a new base holds everything. Every layer's bytes are a function
     of the files it holds and of the base it stands on, so the image id stays the sha256 of what is in it."""
-    from tg_pipeline.package import tree
     index = tree.read_index(layering.index)
     record = tree.read_index(layering.record)
     members = {entry['name']: entry for entry in index.get('members', [])}
@@ -168,7 +163,6 @@ def code_layers(sdist: Path, layering: Layering) -> list[tuple[str, Path]]:
 def delta_layer(sdist: Path, changed: list[dict], removed: list[str], target: Path) -> str:
     """The layer of the ``changed`` files (their pieces of the sdist, by its index) and whiteouts for the
     ``removed`` ones, under /opt/tg_pipeline/; its diff id."""
-    from tg_pipeline.package import tree
     data = Path(sdist).read_bytes()
     raw = io.BytesIO()
     made: set[str] = set()
