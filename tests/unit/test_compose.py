@@ -151,8 +151,8 @@ def test_an_engine_that_refuses_the_load_gets_the_code_layer_by_a_build(engine, 
     said = io.StringIO()
     image = build_job_image(client, paths, 'train:1', SETTINGS, console=Console(out=said, err=said, tty=False))
     assert image.composed is None and image.deps_built
-    assert 'this engine took no code layer by load (' in said.getvalue()  # said, not a silent slow path
-    assert 'it builds the code layer from the sdist instead' in said.getvalue()
+    assert 'this engine could not load the job image: ' in said.getvalue()  # said, not a silent slow path
+    assert 'the engine builds the code layer from the sdist instead' in said.getvalue()
     deps, code = engine.builds[-2:]
     assert set(deps.files) == {'Dockerfile', 'requirements.txt'}  # the sdist stays out of the dependency build
     assert set(code.files) == {'Dockerfile', 'train__1-1.tar.gz'}
@@ -205,3 +205,20 @@ def test_the_entry_points_modules_go_compiled_and_python_takes_them(sdist, tmp_p
                            env={'PYTHONPATH': str(tmp_path / 'root' / 'opt/tg_pipeline/train__1-1')},
                            capture_output=True, text=True, check=True)
     assert found.stdout == '1\n' and f'code object from {edited}\n' in found.stderr
+
+
+def test_two_processes_compose_the_same_layer_from_the_same_sdist(sdist, tmp_path):
+    """Two clones, or two doit processes, name the same code by the same image id: the compiled modules' bytes do
+    not depend on the process (its hash seed, what else it imported)."""
+    import os
+    import subprocess
+    import sys
+    here = code_layer(sdist, tmp_path / 'here.tar')
+    script = ('import sys, json, decimal, email.message; from pathlib import Path; '
+              'from tg_pipeline.image.compose import code_layer; '
+              'print(code_layer(Path(sys.argv[1]), Path(sys.argv[2])))')
+    for seed in ('1', '4242'):
+        there = subprocess.run([sys.executable, '-c', script, str(sdist), str(tmp_path / f'there-{seed}.tar')],
+                               env={**os.environ, 'PYTHONHASHSEED': seed},
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert there == here

@@ -93,8 +93,8 @@ def build_job_image(client, paths, tag: str, settings: dict, engine: str = 'loca
     except MissingLayers:
         raise
     except BuildError as e:  # an engine that takes no partial archive (e.g. Docker's containerd image store)
-        console.print(f'{host} took no code layer by load ({e.message.split(": ", 1)[-1]}): it builds the code '
-                      f'layer from the sdist instead, which costs a docker build at each code edit')
+        console.print(f'{e.message}; the engine builds the code layer from the sdist instead, which costs a docker '
+                      f'build at each code edit')
         return JobImage(build_code_layer(client, deps_id, paths, tag, settings, console), None, built)
     return JobImage(image.image_id, image, built)
 
